@@ -1,0 +1,1 @@
+//! Partner Center invoice discovery (CONTRACT: filled in by the billing-client work).

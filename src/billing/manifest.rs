@@ -1,0 +1,1 @@
+//! Parsing and validating manifests (CONTRACT: filled in by the billing-client work).

@@ -1,0 +1,1 @@
+//! Parsing operation responses (CONTRACT: filled in by the billing-client work).

@@ -1,0 +1,1 @@
+//! `Retry-After` parsing (CONTRACT: filled in by the billing-client work).
