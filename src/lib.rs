@@ -3,3 +3,5 @@
 
 pub mod auth;
 pub mod billing;
+pub mod functions;
+pub mod settings;

@@ -1,0 +1,115 @@
+//! Every app setting the code reads, with its default and an example. This table is the single
+//! source for the README's settings section, `infra/` app settings (checked by a test) and
+//! `Config::from_env`.
+
+/// Where a setting matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Read by the handler in Azure and locally.
+    Handler,
+    /// Read by the Functions host from function.json / host.json, not by our code.
+    Host,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    /// `None`: required in Azure (local mode fills it in).
+    pub default: Option<&'static str>,
+    pub example: &'static str,
+    pub scope: Scope,
+    pub description: &'static str,
+}
+
+pub const EXPORT_SCHEDULE: &str = "EXPORT_SCHEDULE";
+pub const GRAPH_BASE_URL: &str = "GRAPH_BASE_URL";
+pub const GRAPH_API_VERSION: &str = "GRAPH_API_VERSION";
+pub const PARTNER_CENTER_BASE_URL: &str = "PARTNER_CENTER_BASE_URL";
+pub const EXPORT_KINDS: &str = "EXPORT_KINDS";
+pub const EXPORT_ATTRIBUTE_SET: &str = "EXPORT_ATTRIBUTE_SET";
+pub const EXPORT_INVOICE_IDS: &str = "EXPORT_INVOICE_IDS";
+pub const EXPORT_UNBILLED_CURRENCIES: &str = "EXPORT_UNBILLED_CURRENCIES";
+pub const EXPORT_UNBILLED_PERIODS: &str = "EXPORT_UNBILLED_PERIODS";
+pub const INVOICE_DISCOVERY: &str = "INVOICE_DISCOVERY";
+pub const POLL_DEADLINE_MINUTES: &str = "POLL_DEADLINE_MINUTES";
+pub const DEFAULT_RETRY_AFTER_SECONDS: &str = "DEFAULT_RETRY_AFTER_SECONDS";
+pub const MAX_RETRY_AFTER_SECONDS: &str = "MAX_RETRY_AFTER_SECONDS";
+pub const MAX_EXPORT_RESTARTS: &str = "MAX_EXPORT_RESTARTS";
+pub const SERVICEBUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
+pub const SERVICEBUS_ENDPOINT: &str = "SERVICEBUS_ENDPOINT";
+pub const EVENTGRID_TOPIC_ENDPOINT: &str = "EVENTGRID_TOPIC_ENDPOINT";
+pub const EVENT_SOURCE: &str = "EVENT_SOURCE";
+pub const DESTINATION_KIND: &str = "DESTINATION_KIND";
+pub const DESTINATION_DIRECTORY: &str = "DESTINATION_DIRECTORY";
+pub const DESTINATION_ACCOUNT_URL: &str = "DESTINATION_ACCOUNT_URL";
+pub const DESTINATION_CONTAINER: &str = "DESTINATION_CONTAINER";
+pub const DESTINATION_PREFIX: &str = "DESTINATION_PREFIX";
+pub const CREDENTIAL_KIND: &str = "CREDENTIAL_KIND";
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
+pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+
+pub const SETTINGS: &[Setting] = &[
+    Setting { name: EXPORT_SCHEDULE, default: Some("0 0 6 5 * *"), example: "0 0 6 5 * *", scope: Scope::Host,
+        description: "NCRONTAB (six fields, UTC) of the StartExports timer; default 06:00 UTC on the 5th of each month, after invoices close." },
+    Setting { name: GRAPH_BASE_URL, default: Some("https://graph.microsoft.com"), example: "https://graph.microsoft.com", scope: Scope::Handler,
+        description: "Microsoft Graph root, without version. Its host is the only one a Graph token is sent to." },
+    Setting { name: GRAPH_API_VERSION, default: Some("v1.0"), example: "beta", scope: Scope::Handler,
+        description: "Graph API version: v1.0 (GA) or beta." },
+    Setting { name: PARTNER_CENTER_BASE_URL, default: Some("https://api.partnercenter.microsoft.com"), example: "https://api.partnercenter.microsoft.com", scope: Scope::Handler,
+        description: "Partner Center REST root used to discover invoice ids." },
+    Setting { name: EXPORT_KINDS, default: Some("billedUsage,billedReconciliation,unbilledUsage,unbilledReconciliation"), example: "billedReconciliation,unbilledUsage", scope: Scope::Handler,
+        description: "Export kinds the timer starts." },
+    Setting { name: EXPORT_ATTRIBUTE_SET, default: Some("full"), example: "basic", scope: Scope::Handler,
+        description: "attributeSet for timer-started exports: full or basic." },
+    Setting { name: EXPORT_INVOICE_IDS, default: None, example: "G016907411,G016907412", scope: Scope::Handler,
+        description: "Invoice ids for billed exports; when empty the timer discovers last month's invoices from Partner Center." },
+    Setting { name: EXPORT_UNBILLED_CURRENCIES, default: Some("USD"), example: "USD,EUR", scope: Scope::Handler,
+        description: "Currencies for unbilled exports (one export per period and currency)." },
+    Setting { name: EXPORT_UNBILLED_PERIODS, default: Some("current"), example: "current,last", scope: Scope::Handler,
+        description: "billingPeriod values for unbilled exports: current and/or last." },
+    Setting { name: INVOICE_DISCOVERY, default: Some("partner-center"), example: "off", scope: Scope::Handler,
+        description: "partner-center: list invoices to find billed exports; off: use EXPORT_INVOICE_IDS only." },
+    Setting { name: POLL_DEADLINE_MINUTES, default: Some("1440"), example: "720", scope: Scope::Handler,
+        description: "How long an operation may stay running before the run fails." },
+    Setting { name: DEFAULT_RETRY_AFTER_SECONDS, default: Some("30"), example: "60", scope: Scope::Handler,
+        description: "Poll delay when Graph sends no Retry-After." },
+    Setting { name: MAX_RETRY_AFTER_SECONDS, default: Some("3600"), example: "900", scope: Scope::Handler,
+        description: "Cap on any Retry-After Graph asks for." },
+    Setting { name: MAX_EXPORT_RESTARTS, default: Some("3"), example: "5", scope: Scope::Handler,
+        description: "How often an export whose operation answers 410 Gone is started again." },
+    Setting { name: SERVICEBUS_NAMESPACE, default: None, example: "contoso-billing.servicebus.windows.net", scope: Scope::Handler,
+        description: "Service Bus namespace; the triggers (identity-based connection) and our scheduled sends both use it." },
+    Setting { name: SERVICEBUS_ENDPOINT, default: None, example: "http://127.0.0.1:7072", scope: Scope::Handler,
+        description: "Overrides the Service Bus REST endpoint (local mode points it at the stand-in)." },
+    Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billing-exports.westeurope-1.eventgrid.azure.net/api/events", scope: Scope::Handler,
+        description: "Event Grid topic (CloudEvents 1.0 input schema). Unset: events are only logged." },
+    Setting { name: EVENT_SOURCE, default: Some("/partner-billing-export"), example: "/contoso/partner-billing-export", scope: Scope::Handler,
+        description: "CloudEvents `source` of every event we publish." },
+    Setting { name: DESTINATION_KIND, default: Some("blob"), example: "filesystem", scope: Scope::Handler,
+        description: "Where partitions land: blob (partner storage account) or filesystem (a local directory)." },
+    Setting { name: DESTINATION_DIRECTORY, default: None, example: "./out", scope: Scope::Handler,
+        description: "Output directory when DESTINATION_KIND=filesystem." },
+    Setting { name: DESTINATION_ACCOUNT_URL, default: None, example: "https://contosobilling.blob.core.windows.net", scope: Scope::Handler,
+        description: "Partner storage account blob endpoint when DESTINATION_KIND=blob." },
+    Setting { name: DESTINATION_CONTAINER, default: Some("billing-exports"), example: "billing-exports", scope: Scope::Handler,
+        description: "Container holding exports and the run ledger." },
+    Setting { name: DESTINATION_PREFIX, default: Some("partner-billing"), example: "csp/exports", scope: Scope::Handler,
+        description: "Folder prefix inside the container." },
+    Setting { name: CREDENTIAL_KIND, default: Some("managed-identity"), example: "client-secret", scope: Scope::Handler,
+        description: "managed-identity, client-secret, workload-identity or azure-cli." },
+    Setting { name: AZURE_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
+        description: "Client id of a user-assigned managed identity, or of the app registration for client-secret." },
+    Setting { name: AZURE_TENANT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
+        description: "Partner tenant id (client-secret and workload-identity)." },
+    Setting { name: AZURE_CLIENT_SECRET, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/graph-app)", scope: Scope::Handler,
+        description: "App registration secret, best as a Key Vault reference (client-secret only)." },
+    Setting { name: LOG_FORMAT, default: Some("json"), example: "text", scope: Scope::Handler,
+        description: "Log format on stdout: json (Application Insights) or text." },
+];
+
+pub fn find(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
