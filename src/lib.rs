@@ -1,7 +1,9 @@
 //! partner-billing-export: an Azure Functions custom handler that runs Microsoft Graph partner
 //! billing exports end to end. See README.md for the picture and DESIGN notes in the modules.
 
+pub mod adapters;
 pub mod auth;
 pub mod billing;
 pub mod functions;
+pub mod runtime;
 pub mod settings;
