@@ -5,5 +5,6 @@ pub mod adapters;
 pub mod auth;
 pub mod billing;
 pub mod functions;
+pub mod pipeline;
 pub mod runtime;
 pub mod settings;
