@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod billing;
+pub mod config;
 pub mod functions;
 pub mod pipeline;
 pub mod runtime;

@@ -730,9 +730,11 @@ impl Pipeline {
                 OperationState::Succeeded { manifest } => {
                     self.billing.resolve_manifest(manifest).await?
                 }
-                other => return Err(PipelineError::Source(format!(
+                other => {
+                    return Err(PipelineError::Source(format!(
                     "the operation no longer reports success ({other:?}); cannot refresh the SAS"
-                ))),
+                )))
+                }
             },
             PollOutcome::Gone => {
                 return Err(PipelineError::Source(
