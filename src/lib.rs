@@ -6,6 +6,7 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod functions;
+pub mod local;
 pub mod pipeline;
 pub mod runtime;
 pub mod settings;

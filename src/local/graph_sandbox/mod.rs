@@ -1,0 +1,315 @@
+//! A protocol-faithful local emulator of Microsoft Graph's partner billing export API, Partner
+//! Center's invoice list and the blob storage that serves the partitions, on one loopback port.
+//!
+//! Paths served (see `routes.rs`):
+//! - `POST /{v1.0|beta}/reports/partners/billing/{usage|reconciliation}/{billed|unbilled}/export`
+//! - `GET  /{v1.0|beta}/reports/partners/billing/operations/{id}`
+//! - `GET  /{v1.0|beta}/reports/partners/billing/manifests/{id}`
+//! - `GET|HEAD /blob/{container}/{directory...}/{name}?{sas}`
+//! - `GET  /partnercenter/v1/invoices?size=&offset=`
+//!
+//! Wire formats follow `shared/reference/graph-partner-billing-api.md`; where the real service
+//! is ambiguous the config picks (manifest shape, success status), so clients can be tested
+//! against every variant. All data is deterministic from `SandboxConfig::seed`.
+
+mod blobs;
+pub mod data;
+mod invoices;
+mod operations;
+mod routes;
+mod sas;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use time::{Date, OffsetDateTime};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use invoices::{default_invoices, SandboxInvoice};
+pub use sas::STORAGE_VERSION;
+
+use operations::State;
+
+/// Where a successful operation puts its manifest (the docs and real clients disagree, §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ManifestShape {
+    /// `resourceLocation`: the manifest object inline.
+    Inline,
+    /// `resourceLocation@odata.navigationLink`: an absolute URL to `/manifests/{id}`.
+    Link,
+    /// Each export picks one, deterministically from the seed and the request.
+    #[default]
+    Alternate,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// All ids and data are derived from this.
+    pub seed: u64,
+    /// The operation answers `runningOperation` this many GETs, then finishes.
+    pub polls_before_done: u32,
+    /// `Retry-After` on running answers (0 allowed, for fast tests).
+    pub retry_after_secs: u32,
+    pub manifest_shape: ManifestShape,
+    /// `status` of `exportSuccessOperation`: `"succeeded"` (examples) or `"completed"` (resource page).
+    pub success_status: String,
+    /// Blobs per export (0 allowed: an empty export).
+    pub partitions: u32,
+    pub rows_per_partition: u32,
+    /// Lifetime of every SAS minted (real: about 1 h). Rounded down to whole seconds, so
+    /// anything under a second mints tokens that are already expired.
+    pub sas_ttl: Duration,
+    /// Invoice ids (billed) or currency codes (unbilled) whose operations end in
+    /// `failedOperation` code `"5000"` "No data available".
+    pub fail_invoices: Vec<String>,
+    /// If set, the first operation of each export answers 410 Gone once it has been polled
+    /// this many times (0: its first GET is already 410). Later operations of the export work.
+    pub gone_after_polls: Option<u32>,
+    /// If true, the 202's `Location` points at `https://graph.evil.example/...`.
+    pub foreign_location: bool,
+    /// What Partner Center's `/v1/invoices` lists.
+    pub invoices: Vec<SandboxInvoice>,
+    /// The sandbox's "today" (billing months, default invoices). `None`: UTC today at start.
+    pub today: Option<Date>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            polls_before_done: 2,
+            retry_after_secs: 1,
+            manifest_shape: ManifestShape::Alternate,
+            success_status: "succeeded".into(),
+            partitions: 3,
+            rows_per_partition: 200,
+            sas_ttl: Duration::from_secs(3600),
+            fail_invoices: Vec::new(),
+            gone_after_polls: None,
+            foreign_location: false,
+            invoices: default_invoices(OffsetDateTime::now_utc().date()),
+            today: None,
+        }
+    }
+}
+
+/// Request counters, for tests that check what a client did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SandboxStats {
+    pub exports_started: u64,
+    pub operation_gets: u64,
+    pub manifest_gets: u64,
+    pub blob_gets: u64,
+    pub blob_bytes_served: u64,
+    pub sas_rejections: u64,
+    pub unauthorized: u64,
+    pub invoice_gets: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    exports_started: AtomicU64,
+    operation_gets: AtomicU64,
+    manifest_gets: AtomicU64,
+    blob_gets: AtomicU64,
+    blob_bytes_served: AtomicU64,
+    sas_rejections: AtomicU64,
+    unauthorized: AtomicU64,
+    invoice_gets: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// One partition of a succeeded export, as the sandbox serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedPartition {
+    /// Absolute `rootDirectory` of the export (no SAS).
+    pub root_directory: String,
+    pub name: String,
+    pub bytes: Bytes,
+    /// Lower-case hex MD5 of `bytes`.
+    pub md5: String,
+    pub rows: u32,
+}
+
+/// Shared by the server task and the handle.
+struct Inner {
+    cfg: SandboxConfig,
+    today: Date,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    origin: String,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+impl Inner {
+    /// The state lock. A panic while it was held cannot leave it half-updated in a way that
+    /// matters to a test double, so poisoning is ignored.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn blob_root(&self) -> String {
+        format!("{}/blob", self.origin)
+    }
+}
+
+/// A running sandbox. Dropping it without `shutdown` leaves the server running until the
+/// runtime stops.
+pub struct GraphSandbox {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl GraphSandbox {
+    /// Starts on `127.0.0.1` with a free port.
+    pub async fn start(cfg: SandboxConfig) -> anyhow::Result<Self> {
+        Self::start_on(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(cfg: SandboxConfig, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the Graph sandbox to {addr}"))?;
+        let addr = listener
+            .local_addr()
+            .context("reading the Graph sandbox's bound address")?;
+        let today = cfg
+            .today
+            .unwrap_or_else(|| OffsetDateTime::now_utc().date());
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::new(cfg.seed)),
+            cfg,
+            today,
+            origin: format!("http://{addr}"),
+            counters: Counters::default(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = warp::serve(routes::filter(inner.clone()))
+            .incoming(listener)
+            .graceful(async {
+                let _ = stopped.await;
+            });
+        let task = tokio::spawn(server.run());
+        tracing::debug!(%addr, "graph sandbox listening");
+        Ok(Self {
+            inner,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`; the versions `/v1.0` and `/beta` are below it.
+    pub fn graph_base_url(&self) -> Url {
+        Url::parse(&self.inner.origin).expect("origin is a valid URL")
+    }
+
+    /// `http://127.0.0.1:PORT/partnercenter`; `/v1/invoices` is below it.
+    pub fn partner_center_base_url(&self) -> Url {
+        Url::parse(&format!("{}/partnercenter", self.inner.origin)).expect("valid URL")
+    }
+
+    /// `http://127.0.0.1:PORT/blob`: where every `rootDirectory` starts.
+    pub fn blob_base_url(&self) -> Url {
+        Url::parse(&self.inner.blob_root()).expect("valid URL")
+    }
+
+    /// The partner tenant id every manifest carries.
+    pub fn partner_tenant_id(&self) -> uuid::Uuid {
+        operations::partner_tenant_id(self.inner.cfg.seed)
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.cfg
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SandboxStats {
+            exports_started: get(&c.exports_started),
+            operation_gets: get(&c.operation_gets),
+            manifest_gets: get(&c.manifest_gets),
+            blob_gets: get(&c.blob_gets),
+            blob_bytes_served: get(&c.blob_bytes_served),
+            sas_rejections: get(&c.sas_rejections),
+            unauthorized: get(&c.unauthorized),
+            invoice_gets: get(&c.invoice_gets),
+        }
+    }
+
+    /// Every partition of every export some operation has reported as succeeded, sorted by
+    /// directory and name. Partitions not yet generated are generated now.
+    pub fn served_partitions(&self) -> Vec<ServedPartition> {
+        let rows = self.inner.cfg.rows_per_partition;
+        let root = self.inner.blob_root();
+        let mut st = self.inner.state();
+        let mut out = Vec::new();
+        for export in st.exports.values_mut().filter(|e| e.succeeded) {
+            for i in 0..export.blob_names.len() {
+                let p = export.partition(i, rows);
+                out.push(ServedPartition {
+                    root_directory: format!("{root}{}", export.dir),
+                    name: export.blob_names[i].clone(),
+                    md5: hex::encode(blobs::md5_of(&p.gzip)),
+                    bytes: p.gzip,
+                    rows: p.rows,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.root_directory, &a.name).cmp(&(&b.root_directory, &b.name)));
+        out
+    }
+
+    /// Revokes every SAS minted so far (they answer 403 AuthenticationFailed from now on);
+    /// operation and manifest GETs mint working ones again.
+    pub fn expire_all_sas(&self) {
+        self.inner.state().signer.rotate_key();
+    }
+
+    /// Serves until `signal` resolves, then shuts down: for a long-running `sandbox` command.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+
+    /// Stops accepting connections and waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            // Graceful shutdown waits for open connections; a client that keeps an idle
+            // keep-alive connection must not hang the test, so give up after a moment.
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for GraphSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSandbox")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,639 @@
+//! Request routing and the Graph / Partner Center handlers. Every request is treated as
+//! hostile: bodies are bounded, paths are matched segment by segment, blob paths are decoded
+//! and checked before use, and neither tokens nor SAS query strings are ever logged.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+use warp::filters::path::FullPath;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::Filter;
+
+use super::operations::Poll;
+use super::{blobs, bump, invoices, Inner};
+use crate::auth::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
+use crate::billing::types::{
+    AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvoiceId,
+};
+
+type Reply = warp::reply::Response;
+
+/// Export bodies are a few dozen bytes; anything near this is hostile.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// One catch-all filter: routing is done by hand so every unknown path and method gets a
+/// Graph- or Storage-shaped error rather than warp's defaults.
+pub(super) fn filter(
+    inner: Arc<Inner>,
+) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: FullPath, query: String, headers: HeaderMap, body| {
+                let inner = inner.clone();
+                async move {
+                    let path = path.as_str().to_string();
+                    // The query (SAS) and headers (tokens) stay out of the log on purpose.
+                    tracing::debug!(%method, %path, "graph sandbox request");
+                    let req = Request {
+                        method,
+                        path,
+                        query,
+                        headers,
+                    };
+                    handle(&inner, req, body).await
+                }
+            },
+        )
+        .recover(|_rej: warp::Rejection| async move {
+            Ok::<_, Infallible>(graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "The request could not be read.",
+            ))
+        })
+        .unify()
+}
+
+struct Request {
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+}
+
+async fn handle<S, B>(inner: &Inner, req: Request, body: S) -> Reply
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    match (&req.method, segs.as_slice()) {
+        (&Method::POST, [version, "reports", "partners", "billing", dataset, state, "export"])
+            if is_version(version) =>
+        {
+            let Some(kind) = ExportKind::from_api_path(dataset, state) else {
+                return not_found(&req.path);
+            };
+            if let Err(r) = require_graph_token(inner, &req.headers) {
+                return r;
+            }
+            match read_body(body).await {
+                Ok(bytes) => start_export(inner, &req, version, kind, &bytes),
+                Err(r) => r,
+            }
+        }
+        (&Method::GET, [version, "reports", "partners", "billing", "operations", id])
+            if is_version(version) =>
+        {
+            if let Err(r) = require_graph_token(inner, &req.headers) {
+                return r;
+            }
+            get_operation(inner, id)
+        }
+        (&Method::GET, [version, "reports", "partners", "billing", "manifests", id])
+            if is_version(version) =>
+        {
+            if let Err(r) = require_graph_token(inner, &req.headers) {
+                return r;
+            }
+            get_manifest(inner, id)
+        }
+        (&Method::GET | &Method::HEAD, ["blob", rest @ ..]) => {
+            get_blob(inner, &req, rest, req.method == Method::HEAD)
+        }
+        (&Method::GET, ["partnercenter", "v1", "invoices"]) => list_invoices(inner, &req),
+        (_, ["blob", ..]) => blobs::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UnsupportedHttpVerb",
+            "The resource doesn't support specified Http Verb.",
+        ),
+        (_, [version, "reports", ..]) if is_version(version) => graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "The HTTP method is not allowed on this resource.",
+        ),
+        _ => not_found(&req.path),
+    }
+}
+
+fn is_version(v: &str) -> bool {
+    v == "v1.0" || v == "beta"
+}
+
+/// Reads at most `MAX_BODY_BYTES`, whatever `Content-Length` claims (or chunked encoding hides).
+async fn read_body<S, B>(mut body: S) -> Result<Bytes, Reply>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "The request body could not be read.",
+            )
+        })?;
+        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
+            return Err(graph_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            ));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+fn json_reply(status: StatusCode, body: &Value) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .header("request-id", Uuid::new_v4().to_string())
+        .body(body.to_string().into())
+        .expect("valid response")
+}
+
+/// The Graph error envelope.
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Reply {
+    let now = OffsetDateTime::now_utc();
+    json_reply(
+        status,
+        &json!({"error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    now.year(), u8::from(now.month()), now.day(), now.hour(), now.minute(), now.second()),
+                "request-id": Uuid::new_v4().to_string(),
+                "client-request-id": Uuid::new_v4().to_string(),
+            }
+        }}),
+    )
+}
+
+fn bad_request(message: &str) -> Reply {
+    graph_error(StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+fn not_found(path: &str) -> Reply {
+    let shown: String = path.chars().take(200).collect();
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "UnknownError",
+        &format!("Resource not found for the segment '{shown}'."),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+/// The token of an `Authorization: Bearer ...` header, if that is what it holds.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn require_graph_token(inner: &Inner, headers: &HeaderMap) -> Result<(), Reply> {
+    let message = match bearer(headers) {
+        Some(t) if t == LOCAL_GRAPH_TOKEN => return Ok(()),
+        Some(_) => "Access token validation failure. Invalid audience.",
+        None => "Access token is empty.",
+    };
+    bump(&inner.counters.unauthorized, 1);
+    let mut r = graph_error(
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+        message,
+    );
+    r.headers_mut().insert(
+        "WWW-Authenticate",
+        warp::http::HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
+    );
+    Err(r)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports and operations
+
+fn start_export(
+    inner: &Inner,
+    req: &Request,
+    version: &str,
+    kind: ExportKind,
+    body: &[u8],
+) -> Reply {
+    let is_json = req
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return graph_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "The request must have Content-Type: application/json.",
+        );
+    }
+    let export = match parse_export_body(kind, body) {
+        Ok(e) => e,
+        Err(msg) => return bad_request(&msg),
+    };
+    let now = OffsetDateTime::now_utc();
+    let id = inner
+        .state()
+        .start(&inner.cfg, inner.today, export, version, now);
+    bump(&inner.counters.exports_started, 1);
+    let origin = if inner.cfg.foreign_location {
+        "https://graph.evil.example"
+    } else {
+        inner.origin.as_str()
+    };
+    let location = format!("{origin}/{version}/reports/partners/billing/operations/{id}");
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header("Location", location)
+        .header("Retry-After", inner.cfg.retry_after_secs)
+        .header("request-id", Uuid::new_v4().to_string())
+        .body(Bytes::new().into())
+        .expect("valid response")
+}
+
+/// Validates an export action body like Graph's OData action binding: known parameters only,
+/// required ones present, enum values known. Errors name the parameter.
+fn parse_export_body(kind: ExportKind, body: &[u8]) -> Result<ExportRequest, String> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("The request body is not valid JSON: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("The request body must be a JSON object.".into());
+    };
+    let allowed: &[&str] = if kind.is_billed() {
+        &["invoiceId", "attributeSet"]
+    } else {
+        &["billingPeriod", "currencyCode", "attributeSet"]
+    };
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let shown: String = unknown.chars().take(40).collect();
+        return Err(format!(
+            "The parameter '{shown}' in the request payload is not a valid parameter for the operation 'export'."
+        ));
+    }
+    let attribute_set = match obj.get("attributeSet") {
+        None | Some(Value::Null) => AttributeSet::Full,
+        Some(v) => string_param(&obj, "attributeSet", v)?
+            .parse::<AttributeSet>()
+            .map_err(|e| e.to_string())?,
+    };
+    let req = if kind.is_billed() {
+        let invoice: InvoiceId = required(&obj, "invoiceId")?
+            .parse()
+            .map_err(|e: crate::billing::types::InvalidInput| e.to_string())?;
+        ExportRequest::billed(kind, invoice, attribute_set)
+    } else {
+        let period: BillingPeriod = required(&obj, "billingPeriod")?
+            .parse()
+            .map_err(|e: crate::billing::types::InvalidInput| e.to_string())?;
+        let currency: CurrencyCode = required(&obj, "currencyCode")?
+            .parse()
+            .map_err(|e: crate::billing::types::InvalidInput| e.to_string())?;
+        ExportRequest::unbilled(kind, period, currency, attribute_set)
+    };
+    req.map_err(|e| e.to_string())
+}
+
+fn required<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Err(format!("The parameter '{name}' is required.")),
+        Some(v) => string_param(obj, name, v),
+    }
+}
+
+fn string_param<'a>(
+    _obj: &Map<String, Value>,
+    name: &str,
+    v: &'a Value,
+) -> Result<&'a str, String> {
+    v.as_str()
+        .ok_or_else(|| format!("The parameter '{name}' must be a string."))
+}
+
+fn get_operation(inner: &Inner, id: &str) -> Reply {
+    bump(&inner.counters.operation_gets, 1);
+    let Ok(id) = Uuid::parse_str(id) else {
+        return not_found(id);
+    };
+    let now = OffsetDateTime::now_utc();
+    let cfg = &inner.cfg;
+    let mut guard = inner.state();
+    let st = &mut *guard;
+    let Some(op) = st.operations.get_mut(&id) else {
+        return graph_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Operation {id} was not found."),
+        );
+    };
+    let Some(export) = st.exports.get_mut(&op.export_key) else {
+        return graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "lost export",
+        );
+    };
+    let poll = op.poll(cfg.polls_before_done, export.fails);
+    if poll != Poll::Gone {
+        op.last_action = now;
+    }
+    let (body, retry) = match poll {
+        Poll::Gone => {
+            return graph_error(
+                StatusCode::GONE,
+                "Gone",
+                "The operation no longer exists. Start the export again.",
+            )
+        }
+        Poll::Running(status) => (op.json("runningOperation", status), true),
+        Poll::Failed => {
+            let mut b = op.json("failedOperation", "failed");
+            b["error"] = json!({"message": "No data available", "code": "5000"});
+            (b, false)
+        }
+        Poll::Succeeded => {
+            export.succeeded = true;
+            let mut b = op.json("exportSuccessOperation", &cfg.success_status);
+            if export.inline_manifest {
+                let sas = st.signer.mint(&export.dir, now, cfg.sas_ttl);
+                b["resourceLocation"] = export.manifest_json(&inner.blob_root(), &sas);
+            } else {
+                b["resourceLocation@odata.navigationLink"] = json!(format!(
+                    "{}/{}/reports/partners/billing/manifests/{}",
+                    inner.origin, op.version, export.manifest_id
+                ));
+            }
+            (b, false)
+        }
+    };
+    drop(guard);
+    let mut r = json_reply(StatusCode::OK, &body);
+    if retry {
+        r.headers_mut().insert(
+            "Retry-After",
+            warp::http::HeaderValue::from(cfg.retry_after_secs),
+        );
+    }
+    r
+}
+
+fn get_manifest(inner: &Inner, id: &str) -> Reply {
+    bump(&inner.counters.manifest_gets, 1);
+    let not_found = || {
+        graph_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "The manifest was not found.",
+        )
+    };
+    let Ok(id) = Uuid::parse_str(id) else {
+        return not_found();
+    };
+    let now = OffsetDateTime::now_utc();
+    let st = inner.state();
+    let Some(export) = st.manifests.get(&id).and_then(|k| st.exports.get(k)) else {
+        return not_found();
+    };
+    let sas = st.signer.mint(&export.dir, now, inner.cfg.sas_ttl);
+    let body = export.manifest_json(&inner.blob_root(), &sas);
+    drop(st);
+    json_reply(StatusCode::OK, &body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs
+
+/// Decodes and checks blob path segments: no empty, `.` or `..` segments, no separators or
+/// control characters smuggled in through percent-encoding.
+fn blob_path(segments: &[&str]) -> Option<String> {
+    if segments.is_empty() || segments.len() > 32 {
+        return None;
+    }
+    let mut out = String::new();
+    for raw in segments {
+        let seg = percent_decode_path(raw)?;
+        if seg.is_empty()
+            || seg == "."
+            || seg == ".."
+            || seg.len() > 256
+            || seg.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        {
+            return None;
+        }
+        out.push('/');
+        out.push_str(&seg);
+    }
+    Some(out)
+}
+
+/// Path percent-decoding (unlike form decoding, `+` stays `+`). Invalid escapes or UTF-8: None.
+fn percent_decode_path(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn get_blob(inner: &Inner, req: &Request, segments: &[&str], head: bool) -> Reply {
+    bump(&inner.counters.blob_gets, 1);
+    let Some(path) = blob_path(segments) else {
+        return blobs::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidUri",
+            "The requested URI does not represent any resource on the server.",
+        );
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut st = inner.state();
+    if let Err(rejection) = st.signer.verify(&req.query, &path, now) {
+        drop(st);
+        bump(&inner.counters.sas_rejections, 1);
+        return match rejection {
+            super::sas::SasRejection::AuthenticationFailed(msg) => blobs::error(
+                StatusCode::FORBIDDEN,
+                "AuthenticationFailed",
+                &format!("Server failed to authenticate the request. {msg}"),
+            ),
+            super::sas::SasRejection::PermissionMismatch => blobs::error(
+                StatusCode::FORBIDDEN,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            ),
+        };
+    }
+    let Some((key, index)) = st.blobs.get(&path).cloned() else {
+        return blobs::error(
+            StatusCode::NOT_FOUND,
+            "BlobNotFound",
+            "The specified blob does not exist.",
+        );
+    };
+    let rows = inner.cfg.rows_per_partition;
+    let Some(export) = st.exports.get_mut(&key) else {
+        return blobs::error(
+            StatusCode::NOT_FOUND,
+            "BlobNotFound",
+            "The specified blob does not exist.",
+        );
+    };
+    let partition = export.partition(index, rows);
+    let last_modified = export.created;
+    drop(st);
+    let reply = blobs::serve(
+        blobs::BlobMeta {
+            bytes: &partition.gzip,
+            last_modified,
+        },
+        &req.headers,
+        head,
+    );
+    if !head && reply.status().is_success() {
+        let served = reply
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        bump(&inner.counters.blob_bytes_served, served);
+    }
+    reply
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partner Center
+
+fn list_invoices(inner: &Inner, req: &Request) -> Reply {
+    match bearer(&req.headers) {
+        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => {}
+        _ => {
+            // Partner Center refuses tokens for any other audience, Graph's included.
+            bump(&inner.counters.unauthorized, 1);
+            return json_reply(
+                StatusCode::UNAUTHORIZED,
+                &json!({
+                    "code": 401,
+                    "description": "Authentication failed: the token is missing or not issued for https://api.partnercenter.microsoft.com.",
+                    "data": [],
+                    "source": "PartnerFD"
+                }),
+            );
+        }
+    }
+    bump(&inner.counters.invoice_gets, 1);
+    let mut size = invoices::MAX_PAGE_SIZE;
+    let mut offset = 0usize;
+    for (k, v) in url::form_urlencoded::parse(req.query.as_bytes()) {
+        let parsed = v.parse::<usize>();
+        match (k.as_ref(), parsed) {
+            ("size", Ok(n)) => size = n,
+            ("offset", Ok(n)) => offset = n,
+            ("size" | "offset", Err(_)) => {
+                return json_reply(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"code": 400, "description": format!("{k} must be a non-negative integer."), "data": [], "source": "PartnerFD"}),
+                )
+            }
+            _ => {}
+        }
+    }
+    let base = format!("{}/partnercenter/v1/invoices", inner.origin);
+    json_reply(
+        StatusCode::OK,
+        &invoices::page(&inner.cfg.invoices, size, offset, &base),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_paths_refuse_traversal() {
+        assert_eq!(
+            blob_path(&["c", "a=b", "f.gz"]).as_deref(),
+            Some("/c/a=b/f.gz")
+        );
+        assert_eq!(blob_path(&["c", "a%3Db"]).as_deref(), Some("/c/a=b"));
+        for bad in [
+            &["c", "..", "f"][..],
+            &["c", "%2e%2e", "f"],
+            &["c", "a%2Fb"],
+            &["c", ""],
+            &["c", "%zz"],
+            &["c", "a%00"],
+            &[],
+        ] {
+            assert_eq!(blob_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn export_bodies_are_validated_per_kind() {
+        let ok = parse_export_body(ExportKind::BilledUsage, br#"{"invoiceId":"G1"}"#).unwrap();
+        assert_eq!(ok.attribute_set, AttributeSet::Full);
+        let err = |k, b: &str| parse_export_body(k, b.as_bytes()).unwrap_err();
+        assert!(err(ExportKind::BilledUsage, "{}").contains("invoiceId"));
+        assert!(err(ExportKind::BilledUsage, r#"{"invoiceId":"../x"}"#).contains("invoiceId"));
+        assert!(err(
+            ExportKind::BilledUsage,
+            r#"{"invoiceId":"G1","attributeSet":"all"}"#
+        )
+        .contains("attributeSet"));
+        assert!(
+            err(ExportKind::UnbilledUsage, r#"{"currencyCode":"USD"}"#).contains("billingPeriod")
+        );
+        assert!(err(
+            ExportKind::UnbilledReconciliation,
+            r#"{"billingPeriod":"last"}"#
+        )
+        .contains("currencyCode"));
+        assert!(err(
+            ExportKind::UnbilledUsage,
+            r#"{"billingPeriod":"last","currencyCode":"USD","invoiceId":"G1"}"#
+        )
+        .contains("invoiceId"));
+        assert!(err(ExportKind::BilledUsage, "[1]").contains("object"));
+        assert!(err(ExportKind::BilledUsage, "{").contains("JSON"));
+    }
+}
