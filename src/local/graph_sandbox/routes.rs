@@ -83,8 +83,8 @@ where
             let Some(kind) = ExportKind::from_api_path(dataset, state) else {
                 return not_found(&req.path);
             };
-            if let Err(r) = require_graph_token(inner, &req.headers) {
-                return r;
+            if let Some(refusal) = refuse_without_graph_token(inner, &req.headers) {
+                return refusal;
             }
             match read_body(body).await {
                 Ok(bytes) => start_export(inner, &req, version, kind, &bytes),
@@ -94,16 +94,16 @@ where
         (&Method::GET, [version, "reports", "partners", "billing", "operations", id])
             if is_version(version) =>
         {
-            if let Err(r) = require_graph_token(inner, &req.headers) {
-                return r;
+            if let Some(refusal) = refuse_without_graph_token(inner, &req.headers) {
+                return refusal;
             }
             get_operation(inner, id)
         }
         (&Method::GET, [version, "reports", "partners", "billing", "manifests", id])
             if is_version(version) =>
         {
-            if let Err(r) = require_graph_token(inner, &req.headers) {
-                return r;
+            if let Some(refusal) = refuse_without_graph_token(inner, &req.headers) {
+                return refusal;
             }
             get_manifest(inner, id)
         }
@@ -217,9 +217,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn require_graph_token(inner: &Inner, headers: &HeaderMap) -> Result<(), Reply> {
+/// The 401 to answer when the request does not carry the Graph token, if so.
+fn refuse_without_graph_token(inner: &Inner, headers: &HeaderMap) -> Option<Reply> {
     let message = match bearer(headers) {
-        Some(t) if t == LOCAL_GRAPH_TOKEN => return Ok(()),
+        Some(t) if t == LOCAL_GRAPH_TOKEN => return None,
         Some(_) => "Access token validation failure. Invalid audience.",
         None => "Access token is empty.",
     };
@@ -233,7 +234,7 @@ fn require_graph_token(inner: &Inner, headers: &HeaderMap) -> Result<(), Reply> 
         "WWW-Authenticate",
         warp::http::HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
     );
-    Err(r)
+    Some(r)
 }
 
 // ---------------------------------------------------------------------------------------------
