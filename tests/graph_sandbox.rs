@@ -845,3 +845,51 @@ async fn partner_center_pages_invoices() {
     assert!(v["links"].get("next").is_none());
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_graph_errors() {
+    let sb = sandbox(base()).await;
+    let base_url = sb.graph_base_url();
+    for path in [
+        "v1.0/reports/partners/billing/usage/everything/export",
+        "v2.0/reports/partners/billing/usage/billed/export",
+        "nothing/here",
+    ] {
+        let r = client()
+            .post(format!("{base_url}{path}"))
+            .bearer_auth(LOCAL_GRAPH_TOKEN)
+            .json(&json!({"invoiceId": "G1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["code"].is_string());
+    }
+    let r = get_graph(&export_url(&sb, "v1.0", ExportKind::BilledUsage)).await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // A beta export's navigation link stays on beta.
+    let sb2 = sandbox(SandboxConfig {
+        manifest_shape: ManifestShape::Link,
+        ..base()
+    })
+    .await;
+    let r = client()
+        .post(export_url(&sb2, "beta", ExportKind::BilledUsage))
+        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .json(&json!({"invoiceId": "G1"}))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let done = poll_to_end(&loc).await.pop().unwrap().1;
+    let link = done["resourceLocation@odata.navigationLink"]
+        .as_str()
+        .unwrap();
+    assert!(
+        link.contains("/beta/reports/partners/billing/manifests/"),
+        "{link}"
+    );
+    sb.shutdown().await;
+    sb2.shutdown().await;
+}

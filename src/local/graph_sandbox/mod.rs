@@ -105,6 +105,7 @@ pub struct SandboxStats {
     pub exports_started: u64,
     pub operation_gets: u64,
     pub manifest_gets: u64,
+    /// Every request to the blob endpoint (GET and HEAD), refused ones included.
     pub blob_gets: u64,
     pub blob_bytes_served: u64,
     pub sas_rejections: u64,

@@ -305,7 +305,7 @@ fn parse_export_body(kind: ExportKind, body: &[u8]) -> Result<ExportRequest, Str
     }
     let attribute_set = match obj.get("attributeSet") {
         None | Some(Value::Null) => AttributeSet::Full,
-        Some(v) => string_param(&obj, "attributeSet", v)?
+        Some(v) => string_param("attributeSet", v)?
             .parse::<AttributeSet>()
             .map_err(|e| e.to_string())?,
     };
@@ -329,15 +329,11 @@ fn parse_export_body(kind: ExportKind, body: &[u8]) -> Result<ExportRequest, Str
 fn required<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
     match obj.get(name) {
         None | Some(Value::Null) => Err(format!("The parameter '{name}' is required.")),
-        Some(v) => string_param(obj, name, v),
+        Some(v) => string_param(name, v),
     }
 }
 
-fn string_param<'a>(
-    _obj: &Map<String, Value>,
-    name: &str,
-    v: &'a Value,
-) -> Result<&'a str, String> {
+fn string_param<'a>(name: &str, v: &'a Value) -> Result<&'a str, String> {
     v.as_str()
         .ok_or_else(|| format!("The parameter '{name}' must be a string."))
 }
