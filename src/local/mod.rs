@@ -6,5 +6,6 @@ pub mod eventgrid;
 pub mod host;
 pub mod layout;
 pub mod ncrontab;
+pub mod run;
 pub mod server;
 pub mod servicebus;
