@@ -171,6 +171,7 @@ async fn main() -> ExitCode {
                 timeout: Duration::from_secs(timeout),
                 http_port,
                 quiet: false,
+                handler_program: None,
             };
             match run_local(opts).await {
                 Ok(summary) => {

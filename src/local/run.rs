@@ -34,6 +34,8 @@ pub struct LocalOptions {
     /// Front-door port (0 = any free port).
     pub http_port: u16,
     pub quiet: bool,
+    /// The handler binary; `None` = this executable (tests pass the built binary).
+    pub handler_program: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -224,7 +226,10 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     env.extend(opts.settings.iter().cloned());
     let host = FunctionsHost::start(HostOptions {
         layout: layout.clone(),
-        program: std::env::current_exe().context("locating this binary")?,
+        program: match &opts.handler_program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("locating this binary")?,
+        },
         env,
         log_file: log_file.clone(),
         http_port: opts.http_port,
