@@ -4,4 +4,5 @@
 pub mod auth;
 pub mod billing;
 pub mod functions;
+pub mod package;
 pub mod settings;
