@@ -114,9 +114,7 @@ param logRetentionDays int = 30
 var suffix = uniqueString(resourceGroup().id, namePrefix)
 var appName = '${namePrefix}-func-${suffix}'
 var hostStorageName = take('${namePrefix}host${suffix}', 24)
-var destinationName = empty(destinationStorageAccountName)
-  ? take('${namePrefix}data${suffix}', 24)
-  : destinationStorageAccountName
+var destinationName = empty(destinationStorageAccountName) ? take('${namePrefix}data${suffix}', 24) : destinationStorageAccountName
 var destinationRg = empty(destinationResourceGroup) ? resourceGroup().name : destinationResourceGroup
 // Must match functions/*/function.json and src/functions/mod.rs.
 var queueNames = [
@@ -168,42 +166,40 @@ module eventTopic 'modules/eventgrid.bicep' = {
 }
 
 // app-settings:begin (tests/deploy_layout.rs scans the names between these markers)
-var handlerSettings = union(
-  {
-    EXPORT_SCHEDULE: exportSchedule
-    GRAPH_BASE_URL: graphBaseUrl
-    GRAPH_API_VERSION: graphApiVersion
-    PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl
-    EXPORT_KINDS: exportKinds
-    EXPORT_ATTRIBUTE_SET: exportAttributeSet
-    EXPORT_INVOICE_IDS: exportInvoiceIds
-    EXPORT_UNBILLED_CURRENCIES: exportUnbilledCurrencies
-    EXPORT_UNBILLED_PERIODS: exportUnbilledPeriods
-    INVOICE_DISCOVERY: invoiceDiscovery
-    POLL_DEADLINE_MINUTES: string(pollDeadlineMinutes)
-    DEFAULT_RETRY_AFTER_SECONDS: string(defaultRetryAfterSeconds)
-    MAX_RETRY_AFTER_SECONDS: string(maxRetryAfterSeconds)
-    MAX_EXPORT_RESTARTS: string(maxExportRestarts)
-    // Identity-based trigger connection (system-assigned identity) and our REST sends.
-    ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
-    EVENTGRID_TOPIC_ENDPOINT: eventTopic.outputs.endpoint
-    EVENT_SOURCE: eventSource
-    DESTINATION_KIND: 'blob'
-    DESTINATION_ACCOUNT_URL: 'https://${destinationName}.blob.${environment().suffixes.storage}'
-    DESTINATION_CONTAINER: destinationContainer
-    DESTINATION_PREFIX: destinationPrefix
-    CREDENTIAL_KIND: credentialKind
-    LOG_FORMAT: 'json'
-  },
-  credentialKind == 'client-secret'
-    ? {
-        AZURE_CLIENT_ID: graphAppClientId
-        AZURE_TENANT_ID: tenant().tenantId
-        AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphAppClientSecretUri})'
-      }
-    : {}
-)
+var baseHandlerSettings = {
+  EXPORT_SCHEDULE: exportSchedule
+  GRAPH_BASE_URL: graphBaseUrl
+  GRAPH_API_VERSION: graphApiVersion
+  PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl
+  EXPORT_KINDS: exportKinds
+  EXPORT_ATTRIBUTE_SET: exportAttributeSet
+  EXPORT_INVOICE_IDS: exportInvoiceIds
+  EXPORT_UNBILLED_CURRENCIES: exportUnbilledCurrencies
+  EXPORT_UNBILLED_PERIODS: exportUnbilledPeriods
+  INVOICE_DISCOVERY: invoiceDiscovery
+  POLL_DEADLINE_MINUTES: string(pollDeadlineMinutes)
+  DEFAULT_RETRY_AFTER_SECONDS: string(defaultRetryAfterSeconds)
+  MAX_RETRY_AFTER_SECONDS: string(maxRetryAfterSeconds)
+  MAX_EXPORT_RESTARTS: string(maxExportRestarts)
+  // Identity-based trigger connection (system-assigned identity) and our REST sends.
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+  EVENTGRID_TOPIC_ENDPOINT: eventTopic.outputs.endpoint
+  EVENT_SOURCE: eventSource
+  DESTINATION_KIND: 'blob'
+  DESTINATION_ACCOUNT_URL: 'https://${destinationName}.blob.${environment().suffixes.storage}'
+  DESTINATION_CONTAINER: destinationContainer
+  DESTINATION_PREFIX: destinationPrefix
+  CREDENTIAL_KIND: credentialKind
+  LOG_FORMAT: 'json'
+}
+// client-secret: an app registration instead of the managed identity for Graph/Partner Center.
+var clientSecretSettings = credentialKind == 'client-secret' ? {
+  AZURE_CLIENT_ID: graphAppClientId
+  AZURE_TENANT_ID: tenant().tenantId
+  AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphAppClientSecretUri})'
+} : {}
 // app-settings:end
+var handlerSettings = union(baseHandlerSettings, clientSecretSettings)
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'function-app'

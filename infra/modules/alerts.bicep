@@ -30,13 +30,11 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
   }
 }
 
-var actions = empty(alertEmail)
-  ? []
-  : [
-      {
-        actionGroupId: actionGroup.id
-      }
-    ]
+var actions = empty(alertEmail) ? [] : [
+  {
+    actionGroupId: actionGroup.id
+  }
+]
 
 resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   name: '${namePrefix}-dead-lettered-messages'

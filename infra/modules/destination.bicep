@@ -13,74 +13,19 @@ param principalId string
 // Built-in role: Storage Blob Data Contributor (read/write/delete blobs; no ACL or account rights).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
-resource newAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = if (createAccount) {
-  name: name
-  location: location
-  tags: tags
-  kind: 'StorageV2'
-  sku: {
-    // Billing records are business records: geo-redundant.
-    name: 'Standard_GRS'
-  }
-  properties: {
-    accessTier: 'Hot'
-    minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
-    allowBlobPublicAccess: false
-    // Identity only: the app writes with its managed identity; readers get RBAC too.
-    allowSharedKeyAccess: false
-    allowCrossTenantReplication: false
-    defaultToOAuthAuthentication: true
-    publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      // Open firewall, Entra-only access (no keys, no SAS): the Flex/Premium app without VNet
-      // integration and the partner's FinOps tools reach the account over public endpoints.
-      // Lock down with private endpoints + defaultAction Deny where the network allows.
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
-    }
-    encryption: {
-      requireInfrastructureEncryption: true
-      keySource: 'Microsoft.Storage'
-      services: {
-        blob: {
-          enabled: true
-        }
-        queue: {
-          enabled: true
-          keyType: 'Account'
-        }
-        table: {
-          enabled: true
-          keyType: 'Account'
-        }
-      }
-    }
+// A new account is created by its own module so the resource itself is unconditional (and fully
+// visible to static checks); an existing account is only referenced.
+module newAccount 'destination-account.bicep' = if (createAccount) {
+  name: 'destination-account'
+  params: {
+    location: location
+    tags: tags
+    name: name
   }
 }
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: name
-}
-
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = if (createAccount) {
-  parent: account
-  name: 'default'
-  properties: {
-    // Recover from accidental deletes or overwrites of exported files and the ledger.
-    isVersioningEnabled: true
-    deleteRetentionPolicy: {
-      enabled: true
-      days: 30
-    }
-    containerDeleteRetentionPolicy: {
-      enabled: true
-      days: 30
-    }
-  }
-  dependsOn: [
-    newAccount
-  ]
 }
 
 resource existingBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
@@ -95,7 +40,7 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
     publicAccess: 'None'
   }
   dependsOn: [
-    blobService
+    newAccount
   ]
 }
 
