@@ -288,7 +288,10 @@ mod tests {
         let (two, _) = build();
         assert_eq!(one, two);
         assert_eq!(entries[0].compressed_size, 2, "tiny file is stored");
-        assert!(entries[1].compressed_size < 4096, "repetitive file is deflated");
+        assert!(
+            entries[1].compressed_size < 4096,
+            "repetitive file is deflated"
+        );
         // End-of-central-directory record: signature 22 bytes from the end, two entries.
         let eocd = &one[one.len() - 22..];
         assert_eq!(&eocd[..4], &0x0605_4b50u32.to_le_bytes());

@@ -4,9 +4,17 @@
 /// What triggers a function, as function.json declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    Timer { schedule: &'static str },
-    Http { route: &'static str, methods: &'static [&'static str] },
-    ServiceBusQueue { queue: &'static str, connection: &'static str },
+    Timer {
+        schedule: &'static str,
+    },
+    Http {
+        route: &'static str,
+        methods: &'static [&'static str],
+    },
+    ServiceBusQueue {
+        queue: &'static str,
+        connection: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +34,35 @@ pub const PARTITIONS_QUEUE: &str = "export-partitions";
 pub const SERVICEBUS_CONNECTION: &str = "ServiceBusConnection";
 
 pub const CATALOG: [FunctionSpec; 4] = [
-    FunctionSpec { name: START_EXPORTS, binding: "timer", trigger: Trigger::Timer { schedule: "%EXPORT_SCHEDULE%" } },
-    FunctionSpec { name: EXPORTS, binding: "req", trigger: Trigger::Http { route: "exports/{runId?}", methods: &["get", "post"] } },
-    FunctionSpec { name: POLL_OPERATION, binding: "message", trigger: Trigger::ServiceBusQueue { queue: OPERATIONS_QUEUE, connection: SERVICEBUS_CONNECTION } },
-    FunctionSpec { name: COPY_PARTITION, binding: "message", trigger: Trigger::ServiceBusQueue { queue: PARTITIONS_QUEUE, connection: SERVICEBUS_CONNECTION } },
+    FunctionSpec {
+        name: START_EXPORTS,
+        binding: "timer",
+        trigger: Trigger::Timer {
+            schedule: "%EXPORT_SCHEDULE%",
+        },
+    },
+    FunctionSpec {
+        name: EXPORTS,
+        binding: "req",
+        trigger: Trigger::Http {
+            route: "exports/{runId?}",
+            methods: &["get", "post"],
+        },
+    },
+    FunctionSpec {
+        name: POLL_OPERATION,
+        binding: "message",
+        trigger: Trigger::ServiceBusQueue {
+            queue: OPERATIONS_QUEUE,
+            connection: SERVICEBUS_CONNECTION,
+        },
+    },
+    FunctionSpec {
+        name: COPY_PARTITION,
+        binding: "message",
+        trigger: Trigger::ServiceBusQueue {
+            queue: PARTITIONS_QUEUE,
+            connection: SERVICEBUS_CONNECTION,
+        },
+    },
 ];
