@@ -1,0 +1,9 @@
+//! Adapters to the outside: Service Bus, Event Grid, partner storage (filesystem here; Azure
+//! Blob Storage in `blob`), each behind a small trait with one production implementation.
+
+pub mod events;
+pub mod filesystem;
+pub mod relay;
+pub mod retry;
+pub mod servicebus;
+pub mod storage;

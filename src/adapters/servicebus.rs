@@ -1,0 +1,243 @@
+//! Service Bus through its REST API: `POST {endpoint}/{queue}/messages` with `BrokerProperties`.
+//! The Functions output binding cannot schedule messages, so every send is ours. Scheduling at
+//! `ScheduledEnqueueTimeUtc` is how the pipeline waits without sleeping.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use url::Url;
+
+use super::retry::{is_retryable_status, retry_after_seconds, RetryPolicy};
+use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    /// JSON body.
+    pub body: Vec<u8>,
+    /// Deterministic id, so the queue's duplicate detection drops a resend.
+    pub message_id: String,
+    /// Deliver no earlier than this (UTC); `None` = now.
+    pub scheduled_enqueue_time: Option<OffsetDateTime>,
+}
+
+impl OutgoingMessage {
+    pub fn json<T: serde::Serialize>(
+        body: &T,
+        message_id: impl Into<String>,
+        at: Option<OffsetDateTime>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            body: serde_json::to_vec(body)?,
+            message_id: message_id.into(),
+            scheduled_enqueue_time: at,
+        })
+    }
+
+    /// The `BrokerProperties` header: JSON with `MessageId` and an RFC 1123 `ScheduledEnqueueTimeUtc`.
+    pub fn broker_properties(&self) -> String {
+        let mut props = serde_json::Map::new();
+        props.insert("MessageId".into(), self.message_id.clone().into());
+        if let Some(at) = self.scheduled_enqueue_time {
+            props.insert("ScheduledEnqueueTimeUtc".into(), rfc1123(at).into());
+        }
+        serde_json::Value::Object(props).to_string()
+    }
+}
+
+/// `Wed, 25 Nov 2026 09:20:36 GMT`, the format Service Bus documents.
+pub fn rfc1123(t: OffsetDateTime) -> String {
+    httpdate::fmt_http_date(SystemTime::from(t))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("Service Bus refused the send to queue {queue:?} ({status}): the identity needs the 'Azure Service Bus Data Sender' role on the queue or namespace")]
+    Forbidden { queue: String, status: u16 },
+    #[error("Service Bus queue {queue:?} does not exist at {endpoint}")]
+    NotFound { queue: String, endpoint: String },
+    #[error("Service Bus rejected the message for {queue:?} ({status}): {detail}")]
+    Rejected {
+        queue: String,
+        status: u16,
+        detail: String,
+    },
+    #[error(
+        "Service Bus did not accept the message for {queue:?} after {attempts} attempts: {last}"
+    )]
+    Unavailable {
+        queue: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("cannot encode queue message: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Sends messages to a queue.
+#[async_trait]
+pub trait MessageQueue: Send + Sync + std::fmt::Debug {
+    async fn send(&self, queue: &str, msg: &OutgoingMessage) -> Result<(), QueueError>;
+}
+
+/// The production Service Bus sender (the local stand-in speaks the same REST API).
+#[derive(Debug, Clone)]
+pub struct ServiceBusRest {
+    http: AuthorizedHttp,
+    endpoint: Url,
+    retry: RetryPolicy,
+}
+
+impl ServiceBusRest {
+    /// `endpoint` is `https://{namespace}` (or the local stand-in's URL).
+    pub fn new(http: AuthorizedHttp, endpoint: Url) -> Self {
+        Self {
+            http,
+            endpoint,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// `https://{ns}` from `ServiceBusConnection__fullyQualifiedNamespace`.
+    pub fn endpoint_for_namespace(ns: &str) -> Result<Url, String> {
+        let ns = ns.trim().trim_end_matches('/');
+        let ns = ns
+            .strip_prefix("sb://")
+            .or_else(|| ns.strip_prefix("https://"))
+            .unwrap_or(ns);
+        if ns.is_empty() || ns.contains('/') {
+            return Err(format!("{ns:?} is not a Service Bus namespace host name"));
+        }
+        Url::parse(&format!("https://{ns}"))
+            .map_err(|e| format!("bad Service Bus namespace {ns:?}: {e}"))
+    }
+
+    fn messages_url(&self, queue: &str) -> Result<Url, QueueError> {
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .map_err(|_| QueueError::Rejected {
+                queue: queue.into(),
+                status: 0,
+                detail: "endpoint cannot carry a path".into(),
+            })?
+            .pop_if_empty()
+            .push(queue)
+            .push("messages");
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl MessageQueue for ServiceBusRest {
+    async fn send(&self, queue: &str, msg: &OutgoingMessage) -> Result<(), QueueError> {
+        let url = self.messages_url(queue)?;
+        let mut last = String::new();
+        for attempt in 1..=self.retry.max_attempts {
+            let req = self
+                .http
+                .request(Audience::ServiceBus, reqwest::Method::POST, url.clone())
+                .await?
+                .header("BrokerProperties", msg.broker_properties())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .timeout(std::time::Duration::from_secs(30))
+                .body(msg.body.clone());
+            let mut retry_after = None;
+            match req.send().await {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    match status {
+                        200..=299 => {
+                            tracing::debug!(queue, message_id = %msg.message_id, scheduled = ?msg.scheduled_enqueue_time, "message sent");
+                            return Ok(());
+                        }
+                        401 | 403 => {
+                            return Err(QueueError::Forbidden {
+                                queue: queue.into(),
+                                status,
+                            })
+                        }
+                        404 => {
+                            return Err(QueueError::NotFound {
+                                queue: queue.into(),
+                                endpoint: redact_url(&self.endpoint),
+                            })
+                        }
+                        s if is_retryable_status(s) => {
+                            retry_after = retry_after_seconds(res.headers());
+                            last = format!("HTTP {s}");
+                        }
+                        s => {
+                            let detail: String = res
+                                .text()
+                                .await
+                                .unwrap_or_default()
+                                .chars()
+                                .take(300)
+                                .collect();
+                            return Err(QueueError::Rejected {
+                                queue: queue.into(),
+                                status: s,
+                                detail,
+                            });
+                        }
+                    }
+                }
+                Err(e) => last = format!("{e}"),
+            }
+            if attempt < self.retry.max_attempts {
+                tracing::warn!(queue, attempt, error = %last, "Service Bus send failed, retrying");
+                tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
+            }
+        }
+        Err(QueueError::Unavailable {
+            queue: queue.into(),
+            attempts: self.retry.max_attempts,
+            last,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_properties_use_rfc1123() {
+        let at = time::macros::datetime!(2026-11-25 09:20:36 UTC);
+        let m =
+            OutgoingMessage::json(&serde_json::json!({"a": 1}), "run-1-poll-2", Some(at)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&m.broker_properties()).unwrap();
+        assert_eq!(
+            v["ScheduledEnqueueTimeUtc"],
+            "Wed, 25 Nov 2026 09:20:36 GMT"
+        );
+        assert_eq!(v["MessageId"], "run-1-poll-2");
+        let now = OutgoingMessage::json(&1, "x", None).unwrap();
+        assert!(!now.broker_properties().contains("Scheduled"));
+    }
+
+    #[test]
+    fn namespace_to_endpoint() {
+        assert_eq!(
+            ServiceBusRest::endpoint_for_namespace("contoso.servicebus.windows.net")
+                .unwrap()
+                .as_str(),
+            "https://contoso.servicebus.windows.net/"
+        );
+        assert_eq!(
+            ServiceBusRest::endpoint_for_namespace("sb://contoso.servicebus.windows.net/")
+                .unwrap()
+                .host_str(),
+            Some("contoso.servicebus.windows.net")
+        );
+        assert!(ServiceBusRest::endpoint_for_namespace("a/b").is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! Configuration from app settings (environment variables), validated once at start-up with
+//! errors that name the setting. Names, defaults and docs come from `settings::SETTINGS`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::adapters::storage::ObjectPath;
+use crate::billing::{
+    AttributeSet, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion, InvoiceId,
+};
+use crate::pipeline::{PipelineConfig, PollPolicy};
+use crate::settings::{self as s, SETTINGS};
+
+#[derive(Debug, thiserror::Error)]
+#[error("app setting {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+fn err(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// Which exports the timer starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanConfig {
+    pub kinds: Vec<ExportKind>,
+    pub attribute_set: AttributeSet,
+    pub invoice_ids: Vec<InvoiceId>,
+    pub currencies: Vec<CurrencyCode>,
+    pub periods: Vec<BillingPeriod>,
+    pub discover_invoices: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestinationConfig {
+    Filesystem { directory: PathBuf },
+    Blob { account_url: Url, container: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialKind {
+    ManagedIdentity {
+        client_id: Option<String>,
+    },
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+    },
+    WorkloadIdentity,
+    AzureCli,
+    /// The fixed tokens the local stand-ins accept (local mode and tests only).
+    LocalSandbox,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub graph: GraphConfig,
+    pub partner_center_base_url: Url,
+    pub plan: PlanConfig,
+    pub pipeline: PipelineConfig,
+    pub servicebus_endpoint: Option<Url>,
+    pub eventgrid_endpoint: Option<Url>,
+    pub destination: DestinationConfig,
+    pub credential: CredentialKind,
+    pub json_logs: bool,
+}
+
+/// Reads settings through `get` (the environment in production, a map in tests).
+pub struct Settings<F: Fn(&str) -> Option<String>> {
+    get: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Settings<F> {
+    pub fn new(get: F) -> Self {
+        Self { get }
+    }
+
+    /// The value, or the documented default; empty counts as unset.
+    fn raw(&self, name: &'static str) -> Option<String> {
+        (self.get)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                SETTINGS
+                    .iter()
+                    .find(|x| x.name == name)
+                    .and_then(|x| x.default)
+                    .map(str::to_string)
+            })
+    }
+
+    fn url(&self, name: &'static str) -> Result<Option<Url>, ConfigError> {
+        self.raw(name)
+            .map(|v| Url::parse(&v).map_err(|e| err(name, format!("{v:?} is not a URL: {e}"))))
+            .transpose()
+    }
+
+    fn list<T, E: std::fmt::Display>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Vec<T>, ConfigError> {
+        self.raw(name)
+            .unwrap_or_default()
+            .split([',', ';', ' '])
+            .filter(|x| !x.trim().is_empty())
+            .map(|x| parse(x.trim()).map_err(|e| err(name, e.to_string())))
+            .collect()
+    }
+
+    fn number(&self, name: &'static str) -> Result<u64, ConfigError> {
+        let v = self.raw(name).ok_or_else(|| err(name, "is required"))?;
+        v.parse()
+            .map_err(|_| err(name, format!("{v:?} is not a whole number")))
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&Settings::new(|n| std::env::var(n).ok()))
+    }
+
+    pub fn load<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Result<Self, ConfigError> {
+        let graph_base = st.url(s::GRAPH_BASE_URL)?.expect("has default");
+        let version: GraphVersion = st
+            .raw(s::GRAPH_API_VERSION)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: String| err(s::GRAPH_API_VERSION, e))?;
+        let default_retry_after =
+            Duration::from_secs(st.number(s::DEFAULT_RETRY_AFTER_SECONDS)?.clamp(1, 3600));
+        let max_retry_after = Duration::from_secs(st.number(s::MAX_RETRY_AFTER_SECONDS)?.max(1));
+        let graph = GraphConfig {
+            base_url: graph_base,
+            version,
+            default_retry_after,
+            max_retry_after,
+            ..GraphConfig::default()
+        };
+        let discovery = st
+            .raw(s::INVOICE_DISCOVERY)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let discover_invoices = match discovery.as_str() {
+            "partner-center" | "on" | "true" => true,
+            "off" | "false" | "none" => false,
+            other => {
+                return Err(err(
+                    s::INVOICE_DISCOVERY,
+                    format!("{other:?}: expected partner-center or off"),
+                ))
+            }
+        };
+        let plan = PlanConfig {
+            kinds: st.list(s::EXPORT_KINDS, str::parse::<ExportKind>)?,
+            attribute_set: st
+                .raw(s::EXPORT_ATTRIBUTE_SET)
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e: crate::billing::InvalidInput| {
+                    err(s::EXPORT_ATTRIBUTE_SET, e.reason)
+                })?,
+            invoice_ids: st.list(s::EXPORT_INVOICE_IDS, str::parse::<InvoiceId>)?,
+            currencies: st.list(s::EXPORT_UNBILLED_CURRENCIES, str::parse::<CurrencyCode>)?,
+            periods: st.list(s::EXPORT_UNBILLED_PERIODS, str::parse::<BillingPeriod>)?,
+            discover_invoices,
+        };
+        let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
+        let pipeline = PipelineConfig {
+            poll: PollPolicy {
+                default_retry_after,
+                max_restarts: st.number(s::MAX_EXPORT_RESTARTS)?.min(100) as u32,
+            },
+            poll_deadline: Duration::from_secs(
+                st.number(s::POLL_DEADLINE_MINUTES)?.clamp(1, 60 * 24 * 14) * 60,
+            ),
+            event_source: st.raw(s::EVENT_SOURCE).unwrap_or_default(),
+            output_prefix: ObjectPath::new(prefix.trim_matches('/'))
+                .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
+        };
+        let servicebus_endpoint = match st.url(s::SERVICEBUS_ENDPOINT)? {
+            Some(u) => Some(u),
+            None => st
+                .raw(s::SERVICEBUS_NAMESPACE)
+                .map(|ns| {
+                    crate::adapters::servicebus::ServiceBusRest::endpoint_for_namespace(&ns)
+                        .map_err(|e| err(s::SERVICEBUS_NAMESPACE, e))
+                })
+                .transpose()?,
+        };
+        let destination = match st
+            .raw(s::DESTINATION_KIND)
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "filesystem" => DestinationConfig::Filesystem {
+                directory: st
+                    .raw(s::DESTINATION_DIRECTORY)
+                    .map(PathBuf::from)
+                    .ok_or_else(|| {
+                        err(
+                            s::DESTINATION_DIRECTORY,
+                            "is required when DESTINATION_KIND=filesystem",
+                        )
+                    })?,
+            },
+            "blob" => DestinationConfig::Blob {
+                account_url: st.url(s::DESTINATION_ACCOUNT_URL)?.ok_or_else(|| {
+                    err(
+                        s::DESTINATION_ACCOUNT_URL,
+                        "is required when DESTINATION_KIND=blob",
+                    )
+                })?,
+                container: st.raw(s::DESTINATION_CONTAINER).unwrap_or_default(),
+            },
+            other => {
+                return Err(err(
+                    s::DESTINATION_KIND,
+                    format!("{other:?}: expected blob or filesystem"),
+                ))
+            }
+        };
+        let client_id = st.raw(s::AZURE_CLIENT_ID);
+        let credential = match st.raw(s::CREDENTIAL_KIND).unwrap_or_default().to_ascii_lowercase().as_str() {
+            "managed-identity" | "managedidentity" => CredentialKind::ManagedIdentity { client_id },
+            "client-secret" => CredentialKind::ClientSecret {
+                tenant_id: st
+                    .raw(s::AZURE_TENANT_ID)
+                    .ok_or_else(|| err(s::AZURE_TENANT_ID, "is required for CREDENTIAL_KIND=client-secret"))?,
+                client_id: client_id.ok_or_else(|| err(s::AZURE_CLIENT_ID, "is required for CREDENTIAL_KIND=client-secret"))?,
+            },
+            "workload-identity" => CredentialKind::WorkloadIdentity,
+            "azure-cli" => CredentialKind::AzureCli,
+            "local-sandbox" => CredentialKind::LocalSandbox,
+            other => {
+                return Err(err(
+                    s::CREDENTIAL_KIND,
+                    format!("{other:?}: expected managed-identity, client-secret, workload-identity or azure-cli"),
+                ))
+            }
+        };
+        Ok(Self {
+            graph,
+            partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
+            plan,
+            pipeline,
+            servicebus_endpoint,
+            eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
+            destination,
+            credential,
+            json_logs: st
+                .raw(s::LOG_FORMAT)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case("json"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&Settings::new(move |k| m.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_need_only_the_destination() {
+        let c = load(&[(
+            "DESTINATION_ACCOUNT_URL",
+            "https://acct.blob.core.windows.net",
+        )])
+        .unwrap();
+        assert_eq!(c.graph.base_url.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(c.plan.kinds.len(), 4);
+        assert_eq!(c.plan.currencies, vec!["USD".parse().unwrap()]);
+        assert_eq!(c.pipeline.poll_deadline, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            c.credential,
+            CredentialKind::ManagedIdentity { client_id: None }
+        );
+        assert!(c.json_logs);
+        assert!(c.servicebus_endpoint.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = load(&[("DESTINATION_KIND", "filesystem")]).unwrap_err();
+        assert_eq!(e.name, "DESTINATION_DIRECTORY");
+        let e = load(&[
+            ("DESTINATION_KIND", "filesystem"),
+            ("DESTINATION_DIRECTORY", "/tmp/x"),
+            ("EXPORT_KINDS", "billedUsage,nonsense"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "EXPORT_KINDS");
+        let e = load(&[
+            ("DESTINATION_KIND", "filesystem"),
+            ("DESTINATION_DIRECTORY", "/tmp/x"),
+            ("POLL_DEADLINE_MINUTES", "soon"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "POLL_DEADLINE_MINUTES");
+        let e = load(&[
+            ("DESTINATION_KIND", "filesystem"),
+            ("DESTINATION_DIRECTORY", "/tmp/x"),
+            ("DESTINATION_PREFIX", "a/../b"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "DESTINATION_PREFIX");
+    }
+
+    #[test]
+    fn service_bus_from_namespace_or_override() {
+        let c = load(&[
+            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
+            (
+                "ServiceBusConnection__fullyQualifiedNamespace",
+                "ns.servicebus.windows.net",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.servicebus_endpoint.unwrap().as_str(),
+            "https://ns.servicebus.windows.net/"
+        );
+        let c = load(&[
+            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
+            ("SERVICEBUS_ENDPOINT", "http://127.0.0.1:9/"),
+        ])
+        .unwrap();
+        assert_eq!(c.servicebus_endpoint.unwrap().port(), Some(9));
+    }
+}

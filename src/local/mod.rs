@@ -1,0 +1,11 @@
+//! The embedded runtime for `local` mode and tests: a Functions-host emulator, a Service Bus
+//! stand-in, an Event Grid stand-in and the Graph partner billing sandbox, all on loopback,
+//! with the production code talking to them over HTTP exactly as it talks to Azure.
+
+pub mod eventgrid;
+pub mod host;
+pub mod layout;
+pub mod ncrontab;
+pub mod run;
+pub mod server;
+pub mod servicebus;

@@ -1,0 +1,17 @@
+//! The export state machine (see DESIGN.md): start, poll decision, fan-out, copy, fan-in; the
+//! run ledger and the queue message types. It knows which services it needs, not where they run.
+
+pub mod decide;
+pub mod layout;
+pub mod ledger;
+pub mod messages;
+pub mod notify;
+pub mod run;
+pub mod service;
+pub mod status;
+
+pub use decide::PollPolicy;
+pub use ledger::Ledger;
+pub use messages::{CopyJob, PollJob};
+pub use run::{RunId, RunRecord, RunState, Trigger};
+pub use service::{Handled, Pipeline, PipelineConfig, PipelineError, StartOutcome};

@@ -1,0 +1,114 @@
+//! The CloudEvents we publish about runs. Ids are deterministic per run and event type, so a
+//! consumer can drop the rare duplicate a crash-and-retry produces.
+
+use serde_json::json;
+
+use super::run::RunRecord;
+use crate::adapters::events::{CloudEvent, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED};
+use crate::billing::ExportScope;
+
+/// Blobs listed inline in a completion event; beyond this the event points at `_manifest.json`
+/// (Event Grid caps an event at 1 MB).
+pub const MAX_EVENT_BLOBS: usize = 500;
+
+pub fn subject(run: &RunRecord) -> String {
+    let scope = match &run.request.scope {
+        ExportScope::Invoice { invoice_id } => format!("invoices/{invoice_id}"),
+        ExportScope::Period { period, currency } => {
+            format!("periods/{period}/currencies/{currency}")
+        }
+    };
+    format!(
+        "exports/{}/{scope}/runs/{}",
+        run.request.kind.slug(),
+        run.run_id
+    )
+}
+
+fn request_json(run: &RunRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(&run.request).unwrap_or_default();
+    if let Some(scope) = v.get("scope").cloned() {
+        // Flatten the scope for consumers: {kind, invoiceId | billingPeriod + currencyCode, attributeSet}.
+        if let (Some(o), Some(s)) = (v.as_object_mut(), scope.as_object()) {
+            o.remove("scope");
+            for (k, val) in s {
+                if k != "by" {
+                    o.insert(k.clone(), val.clone());
+                }
+            }
+        }
+    }
+    v
+}
+
+pub fn started(source: &str, run: &RunRecord) -> CloudEvent {
+    CloudEvent::new(
+        source,
+        EXPORT_STARTED,
+        format!("{}-started-{}", run.run_id, run.restarts),
+        subject(run),
+        json!({
+            "runId": run.run_id,
+            "trigger": run.trigger,
+            "request": request_json(run),
+            "restarts": run.restarts,
+            "pollDeadline": run.poll_deadline.format(&time::format_description::well_known::Rfc3339).ok(),
+        }),
+    )
+}
+
+pub fn completed(
+    source: &str,
+    run: &RunRecord,
+    folder: &str,
+    manifest_location: &str,
+) -> CloudEvent {
+    let blobs: Vec<_> = run
+        .parts
+        .iter()
+        .take(MAX_EVENT_BLOBS)
+        .map(|p| json!({ "path": p.dest, "bytes": p.bytes, "rows": p.rows, "md5": p.md5, "copyMethod": p.method }))
+        .collect();
+    let m = run.manifest.as_ref();
+    CloudEvent::new(
+        source,
+        EXPORT_COMPLETED,
+        format!("{}-completed", run.run_id),
+        subject(run),
+        json!({
+            "runId": run.run_id,
+            "trigger": run.trigger,
+            "request": request_json(run),
+            "folder": folder,
+            "manifest": manifest_location,
+            "sourceETag": m.map(|m| m.etag.as_str()),
+            "billingMonth": m.and_then(|m| super::layout::billing_month(&m.root_directory)),
+            "blobCount": run.parts.len(),
+            "byteCount": run.bytes_copied(),
+            "rowCount": run.rows_copied(),
+            "blobs": blobs,
+            "blobsTruncated": run.parts.len() > MAX_EVENT_BLOBS,
+        }),
+    )
+}
+
+pub fn failed(source: &str, run: &RunRecord) -> CloudEvent {
+    let f = run.failure.as_ref();
+    CloudEvent::new(
+        source,
+        EXPORT_FAILED,
+        format!("{}-failed", run.run_id),
+        subject(run),
+        json!({
+            "runId": run.run_id,
+            "trigger": run.trigger,
+            "request": request_json(run),
+            "code": f.map(|f| f.code.as_str()),
+            "reason": f.map(|f| f.message.as_str()),
+            "polls": run.polls,
+            "restarts": run.restarts,
+            "partsDone": run.parts_done(),
+            "partsTotal": run.parts.len(),
+        }),
+    )
+}

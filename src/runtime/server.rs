@@ -1,0 +1,217 @@
+//! The custom-handler HTTP server: `GET /` answers readiness, `POST /{FunctionName}` runs a
+//! function. Handler errors and panics become non-2xx answers, which the host turns into a
+//! failed invocation (and, for Service Bus, an abandoned and redelivered message).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use super::invocation::Invocation;
+use super::reply::InvocationReply;
+
+/// Largest invocation envelope accepted from the host.
+const MAX_ENVELOPE_BYTES: u64 = 4 << 20;
+
+/// Why an invocation failed; `logs` still reach the caller for diagnostics.
+#[derive(Debug)]
+pub struct InvocationFailure {
+    pub message: String,
+    pub logs: Vec<String>,
+}
+
+impl<E: std::fmt::Display> From<E> for InvocationFailure {
+    fn from(e: E) -> Self {
+        // `{:#}` prints anyhow's context chain on one line.
+        Self {
+            message: format!("{e:#}").replace('\n', " "),
+            logs: Vec::new(),
+        }
+    }
+}
+
+pub type InvocationResult = Result<InvocationReply, InvocationFailure>;
+pub type HandlerFuture = Pin<Box<dyn Future<Output = InvocationResult> + Send>>;
+type Handler = Arc<dyn Fn(Invocation) -> HandlerFuture + Send + Sync>;
+
+/// Function name → handler. Names are matched exactly, as the host posts the folder name.
+#[derive(Clone, Default)]
+pub struct FunctionRouter {
+    handlers: HashMap<String, Handler>,
+}
+
+impl FunctionRouter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn route<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Invocation) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = InvocationResult> + Send + 'static,
+    {
+        self.handlers
+            .insert(name.to_string(), Arc::new(move |inv| Box::pin(f(inv))));
+        self
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    async fn dispatch(
+        &self,
+        name: &str,
+        body: bytes::Bytes,
+        invocation_id: Option<String>,
+    ) -> warp::reply::Response {
+        let Some(handler) = self.handlers.get(name).cloned() else {
+            tracing::warn!(function = name, "invocation for an unknown function");
+            return json_reply(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"Logs": [format!("no function named {name:?}")]}),
+            );
+        };
+        let inv: Invocation = match serde_json::from_slice(&body) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(function = name, error = %e, "invocation envelope is not valid JSON");
+                return json_reply(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"Logs": [format!("invalid invocation envelope: {e}")]}),
+                );
+            }
+        };
+        let span = tracing::info_span!(
+            "invocation",
+            function = name,
+            invocation_id = invocation_id.as_deref().unwrap_or("")
+        );
+        let started = std::time::Instant::now();
+        let outcome = tracing::Instrument::instrument(
+            std::panic::AssertUnwindSafe(handler(inv)).catch_unwind(),
+            span,
+        )
+        .await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(Ok(reply)) => {
+                tracing::debug!(function = name, elapsed_ms, "invocation succeeded");
+                json_reply(StatusCode::OK, &reply)
+            }
+            Ok(Err(fail)) => {
+                tracing::warn!(function = name, elapsed_ms, error = %fail.message, "invocation failed");
+                let mut logs = fail.logs;
+                logs.push(format!("error: {}", fail.message));
+                json_reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"Logs": logs}),
+                )
+            }
+            Err(_) => {
+                tracing::error!(function = name, elapsed_ms, "invocation panicked");
+                json_reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"Logs": ["error: handler panicked"]}),
+                )
+            }
+        }
+    }
+}
+
+fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> warp::reply::Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = warp::reply::Response::new(bytes.into());
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// The warp filter of the custom handler.
+pub fn routes(
+    router: FunctionRouter,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+    let router = Arc::new(router);
+    let ready = warp::get()
+        .and(warp::path::end())
+        .map(|| json_reply(StatusCode::OK, &serde_json::json!({"status": "ready"})));
+    let invoke = warp::post()
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::header::optional::<String>(
+            "x-azure-functions-invocationid",
+        ))
+        .and(warp::body::content_length_limit(MAX_ENVELOPE_BYTES))
+        .and(warp::body::bytes())
+        .then(
+            move |name: String, id: Option<String>, body: bytes::Bytes| {
+                let router = router.clone();
+                async move { router.dispatch(&name, body, id).await }
+            },
+        );
+    ready
+        .or(invoke)
+        .unify()
+        .recover(|rej: warp::Rejection| async move {
+            let (status, msg) = if rej.is_not_found() {
+                (StatusCode::NOT_FOUND, "not found".to_string())
+            } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invocation envelope too large".to_string(),
+                )
+            } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed".to_string(),
+                )
+            } else {
+                (StatusCode::BAD_REQUEST, format!("{rej:?}"))
+            };
+            Ok::<_, Infallible>(json_reply(status, &serde_json::json!({"Logs": [msg]})))
+        })
+}
+
+/// The port the host gave us (`FUNCTIONS_CUSTOMHANDLER_PORT`, or the legacy `FUNCTIONS_HTTPWORKER_PORT`);
+/// 3000 when run standalone.
+pub fn port_from_env() -> Result<u16, String> {
+    for var in ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"] {
+        if let Ok(v) = std::env::var(var) {
+            return v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{var}={v:?} is not a port number"));
+        }
+    }
+    Ok(3000)
+}
+
+/// Serves until `shutdown` resolves. Binds 127.0.0.1: the host always calls on loopback.
+pub async fn serve(
+    router: FunctionRouter,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(router))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+pub async fn bind(port: u16) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
