@@ -45,9 +45,9 @@ resource webhook 'Microsoft.EventGrid/topics/eventSubscriptions@2023-12-15-previ
     }
     filter: {
       includedEventTypes: [
-        'PartnerBillingExport.ExportStarted'
-        'PartnerBillingExport.ExportCompleted'
-        'PartnerBillingExport.ExportFailed'
+        'PartnerBillingExport.ExportStarted.v1'
+        'PartnerBillingExport.ExportCompleted.v1'
+        'PartnerBillingExport.ExportFailed.v1'
       ]
     }
     retryPolicy: {
