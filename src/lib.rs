@@ -8,6 +8,7 @@ pub mod billing;
 pub mod config;
 pub mod functions;
 pub mod local;
+pub mod package;
 pub mod pipeline;
 pub mod planner;
 pub mod runtime;
