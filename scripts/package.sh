@@ -30,9 +30,4 @@ else
   binary="$root/target/$target/release/partner-billing-export"
 fi
 
-if "$binary" package --help 2>&1 | grep -q -- '--output'; then
-  "$binary" package --app-root "$root" --binary "$binary" --output "$output"
-else
-  # CLI subcommand not wired yet: the example calls the same library function.
-  cargo run --release --locked --quiet --example package -- "$root" "$binary" "$output"
-fi
+"$binary" package --app-root "$root" --binary "$binary" --output "$output"

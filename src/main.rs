@@ -74,6 +74,18 @@ enum Command {
         #[arg(long = "setting", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
     },
+    /// Build the deployable zip: host.json, functions/*/function.json and the binary as `handler`.
+    Package {
+        /// Folder with host.json and functions/.
+        #[arg(long, default_value = ".")]
+        app_root: PathBuf,
+        /// The Linux release binary to ship (default: this executable).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Where to write the zip.
+        #[arg(long, default_value = "target/partner-billing-export.zip")]
+        output: PathBuf,
+    },
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -134,6 +146,29 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Package { app_root, binary, output } => {
+            let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("partner-billing-export package: locating this binary: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = partner_billing_export::package::PackageOptions { app_root, binary, output };
+            match partner_billing_export::package::build_package(&opts) {
+                Ok(report) => {
+                    for e in &report.entries {
+                        println!("  {:o} {:>10} {}", e.mode, e.size, e.name);
+                    }
+                    println!("wrote {} ({} bytes, executable `{}`)", report.output.display(), report.zip_size, report.executable);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("partner-billing-export package: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Local {
             out,
             app_root,
