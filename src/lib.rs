@@ -2,11 +2,14 @@
 //! billing exports end to end. See README.md for the picture and DESIGN notes in the modules.
 
 pub mod adapters;
+pub mod app;
 pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod functions;
 pub mod local;
+pub mod package;
 pub mod pipeline;
+pub mod planner;
 pub mod runtime;
 pub mod settings;

@@ -113,3 +113,48 @@ pub const SETTINGS: &[Setting] = &[
 pub fn find(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
+
+/// The README's settings table (a test keeps README.md equal to it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| setting | default | example | what it does |\n|---|---|---|---|\n");
+    for s in SETTINGS {
+        let default = match s.default {
+            Some(d) => format!("`{d}`"),
+            None => "(none)".to_string(),
+        };
+        let scope = match s.scope {
+            Scope::Host => " Read by the Functions host (function.json).",
+            Scope::Handler => "",
+        };
+        out.push_str(&format!(
+            "| `{}` | {default} | `{}` | {}{scope} |\n",
+            s.name, s.example, s.description
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        let table = super::markdown_table();
+        if std::env::var_os("PRINT_SETTINGS_TABLE").is_some() {
+            println!("{table}");
+        }
+        assert!(
+            readme.contains(&table),
+            "README.md's settings table is out of date; run PRINT_SETTINGS_TABLE=1 cargo test readme_documents -- --nocapture and paste it"
+        );
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = super::SETTINGS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+}

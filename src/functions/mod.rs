@@ -66,3 +66,8 @@ pub const CATALOG: [FunctionSpec; 4] = [
         },
     },
 ];
+
+pub mod copy_partition;
+pub mod exports_http;
+pub mod poll_operation;
+pub mod start_exports;

@@ -1,4 +1,12 @@
-//! Local mode: stand-ins for the cloud services the pipeline talks to, served on loopback so the
-//! production clients can be exercised end to end without Azure or Microsoft Graph.
+//! The embedded runtime for `local` mode and tests: a Functions-host emulator, a Service Bus
+//! stand-in, an Event Grid stand-in and the Graph partner billing sandbox, all on loopback,
+//! with the production code talking to them over HTTP exactly as it talks to Azure.
 
+pub mod eventgrid;
 pub mod graph_sandbox;
+pub mod host;
+pub mod layout;
+pub mod ncrontab;
+pub mod run;
+pub mod server;
+pub mod servicebus;

@@ -1,0 +1,213 @@
+// The function app (custom handler on Linux) with its plan, its system-assigned identity, its app
+// settings, and the roles it needs on its own host storage and on Application Insights.
+//
+// hostingPlan:
+//   flex    (default) Flex Consumption FC1: functionAppConfig.runtime {custom, 1.0}; the package is
+//           "one deploy"-ed into a blob container that the app reads with its identity. Per-function
+//           scale-out, scale to zero, 30 s app-initialization limit (our binary starts in well
+//           under a second). FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION are deprecated
+//           on Flex and must not be set.
+//   premium Elastic Premium EP1 (Linux): always-warm instances, longer-lived workers. The app runs
+//           from a package blob (WEBSITE_RUN_FROM_PACKAGE = blob URL, read with the managed
+//           identity) instead of an Azure Files content share, because Azure Files would need a
+//           storage key; see docs/deploy.md for the upload step.
+
+param location string
+param tags object
+param appName string
+param planName string
+@allowed([
+  'flex'
+  'premium'
+])
+param hostingPlan string
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int
+@minValue(1)
+@maxValue(100)
+param premiumMaximumElasticWorkerCount int
+
+param hostStorageName string
+param deploymentContainerUrl string
+param packageBlobName string
+param appInsightsName string
+param appInsightsConnectionString string
+
+@description('Settings the handler reads (src/settings.rs), already resolved by main.bicep.')
+param handlerSettings object
+
+var isFlex = hostingPlan == 'flex'
+
+// Built-in role definition ids.
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// app-settings:begin (tests/deploy_layout.rs scans the names between these markers)
+var hostSettings = {
+  // Identity-based host storage: no AzureWebJobsStorage connection string, no key.
+  AzureWebJobsStorage__accountName: hostStorageName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  // The connection string only addresses the resource; ingestion is authenticated with Entra ID
+  // because local auth is disabled on the component.
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+}
+var premiumSettings = isFlex ? {} : {
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  FUNCTIONS_WORKER_RUNTIME: 'custom'
+  WEBSITE_RUN_FROM_PACKAGE: '${deploymentContainerUrl}/${packageBlobName}'
+  WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: 'SystemAssigned'
+}
+// app-settings:end
+var appSettings = union(hostSettings, premiumSettings, handlerSettings)
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  #checkov:skip=CKV_AZURE_225: a monthly batch pipeline tolerates a zone outage (Service Bus redelivers); zone redundancy would pin always-on instances
+  name: planName
+  location: location
+  tags: tags
+  kind: isFlex ? 'functionapp' : 'elastic'
+  sku: isFlex ? {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  } : {
+    name: 'EP1'
+    tier: 'ElasticPremium'
+  }
+  properties: {
+    // Linux.
+    reserved: true
+    maximumElasticWorkerCount: isFlex ? null : premiumMaximumElasticWorkerCount
+    zoneRedundant: false
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  #checkov:skip=CKV_AZURE_222: the Exports HTTP function is called by operators and schedulers over the internet, protected by function keys
+  #checkov:skip=CKV_AZURE_17: callers authenticate with function keys; mutual TLS would add certificate management for no gain here
+  #checkov:skip=CKV_AZURE_212: queue- and timer-driven batch work; Flex scales from zero and Service Bus redelivers on instance loss
+  #checkov:skip=CKV_AZURE_213: App Service health check does not apply to Flex Consumption; the Functions host monitors the handler itself
+  name: appName
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    functionAppConfig: isFlex ? {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'custom'
+        version: '1.0'
+      }
+    } : null
+    siteConfig: {
+      // Premium: a custom handler on Linux has no language stack image tag; the host image is
+      // chosen by FUNCTIONS_WORKER_RUNTIME=custom. Flex ignores linuxFxVersion.
+      linuxFxVersion: ''
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      appSettings: [
+        for setting in items(appSettings): {
+          name: setting.key
+          value: setting.value
+        }
+      ]
+    }
+  }
+}
+
+// Basic-auth publishing (FTP / SCM user+password) off: deploy with Entra ID (az CLI) only.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// Host storage: the host keeps leases, the timer's schedule monitor, function keys and (Flex) the
+// deployment package in blobs: Storage Blob Data Owner is what the Functions docs require for
+// AzureWebJobsStorage. Table Data Contributor lets the host write its diagnostic events.
+// No Queue Data Contributor: it is only needed for blob triggers / Durable Functions, and our
+// queues are Service Bus. The account holds nothing but host state, so account scope is the
+// narrowest useful one (the host creates its containers itself).
+resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: hostStorage
+  name: guid(hostStorage.id, site.id, storageBlobDataOwner)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: hostStorage
+  name: guid(hostStorage.id, site.id, storageTableDataContributor)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Entra-authenticated telemetry ingestion (local auth is disabled on the component).
+resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: appInsights
+  name: guid(appInsights.id, site.id, monitoringMetricsPublisher)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output defaultHostName string = site.properties.defaultHostName
+output principalId string = site.identity.principalId

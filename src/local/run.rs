@@ -1,0 +1,500 @@
+//! `partner-billing-export local`: the whole pipeline on this machine. Starts the Graph sandbox,
+//! the Service Bus and Event Grid stand-ins and the Functions host emulator (which starts this
+//! binary with `serve`, as Azure does), fires the timer, shows progress through the status API,
+//! verifies every landed partition against what the sandbox served, and summarises.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use super::eventgrid::{EventGridConfig, EventGridEmulator};
+use super::graph_sandbox::{GraphSandbox, SandboxConfig};
+use super::host::{FunctionsHost, HostOptions};
+use super::layout::{AppLayout, TriggerDef};
+use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
+use crate::auth::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
+use crate::settings as s;
+
+/// Marks a directory as ours, so a rerun may clear it without risking a user's files.
+const MARKER: &str = ".partner-billing-export-local";
+pub const LOCAL_FUNCTION_KEY: &str = "local-function-key";
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub out_dir: PathBuf,
+    /// Where `host.json` and `functions/` are (the embedded copies are used if absent).
+    pub app_root: PathBuf,
+    pub sandbox: SandboxConfig,
+    /// Extra app settings for the handler (e.g. `EXPORT_KINDS`).
+    pub settings: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// Front-door port (0 = any free port).
+    pub http_port: u16,
+    pub quiet: bool,
+    /// The handler binary; `None` = this executable (tests pass the built binary).
+    pub handler_program: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunLine {
+    pub run_id: String,
+    pub subject: String,
+    pub status: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub rows: u64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LocalSummary {
+    pub runs: Vec<RunLine>,
+    pub partitions: u64,
+    pub bytes: u64,
+    pub rows: u64,
+    pub duration: Duration,
+    pub verified: u64,
+    pub mismatches: Vec<String>,
+    pub dead_letters: usize,
+    pub events: Vec<Value>,
+    pub output_dir: PathBuf,
+    pub events_file: PathBuf,
+}
+
+impl LocalSummary {
+    pub fn failed(&self) -> usize {
+        self.runs.iter().filter(|r| r.status != "completed").count()
+    }
+    pub fn ok(&self) -> bool {
+        !self.runs.is_empty()
+            && self.failed() == 0
+            && self.mismatches.is_empty()
+            && self.dead_letters == 0
+    }
+}
+
+fn prepare_out_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty {
+            if !dir.join(MARKER).exists() {
+                bail!(
+                    "{} exists and was not made by `local`; choose another --out or remove it",
+                    dir.display()
+                );
+            }
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by partner-billing-export local; safe to delete\n",
+    )?;
+    Ok(())
+}
+
+struct Progress {
+    quiet: bool,
+    started: Instant,
+    last: String,
+}
+
+impl Progress {
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            println!("[{:>6.1}s] {line}", self.started.elapsed().as_secs_f64());
+        }
+    }
+    fn update(&mut self, line: String) {
+        if line != self.last {
+            self.say(&line);
+            self.last = line;
+        }
+    }
+}
+
+fn short_type(t: &str) -> &str {
+    t.strip_prefix("PartnerBillingExport.").unwrap_or(t)
+}
+
+fn describe_event(e: &Value) -> String {
+    let t = short_type(e["type"].as_str().unwrap_or("?"));
+    let subject = e["subject"].as_str().unwrap_or("");
+    let d = &e["data"];
+    match t {
+        "ExportCompleted.v1" => format!(
+            "event {t} {subject}: {} files, {} bytes, {} rows",
+            d["blobCount"], d["byteCount"], d["rowCount"]
+        ),
+        "ExportFailed.v1" => format!("event {t} {subject}: {} {}", d["code"], d["reason"]),
+        _ => format!("event {t} {subject}"),
+    }
+}
+
+pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
+    let started = Instant::now();
+    let mut progress = Progress {
+        quiet: opts.quiet,
+        started,
+        last: String::new(),
+    };
+    prepare_out_dir(&opts.out_dir)?;
+    let out_dir = std::fs::canonicalize(&opts.out_dir)?;
+    let events_file = out_dir.join("events.jsonl");
+    let log_file = out_dir.join("handler.log");
+
+    let lookup_settings = opts.settings.clone();
+    let lookup = move |name: &str| -> Option<String> {
+        lookup_settings
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+            .or_else(|| s::find(name).and_then(|x| x.default).map(str::to_string))
+    };
+    let layout = AppLayout::load_or_embedded(&opts.app_root, &lookup)?;
+    let queues: Vec<String> = layout
+        .functions
+        .iter()
+        .filter_map(|f| match &f.trigger {
+            TriggerDef::ServiceBusQueue { queue, .. } => Some(queue.clone()),
+            _ => None,
+        })
+        .collect();
+
+    let sandbox = GraphSandbox::start(opts.sandbox.clone())
+        .await
+        .context("starting the Graph sandbox")?;
+    let sb = ServiceBusEmulator::new(ServiceBusConfig {
+        queues,
+        max_delivery_count: 10,
+        duplicate_detection_window: Duration::from_secs(600),
+        token: LOCAL_SERVICEBUS_TOKEN.into(),
+    });
+    let sb_http = sb
+        .serve(0)
+        .await
+        .context("starting the Service Bus stand-in")?;
+    let eg = EventGridEmulator::new(EventGridConfig {
+        token: LOCAL_EVENTGRID_TOKEN.into(),
+        events_file: Some(events_file.clone()),
+    });
+    let mut event_rx = eg.subscribe();
+    let eg_http = eg
+        .serve(0)
+        .await
+        .context("starting the Event Grid stand-in")?;
+
+    let mut env: Vec<(String, String)> = vec![
+        (
+            s::GRAPH_BASE_URL.into(),
+            sandbox.graph_base_url().to_string(),
+        ),
+        (
+            s::PARTNER_CENTER_BASE_URL.into(),
+            sandbox.partner_center_base_url().to_string(),
+        ),
+        (
+            s::SERVICEBUS_ENDPOINT.into(),
+            sb_http.base_url().to_string(),
+        ),
+        (
+            s::EVENTGRID_TOPIC_ENDPOINT.into(),
+            EventGridEmulator::topic_url(&eg_http).to_string(),
+        ),
+        (s::DESTINATION_KIND.into(), "filesystem".into()),
+        (
+            s::DESTINATION_DIRECTORY.into(),
+            out_dir.display().to_string(),
+        ),
+        (s::CREDENTIAL_KIND.into(), "local-sandbox".into()),
+        (s::DEFAULT_RETRY_AFTER_SECONDS.into(), "1".into()),
+        (s::LOG_FORMAT.into(), "text".into()),
+        (
+            s::EVENT_SOURCE.into(),
+            "/partner-billing-export/local".into(),
+        ),
+        (
+            "RUST_LOG".into(),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ];
+    env.extend(opts.settings.iter().cloned());
+    let host = FunctionsHost::start(HostOptions {
+        layout: layout.clone(),
+        program: match &opts.handler_program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("locating this binary")?,
+        },
+        env,
+        log_file: log_file.clone(),
+        http_port: opts.http_port,
+        function_key: LOCAL_FUNCTION_KEY.into(),
+        service_bus: sb.clone(),
+    })
+    .await?;
+    progress.say(&format!(
+        "Graph sandbox {} | Service Bus {} | Event Grid {} | Functions API {} (key {LOCAL_FUNCTION_KEY})",
+        sandbox.graph_base_url(),
+        sb_http.base_url(),
+        EventGridEmulator::topic_url(&eg_http),
+        host.http_base()
+    ));
+
+    let result = drive(&host, &sb, &eg, &mut event_rx, &mut progress, opts.timeout).await;
+
+    let dead = sb.dead_letters();
+    if !dead.is_empty() {
+        let lines: String = dead
+            .iter()
+            .map(|d| serde_json::to_string(d).unwrap_or_default() + "\n")
+            .collect();
+        std::fs::write(out_dir.join("dead-letters.jsonl"), lines)?;
+    }
+    let served = sandbox.served_partitions();
+    host.shutdown().await;
+    sb_http.shutdown().await;
+    eg_http.shutdown().await;
+    sandbox.shutdown().await;
+    let runs = result?;
+
+    let mut summary = LocalSummary {
+        runs,
+        duration: started.elapsed(),
+        dead_letters: dead.len(),
+        events: eg.events(),
+        output_dir: out_dir.clone(),
+        events_file,
+        ..Default::default()
+    };
+    let expected: HashMap<(String, String), String> = served
+        .iter()
+        .map(|p| ((p.root_directory.clone(), p.name.clone()), p.md5.clone()))
+        .collect();
+    verify_outputs(&out_dir, &expected, &mut summary)?;
+    Ok(summary)
+}
+
+/// Fires the timer and waits until every run is finished and announced, showing progress.
+async fn drive(
+    host: &FunctionsHost,
+    sb: &ServiceBusEmulator,
+    eg: &EventGridEmulator,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    progress: &mut Progress,
+    timeout: Duration,
+) -> anyhow::Result<Vec<RunLine>> {
+    let fired = host.fire_timer(crate::functions::START_EXPORTS).await?;
+    for l in &fired.logs {
+        progress.say(&format!("StartExports: {l}"));
+    }
+    if !fired.ok {
+        bail!(
+            "the StartExports timer invocation failed; see {}",
+            host.log_file().display()
+        );
+    }
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let list_url = host.http_base().join("exports")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        while let Ok(e) = events.try_recv() {
+            progress.say(&describe_event(&e));
+        }
+        let list: Value = client
+            .get(list_url.clone())
+            .header("x-functions-key", host.function_key())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let runs = list["runs"].as_array().cloned().unwrap_or_default();
+        let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+        let (mut done_parts, mut total_parts) = (0, 0);
+        for r in &runs {
+            *by_state
+                .entry(r["status"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+            done_parts += r["partsDone"].as_u64().unwrap_or(0);
+            total_parts += r["partsTotal"].as_u64().unwrap_or(0);
+        }
+        let states: Vec<String> = by_state.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        progress.update(format!(
+            "{} runs: {} | partitions {done_parts}/{total_parts}",
+            runs.len(),
+            states.join(", ")
+        ));
+        let terminal = runs
+            .iter()
+            .filter(|r| matches!(r["status"].as_str(), Some("completed" | "failed")))
+            .count();
+        let finals = eg
+            .events()
+            .iter()
+            .filter(|e| {
+                e["type"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("ExportCompleted") || t.contains("ExportFailed"))
+            })
+            .count();
+        let idle = sb.depth().values().all(|d| *d == 0);
+        if !runs.is_empty() && terminal == runs.len() && finals >= runs.len() && idle {
+            while let Ok(e) = events.try_recv() {
+                progress.say(&describe_event(&e));
+            }
+            return collect_runs(&client, host, &runs).await;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "runs did not finish within {timeout:?} ({}); see {}",
+                states.join(", "),
+                host.log_file().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn collect_runs(
+    client: &reqwest::Client,
+    host: &FunctionsHost,
+    runs: &[Value],
+) -> anyhow::Result<Vec<RunLine>> {
+    let mut out = Vec::new();
+    for r in runs {
+        let id = r["runId"].as_str().unwrap_or_default();
+        let url = host.http_base().join(&format!("exports/{id}"))?;
+        let v: Value = client
+            .get(url)
+            .header("x-functions-key", host.function_key())
+            .send()
+            .await?
+            .json()
+            .await?;
+        let req = &v["request"];
+        let scope = &req["scope"];
+        let who = scope["invoiceId"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "{} {}",
+                    scope["billingPeriod"].as_str().unwrap_or(""),
+                    scope["currencyCode"].as_str().unwrap_or("")
+                )
+            });
+        out.push(RunLine {
+            run_id: id.to_string(),
+            subject: format!("{} {who}", req["kind"].as_str().unwrap_or("")),
+            status: v["status"].as_str().unwrap_or("?").to_string(),
+            files: v["result"]["blobCount"].as_u64().unwrap_or(0),
+            bytes: v["result"]["byteCount"].as_u64().unwrap_or(0),
+            rows: v["result"]["rowCount"].as_u64().unwrap_or(0),
+            reason: v["failure"]["reason"].as_str().map(str::to_string),
+        });
+    }
+    out.sort_by(|a, b| a.subject.cmp(&b.subject));
+    Ok(out)
+}
+
+/// Reads every `_manifest.json` under the output and checks each partition file against the
+/// MD5 of what the sandbox served for the same source blob.
+fn verify_outputs(
+    out_dir: &Path,
+    expected: &HashMap<(String, String), String>,
+    summary: &mut LocalSummary,
+) -> anyhow::Result<()> {
+    let mut stack = vec![out_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let p = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if p.is_dir() && !name.starts_with('.') && name != "_ledger" {
+                stack.push(p);
+            } else if name == crate::pipeline::layout::RUN_MANIFEST_NAME {
+                let m: Value = serde_json::from_slice(&std::fs::read(&p)?)?;
+                let root = m["source"]["rootDirectory"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                for b in m["blobs"].as_array().cloned().unwrap_or_default() {
+                    let file = dir.join(b["blobName"].as_str().unwrap_or_default());
+                    let source = b["sourceName"].as_str().unwrap_or_default().to_string();
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let got = hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes));
+                    summary.partitions += 1;
+                    summary.bytes += bytes.len() as u64;
+                    summary.rows += b["dataRowCount"].as_u64().unwrap_or(0);
+                    match expected.get(&(root.clone(), source.clone())) {
+                        Some(want) if *want == got => summary.verified += 1,
+                        Some(_) => summary
+                            .mismatches
+                            .push(format!("{} differs from the source", file.display())),
+                        None => summary.mismatches.push(format!(
+                            "{} has no matching source partition",
+                            file.display()
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn print_summary(s: &LocalSummary) {
+    println!();
+    println!("Runs:");
+    for r in &s.runs {
+        match &r.reason {
+            None => println!(
+                "  {:<10} {:<45} {:>3} files {:>10} bytes {:>8} rows  ({})",
+                r.status, r.subject, r.files, r.bytes, r.rows, r.run_id
+            ),
+            Some(why) => println!("  {:<10} {:<45} {why}  ({})", r.status, r.subject, r.run_id),
+        }
+    }
+    println!();
+    println!(
+        "Summary: {} runs ({} completed, {} failed), {} partitions, {} bytes, {} rows, {:.1} s",
+        s.runs.len(),
+        s.runs.len() - s.failed(),
+        s.failed(),
+        s.partitions,
+        s.bytes,
+        s.rows,
+        s.duration.as_secs_f64()
+    );
+    println!(
+        "Verified: {} of {} partitions byte-identical to what the Graph sandbox served{}",
+        s.verified,
+        s.partitions,
+        if s.mismatches.is_empty() {
+            String::new()
+        } else {
+            format!("; {} MISMATCHED", s.mismatches.len())
+        }
+    );
+    for m in &s.mismatches {
+        println!("  mismatch: {m}");
+    }
+    if s.dead_letters > 0 {
+        println!(
+            "Dead-lettered messages: {} (see {}/dead-letters.jsonl)",
+            s.dead_letters,
+            s.output_dir.display()
+        );
+    }
+    println!("Output:  {}", s.output_dir.display());
+    println!(
+        "Events:  {} ({} events)",
+        s.events_file.display(),
+        s.events.len()
+    );
+}

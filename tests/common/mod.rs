@@ -1,0 +1,159 @@
+//! Shared test bed: the Graph sandbox, the Service Bus and Event Grid stand-ins on loopback, and
+//! the production `App` wired to them through its normal configuration. Messages are pumped
+//! one at a time so tests can interleave faults deterministically.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use partner_billing_export::app::App;
+use partner_billing_export::config::{Config, Settings};
+use partner_billing_export::functions::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use partner_billing_export::local::eventgrid::{EventGridConfig, EventGridEmulator};
+use partner_billing_export::local::graph_sandbox::{GraphSandbox, SandboxConfig};
+use partner_billing_export::local::server::ServerHandle;
+use partner_billing_export::local::servicebus::{Delivery, ServiceBusConfig, ServiceBusEmulator};
+use partner_billing_export::pipeline::{CopyJob, Handled, PipelineError, PollJob, RunRecord};
+use serde_json::Value;
+
+pub struct TestBed {
+    pub sandbox: GraphSandbox,
+    pub sb: Arc<ServiceBusEmulator>,
+    pub eg: Arc<EventGridEmulator>,
+    pub app: Arc<App>,
+    pub dir: tempfile::TempDir,
+    _servers: Vec<ServerHandle>,
+}
+
+pub fn fast_sandbox() -> SandboxConfig {
+    SandboxConfig {
+        polls_before_done: 1,
+        retry_after_secs: 0,
+        partitions: 2,
+        rows_per_partition: 40,
+        ..SandboxConfig::default()
+    }
+}
+
+impl TestBed {
+    pub async fn start(cfg: SandboxConfig, extra: &[(&str, &str)]) -> Self {
+        let sandbox = GraphSandbox::start(cfg).await.expect("sandbox starts");
+        let sb = ServiceBusEmulator::new(ServiceBusConfig {
+            queues: vec![OPERATIONS_QUEUE.into(), PARTITIONS_QUEUE.into()],
+            max_delivery_count: 10,
+            duplicate_detection_window: Duration::from_secs(600),
+            token: partner_billing_export::auth::LOCAL_SERVICEBUS_TOKEN.into(),
+        });
+        let sb_http = sb.serve(0).await.expect("service bus stand-in");
+        let eg = EventGridEmulator::new(EventGridConfig {
+            token: partner_billing_export::auth::LOCAL_EVENTGRID_TOKEN.into(),
+            events_file: None,
+        });
+        let eg_http = eg.serve(0).await.expect("event grid stand-in");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings: HashMap<String, String> = [
+            ("GRAPH_BASE_URL", sandbox.graph_base_url().to_string()),
+            ("PARTNER_CENTER_BASE_URL", sandbox.partner_center_base_url().to_string()),
+            ("SERVICEBUS_ENDPOINT", sb_http.base_url().to_string()),
+            ("EVENTGRID_TOPIC_ENDPOINT", EventGridEmulator::topic_url(&eg_http).to_string()),
+            ("DESTINATION_KIND", "filesystem".into()),
+            ("DESTINATION_DIRECTORY", dir.path().display().to_string()),
+            ("CREDENTIAL_KIND", "local-sandbox".into()),
+            ("DEFAULT_RETRY_AFTER_SECONDS", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in extra {
+            settings.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).expect("config");
+        let app = App::from_config(config).expect("app");
+        Self {
+            sandbox,
+            sb,
+            eg,
+            app,
+            dir,
+            _servers: vec![sb_http, eg_http],
+        }
+    }
+
+    /// The next due message of either queue, or `None` after `wait`.
+    pub async fn next(&self, wait: Duration) -> Option<Delivery> {
+        tokio::select! {
+            d = self.sb.receive(OPERATIONS_QUEUE) => d,
+            d = self.sb.receive(PARTITIONS_QUEUE) => d,
+            _ = tokio::time::sleep(wait) => None,
+        }
+    }
+
+    /// Runs one delivery through the pipeline as the functions would, settling it.
+    pub async fn process(&self, d: &Delivery) -> Result<Handled, PipelineError> {
+        let body: Value = serde_json::from_slice(&d.body).expect("queue bodies are JSON");
+        let res = if d.queue == OPERATIONS_QUEUE {
+            self.app.pipeline.handle_poll(&PollJob::try_from(&body).expect("poll job")).await
+        } else {
+            self.app
+                .pipeline
+                .handle_copy(&CopyJob::try_from(&body).expect("copy job"), d.delivery_count)
+                .await
+        };
+        match &res {
+            Ok(_) => self.sb.complete(d),
+            Err(e) => self.sb.abandon(d, &e.to_string()),
+        }
+        res
+    }
+
+    /// Pumps messages until the queues stay empty for a moment; panics past `deadline`.
+    pub async fn drain(&self, deadline: Duration) -> Vec<Handled> {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut handled = Vec::new();
+        loop {
+            let idle = self.sb.depth().values().all(|d| *d == 0);
+            let wait = if idle { Duration::from_millis(100) } else { Duration::from_secs(5) };
+            match self.next(wait).await {
+                Some(d) => {
+                    if let Ok(h) = self.process(&d).await {
+                        handled.push(h);
+                    }
+                }
+                None if self.sb.depth().values().all(|d| *d == 0) => return handled,
+                None => {}
+            }
+            assert!(tokio::time::Instant::now() < end, "queues did not drain in time: {:?}", self.sb.depth());
+        }
+    }
+
+    pub async fn run(&self, id: &partner_billing_export::pipeline::RunId) -> RunRecord {
+        self.app.pipeline.ledger().get(id).await.expect("ledger").expect("run exists")
+    }
+
+    pub fn events_of_type(&self, suffix: &str) -> Vec<Value> {
+        self.eg
+            .events()
+            .into_iter()
+            .filter(|e| e["type"].as_str().is_some_and(|t| t.contains(suffix)))
+            .collect()
+    }
+
+    /// Every regular file under the output directory, relative path → bytes.
+    pub fn output_files(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(self.dir.path()).unwrap().display().to_string();
+                    out.insert(rel, std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,109 @@
+//! `local` end to end: the real binary as the custom handler behind the Functions host
+//! emulator, the timer starting all four export kinds, every partition landed byte-identical.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use partner_billing_export::local::graph_sandbox::SandboxConfig;
+use partner_billing_export::local::run::{run_local, LocalOptions};
+use serde_json::Value;
+
+fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> LocalOptions {
+    LocalOptions {
+        out_dir: out,
+        app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        sandbox,
+        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        timeout: Duration::from_secs(120),
+        http_port: 0,
+        quiet: true,
+        handler_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export"))),
+    }
+}
+
+fn sandbox() -> SandboxConfig {
+    SandboxConfig {
+        polls_before_done: 2,
+        retry_after_secs: 1,
+        partitions: 2,
+        rows_per_partition: 60,
+        ..SandboxConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn local_run_exports_all_four_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_local(options(dir.path().join("out"), sandbox(), &[])).await.unwrap();
+    assert!(summary.ok(), "local run failed: {summary:#?}");
+    for kind in ["billedUsage", "unbilledUsage", "billedReconciliation", "unbilledReconciliation"] {
+        let n = summary.runs.iter().filter(|r| r.subject.starts_with(&format!("{kind} "))).count();
+        assert!(n >= 1, "no {kind} run in {:?}", summary.runs);
+    }
+    assert!(summary.partitions > 0);
+    assert_eq!(summary.verified, summary.partitions, "every partition byte-identical: {:?}", summary.mismatches);
+    assert_eq!(summary.partitions, summary.runs.iter().map(|r| r.files).sum::<u64>());
+    assert!(summary.rows > 0);
+
+    // Events: started and completed for each run, also in the events file.
+    let events = &summary.events;
+    for r in &summary.runs {
+        let of = |t: &str| {
+            events
+                .iter()
+                .filter(|e| e["data"]["runId"] == r.run_id.as_str() && e["type"].as_str().unwrap().contains(t))
+                .count()
+        };
+        assert_eq!(of("ExportStarted"), 1, "run {}", r.run_id);
+        assert_eq!(of("ExportCompleted"), 1, "run {}", r.run_id);
+    }
+    let lines = std::fs::read_to_string(&summary.events_file).unwrap();
+    assert_eq!(lines.lines().count(), events.len());
+    for l in lines.lines() {
+        let e: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(e["specversion"], "1.0");
+        assert!(!l.contains("sig="), "events must not carry a SAS");
+    }
+    // One _manifest.json per run, and no SAS anywhere in the output.
+    let mut manifests = 0;
+    let mut stack = vec![summary.output_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                assert!(!text.contains("sig="), "{} carries a SAS", p.display());
+                manifests += usize::from(p.file_name().unwrap() == "_manifest.json");
+            }
+        }
+    }
+    assert_eq!(manifests, summary.runs.len());
+}
+
+#[tokio::test]
+async fn local_run_reports_a_failed_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SandboxConfig {
+        fail_invoices: vec!["EUR".into()],
+        ..sandbox()
+    };
+    let summary = run_local(options(
+        dir.path().join("out"),
+        cfg,
+        &[("EXPORT_KINDS", "unbilledUsage"), ("EXPORT_UNBILLED_CURRENCIES", "USD,EUR")],
+    ))
+    .await
+    .unwrap();
+    assert!(!summary.ok(), "a failed export must make the run fail");
+    assert_eq!(summary.runs.len(), 2);
+    assert_eq!(summary.failed(), 1);
+    let failed = summary
+        .events
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().contains("ExportFailed"))
+        .collect::<Vec<_>>();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["data"]["code"], "5000");
+}

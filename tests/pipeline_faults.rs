@@ -1,0 +1,188 @@
+//! The pipeline against the Graph sandbox and the stand-ins, one message at a time, with the
+//! faults users meet: duplicated starts, redelivered messages, expired SAS, failed operations,
+//! expired operations, and a Location on a foreign host.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fast_sandbox, TestBed};
+use partner_billing_export::billing::{AttributeSet, ExportKind, ExportRequest};
+use partner_billing_export::local::graph_sandbox::SandboxConfig;
+use partner_billing_export::pipeline::{CopyJob, Handled, RunState, StartOutcome, Trigger};
+
+const DRAIN: Duration = Duration::from_secs(60);
+
+fn billed(invoice: &str) -> ExportRequest {
+    ExportRequest::billed(ExportKind::BilledUsage, invoice.parse().unwrap(), AttributeSet::Full).unwrap()
+}
+
+fn unbilled_usd() -> ExportRequest {
+    ExportRequest::unbilled(
+        ExportKind::UnbilledReconciliation,
+        "current".parse().unwrap(),
+        "USD".parse().unwrap(),
+        AttributeSet::Basic,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn duplicate_start_and_redelivered_copy_produce_no_duplicate_data() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let first = bed.app.pipeline.start(billed("G000000101"), Trigger::Http).await.unwrap();
+    let StartOutcome::Started(run) = first else { panic!("expected a new run, got {first:?}") };
+    let again = bed.app.pipeline.start(billed("G000000101"), Trigger::Timer).await.unwrap();
+    assert!(matches!(&again, StartOutcome::Duplicate(r) if r.run_id == run.run_id), "{again:?}");
+    assert_eq!(bed.sandbox.stats().exports_started, 1, "a duplicate start must not POST again");
+
+    bed.drain(DRAIN).await;
+    let done = bed.run(&run.run_id).await;
+    assert_eq!(done.state, RunState::Completed);
+    let files_before = bed.output_files();
+
+    // At-least-once delivery: the same copy job arrives again after completion.
+    let job = CopyJob::new(run.run_id.clone(), 0);
+    let h = bed.app.pipeline.handle_copy(&job, 2).await.unwrap();
+    assert!(matches!(h, Handled::Ignored(_)), "{h:?}");
+    // And a redelivered poll of an already consumed sequence number.
+    let h = bed
+        .app
+        .pipeline
+        .handle_poll(&partner_billing_export::pipeline::PollJob::new(run.run_id.clone(), 0))
+        .await
+        .unwrap();
+    assert!(matches!(h, Handled::Ignored(_)), "{h:?}");
+
+    assert_eq!(bed.output_files(), files_before, "redelivery must not change the output");
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1, "exactly one completion event");
+    assert_eq!(bed.events_of_type("ExportStarted").len(), 1);
+    assert_eq!(done.parts_done(), done.parts.len());
+}
+
+#[tokio::test]
+async fn redelivered_copy_while_copying_is_counted_once() {
+    let bed = TestBed::start(SandboxConfig { partitions: 3, ..fast_sandbox() }, &[]).await;
+    let StartOutcome::Started(run) = bed.app.pipeline.start(billed("G000000102"), Trigger::Http).await.unwrap() else {
+        panic!("not started")
+    };
+    // Pump polls until the fan-out, keeping the copy jobs queued.
+    let mut copies = Vec::new();
+    while copies.len() < 3 {
+        let d = bed.next(Duration::from_secs(10)).await.expect("a message");
+        if d.queue == partner_billing_export::functions::PARTITIONS_QUEUE {
+            copies.push(d);
+        } else {
+            bed.process(&d).await.unwrap();
+        }
+    }
+    // Deliver part 0 twice (a crash after copying but before completing the message).
+    let h1 = bed.process(&copies[0]).await.unwrap();
+    let again = bed.app.pipeline.handle_copy(&CopyJob::new(run.run_id.clone(), 0), 2).await.unwrap();
+    assert!(matches!(h1, Handled::Copied { part: 0, .. }), "{h1:?}");
+    assert!(matches!(again, Handled::Ignored(_)), "{again:?}");
+    for d in &copies[1..] {
+        bed.process(d).await.unwrap();
+    }
+    let done = bed.run(&run.run_id).await;
+    assert_eq!(done.state, RunState::Completed);
+    let data_files = bed.output_files().keys().filter(|k| k.ends_with(".json.gz") && !k.contains("/.")).count();
+    assert_eq!(data_files, 3, "one file per partition");
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}
+
+#[tokio::test]
+async fn expired_sas_during_copy_is_refreshed_from_graph() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let StartOutcome::Started(run) = bed.app.pipeline.start(unbilled_usd(), Trigger::Http).await.unwrap() else {
+        panic!("not started")
+    };
+    let mut copies = Vec::new();
+    while copies.len() < 2 {
+        let d = bed.next(Duration::from_secs(10)).await.expect("a message");
+        if d.queue == partner_billing_export::functions::PARTITIONS_QUEUE {
+            copies.push(d);
+        } else {
+            bed.process(&d).await.unwrap();
+        }
+    }
+    // The SAS the pipeline cached at fan-out stops working before any copy runs.
+    bed.sandbox.expire_all_sas();
+    for d in &copies {
+        bed.process(d).await.unwrap();
+    }
+    let done = bed.run(&run.run_id).await;
+    assert_eq!(done.state, RunState::Completed, "{:?}", done.failure);
+    assert!(bed.sandbox.stats().sas_rejections >= 1, "the old SAS must have been refused");
+    // Every landed byte equals what the sandbox served.
+    let served = bed.sandbox.served_partitions();
+    for p in &done.parts {
+        let file = std::fs::read(bed.dir.path().join(p.dest.as_str())).unwrap();
+        let src = served.iter().find(|s| s.name == p.name).expect("served partition");
+        assert_eq!(&file[..], &src.bytes[..], "partition {} differs", p.name);
+    }
+}
+
+#[tokio::test]
+async fn failed_operation_emits_export_failed() {
+    let bed = TestBed::start(
+        SandboxConfig {
+            fail_invoices: vec!["G000000666".into()],
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let StartOutcome::Started(run) = bed.app.pipeline.start(billed("G000000666"), Trigger::Http).await.unwrap() else {
+        panic!("not started")
+    };
+    bed.drain(DRAIN).await;
+    let r = bed.run(&run.run_id).await;
+    assert_eq!(r.state, RunState::Failed);
+    assert_eq!(r.failure.as_ref().unwrap().code, "5000");
+    let failed = bed.events_of_type("ExportFailed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["data"]["code"], "5000");
+    assert_eq!(failed[0]["data"]["runId"], run.run_id.as_str());
+    assert!(bed.events_of_type("ExportCompleted").is_empty());
+}
+
+#[tokio::test]
+async fn gone_operation_is_restarted() {
+    let bed = TestBed::start(
+        SandboxConfig {
+            gone_after_polls: Some(1),
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let StartOutcome::Started(run) = bed.app.pipeline.start(billed("G000000103"), Trigger::Http).await.unwrap() else {
+        panic!("not started")
+    };
+    bed.drain(DRAIN).await;
+    let r = bed.run(&run.run_id).await;
+    assert_eq!(r.state, RunState::Completed, "{:?}", r.failure);
+    assert_eq!(r.restarts, 1);
+    assert_eq!(bed.sandbox.stats().exports_started, 2);
+}
+
+#[tokio::test]
+async fn location_on_a_foreign_host_is_refused() {
+    let bed = TestBed::start(
+        SandboxConfig {
+            foreign_location: true,
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let out = bed.app.pipeline.start(billed("G000000104"), Trigger::Http).await.unwrap();
+    let StartOutcome::Rejected(run) = out else { panic!("expected a refusal, got {out:?}") };
+    let f = run.failure.unwrap();
+    assert!(f.message.contains("allow-list"), "{}", f.message);
+    assert!(f.message.contains("graph.evil.example"), "{}", f.message);
+    assert_eq!(bed.events_of_type("ExportFailed").len(), 1);
+    // Nothing was queued for a refused operation.
+    assert!(bed.sb.depth().values().all(|d| *d == 0));
+}

@@ -1,0 +1,148 @@
+//! `serve` alone, as the Functions host runs it: readiness on `GET /`, and the documented
+//! timer, Service Bus and HTTP payloads, quirks included.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{fast_sandbox, TestBed};
+use serde_json::{json, Value};
+
+struct Handler {
+    child: tokio::process::Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Handler {
+    async fn start(env: &[(String, String)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_partner-billing-export"))
+            .arg("serve")
+            .envs(env.iter().cloned())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/")).send().await {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "handler never became ready");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self { child, base, client }
+    }
+
+    async fn invoke(&self, function: &str, envelope: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/{function}", self.base))
+            .json(&envelope)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "host requires JSON replies, got {ct}");
+        (status, r.json().await.unwrap())
+    }
+}
+
+fn env_for(bed: &TestBed) -> Vec<(String, String)> {
+    vec![
+        ("GRAPH_BASE_URL".into(), bed.sandbox.graph_base_url().to_string()),
+        ("PARTNER_CENTER_BASE_URL".into(), bed.sandbox.partner_center_base_url().to_string()),
+        ("SERVICEBUS_ENDPOINT".into(), format!("http://{}", "127.0.0.1:9")),
+        ("DESTINATION_KIND".into(), "filesystem".into()),
+        ("DESTINATION_DIRECTORY".into(), bed.dir.path().display().to_string()),
+        ("CREDENTIAL_KIND".into(), "local-sandbox".into()),
+        ("EXPORT_KINDS".into(), "billedUsage".into()),
+        ("INVOICE_DISCOVERY".into(), "off".into()),
+        ("LOG_FORMAT".into(), "text".into()),
+    ]
+}
+
+#[tokio::test]
+async fn serve_handles_documented_payloads() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let h = Handler::start(&env_for(&bed)).await;
+
+    // Timer with ScheduleStatus null (monitoring off); no invoices configured → nothing to start.
+    let (status, body) = h
+        .invoke(
+            "StartExports",
+            json!({ "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": true } },
+                    "Metadata": { "sys": { "MethodName": "StartExports", "UtcNow": "2026-12-05T06:00:00.0123456Z", "RandGuid": "x" } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["Logs"].to_string().contains("0 started"), "{body}");
+
+    // HTTP payload mode: a list request, and a bad start naming the field.
+    let (status, body) = h
+        .invoke(
+            "Exports",
+            json!({ "Data": { "req": { "Url": "http://localhost:7071/api/exports", "Method": "GET", "Query": {}, "Headers": {}, "Params": {} } },
+                    "Metadata": { "sys": { "MethodName": "Exports", "UtcNow": "2026-11-25T10:00:00Z", "RandGuid": "x" } } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["Outputs"]["res"]["statusCode"], 200);
+    assert!(body["Outputs"]["res"]["body"]["runs"].is_array(), "{body}");
+    let (_, body) = h
+        .invoke(
+            "Exports",
+            json!({ "Data": { "req": { "Url": "http://localhost:7071/api/exports", "Method": "POST", "Query": {}, "Params": {},
+                    "Headers": { "Content-Type": ["application/json"] }, "Body": "{\"kind\":\"billedUsage\",\"inoiceId\":\"G1\"}" } },
+                    "Metadata": {} }),
+        )
+        .await;
+    let res = &body["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 400);
+    assert_eq!(res["headers"]["Content-Type"], "application/problem+json");
+    assert!(res["body"]["detail"].as_str().unwrap().contains("inoiceId"));
+
+    // Service Bus: a double-encoded poll for a run nobody knows is acknowledged (2xx) ...
+    let inner = json!({"v": 1, "runId": "20261125t100000-aaaaaaaaaaaa", "seq": 0}).to_string();
+    let (status, _) = h
+        .invoke(
+            "PollOperation",
+            json!({ "Data": { "message": serde_json::to_string(&inner).unwrap() },
+                    "Metadata": { "DeliveryCount": "1", "MessageId": "\"m1\"", "EnqueuedTimeUtc": "2026-11-25T10:00:00",
+                                  "MessageActions": {}, "sys": { "MethodName": "PollOperation" } } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // ... and a body that is not a job fails the invocation so the message is redelivered / dead-lettered.
+    let (status, body) = h
+        .invoke("CopyPartition", json!({ "Data": { "message": "\"{\\\"hello\\\":1}\"" }, "Metadata": { "DeliveryCount": "1" } }))
+        .await;
+    assert_eq!(status, 500);
+    assert!(body["Logs"].to_string().contains("copy job"), "{body}");
+    // Unknown function.
+    let (status, _) = h.invoke("NoSuchFunction", json!({"Data": {}, "Metadata": {}})).await;
+    assert_eq!(status, 404);
+    drop(h.child);
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_with_bad_settings() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_partner-billing-export"))
+        .arg("serve")
+        .env_clear()
+        .env("DESTINATION_KIND", "filesystem")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DESTINATION_DIRECTORY"), "{err}");
+}
