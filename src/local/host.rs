@@ -23,6 +23,7 @@ use super::server::{json_response, spawn, ServerHandle};
 use super::servicebus::{Delivery, ServiceBusEmulator};
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_HTTP_BODY: usize = 4 << 20;
 
 pub struct HostOptions {
     pub layout: AppLayout,
@@ -395,14 +396,25 @@ fn http_front(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::body::content_length_limit(4 << 20))
         .and(warp::body::bytes())
-        .then(move |method: warp::http::Method, path: warp::path::FullPath, query: String, headers: warp::http::HeaderMap, body: Bytes| {
-            let core = core.clone();
-            async move { forward_http(&core, method, path.as_str(), &query, &headers, body).await }
-        })
+        .then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: warp::http::HeaderMap,
+                  body: Bytes| {
+                let core = core.clone();
+                async move {
+                    // The Functions front end caps request bodies; so do we (GETs carry none).
+                    if body.len() > MAX_HTTP_BODY {
+                        return json_response(413, &json!({"error": "request body too large"}));
+                    }
+                    forward_http(&core, method, path.as_str(), &query, &headers, body).await
+                }
+            },
+        )
         .recover(|_r: warp::Rejection| async move {
-            Ok::<_, std::convert::Infallible>(json_response(413, &json!({"error": "request too large"})))
+            Ok::<_, std::convert::Infallible>(json_response(400, &json!({"error": "bad request"})))
         })
         .unify()
 }
