@@ -211,7 +211,8 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_manifests_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "traversal",
                 Box::new(|v| v["blobs"][0]["name"] = json!("../other/x.json.gz")),
