@@ -8,9 +8,9 @@ use url::Url;
 use super::manifest::parse_manifest;
 use super::model::{Manifest, ManifestLocation, PollOutcome, StartedExport};
 use super::operation::parse_operation;
-use super::retry_after;
 use super::types::ExportRequest;
 use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
+use crate::http_retry::{retry_after, send_with_retry, RetryPolicy, Sent};
 
 /// `v1.0` (GA, default) or `beta`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,18 +96,12 @@ impl BillingError {
     }
 }
 
-/// Sends Graph / Partner Center requests with bounded retries on 429, 5xx and network errors,
-/// honouring `Retry-After`. Shared by the billing and invoice clients.
+/// Sends Graph / Partner Center requests through the shared retry loop, with a fresh
+/// `client-request-id` per attempt (Microsoft's support asks for it).
 #[derive(Debug, Clone)]
 pub(crate) struct RetryingSender {
     pub http: AuthorizedHttp,
-    pub max_attempts: u32,
-    pub backoff_base: Duration,
-    pub max_retry_after: Duration,
-}
-
-fn retryable(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
+    pub policy: RetryPolicy,
 }
 
 impl RetryingSender {
@@ -120,11 +114,9 @@ impl RetryingSender {
         body: Option<&serde_json::Value>,
         headers: &[(&str, String)],
     ) -> Result<reqwest::Response, BillingError> {
-        let attempts = self.max_attempts.max(1);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            let mut req = self
-                .http
+        let (http, method) = (&self.http, &method);
+        let sent = send_with_retry(&self.policy, audience.name(), move || async move {
+            let mut req = http
                 .request(audience, method.clone(), url.clone())
                 .await?
                 .header("client-request-id", uuid::Uuid::new_v4().to_string())
@@ -135,26 +127,16 @@ impl RetryingSender {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let mut wait = None;
-            match req.send().await {
-                Ok(res) if retryable(res.status().as_u16()) => {
-                    wait = retry_after::from_headers(res.headers(), self.max_retry_after);
-                    last = format!("HTTP {}", res.status().as_u16());
-                }
-                Ok(res) => return Ok(res),
-                Err(e) => last = e.without_url().to_string(),
-            }
-            if attempt < attempts {
-                let backoff = self
-                    .backoff_base
-                    .saturating_mul(1 << (attempt - 1).min(10))
-                    .min(self.max_retry_after);
-                let delay = wait.unwrap_or(backoff);
-                tracing::warn!(url = %redact_url(url), attempt, error = %last, delay_ms = delay.as_millis() as u64, "retrying");
-                tokio::time::sleep(delay).await;
+            Ok::<_, BillingError>(req)
+        })
+        .await?;
+        match sent {
+            Sent::Answer(res) => Ok(res),
+            Sent::Exhausted { attempts, last } => {
+                tracing::warn!(url = %redact_url(url), attempts, error = %last, "giving up");
+                Err(BillingError::Unavailable { attempts, last })
             }
         }
-        Err(BillingError::Unavailable { attempts, last })
     }
 }
 
@@ -197,9 +179,11 @@ impl BillingClient {
         Self {
             sender: RetryingSender {
                 http,
-                max_attempts: cfg.max_attempts,
-                backoff_base: cfg.backoff_base,
-                max_retry_after: cfg.max_retry_after,
+                policy: RetryPolicy {
+                    max_attempts: cfg.max_attempts,
+                    base_delay: cfg.backoff_base,
+                    max_delay: cfg.max_retry_after,
+                },
             },
             cfg,
         }
@@ -262,7 +246,7 @@ impl BillingClient {
             .http
             .allow_list()
             .check(Audience::Graph, &operation_url)?;
-        let retry_after = retry_after::from_headers(res.headers(), self.cfg.max_retry_after);
+        let retry_after = retry_after(res.headers(), self.cfg.max_retry_after);
         tracing::info!(kind = %req.kind, operation = %redact_url(&operation_url), "export accepted");
         Ok(StartedExport {
             operation_url,
@@ -287,7 +271,7 @@ impl BillingClient {
             410 => return Ok(PollOutcome::Gone),
             _ => return Err(rejected(res).await),
         }
-        let retry_after = retry_after::from_headers(res.headers(), self.cfg.max_retry_after);
+        let retry_after = retry_after(res.headers(), self.cfg.max_retry_after);
         let v = json_body(res).await?;
         Ok(PollOutcome::Operation(parse_operation(
             &v,

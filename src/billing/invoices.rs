@@ -58,9 +58,11 @@ impl PartnerCenterClient {
         Self {
             sender: RetryingSender {
                 http,
-                max_attempts: 5,
-                backoff_base: std::time::Duration::from_millis(500),
-                max_retry_after: std::time::Duration::from_secs(120),
+                policy: crate::http_retry::RetryPolicy {
+                    max_attempts: 5,
+                    base_delay: std::time::Duration::from_millis(500),
+                    max_delay: std::time::Duration::from_secs(120),
+                },
             },
             base_url,
         }
