@@ -54,7 +54,6 @@ pub fn token_source_with(
             let options = ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                 client_options: client_options(),
-                ..Default::default()
             };
             let label = CredentialLabel::ManagedIdentity {
                 user_assigned: client_id.is_some(),
@@ -169,30 +168,72 @@ impl CredentialLabel {
 
     /// A reason a partner can act on, with the SDK's message for detail.
     fn reason(self, e: &azure_core::Error) -> String {
-        use azure_core::error::ErrorKind;
-        let unreachable = matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection);
-        let hint = match (self, unreachable, e.http_status()) {
-            (CredentialLabel::ManagedIdentity { .. }, true, _) => {
+        let hint = match (self, answer_of(e)) {
+            (CredentialLabel::ManagedIdentity { .. }, Answer::None) => {
                 "managed identity endpoint not reachable: is an identity assigned to the Function App?"
             }
-            (CredentialLabel::ManagedIdentity { user_assigned: true }, _, Some(s))
-                if u16::from(s) == 400 =>
-            {
-                "the identity endpoint refused the request: is the user-assigned identity in AZURE_CLIENT_ID assigned to the Function App?"
+            (CredentialLabel::ManagedIdentity { user_assigned: true }, Answer::Refused) => {
+                "the identity endpoint refused: is the user-assigned identity in AZURE_CLIENT_ID assigned to the Function App?"
             }
-            (CredentialLabel::ManagedIdentity { .. }, _, Some(_)) => {
-                "the managed identity endpoint refused the request: is an identity assigned to the Function App, and is the resource right?"
+            (CredentialLabel::ManagedIdentity { .. }, Answer::Refused) => {
+                "the identity endpoint refused: is a system-assigned identity enabled on the Function App?"
             }
-            (CredentialLabel::ClientSecret, _, _) => {
+            (CredentialLabel::ManagedIdentity { .. }, Answer::Failed) => {
+                "the identity endpoint failed (a retry may succeed)"
+            }
+            (CredentialLabel::ClientSecret, _) => {
                 "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that AZURE_CLIENT_SECRET is current"
             }
-            (CredentialLabel::WorkloadIdentity, _, _) => {
-                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_FEDERATED_TOKEN_FILE and the federated credential"
+            (CredentialLabel::WorkloadIdentity, _) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE and the federated credential"
             }
-            (CredentialLabel::AzureCli, _, _) => "is `az login` done and is `az` on PATH?",
+            (CredentialLabel::AzureCli, _) => "is `az login` done and is `az` on PATH?",
             _ => "the credential failed",
         };
         format!("{hint} ({})", short(e))
+    }
+}
+
+/// How the identity endpoint answered, as far as the SDK's error tells.
+enum Answer {
+    /// Never answered (connection refused, DNS, timeout).
+    None,
+    /// 4xx: the request or the identity is wrong.
+    Refused,
+    /// 5xx or anything else.
+    Failed,
+}
+
+/// azure_identity 1.0 wraps the endpoint's answer in a credential error without the HTTP
+/// status, so the status is looked for along the source chain and, failing that, in the
+/// message ("retry policy expired" is what an endpoint that never answered leaves behind).
+fn answer_of(e: &azure_core::Error) -> Answer {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(ae) = err.downcast_ref::<azure_core::Error>() {
+            if let Some(s) = ae.http_status() {
+                return if (400..500).contains(&u16::from(s)) {
+                    Answer::Refused
+                } else {
+                    Answer::Failed
+                };
+            }
+            if matches!(
+                ae.kind(),
+                azure_core::error::ErrorKind::Io | azure_core::error::ErrorKind::Connection
+            ) {
+                return Answer::None;
+            }
+        }
+        cur = err.source();
+    }
+    let msg = e.to_string();
+    if msg.contains("retry policy expired") || msg.contains("error sending request") {
+        Answer::None
+    } else if msg.contains("has not been assigned") || msg.contains("identity not found") {
+        Answer::Refused
+    } else {
+        Answer::Failed
     }
 }
 
