@@ -101,8 +101,9 @@ pub struct BlobOptions {
     pub block_size: u64,
     /// Put Block From URL requests in flight.
     pub block_concurrency: usize,
-    /// Block size of the streamed relay; peak memory is about
-    /// `relay_block_size * (relay_in_flight + 2)`.
+    /// Block size of the streamed relay; its buffers hold at most
+    /// `relay_block_size * (relay_in_flight + 2)` bytes (one filling, one queued, the rest
+    /// uploading), whatever the partition size.
     pub relay_block_size: usize,
     /// Relay blocks being uploaded at once.
     pub relay_in_flight: usize,
@@ -728,7 +729,8 @@ impl BlobDestination {
     }
 
     /// Streams the source into staged blocks of `relay_block_size` and commits them. Memory
-    /// is bounded by construction: one block filling, one queued, `relay_in_flight` uploading.
+    /// is bounded by construction: one block filling, one queued, `relay_in_flight` uploading
+    /// (the queue is a channel of capacity 1; `buffer_unordered` caps the uploads).
     async fn relay(
         &self,
         blob: &BlobClient,
@@ -746,23 +748,32 @@ impl BlobDestination {
         let read = async move {
             let mut digest = CopyDigest::new();
             let mut body = src.response.bytes_stream();
-            let mut buf = BytesMut::with_capacity(block_size);
+            let mut buf = BytesMut::new();
             let mut n = 0usize;
+            // A slot in the queue is reserved *before* a block is filled, so a full block never
+            // waits in our hands: at most one block filling, one queued, `in_flight` uploading.
+            let mut slot = reserve(&tx, n).await?;
             while let Some(chunk) = body.next().await {
                 let mut chunk =
                     chunk.map_err(|e| StorageError::Source(scrub(&e.without_url().to_string())))?;
                 digest.update(&chunk);
                 while !chunk.is_empty() {
+                    if buf.capacity() == 0 {
+                        buf.reserve(block_size);
+                    }
                     let take = (block_size - buf.len()).min(chunk.len());
                     buf.extend_from_slice(&chunk.split_to(take));
                     if buf.len() == block_size {
-                        let full = std::mem::replace(&mut buf, BytesMut::with_capacity(block_size));
-                        send_block(&tx, &mut n, full.freeze()).await?;
+                        slot.send((n, std::mem::take(&mut buf).freeze()));
+                        n += 1;
+                        slot = reserve(&tx, n).await?;
                     }
                 }
             }
             if !buf.is_empty() {
-                send_block(&tx, &mut n, buf.freeze()).await?;
+                slot.send((n, buf.freeze()));
+            } else {
+                drop(slot);
             }
             drop(tx);
             digest.finish(expected.0, expected.1)
@@ -794,21 +805,19 @@ impl BlobDestination {
     }
 }
 
-async fn send_block(
+/// Waits for room in the block queue for block number `n`.
+async fn reserve(
     tx: &tokio::sync::mpsc::Sender<(usize, Bytes)>,
-    n: &mut usize,
-    data: Bytes,
-) -> Result<(), StorageError> {
-    if *n as u64 >= MAX_BLOCKS {
+    n: usize,
+) -> Result<tokio::sync::mpsc::Permit<'_, (usize, Bytes)>, StorageError> {
+    if n as u64 >= MAX_BLOCKS {
         return Err(StorageError::Destination(
             "relay needs more than 50,000 blocks: raise the relay block size".into(),
         ));
     }
-    tx.send((*n, data))
+    tx.reserve()
         .await
-        .map_err(|_| StorageError::Destination("block upload stopped".into()))?;
-    *n += 1;
-    Ok(())
+        .map_err(|_| StorageError::Destination("block upload stopped".into()))
 }
 
 async fn commit(
