@@ -508,3 +508,78 @@ async fn standin_put_block_from_url_covers_source_in_order() {
         5000
     );
 }
+
+#[tokio::test]
+async fn standin_async_copy_polls_resumes_and_maps_failures() {
+    let rec = Recorder::start().await;
+    let data = Bytes::from(partition(50));
+    rec.add_source("/src/a.json.gz", data.clone());
+    let src = source_url(&rec, "a.json.gz");
+    let id = identity("\"0xA\"", "a.json.gz");
+    let fast = |o: &mut BlobOptions| {
+        o.strategy = CopyStrategy::AsyncCopy;
+        o.copy_poll_interval = std::time::Duration::from_millis(1);
+    };
+
+    // Pending three times, then success.
+    rec.async_copy_plan(3, "success", "");
+    let dest = standin_dest(&rec, true, fast);
+    let p = path("pb/async/a.json.gz");
+    let out = dest.copy_from_url(&src, &p, &id).await.unwrap();
+    assert_eq!(
+        (out.method, out.bytes),
+        (CopyMethod::ServerSide, data.len() as u64)
+    );
+    let reqs = rec.requests();
+    let put = reqs.iter().find(|r| r.method == "PUT").unwrap();
+    assert_eq!(put.header("x-ms-copy-source"), Some(src.as_str()));
+    assert!(
+        put.header("x-ms-blob-type").is_none(),
+        "Copy Blob, not Put Blob From URL"
+    );
+    assert_eq!(put.header("x-ms-meta-pbe_source_etag"), Some("\"0xA\""));
+    let heads = reqs
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.starts_with("/partnerdest/"));
+    assert!(
+        heads.count() >= 5,
+        "existence check, three pending polls, success, verify"
+    );
+
+    // Past the deadline the copy is left running; the next attempt resumes it without a new PUT.
+    rec.clear();
+    rec.async_copy_plan(1_000_000, "success", "");
+    let dest = standin_dest(&rec, true, |o| {
+        fast(o);
+        o.copy_deadline = std::time::Duration::from_millis(30);
+    });
+    let p2 = path("pb/async/slow.json.gz");
+    let e = dest.copy_from_url(&src, &p2, &id).await.unwrap_err();
+    assert!(e.to_string().contains("still pending"), "{e}");
+    rec.finish_copies();
+    rec.clear();
+    let out = dest.copy_from_url(&src, &p2, &id).await.unwrap();
+    assert_eq!(out.method, CopyMethod::ServerSide);
+    assert!(
+        rec.requests().iter().all(|r| r.method == "HEAD"),
+        "resumed, not restarted"
+    );
+
+    // A copy that fails because the source refused us (SAS expired mid-copy).
+    rec.async_copy_plan(
+        1,
+        "failed",
+        "403 AuthenticationFailed: Server failed to authenticate the request.",
+    );
+    let e = dest
+        .copy_from_url(&src, &path("pb/async/denied.json.gz"), &id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::SourceForbidden { .. }), "{e}");
+    rec.async_copy_plan(0, "failed", "500 InternalError");
+    let e = dest
+        .copy_from_url(&src, &path("pb/async/broken.json.gz"), &id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Destination(_)), "{e}");
+}

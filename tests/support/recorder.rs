@@ -38,6 +38,12 @@ struct State {
     blocks: HashMap<(String, String), u64>,
     /// Answer copies with 403 CannotVerifyCopySource, as Azure does for an expired source SAS.
     refuse_copy_source: bool,
+    /// Async Copy Blob: how many status reads answer `pending`, then the final status and
+    /// description.
+    copy_polls: u32,
+    copy_outcome: (String, String),
+    /// Per destination blob: status reads left before the copy completes.
+    copies: HashMap<String, u32>,
 }
 
 #[derive(Clone)]
@@ -48,7 +54,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            copy_outcome: ("success".into(), String::new()),
+            ..State::default()
+        }));
         let s = state.clone();
         let route = warp::method()
             .and(warp::path::full())
@@ -76,6 +85,20 @@ impl Recorder {
 
     pub fn refuse_copy_source(&self, on: bool) {
         self.state.lock().unwrap().refuse_copy_source = on;
+    }
+
+    /// How the next async Copy Blob behaves: `polls` pending answers, then `status`.
+    pub fn async_copy_plan(&self, polls: u32, status: &str, description: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.copy_polls = polls;
+        st.copy_outcome = (status.into(), description.into());
+    }
+
+    /// Lets every pending copy answer `pending` once more, then complete.
+    pub fn finish_copies(&self) {
+        for v in self.state.lock().unwrap().copies.values_mut() {
+            *v = 1;
+        }
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -163,13 +186,23 @@ fn handle(
             ),
             None => error(404, "BlobNotFound"),
         },
-        ("HEAD", None) => match st.blobs.get(&path) {
+        ("HEAD", None) => match st.blobs.get(&path).cloned() {
             Some((len, meta)) => {
                 let mut h = vec![
                     ("content-length", len.to_string()),
                     ("x-ms-blob-type", "BlockBlob".into()),
                     etag,
                 ];
+                let outcome = st.copy_outcome.clone();
+                if let Some(left) = st.copies.get_mut(&path) {
+                    if *left > 0 {
+                        *left -= 1;
+                        h.push(("x-ms-copy-status", "pending".into()));
+                    } else {
+                        h.push(("x-ms-copy-status", outcome.0));
+                        h.push(("x-ms-copy-status-description", outcome.1));
+                    }
+                }
                 let meta_headers: Vec<(String, String)> = meta
                     .iter()
                     .map(|(k, v)| (format!("x-ms-meta-{k}"), v.clone()))
@@ -205,6 +238,29 @@ fn handle(
             }
             st.blobs.insert(path, (total, meta));
             reply(201, &[etag], Bytes::new())
+        }
+        // Copy Blob (async) has a copy source but no blob type.
+        ("PUT", None) if copy_source.is_some() && rec.header("x-ms-blob-type").is_none() => {
+            let Some(len) = source_len(&st, copy_source.as_deref().unwrap()) else {
+                return error(404, "CannotVerifyCopySource");
+            };
+            let polls = st.copy_polls;
+            st.copies.insert(path.clone(), polls);
+            st.blobs.insert(path, (len, meta));
+            let status = if polls > 0 {
+                "pending".to_string()
+            } else {
+                st.copy_outcome.0.clone()
+            };
+            reply(
+                202,
+                &[
+                    ("x-ms-copy-id", "copy-1".into()),
+                    ("x-ms-copy-status", status),
+                    etag,
+                ],
+                Bytes::new(),
+            )
         }
         ("PUT", None) => {
             let len = match &copy_source {
