@@ -47,7 +47,8 @@ fn bench_digest() {
 }
 
 fn bench_envelope() {
-    let body = serde_json::json!({"v": 1, "runId": "20261125t100000-aaaaaaaaaaaa", "seq": 7}).to_string();
+    let body =
+        serde_json::json!({"v": 1, "runId": "20261125t100000-aaaaaaaaaaaa", "seq": 7}).to_string();
     let envelope = serde_json::json!({
         "Data": { "message": serde_json::to_string(&body).unwrap() },
         "Metadata": { "DeliveryCount": "1", "MessageId": "\"20261125t100000-aaaaaaaaaaaa-poll-7\"",
@@ -74,7 +75,10 @@ fn bench_envelope() {
 fn bench_fan_in() {
     use partner_billing_export::adapters::filesystem::FilesystemLedger;
     use partner_billing_export::adapters::storage::{LedgerStore, ObjectPath};
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let parts = 200u32;
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();

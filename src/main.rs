@@ -146,7 +146,11 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Package { app_root, binary, output } => {
+        Command::Package {
+            app_root,
+            binary,
+            output,
+        } => {
             let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
                 Ok(b) => b,
                 Err(e) => {
@@ -154,13 +158,22 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let opts = partner_billing_export::package::PackageOptions { app_root, binary, output };
+            let opts = partner_billing_export::package::PackageOptions {
+                app_root,
+                binary,
+                output,
+            };
             match partner_billing_export::package::build_package(&opts) {
                 Ok(report) => {
                     for e in &report.entries {
                         println!("  {:o} {:>10} {}", e.mode, e.size, e.name);
                     }
-                    println!("wrote {} ({} bytes, executable `{}`)", report.output.display(), report.zip_size, report.executable);
+                    println!(
+                        "wrote {} ({} bytes, executable `{}`)",
+                        report.output.display(),
+                        report.zip_size,
+                        report.executable
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -116,7 +116,8 @@ pub fn find(name: &str) -> Option<&'static Setting> {
 
 /// The README's settings table (a test keeps README.md equal to it).
 pub fn markdown_table() -> String {
-    let mut out = String::from("| setting | default | example | what it does |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| setting | default | example | what it does |\n|---|---|---|---|\n");
     for s in SETTINGS {
         let default = match s.default {
             Some(d) => format!("`{d}`"),

@@ -13,7 +13,10 @@ fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> L
         out_dir: out,
         app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         sandbox,
-        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         timeout: Duration::from_secs(120),
         http_port: 0,
         quiet: true,
@@ -34,15 +37,33 @@ fn sandbox() -> SandboxConfig {
 #[tokio::test]
 async fn local_run_exports_all_four_kinds() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = run_local(options(dir.path().join("out"), sandbox(), &[])).await.unwrap();
+    let summary = run_local(options(dir.path().join("out"), sandbox(), &[]))
+        .await
+        .unwrap();
     assert!(summary.ok(), "local run failed: {summary:#?}");
-    for kind in ["billedUsage", "unbilledUsage", "billedReconciliation", "unbilledReconciliation"] {
-        let n = summary.runs.iter().filter(|r| r.subject.starts_with(&format!("{kind} "))).count();
+    for kind in [
+        "billedUsage",
+        "unbilledUsage",
+        "billedReconciliation",
+        "unbilledReconciliation",
+    ] {
+        let n = summary
+            .runs
+            .iter()
+            .filter(|r| r.subject.starts_with(&format!("{kind} ")))
+            .count();
         assert!(n >= 1, "no {kind} run in {:?}", summary.runs);
     }
     assert!(summary.partitions > 0);
-    assert_eq!(summary.verified, summary.partitions, "every partition byte-identical: {:?}", summary.mismatches);
-    assert_eq!(summary.partitions, summary.runs.iter().map(|r| r.files).sum::<u64>());
+    assert_eq!(
+        summary.verified, summary.partitions,
+        "every partition byte-identical: {:?}",
+        summary.mismatches
+    );
+    assert_eq!(
+        summary.partitions,
+        summary.runs.iter().map(|r| r.files).sum::<u64>()
+    );
     assert!(summary.rows > 0);
 
     // Events: started and completed for each run, also in the events file.
@@ -51,7 +72,10 @@ async fn local_run_exports_all_four_kinds() {
         let of = |t: &str| {
             events
                 .iter()
-                .filter(|e| e["data"]["runId"] == r.run_id.as_str() && e["type"].as_str().unwrap().contains(t))
+                .filter(|e| {
+                    e["data"]["runId"] == r.run_id.as_str()
+                        && e["type"].as_str().unwrap().contains(t)
+                })
                 .count()
         };
         assert_eq!(of("ExportStarted"), 1, "run {}", r.run_id);
@@ -92,7 +116,10 @@ async fn local_run_reports_a_failed_export() {
     let summary = run_local(options(
         dir.path().join("out"),
         cfg,
-        &[("EXPORT_KINDS", "unbilledUsage"), ("EXPORT_UNBILLED_CURRENCIES", "USD,EUR")],
+        &[
+            ("EXPORT_KINDS", "unbilledUsage"),
+            ("EXPORT_UNBILLED_CURRENCIES", "USD,EUR"),
+        ],
     ))
     .await
     .unwrap();

@@ -14,7 +14,12 @@ use partner_billing_export::pipeline::{CopyJob, Handled, RunState, StartOutcome,
 const DRAIN: Duration = Duration::from_secs(60);
 
 fn billed(invoice: &str) -> ExportRequest {
-    ExportRequest::billed(ExportKind::BilledUsage, invoice.parse().unwrap(), AttributeSet::Full).unwrap()
+    ExportRequest::billed(
+        ExportKind::BilledUsage,
+        invoice.parse().unwrap(),
+        AttributeSet::Full,
+    )
+    .unwrap()
 }
 
 fn unbilled_usd() -> ExportRequest {
@@ -30,11 +35,30 @@ fn unbilled_usd() -> ExportRequest {
 #[tokio::test]
 async fn duplicate_start_and_redelivered_copy_produce_no_duplicate_data() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
-    let first = bed.app.pipeline.start(billed("G000000101"), Trigger::Http).await.unwrap();
-    let StartOutcome::Started(run) = first else { panic!("expected a new run, got {first:?}") };
-    let again = bed.app.pipeline.start(billed("G000000101"), Trigger::Timer).await.unwrap();
-    assert!(matches!(&again, StartOutcome::Duplicate(r) if r.run_id == run.run_id), "{again:?}");
-    assert_eq!(bed.sandbox.stats().exports_started, 1, "a duplicate start must not POST again");
+    let first = bed
+        .app
+        .pipeline
+        .start(billed("G000000101"), Trigger::Http)
+        .await
+        .unwrap();
+    let StartOutcome::Started(run) = first else {
+        panic!("expected a new run, got {first:?}")
+    };
+    let again = bed
+        .app
+        .pipeline
+        .start(billed("G000000101"), Trigger::Timer)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, StartOutcome::Duplicate(r) if r.run_id == run.run_id),
+        "{again:?}"
+    );
+    assert_eq!(
+        bed.sandbox.stats().exports_started,
+        1,
+        "a duplicate start must not POST again"
+    );
 
     bed.drain(DRAIN).await;
     let done = bed.run(&run.run_id).await;
@@ -49,21 +73,45 @@ async fn duplicate_start_and_redelivered_copy_produce_no_duplicate_data() {
     let h = bed
         .app
         .pipeline
-        .handle_poll(&partner_billing_export::pipeline::PollJob::new(run.run_id.clone(), 0))
+        .handle_poll(&partner_billing_export::pipeline::PollJob::new(
+            run.run_id.clone(),
+            0,
+        ))
         .await
         .unwrap();
     assert!(matches!(h, Handled::Ignored(_)), "{h:?}");
 
-    assert_eq!(bed.output_files(), files_before, "redelivery must not change the output");
-    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1, "exactly one completion event");
+    assert_eq!(
+        bed.output_files(),
+        files_before,
+        "redelivery must not change the output"
+    );
+    assert_eq!(
+        bed.events_of_type("ExportCompleted").len(),
+        1,
+        "exactly one completion event"
+    );
     assert_eq!(bed.events_of_type("ExportStarted").len(), 1);
     assert_eq!(done.parts_done(), done.parts.len());
 }
 
 #[tokio::test]
 async fn redelivered_copy_while_copying_is_counted_once() {
-    let bed = TestBed::start(SandboxConfig { partitions: 3, ..fast_sandbox() }, &[]).await;
-    let StartOutcome::Started(run) = bed.app.pipeline.start(billed("G000000102"), Trigger::Http).await.unwrap() else {
+    let bed = TestBed::start(
+        SandboxConfig {
+            partitions: 3,
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let StartOutcome::Started(run) = bed
+        .app
+        .pipeline
+        .start(billed("G000000102"), Trigger::Http)
+        .await
+        .unwrap()
+    else {
         panic!("not started")
     };
     // Pump polls until the fan-out, keeping the copy jobs queued.
@@ -78,7 +126,12 @@ async fn redelivered_copy_while_copying_is_counted_once() {
     }
     // Deliver part 0 twice (a crash after copying but before completing the message).
     let h1 = bed.process(&copies[0]).await.unwrap();
-    let again = bed.app.pipeline.handle_copy(&CopyJob::new(run.run_id.clone(), 0), 2).await.unwrap();
+    let again = bed
+        .app
+        .pipeline
+        .handle_copy(&CopyJob::new(run.run_id.clone(), 0), 2)
+        .await
+        .unwrap();
     assert!(matches!(h1, Handled::Copied { part: 0, .. }), "{h1:?}");
     assert!(matches!(again, Handled::Ignored(_)), "{again:?}");
     for d in &copies[1..] {
@@ -86,7 +139,11 @@ async fn redelivered_copy_while_copying_is_counted_once() {
     }
     let done = bed.run(&run.run_id).await;
     assert_eq!(done.state, RunState::Completed);
-    let data_files = bed.output_files().keys().filter(|k| k.ends_with(".json.gz") && !k.contains("/.")).count();
+    let data_files = bed
+        .output_files()
+        .keys()
+        .filter(|k| k.ends_with(".json.gz") && !k.contains("/."))
+        .count();
     assert_eq!(data_files, 3, "one file per partition");
     assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
 }
@@ -94,7 +151,13 @@ async fn redelivered_copy_while_copying_is_counted_once() {
 #[tokio::test]
 async fn expired_sas_during_copy_is_refreshed_from_graph() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
-    let StartOutcome::Started(run) = bed.app.pipeline.start(unbilled_usd(), Trigger::Http).await.unwrap() else {
+    let StartOutcome::Started(run) = bed
+        .app
+        .pipeline
+        .start(unbilled_usd(), Trigger::Http)
+        .await
+        .unwrap()
+    else {
         panic!("not started")
     };
     let mut copies = Vec::new();
@@ -113,12 +176,18 @@ async fn expired_sas_during_copy_is_refreshed_from_graph() {
     }
     let done = bed.run(&run.run_id).await;
     assert_eq!(done.state, RunState::Completed, "{:?}", done.failure);
-    assert!(bed.sandbox.stats().sas_rejections >= 1, "the old SAS must have been refused");
+    assert!(
+        bed.sandbox.stats().sas_rejections >= 1,
+        "the old SAS must have been refused"
+    );
     // Every landed byte equals what the sandbox served.
     let served = bed.sandbox.served_partitions();
     for p in &done.parts {
         let file = std::fs::read(bed.dir.path().join(p.dest.as_str())).unwrap();
-        let src = served.iter().find(|s| s.name == p.name).expect("served partition");
+        let src = served
+            .iter()
+            .find(|s| s.name == p.name)
+            .expect("served partition");
         assert_eq!(&file[..], &src.bytes[..], "partition {} differs", p.name);
     }
 }
@@ -133,7 +202,13 @@ async fn failed_operation_emits_export_failed() {
         &[],
     )
     .await;
-    let StartOutcome::Started(run) = bed.app.pipeline.start(billed("G000000666"), Trigger::Http).await.unwrap() else {
+    let StartOutcome::Started(run) = bed
+        .app
+        .pipeline
+        .start(billed("G000000666"), Trigger::Http)
+        .await
+        .unwrap()
+    else {
         panic!("not started")
     };
     bed.drain(DRAIN).await;
@@ -157,7 +232,13 @@ async fn gone_operation_is_restarted() {
         &[],
     )
     .await;
-    let StartOutcome::Started(run) = bed.app.pipeline.start(billed("G000000103"), Trigger::Http).await.unwrap() else {
+    let StartOutcome::Started(run) = bed
+        .app
+        .pipeline
+        .start(billed("G000000103"), Trigger::Http)
+        .await
+        .unwrap()
+    else {
         panic!("not started")
     };
     bed.drain(DRAIN).await;
@@ -177,8 +258,15 @@ async fn location_on_a_foreign_host_is_refused() {
         &[],
     )
     .await;
-    let out = bed.app.pipeline.start(billed("G000000104"), Trigger::Http).await.unwrap();
-    let StartOutcome::Rejected(run) = out else { panic!("expected a refusal, got {out:?}") };
+    let out = bed
+        .app
+        .pipeline
+        .start(billed("G000000104"), Trigger::Http)
+        .await
+        .unwrap();
+    let StartOutcome::Rejected(run) = out else {
+        panic!("expected a refusal, got {out:?}")
+    };
     let f = run.failure.unwrap();
     assert!(f.message.contains("allow-list"), "{}", f.message);
     assert!(f.message.contains("graph.evil.example"), "{}", f.message);

@@ -17,7 +17,11 @@ struct Handler {
 
 impl Handler {
     async fn start(env: &[(String, String)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_partner-billing-export"))
             .arg("serve")
             .envs(env.iter().cloned())
@@ -35,10 +39,17 @@ impl Handler {
                 assert_eq!(r.status(), 200);
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "handler never became ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "handler never became ready"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Self { child, base, client }
+        Self {
+            child,
+            base,
+            client,
+        }
     }
 
     async fn invoke(&self, function: &str, envelope: Value) -> (u16, Value) {
@@ -51,18 +62,33 @@ impl Handler {
             .unwrap();
         let status = r.status().as_u16();
         let ct = r.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ct.starts_with("application/json"), "host requires JSON replies, got {ct}");
+        assert!(
+            ct.starts_with("application/json"),
+            "host requires JSON replies, got {ct}"
+        );
         (status, r.json().await.unwrap())
     }
 }
 
 fn env_for(bed: &TestBed) -> Vec<(String, String)> {
     vec![
-        ("GRAPH_BASE_URL".into(), bed.sandbox.graph_base_url().to_string()),
-        ("PARTNER_CENTER_BASE_URL".into(), bed.sandbox.partner_center_base_url().to_string()),
-        ("SERVICEBUS_ENDPOINT".into(), format!("http://{}", "127.0.0.1:9")),
+        (
+            "GRAPH_BASE_URL".into(),
+            bed.sandbox.graph_base_url().to_string(),
+        ),
+        (
+            "PARTNER_CENTER_BASE_URL".into(),
+            bed.sandbox.partner_center_base_url().to_string(),
+        ),
+        (
+            "SERVICEBUS_ENDPOINT".into(),
+            format!("http://{}", "127.0.0.1:9"),
+        ),
         ("DESTINATION_KIND".into(), "filesystem".into()),
-        ("DESTINATION_DIRECTORY".into(), bed.dir.path().display().to_string()),
+        (
+            "DESTINATION_DIRECTORY".into(),
+            bed.dir.path().display().to_string(),
+        ),
         ("CREDENTIAL_KIND".into(), "local-sandbox".into()),
         ("EXPORT_KINDS".into(), "billedUsage".into()),
         ("INVOICE_DISCOVERY".into(), "off".into()),
@@ -128,7 +154,9 @@ async fn serve_handles_documented_payloads() {
     assert_eq!(status, 500);
     assert!(body["Logs"].to_string().contains("copy job"), "{body}");
     // Unknown function.
-    let (status, _) = h.invoke("NoSuchFunction", json!({"Data": {}, "Metadata": {}})).await;
+    let (status, _) = h
+        .invoke("NoSuchFunction", json!({"Data": {}, "Metadata": {}}))
+        .await;
     assert_eq!(status, 404);
     drop(h.child);
 }

@@ -54,9 +54,15 @@ impl TestBed {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings: HashMap<String, String> = [
             ("GRAPH_BASE_URL", sandbox.graph_base_url().to_string()),
-            ("PARTNER_CENTER_BASE_URL", sandbox.partner_center_base_url().to_string()),
+            (
+                "PARTNER_CENTER_BASE_URL",
+                sandbox.partner_center_base_url().to_string(),
+            ),
             ("SERVICEBUS_ENDPOINT", sb_http.base_url().to_string()),
-            ("EVENTGRID_TOPIC_ENDPOINT", EventGridEmulator::topic_url(&eg_http).to_string()),
+            (
+                "EVENTGRID_TOPIC_ENDPOINT",
+                EventGridEmulator::topic_url(&eg_http).to_string(),
+            ),
             ("DESTINATION_KIND", "filesystem".into()),
             ("DESTINATION_DIRECTORY", dir.path().display().to_string()),
             ("CREDENTIAL_KIND", "local-sandbox".into()),
@@ -68,7 +74,8 @@ impl TestBed {
         for (k, v) in extra {
             settings.insert(k.to_string(), v.to_string());
         }
-        let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).expect("config");
+        let config =
+            Config::load(&Settings::new(move |k| settings.get(k).cloned())).expect("config");
         let app = App::from_config(config).expect("app");
         Self {
             sandbox,
@@ -93,11 +100,17 @@ impl TestBed {
     pub async fn process(&self, d: &Delivery) -> Result<Handled, PipelineError> {
         let body: Value = serde_json::from_slice(&d.body).expect("queue bodies are JSON");
         let res = if d.queue == OPERATIONS_QUEUE {
-            self.app.pipeline.handle_poll(&PollJob::try_from(&body).expect("poll job")).await
+            self.app
+                .pipeline
+                .handle_poll(&PollJob::try_from(&body).expect("poll job"))
+                .await
         } else {
             self.app
                 .pipeline
-                .handle_copy(&CopyJob::try_from(&body).expect("copy job"), d.delivery_count)
+                .handle_copy(
+                    &CopyJob::try_from(&body).expect("copy job"),
+                    d.delivery_count,
+                )
                 .await
         };
         match &res {
@@ -113,7 +126,11 @@ impl TestBed {
         let mut handled = Vec::new();
         loop {
             let idle = self.sb.depth().values().all(|d| *d == 0);
-            let wait = if idle { Duration::from_millis(100) } else { Duration::from_secs(5) };
+            let wait = if idle {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(5)
+            };
             match self.next(wait).await {
                 Some(d) => {
                     if let Ok(h) = self.process(&d).await {
@@ -123,12 +140,22 @@ impl TestBed {
                 None if self.sb.depth().values().all(|d| *d == 0) => return handled,
                 None => {}
             }
-            assert!(tokio::time::Instant::now() < end, "queues did not drain in time: {:?}", self.sb.depth());
+            assert!(
+                tokio::time::Instant::now() < end,
+                "queues did not drain in time: {:?}",
+                self.sb.depth()
+            );
         }
     }
 
     pub async fn run(&self, id: &partner_billing_export::pipeline::RunId) -> RunRecord {
-        self.app.pipeline.ledger().get(id).await.expect("ledger").expect("run exists")
+        self.app
+            .pipeline
+            .ledger()
+            .get(id)
+            .await
+            .expect("ledger")
+            .expect("run exists")
     }
 
     pub fn events_of_type(&self, suffix: &str) -> Vec<Value> {
@@ -149,7 +176,11 @@ impl TestBed {
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    let rel = p.strip_prefix(self.dir.path()).unwrap().display().to_string();
+                    let rel = p
+                        .strip_prefix(self.dir.path())
+                        .unwrap()
+                        .display()
+                        .to_string();
                     out.insert(rel, std::fs::read(&p).unwrap());
                 }
             }
