@@ -1,13 +1,20 @@
-//! Graph partner billing REST client (CONTRACT: signatures fixed, bodies filled in by the
-//! billing-client work).
+//! Graph partner billing REST client: start an export, poll its operation, read its manifest.
+//! Every request goes through [`send_with_retry`] (shared with the Partner Center client), and
+//! every URL Graph hands back is checked against the Graph allow-list before a token goes near it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, LOCATION};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
 use url::Url;
 
+use super::manifest::{is_loopback_host, parse_manifest};
 use super::model::{Manifest, ManifestLocation, PollOutcome, StartedExport};
-use super::types::ExportRequest;
-use crate::auth::{AuthError, AuthorizedHttp};
+use super::operation::parse_operation;
+use super::retry_after::retry_after_from_headers;
+use super::types::{truncate, ExportRequest};
+use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
 
 /// `v1.0` (GA, default) or `beta`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +100,245 @@ impl BillingError {
     }
 }
 
+/// Retry knobs shared by the Graph and Partner Center clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Attempts per request (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff delay without `Retry-After`; doubles each attempt.
+    pub backoff_base: Duration,
+    /// Cap on any wait, `Retry-After` included.
+    pub max_retry_after: Duration,
+}
+
+impl GraphConfig {
+    pub fn retry_settings(&self) -> RetrySettings {
+        RetrySettings {
+            max_attempts: self.max_attempts,
+            backoff_base: self.backoff_base,
+            max_retry_after: self.max_retry_after,
+        }
+    }
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        GraphConfig::default().retry_settings()
+    }
+}
+
+/// Largest JSON body we read (a 100 000-blob manifest is ~15 MB).
+const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+/// How much of an error body we read to find the error envelope.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+/// How much of an error's code and message ends up in a `BillingError`.
+const MAX_ERROR_TEXT: usize = 300;
+/// Longest `Location` header we follow.
+const MAX_LOCATION_LEN: usize = 2048;
+
+/// One logical request, rebuilt for every attempt (a token is fetched each time).
+pub(crate) struct Call<'a> {
+    pub audience: Audience,
+    pub method: Method,
+    pub url: &'a Url,
+    pub headers: &'a [(&'static str, String)],
+    pub json: Option<&'a Value>,
+    /// Non-2xx statuses handed back to the caller instead of being turned into errors.
+    pub pass_through: &'a [StatusCode],
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+/// Sends `call`, retrying 429, 500, 502, 503, 504 and network errors up to
+/// `retry.max_attempts` times, waiting `Retry-After` when given (capped) or an exponential
+/// backoff with jitter. 2xx and `pass_through` come back as the response; other 4xx become
+/// [`BillingError::Rejected`]; anything else is [`BillingError::InvalidResponse`].
+pub(crate) async fn send_with_retry(
+    http: &AuthorizedHttp,
+    retry: &RetrySettings,
+    call: &Call<'_>,
+) -> Result<Response, BillingError> {
+    let attempts = retry.max_attempts.max(1);
+    let target = redact_url(call.url);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let mut rb = http
+            .request(call.audience, call.method.clone(), call.url.clone())
+            .await?;
+        for (name, value) in call.headers {
+            rb = rb.header(*name, value);
+        }
+        if let Some(body) = call.json {
+            rb = rb.json(body);
+        }
+        let server_wait = match rb.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() || call.pass_through.contains(&status) {
+                    tracing::debug!(method = %call.method, url = %target, %status, attempt, "answered");
+                    return Ok(resp);
+                }
+                if !is_retryable(status) {
+                    return Err(refusal(resp).await);
+                }
+                let wait = retry_after_from_headers(
+                    resp.headers(),
+                    SystemTime::now(),
+                    retry.max_retry_after,
+                );
+                last = describe_failure(resp).await;
+                wait
+            }
+            Err(e) if e.is_builder() => {
+                return Err(BillingError::InvalidResponse(format!(
+                    "could not build the request to {target}: {}",
+                    e.without_url()
+                )))
+            }
+            // `without_url`: the error's Display would otherwise print the URL (and a query).
+            Err(e) => {
+                last = format!("network error: {}", error_chain(&e.without_url()));
+                None
+            }
+        };
+        if attempt == attempts {
+            break;
+        }
+        let wait = server_wait.unwrap_or_else(|| backoff(retry, attempt));
+        tracing::warn!(
+            method = %call.method, url = %target, attempt, max_attempts = attempts,
+            wait_ms = wait.as_millis() as u64, failure = %last, "retrying"
+        );
+        tokio::time::sleep(wait).await;
+    }
+    Err(BillingError::Unavailable { attempts, last })
+}
+
+/// `backoff_base * 2^(attempt-1)` plus up to 20 % jitter (so parallel pollers spread out),
+/// capped by `max_retry_after`.
+fn backoff(retry: &RetrySettings, attempt: u32) -> Duration {
+    let exp = retry
+        .backoff_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let random = f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0;
+    (exp + exp.mul_f64(0.2 * random)).min(retry.max_retry_after)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    truncate(&s, MAX_ERROR_TEXT).to_string()
+}
+
+/// A 4xx as `Rejected` (error envelope parsed), anything else unexpected as `InvalidResponse`.
+async fn refusal(resp: Response) -> BillingError {
+    let status = resp.status();
+    let (code, message) = error_envelope(status, &read_prefix(resp, MAX_ERROR_BODY).await);
+    if status.is_client_error() {
+        BillingError::Rejected {
+            status: status.as_u16(),
+            code,
+            message,
+        }
+    } else {
+        BillingError::InvalidResponse(format!("unexpected HTTP {status}: {code}: {message}"))
+    }
+}
+
+async fn describe_failure(resp: Response) -> String {
+    let status = resp.status();
+    let (code, message) = error_envelope(status, &read_prefix(resp, MAX_ERROR_BODY).await);
+    format!("HTTP {status}: {code}: {message}")
+}
+
+/// Code and message of a Graph error envelope `{"error":{"code","message"}}` (or Partner
+/// Center's flat `{"code","description"}`), bounded; a non-JSON body becomes a short excerpt.
+fn error_envelope(status: StatusCode, body: &[u8]) -> (String, String) {
+    let fallback_code = status.canonical_reason().unwrap_or("error").to_string();
+    let text = |v: Option<&Value>| -> Option<String> {
+        match v? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let (code, message) = match serde_json::from_slice::<Value>(body) {
+        Ok(json) => {
+            let e = json.get("error").filter(|e| e.is_object()).unwrap_or(&json);
+            (
+                text(e.get("code")),
+                text(e.get("message")).or_else(|| text(e.get("description"))),
+            )
+        }
+        Err(_) => (None, Some(String::from_utf8_lossy(body).into_owned())),
+    };
+    (
+        clean(&code.unwrap_or(fallback_code)),
+        clean(&message.unwrap_or_default()),
+    )
+}
+
+/// Bounded, single-line text for errors and logs.
+fn clean(s: &str) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    truncate(one_line.trim(), MAX_ERROR_TEXT).to_string()
+}
+
+/// Up to `cap` bytes of the body; read errors just end the excerpt.
+async fn read_prefix(mut resp: Response, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The body as JSON, refusing bodies larger than [`MAX_JSON_BODY`].
+pub(crate) async fn read_json(mut resp: Response, what: &str) -> Result<Value, BillingError> {
+    let too_big =
+        || BillingError::InvalidResponse(format!("{what}: body larger than {MAX_JSON_BODY} bytes"));
+    if content_length(resp.headers()).is_some_and(|n| n > MAX_JSON_BODY as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_JSON_BODY {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(BillingError::Unavailable {
+                    attempts: 1,
+                    last: format!("reading {what}: {}", error_chain(&e.without_url())),
+                })
+            }
+        }
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| BillingError::InvalidResponse(format!("{what}: not valid JSON ({e})")))
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 #[derive(Debug, Clone)]
 pub struct BillingClient {
     http: AuthorizedHttp,
@@ -108,28 +354,104 @@ impl BillingClient {
         &self.cfg
     }
 
+    /// Plain-http loopback blob roots are accepted only when Graph itself is on loopback,
+    /// i.e. the local sandbox.
+    fn loopback_ok(&self) -> bool {
+        is_loopback_host(&self.cfg.base_url)
+    }
+
     /// `{base}/{version}/reports/partners/billing/{kind path}/export`.
     pub fn export_url(&self, kind: super::ExportKind) -> Url {
-        let _ = (&self.http, kind);
-        todo!()
+        let mut url = self.cfg.base_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        url.path_segments_mut()
+            .expect("Graph base URL is an http(s) URL")
+            .pop_if_empty()
+            .push(self.cfg.version.segment())
+            .extend(["reports", "partners", "billing"])
+            .extend(kind.api_path().split('/'))
+            .push("export");
+        url
+    }
+
+    /// Sends a Graph request with a fresh `client-request-id` (logged, for support cases).
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        json: Option<&Value>,
+        pass_through: &[StatusCode],
+    ) -> Result<Response, BillingError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        tracing::debug!(%method, url = %redact_url(url), client_request_id = %request_id, "Graph request");
+        let headers = [
+            ("client-request-id", request_id),
+            (ACCEPT.as_str(), "application/json".to_string()),
+        ];
+        let call = Call {
+            audience: Audience::Graph,
+            method,
+            url,
+            headers: &headers,
+            json,
+            pass_through,
+        };
+        send_with_retry(&self.http, &self.cfg.retry_settings(), &call).await
     }
 
     /// POST the export; expects 202 + `Location` (on the Graph allow-list).
     pub async fn start_export(&self, req: &ExportRequest) -> Result<StartedExport, BillingError> {
-        let _ = req;
-        todo!()
+        let url = self.export_url(req.kind);
+        let body = req.graph_body();
+        let resp = self.send(Method::POST, &url, Some(&body), &[]).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(BillingError::InvalidResponse(format!(
+                "export POST to {} answered {}, expected 202 Accepted",
+                redact_url(&url),
+                resp.status()
+            )));
+        }
+        let retry_after =
+            retry_after_from_headers(resp.headers(), SystemTime::now(), self.cfg.max_retry_after);
+        let operation_url = operation_location(resp.headers(), &url)?;
+        // The Location decides where the next Graph token goes: refuse a foreign host now.
+        self.http
+            .allow_list()
+            .check(Audience::Graph, &operation_url)?;
+        tracing::info!(export = %req, operation = %redact_url(&operation_url), "export started");
+        Ok(StartedExport {
+            operation_url,
+            retry_after,
+        })
     }
 
     /// GET the operation at `operation_url` (checked against the allow-list first).
     pub async fn get_operation(&self, operation_url: &Url) -> Result<PollOutcome, BillingError> {
-        let _ = operation_url;
-        todo!()
+        self.http
+            .allow_list()
+            .check(Audience::Graph, operation_url)?;
+        let resp = self
+            .send(Method::GET, operation_url, None, &[StatusCode::GONE])
+            .await?;
+        if resp.status() == StatusCode::GONE {
+            tracing::info!(operation = %redact_url(operation_url), "operation gone (410)");
+            return Ok(PollOutcome::Gone);
+        }
+        let retry_after =
+            retry_after_from_headers(resp.headers(), SystemTime::now(), self.cfg.max_retry_after);
+        let json = read_json(resp, "operation").await?;
+        let poll = parse_operation(&json, retry_after, self.loopback_ok())?;
+        tracing::debug!(operation = %poll.id, state = ?state_name(&poll.state), "operation polled");
+        Ok(PollOutcome::Operation(poll))
     }
 
     /// GET a manifest by its navigation link.
     pub async fn get_manifest(&self, url: &Url) -> Result<Manifest, BillingError> {
-        let _ = url;
-        todo!()
+        self.http.allow_list().check(Audience::Graph, url)?;
+        let resp = self.send(Method::GET, url, None, &[]).await?;
+        let json = read_json(resp, "manifest").await?;
+        parse_manifest(&json, self.loopback_ok())
     }
 
     /// Inline manifests are returned as they are; links are followed.
@@ -138,5 +460,149 @@ impl BillingClient {
             ManifestLocation::Inline(m) => Ok(*m),
             ManifestLocation::Link(u) => self.get_manifest(&u).await,
         }
+    }
+}
+
+/// A state's name for logs (the manifest inside `Succeeded` holds a SAS; never log it whole).
+fn state_name(s: &super::model::OperationState) -> &'static str {
+    match s {
+        super::model::OperationState::Running { .. } => "running",
+        super::model::OperationState::Succeeded { .. } => "succeeded",
+        super::model::OperationState::Failed { .. } => "failed",
+    }
+}
+
+/// The 202's `Location` as an absolute URL. The docs show it absolute; whether it can be
+/// relative is undocumented (reference §8, open question 13), so a relative one is resolved
+/// against the URL we posted to, which is how HTTP defines it (RFC 9110 §10.2.2) and, for the
+/// usual `/v1.0/...` form, the same as resolving against the configured base URL.
+fn operation_location(headers: &HeaderMap, request_url: &Url) -> Result<Url, BillingError> {
+    let raw = headers
+        .get(LOCATION)
+        .ok_or_else(|| BillingError::InvalidResponse("202 without a Location header".into()))?
+        .to_str()
+        .map_err(|_| BillingError::InvalidResponse("Location header is not ASCII".into()))?
+        .trim();
+    if raw.is_empty() || raw.len() > MAX_LOCATION_LEN {
+        return Err(BillingError::InvalidResponse(format!(
+            "Location header must be 1 to {MAX_LOCATION_LEN} bytes"
+        )));
+    }
+    let url = match Url::parse(raw) {
+        Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase) => request_url.join(raw).map_err(|e| {
+            BillingError::InvalidResponse(format!("relative Location does not resolve ({e})"))
+        })?,
+        Err(e) => {
+            return Err(BillingError::InvalidResponse(format!(
+                "Location is not a URL ({e})"
+            )))
+        }
+    };
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(BillingError::InvalidResponse(format!(
+            "Location uses scheme {:?}",
+            url.scheme()
+        )));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers_with_location(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(LOCATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn location_absolute_and_relative() {
+        let posted = Url::parse(
+            "https://graph.microsoft.com/v1.0/reports/partners/billing/usage/billed/export",
+        )
+        .unwrap();
+        let abs = "https://graph.microsoft.com/v1.0/reports/partners/billing/operations/9ab9";
+        assert_eq!(
+            operation_location(&headers_with_location(abs), &posted)
+                .unwrap()
+                .as_str(),
+            abs
+        );
+        let rel = "/v1.0/reports/partners/billing/operations/9ab9";
+        assert_eq!(
+            operation_location(&headers_with_location(rel), &posted)
+                .unwrap()
+                .as_str(),
+            abs
+        );
+        assert!(operation_location(&HeaderMap::new(), &posted).is_err());
+        assert!(operation_location(&headers_with_location("ftp://x/y"), &posted).is_err());
+    }
+
+    #[test]
+    fn error_envelopes() {
+        let (c, m) = error_envelope(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":{"code":"BadRequest","message":"Invalid invoice id","innerError":{}}}"#,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("BadRequest", "Invalid invoice id")
+        );
+        let (c, m) = error_envelope(
+            StatusCode::FORBIDDEN,
+            br#"{"code":600,"description":"denied"}"#,
+        );
+        assert_eq!((c.as_str(), m.as_str()), ("600", "denied"));
+        let long = "x".repeat(10_000);
+        let (c, m) = error_envelope(StatusCode::NOT_FOUND, long.as_bytes());
+        assert_eq!(c, "Not Found");
+        assert_eq!(m.len(), MAX_ERROR_TEXT);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = RetrySettings {
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(1),
+        };
+        let first = backoff(&r, 1);
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(120));
+        let third = backoff(&r, 3);
+        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(480));
+        assert_eq!(backoff(&r, 10), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn export_urls_keep_base_path_and_version() {
+        let http = crate::auth::AuthorizedHttp::new(
+            crate::auth::http_client(),
+            std::sync::Arc::new(crate::auth::StaticTokenSource::new()),
+            crate::auth::AllowList::default(),
+        );
+        let c = BillingClient::new(http.clone(), GraphConfig::default());
+        assert_eq!(
+            c.export_url(super::super::ExportKind::UnbilledReconciliation).as_str(),
+            "https://graph.microsoft.com/v1.0/reports/partners/billing/reconciliation/unbilled/export"
+        );
+        let beta = BillingClient::new(
+            http,
+            GraphConfig {
+                base_url: Url::parse("http://127.0.0.1:9/prefix/").unwrap(),
+                version: GraphVersion::Beta,
+                ..GraphConfig::default()
+            },
+        );
+        assert_eq!(
+            beta.export_url(super::super::ExportKind::BilledUsage)
+                .as_str(),
+            "http://127.0.0.1:9/prefix/beta/reports/partners/billing/usage/billed/export"
+        );
+        assert!(beta.loopback_ok() && !c.loopback_ok());
     }
 }
