@@ -10,7 +10,7 @@ if [ -f package-lock.json ]; then
 fi
 
 echo "==> cargo test"
-cargo test --all-targets --locked -- --color never
+cargo test --locked --lib --bins --tests -- --color never
 
 if [ -x scripts/check-infra.sh ]; then
   echo "==> infra checks"

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod functions;
+pub mod http_retry;
 pub mod local;
 pub mod package;
 pub mod pipeline;

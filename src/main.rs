@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use partner_billing_export::app::App;
+use partner_billing_export::auth::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
 use partner_billing_export::config::Config;
-use partner_billing_export::local::graph_sandbox::{ManifestShape, SandboxConfig};
+use partner_billing_export::local::graph_sandbox::{GraphSandbox, ManifestShape, SandboxConfig};
 use partner_billing_export::local::run::{print_summary, run_local, LocalOptions};
 use partner_billing_export::runtime::server;
 
@@ -73,6 +74,22 @@ enum Command {
         /// Extra app settings for the handler, NAME=VALUE (e.g. EXPORT_KINDS=billedUsage).
         #[arg(long = "setting", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
+    },
+    /// Serve only the Graph partner billing sandbox (and its Partner Center and blob endpoints)
+    /// until Ctrl-C, for trying a client or the handler against it by hand.
+    Sandbox {
+        #[arg(long, default_value_t = 7080)]
+        port: u16,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 3)]
+        partitions: u32,
+        #[arg(long, default_value_t = 500)]
+        rows: u32,
+        #[arg(long, default_value_t = 2)]
+        polls: u32,
+        #[arg(long, default_value_t = 5)]
+        retry_after: u32,
     },
     /// Build the deployable zip: host.json, functions/*/function.json and the binary as `handler`.
     Package {
@@ -146,6 +163,43 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sandbox {
+            port,
+            seed,
+            partitions,
+            rows,
+            polls,
+            retry_after,
+        } => {
+            init_tracing(false, "info");
+            let cfg = SandboxConfig {
+                seed,
+                partitions,
+                rows_per_partition: rows,
+                polls_before_done: polls,
+                retry_after_secs: retry_after,
+                ..SandboxConfig::default()
+            };
+            match GraphSandbox::start_on(cfg, ([127, 0, 0, 1], port).into()).await {
+                Ok(sb) => {
+                    println!(
+                        "Graph sandbox:   {} (bearer token {LOCAL_GRAPH_TOKEN})",
+                        sb.graph_base_url()
+                    );
+                    println!(
+                        "Partner Center:  {}/v1/invoices (bearer token {LOCAL_PARTNER_CENTER_TOKEN})",
+                        sb.partner_center_base_url().as_str().trim_end_matches('/')
+                    );
+                    println!("Ctrl-C stops it.");
+                    sb.run_until(shutdown_signal()).await;
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("partner-billing-export sandbox: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Package {
             app_root,
             binary,

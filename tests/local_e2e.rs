@@ -104,6 +104,13 @@ async fn local_run_exports_all_four_kinds() {
         }
     }
     assert_eq!(manifests, summary.runs.len());
+
+    // The handler's whole log: no SAS signature, no bearer token, ever.
+    let log = std::fs::read_to_string(summary.output_dir.join("handler.log")).unwrap();
+    assert!(log.contains("export run completed"), "the log shows progress");
+    for secret in ["sig=", "local-graph-token", "local-servicebus-token", "local-eventgrid-token", "local-partner-center-token"] {
+        assert!(!log.contains(secret), "handler.log leaks {secret:?}");
+    }
 }
 
 #[tokio::test]

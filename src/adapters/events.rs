@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::retry::{is_retryable_status, retry_after_seconds, RetryPolicy};
 use crate::auth::{Audience, AuthError, AuthorizedHttp};
+use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
 
 /// Our event types. Stable names; a breaking change to `data` gets a new `.v2` type.
 pub const EXPORT_STARTED: &str = "PartnerBillingExport.ExportStarted.v1";
@@ -96,57 +96,39 @@ impl EventPublisher for EventGridPublisher {
             status: 0,
             detail: e.to_string(),
         })?;
-        let mut last = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            let req = self
-                .http
-                .request(
-                    Audience::EventGrid,
-                    reqwest::Method::POST,
-                    self.endpoint.clone(),
-                )
-                .await?
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/cloudevents-batch+json; charset=utf-8",
-                )
-                .timeout(std::time::Duration::from_secs(30))
-                .body(body.clone());
-            let mut retry_after = None;
-            match req.send().await {
-                Ok(res) => match res.status().as_u16() {
-                    200..=299 => {
-                        for e in events {
-                            tracing::info!(event_type = %e.event_type, subject = %e.subject, id = %e.id, "event published");
-                        }
-                        return Ok(());
-                    }
-                    s @ (401 | 403) => return Err(EventError::Forbidden { status: s }),
-                    s if is_retryable_status(s) => {
-                        retry_after = retry_after_seconds(res.headers());
-                        last = format!("HTTP {s}");
-                    }
-                    s => {
-                        let detail: String = res
-                            .text()
-                            .await
-                            .unwrap_or_default()
-                            .chars()
-                            .take(300)
-                            .collect();
-                        return Err(EventError::Rejected { status: s, detail });
-                    }
-                },
-                Err(e) => last = e.to_string(),
-            }
-            if attempt < self.retry.max_attempts {
-                tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
-            }
-        }
-        Err(EventError::Unavailable {
-            attempts: self.retry.max_attempts,
-            last,
+        let (http, endpoint, body) = (&self.http, &self.endpoint, &body);
+        let sent = send_with_retry(&self.retry, "Event Grid publish", move || async move {
+            Ok::<_, EventError>(
+                http.request(Audience::EventGrid, reqwest::Method::POST, endpoint.clone())
+                    .await?
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/cloudevents-batch+json; charset=utf-8",
+                    )
+                    .timeout(std::time::Duration::from_secs(30))
+                    .body(body.clone()),
+            )
         })
+        .await?;
+        let res = match sent {
+            Sent::Answer(res) => res,
+            Sent::Exhausted { attempts, last } => {
+                return Err(EventError::Unavailable { attempts, last })
+            }
+        };
+        match res.status().as_u16() {
+            200..=299 => {
+                for e in events {
+                    tracing::info!(event_type = %e.event_type, subject = %e.subject, id = %e.id, "event published");
+                }
+                Ok(())
+            }
+            status @ (401 | 403) => Err(EventError::Forbidden { status }),
+            status => Err(EventError::Rejected {
+                status,
+                detail: error_detail(res).await,
+            }),
+        }
     }
 }
 

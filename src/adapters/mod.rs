@@ -4,6 +4,5 @@
 pub mod events;
 pub mod filesystem;
 pub mod relay;
-pub mod retry;
 pub mod servicebus;
 pub mod storage;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use url::Url;
 
-use super::retry::{is_retryable_status, retry_after_seconds, RetryPolicy};
 use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
+use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
 
 /// A message to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,69 +139,47 @@ impl ServiceBusRest {
 impl MessageQueue for ServiceBusRest {
     async fn send(&self, queue: &str, msg: &OutgoingMessage) -> Result<(), QueueError> {
         let url = self.messages_url(queue)?;
-        let mut last = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            let req = self
-                .http
-                .request(Audience::ServiceBus, reqwest::Method::POST, url.clone())
-                .await?
-                .header("BrokerProperties", msg.broker_properties())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .timeout(std::time::Duration::from_secs(30))
-                .body(msg.body.clone());
-            let mut retry_after = None;
-            match req.send().await {
-                Ok(res) => {
-                    let status = res.status().as_u16();
-                    match status {
-                        200..=299 => {
-                            tracing::debug!(queue, message_id = %msg.message_id, scheduled = ?msg.scheduled_enqueue_time, "message sent");
-                            return Ok(());
-                        }
-                        401 | 403 => {
-                            return Err(QueueError::Forbidden {
-                                queue: queue.into(),
-                                status,
-                            })
-                        }
-                        404 => {
-                            return Err(QueueError::NotFound {
-                                queue: queue.into(),
-                                endpoint: redact_url(&self.endpoint),
-                            })
-                        }
-                        s if is_retryable_status(s) => {
-                            retry_after = retry_after_seconds(res.headers());
-                            last = format!("HTTP {s}");
-                        }
-                        s => {
-                            let detail: String = res
-                                .text()
-                                .await
-                                .unwrap_or_default()
-                                .chars()
-                                .take(300)
-                                .collect();
-                            return Err(QueueError::Rejected {
-                                queue: queue.into(),
-                                status: s,
-                                detail,
-                            });
-                        }
-                    }
-                }
-                Err(e) => last = format!("{e}"),
-            }
-            if attempt < self.retry.max_attempts {
-                tracing::warn!(queue, attempt, error = %last, "Service Bus send failed, retrying");
-                tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
-            }
-        }
-        Err(QueueError::Unavailable {
-            queue: queue.into(),
-            attempts: self.retry.max_attempts,
-            last,
+        let (http, url_ref) = (&self.http, &url);
+        let sent = send_with_retry(&self.retry, "Service Bus send", move || async move {
+            Ok::<_, QueueError>(
+                http.request(Audience::ServiceBus, reqwest::Method::POST, url_ref.clone())
+                    .await?
+                    .header("BrokerProperties", msg.broker_properties())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .timeout(std::time::Duration::from_secs(30))
+                    .body(msg.body.clone()),
+            )
         })
+        .await?;
+        let res = match sent {
+            Sent::Answer(res) => res,
+            Sent::Exhausted { attempts, last } => {
+                return Err(QueueError::Unavailable {
+                    queue: queue.into(),
+                    attempts,
+                    last,
+                })
+            }
+        };
+        match res.status().as_u16() {
+            200..=299 => {
+                tracing::debug!(queue, message_id = %msg.message_id, scheduled = ?msg.scheduled_enqueue_time, "message sent");
+                Ok(())
+            }
+            status @ (401 | 403) => Err(QueueError::Forbidden {
+                queue: queue.into(),
+                status,
+            }),
+            404 => Err(QueueError::NotFound {
+                queue: queue.into(),
+                endpoint: redact_url(&self.endpoint),
+            }),
+            status => Err(QueueError::Rejected {
+                queue: queue.into(),
+                status,
+                detail: error_detail(res).await,
+            }),
+        }
     }
 }
 

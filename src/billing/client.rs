@@ -2,7 +2,7 @@
 //! Every request goes through [`send_with_retry`] (shared with the Partner Center client), and
 //! every URL Graph hands back is checked against the Graph allow-list before a token goes near it.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, LOCATION};
 use reqwest::{Method, Response, StatusCode};
@@ -12,9 +12,9 @@ use url::Url;
 use super::manifest::{is_loopback_host, parse_manifest};
 use super::model::{Manifest, ManifestLocation, PollOutcome, StartedExport};
 use super::operation::parse_operation;
-use super::retry_after::retry_after_from_headers;
 use super::types::{truncate, ExportRequest};
 use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
+use crate::http_retry::{self, retry_after, RetryPolicy, Sent};
 
 /// `v1.0` (GA, default) or `beta`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,30 +100,14 @@ impl BillingError {
     }
 }
 
-/// Retry knobs shared by the Graph and Partner Center clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetrySettings {
-    /// Attempts per request (1 = no retry).
-    pub max_attempts: u32,
-    /// First backoff delay without `Retry-After`; doubles each attempt.
-    pub backoff_base: Duration,
-    /// Cap on any wait, `Retry-After` included.
-    pub max_retry_after: Duration,
-}
-
 impl GraphConfig {
-    pub fn retry_settings(&self) -> RetrySettings {
-        RetrySettings {
+    /// The crate-wide retry loop's policy for Graph (and, by default, Partner Center) calls.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
             max_attempts: self.max_attempts,
-            backoff_base: self.backoff_base,
-            max_retry_after: self.max_retry_after,
+            base_delay: self.backoff_base,
+            max_delay: self.max_retry_after,
         }
-    }
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        GraphConfig::default().retry_settings()
     }
 }
 
@@ -147,23 +131,18 @@ pub(crate) struct Call<'a> {
     pub pass_through: &'a [StatusCode],
 }
 
-fn is_retryable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
-}
-
-/// Sends `call`, retrying 429, 500, 502, 503, 504 and network errors up to
-/// `retry.max_attempts` times, waiting `Retry-After` when given (capped) or an exponential
-/// backoff with jitter. 2xx and `pass_through` come back as the response; other 4xx become
-/// [`BillingError::Rejected`]; anything else is [`BillingError::InvalidResponse`].
+/// Sends `call` through the crate's one retry loop ([`http_retry::send_with_retry`]: 408, 429,
+/// 5xx and network errors, `Retry-After` honoured and capped, else exponential backoff with
+/// jitter), then sorts the answer: 2xx and `pass_through` come back as the response, other
+/// 4xx become [`BillingError::Rejected`], anything else [`BillingError::InvalidResponse`],
+/// and an exhausted budget [`BillingError::Unavailable`].
 pub(crate) async fn send_with_retry(
     http: &AuthorizedHttp,
-    retry: &RetrySettings,
+    policy: &RetryPolicy,
     call: &Call<'_>,
 ) -> Result<Response, BillingError> {
-    let attempts = retry.max_attempts.max(1);
     let target = redact_url(call.url);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
+    let sent = http_retry::send_with_retry(policy, &target, || async {
         let mut rb = http
             .request(call.audience, call.method.clone(), call.url.clone())
             .await?;
@@ -173,59 +152,22 @@ pub(crate) async fn send_with_retry(
         if let Some(body) = call.json {
             rb = rb.json(body);
         }
-        let server_wait = match rb.send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                if status.is_success() || call.pass_through.contains(&status) {
-                    tracing::debug!(method = %call.method, url = %target, %status, attempt, "answered");
-                    return Ok(resp);
-                }
-                if !is_retryable(status) {
-                    return Err(refusal(resp).await);
-                }
-                let wait = retry_after_from_headers(
-                    resp.headers(),
-                    SystemTime::now(),
-                    retry.max_retry_after,
-                );
-                last = describe_failure(resp).await;
-                wait
-            }
-            Err(e) if e.is_builder() => {
-                return Err(BillingError::InvalidResponse(format!(
-                    "could not build the request to {target}: {}",
-                    e.without_url()
-                )))
-            }
-            // `without_url`: the error's Display would otherwise print the URL (and a query).
-            Err(e) => {
-                last = format!("network error: {}", error_chain(&e.without_url()));
-                None
-            }
-        };
-        if attempt == attempts {
-            break;
+        Ok::<_, AuthError>(rb)
+    })
+    .await?;
+    match sent {
+        Sent::Exhausted { attempts, last } => Err(BillingError::Unavailable { attempts, last }),
+        Sent::Answer(resp)
+            if resp.status().is_success() || call.pass_through.contains(&resp.status()) =>
+        {
+            tracing::debug!(method = %call.method, url = %target, status = %resp.status(), "answered");
+            Ok(resp)
         }
-        let wait = server_wait.unwrap_or_else(|| backoff(retry, attempt));
-        tracing::warn!(
-            method = %call.method, url = %target, attempt, max_attempts = attempts,
-            wait_ms = wait.as_millis() as u64, failure = %last, "retrying"
-        );
-        tokio::time::sleep(wait).await;
+        Sent::Answer(resp) => Err(refusal(resp).await),
     }
-    Err(BillingError::Unavailable { attempts, last })
 }
 
-/// `backoff_base * 2^(attempt-1)` plus up to 20 % jitter (so parallel pollers spread out),
-/// capped by `max_retry_after`.
-fn backoff(retry: &RetrySettings, attempt: u32) -> Duration {
-    let exp = retry
-        .backoff_base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let random = f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0;
-    (exp + exp.mul_f64(0.2 * random)).min(retry.max_retry_after)
-}
-
+/// An error and its causes on one bounded line (callers strip URLs first).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -250,12 +192,6 @@ async fn refusal(resp: Response) -> BillingError {
     } else {
         BillingError::InvalidResponse(format!("unexpected HTTP {status}: {code}: {message}"))
     }
-}
-
-async fn describe_failure(resp: Response) -> String {
-    let status = resp.status();
-    let (code, message) = error_envelope(status, &read_prefix(resp, MAX_ERROR_BODY).await);
-    format!("HTTP {status}: {code}: {message}")
 }
 
 /// Code and message of a Graph error envelope `{"error":{"code","message"}}` (or Partner
@@ -397,7 +333,7 @@ impl BillingClient {
             json,
             pass_through,
         };
-        send_with_retry(&self.http, &self.cfg.retry_settings(), &call).await
+        send_with_retry(&self.http, &self.cfg.retry_policy(), &call).await
     }
 
     /// POST the export; expects 202 + `Location` (on the Graph allow-list).
@@ -412,8 +348,7 @@ impl BillingClient {
                 resp.status()
             )));
         }
-        let retry_after =
-            retry_after_from_headers(resp.headers(), SystemTime::now(), self.cfg.max_retry_after);
+        let retry_after = retry_after(resp.headers(), self.cfg.max_retry_after);
         let operation_url = operation_location(resp.headers(), &url)?;
         // The Location decides where the next Graph token goes: refuse a foreign host now.
         self.http
@@ -438,8 +373,7 @@ impl BillingClient {
             tracing::info!(operation = %redact_url(operation_url), "operation gone (410)");
             return Ok(PollOutcome::Gone);
         }
-        let retry_after =
-            retry_after_from_headers(resp.headers(), SystemTime::now(), self.cfg.max_retry_after);
+        let retry_after = retry_after(resp.headers(), self.cfg.max_retry_after);
         let json = read_json(resp, "operation").await?;
         let poll = parse_operation(&json, retry_after, self.loopback_ok())?;
         tracing::debug!(operation = %poll.id, state = ?state_name(&poll.state), "operation polled");
@@ -562,20 +496,6 @@ mod tests {
         let (c, m) = error_envelope(StatusCode::NOT_FOUND, long.as_bytes());
         assert_eq!(c, "Not Found");
         assert_eq!(m.len(), MAX_ERROR_TEXT);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let r = RetrySettings {
-            max_attempts: 5,
-            backoff_base: Duration::from_millis(100),
-            max_retry_after: Duration::from_secs(1),
-        };
-        let first = backoff(&r, 1);
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(120));
-        let third = backoff(&r, 3);
-        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(480));
-        assert_eq!(backoff(&r, 10), Duration::from_secs(1));
     }
 
     #[test]

@@ -9,12 +9,13 @@ use serde_json::Value;
 use time::{Month, OffsetDateTime};
 use url::Url;
 
-use super::client::{read_json, send_with_retry, Call, RetrySettings};
+use super::client::{read_json, send_with_retry, Call, GraphConfig};
 use super::manifest::optional_str;
 use super::operation::parse_graph_timestamp;
 use super::types::{CurrencyCode, InvoiceId};
 use super::BillingError;
 use crate::auth::{redact_url, Audience, AuthorizedHttp};
+use crate::http_retry::RetryPolicy;
 
 /// Largest page Partner Center hands out.
 pub const PAGE_SIZE: usize = 100;
@@ -37,7 +38,7 @@ pub struct Invoice {
 pub struct PartnerCenterClient {
     http: AuthorizedHttp,
     base_url: Url,
-    retry: RetrySettings,
+    retry: RetryPolicy,
 }
 
 impl PartnerCenterClient {
@@ -46,12 +47,12 @@ impl PartnerCenterClient {
         Self {
             http,
             base_url,
-            retry: RetrySettings::default(),
+            retry: GraphConfig::default().retry_policy(),
         }
     }
 
     /// Overrides the retry policy (the Graph defaults otherwise).
-    pub fn with_retry(mut self, retry: RetrySettings) -> Self {
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }

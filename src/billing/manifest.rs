@@ -177,8 +177,9 @@ fn sas_token(obj: &Map<String, Value>) -> Result<Secret, BillingError> {
 }
 
 fn blobs(obj: &Map<String, Value>) -> Result<Vec<ManifestBlob>, BillingError> {
+    // An empty list is a legitimate "no data"; a missing one is a broken manifest.
     let list = match obj.get("blobs") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
+        None | Some(Value::Null) => return Err(invalid("blobs is missing")),
         Some(Value::Array(a)) => a,
         Some(_) => return Err(invalid("blobs is not an array")),
     };
@@ -230,8 +231,12 @@ pub fn validate_blob_name(name: &str) -> Result<(), String> {
         };
         return Err(format!("name contains {shown}"));
     }
-    if name.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err("name contains a '.' or '..' segment".into());
+    // URL parsers treat `%2e%2e` as `..` (WHATWG URL), so dot segments are checked decoded too.
+    if name.split('/').any(|seg| {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        decoded == ".." || decoded == "."
+    }) {
+        return Err("name contains a '.' or '..' segment (possibly percent-encoded)".into());
     }
     if name.split('/').any(str::is_empty) {
         return Err("name contains an empty path segment".into());
@@ -352,6 +357,9 @@ pub(crate) mod tests {
             "",
             "a//b",
             "./a",
+            "%2e%2e/x",
+            "a/%2E./x",
+            "%2e",
         ] {
             let j = with("blobs", json!([{ "name": name, "partitionValue": "p" }]));
             let e = err_of(&j);
@@ -369,6 +377,15 @@ pub(crate) mod tests {
             false
         )
         .is_ok());
+    }
+
+    #[test]
+    fn blobs_list_is_required_but_may_be_empty() {
+        let mut j = example();
+        j.as_object_mut().unwrap().remove("blobs");
+        assert!(err_of(&j).contains("blobs is missing"));
+        let m = parse_manifest(&with("blobs", json!([])), false).unwrap();
+        assert_eq!((m.blobs.len(), m.blob_count), (0, 0));
     }
 
     #[test]

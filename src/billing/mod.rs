@@ -5,7 +5,6 @@ pub mod invoices;
 pub mod manifest;
 pub mod model;
 pub mod operation;
-pub mod retry_after;
 pub mod types;
 
 pub use client::{BillingClient, BillingError, GraphConfig, GraphVersion};

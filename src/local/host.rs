@@ -23,6 +23,7 @@ use super::server::{json_response, spawn, ServerHandle};
 use super::servicebus::{Delivery, ServiceBusEmulator};
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_HTTP_BODY: usize = 4 << 20;
 
 pub struct HostOptions {
     pub layout: AppLayout,
@@ -172,6 +173,31 @@ impl Core {
         outcome
     }
 
+    /// `TimerInfo` as the host serializes it; `ScheduleStatus` is null without `useMonitor`.
+    fn timer_envelope(&self, def: &FunctionDef) -> Value {
+        let TriggerDef::Timer {
+            schedule,
+            use_monitor,
+        } = &def.trigger
+        else {
+            return Value::Null;
+        };
+        let now = OffsetDateTime::now_utc();
+        let next = schedule
+            .parse::<super::ncrontab::Schedule>()
+            .ok()
+            .and_then(|s| s.next_after(now));
+        let status = if *use_monitor {
+            json!({ "Last": rfc3339(now), "Next": next.map(rfc3339), "LastUpdated": rfc3339(now) })
+        } else {
+            Value::Null
+        };
+        json!({
+            "Data": { def.binding.clone(): { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": status, "IsPastDue": false } },
+            "Metadata": { "sys": sys(&def.name) },
+        })
+    }
+
     fn service_bus_envelope(def: &FunctionDef, d: &Delivery) -> Value {
         let text = String::from_utf8_lossy(&d.body).into_owned();
         let mut meta = Map::new();
@@ -314,6 +340,22 @@ impl FunctionsHost {
                 }
             }
         }
+        // Timers fire at their NCRONTAB occurrences while the host runs, as in Azure.
+        for def in core.layout.functions.clone() {
+            if let TriggerDef::Timer { schedule, .. } = &def.trigger {
+                let schedule: super::ncrontab::Schedule =
+                    schedule.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                let core = core.clone();
+                workers.push(tokio::spawn(async move {
+                    while let Some(next) = schedule.next_after(OffsetDateTime::now_utc()) {
+                        let wait = (next - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+                        tokio::time::sleep(wait.unsigned_abs()).await;
+                        let out = core.invoke(&def.name, core.timer_envelope(&def)).await;
+                        tracing::info!(function = %def.name, ok = out.ok, "scheduled timer fired");
+                    }
+                }));
+            }
+        }
         Ok(Self {
             core,
             child,
@@ -353,28 +395,10 @@ impl FunctionsHost {
             .layout
             .function(name)
             .with_context(|| format!("no function {name}"))?;
-        let TriggerDef::Timer {
-            schedule,
-            use_monitor,
-        } = &def.trigger
-        else {
+        if !matches!(def.trigger, TriggerDef::Timer { .. }) {
             bail!("{name} is not a timer function");
-        };
-        let now = OffsetDateTime::now_utc();
-        let next = schedule
-            .parse::<super::ncrontab::Schedule>()
-            .map_err(|e| anyhow::anyhow!(e))?
-            .next_after(now);
-        let status = if *use_monitor {
-            json!({ "Last": rfc3339(now), "Next": next.map(rfc3339), "LastUpdated": rfc3339(now) })
-        } else {
-            Value::Null
-        };
-        let envelope = json!({
-            "Data": { def.binding.clone(): { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": status, "IsPastDue": false } },
-            "Metadata": { "sys": sys(name) },
-        });
-        Ok(self.core.invoke(name, envelope).await)
+        }
+        Ok(self.core.invoke(name, self.core.timer_envelope(def)).await)
     }
 
     /// Stops the workers, the front door and the handler.
@@ -395,16 +419,57 @@ fn http_front(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::body::content_length_limit(4 << 20))
         .and(warp::body::bytes())
-        .then(move |method: warp::http::Method, path: warp::path::FullPath, query: String, headers: warp::http::HeaderMap, body: Bytes| {
-            let core = core.clone();
-            async move { forward_http(&core, method, path.as_str(), &query, &headers, body).await }
-        })
+        .then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: warp::http::HeaderMap,
+                  body: Bytes| {
+                let core = core.clone();
+                async move {
+                    // The Functions front end caps request bodies; so do we (GETs carry none).
+                    if body.len() > MAX_HTTP_BODY {
+                        return json_response(413, &json!({"error": "request body too large"}));
+                    }
+                    forward_http(&core, method, path.as_str(), &query, &headers, body).await
+                }
+            },
+        )
         .recover(|_r: warp::Rejection| async move {
-            Ok::<_, std::convert::Infallible>(json_response(413, &json!({"error": "request too large"})))
+            Ok::<_, std::convert::Infallible>(json_response(400, &json!({"error": "bad request"})))
         })
         .unify()
+}
+
+async fn run_now(
+    core: &Core,
+    method: &warp::http::Method,
+    name: &str,
+    headers: &warp::http::HeaderMap,
+) -> warp::reply::Response {
+    if method != warp::http::Method::POST {
+        return json_response(405, &json!({"error": "POST to run a function now"}));
+    }
+    let key = headers.get("x-functions-key").and_then(|v| v.to_str().ok());
+    if key != Some(core.function_key.as_str()) {
+        return json_response(401, &json!({"error": "x-functions-key is required"}));
+    }
+    let Some(def) = core.layout.function(name) else {
+        return json_response(404, &json!({"error": "no such function"}));
+    };
+    if !matches!(def.trigger, TriggerDef::Timer { .. }) {
+        return json_response(
+            400,
+            &json!({"error": "only timer functions can be run this way here"}),
+        );
+    }
+    let out = core.invoke(&def.name, core.timer_envelope(def)).await;
+    // Azure answers 202 Accepted; we wait for the invocation so the caller sees its logs.
+    json_response(
+        if out.ok { 202 } else { 500 },
+        &json!({ "ok": out.ok, "logs": out.logs }),
+    )
 }
 
 async fn forward_http(
@@ -415,6 +480,10 @@ async fn forward_http(
     headers: &warp::http::HeaderMap,
     body: Bytes,
 ) -> warp::reply::Response {
+    // The host's "run now" for non-HTTP functions: POST /admin/functions/{name} (function key here).
+    if let Some(name) = path.strip_prefix("/admin/functions/") {
+        return run_now(core, &method, name, headers).await;
+    }
     let prefix = format!("/{}/", core.layout.host.route_prefix);
     let Some(rest) = path
         .strip_prefix(&prefix)

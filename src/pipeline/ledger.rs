@@ -153,7 +153,7 @@ impl Ledger {
                 runs.push(r);
             }
         }
-        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(runs)
     }
 }
