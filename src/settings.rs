@@ -37,6 +37,8 @@ pub const MAX_RETRY_AFTER_SECONDS: &str = "MAX_RETRY_AFTER_SECONDS";
 pub const MAX_EXPORT_RESTARTS: &str = "MAX_EXPORT_RESTARTS";
 pub const SERVICEBUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
 pub const SERVICEBUS_ENDPOINT: &str = "SERVICEBUS_ENDPOINT";
+pub const SERVICEBUS_CONNECTION_STRING: &str = "ServiceBusConnection";
+pub const EVENTGRID_TOPIC_KEY: &str = "EVENTGRID_TOPIC_KEY";
 pub const EVENTGRID_TOPIC_ENDPOINT: &str = "EVENTGRID_TOPIC_ENDPOINT";
 pub const EVENT_SOURCE: &str = "EVENT_SOURCE";
 pub const DESTINATION_KIND: &str = "DESTINATION_KIND";
@@ -84,7 +86,21 @@ pub const SETTINGS: &[Setting] = &[
         description: "Service Bus namespace; the triggers (identity-based connection) and our scheduled sends both use it." },
     Setting { name: SERVICEBUS_ENDPOINT, default: None, example: "http://127.0.0.1:7072", scope: Scope::Handler,
         description: "Overrides the Service Bus REST endpoint (local mode points it at the stand-in)." },
-    Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billing-exports.westeurope-1.eventgrid.azure.net/api/events", scope: Scope::Handler,
+        Setting {
+        name: SERVICEBUS_CONNECTION_STRING,
+        default: None,
+        example: "Endpoint=sb://contoso-billing.servicebus.windows.net/;SharedAccessKeyName=functions;SharedAccessKey=…",
+        scope: Scope::Handler,
+        description: "Keyed alternative to the managed identity: a Service Bus connection string, used by the triggers and by our scheduled sends. Leave unset for keyless deployments.",
+    },
+    Setting {
+        name: EVENTGRID_TOPIC_KEY,
+        default: None,
+        example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/topic-key)",
+        scope: Scope::Handler,
+        description: "Keyed alternative to Entra auth for Event Grid: the topic access key, sent as aeg-sas-key. Leave unset for keyless deployments.",
+    },
+Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billing-exports.westeurope-1.eventgrid.azure.net/api/events", scope: Scope::Handler,
         description: "Event Grid topic (CloudEvents 1.0 input schema). Unset: events are only logged." },
     Setting { name: EVENT_SOURCE, default: Some("/partner-billing-export"), example: "/contoso/partner-billing-export", scope: Scope::Handler,
         description: "CloudEvents `source` of every event we publish." },

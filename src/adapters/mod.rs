@@ -5,4 +5,5 @@ pub mod events;
 pub mod filesystem;
 pub mod relay;
 pub mod servicebus;
+pub mod shared_key;
 pub mod storage;

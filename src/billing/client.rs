@@ -9,7 +9,7 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use super::manifest::{is_loopback_host, parse_manifest};
+use super::manifest::parse_manifest;
 use super::model::{Manifest, ManifestLocation, PollOutcome, StartedExport};
 use super::operation::parse_operation;
 use super::types::{truncate, ExportRequest};
@@ -293,7 +293,7 @@ impl BillingClient {
     /// Plain-http loopback blob roots are accepted only when Graph itself is on loopback,
     /// i.e. the local sandbox.
     fn loopback_ok(&self) -> bool {
-        is_loopback_host(&self.cfg.base_url)
+        crate::auth::is_loopback(&self.cfg.base_url)
     }
 
     /// `{base}/{version}/reports/partners/billing/{kind path}/export`.

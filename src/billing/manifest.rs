@@ -4,7 +4,6 @@
 //! carry a signature); they name the field and the index instead.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 use url::Url;
@@ -139,23 +138,13 @@ fn root_directory(obj: &Map<String, Value>, loopback_ok: bool) -> Result<String,
         .ok_or_else(|| invalid("rootDirectory has no host"))?;
     match url.scheme() {
         "https" => Ok(raw),
-        "http" if loopback_ok && is_loopback_host(&url) => Ok(raw),
+        "http" if loopback_ok && crate::auth::is_loopback(&url) => Ok(raw),
         "http" => Err(invalid(format!(
             "rootDirectory on {host} uses plain http; only https is accepted"
         ))),
         other => Err(invalid(format!(
             "rootDirectory uses scheme {other:?}; only https is accepted"
         ))),
-    }
-}
-
-/// Whether the URL's host is a loopback address (or `localhost`).
-pub(crate) fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

@@ -174,6 +174,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         max_delivery_count: 10,
         duplicate_detection_window: Duration::from_secs(600),
         token: LOCAL_SERVICEBUS_TOKEN.into(),
+        sas_keys: Vec::new(),
     });
     let sb_http = sb
         .serve(0)
