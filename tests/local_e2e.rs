@@ -21,6 +21,7 @@ fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> L
         http_port: 0,
         quiet: true,
         handler_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export"))),
+        azurite: false,
     }
 }
 

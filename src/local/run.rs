@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use super::azurite::{Azurite, DEV_ACCOUNT};
 use super::eventgrid::{EventGridConfig, EventGridEmulator};
-use super::graph_sandbox::{GraphSandbox, SandboxConfig};
+use super::graph_sandbox::{ExternalBlobStore, GraphSandbox, SandboxConfig};
 use super::host::{FunctionsHost, HostOptions};
 use super::layout::{AppLayout, TriggerDef};
 use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
@@ -36,6 +37,9 @@ pub struct LocalOptions {
     pub quiet: bool,
     /// The handler binary; `None` = this executable (tests pass the built binary).
     pub handler_program: Option<PathBuf>,
+    /// Run Azurite: the sandbox serves its partitions from Azurite's "Microsoft" account with
+    /// real SAS tokens (Node.js and `npm ci` needed).
+    pub azurite: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -166,7 +170,26 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         })
         .collect();
 
-    let sandbox = GraphSandbox::start(opts.sandbox.clone())
+    let azurite = if opts.azurite {
+        let az = Azurite::start(&opts.app_root, &out_dir.join(".azurite"))
+            .await
+            .context("starting Azurite")?;
+        progress.say(&format!(
+            "Azurite blob service on 127.0.0.1:{}",
+            az.blob_port
+        ));
+        Some(az)
+    } else {
+        None
+    };
+    let mut sandbox_cfg = opts.sandbox.clone();
+    if let Some(az) = &azurite {
+        sandbox_cfg.blob_store = Some(ExternalBlobStore {
+            account_url: az.account_url(DEV_ACCOUNT),
+            account: az.account(DEV_ACCOUNT).clone(),
+        });
+    }
+    let sandbox = GraphSandbox::start(sandbox_cfg)
         .await
         .context("starting the Graph sandbox")?;
     let sb = ServiceBusEmulator::new(ServiceBusConfig {
@@ -261,6 +284,9 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     sb_http.shutdown().await;
     eg_http.shutdown().await;
     sandbox.shutdown().await;
+    if let Some(az) = azurite {
+        az.stop().await;
+    }
     let runs = result?;
 
     let mut summary = LocalSummary {
