@@ -42,8 +42,17 @@ pub struct PlanConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DestinationConfig {
-    Filesystem { directory: PathBuf },
-    Blob { account_url: Url, container: String },
+    Filesystem {
+        directory: PathBuf,
+    },
+    Blob {
+        account_url: Url,
+        container: String,
+        /// SAS instead of the managed identity.
+        sas: Option<Secret>,
+        /// `COPY_STRATEGY`, validated by the blob adapter.
+        copy_strategy: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +241,8 @@ impl Config {
                     )
                 })?,
                 container: st.raw(s::DESTINATION_CONTAINER).unwrap_or_default(),
+                sas: st.raw(s::DESTINATION_SAS).map(Secret::new),
+                copy_strategy: st.raw(s::COPY_STRATEGY).unwrap_or_default(),
             },
             other => {
                 return Err(err(

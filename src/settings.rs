@@ -46,6 +46,8 @@ pub const DESTINATION_DIRECTORY: &str = "DESTINATION_DIRECTORY";
 pub const DESTINATION_ACCOUNT_URL: &str = "DESTINATION_ACCOUNT_URL";
 pub const DESTINATION_CONTAINER: &str = "DESTINATION_CONTAINER";
 pub const DESTINATION_PREFIX: &str = "DESTINATION_PREFIX";
+pub const DESTINATION_SAS: &str = "DESTINATION_SAS";
+pub const COPY_STRATEGY: &str = "COPY_STRATEGY";
 pub const CREDENTIAL_KIND: &str = "CREDENTIAL_KIND";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
@@ -114,6 +116,10 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
         description: "Container holding exports and the run ledger." },
     Setting { name: DESTINATION_PREFIX, default: Some("partner-billing"), example: "csp/exports", scope: Scope::Handler,
         description: "Folder prefix inside the container." },
+    Setting { name: DESTINATION_SAS, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/dest-sas)", scope: Scope::Handler,
+        description: "Keyed alternative to the managed identity for the destination account: an account or container SAS (sv=…&sig=…). Leave unset for keyless deployments." },
+    Setting { name: COPY_STRATEGY, default: Some("auto"), example: "async-copy", scope: Scope::Handler,
+        description: "How partitions reach the destination account: auto (Put Blob From URL, Put Block From URL for very large ones, async Copy Blob where those are unsupported), put-blob-from-url, block-from-url, async-copy, or relay (streamed through the function)." },
     Setting { name: CREDENTIAL_KIND, default: Some("managed-identity"), example: "client-secret", scope: Scope::Handler,
         description: "managed-identity, client-secret, workload-identity or azure-cli." },
     Setting { name: AZURE_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,

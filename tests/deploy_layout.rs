@@ -274,6 +274,7 @@ const LOCAL_ONLY: &[&str] = &[
     // Keyed alternatives to managed identity: the keyless deployment must never set them.
     settings::SERVICEBUS_CONNECTION_STRING,
     settings::EVENTGRID_TOPIC_KEY,
+    settings::DESTINATION_SAS,
 ];
 
 /// Names the Functions platform reads (not our code).
