@@ -1,8 +1,10 @@
 //! Adapters to the outside: Service Bus, Event Grid, partner storage (filesystem here; Azure
 //! Blob Storage in `blob`), each behind a small trait with one production implementation.
 
+pub mod blob;
 pub mod events;
 pub mod filesystem;
+pub mod identity;
 pub mod relay;
 pub mod servicebus;
 pub mod shared_key;

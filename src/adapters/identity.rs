@@ -1,0 +1,442 @@
+//! Entra ID tokens for the production credentials (azure_identity 1.x), behind our own cache.
+//!
+//! Why a cache of our own when azure_identity caches too: the pipeline asks for a token on
+//! every request; ours gives one place that decides when to refresh (5 minutes before expiry),
+//! makes concurrent callers of one audience share a single refresh (a per-audience
+//! `tokio::sync::Mutex`), and turns failures into [`AuthError::Credential`] with a hint a
+//! partner can act on. Tokens never reach a log or an error: [`Secret`] hides them in `Debug`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::credentials::{TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions};
+use azure_identity::{
+    AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential,
+};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::Mutex;
+
+use crate::auth::{AccessToken, Audience, AuthError, Secret, StaticTokenSource, TokenSource};
+use crate::config::CredentialKind;
+use crate::settings;
+
+/// Tokens are refreshed this long before they expire, so a token never dies mid-request.
+pub const REFRESH_MARGIN: Duration = Duration::minutes(5);
+
+const ALL_AUDIENCES: [Audience; 5] = [
+    Audience::Graph,
+    Audience::PartnerCenter,
+    Audience::Storage,
+    Audience::ServiceBus,
+    Audience::EventGrid,
+];
+
+/// The production token source for `kind`; `LocalSandbox` gives the stand-ins' fixed tokens.
+/// Reads `AZURE_CLIENT_SECRET` (client-secret) from the environment; the managed identity and
+/// workload identity credentials read their own variables (`IDENTITY_ENDPOINT`, ...).
+pub fn token_source(kind: &CredentialKind) -> Result<Arc<dyn TokenSource>, AuthError> {
+    token_source_with(kind, |name| std::env::var(name).ok())
+}
+
+/// [`token_source`] with settings read through `get` (tests pass a map).
+pub fn token_source_with(
+    kind: &CredentialKind,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn TokenSource>, AuthError> {
+    let (label, credential): (CredentialLabel, Arc<dyn TokenCredential>) = match kind {
+        CredentialKind::LocalSandbox => return Ok(Arc::new(StaticTokenSource::local_sandbox())),
+        CredentialKind::ManagedIdentity { client_id } => {
+            let options = ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                client_options: client_options(),
+                ..Default::default()
+            };
+            let label = CredentialLabel::ManagedIdentity {
+                user_assigned: client_id.is_some(),
+            };
+            let cred = ManagedIdentityCredential::new(Some(options))
+                .map_err(|e| label.construction_error(&e))?;
+            (label, cred)
+        }
+        CredentialKind::ClientSecret {
+            tenant_id,
+            client_id,
+        } => {
+            let label = CredentialLabel::ClientSecret;
+            let secret = client_secret(&get)?;
+            let cred = ClientSecretCredential::new(
+                tenant_id,
+                client_id.clone(),
+                azure_core::credentials::Secret::new(secret.expose().to_string()),
+                Some(ClientSecretCredentialOptions {
+                    client_options: client_options(),
+                }),
+            )
+            .map_err(|e| label.construction_error(&e))?;
+            (label, cred)
+        }
+        CredentialKind::WorkloadIdentity => {
+            let label = CredentialLabel::WorkloadIdentity;
+            let cred =
+                WorkloadIdentityCredential::new(None).map_err(|e| label.construction_error(&e))?;
+            (label, cred)
+        }
+        CredentialKind::AzureCli => {
+            let label = CredentialLabel::AzureCli;
+            let cred = AzureCliCredential::new(None).map_err(|e| label.construction_error(&e))?;
+            (label, cred)
+        }
+    };
+    Ok(Arc::new(CachingTokenSource::new(label, credential)))
+}
+
+/// The client secret from app settings. In Azure a Key Vault reference resolves to the value
+/// before the process starts; if the raw reference text arrives, the app's identity could not
+/// read the vault, and sending that text to Entra ID would only produce a confusing error.
+fn client_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, AuthError> {
+    let fail = |reason: &str| AuthError::Credential {
+        credential: CredentialLabel::ClientSecret.to_string(),
+        audience: "any",
+        reason: reason.to_string(),
+    };
+    let raw = get(settings::AZURE_CLIENT_SECRET)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| fail("app setting AZURE_CLIENT_SECRET is not set"))?;
+    if raw.starts_with("@Microsoft.KeyVault(") {
+        return Err(fail(
+            "AZURE_CLIENT_SECRET is an unresolved Key Vault reference: grant the Function App's identity \
+             'Key Vault Secrets User' on the vault and check the reference's status in the portal",
+        ));
+    }
+    Ok(Secret::new(raw))
+}
+
+/// Bounded retries for the identity endpoints: the SDK default (8 retries, up to a minute)
+/// would make a missing identity look like a hang. The queue redelivers the message anyway.
+fn client_options() -> ClientOptions {
+    ClientOptions {
+        retry: RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(200),
+            max_retries: 3,
+            max_total_elapsed: azure_core::time::Duration::seconds(20),
+            max_delay: azure_core::time::Duration::seconds(5),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Which credential, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CredentialLabel {
+    ManagedIdentity { user_assigned: bool },
+    ClientSecret,
+    WorkloadIdentity,
+    AzureCli,
+    Custom,
+}
+
+impl fmt::Display for CredentialLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CredentialLabel::ManagedIdentity {
+                user_assigned: false,
+            } => "managed identity (system-assigned)",
+            CredentialLabel::ManagedIdentity {
+                user_assigned: true,
+            } => "managed identity (user-assigned, AZURE_CLIENT_ID)",
+            CredentialLabel::ClientSecret => "client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID)",
+            CredentialLabel::WorkloadIdentity => "workload identity",
+            CredentialLabel::AzureCli => "Azure CLI",
+            CredentialLabel::Custom => "token credential",
+        })
+    }
+}
+
+impl CredentialLabel {
+    fn construction_error(self, e: &azure_core::Error) -> AuthError {
+        AuthError::Credential {
+            credential: self.to_string(),
+            audience: "any",
+            reason: format!("cannot be set up: {}", short(e)),
+        }
+    }
+
+    /// A reason a partner can act on, with the SDK's message for detail.
+    fn reason(self, e: &azure_core::Error) -> String {
+        use azure_core::error::ErrorKind;
+        let unreachable = matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection);
+        let hint = match (self, unreachable, e.http_status()) {
+            (CredentialLabel::ManagedIdentity { .. }, true, _) => {
+                "managed identity endpoint not reachable: is an identity assigned to the Function App?"
+            }
+            (CredentialLabel::ManagedIdentity { user_assigned: true }, _, Some(s))
+                if u16::from(s) == 400 =>
+            {
+                "the identity endpoint refused the request: is the user-assigned identity in AZURE_CLIENT_ID assigned to the Function App?"
+            }
+            (CredentialLabel::ManagedIdentity { .. }, _, Some(_)) => {
+                "the managed identity endpoint refused the request: is an identity assigned to the Function App, and is the resource right?"
+            }
+            (CredentialLabel::ClientSecret, _, _) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that AZURE_CLIENT_SECRET is current"
+            }
+            (CredentialLabel::WorkloadIdentity, _, _) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_FEDERATED_TOKEN_FILE and the federated credential"
+            }
+            (CredentialLabel::AzureCli, _, _) => "is `az login` done and is `az` on PATH?",
+            _ => "the credential failed",
+        };
+        format!("{hint} ({})", short(e))
+    }
+}
+
+/// The SDK's message, bounded. Identity errors carry status and service message, never a token.
+fn short(e: &azure_core::Error) -> String {
+    let s = e.to_string().replace(['\n', '\r'], " ");
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// One cached token per audience over any `TokenCredential`.
+pub struct CachingTokenSource {
+    label: CredentialLabel,
+    credential: Arc<dyn TokenCredential>,
+    slots: HashMap<Audience, Mutex<Option<AccessToken>>>,
+}
+
+impl fmt::Debug for CachingTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingTokenSource")
+            .field("credential", &self.label.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachingTokenSource {
+    fn new(label: CredentialLabel, credential: Arc<dyn TokenCredential>) -> Self {
+        Self {
+            label,
+            credential,
+            slots: ALL_AUDIENCES
+                .iter()
+                .map(|a| (*a, Mutex::new(None)))
+                .collect(),
+        }
+    }
+
+    /// Caches tokens of any azure_core credential (e.g. one the caller built with options).
+    pub fn from_credential(credential: Arc<dyn TokenCredential>) -> Self {
+        Self::new(CredentialLabel::Custom, credential)
+    }
+}
+
+fn fresh(t: &AccessToken, now: OffsetDateTime) -> bool {
+    t.expires_at - REFRESH_MARGIN > now
+}
+
+#[async_trait]
+impl TokenSource for CachingTokenSource {
+    async fn token(&self, audience: Audience) -> Result<AccessToken, AuthError> {
+        let slot = self
+            .slots
+            .get(&audience)
+            .expect("a slot exists for every audience");
+        // Holding the lock across the fetch is the point: callers that arrive during a refresh
+        // wait for it and then find the new token, so one refresh serves them all.
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached
+            .as_ref()
+            .filter(|t| fresh(t, OffsetDateTime::now_utc()))
+        {
+            return Ok(t.clone());
+        }
+        let got = self
+            .credential
+            .get_token(&[audience.scope()], None)
+            .await
+            .map_err(|e| AuthError::Credential {
+                credential: self.label.to_string(),
+                audience: audience.name(),
+                reason: self.label.reason(&e),
+            })?;
+        let token = AccessToken {
+            secret: Secret::new(got.token.secret()),
+            expires_at: got.expires_on,
+        };
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+}
+
+/// Our [`TokenSource`] seen as an azure_core [`TokenCredential`], so SDK clients that take a
+/// credential share our cache instead of fetching tokens of their own.
+#[derive(Debug, Clone)]
+pub struct TokenSourceCredential {
+    source: Arc<dyn TokenSource>,
+}
+
+impl TokenSourceCredential {
+    pub fn new(source: Arc<dyn TokenSource>) -> Arc<Self> {
+        Arc::new(Self { source })
+    }
+}
+
+/// The audience whose scope is `scope` (with or without the `/.default` suffix).
+pub fn audience_for_scope(scope: &str) -> Option<Audience> {
+    let trimmed = scope.trim_end_matches("/.default").trim_end_matches('/');
+    ALL_AUDIENCES.into_iter().find(|a| {
+        let s = a.scope();
+        s == scope || s.trim_end_matches("/.default") == trimmed
+    })
+}
+
+#[async_trait]
+impl TokenCredential for TokenSourceCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        use azure_core::error::ErrorKind;
+        let [scope] = scopes else {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::Credential,
+                "exactly one scope is supported",
+            ));
+        };
+        let audience = audience_for_scope(scope).ok_or_else(|| {
+            azure_core::Error::with_message(
+                ErrorKind::Credential,
+                format!("no audience is configured for scope {scope}"),
+            )
+        })?;
+        let t = self
+            .source
+            .token(audience)
+            .await
+            .map_err(|e| azure_core::Error::new(ErrorKind::Credential, e))?;
+        Ok(azure_core::credentials::AccessToken::new(
+            t.secret.expose().to_string(),
+            t.expires_at,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts fetches; each token lives `ttl`.
+    #[derive(Debug)]
+    struct Counting {
+        calls: AtomicUsize,
+        ttl: Duration,
+    }
+
+    #[async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            // Slow enough that concurrent callers overlap.
+            tokio::task::yield_now().await;
+            Ok(azure_core::credentials::AccessToken::new(
+                format!("tok-{n}-{}", scopes[0]),
+                OffsetDateTime::now_utc() + self.ttl,
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn caches_per_audience_and_shares_one_refresh() {
+        let cred = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            ttl: Duration::hours(1),
+        });
+        let src = Arc::new(CachingTokenSource::from_credential(cred.clone()));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let s = src.clone();
+            tasks.push(tokio::spawn(
+                async move { s.token(Audience::Storage).await },
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            cred.calls.load(Ordering::SeqCst),
+            1,
+            "one fetch for 16 callers"
+        );
+        let g = src.token(Audience::Graph).await.unwrap();
+        assert!(g.secret.expose().contains("graph.microsoft.com"));
+        assert_eq!(
+            cred.calls.load(Ordering::SeqCst),
+            2,
+            "audiences are separate"
+        );
+        assert!(!format!("{src:?} {g:?}").contains("tok-"), "never in Debug");
+    }
+
+    #[tokio::test]
+    async fn refreshes_within_the_margin() {
+        let cred = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            ttl: Duration::seconds(60),
+        });
+        let src = CachingTokenSource::from_credential(cred.clone());
+        src.token(Audience::Storage).await.unwrap();
+        src.token(Audience::Storage).await.unwrap();
+        assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn bridge_maps_scopes_to_audiences() {
+        let src: Arc<dyn TokenSource> = Arc::new(StaticTokenSource::local_sandbox());
+        let bridge = TokenSourceCredential::new(src);
+        let t = bridge
+            .get_token(&["https://storage.azure.com/.default"], None)
+            .await
+            .unwrap();
+        assert_eq!(t.token.secret(), "local-storage-token");
+        assert!(bridge
+            .get_token(&["https://vault.azure.net/.default"], None)
+            .await
+            .is_err());
+        assert_eq!(
+            audience_for_scope("https://servicebus.azure.net"),
+            Some(Audience::ServiceBus)
+        );
+    }
+
+    #[test]
+    fn client_secret_rules() {
+        let kind = CredentialKind::ClientSecret {
+            tenant_id: "00000000-0000-0000-0000-000000000001".into(),
+            client_id: "00000000-0000-0000-0000-000000000002".into(),
+        };
+        let e = token_source_with(&kind, |_| None).unwrap_err().to_string();
+        assert!(e.contains("AZURE_CLIENT_SECRET is not set"), "{e}");
+        let e = token_source_with(&kind, |_| {
+            Some("@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unresolved Key Vault reference"), "{e}");
+        assert!(token_source_with(&kind, |_| Some("s3cret".into())).is_ok());
+    }
+}
