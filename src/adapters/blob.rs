@@ -82,9 +82,11 @@ impl std::str::FromStr for CopyStrategy {
             "block-from-url" => CopyStrategy::BlockFromUrl,
             "async-copy" => CopyStrategy::AsyncCopy,
             "relay" => CopyStrategy::Relay,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "{other:?}: expected auto, put-blob-from-url, block-from-url, async-copy or relay"
-            )),
+            ))
+            }
         })
     }
 }

@@ -52,7 +52,8 @@ pub struct RunLine {
     pub status: String,
     pub files: u64,
     pub bytes: u64,
-    pub rows: u64,
+    /// Unknown when the copies ran server-side (the bytes never passed through us).
+    pub rows: Option<u64>,
     pub reason: Option<String>,
     /// Where the run's `_manifest.json` is (a path, or a blob URL without SAS).
     pub manifest: Option<String>,
@@ -470,7 +471,7 @@ async fn collect_runs(
             status: v["status"].as_str().unwrap_or("?").to_string(),
             files: v["result"]["blobCount"].as_u64().unwrap_or(0),
             bytes: v["result"]["byteCount"].as_u64().unwrap_or(0),
-            rows: v["result"]["rowCount"].as_u64().unwrap_or(0),
+            rows: v["result"]["rowCount"].as_u64(),
             reason: v["failure"]["reason"].as_str().map(str::to_string),
             manifest: v["result"]["manifest"].as_str().map(str::to_string),
         });
@@ -565,7 +566,12 @@ pub fn print_summary(s: &LocalSummary) {
         match &r.reason {
             None => println!(
                 "  {:<10} {:<45} {:>3} files {:>10} bytes {:>8} rows  ({})",
-                r.status, r.subject, r.files, r.bytes, r.rows, r.run_id
+                r.status,
+                r.subject,
+                r.files,
+                r.bytes,
+                r.rows.map_or_else(|| "n/a".to_string(), |n| n.to_string()),
+                r.run_id
             ),
             Some(why) => println!("  {:<10} {:<45} {why}  ({})", r.status, r.subject, r.run_id),
         }
