@@ -3,16 +3,17 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
+use crate::adapters::blob::{BlobAccount, BlobDestination, BlobLedger, BlobOptions, CopyStrategy};
 use crate::adapters::events::{EventGridPublisher, EventPublisher, LogOnlyPublisher};
 use crate::adapters::filesystem::{FilesystemDestination, FilesystemLedger};
 use crate::adapters::servicebus::{MessageQueue, ServiceBusRest};
 use crate::adapters::storage::{Destination, LedgerStore};
-use crate::auth::{
-    http_client, AllowList, Audience, AuthorizedHttp, StaticTokenSource, TokenSource,
-};
+use crate::auth::{http_client, AllowList, Audience, AuthorizedHttp, TokenSource};
 use crate::billing::invoices::PartnerCenterClient;
 use crate::billing::BillingClient;
-use crate::config::{Config, CredentialKind, DestinationConfig};
+use crate::config::{Config, DestinationConfig};
 use crate::functions;
 use crate::pipeline::{Ledger, Pipeline};
 use crate::runtime::FunctionRouter;
@@ -27,7 +28,7 @@ pub struct App {
 
 impl App {
     pub fn from_config(config: Config) -> anyhow::Result<Arc<Self>> {
-        let tokens = token_source(&config.credential)?;
+        let tokens = crate::adapters::identity::token_source(&config.credential)?;
         let mut allow = AllowList::default();
         // Configured endpoints are trusted for their own audience (local mode points them at
         // loopback stand-ins); nothing else is added.
@@ -45,6 +46,7 @@ impl App {
         if let Some(eg) = &config.eventgrid_endpoint {
             allow.allow_url(Audience::EventGrid, eg);
         }
+        let tokens_for_storage = tokens.clone();
         let authed = AuthorizedHttp::new(http.clone(), tokens, allow);
         let billing = BillingClient::new(authed.clone(), config.graph.clone());
         let invoices =
@@ -55,7 +57,7 @@ impl App {
             Some(u) => Arc::new(EventGridPublisher::new(authed.clone(), u.clone())),
             None => Arc::new(LogOnlyPublisher),
         };
-        let (dest, ledger_store) = destination(&config, http)?;
+        let (dest, ledger_store) = destination(&config, http, tokens_for_storage)?;
         let pipeline = Pipeline::new(
             billing,
             queue,
@@ -94,28 +96,47 @@ impl App {
     }
 }
 
-fn token_source(kind: &CredentialKind) -> anyhow::Result<Arc<dyn TokenSource>> {
-    match kind {
-        CredentialKind::LocalSandbox => Ok(Arc::new(StaticTokenSource::local_sandbox())),
-        other => anyhow::bail!(
-            "credential {other:?} needs the Azure identity adapter, which this build does not include yet; use CREDENTIAL_KIND=local-sandbox for local runs"
-        ),
-    }
-}
-
 type Storage = (Arc<dyn Destination>, Arc<dyn LedgerStore>);
 
-fn destination(config: &Config, http: reqwest::Client) -> anyhow::Result<Storage> {
+fn destination(
+    config: &Config,
+    http: reqwest::Client,
+    tokens: Arc<dyn TokenSource>,
+) -> anyhow::Result<Storage> {
+    let ledger_prefix = config.pipeline.output_prefix.join("_ledger")?;
     match &config.destination {
-        DestinationConfig::Filesystem { directory } => {
-            let ledger_root = directory.join(config.pipeline.output_prefix.as_str()).join("_ledger");
+        DestinationConfig::Filesystem { directory } => Ok((
+            Arc::new(FilesystemDestination::new(directory.clone(), http)),
+            Arc::new(FilesystemLedger::new(
+                directory.join(ledger_prefix.as_str()),
+            )),
+        )),
+        DestinationConfig::Blob {
+            account_url,
+            container,
+            sas,
+            copy_strategy,
+        } => {
+            let account = match sas {
+                Some(sas) => BlobAccount::with_sas(account_url, sas.clone()),
+                None => BlobAccount::with_token(account_url, tokens),
+            }
+            .with_context(|| format!("app setting {}", crate::settings::DESTINATION_ACCOUNT_URL))?;
+            let options = BlobOptions {
+                strategy: copy_strategy.parse::<CopyStrategy>().map_err(|e| {
+                    anyhow::anyhow!("app setting {}: {e}", crate::settings::COPY_STRATEGY)
+                })?,
+                ..BlobOptions::default()
+            };
             Ok((
-                Arc::new(FilesystemDestination::new(directory.clone(), http)),
-                Arc::new(FilesystemLedger::new(ledger_root)),
+                Arc::new(BlobDestination::new(
+                    account.clone(),
+                    container.clone(),
+                    options,
+                    http,
+                )?),
+                Arc::new(BlobLedger::new(account, container.clone(), ledger_prefix)?),
             ))
         }
-        DestinationConfig::Blob { .. } => anyhow::bail!(
-            "DESTINATION_KIND=blob needs the Azure Blob adapter, which this build does not include yet; use DESTINATION_KIND=filesystem"
-        ),
     }
 }

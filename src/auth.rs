@@ -253,7 +253,8 @@ impl AllowList {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` points at this machine (plain http is tolerated only there).
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
+use crate::auth::Secret;
 use crate::billing::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion, InvoiceId,
 };
@@ -40,8 +42,17 @@ pub struct PlanConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DestinationConfig {
-    Filesystem { directory: PathBuf },
-    Blob { account_url: Url, container: String },
+    Filesystem {
+        directory: PathBuf,
+    },
+    Blob {
+        account_url: Url,
+        container: String,
+        /// SAS instead of the managed identity.
+        sas: Option<Secret>,
+        /// `COPY_STRATEGY`, validated by the blob adapter.
+        copy_strategy: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +77,10 @@ pub struct Config {
     pub plan: PlanConfig,
     pub pipeline: PipelineConfig,
     pub servicebus_endpoint: Option<Url>,
+    /// From a `ServiceBusConnection` connection string, when keys are used instead of identity.
+    pub servicebus_key: Option<SharedAccessKey>,
     pub eventgrid_endpoint: Option<Url>,
+    pub eventgrid_key: Option<Secret>,
     pub destination: DestinationConfig,
     pub credential: CredentialKind,
     pub json_logs: bool,
@@ -185,9 +199,16 @@ impl Config {
             output_prefix: ObjectPath::new(prefix.trim_matches('/'))
                 .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
         };
-        let servicebus_endpoint = match st.url(s::SERVICEBUS_ENDPOINT)? {
-            Some(u) => Some(u),
-            None => st
+        let connection = st
+            .raw(s::SERVICEBUS_CONNECTION_STRING)
+            .map(|c| {
+                parse_connection_string(&c).map_err(|e| err(s::SERVICEBUS_CONNECTION_STRING, e))
+            })
+            .transpose()?;
+        let servicebus_endpoint = match (st.url(s::SERVICEBUS_ENDPOINT)?, &connection) {
+            (Some(u), _) => Some(u),
+            (None, Some(c)) => Some(c.endpoint.clone()),
+            (None, None) => st
                 .raw(s::SERVICEBUS_NAMESPACE)
                 .map(|ns| {
                     crate::adapters::servicebus::ServiceBusRest::endpoint_for_namespace(&ns)
@@ -220,6 +241,8 @@ impl Config {
                     )
                 })?,
                 container: st.raw(s::DESTINATION_CONTAINER).unwrap_or_default(),
+                sas: st.raw(s::DESTINATION_SAS).map(Secret::new),
+                copy_strategy: st.raw(s::COPY_STRATEGY).unwrap_or_default(),
             },
             other => {
                 return Err(err(
@@ -253,7 +276,9 @@ impl Config {
             plan,
             pipeline,
             servicebus_endpoint,
+            servicebus_key: connection.map(|c| c.key),
             eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
+            eventgrid_key: st.raw(s::EVENTGRID_TOPIC_KEY).map(Secret::new),
             destination,
             credential,
             json_logs: st
@@ -321,6 +346,29 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.name, "DESTINATION_PREFIX");
+    }
+
+    #[test]
+    fn keyed_alternatives() {
+        let c = load(&[
+            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
+            ("ServiceBusConnection", "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k"),
+            ("EVENTGRID_TOPIC_KEY", "topic-key"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.servicebus_endpoint.unwrap().as_str(),
+            "https://ns.servicebus.windows.net/"
+        );
+        assert_eq!(c.servicebus_key.unwrap().name, "send");
+        assert_eq!(c.eventgrid_key.unwrap().expose(), "topic-key");
+        let e = load(&[
+            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
+            ("ServiceBusConnection", "Endpoint=nope"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "ServiceBusConnection");
+        assert!(!e.to_string().contains("SharedAccessKey="), "{e}");
     }
 
     #[test]

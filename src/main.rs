@@ -74,6 +74,9 @@ enum Command {
         /// Extra app settings for the handler, NAME=VALUE (e.g. EXPORT_KINDS=billedUsage).
         #[arg(long = "setting", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
+        /// Serve the sandbox's partitions from Azurite (real Azure Storage emulator, from npm).
+        #[arg(long)]
+        azurite: bool,
     },
     /// Serve only the Graph partner billing sandbox (and its Partner Center and blob endpoints)
     /// until Ctrl-C, for trying a client or the handler against it by hand.
@@ -249,6 +252,7 @@ async fn main() -> ExitCode {
             timeout,
             http_port,
             settings,
+            azurite,
         } => {
             init_tracing(false, "warn");
             let sandbox = SandboxConfig {
@@ -274,6 +278,7 @@ async fn main() -> ExitCode {
                 http_port,
                 quiet: false,
                 handler_program: None,
+                azurite,
             };
             match run_local(opts).await {
                 Ok(summary) => {

@@ -37,6 +37,8 @@ pub const MAX_RETRY_AFTER_SECONDS: &str = "MAX_RETRY_AFTER_SECONDS";
 pub const MAX_EXPORT_RESTARTS: &str = "MAX_EXPORT_RESTARTS";
 pub const SERVICEBUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
 pub const SERVICEBUS_ENDPOINT: &str = "SERVICEBUS_ENDPOINT";
+pub const SERVICEBUS_CONNECTION_STRING: &str = "ServiceBusConnection";
+pub const EVENTGRID_TOPIC_KEY: &str = "EVENTGRID_TOPIC_KEY";
 pub const EVENTGRID_TOPIC_ENDPOINT: &str = "EVENTGRID_TOPIC_ENDPOINT";
 pub const EVENT_SOURCE: &str = "EVENT_SOURCE";
 pub const DESTINATION_KIND: &str = "DESTINATION_KIND";
@@ -44,6 +46,8 @@ pub const DESTINATION_DIRECTORY: &str = "DESTINATION_DIRECTORY";
 pub const DESTINATION_ACCOUNT_URL: &str = "DESTINATION_ACCOUNT_URL";
 pub const DESTINATION_CONTAINER: &str = "DESTINATION_CONTAINER";
 pub const DESTINATION_PREFIX: &str = "DESTINATION_PREFIX";
+pub const DESTINATION_SAS: &str = "DESTINATION_SAS";
+pub const COPY_STRATEGY: &str = "COPY_STRATEGY";
 pub const CREDENTIAL_KIND: &str = "CREDENTIAL_KIND";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
@@ -84,7 +88,21 @@ pub const SETTINGS: &[Setting] = &[
         description: "Service Bus namespace; the triggers (identity-based connection) and our scheduled sends both use it." },
     Setting { name: SERVICEBUS_ENDPOINT, default: None, example: "http://127.0.0.1:7072", scope: Scope::Handler,
         description: "Overrides the Service Bus REST endpoint (local mode points it at the stand-in)." },
-    Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billing-exports.westeurope-1.eventgrid.azure.net/api/events", scope: Scope::Handler,
+        Setting {
+        name: SERVICEBUS_CONNECTION_STRING,
+        default: None,
+        example: "Endpoint=sb://contoso-billing.servicebus.windows.net/;SharedAccessKeyName=functions;SharedAccessKey=…",
+        scope: Scope::Handler,
+        description: "Keyed alternative to the managed identity: a Service Bus connection string, used by the triggers and by our scheduled sends. Leave unset for keyless deployments.",
+    },
+    Setting {
+        name: EVENTGRID_TOPIC_KEY,
+        default: None,
+        example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/topic-key)",
+        scope: Scope::Handler,
+        description: "Keyed alternative to Entra auth for Event Grid: the topic access key, sent as aeg-sas-key. Leave unset for keyless deployments.",
+    },
+Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billing-exports.westeurope-1.eventgrid.azure.net/api/events", scope: Scope::Handler,
         description: "Event Grid topic (CloudEvents 1.0 input schema). Unset: events are only logged." },
     Setting { name: EVENT_SOURCE, default: Some("/partner-billing-export"), example: "/contoso/partner-billing-export", scope: Scope::Handler,
         description: "CloudEvents `source` of every event we publish." },
@@ -98,6 +116,10 @@ pub const SETTINGS: &[Setting] = &[
         description: "Container holding exports and the run ledger." },
     Setting { name: DESTINATION_PREFIX, default: Some("partner-billing"), example: "csp/exports", scope: Scope::Handler,
         description: "Folder prefix inside the container." },
+    Setting { name: DESTINATION_SAS, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/dest-sas)", scope: Scope::Handler,
+        description: "Keyed alternative to the managed identity for the destination account: an account or container SAS (sv=…&sig=…). Leave unset for keyless deployments." },
+    Setting { name: COPY_STRATEGY, default: Some("auto"), example: "async-copy", scope: Scope::Handler,
+        description: "How partitions reach the destination account: auto (Put Blob From URL, Put Block From URL for very large ones, async Copy Blob where those are unsupported), put-blob-from-url, block-from-url, async-copy, or relay (streamed through the function)." },
     Setting { name: CREDENTIAL_KIND, default: Some("managed-identity"), example: "client-secret", scope: Scope::Handler,
         description: "managed-identity, client-secret, workload-identity or azure-cli." },
     Setting { name: AZURE_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,

@@ -271,6 +271,10 @@ const LOCAL_ONLY: &[&str] = &[
     settings::SERVICEBUS_ENDPOINT, // points the REST client at the local stand-in
     settings::DESTINATION_DIRECTORY, // DESTINATION_KIND=filesystem only
     settings::CUSTOM_HANDLER_PORT, // set by the Functions host itself
+    // Keyed alternatives to managed identity: the keyless deployment must never set them.
+    settings::SERVICEBUS_CONNECTION_STRING,
+    settings::EVENTGRID_TOPIC_KEY,
+    settings::DESTINATION_SAS,
 ];
 
 /// Names the Functions platform reads (not our code).

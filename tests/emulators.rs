@@ -28,6 +28,7 @@ fn sb() -> Arc<ServiceBusEmulator> {
         max_delivery_count: 3,
         duplicate_detection_window: Duration::from_secs(600),
         token: LOCAL_SERVICEBUS_TOKEN.into(),
+        sas_keys: Vec::new(),
     })
 }
 
@@ -400,4 +401,77 @@ async fn functions_host_routes_keys_and_run_now() {
         "the timer already started this export: {v}"
     );
     host.shutdown().await;
+}
+
+#[tokio::test]
+async fn keyed_alternatives_service_bus_connection_string_and_topic_key() {
+    use partner_billing_export::adapters::shared_key::parse_connection_string;
+    let conn = parse_connection_string("Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=s3cret").unwrap();
+    let sb = ServiceBusEmulator::new(ServiceBusConfig {
+        queues: vec!["q".into()],
+        max_delivery_count: 3,
+        duplicate_detection_window: Duration::from_secs(600),
+        token: LOCAL_SERVICEBUS_TOKEN.into(),
+        sas_keys: vec![conn.key.clone()],
+    });
+    let h = sb.serve(0).await.unwrap();
+    // The endpoint is overridden to the stand-in; the signature covers the URL actually used.
+    let no_tokens = AuthorizedHttp::new(
+        http_client(),
+        Arc::new(StaticTokenSource::new()),
+        AllowList::default(),
+    );
+    let keyed =
+        ServiceBusRest::new(no_tokens.clone(), h.base_url()).with_shared_key(conn.key.clone());
+    let msg = OutgoingMessage::json(&json!({"v": 1}), "k1", None).unwrap();
+    keyed.send("q", &msg).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), sb.receive("q"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message_id, "k1");
+    let mut wrong_key = conn.key.clone();
+    wrong_key.key = partner_billing_export::auth::Secret::new("guess");
+    let forged = ServiceBusRest::new(no_tokens.clone(), h.base_url()).with_shared_key(wrong_key);
+    let err = forged.send("q", &msg).await.unwrap_err();
+    assert!(
+        matches!(err, QueueError::Forbidden { status: 401, .. }),
+        "{err}"
+    );
+    // A signature is never sent over plain http to another machine.
+    let remote = ServiceBusRest::new(
+        no_tokens.clone(),
+        url::Url::parse("http://example.com").unwrap(),
+    )
+    .with_shared_key(conn.key);
+    assert!(matches!(
+        remote.send("q", &msg).await.unwrap_err(),
+        QueueError::Auth(_)
+    ));
+
+    let eg = EventGridEmulator::new(EventGridConfig {
+        token: "topic-key".into(),
+        events_file: None,
+    });
+    let egh = eg.serve(0).await.unwrap();
+    let topic = EventGridEmulator::topic_url(&egh);
+    let ev = [CloudEvent::new(
+        "/pbe",
+        "t",
+        "1".into(),
+        "s".into(),
+        json!({}),
+    )];
+    let keyed = EventGridPublisher::new(no_tokens.clone(), topic.clone())
+        .with_access_key(partner_billing_export::auth::Secret::new("topic-key"));
+    keyed.publish(&ev).await.unwrap();
+    assert_eq!(eg.events().len(), 1);
+    let wrong = EventGridPublisher::new(no_tokens, topic)
+        .with_access_key(partner_billing_export::auth::Secret::new("nope"));
+    assert!(wrong
+        .publish(&ev)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("EventGrid Data Sender"));
 }

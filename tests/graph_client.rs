@@ -1,116 +1,182 @@
-//! The Graph billing client against a recording mock of Graph on loopback: exact requests,
-//! retries that honour Retry-After, 410, error envelopes, Location handling, Partner Center paging.
+//! The Graph billing client and the Partner Center invoice lister against scripted loopback
+//! mocks that record every request, so each test checks both what the client sends and what
+//! it makes of the answers (202 + Location, retries, 410, error envelopes, paging).
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use partner_billing_export::auth::{
-    http_client, AllowList, Audience, AuthorizedHttp, StaticTokenSource,
+    http_client, AllowList, Audience, AuthError, AuthorizedHttp, StaticTokenSource,
 };
-use partner_billing_export::billing::invoices::PartnerCenterClient;
+use partner_billing_export::billing::invoices::{billed_invoices_for_month, PartnerCenterClient};
+use partner_billing_export::billing::types::{
+    AttributeSet, BillingPeriod, ExportKind, ExportRequest,
+};
 use partner_billing_export::billing::{
-    AttributeSet, BillingClient, BillingError, ExportKind, ExportRequest, GraphConfig,
-    OperationState, PollOutcome,
+    BillingClient, BillingError, GraphConfig, ManifestLocation, OperationState, PollOutcome,
 };
-use partner_billing_export::local::server::{spawn, ServerHandle};
 use serde_json::{json, Value};
-use warp::{Filter, Reply};
+use url::Url;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::Filter;
 
+const GRAPH_TOKEN: &str = "graph-token-for-tests";
+const PC_TOKEN: &str = "partner-center-token-for-tests";
+
+/// What the mock saw.
 #[derive(Debug, Clone)]
 struct Seen {
-    method: String,
+    method: Method,
     path: String,
     query: String,
-    auth: Option<String>,
-    content_type: Option<String>,
-    body: String,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
-/// A scripted answer: status, headers, body.
-type Answer = (u16, Vec<(&'static str, String)>, String);
+impl Seen {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
 
-#[derive(Clone, Default)]
+/// A scripted answer: status, extra headers, optional JSON body.
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+}
+
+fn answer(status: u16) -> Answer {
+    Answer {
+        status,
+        headers: Vec::new(),
+        body: None,
+    }
+}
+
+impl Answer {
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+type Script = Arc<dyn Fn(&Seen, usize) -> Answer + Send + Sync>;
+
+/// A loopback server answering from a script (given the request and its index) and
+/// recording every request. Dropped with the test's runtime.
 struct Mock {
+    addr: std::net::SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl Mock {
-    async fn start(answers: Vec<Answer>) -> (Self, ServerHandle) {
-        let m = Mock {
-            seen: Default::default(),
-            script: Arc::new(Mutex::new(answers.into())),
-        };
-        let mm = m.clone();
-        let route = warp::method()
+    async fn start(script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> Self {
+        let script: Script = Arc::new(script);
+        let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+        let log = seen.clone();
+        let routes = warp::method()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::optional::<String>("authorization"))
-            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .map(
-                move |method: warp::http::Method,
+                move |method: Method,
                       path: warp::path::FullPath,
                       query: String,
-                      auth,
-                      ct,
-                      body: bytes::Bytes| {
-                    mm.seen.lock().unwrap().push(Seen {
-                        method: method.to_string(),
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    let req = Seen {
+                        method,
                         path: path.as_str().to_string(),
                         query,
-                        auth,
-                        content_type: ct,
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                    });
-                    let (status, headers, body) = mm
-                        .script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or((500, vec![], "{}".into()));
-                    let mut res = warp::reply::Response::new(body.into());
-                    *res.status_mut() = warp::http::StatusCode::from_u16(status).unwrap();
-                    for (k, v) in headers {
-                        res.headers_mut().insert(k, v.parse().unwrap());
-                    }
-                    res
+                        headers,
+                        body,
+                    };
+                    let n = {
+                        let mut log = log.lock().unwrap();
+                        log.push(req.clone());
+                        log.len() - 1
+                    };
+                    reply(script(&req, n))
                 },
-            )
-            .recover(|_| async {
-                Ok::<_, std::convert::Infallible>(
-                    warp::reply::with_status("bad", warp::http::StatusCode::BAD_REQUEST)
-                        .into_response(),
-                )
-            });
-        let handle = spawn(route, 0).await.unwrap();
-        (m, handle)
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        Self { addr, seen }
     }
+
+    /// `http://127.0.0.1:PORT`
+    fn base(&self) -> Url {
+        Url::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+
+    /// The same server under another host name, so the allow-list sees a different host.
+    fn base_as_localhost(&self) -> Url {
+        Url::parse(&format!("http://localhost:{}", self.addr.port())).unwrap()
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
 
-fn client(graph: &ServerHandle) -> BillingClient {
-    let base = graph.base_url();
+fn reply(a: Answer) -> warp::reply::Response {
+    let has_body = a.body.is_some();
+    let mut res =
+        warp::reply::Response::new(a.body.map(|b| b.to_string()).unwrap_or_default().into());
+    *res.status_mut() = StatusCode::from_u16(a.status).unwrap();
+    if has_body {
+        res.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+    }
+    for (k, v) in a.headers {
+        res.headers_mut().insert(k, v.parse().unwrap());
+    }
+    res
+}
+
+/// An authorized HTTP client whose Graph and Partner Center allow-lists hold exactly these hosts.
+fn authed(graph: &Url, partner_center: Option<&Url>) -> AuthorizedHttp {
     let mut allow = AllowList::default();
-    allow.allow_url(Audience::Graph, &base);
-    let tokens = Arc::new(
-        StaticTokenSource::new()
-            .with(Audience::Graph, "graph-tok")
-            .with(Audience::PartnerCenter, "pc-tok"),
-    );
-    let http = AuthorizedHttp::new(http_client(), tokens, allow);
-    BillingClient::new(
-        http,
-        GraphConfig {
-            base_url: base,
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(1),
-            ..GraphConfig::default()
-        },
-    )
+    allow.allow_url(Audience::Graph, graph);
+    if let Some(pc) = partner_center {
+        allow.allow_url(Audience::PartnerCenter, pc);
+    }
+    let tokens = StaticTokenSource::new()
+        .with(Audience::Graph, GRAPH_TOKEN)
+        .with(Audience::PartnerCenter, PC_TOKEN);
+    AuthorizedHttp::new(http_client(), Arc::new(tokens), allow)
+}
+
+fn fast_config(base: Url) -> GraphConfig {
+    GraphConfig {
+        base_url: base,
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(1),
+        max_retry_after: Duration::from_secs(5),
+        ..GraphConfig::default()
+    }
+}
+
+fn graph_client(mock: &Mock) -> BillingClient {
+    BillingClient::new(authed(&mock.base(), None), fast_config(mock.base()))
+}
+
+fn operation_path(id: &str) -> String {
+    format!("/v1.0/reports/partners/billing/operations/{id}")
 }
 
 fn billed(kind: ExportKind) -> ExportRequest {
@@ -120,269 +186,494 @@ fn billed(kind: ExportKind) -> ExportRequest {
 fn unbilled(kind: ExportKind) -> ExportRequest {
     ExportRequest::unbilled(
         kind,
-        "last".parse().unwrap(),
-        "EUR".parse().unwrap(),
+        BillingPeriod::Current,
+        "USD".parse().unwrap(),
         AttributeSet::Basic,
     )
     .unwrap()
 }
 
-fn accepted(location: String) -> Answer {
-    (
-        202,
-        vec![("location", location), ("retry-after", "7".into())],
-        String::new(),
-    )
+fn running_operation() -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
+        "id": "op-1", "status": "running",
+        "createdDateTime": "2023-03-09T08:12:53",
+        "lastActionDateTime": "2023-03-09T08:37:48.5046691Z"
+    })
+}
+
+fn assert_uuid_v4(s: &str) {
+    let u = uuid::Uuid::parse_str(s).unwrap_or_else(|_| panic!("not a UUID: {s:?}"));
+    assert_eq!(u.get_version_num(), 4, "{s}");
 }
 
 #[tokio::test]
-async fn every_kind_posts_the_documented_request() {
-    let cases = [
-        (
-            billed(ExportKind::BilledUsage),
-            "/v1.0/reports/partners/billing/usage/billed/export",
-            json!({"invoiceId": "G016907411", "attributeSet": "full"}),
-        ),
-        (
-            unbilled(ExportKind::UnbilledUsage),
-            "/v1.0/reports/partners/billing/usage/unbilled/export",
-            json!({"billingPeriod": "last", "currencyCode": "EUR", "attributeSet": "basic"}),
-        ),
-        (
-            billed(ExportKind::BilledReconciliation),
-            "/v1.0/reports/partners/billing/reconciliation/billed/export",
-            json!({"invoiceId": "G016907411", "attributeSet": "full"}),
-        ),
-        (
-            unbilled(ExportKind::UnbilledReconciliation),
-            "/v1.0/reports/partners/billing/reconciliation/unbilled/export",
-            json!({"billingPeriod": "last", "currencyCode": "EUR", "attributeSet": "basic"}),
-        ),
-    ];
-    for (req, path, body) in cases {
-        let (mock, h) = Mock::start(vec![]).await;
-        mock.script.lock().unwrap().push_back(accepted(format!(
-            "{}v1.0/reports/partners/billing/operations/op-1",
-            h.base_url()
-        )));
-        let started = client(&h).start_export(&req).await.unwrap();
-        assert!(started.operation_url.as_str().ends_with("/operations/op-1"));
-        assert_eq!(started.retry_after, Some(Duration::from_secs(7)));
-        let seen = mock.seen();
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].method, "POST");
-        assert_eq!(seen[0].path, path);
-        assert_eq!(seen[0].auth.as_deref(), Some("Bearer graph-tok"));
-        assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
-        assert_eq!(serde_json::from_str::<Value>(&seen[0].body).unwrap(), body);
-    }
-}
-
-#[tokio::test]
-async fn relative_location_is_resolved_and_foreign_location_refused() {
-    let (mock, h) = Mock::start(vec![accepted(
-        "/v1.0/reports/partners/billing/operations/rel".into(),
-    )])
+async fn start_export_posts_each_kind_to_its_path_with_body_token_and_headers() {
+    // An absolute Location on the mock's own (allow-listed) origin, as Graph sends it.
+    let mock = Mock::start(|req, n| {
+        let origin = format!("http://{}", req.header("host"));
+        answer(202)
+            .header(
+                "Location",
+                format!("{origin}{}", operation_path(&format!("op-{n}"))),
+            )
+            .header("Retry-After", "3")
+    })
     .await;
-    let started = client(&h)
+    let origin = mock.base();
+    let client = graph_client(&mock);
+    let requests = [
+        billed(ExportKind::BilledUsage),
+        unbilled(ExportKind::UnbilledUsage),
+        billed(ExportKind::BilledReconciliation),
+        unbilled(ExportKind::UnbilledReconciliation),
+    ];
+    for (n, req) in requests.iter().enumerate() {
+        let started = client.start_export(req).await.unwrap();
+        assert_eq!(started.operation_url.host_str(), origin.host_str());
+        assert_eq!(
+            started.operation_url.path(),
+            operation_path(&format!("op-{n}"))
+        );
+        assert_eq!(started.retry_after, Some(Duration::from_secs(3)));
+    }
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 4);
+    for (req, got) in requests.iter().zip(&seen) {
+        assert_eq!(got.method, Method::POST);
+        assert_eq!(
+            got.path,
+            format!(
+                "/v1.0/reports/partners/billing/{}/export",
+                req.kind.api_path()
+            )
+        );
+        assert_eq!(got.json(), req.graph_body());
+        assert_eq!(got.header("authorization"), format!("Bearer {GRAPH_TOKEN}"));
+        assert_eq!(got.header("content-type"), "application/json");
+        assert_uuid_v4(got.header("client-request-id"));
+    }
+    assert_eq!(
+        seen[1].json(),
+        json!({"billingPeriod": "current", "currencyCode": "USD", "attributeSet": "basic"})
+    );
+}
+
+#[tokio::test]
+async fn beta_version_goes_to_the_beta_path() {
+    let mock = Mock::start(|_, _| {
+        answer(202).header("Location", "/beta/reports/partners/billing/operations/b1")
+    })
+    .await;
+    let cfg = GraphConfig {
+        version: "beta".parse().unwrap(),
+        ..fast_config(mock.base())
+    };
+    let client = BillingClient::new(authed(&mock.base(), None), cfg);
+    let started = client
         .start_export(&billed(ExportKind::BilledUsage))
         .await
         .unwrap();
     assert_eq!(
-        started.operation_url.as_str(),
-        format!(
-            "{}v1.0/reports/partners/billing/operations/rel",
-            h.base_url()
-        )
+        mock.seen()[0].path,
+        "/beta/reports/partners/billing/usage/billed/export"
     );
-    drop(mock);
+    assert_eq!(
+        started.operation_url.path(),
+        "/beta/reports/partners/billing/operations/b1"
+    );
+}
 
-    // `localhost` is another host than the allow-listed `127.0.0.1`.
-    let (foreign, fh) = Mock::start(vec![]).await;
-    let loc = format!(
-        "http://localhost:{}/v1.0/reports/partners/billing/operations/evil",
-        fh.addr.port()
+#[tokio::test]
+async fn relative_location_is_resolved_against_graph() {
+    let mock = Mock::start(|_, _| answer(202).header("Location", operation_path("rel-1"))).await;
+    let started = graph_client(&mock)
+        .start_export(&billed(ExportKind::BilledUsage))
+        .await
+        .unwrap();
+    assert_eq!(
+        started.operation_url,
+        mock.base().join(&operation_path("rel-1")).unwrap()
     );
-    let (_mock, h) = Mock::start(vec![accepted(loc.clone())]).await;
-    let c = client(&h);
-    let err = c
+    assert_eq!(started.retry_after, None);
+}
+
+#[tokio::test]
+async fn foreign_location_is_refused_and_never_contacted() {
+    let foreign = Mock::start(|_, _| answer(200).json(running_operation())).await;
+    let foreign_url = foreign
+        .base_as_localhost()
+        .join(&operation_path("evil"))
+        .unwrap();
+    let location = foreign_url.to_string();
+    let graph = Mock::start(move |_, _| answer(202).header("Location", location.clone())).await;
+    let client = graph_client(&graph);
+
+    let err = client
         .start_export(&billed(ExportKind::BilledUsage))
         .await
         .unwrap_err();
-    assert!(matches!(err, BillingError::Auth(_)), "{err}");
-    assert!(err.to_string().contains("allow-list"), "{err}");
-    // Polling it directly is refused too, before any request is made.
-    let err = c
-        .get_operation(&url::Url::parse(&loc).unwrap())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, BillingError::Auth(_)), "{err}");
     assert!(
-        foreign.seen().is_empty(),
+        matches!(&err, BillingError::Auth(AuthError::HostNotAllowed { host, .. }) if host == "localhost"),
+        "{err:?}"
+    );
+    // Polling that URL directly is refused as well, before any request.
+    let err = client.get_operation(&foreign_url).await.unwrap_err();
+    assert!(
+        matches!(err, BillingError::Auth(AuthError::HostNotAllowed { .. })),
+        "{err:?}"
+    );
+    assert_eq!(graph.seen().len(), 1);
+    assert_eq!(
+        foreign.seen().len(),
+        0,
         "the foreign host must never be contacted"
     );
 }
 
 #[tokio::test]
-async fn throttling_and_server_errors_are_retried_honouring_retry_after() {
-    let running = json!({"@odata.type": "#microsoft.graph.partners.billing.runningOperation", "id": "op", "status": "running"}).to_string();
-    let (mock, h) = Mock::start(vec![
-        (
-            429,
-            vec![("retry-after", "0".into())],
-            r#"{"error":{"code":"TooManyRequests","message":"slow down"}}"#.into(),
-        ),
-        (503, vec![], String::new()),
-        (
-            200,
-            vec![
-                ("retry-after", "12".into()),
-                ("content-type", "application/json".into()),
-            ],
-            running,
-        ),
-    ])
-    .await;
-    let url = h
-        .base_url()
-        .join("v1.0/reports/partners/billing/operations/op")
+async fn navigation_link_to_a_foreign_host_is_not_followed() {
+    let foreign = Mock::start(|_, _| answer(200).json(json!({}))).await;
+    let link = foreign
+        .base_as_localhost()
+        .join("/v1.0/reports/partners/billing/manifests/m1")
         .unwrap();
-    let out = client(&h).get_operation(&url).await.unwrap();
-    match out {
-        PollOutcome::Operation(op) => {
-            assert_eq!(
-                op.state,
-                OperationState::Running {
-                    status: "running".into()
-                }
-            );
-            assert_eq!(op.retry_after, Some(Duration::from_secs(12)));
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(mock.seen().len(), 3);
+    let graph = Mock::start(|_, _| answer(500)).await;
+    let err = graph_client(&graph)
+        .resolve_manifest(ManifestLocation::Link(link))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BillingError::Auth(AuthError::HostNotAllowed { .. })),
+        "{err:?}"
+    );
+    assert_eq!(foreign.seen().len(), 0);
+    assert_eq!(graph.seen().len(), 0);
 }
 
 #[tokio::test]
-async fn persistent_failure_gone_and_rejection() {
-    let (mock, h) = Mock::start(vec![
-        (500, vec![], String::new()),
-        (502, vec![], String::new()),
-        (504, vec![], String::new()),
-    ])
+async fn throttled_poll_waits_retry_after_then_succeeds() {
+    let mock = Mock::start(|_, n| match n {
+        0 => answer(429).header("Retry-After", "0"),
+        1 => answer(429).header("Retry-After", "1"),
+        _ => answer(200)
+            .header("Retry-After", "45")
+            .json(running_operation()),
+    })
     .await;
-    let url = h
-        .base_url()
-        .join("v1.0/reports/partners/billing/operations/op")
-        .unwrap();
-    let err = client(&h).get_operation(&url).await.unwrap_err();
+    let op = mock.base().join(&operation_path("op-1")).unwrap();
+    let t0 = Instant::now();
+    let outcome = graph_client(&mock).get_operation(&op).await.unwrap();
+    // With a 1 ms backoff base only an honoured `Retry-After: 1` explains a 1 s wait.
     assert!(
-        matches!(err, BillingError::Unavailable { attempts: 3, .. }),
-        "{err}"
+        t0.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t0.elapsed()
     );
-    assert!(err.is_transient());
-    assert_eq!(mock.seen().len(), 3);
-
-    let (_m, h) = Mock::start(vec![(410, vec![], String::new())]).await;
-    let url = h
-        .base_url()
-        .join("v1.0/reports/partners/billing/operations/op")
-        .unwrap();
+    let PollOutcome::Operation(poll) = outcome else {
+        panic!("expected an operation, got {outcome:?}");
+    };
     assert_eq!(
-        client(&h).get_operation(&url).await.unwrap(),
-        PollOutcome::Gone
+        poll.state,
+        OperationState::Running {
+            status: "running".into()
+        }
     );
+    // The operation's own Retry-After (45 s) is clamped to `max_retry_after` (5 s).
+    assert_eq!(poll.retry_after, Some(Duration::from_secs(5)));
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen
+        .iter()
+        .all(|s| s.method == Method::GET && s.path == operation_path("op-1")));
+    assert!(seen
+        .iter()
+        .all(|s| s.header("authorization") == format!("Bearer {GRAPH_TOKEN}")));
+}
 
-    let (_m, h) = Mock::start(vec![(
-        400,
-        vec![("content-type", "application/json".into())],
-        r#"{"error":{"code":"BadRequest","message":"Invalid invoice id","innerError":{"request-id":"x"}}}"#.into(),
-    )])
+#[tokio::test]
+async fn unavailable_twice_then_accepted() {
+    let mock = Mock::start(|_, n| {
+        if n < 2 {
+            answer(503).json(json!({"error": {"code": "ServiceUnavailable", "message": "busy"}}))
+        } else {
+            answer(202).header("Location", operation_path("op-3"))
+        }
+    })
     .await;
-    let err = client(&h)
+    let req = billed(ExportKind::BilledReconciliation);
+    let started = graph_client(&mock).start_export(&req).await.unwrap();
+    assert_eq!(started.operation_url.path(), operation_path("op-3"));
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|s| s.json() == req.graph_body()),
+        "body resent on every attempt"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_forever_end_as_unavailable_after_max_attempts() {
+    let mock = Mock::start(|_, _| {
+        answer(500).json(json!({"error": {"code": "InternalServerError", "message": "boom"}}))
+    })
+    .await;
+    let err = graph_client(&mock)
         .start_export(&billed(ExportKind::BilledUsage))
         .await
         .unwrap_err();
+    match &err {
+        BillingError::Unavailable { attempts, last } => {
+            assert_eq!(*attempts, 4);
+            assert!(last.contains("500"), "{last}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(err.is_transient());
+    assert_eq!(mock.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn network_errors_are_retried_then_unavailable() {
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let base = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let client = BillingClient::new(authed(&base, None), fast_config(base.clone()));
+    let err = client
+        .get_operation(&base.join(&operation_path("x")).unwrap())
+        .await
+        .unwrap_err();
     match err {
+        BillingError::Unavailable { attempts, last } => {
+            assert_eq!(attempts, 4);
+            assert!(!last.is_empty(), "{last}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn gone_operation() {
+    let mock = Mock::start(|_, _| answer(410)).await;
+    let op = mock.base().join(&operation_path("old")).unwrap();
+    assert_eq!(
+        graph_client(&mock).get_operation(&op).await.unwrap(),
+        PollOutcome::Gone
+    );
+    assert_eq!(mock.seen().len(), 1, "410 is an answer, not a retry");
+}
+
+#[tokio::test]
+async fn bad_request_is_rejected_with_the_graph_error_envelope() {
+    let mock = Mock::start(|_, _| {
+        answer(400).json(json!({"error": {
+            "code": "BadRequest",
+            "message": "Invalid invoice id",
+            "innerError": {"request-id": "r", "date": "2024-01-01T00:00:00"}
+        }}))
+    })
+    .await;
+    let err = graph_client(&mock)
+        .start_export(&billed(ExportKind::BilledUsage))
+        .await
+        .unwrap_err();
+    match &err {
         BillingError::Rejected {
             status,
             code,
             message,
         } => {
             assert_eq!(
-                (status, code.as_str(), message.as_str()),
+                (*status, code.as_str(), message.as_str()),
                 (400, "BadRequest", "Invalid invoice id")
             );
         }
-        other => panic!("{other}"),
+        other => panic!("expected Rejected, got {other:?}"),
     }
+    assert!(!err.is_transient());
+    assert_eq!(mock.seen().len(), 1, "4xx is not retried");
 }
 
 #[tokio::test]
-async fn manifest_by_navigation_link() {
-    let (_m, h) = Mock::start(vec![]).await;
+async fn accepted_without_location_is_invalid() {
+    let mock = Mock::start(|_, _| answer(202)).await;
+    let err = graph_client(&mock)
+        .start_export(&billed(ExportKind::BilledUsage))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BillingError::InvalidResponse(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn manifest_is_fetched_through_the_navigation_link() {
+    let sas =
+        "skt=2023-12-13T00%3A37%3A17Z&se=2023-12-13T12%3A37%3A17Z&sr=d&sp=rl&sig=abc%2Bdef%3D";
+    let root = "https://adlsrecon.blob.core.windows.net/billedusagefastpath/v1/PartnerTenantId=t1/BillingMonth=202310/InvoiceId=G031809528";
     let manifest = json!({
-        "id": "m1", "schemaVersion": "2", "dataFormat": "compressedJSON", "eTag": "e1", "partnerTenantId": "t",
-        "rootDirectory": format!("{}blob/c/v1/BillingMonth=202610", h.base_url()),
-        "sasToken": "sv=2021-08-06&se=2026-11-25T11%3A00%3A00Z&sig=abc", "partitionType": "default", "blobCount": 1,
-        "blobs": [{"name": "part-00000-x.c000.json.gz", "partitionValue": "default"}]
+        "id": "m1", "schemaVersion": "2", "dataFormat": "compressedJSON",
+        "createdDateTime": "2023-03-09T06:34:34.87Z", "eTag": "etag-1",
+        "partnerTenantId": "t1", "rootDirectory": root, "sasToken": sas,
+        "partitionType": "default", "blobCount": 2,
+        "blobs": [{"name": "part-00000.json.gz", "partitionValue": "default"},
+                  {"name": "part-00001.json.gz", "partitionValue": "default"}]
     });
-    _m.script.lock().unwrap().push_back((
-        200,
-        vec![("content-type", "application/json".into())],
-        manifest.to_string(),
-    ));
-    let link = h
-        .base_url()
-        .join("v1.0/reports/partners/billing/manifests/m1")
-        .unwrap();
-    let m = client(&h).get_manifest(&link).await.unwrap();
-    assert_eq!(m.etag, "e1");
-    let u = m.blob_url(&m.blobs[0]).unwrap();
-    assert!(u.as_str().ends_with("/BillingMonth=202610/part-00000-x.c000.json.gz?sv=2021-08-06&se=2026-11-25T11%3A00%3A00Z&sig=abc"), "{u}");
-}
-
-#[tokio::test]
-async fn partner_center_pages_with_its_own_token() {
-    let page = |ids: &[&str], total: u64| -> Answer {
-        let items: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({"id": id, "documentType": "Invoice", "billingPeriodEndDate": "2026-10-31T00:00:00Z", "currencyCode": "USD"}))
-            .collect();
-        (
-            200,
-            vec![("content-type", "application/json".into())],
-            json!({"totalCount": total, "items": items}).to_string(),
-        )
+    let mock = Mock::start(move |req, _| {
+        if req.path.ends_with("/operations/op-1") {
+            let origin = format!("http://{}", req.header("host"));
+            answer(200).json(json!({
+                "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
+                "id": "op-1", "status": "succeeded",
+                "resourceLocation@odata.navigationLink":
+                    format!("{origin}/v1.0/reports/partners/billing/manifests/m1")
+            }))
+        } else {
+            answer(200).json(manifest.clone())
+        }
+    })
+    .await;
+    let client = graph_client(&mock);
+    let op = mock.base().join(&operation_path("op-1")).unwrap();
+    let PollOutcome::Operation(poll) = client.get_operation(&op).await.unwrap() else {
+        panic!("expected an operation");
     };
-    let first: Vec<String> = (0..100).map(|i| format!("G{i:09}")).collect();
-    let first: Vec<&str> = first.iter().map(String::as_str).collect();
-    let (mock, h) = Mock::start(vec![page(&first, 102), page(&["G100000000", "D1"], 102)]).await;
-    let base = h.base_url().join("partnercenter").unwrap();
-    let mut allow = AllowList::default();
-    allow.allow_url(Audience::PartnerCenter, &base);
-    let tokens = Arc::new(
-        StaticTokenSource::new()
-            .with(Audience::Graph, "graph-tok")
-            .with(Audience::PartnerCenter, "pc-tok"),
+    let OperationState::Succeeded { manifest: loc } = poll.state else {
+        panic!("expected success, got {:?}", poll.state);
+    };
+    assert!(matches!(loc, ManifestLocation::Link(_)));
+    let m = client.resolve_manifest(loc).await.unwrap();
+    assert_eq!(
+        (m.id.as_str(), m.etag.as_str(), m.blobs.len()),
+        ("m1", "etag-1", 2)
     );
-    let pc = PartnerCenterClient::new(AuthorizedHttp::new(http_client(), tokens, allow), base);
-    let invoices = pc.list_invoices().await.unwrap();
-    assert_eq!(invoices.len(), 102);
     let seen = mock.seen();
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].path, "/partnercenter/v1/invoices");
-    assert_eq!(seen[0].query, "size=100&offset=0");
-    assert_eq!(seen[1].query, "size=100&offset=100");
-    assert!(
-        seen.iter()
-            .all(|s| s.auth.as_deref() == Some("Bearer pc-tok")),
-        "Partner Center needs its own audience"
+    assert_eq!(seen[1].path, "/v1.0/reports/partners/billing/manifests/m1");
+    assert_eq!(
+        seen[1].header("authorization"),
+        format!("Bearer {GRAPH_TOKEN}")
     );
-    let ids = partner_billing_export::billing::invoices::billed_invoices_for_month(
-        &invoices,
-        2026,
-        time::Month::October,
+    let url = m.blob_url(&m.blobs[1]).unwrap();
+    assert_eq!(url.as_str(), format!("{root}/part-00001.json.gz?{sas}"));
+}
+
+/// One Partner Center invoice item.
+fn pc_invoice(id: &str, doc: &str, period_end: &str) -> Value {
+    json!({
+        "id": id,
+        "invoiceDate": "2025-01-08T00:00:00Z",
+        "billingPeriodStartDate": "2024-12-01T00:00:00Z",
+        "billingPeriodEndDate": period_end,
+        "totalCharges": 10.0,
+        "currencyCode": "EUR",
+        "documentType": doc,
+        "invoiceType": "Recurring",
+        "attributes": {"objectType": "Invoice"}
+    })
+}
+
+#[tokio::test]
+async fn partner_center_invoices_are_paged_with_the_partner_center_token() {
+    // 250 invoices: mostly older months, a few December 2024 ones spread across the pages.
+    let mut all: Vec<Value> = (0..250)
+        .map(|i| pc_invoice(&format!("G{i:09}"), "Invoice", "2023-01-31T00:00:00Z"))
+        .collect();
+    all[5] = pc_invoice("G100000005", "Invoice", "2024-12-31T00:00:00Z");
+    all[120] = pc_invoice("G100000120", "Credit Note", "2024-12-31T00:00:00Z");
+    all[130] = pc_invoice("not/an/id", "Invoice", "2024-12-31T00:00:00Z");
+    all[210] = pc_invoice("D100000210", "Invoice", "2024-12-31T00:00:00Z");
+    all[249] = pc_invoice("G000000001", "invoice", "2024-12-31T00:00:00Z");
+    let all = Arc::new(all);
+    let pages = all.clone();
+    let pc = Mock::start(move |req, _| {
+        let q: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(req.query.as_bytes())
+                .into_owned()
+                .collect();
+        let size: usize = q["size"].parse().unwrap();
+        let offset: usize = q["offset"].parse().unwrap();
+        let items: Vec<Value> = pages.iter().skip(offset).take(size).cloned().collect();
+        answer(200).json(json!({"totalCount": pages.len(), "items": items, "links": {}}))
+    })
+    .await;
+    let base = pc.base().join("/partnercenter").unwrap();
+    // Graph is elsewhere: a Graph token must not be what Partner Center gets.
+    let graph = Url::parse("https://graph.microsoft.com").unwrap();
+    let client = PartnerCenterClient::new(authed(&graph, Some(&base)), base);
+
+    let invoices = client.list_invoices().await.unwrap();
+    assert_eq!(invoices.len(), 249, "the unparseable id is skipped");
+
+    let seen = pc.seen();
+    assert_eq!(seen.len(), 3);
+    let queries: Vec<&str> = seen.iter().map(|s| s.query.as_str()).collect();
+    assert_eq!(
+        queries,
+        [
+            "size=100&offset=0",
+            "size=100&offset=100",
+            "size=100&offset=200"
+        ]
     );
-    assert_eq!(ids.len(), 101, "the legacy D invoice is not exportable");
+    for s in &seen {
+        assert_eq!(s.method, Method::GET);
+        assert_eq!(s.path, "/partnercenter/v1/invoices");
+        assert_eq!(s.header("authorization"), format!("Bearer {PC_TOKEN}"));
+        assert_eq!(s.header("accept"), "application/json");
+        assert_uuid_v4(s.header("ms-requestid"));
+    }
+    let correlation = seen[0].header("ms-correlationid");
+    assert_uuid_v4(correlation);
+    assert!(seen
+        .iter()
+        .all(|s| s.header("ms-correlationid") == correlation));
+    assert_ne!(
+        seen[0].header("ms-requestid"),
+        seen[1].header("ms-requestid")
+    );
+
+    let december: Vec<String> = billed_invoices_for_month(&invoices, 2024, time::Month::December)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(december, ["G000000001", "G100000005"]);
+}
+
+#[tokio::test]
+async fn partner_center_stops_on_an_empty_page_without_total_count() {
+    let pc = Mock::start(|req, _| {
+        let items = if req.query.ends_with("offset=0") {
+            vec![pc_invoice("G1", "Invoice", "2024-12-31T00:00:00Z")]
+        } else {
+            vec![]
+        };
+        answer(200).json(json!({"items": items}))
+    })
+    .await;
+    let client = PartnerCenterClient::new(authed(&pc.base(), Some(&pc.base())), pc.base());
+    let invoices = client.list_invoices().await.unwrap();
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(pc.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn partner_center_refusals_are_rejected() {
+    let pc = Mock::start(|_, _| {
+        answer(401).json(json!({"code": 900, "description": "token audience is wrong"}))
+    })
+    .await;
+    let client = PartnerCenterClient::new(authed(&pc.base(), Some(&pc.base())), pc.base());
+    match client.list_invoices().await.unwrap_err() {
+        BillingError::Rejected {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!((status, code.as_str()), (401, "900"));
+            assert!(message.contains("audience"));
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
 }

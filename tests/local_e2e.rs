@@ -21,6 +21,7 @@ fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> L
         http_port: 0,
         quiet: true,
         handler_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export"))),
+        azurite: false,
     }
 }
 
@@ -149,4 +150,38 @@ async fn local_run_reports_a_failed_export() {
         .collect::<Vec<_>>();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["data"]["code"], "5000");
+}
+
+/// Issue 3's local chain: sandbox Graph → Azurite "Microsoft" account → server-side copy →
+/// Azurite partner account. Needs Azurite from `npm ci` (scripts/test.sh installs it).
+#[tokio::test]
+async fn local_run_against_azurite_copies_server_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(
+        dir.path().join("out"),
+        sandbox(),
+        &[("EXPORT_KINDS", "billedUsage,unbilledReconciliation")],
+    );
+    opts.azurite = true;
+    let summary = run_local(opts).await.unwrap();
+    assert!(summary.ok(), "{summary:#?}");
+    assert!(
+        summary.data_location.contains("/partnerdest/"),
+        "{}",
+        summary.data_location
+    );
+    assert_eq!(summary.verified, summary.partitions);
+    assert!(summary.partitions >= 4);
+    let completed: Vec<_> = summary
+        .events
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().contains("ExportCompleted"))
+        .collect();
+    assert_eq!(completed.len(), summary.runs.len());
+    for e in completed {
+        for b in e["data"]["blobs"].as_array().unwrap() {
+            assert_eq!(b["copyMethod"], "serverSide", "{b}");
+        }
+        assert!(!e.to_string().contains("sig="), "events never carry a SAS");
+    }
 }

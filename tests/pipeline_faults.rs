@@ -274,3 +274,65 @@ async fn location_on_a_foreign_host_is_refused() {
     // Nothing was queued for a refused operation.
     assert!(bed.sb.depth().values().all(|d| *d == 0));
 }
+
+#[tokio::test]
+async fn rerun_of_unchanged_data_copies_nothing() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let StartOutcome::Started(first) = bed
+        .app
+        .pipeline
+        .start(billed("G000000105"), Trigger::Timer)
+        .await
+        .unwrap()
+    else {
+        panic!("not started")
+    };
+    bed.drain(DRAIN).await;
+    let first = bed.run(&first.run_id).await;
+    assert_eq!(first.state, RunState::Completed);
+    let data_before: Vec<_> = bed
+        .output_files()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".json.gz"))
+        .collect();
+    let blob_gets = bed.sandbox.stats().blob_gets;
+
+    // The same export again, after the first finished: Graph serves the same data version.
+    let StartOutcome::Started(second) = bed
+        .app
+        .pipeline
+        .start(billed("G000000105"), Trigger::Http)
+        .await
+        .unwrap()
+    else {
+        panic!("a finished run does not block a new one")
+    };
+    bed.drain(DRAIN).await;
+    let second = bed.run(&second.run_id).await;
+    assert_eq!(second.state, RunState::Completed);
+    assert_eq!(
+        second.output_folder, first.output_folder,
+        "same data, same folder"
+    );
+    assert!(
+        second
+            .parts
+            .iter()
+            .all(|p| p.method
+                == Some(partner_billing_export::adapters::storage::CopyMethod::Skipped)),
+        "{:?}",
+        second.parts
+    );
+    assert_eq!(
+        bed.sandbox.stats().blob_gets,
+        blob_gets,
+        "no partition was read again"
+    );
+    let data_after: Vec<_> = bed
+        .output_files()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".json.gz"))
+        .collect();
+    assert_eq!(data_before, data_after);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 2);
+}

@@ -7,4 +7,5 @@ pub mod filesystem;
 pub mod identity;
 pub mod relay;
 pub mod servicebus;
+pub mod shared_key;
 pub mod storage;

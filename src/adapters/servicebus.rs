@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use url::Url;
 
+use super::shared_key::{service_bus_token, SharedAccessKey, TOKEN_LIFETIME_SECS};
 use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
 use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
 
@@ -83,12 +84,22 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
     async fn send(&self, queue: &str, msg: &OutgoingMessage) -> Result<(), QueueError>;
 }
 
+/// How sends are authorized.
+#[derive(Debug, Clone)]
+enum SendAuth {
+    /// An Entra token for `https://servicebus.azure.net` (managed identity; the default).
+    Entra,
+    /// A SAS token signed with a connection string's key.
+    SharedKey(SharedAccessKey),
+}
+
 /// The production Service Bus sender (the local stand-in speaks the same REST API).
 #[derive(Debug, Clone)]
 pub struct ServiceBusRest {
     http: AuthorizedHttp,
     endpoint: Url,
     retry: RetryPolicy,
+    auth: SendAuth,
 }
 
 impl ServiceBusRest {
@@ -98,6 +109,38 @@ impl ServiceBusRest {
             http,
             endpoint,
             retry: RetryPolicy::default(),
+            auth: SendAuth::Entra,
+        }
+    }
+
+    /// Signs sends with a shared access key instead of an Entra token.
+    pub fn with_shared_key(mut self, key: SharedAccessKey) -> Self {
+        self.auth = SendAuth::SharedKey(key);
+        self
+    }
+
+    async fn authorized_post(&self, url: &Url) -> Result<reqwest::RequestBuilder, QueueError> {
+        match &self.auth {
+            SendAuth::Entra => Ok(self
+                .http
+                .request(Audience::ServiceBus, reqwest::Method::POST, url.clone())
+                .await?),
+            SendAuth::SharedKey(key) => {
+                // A signature is a credential too: never over plain http off this machine.
+                if url.scheme() != "https" && !crate::auth::is_loopback(url) {
+                    return Err(AuthError::InsecureScheme {
+                        audience: Audience::ServiceBus.name(),
+                        host: url.host_str().unwrap_or("").to_string(),
+                    }
+                    .into());
+                }
+                let expiry = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
+                    + TOKEN_LIFETIME_SECS;
+                Ok(self.http.anonymous().post(url.clone()).header(
+                    reqwest::header::AUTHORIZATION,
+                    service_bus_token(&self.endpoint, key, expiry),
+                ))
+            }
         }
     }
 
@@ -139,10 +182,10 @@ impl ServiceBusRest {
 impl MessageQueue for ServiceBusRest {
     async fn send(&self, queue: &str, msg: &OutgoingMessage) -> Result<(), QueueError> {
         let url = self.messages_url(queue)?;
-        let (http, url_ref) = (&self.http, &url);
+        let url_ref = &url;
         let sent = send_with_retry(&self.retry, "Service Bus send", move || async move {
             Ok::<_, QueueError>(
-                http.request(Audience::ServiceBus, reqwest::Method::POST, url_ref.clone())
+                self.authorized_post(url_ref)
                     .await?
                     .header("BrokerProperties", msg.broker_properties())
                     .header(reqwest::header::CONTENT_TYPE, "application/json")

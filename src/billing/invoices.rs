@@ -1,17 +1,27 @@
-//! Partner Center invoice discovery: Graph has no invoice list, so billed exports find their
-//! invoice ids through `GET {partner center}/v1/invoices` (its own token audience).
+//! Partner Center invoice discovery: Graph has no invoice list, so billed exports take their
+//! invoice ids from Partner Center's `GET /v1/invoices` (reference §6.1), called with a Partner
+//! Center token (a Graph token is not valid there).
 
+use std::collections::BTreeSet;
+
+use reqwest::Method;
 use serde_json::Value;
 use time::{Month, OffsetDateTime};
 use url::Url;
 
-use super::client::{json_body, rejected, BillingError, RetryingSender};
+use super::client::{read_json, send_with_retry, Call, GraphConfig};
+use super::manifest::optional_str;
+use super::operation::parse_graph_timestamp;
 use super::types::{CurrencyCode, InvoiceId};
-use crate::auth::{Audience, AuthorizedHttp};
-use crate::runtime::codec::parse_timestamp;
+use super::BillingError;
+use crate::auth::{redact_url, Audience, AuthorizedHttp};
+use crate::http_retry::RetryPolicy;
 
-const PAGE_SIZE: u64 = 100;
-const MAX_PAGES: u64 = 100;
+/// Largest page Partner Center hands out.
+pub const PAGE_SIZE: usize = 100;
+/// Stops a server that never ends its listing (10 000 invoices).
+pub const MAX_PAGES: usize = 100;
+const MAX_FIELD_LEN: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invoice {
@@ -24,156 +34,293 @@ pub struct Invoice {
     pub invoice_type: Option<String>,
 }
 
-impl Invoice {
-    fn from_json(v: &Value) -> Option<Self> {
-        let text = |k: &str| v.get(k).and_then(Value::as_str);
-        let date = |k: &str| text(k).and_then(parse_timestamp);
-        let id = match text("id")?.parse::<InvoiceId>() {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping an invoice with an unusable id");
-                return None;
-            }
-        };
-        Some(Self {
-            id,
-            invoice_date: date("invoiceDate"),
-            billing_period_start_date: date("billingPeriodStartDate"),
-            billing_period_end_date: date("billingPeriodEndDate"),
-            currency_code: text("currencyCode").and_then(|c| c.parse().ok()),
-            document_type: text("documentType").map(str::to_string),
-            invoice_type: text("invoiceType").map(str::to_string),
-        })
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct PartnerCenterClient {
-    sender: RetryingSender,
+    http: AuthorizedHttp,
     base_url: Url,
+    retry: RetryPolicy,
 }
 
 impl PartnerCenterClient {
+    /// `base_url` is what `/v1/invoices` goes below, e.g. `https://api.partnercenter.microsoft.com`.
     pub fn new(http: AuthorizedHttp, base_url: Url) -> Self {
         Self {
-            sender: RetryingSender {
-                http,
-                policy: crate::http_retry::RetryPolicy {
-                    max_attempts: 5,
-                    base_delay: std::time::Duration::from_millis(500),
-                    max_delay: std::time::Duration::from_secs(120),
-                },
-            },
+            http,
             base_url,
+            retry: GraphConfig::default().retry_policy(),
         }
     }
 
-    /// Every invoice, page by page (bounded).
+    /// Overrides the retry policy (the Graph defaults otherwise).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// `{base}/v1/invoices?size=100&offset={offset}`.
+    pub fn invoices_url(&self, offset: usize) -> Url {
+        let mut url = self.base_url.clone();
+        url.set_fragment(None);
+        url.path_segments_mut()
+            .expect("Partner Center base URL is an http(s) URL")
+            .pop_if_empty()
+            .extend(["v1", "invoices"]);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("size", &PAGE_SIZE.to_string())
+            .append_pair("offset", &offset.to_string());
+        url
+    }
+
+    /// Every invoice, page by page, until a page is empty or `totalCount` is reached.
+    /// After [`MAX_PAGES`] pages the listing stops with a warning and returns what it has.
     pub async fn list_invoices(&self) -> Result<Vec<Invoice>, BillingError> {
+        let correlation_id = uuid::Uuid::new_v4().to_string();
         let mut out = Vec::new();
-        let mut offset = 0u64;
+        let mut offset = 0usize;
         for _ in 0..MAX_PAGES {
-            let mut url = self.base_url.clone();
-            let path = format!("{}/v1/invoices", url.path().trim_end_matches('/'));
-            url.set_path(&path);
-            url.query_pairs_mut()
-                .append_pair("size", &PAGE_SIZE.to_string())
-                .append_pair("offset", &offset.to_string());
-            let correlation = uuid::Uuid::new_v4().to_string();
-            let res = self
-                .sender
-                .send(
-                    Audience::PartnerCenter,
-                    reqwest::Method::GET,
-                    &url,
-                    None,
-                    &[
-                        ("MS-RequestId", uuid::Uuid::new_v4().to_string()),
-                        ("MS-CorrelationId", correlation),
-                    ],
-                )
-                .await?;
-            if res.status().as_u16() != 200 {
-                return Err(rejected(res).await);
+            let page = self.page(offset, &correlation_id).await?;
+            let items = page_items(&page)?;
+            if items.is_empty() {
+                return Ok(out);
             }
-            let page = json_body(res).await?;
-            let items = page
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let n = items.len() as u64;
-            out.extend(items.iter().filter_map(Invoice::from_json));
-            offset += n;
-            let total = page.get("totalCount").and_then(Value::as_u64);
-            if n == 0 || total.is_some_and(|t| offset >= t) || (total.is_none() && n < PAGE_SIZE) {
+            offset += items.len();
+            out.extend(items.iter().filter_map(parse_invoice));
+            if total_count(&page).is_some_and(|total| offset as u64 >= total) {
                 return Ok(out);
             }
         }
         tracing::warn!(
             pages = MAX_PAGES,
-            "stopped listing invoices at the page limit"
+            invoices = out.len(),
+            "Partner Center invoice listing hit the page cap; older invoices are not listed"
         );
         Ok(out)
     }
+
+    async fn page(&self, offset: usize, correlation_id: &str) -> Result<Value, BillingError> {
+        let url = self.invoices_url(offset);
+        let headers = [
+            ("Accept", "application/json".to_string()),
+            ("MS-RequestId", uuid::Uuid::new_v4().to_string()),
+            ("MS-CorrelationId", correlation_id.to_string()),
+        ];
+        tracing::debug!(url = %redact_url(&url), correlation_id, "listing invoices");
+        let call = Call {
+            audience: Audience::PartnerCenter,
+            method: Method::GET,
+            url: &url,
+            headers: &headers,
+            json: None,
+            pass_through: &[],
+        };
+        let resp = send_with_retry(&self.http, &self.retry, &call).await?;
+        read_json(resp, "invoice page").await
+    }
 }
 
-/// New-commerce invoices (ids starting with `G`, documentType Invoice) whose billing period
-/// ends in `year`-`month` (or, without a period, dated in the month after).
-pub fn billed_invoices_for_month(invoices: &[Invoice], year: i32, month: Month) -> Vec<InvoiceId> {
-    let (next_year, next_month) = if month == Month::December {
-        (year + 1, Month::January)
-    } else {
-        (year, month.next())
+fn page_items(page: &Value) -> Result<&[Value], BillingError> {
+    match page.get("items") {
+        Some(Value::Array(items)) => Ok(items),
+        None | Some(Value::Null) => Ok(&[]),
+        Some(_) => Err(BillingError::InvalidResponse(
+            "invoice page: items is not an array".into(),
+        )),
+    }
+}
+
+fn total_count(page: &Value) -> Option<u64> {
+    page.get("totalCount")?.as_u64()
+}
+
+/// One listed invoice; `None` (with a warning) when its id is not a usable invoice id.
+fn parse_invoice(v: &Value) -> Option<Invoice> {
+    let obj = v.as_object()?;
+    let raw_id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
+    let id = match raw_id.parse::<InvoiceId>() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a Partner Center invoice with an unusable id");
+            return None;
+        }
     };
-    let mut ids: Vec<InvoiceId> = invoices
+    let text = |key: &str| -> Option<String> {
+        optional_str(obj, key, MAX_FIELD_LEN)
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
+    let date = |key: &str| text(key).and_then(|s| parse_graph_timestamp(&s));
+    Some(Invoice {
+        invoice_date: date("invoiceDate"),
+        billing_period_start_date: date("billingPeriodStartDate"),
+        billing_period_end_date: date("billingPeriodEndDate"),
+        currency_code: text("currencyCode").and_then(|s| s.parse().ok()),
+        document_type: text("documentType"),
+        invoice_type: text("invoiceType"),
+        id,
+    })
+}
+
+/// New-commerce (`G…`) invoices — not credit notes — whose billing period ends in `year`/`month`
+/// (or, without a period, that were issued the following month). Sorted and deduplicated.
+pub fn billed_invoices_for_month(invoices: &[Invoice], year: i32, month: Month) -> Vec<InvoiceId> {
+    invoices
         .iter()
-        .filter(|i| {
-            i.document_type
-                .as_deref()
-                .is_none_or(|d| d.eq_ignore_ascii_case("invoice"))
-        })
-        .filter(|i| i.id.as_str().starts_with('G'))
-        .filter(|i| match (i.billing_period_end_date, i.invoice_date) {
-            (Some(end), _) => end.year() == year && end.month() == month,
-            (None, Some(d)) => d.year() == next_year && d.month() == next_month,
-            (None, None) => false,
-        })
+        .filter(|i| is_invoice_document(i) && i.id.as_str().starts_with('G'))
+        .filter(|i| belongs_to_month(i, year, month))
         .map(|i| i.id.clone())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `documentType` "Invoice" (any case); a missing type counts as an invoice.
+fn is_invoice_document(i: &Invoice) -> bool {
+    i.document_type
+        .as_deref()
+        .is_none_or(|d| d.trim().eq_ignore_ascii_case("invoice"))
+}
+
+fn belongs_to_month(i: &Invoice, year: i32, month: Month) -> bool {
+    let in_month = |t: OffsetDateTime, y: i32, m: Month| {
+        let utc = t.to_offset(time::UtcOffset::UTC);
+        utc.year() == y && utc.month() == m
+    };
+    match (i.billing_period_end_date, i.invoice_date) {
+        (Some(end), _) => in_month(end, year, month),
+        (None, Some(issued)) => {
+            let (ny, nm) = if month == Month::December {
+                (year + 1, Month::January)
+            } else {
+                (year, month.next())
+            };
+            in_month(issued, ny, nm)
+        }
+        (None, None) => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use time::macros::datetime;
+
+    fn inv(
+        id: &str,
+        doc: Option<&str>,
+        end: Option<OffsetDateTime>,
+        issued: Option<OffsetDateTime>,
+    ) -> Invoice {
+        Invoice {
+            id: id.parse().unwrap(),
+            invoice_date: issued,
+            billing_period_start_date: None,
+            billing_period_end_date: end,
+            currency_code: None,
+            document_type: doc.map(str::to_string),
+            invoice_type: None,
+        }
+    }
 
     #[test]
-    fn picks_new_commerce_invoices_of_the_month() {
-        let raw = json!([
-            {"id": "G000000001", "documentType": "Invoice", "billingPeriodEndDate": "2026-10-31T00:00:00Z"},
-            {"id": "G000000002", "billingPeriodEndDate": "2026-10-30T23:59:59Z"},
-            {"id": "G000000003", "documentType": "Credit Note", "billingPeriodEndDate": "2026-10-31T00:00:00Z"},
-            {"id": "D000000004", "documentType": "Invoice", "billingPeriodEndDate": "2026-10-31T00:00:00Z"},
-            {"id": "G000000005", "documentType": "Invoice", "billingPeriodEndDate": "2026-09-30T00:00:00Z"},
-            {"id": "G000000006", "documentType": "Invoice", "invoiceDate": "2026-11-08T00:00:00Z"},
-            {"id": "../bad", "documentType": "Invoice"},
-            {"id": "G000000001", "documentType": "Invoice", "billingPeriodEndDate": "2026-10-31T00:00:00Z"}
-        ]);
-        let invoices: Vec<Invoice> = raw
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Invoice::from_json)
-            .collect();
-        assert_eq!(invoices.len(), 7);
-        let ids: Vec<String> = billed_invoices_for_month(&invoices, 2026, Month::October)
+    fn parses_partner_center_items() {
+        let item = json!({
+            "id": "G000024135",
+            "invoiceDate": "2025-01-08T00:00:00Z",
+            "billingPeriodStartDate": "2024-12-01T00:00:00Z",
+            "billingPeriodEndDate": "2024-12-31T00:00:00Z",
+            "totalCharges": 12.5,
+            "currencyCode": "usd",
+            "documentType": "Invoice",
+            "invoiceType": "Recurring"
+        });
+        let i = parse_invoice(&item).unwrap();
+        assert_eq!(i.id.as_str(), "G000024135");
+        assert_eq!(
+            i.billing_period_end_date,
+            Some(datetime!(2024-12-31 0:00 UTC))
+        );
+        assert_eq!(i.invoice_date, Some(datetime!(2025-01-08 0:00 UTC)));
+        assert_eq!(i.currency_code.unwrap().as_str(), "USD");
+        assert_eq!(i.invoice_type.as_deref(), Some("Recurring"));
+        assert!(parse_invoice(&json!({"id": "../x"})).is_none());
+        assert!(parse_invoice(&json!({"id": 5})).is_none());
+        assert!(parse_invoice(&json!("G1")).is_none());
+    }
+
+    #[test]
+    fn filters_billed_new_commerce_invoices_of_the_month() {
+        let dec_end = Some(datetime!(2024-12-31 0:00 UTC));
+        let list = vec![
+            inv("G0003", Some("Invoice"), dec_end, None),
+            inv("G0001", Some("INVOICE"), dec_end, None),
+            inv("G0001", Some("Invoice"), dec_end, None),
+            inv("G0002", None, dec_end, None),
+            inv("G0004", Some("Credit Note"), dec_end, None),
+            inv("D0005", Some("Invoice"), dec_end, None),
+            inv(
+                "G0006",
+                Some("Invoice"),
+                Some(datetime!(2024-11-30 0:00 UTC)),
+                None,
+            ),
+            // No period: issued in January means December's invoice.
+            inv(
+                "G0007",
+                Some("Invoice"),
+                None,
+                Some(datetime!(2025-01-08 0:00 UTC)),
+            ),
+            inv(
+                "G0008",
+                Some("Invoice"),
+                None,
+                Some(datetime!(2024-12-08 0:00 UTC)),
+            ),
+            inv("G0009", Some("Invoice"), None, None),
+        ];
+        let ids: Vec<String> = billed_invoices_for_month(&list, 2024, Month::December)
             .into_iter()
-            .map(|i| i.to_string())
+            .map(String::from)
             .collect();
-        assert_eq!(ids, vec!["G000000001", "G000000002", "G000000006"]);
+        assert_eq!(ids, ["G0001", "G0002", "G0003", "G0007"]);
+        let nov: Vec<String> = billed_invoices_for_month(&list, 2024, Month::November)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(nov, ["G0006", "G0008"]);
+    }
+
+    #[test]
+    fn invoices_url_keeps_the_base_path() {
+        let http = AuthorizedHttp::new(
+            crate::auth::http_client(),
+            std::sync::Arc::new(crate::auth::StaticTokenSource::new()),
+            crate::auth::AllowList::default(),
+        );
+        let c = PartnerCenterClient::new(
+            http.clone(),
+            Url::parse("http://127.0.0.1:5/partnercenter").unwrap(),
+        );
+        assert_eq!(
+            c.invoices_url(200).as_str(),
+            "http://127.0.0.1:5/partnercenter/v1/invoices?size=100&offset=200"
+        );
+        let c = PartnerCenterClient::new(
+            http,
+            Url::parse("https://api.partnercenter.microsoft.com/").unwrap(),
+        );
+        assert_eq!(
+            c.invoices_url(0).as_str(),
+            "https://api.partnercenter.microsoft.com/v1/invoices?size=100&offset=0"
+        );
+    }
+
+    #[test]
+    fn page_shape_checks() {
+        assert!(page_items(&json!({"items": {}})).is_err());
+        assert_eq!(page_items(&json!({"totalCount": 0})).unwrap().len(), 0);
+        assert_eq!(total_count(&json!({"totalCount": 3})), Some(3));
     }
 }

@@ -1,156 +1,256 @@
-//! Parsing and validating a manifest. It comes from outside, so every field is checked and
-//! bounded before the pipeline builds URLs or paths from it.
+//! Parsing and validating manifests. A manifest decides which URLs we fetch and which paths we
+//! write, so it is treated as hostile input: every field is typed, bounded and checked here.
+//! Error messages never quote the SAS, the root directory or a blob name (any of them could
+//! carry a signature); they name the field and the index instead.
 
-use serde_json::Value;
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
 use url::Url;
 
-use super::client::BillingError;
 use super::model::{Manifest, ManifestBlob};
+use super::operation::parse_graph_timestamp;
+use super::BillingError;
 use crate::auth::Secret;
-use crate::runtime::codec::parse_timestamp;
 
-/// More partitions than any real export; beyond this the manifest is refused.
+/// Most blobs one manifest may list (far above anything observed; bounds memory and fan-out).
 pub const MAX_BLOBS: usize = 100_000;
-pub const MAX_BLOB_NAME: usize = 1024;
-const MAX_FIELD: usize = 4096;
-/// `dataFormat` values seen in docs and in the wild; both mean gzip JSON lines.
-pub const KNOWN_DATA_FORMATS: [&str; 2] = ["compressedJSON", "compressedJSONLines"];
+/// Longest blob name Azure Storage accepts.
+pub const MAX_BLOB_NAME_BYTES: usize = 1024;
+const MAX_ID_LEN: usize = 256;
+const MAX_SHORT_LEN: usize = 256;
+const MAX_URL_LEN: usize = 2048;
+const MAX_SAS_LEN: usize = 8 * 1024;
+
+/// The two `dataFormat` values the docs and real responses show (§3 of the reference).
+const KNOWN_DATA_FORMATS: [&str; 2] = ["compressedJSON", "compressedJSONLines"];
 
 fn invalid(msg: impl Into<String>) -> BillingError {
     BillingError::InvalidResponse(format!("manifest: {}", msg.into()))
 }
 
-fn string(v: &Value, field: &str, required: bool) -> Result<String, BillingError> {
-    match v.get(field) {
-        Some(Value::String(s)) if s.len() <= MAX_FIELD => Ok(s.clone()),
-        Some(Value::String(_)) => Err(invalid(format!("{field} is longer than {MAX_FIELD} bytes"))),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        None | Some(Value::Null) if !required => Ok(String::new()),
-        None | Some(Value::Null) => Err(invalid(format!("{field} is missing"))),
-        Some(_) => Err(invalid(format!("{field} must be a string"))),
+/// Parses a `microsoft.graph.partners.billing.manifest` object (inline `resourceLocation` or
+/// the body of GET `/manifests/{id}`). `loopback_ok` allows a plain-`http` loopback
+/// `rootDirectory`, which only the local sandbox serves.
+pub fn parse_manifest(json: &Value, loopback_ok: bool) -> Result<Manifest, BillingError> {
+    let obj = json
+        .as_object()
+        .ok_or_else(|| invalid("expected a JSON object"))?;
+    let id = required_str(obj, "id", MAX_ID_LEN).map_err(invalid)?;
+    let etag = required_str(obj, "eTag", MAX_ID_LEN).map_err(invalid)?;
+    let root_directory = root_directory(obj, loopback_ok)?;
+    let sas_token = sas_token(obj)?;
+    let blobs = blobs(obj)?;
+    let data_format = optional_str(obj, "dataFormat", MAX_SHORT_LEN).map_err(invalid)?;
+    if !KNOWN_DATA_FORMATS
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(&data_format))
+    {
+        tracing::warn!(
+            manifest = %id,
+            data_format = %data_format,
+            "manifest has an unknown dataFormat; treating it as gzip-compressed JSON lines"
+        );
+    }
+    let blob_count = blob_count(obj, &id, blobs.len())?;
+    Ok(Manifest {
+        schema_version: optional_str(obj, "schemaVersion", MAX_SHORT_LEN).map_err(invalid)?,
+        data_format,
+        created_date_time: optional_timestamp(obj, "createdDateTime")?,
+        partner_tenant_id: optional_str(obj, "partnerTenantId", MAX_SHORT_LEN).map_err(invalid)?,
+        partition_type: optional_str(obj, "partitionType", MAX_SHORT_LEN).map_err(invalid)?,
+        id,
+        etag,
+        root_directory,
+        sas_token,
+        blob_count,
+        blobs,
+    })
+}
+
+/// A required, non-empty string of at most `max` bytes.
+pub(crate) fn required_str(
+    obj: &Map<String, Value>,
+    key: &str,
+    max: usize,
+) -> Result<String, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(format!("{key} is missing")),
+        Some(_) => {
+            let s = optional_str(obj, key, max)?;
+            if s.is_empty() {
+                Err(format!("{key} is empty"))
+            } else {
+                Ok(s)
+            }
+        }
     }
 }
 
-/// Whether `url`'s host is a loopback address (local mode's sandbox serves plain http there).
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+/// A string of at most `max` bytes; missing or `null` is the empty string.
+pub(crate) fn optional_str(
+    obj: &Map<String, Value>,
+    key: &str,
+    max: usize,
+) -> Result<String, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) if s.len() <= max => Ok(s.clone()),
+        Some(Value::String(s)) => Err(format!(
+            "{key} is {} bytes long (at most {max} accepted)",
+            s.len()
+        )),
+        Some(_) => Err(format!("{key} is not a string")),
     }
 }
 
-/// A blob name must stay inside `rootDirectory`: relative, no `..`, nothing that would change
-/// the URL's meaning.
+fn optional_timestamp(
+    obj: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<time::OffsetDateTime>, BillingError> {
+    let s = optional_str(obj, key, MAX_SHORT_LEN).map_err(invalid)?;
+    Ok(parse_graph_timestamp(&s))
+}
+
+/// `rootDirectory`: absolute https URL (http only to loopback in local mode), no query or
+/// fragment, no credentials, kept byte for byte: it holds `=` in its path segments and is
+/// concatenated, not re-encoded, when blob URLs are built.
+fn root_directory(obj: &Map<String, Value>, loopback_ok: bool) -> Result<String, BillingError> {
+    let raw = required_str(obj, "rootDirectory", MAX_URL_LEN).map_err(invalid)?;
+    if raw
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(invalid(
+            "rootDirectory contains whitespace, control characters or '\\'",
+        ));
+    }
+    if raw.contains('?') || raw.contains('#') {
+        return Err(invalid("rootDirectory must not carry a query or fragment"));
+    }
+    let url = Url::parse(&raw)
+        .map_err(|e| invalid(format!("rootDirectory is not an absolute URL ({e})")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("rootDirectory must not carry credentials"));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| invalid("rootDirectory has no host"))?;
+    match url.scheme() {
+        "https" => Ok(raw),
+        "http" if loopback_ok && crate::auth::is_loopback(&url) => Ok(raw),
+        "http" => Err(invalid(format!(
+            "rootDirectory on {host} uses plain http; only https is accepted"
+        ))),
+        other => Err(invalid(format!(
+            "rootDirectory uses scheme {other:?}; only https is accepted"
+        ))),
+    }
+}
+
+/// `sasToken` without a leading `?`, kept as given (already percent-encoded). Missing is
+/// allowed (an empty token); a token that could break out of the query string is not.
+fn sas_token(obj: &Map<String, Value>) -> Result<Secret, BillingError> {
+    let raw = optional_str(obj, "sasToken", MAX_SAS_LEN).map_err(invalid)?;
+    let sas = raw.strip_prefix('?').unwrap_or(&raw);
+    if sas
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == '?')
+    {
+        // The value itself is never echoed.
+        return Err(invalid(
+            "sasToken contains characters a query string cannot hold",
+        ));
+    }
+    Ok(Secret::new(sas))
+}
+
+fn blobs(obj: &Map<String, Value>) -> Result<Vec<ManifestBlob>, BillingError> {
+    // An empty list is a legitimate "no data"; a missing one is a broken manifest.
+    let list = match obj.get("blobs") {
+        None | Some(Value::Null) => return Err(invalid("blobs is missing")),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(invalid("blobs is not an array")),
+    };
+    if list.len() > MAX_BLOBS {
+        return Err(invalid(format!(
+            "lists {} blobs (at most {MAX_BLOBS} accepted)",
+            list.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(list.len());
+    let mut out = Vec::with_capacity(list.len());
+    for (i, v) in list.iter().enumerate() {
+        let blob = parse_blob(v).map_err(|e| invalid(format!("blobs[{i}]: {e}")))?;
+        if !seen.insert(blob.name.clone()) {
+            return Err(invalid(format!("blobs[{i}]: duplicate name")));
+        }
+        out.push(blob);
+    }
+    Ok(out)
+}
+
+fn parse_blob(v: &Value) -> Result<ManifestBlob, String> {
+    let obj = v.as_object().ok_or("not an object")?;
+    let name = required_str(obj, "name", MAX_BLOB_NAME_BYTES)?;
+    validate_blob_name(&name)?;
+    Ok(ManifestBlob {
+        name,
+        partition_value: optional_str(obj, "partitionValue", MAX_BLOB_NAME_BYTES)?,
+    })
+}
+
+/// A blob name is appended to `rootDirectory` and later becomes part of a destination path, so
+/// it must stay a plain relative path below the root.
 pub fn validate_blob_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_BLOB_NAME {
-        return Err(format!("blob name must be 1 to {MAX_BLOB_NAME} bytes"));
+    if name.is_empty() || name.len() > MAX_BLOB_NAME_BYTES {
+        return Err(format!("name must be 1 to {MAX_BLOB_NAME_BYTES} bytes"));
     }
     if name.starts_with('/') {
-        return Err("blob name must be relative".into());
+        return Err("name must be relative (leading '/')".into());
     }
-    if name
+    if let Some(c) = name
         .chars()
-        .any(|c| c.is_control() || matches!(c, '\\' | '?' | '#' | '%'))
+        .find(|c| matches!(c, '\\' | '?' | '#') || c.is_control())
     {
-        return Err("blob name has a forbidden character".into());
+        let shown = if c.is_control() {
+            "a control character".to_string()
+        } else {
+            format!("{c:?}")
+        };
+        return Err(format!("name contains {shown}"));
     }
-    if name
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err("blob name has an empty, '.' or '..' segment".into());
+    // URL parsers treat `%2e%2e` as `..` (WHATWG URL), so dot segments are checked decoded too.
+    if name.split('/').any(|seg| {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        decoded == ".." || decoded == "."
+    }) {
+        return Err("name contains a '.' or '..' segment (possibly percent-encoded)".into());
+    }
+    if name.split('/').any(str::is_empty) {
+        return Err("name contains an empty path segment".into());
     }
     Ok(())
 }
 
-fn root_directory(raw: &str, loopback_ok: bool) -> Result<String, BillingError> {
-    let url = Url::parse(raw)
-        .map_err(|e| invalid(format!("rootDirectory is not an absolute URL: {e}")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback_ok && is_loopback(&url) => {}
-        s => return Err(invalid(format!("rootDirectory must be https, not {s}"))),
-    }
-    if url.query().is_some() || url.fragment().is_some() || raw.contains('?') || raw.contains('#') {
-        return Err(invalid("rootDirectory must not carry a query or fragment"));
-    }
-    if url.host_str().is_none() {
-        return Err(invalid("rootDirectory has no host"));
-    }
-    // Kept exactly as sent: it contains `=` in path segments that must not be re-encoded.
-    Ok(raw.trim_end_matches('/').to_string())
-}
-
-/// Parses a `microsoft.graph.partners.billing.manifest` object.
-pub fn parse_manifest(v: &Value, loopback_ok: bool) -> Result<Manifest, BillingError> {
-    if !v.is_object() {
-        return Err(invalid("not a JSON object"));
-    }
-    let id = string(v, "id", true)?;
-    let etag = string(v, "eTag", true)?;
-    if id.is_empty() || etag.is_empty() {
-        return Err(invalid("id and eTag must not be empty"));
-    }
-    let root = root_directory(&string(v, "rootDirectory", true)?, loopback_ok)?;
-    let sas = string(v, "sasToken", true)?;
-    let sas = sas.trim_start_matches('?');
-    if sas.contains('#') || sas.chars().any(char::is_whitespace) {
-        return Err(invalid("sasToken is not a query string"));
-    }
-    let data_format = string(v, "dataFormat", false)?;
-    if !KNOWN_DATA_FORMATS
-        .iter()
-        .any(|f| f.eq_ignore_ascii_case(&data_format))
-    {
-        tracing::warn!(data_format = %data_format, "manifest dataFormat is not one we know; treating the blobs as gzip JSON lines");
-    }
-    let blobs_json = match v.get("blobs") {
-        Some(Value::Array(a)) => a,
-        None | Some(Value::Null) => return Err(invalid("blobs is missing")),
-        Some(_) => return Err(invalid("blobs must be an array")),
+/// `blobCount`; when it disagrees with `blobs` the list wins (it is what we copy).
+fn blob_count(obj: &Map<String, Value>, id: &str, listed: usize) -> Result<u32, BillingError> {
+    let listed_u32 = u32::try_from(listed).expect("bounded by MAX_BLOBS");
+    let declared = match obj.get("blobCount") {
+        None | Some(Value::Null) => return Ok(listed_u32),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| invalid("blobCount is not a non-negative integer"))?,
     };
-    if blobs_json.len() > MAX_BLOBS {
-        return Err(invalid(format!(
-            "{} blobs is more than the {MAX_BLOBS} accepted",
-            blobs_json.len()
-        )));
+    if declared != listed as u64 {
+        tracing::warn!(
+            manifest = %id,
+            blob_count = declared,
+            blobs = listed,
+            "manifest blobCount disagrees with its blob list; trusting the list"
+        );
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut blobs = Vec::with_capacity(blobs_json.len());
-    for (i, b) in blobs_json.iter().enumerate() {
-        let name =
-            string(b, "name", true).map_err(|_| invalid(format!("blobs[{i}].name is missing")))?;
-        validate_blob_name(&name).map_err(|e| invalid(format!("blobs[{i}]: {e}")))?;
-        if !seen.insert(name.clone()) {
-            return Err(invalid(format!("blobs[{i}]: duplicate name")));
-        }
-        blobs.push(ManifestBlob {
-            name,
-            partition_value: string(b, "partitionValue", false)?,
-        });
-    }
-    let blob_count = v.get("blobCount").and_then(Value::as_u64);
-    if blob_count.is_some_and(|c| c != blobs.len() as u64) {
-        tracing::warn!(blob_count = ?blob_count, listed = blobs.len(), "manifest blobCount disagrees with blobs[]; using blobs[]");
-    }
-    Ok(Manifest {
-        id,
-        schema_version: string(v, "schemaVersion", false)?,
-        data_format,
-        created_date_time: v
-            .get("createdDateTime")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp),
-        etag,
-        partner_tenant_id: string(v, "partnerTenantId", false)?,
-        root_directory: root,
-        sas_token: Secret::new(sas),
-        partition_type: string(v, "partitionType", false)?,
-        blob_count: blobs.len() as u32,
-        blobs,
-    })
+    Ok(listed_u32)
 }
 
 #[cfg(test)]
@@ -158,131 +258,220 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The full example of the manifest reference, as documented (GUIDs and signature shortened there too).
-    pub fn doc_example() -> Value {
-        json!({
-          "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc",
-          "schemaVersion": "1",
-          "dataFormat": "compressedJSON",
-          "createdDateTime": "2023-03-09T06:34:34.87Z",
-          "eTag": "WYjLro78HdMg6vUWR",
-          "partnerTenantId": "0e195b37-4574-4539-bc42-0e539b9684c0",
-          "rootDirectory": "https://adlsreconbuprodeastus201.blob.core.windows.net/billedusagefastpath/v1/PartnerTenantId=0e195b37-4574-4539-bc42-0e539b9684c0/BillingMonth=202310/InvoiceId=G031809528/InvoiceVersion=202311/Fragment=basic/PartitionType=default",
-          "sasToken": "skoid=0c414a25-...&sktid=975f013f-...&skt=2023-12-13T00%3A37%3A17Z&ske=2023-12-14T00%3A37%3A17Z&sks=b&skv=2021-08-06&sv=2021-08-06&se=2023-12-13T12%3A37%3A17Z&sr=d&sp=rl&sdd=7&sig=...",
-          "partitionType": "Default",
-          "blobCount": 1,
-          "blobs": [ { "name": "part-00049-b016029b-a7a7-4c46-9b5e-c925ac317ac6.c000.json.gz", "partitionValue": "default" } ]
-        })
+    /// §3 of the reference, copied exactly.
+    pub(crate) const FULL_EXAMPLE: &str = r#"{
+  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc",
+  "schemaVersion": "1",
+  "dataFormat": "compressedJSON",
+  "createdDateTime": "2023-03-09T06:34:34.87Z",
+  "eTag": "WYjLro78HdMg6vUWR",
+  "partnerTenantId": "0e195b37-4574-4539-bc42-0e539b9684c0",
+  "rootDirectory": "https://adlsreconbuprodeastus201.blob.core.windows.net/billedusagefastpath/v1/PartnerTenantId=0e195b37-4574-4539-bc42-0e539b9684c0/BillingMonth=202310/InvoiceId=G031809528/InvoiceVersion=202311/Fragment=basic/PartitionType=default",
+  "sasToken": "skoid=0c414a25-...&sktid=975f013f-...&skt=2023-12-13T00%3A37%3A17Z&ske=2023-12-14T00%3A37%3A17Z&sks=b&skv=2021-08-06&sv=2021-08-06&se=2023-12-13T12%3A37%3A17Z&sr=d&sp=rl&sdd=7&sig=...",
+  "partitionType": "Default",
+  "blobCount": 1,
+  "blobs": [ { "name": "part-00049-b016029b-a7a7-4c46-9b5e-c925ac317ac6.c000.json.gz", "partitionValue": "default" } ]
+}"#;
+
+    fn example() -> Value {
+        serde_json::from_str(FULL_EXAMPLE).unwrap()
+    }
+
+    fn with(field: &str, v: Value) -> Value {
+        let mut j = example();
+        j[field] = v;
+        j
+    }
+
+    fn err_of(j: &Value) -> String {
+        parse_manifest(j, false).unwrap_err().to_string()
     }
 
     #[test]
-    fn documented_example_parses_and_builds_blob_urls_without_reencoding() {
-        let m = parse_manifest(&doc_example(), false).unwrap();
+    fn full_example_parses() {
+        let m = parse_manifest(&example(), false).unwrap();
+        assert_eq!(m.id, "6fe687d7-1e0f-4bd6-9091-4672691f64bc");
+        assert_eq!(m.schema_version, "1");
+        assert_eq!(m.data_format, "compressedJSON");
         assert_eq!(m.etag, "WYjLro78HdMg6vUWR");
+        assert_eq!(m.partition_type, "Default");
+        assert_eq!(m.blob_count, 1);
         assert_eq!(m.blobs.len(), 1);
-        let url = m.blob_url(&m.blobs[0]).unwrap();
-        let s = url.as_str();
-        assert!(
-            s.contains("/BillingMonth=202310/InvoiceId=G031809528/"),
-            "{s}"
+        assert_eq!(m.blobs[0].partition_value, "default");
+        assert_eq!(
+            m.created_date_time.unwrap(),
+            time::macros::datetime!(2023-03-09 06:34:34.87 UTC)
         );
-        assert!(
-            s.contains("skt=2023-12-13T00%3A37%3A17Z"),
-            "SAS must not be re-encoded: {s}"
+        assert_eq!(
+            m.root_directory,
+            example()["rootDirectory"].as_str().unwrap()
         );
-        assert!(s.ends_with("&sdd=7&sig=..."), "{s}");
-        assert_eq!(m.sas_expiry().unwrap().hour(), 12);
+        assert!(m.sas_token.expose().starts_with("skoid="));
         assert!(
-            !format!("{m:?}").contains("sktid"),
-            "Debug must not print the SAS"
+            !format!("{m:?}").contains("sig="),
+            "SAS must not show in Debug"
         );
     }
 
     #[test]
-    fn sas_with_leading_question_mark_and_unknown_format() {
-        let mut v = doc_example();
-        v["sasToken"] = json!("?sv=2021-08-06&sig=abc");
-        v["dataFormat"] = json!("parquet");
-        v["blobCount"] = json!(7);
-        let m = parse_manifest(&v, false).unwrap();
-        assert_eq!(m.sas_token.expose(), "sv=2021-08-06&sig=abc");
-        assert_eq!(m.blob_count, 1, "blobs[] wins over blobCount");
+    fn blob_url_keeps_sas_and_root_encoding() {
+        let m = parse_manifest(&example(), false).unwrap();
+        let u = m.blob_url(&m.blobs[0]).unwrap();
+        let s = u.as_str();
+        assert!(s.contains("skt=2023-12-13T00%3A37%3A17Z"), "{s}");
+        assert!(!s.contains("%253A"), "{s}");
+        assert!(s.contains(
+            "/PartnerTenantId=0e195b37-4574-4539-bc42-0e539b9684c0/BillingMonth=202310/"
+        ));
+        assert!(s.starts_with(&format!("{}/part-00049-", m.root_directory)));
+        assert_eq!(u.query().unwrap(), example()["sasToken"].as_str().unwrap());
     }
 
     #[test]
-    fn hostile_manifests_are_refused() {
-        type Mutation = Box<dyn Fn(&mut Value)>;
-        let cases: Vec<(&str, Mutation)> = vec![
-            (
-                "traversal",
-                Box::new(|v| v["blobs"][0]["name"] = json!("../other/x.json.gz")),
-            ),
-            (
-                "absolute",
-                Box::new(|v| v["blobs"][0]["name"] = json!("/x.json.gz")),
-            ),
-            (
-                "query",
-                Box::new(|v| v["blobs"][0]["name"] = json!("x.json.gz?sig=evil")),
-            ),
-            (
-                "encoded",
-                Box::new(|v| v["blobs"][0]["name"] = json!("%2e%2e/x")),
-            ),
-            (
-                "backslash",
-                Box::new(|v| v["blobs"][0]["name"] = json!("a\\b")),
-            ),
-            (
-                "http root",
-                Box::new(|v| v["rootDirectory"] = json!("http://evil.example/c/d")),
-            ),
-            (
-                "query root",
-                Box::new(|v| v["rootDirectory"] = json!("https://a.blob.core.windows.net/c?x=1")),
-            ),
-            (
-                "relative root",
-                Box::new(|v| v["rootDirectory"] = json!("c/d")),
-            ),
-            (
-                "no etag",
-                Box::new(|v| {
-                    v.as_object_mut().unwrap().remove("eTag");
-                }),
-            ),
-            (
-                "no blobs",
-                Box::new(|v| {
-                    v.as_object_mut().unwrap().remove("blobs");
-                }),
-            ),
-            (
-                "dup",
-                Box::new(|v| v["blobs"] = json!([{"name": "a"}, {"name": "a"}])),
-            ),
-            (
-                "too many",
-                Box::new(|v| v["blobs"] = Value::Array(vec![json!({"name": "a"}); MAX_BLOBS + 1])),
-            ),
-            (
-                "long name",
-                Box::new(|v| v["blobs"][0]["name"] = json!("a".repeat(MAX_BLOB_NAME + 1))),
-            ),
-        ];
-        for (what, mutate) in cases {
-            let mut v = doc_example();
-            mutate(&mut v);
-            let e = parse_manifest(&v, false).expect_err(what);
+    fn leading_question_mark_is_stripped_from_sas() {
+        let m = parse_manifest(&with("sasToken", json!("?sv=1&sig=abc%3D")), false).unwrap();
+        assert_eq!(m.sas_token.expose(), "sv=1&sig=abc%3D");
+    }
+
+    #[test]
+    fn hostile_blob_names_are_refused() {
+        for name in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a?sig=forged",
+            "a#frag",
+            "a\\b",
+            "a\nb",
+            "",
+            "a//b",
+            "./a",
+            "%2e%2e/x",
+            "a/%2E./x",
+            "%2e",
+        ] {
+            let j = with("blobs", json!([{ "name": name, "partitionValue": "p" }]));
+            let e = err_of(&j);
+            assert!(e.contains("blobs[0]"), "{name:?}: {e}");
+            if name.contains("sig") {
+                assert!(!e.contains("forged"), "name echoed: {e}");
+            }
+        }
+        let long = "a".repeat(MAX_BLOB_NAME_BYTES + 1);
+        assert!(parse_manifest(&with("blobs", json!([{ "name": long }])), false).is_err());
+        let ok = "b".repeat(MAX_BLOB_NAME_BYTES);
+        assert!(parse_manifest(&with("blobs", json!([{ "name": ok }])), false).is_ok());
+        assert!(parse_manifest(
+            &with("blobs", json!([{ "name": "dir/part-1.json.gz" }])),
+            false
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn blobs_list_is_required_but_may_be_empty() {
+        let mut j = example();
+        j.as_object_mut().unwrap().remove("blobs");
+        assert!(err_of(&j).contains("blobs is missing"));
+        let m = parse_manifest(&with("blobs", json!([])), false).unwrap();
+        assert_eq!((m.blobs.len(), m.blob_count), (0, 0));
+    }
+
+    #[test]
+    fn duplicate_blob_names_are_refused() {
+        let j = with(
+            "blobs",
+            json!([{ "name": "a.gz" }, { "name": "b.gz" }, { "name": "a.gz" }]),
+        );
+        assert!(err_of(&j).contains("duplicate"));
+    }
+
+    #[test]
+    fn too_many_blobs_are_refused() {
+        let many: Vec<Value> = (0..=MAX_BLOBS)
+            .map(|i| json!({ "name": format!("part-{i}.json.gz") }))
+            .collect();
+        assert_eq!(many.len(), 100_001);
+        let e = err_of(&with("blobs", Value::Array(many)));
+        assert!(e.contains("100001 blobs"), "{e}");
+    }
+
+    #[test]
+    fn root_directory_rules() {
+        let public_http = "http://adlsrecon.blob.core.windows.net/c/PartnerTenantId=x";
+        assert!(err_of(&with("rootDirectory", json!(public_http))).contains("plain http"));
+        // Not even in local mode when the host is public.
+        assert!(parse_manifest(&with("rootDirectory", json!(public_http)), true).is_err());
+        let local = "http://127.0.0.1:8080/blob/c/PartnerTenantId=x";
+        assert!(parse_manifest(&with("rootDirectory", json!(local)), false).is_err());
+        assert!(parse_manifest(&with("rootDirectory", json!(local)), true).is_ok());
+        let with_query = "https://a.blob.core.windows.net/c/d?sv=1&sig=secretsig";
+        let e = err_of(&with("rootDirectory", json!(with_query)));
+        assert!(e.contains("query") && !e.contains("secretsig"), "{e}");
+        for bad in [
+            "https://a.blob.core.windows.net/c#f",
+            "/relative/path",
+            "ftp://a.blob.core.windows.net/c",
+            "https://user:pw@a.blob.core.windows.net/c",
+            " https://a.blob.core.windows.net/c",
+        ] {
             assert!(
-                !e.to_string().contains("sig="),
-                "{what}: error leaks the SAS"
+                parse_manifest(&with("rootDirectory", json!(bad)), true).is_err(),
+                "{bad}"
             );
         }
-        // Loopback http is accepted only in local mode.
-        let mut v = doc_example();
-        v["rootDirectory"] = json!("http://127.0.0.1:9999/blob/c/d");
-        assert!(parse_manifest(&v, false).is_err());
-        assert!(parse_manifest(&v, true).is_ok());
+        assert!(err_of(&with("rootDirectory", json!(null))).contains("rootDirectory is missing"));
+    }
+
+    #[test]
+    fn required_fields() {
+        let mut j = example();
+        j.as_object_mut().unwrap().remove("eTag");
+        assert!(err_of(&j).contains("eTag is missing"));
+        let mut j = example();
+        j.as_object_mut().unwrap().remove("id");
+        assert!(err_of(&j).contains("id is missing"));
+        assert!(err_of(&with("eTag", json!(""))).contains("eTag is empty"));
+        assert!(err_of(&with("eTag", json!(42))).contains("not a string"));
+        assert!(err_of(&json!([1, 2])).contains("object"));
+    }
+
+    #[test]
+    fn optional_fields_default_and_are_bounded() {
+        let mut j = example();
+        for k in [
+            "schemaVersion",
+            "partitionType",
+            "partnerTenantId",
+            "createdDateTime",
+        ] {
+            j.as_object_mut().unwrap().remove(k);
+        }
+        let m = parse_manifest(&j, false).unwrap();
+        assert_eq!(m.schema_version, "");
+        assert_eq!(m.partition_type, "");
+        assert_eq!(m.created_date_time, None);
+        assert!(err_of(&with("partitionType", json!("x".repeat(5000)))).contains("partitionType"));
+    }
+
+    #[test]
+    fn blob_count_disagreement_trusts_the_list() {
+        let m = parse_manifest(&with("blobCount", json!(7)), false).unwrap();
+        assert_eq!(m.blob_count, 1);
+        assert!(parse_manifest(&with("blobCount", json!(-1)), false).is_err());
+    }
+
+    #[test]
+    fn unknown_data_format_is_accepted() {
+        let m = parse_manifest(&with("dataFormat", json!("parquet")), false).unwrap();
+        assert_eq!(m.data_format, "parquet");
+        let m = parse_manifest(&with("dataFormat", json!("compressedJSONLines")), false).unwrap();
+        assert_eq!(m.data_format, "compressedJSONLines");
+    }
+
+    #[test]
+    fn sas_errors_do_not_echo_the_token() {
+        let e = err_of(&with("sasToken", json!("sv=1&sig=topsecret#x")));
+        assert!(e.contains("sasToken") && !e.contains("topsecret"), "{e}");
     }
 }

@@ -1,209 +1,281 @@
-//! Parsing an operation (`GET .../operations/{id}`). Graph answers 200 in every state; the
-//! `@odata.type` says which state, `status` refines it. The docs disagree on the success
-//! status (`succeeded` in examples and samples, `completed` on the resource page): both count,
-//! compared case-insensitively, and unknown values keep the operation polling.
+//! Parsing operation responses (GET `/reports/partners/billing/operations/{id}`).
+//!
+//! The docs disagree on the success status (`succeeded` in examples, `completed` on resource
+//! pages) and on where the manifest is (navigation link vs inline object), so the rules are:
+//! `@odata.type` decides first, `status` (case-insensitive) second; unknown statuses mean
+//! "keep polling"; both manifest shapes are accepted.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 use url::Url;
 
-use super::client::BillingError;
-use super::manifest::parse_manifest;
+use super::manifest::{optional_str, parse_manifest};
 use super::model::{ManifestLocation, OperationError, OperationPoll, OperationState};
-use crate::runtime::codec::parse_timestamp;
+use super::BillingError;
 
-const TYPE_PREFIX: &str = "#microsoft.graph.partners.billing.";
+const TYPE_PREFIX: &str = "microsoft.graph.partners.billing.";
+const MAX_ID_LEN: usize = 256;
+const MAX_STATUS_LEN: usize = 64;
+const MAX_URL_LEN: usize = 2048;
+const MAX_ERROR_CODE_LEN: usize = 128;
+const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+const MAX_TIMESTAMP_LEN: usize = 64;
+
+/// The `@odata.type` of an operation, without namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OperationType {
+    Running,
+    Success,
+    Failed,
+    /// The base `operation` type, a missing type, or one we do not know: `status` decides.
+    Generic,
+}
 
 fn invalid(msg: impl Into<String>) -> BillingError {
     BillingError::InvalidResponse(format!("operation: {}", msg.into()))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Running,
-    Success,
-    Failed,
-    /// The base type, or none: decide by `status`.
-    Unknown,
-}
-
-fn kind_of(odata_type: Option<&str>) -> Kind {
-    let Some(t) = odata_type else {
-        return Kind::Unknown;
-    };
-    let short = t.strip_prefix(TYPE_PREFIX).unwrap_or(t);
-    match short.to_ascii_lowercase().as_str() {
-        "runningoperation" => Kind::Running,
-        "exportsuccessoperation" => Kind::Success,
-        "failedoperation" => Kind::Failed,
-        _ => Kind::Unknown,
-    }
-}
-
-fn error_of(v: &Value) -> OperationError {
-    let e = v.get("error");
-    let text = |f: &str| -> String {
-        match e.and_then(|e| e.get(f)) {
-            Some(Value::String(s)) => s.chars().take(1000).collect(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => String::new(),
-        }
-    };
-    OperationError {
-        code: text("code"),
-        message: text("message"),
-    }
-}
-
-fn manifest_location(
-    v: &Value,
-    loopback_ok: bool,
-) -> Result<Option<ManifestLocation>, BillingError> {
-    if let Some(inline) = v.get("resourceLocation").filter(|r| r.is_object()) {
-        return Ok(Some(ManifestLocation::Inline(Box::new(parse_manifest(
-            inline,
-            loopback_ok,
-        )?))));
-    }
-    let link = v
-        .get("resourceLocation@odata.navigationLink")
-        .or_else(|| v.get("resourceLocation").filter(|r| r.is_string()));
-    match link.and_then(Value::as_str) {
-        Some(s) => Url::parse(s)
-            .map(|u| Some(ManifestLocation::Link(u)))
-            .map_err(|e| invalid(format!("manifest link is not an absolute URL: {e}"))),
-        None => Ok(None),
-    }
-}
-
-/// Turns an operation document into a state. `retry_after` comes from the response header.
+/// Parses one operation body. `retry_after` comes from the response header (already clamped);
+/// `loopback_ok` is passed on to the inline manifest's `rootDirectory` check.
 pub fn parse_operation(
-    v: &Value,
+    json: &Value,
     retry_after: Option<Duration>,
     loopback_ok: bool,
 ) -> Result<OperationPoll, BillingError> {
-    if !v.is_object() {
-        return Err(invalid("not a JSON object"));
-    }
-    let status = v
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let lower = status.to_ascii_lowercase();
-    let kind = match kind_of(v.get("@odata.type").and_then(Value::as_str)) {
-        Kind::Unknown => match lower.as_str() {
-            "succeeded" | "completed" => Kind::Success,
-            "failed" => Kind::Failed,
-            _ => Kind::Running,
-        },
-        k => k,
-    };
-    let state = match kind {
-        Kind::Success => match manifest_location(v, loopback_ok)? {
-            Some(manifest) => OperationState::Succeeded { manifest },
-            None => {
-                return Err(invalid(
-                    "success without resourceLocation or its navigation link",
-                ))
-            }
-        },
-        Kind::Failed => OperationState::Failed { error: error_of(v) },
-        Kind::Running | Kind::Unknown => {
-            // A running type whose status already says "failed" is still a failure.
-            if lower == "failed" {
-                OperationState::Failed { error: error_of(v) }
-            } else {
-                OperationState::Running { status }
-            }
-        }
+    let obj = json
+        .as_object()
+        .ok_or_else(|| invalid("expected a JSON object"))?;
+    let id = optional_str(obj, "id", MAX_ID_LEN).map_err(invalid)?;
+    let status = optional_str(obj, "status", MAX_STATUS_LEN).map_err(invalid)?;
+    let state = match operation_type(obj)? {
+        OperationType::Running => OperationState::Running { status },
+        OperationType::Success => succeeded(obj, loopback_ok)?,
+        OperationType::Failed => failed(obj)?,
+        OperationType::Generic => by_status(obj, status, loopback_ok)?,
     };
     Ok(OperationPoll {
-        id: v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect(),
+        id,
         state,
         retry_after,
-        created_date_time: v
-            .get("createdDateTime")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp),
-        last_action_date_time: v
-            .get("lastActionDateTime")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp),
+        created_date_time: timestamp(obj, "createdDateTime")?,
+        last_action_date_time: timestamp(obj, "lastActionDateTime")?,
     })
+}
+
+fn operation_type(obj: &Map<String, Value>) -> Result<OperationType, BillingError> {
+    let raw = optional_str(obj, "@odata.type", MAX_STATUS_LEN * 2).map_err(invalid)?;
+    if raw.is_empty() {
+        return Ok(OperationType::Generic);
+    }
+    let name = raw.trim_start_matches('#');
+    let short = name
+        .get(..TYPE_PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(TYPE_PREFIX))
+        .map(|_| &name[TYPE_PREFIX.len()..]);
+    let t = match short.map(str::to_ascii_lowercase).as_deref() {
+        Some("runningoperation") => OperationType::Running,
+        Some("exportsuccessoperation") => OperationType::Success,
+        Some("failedoperation") => OperationType::Failed,
+        Some("operation") => OperationType::Generic,
+        _ => {
+            tracing::warn!(odata_type = %raw, "unknown operation @odata.type; deciding by status");
+            OperationType::Generic
+        }
+    };
+    Ok(t)
+}
+
+/// For the base type: `succeeded`/`completed` → success, `failed` → failure, anything else
+/// (including `notStarted`, `running`, future values) → keep polling.
+fn by_status(
+    obj: &Map<String, Value>,
+    status: String,
+    loopback_ok: bool,
+) -> Result<OperationState, BillingError> {
+    match status.to_ascii_lowercase().as_str() {
+        "succeeded" | "completed" => succeeded(obj, loopback_ok),
+        "failed" => failed(obj),
+        _ => Ok(OperationState::Running { status }),
+    }
+}
+
+fn succeeded(obj: &Map<String, Value>, loopback_ok: bool) -> Result<OperationState, BillingError> {
+    let manifest = manifest_location(obj, loopback_ok)?.ok_or_else(|| {
+        invalid("succeeded without resourceLocation or resourceLocation@odata.navigationLink")
+    })?;
+    Ok(OperationState::Succeeded { manifest })
+}
+
+/// Inline `resourceLocation` object first (what Microsoft's sample reads), then the
+/// documented navigation link.
+fn manifest_location(
+    obj: &Map<String, Value>,
+    loopback_ok: bool,
+) -> Result<Option<ManifestLocation>, BillingError> {
+    if let Some(inline @ Value::Object(_)) = obj.get("resourceLocation") {
+        let m = parse_manifest(inline, loopback_ok)?;
+        return Ok(Some(ManifestLocation::Inline(Box::new(m))));
+    }
+    let link =
+        optional_str(obj, "resourceLocation@odata.navigationLink", MAX_URL_LEN).map_err(invalid)?;
+    if link.is_empty() {
+        return Ok(None);
+    }
+    let url = Url::parse(&link).map_err(|e| {
+        invalid(format!(
+            "resourceLocation@odata.navigationLink is not an absolute URL ({e})"
+        ))
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(
+            "resourceLocation@odata.navigationLink is not an http(s) URL",
+        ));
+    }
+    // The allow-list check happens when the link is followed (BillingClient::get_manifest).
+    Ok(Some(ManifestLocation::Link(url)))
+}
+
+fn failed(obj: &Map<String, Value>) -> Result<OperationState, BillingError> {
+    let error = match obj.get("error") {
+        Some(Value::Object(e)) => OperationError {
+            code: error_code(e)?,
+            message: optional_str(e, "message", MAX_ERROR_MESSAGE_LEN).map_err(invalid)?,
+        },
+        None | Some(Value::Null) => OperationError {
+            code: String::new(),
+            message: "failed operation without error details".into(),
+        },
+        Some(_) => return Err(invalid("error is not an object")),
+    };
+    Ok(OperationState::Failed { error })
+}
+
+/// `error.code` is a string in the docs (`"5000"`), but a number is accepted too.
+fn error_code(e: &Map<String, Value>) -> Result<String, BillingError> {
+    match e.get("code") {
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => optional_str(e, "code", MAX_ERROR_CODE_LEN).map_err(invalid),
+    }
+}
+
+fn timestamp(obj: &Map<String, Value>, key: &str) -> Result<Option<OffsetDateTime>, BillingError> {
+    let s = optional_str(obj, key, MAX_TIMESTAMP_LEN).map_err(invalid)?;
+    Ok(parse_graph_timestamp(&s))
+}
+
+/// Graph timestamps, leniently: RFC 3339 (any number of fractional digits), or a date-time
+/// without offset, which the docs' own example uses and which we read as UTC.
+/// Empty or unparseable → `None` (timestamps are informational only).
+pub fn parse_graph_timestamp(s: &str) -> Option<OffsetDateTime> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    let naive = format_description!(
+        version = 2,
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    match PrimitiveDateTime::parse(s, naive) {
+        Ok(t) => Some(t.assume_utc()),
+        Err(_) => {
+            tracing::debug!(value = %s, "unparseable timestamp ignored");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use time::macros::datetime;
 
-    fn parse(v: Value) -> OperationPoll {
-        parse_operation(&v, Some(Duration::from_secs(10)), false).unwrap()
+    /// §2 of the reference, copied exactly.
+    const RUNNING: &str = r##"{ "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
+  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "running",
+  "createdDateTime": "2023-03-09T08:12:53",
+  "lastActionDateTime": "2023-03-09T08:37:48.5046691Z" }"##;
+    const SUCCEEDED: &str = r##"{ "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
+  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "succeeded",
+  "createdDateTime": "2023-03-09T08:12:53",
+  "lastActionDateTime": "2023-03-09T08:37:48.5046691Z",
+  "resourceLocation@odata.navigationLink": "https://graph.microsoft.com/v1.0/reports/partners/billing/manifests/8fe347d7-1e0f-4bd6-9091-4672691f32db" }"##;
+    const FAILED: &str = r##"{ "@odata.type": "#microsoft.graph.partners.billing.failedOperation",
+  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "failed",
+  "createdDateTime": "2023-03-09T08:12:53",
+  "lastActionDateTime": "2023-03-09T08:37:48.5046691Z",
+  "error": { "message": "No data available", "code": "5000" } }"##;
+
+    fn parse(s: &str) -> OperationPoll {
+        parse_operation(&serde_json::from_str(s).unwrap(), None, false).unwrap()
+    }
+
+    fn generic(status: &str) -> Value {
+        json!({
+            "@odata.type": "#microsoft.graph.partners.billing.operation",
+            "id": "op-1",
+            "status": status,
+            "resourceLocation@odata.navigationLink": "https://graph.microsoft.com/v1.0/reports/partners/billing/manifests/m1"
+        })
+    }
+
+    fn state_of(v: &Value) -> OperationState {
+        parse_operation(v, None, false).unwrap().state
     }
 
     #[test]
-    fn documented_running_example() {
-        let op = parse(
-            json!({ "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
-          "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "running",
-          "createdDateTime": "2023-03-09T08:12:53",
-          "lastActionDateTime": "2023-03-09T08:37:48.5046691Z" }),
-        );
+    fn running_example() {
+        let p = parse_operation(
+            &serde_json::from_str(RUNNING).unwrap(),
+            Some(Duration::from_secs(30)),
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.id, "6fe687d7-1e0f-4bd6-9091-4672691f64bc");
         assert_eq!(
-            op.state,
+            p.state,
             OperationState::Running {
                 status: "running".into()
             }
         );
-        assert_eq!(op.retry_after, Some(Duration::from_secs(10)));
+        assert_eq!(p.retry_after, Some(Duration::from_secs(30)));
         assert_eq!(
-            op.created_date_time.unwrap().minute(),
-            12,
-            "offset-less time taken as UTC"
+            p.created_date_time,
+            Some(datetime!(2023-03-09 08:12:53 UTC))
         );
-        assert_eq!(op.last_action_date_time.unwrap().nanosecond(), 504_669_100);
+        assert_eq!(
+            p.last_action_date_time,
+            Some(datetime!(2023-03-09 08:37:48.5046691 UTC))
+        );
     }
 
     #[test]
-    fn documented_success_example_with_navigation_link() {
-        let op = parse(
-            json!({ "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
-          "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "succeeded",
-          "createdDateTime": "2023-03-09T08:12:53",
-          "lastActionDateTime": "2023-03-09T08:37:48.5046691Z",
-          "resourceLocation@odata.navigationLink": "https://graph.microsoft.com/v1.0/reports/partners/billing/manifests/8fe347d7-1e0f-4bd6-9091-4672691f32db" }),
+    fn succeeded_example_with_navigation_link() {
+        let p = parse(SUCCEEDED);
+        let OperationState::Succeeded {
+            manifest: ManifestLocation::Link(u),
+        } = p.state
+        else {
+            panic!("expected a link, got {:?}", p.state);
+        };
+        assert_eq!(
+            u.as_str(),
+            "https://graph.microsoft.com/v1.0/reports/partners/billing/manifests/8fe347d7-1e0f-4bd6-9091-4672691f32db"
         );
-        match op.state {
-            OperationState::Succeeded {
-                manifest: ManifestLocation::Link(u),
-            } => {
-                assert!(u
-                    .as_str()
-                    .ends_with("/manifests/8fe347d7-1e0f-4bd6-9091-4672691f32db"))
-            }
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]
-    fn documented_failed_example() {
-        let op = parse(
-            json!({ "@odata.type": "#microsoft.graph.partners.billing.failedOperation",
-          "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "failed",
-          "createdDateTime": "2023-03-09T08:12:53",
-          "lastActionDateTime": "2023-03-09T08:37:48.5046691Z",
-          "error": { "message": "No data available", "code": "5000" } }),
-        );
+    fn failed_example_with_string_code() {
+        let p = parse(FAILED);
         assert_eq!(
-            op.state,
+            p.state,
             OperationState::Failed {
                 error: OperationError {
                     code: "5000".into(),
@@ -214,84 +286,128 @@ mod tests {
     }
 
     #[test]
-    fn inline_manifest_and_status_variants() {
-        let manifest = crate::billing::manifest::tests::doc_example();
-        for status in ["succeeded", "completed", "COMPLETED", "Succeeded"] {
-            let op = parse(
-                json!({ "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
-                "id": "x", "status": status, "resourceLocation": manifest }),
-            );
+    fn numeric_error_code() {
+        let mut v: Value = serde_json::from_str(FAILED).unwrap();
+        v["error"]["code"] = json!(5000);
+        let OperationState::Failed { error } = state_of(&v) else {
+            panic!()
+        };
+        assert_eq!(error.code, "5000");
+    }
+
+    #[test]
+    fn inline_manifest_from_the_full_example() {
+        let mut v: Value = serde_json::from_str(SUCCEEDED).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .remove("resourceLocation@odata.navigationLink");
+        v["resourceLocation"] =
+            serde_json::from_str(crate::billing::manifest::tests::FULL_EXAMPLE).unwrap();
+        let OperationState::Succeeded {
+            manifest: ManifestLocation::Inline(m),
+        } = state_of(&v)
+        else {
+            panic!("expected inline manifest");
+        };
+        assert_eq!(m.etag, "WYjLro78HdMg6vUWR");
+        assert_eq!(m.blobs.len(), 1);
+    }
+
+    #[test]
+    fn inline_manifest_wins_over_link_and_is_validated() {
+        let mut v: Value = serde_json::from_str(SUCCEEDED).unwrap();
+        let mut m: Value =
+            serde_json::from_str(crate::billing::manifest::tests::FULL_EXAMPLE).unwrap();
+        m["blobs"] = json!([{ "name": "../escape" }]);
+        v["resourceLocation"] = m;
+        assert!(parse_operation(&v, None, false).is_err());
+    }
+
+    #[test]
+    fn success_statuses_on_the_base_type() {
+        for s in ["succeeded", "completed", "COMPLETED", "Succeeded"] {
             assert!(
-                matches!(
-                    op.state,
-                    OperationState::Succeeded {
-                        manifest: ManifestLocation::Inline(_)
-                    }
-                ),
-                "{status}"
+                matches!(state_of(&generic(s)), OperationState::Succeeded { .. }),
+                "{s}"
             );
         }
-        // Base type: decided by status.
-        let op = parse(
-            json!({ "@odata.type": "#microsoft.graph.partners.billing.operation", "id": "x",
-            "status": "succeeded", "resourceLocation": manifest }),
-        );
-        assert!(matches!(op.state, OperationState::Succeeded { .. }));
-        let op = parse(
-            json!({ "id": "x", "status": "failed", "error": { "code": 5000, "message": "No data" } }),
+    }
+
+    #[test]
+    fn completed_status_without_type() {
+        let mut v = generic("completed");
+        v.as_object_mut().unwrap().remove("@odata.type");
+        assert!(matches!(state_of(&v), OperationState::Succeeded { .. }));
+    }
+
+    #[test]
+    fn not_started_and_unknown_statuses_keep_polling() {
+        for s in ["notStarted", "running", "queued", "unknownFutureValue", ""] {
+            assert_eq!(
+                state_of(&generic(s)),
+                OperationState::Running { status: s.into() },
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_status_on_the_base_type() {
+        let mut v = generic("FAILED");
+        v["error"] = json!({"code": "5000", "message": "No data available"});
+        assert!(matches!(state_of(&v), OperationState::Failed { .. }));
+    }
+
+    #[test]
+    fn odata_type_decides_before_status() {
+        let mut v: Value = serde_json::from_str(RUNNING).unwrap();
+        v["status"] = json!("succeeded");
+        assert!(matches!(state_of(&v), OperationState::Running { .. }));
+    }
+
+    #[test]
+    fn success_without_manifest_is_invalid() {
+        let mut v: Value = serde_json::from_str(SUCCEEDED).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .remove("resourceLocation@odata.navigationLink");
+        let e = parse_operation(&v, None, false).unwrap_err();
+        assert!(matches!(e, BillingError::InvalidResponse(_)), "{e}");
+        let mut v = generic("completed");
+        v["resourceLocation@odata.navigationLink"] =
+            json!("/v1.0/reports/partners/billing/manifests/m1");
+        assert!(parse_operation(&v, None, false).is_err(), "relative link");
+    }
+
+    #[test]
+    fn lenient_timestamps() {
+        assert_eq!(
+            parse_graph_timestamp("2023-03-09T08:12:53"),
+            Some(datetime!(2023-03-09 08:12:53 UTC))
         );
         assert_eq!(
-            op.state,
-            OperationState::Failed {
-                error: OperationError {
-                    code: "5000".into(),
-                    message: "No data".into()
-                }
-            }
+            parse_graph_timestamp("2023-03-09T08:12:53.25"),
+            Some(datetime!(2023-03-09 08:12:53.25 UTC))
         );
+        assert_eq!(
+            parse_graph_timestamp("2023-03-09T08:37:48.5046691Z"),
+            Some(datetime!(2023-03-09 08:37:48.5046691 UTC))
+        );
+        assert_eq!(
+            parse_graph_timestamp("2023-03-09T10:12:53+02:00"),
+            Some(datetime!(2023-03-09 08:12:53 UTC))
+        );
+        assert_eq!(parse_graph_timestamp(""), None);
+        assert_eq!(parse_graph_timestamp("yesterday"), None);
+        let mut v = generic("running");
+        v.as_object_mut().unwrap().remove("id");
+        let p = parse_operation(&v, None, false).unwrap();
+        assert_eq!((p.created_date_time, p.last_action_date_time), (None, None));
     }
 
     #[test]
-    fn unknown_statuses_keep_polling() {
-        for status in [
-            "notStarted",
-            "NOTSTARTED",
-            "queued",
-            "unknownFutureValue",
-            "",
-        ] {
-            let op = parse(
-                json!({ "@odata.type": "#microsoft.graph.partners.billing.runningOperation", "id": "x", "status": status }),
-            );
-            assert_eq!(
-                op.state,
-                OperationState::Running {
-                    status: status.into()
-                }
-            );
-        }
-        let op = parse(
-            json!({ "@odata.type": "#microsoft.graph.partners.billing.someNewOperation", "id": "x", "status": "skipped" }),
-        );
-        assert!(matches!(op.state, OperationState::Running { .. }));
-    }
-
-    #[test]
-    fn success_without_manifest_or_with_hostile_one_is_an_error() {
-        let e = parse_operation(
-            &json!({ "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation", "id": "x", "status": "succeeded" }),
-            None,
-            false,
-        );
-        assert!(e.is_err());
-        let mut m = crate::billing::manifest::tests::doc_example();
-        m["blobs"][0]["name"] = json!("../../x");
-        let e = parse_operation(
-            &json!({ "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation", "id": "x", "status": "succeeded", "resourceLocation": m }),
-            None,
-            false,
-        );
-        assert!(e.is_err());
-        assert!(parse_operation(&json!([]), None, false).is_err());
+    fn non_object_body_is_invalid() {
+        assert!(parse_operation(&json!("running"), None, false).is_err());
+        assert!(parse_operation(&json!({"status": 3}), None, false).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! stand-in, an Event Grid stand-in and the Graph partner billing sandbox, all on loopback,
 //! with the production code talking to them over HTTP exactly as it talks to Azure.
 
+pub mod azurite;
 pub mod eventgrid;
 pub mod graph_sandbox;
 pub mod host;

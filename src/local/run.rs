@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use super::azurite::{Azurite, DEV_ACCOUNT, PARTNER_ACCOUNT};
+
+/// The container that plays the partner's export container in Azurite.
+const PARTNER_CONTAINER: &str = "billing-exports";
 use super::eventgrid::{EventGridConfig, EventGridEmulator};
-use super::graph_sandbox::{GraphSandbox, SandboxConfig};
+use super::graph_sandbox::{ExternalBlobStore, GraphSandbox, SandboxConfig};
 use super::host::{FunctionsHost, HostOptions};
 use super::layout::{AppLayout, TriggerDef};
 use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
@@ -36,6 +40,9 @@ pub struct LocalOptions {
     pub quiet: bool,
     /// The handler binary; `None` = this executable (tests pass the built binary).
     pub handler_program: Option<PathBuf>,
+    /// Run Azurite: the sandbox serves its partitions from Azurite's "Microsoft" account with
+    /// real SAS tokens (Node.js and `npm ci` needed).
+    pub azurite: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,8 +52,11 @@ pub struct RunLine {
     pub status: String,
     pub files: u64,
     pub bytes: u64,
-    pub rows: u64,
+    /// Unknown when the copies ran server-side (the bytes never passed through us).
+    pub rows: Option<u64>,
     pub reason: Option<String>,
+    /// Where the run's `_manifest.json` is (a path, or a blob URL without SAS).
+    pub manifest: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +71,8 @@ pub struct LocalSummary {
     pub dead_letters: usize,
     pub events: Vec<Value>,
     pub output_dir: PathBuf,
+    /// Where the exported data landed (the output folder, or Azurite's partner container).
+    pub data_location: String,
     pub events_file: PathBuf,
 }
 
@@ -166,7 +178,26 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         })
         .collect();
 
-    let sandbox = GraphSandbox::start(opts.sandbox.clone())
+    let azurite = if opts.azurite {
+        let az = Azurite::start(&opts.app_root, &out_dir.join(".azurite"))
+            .await
+            .context("starting Azurite")?;
+        progress.say(&format!(
+            "Azurite blob service on 127.0.0.1:{}",
+            az.blob_port
+        ));
+        Some(az)
+    } else {
+        None
+    };
+    let mut sandbox_cfg = opts.sandbox.clone();
+    if let Some(az) = &azurite {
+        sandbox_cfg.blob_store = Some(ExternalBlobStore {
+            account_url: az.account_url(DEV_ACCOUNT),
+            account: az.account(DEV_ACCOUNT).clone(),
+        });
+    }
+    let sandbox = GraphSandbox::start(sandbox_cfg)
         .await
         .context("starting the Graph sandbox")?;
     let sb = ServiceBusEmulator::new(ServiceBusConfig {
@@ -174,6 +205,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         max_delivery_count: 10,
         duplicate_detection_window: Duration::from_secs(600),
         token: LOCAL_SERVICEBUS_TOKEN.into(),
+        sas_keys: Vec::new(),
     });
     let sb_http = sb
         .serve(0)
@@ -223,6 +255,37 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         ),
     ];
+    // With Azurite the partner's storage is Azurite's second account, reached with a SAS, and
+    // copies run server-side (async Copy Blob: Azurite lacks the From-URL APIs).
+    let mut destination_sas = None;
+    let mut data_location = out_dir.display().to_string();
+    if let Some(az) = &azurite {
+        let http = reqwest::Client::new();
+        az.create_container(&http, PARTNER_ACCOUNT, PARTNER_CONTAINER)
+            .await?;
+        let sas = az.account(PARTNER_ACCOUNT).sas(
+            "rwdlac",
+            time::OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600),
+        );
+        env.retain(|(k, _)| k != s::DESTINATION_KIND && k != s::DESTINATION_DIRECTORY);
+        env.extend([
+            (s::DESTINATION_KIND.to_string(), "blob".to_string()),
+            (
+                s::DESTINATION_ACCOUNT_URL.to_string(),
+                az.account_url(PARTNER_ACCOUNT).to_string(),
+            ),
+            (
+                s::DESTINATION_CONTAINER.to_string(),
+                PARTNER_CONTAINER.to_string(),
+            ),
+            (s::DESTINATION_SAS.to_string(), sas.clone()),
+        ]);
+        destination_sas = Some(sas);
+        data_location = format!(
+            "{}/{PARTNER_CONTAINER} (Azurite)",
+            az.account_url(PARTNER_ACCOUNT)
+        );
+    }
     env.extend(opts.settings.iter().cloned());
     let host = FunctionsHost::start(HostOptions {
         layout: layout.clone(),
@@ -260,23 +323,37 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     sb_http.shutdown().await;
     eg_http.shutdown().await;
     sandbox.shutdown().await;
-    let runs = result?;
-
-    let mut summary = LocalSummary {
-        runs,
-        duration: started.elapsed(),
-        dead_letters: dead.len(),
-        events: eg.events(),
-        output_dir: out_dir.clone(),
-        events_file,
-        ..Default::default()
-    };
-    let expected: HashMap<(String, String), String> = served
-        .iter()
-        .map(|p| ((p.root_directory.clone(), p.name.clone()), p.md5.clone()))
-        .collect();
-    verify_outputs(&out_dir, &expected, &mut summary)?;
-    Ok(summary)
+    let verified = async {
+        let mut summary = LocalSummary {
+            runs: result?,
+            duration: started.elapsed(),
+            dead_letters: dead.len(),
+            events: eg.events(),
+            output_dir: out_dir.clone(),
+            data_location: data_location.clone(),
+            events_file,
+            ..Default::default()
+        };
+        let expected: HashMap<(String, String), String> = served
+            .iter()
+            .map(|p| ((p.root_directory.clone(), p.name.clone()), p.md5.clone()))
+            .collect();
+        let reader = match &destination_sas {
+            Some(sas) => OutputReader::Blobs {
+                http: reqwest::Client::new(),
+                sas: sas.clone(),
+            },
+            None => OutputReader::Files,
+        };
+        verify_outputs(&reader, &expected, &mut summary).await?;
+        anyhow::Ok(summary)
+    }
+    .await;
+    // Azurite stops only after the landed blobs were read back.
+    if let Some(az) = azurite {
+        az.stop().await;
+    }
+    verified
 }
 
 /// Fires the timer and waits until every run is finished and announced, showing progress.
@@ -394,54 +471,88 @@ async fn collect_runs(
             status: v["status"].as_str().unwrap_or("?").to_string(),
             files: v["result"]["blobCount"].as_u64().unwrap_or(0),
             bytes: v["result"]["byteCount"].as_u64().unwrap_or(0),
-            rows: v["result"]["rowCount"].as_u64().unwrap_or(0),
+            rows: v["result"]["rowCount"].as_u64(),
             reason: v["failure"]["reason"].as_str().map(str::to_string),
+            manifest: v["result"]["manifest"].as_str().map(str::to_string),
         });
     }
     out.sort_by(|a, b| a.subject.cmp(&b.subject));
     Ok(out)
 }
 
-/// Reads every `_manifest.json` under the output and checks each partition file against the
-/// MD5 of what the sandbox served for the same source blob.
-fn verify_outputs(
-    out_dir: &Path,
+/// Reads what landed, wherever it landed: files, or blobs (with the partner account's SAS).
+pub enum OutputReader {
+    Files,
+    Blobs { http: reqwest::Client, sas: String },
+}
+
+impl OutputReader {
+    async fn read(&self, location: &str) -> anyhow::Result<Vec<u8>> {
+        match self {
+            OutputReader::Files => {
+                std::fs::read(location).with_context(|| format!("reading {location}"))
+            }
+            OutputReader::Blobs { http, sas } => {
+                let res = http
+                    .get(format!("{location}?{sas}"))
+                    .header("x-ms-version", super::azurite::SAS_VERSION)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    res.status().is_success(),
+                    "reading {location}: HTTP {}",
+                    res.status()
+                );
+                Ok(res.bytes().await?.to_vec())
+            }
+        }
+    }
+}
+
+/// Beside a location (path or URL): `{parent}/{name}`.
+fn sibling(location: &str, name: &str) -> String {
+    match location.rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// Follows each completed run's `_manifest.json` to its partitions and checks every one against
+/// the MD5 of what the sandbox served for the same source blob: the bytes are read back, not
+/// taken from the pipeline's own records.
+async fn verify_outputs(
+    reader: &OutputReader,
     expected: &HashMap<(String, String), String>,
     summary: &mut LocalSummary,
 ) -> anyhow::Result<()> {
-    let mut stack = vec![out_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)?.flatten() {
-            let p = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if p.is_dir() && !name.starts_with('.') && name != "_ledger" {
-                stack.push(p);
-            } else if name == crate::pipeline::layout::RUN_MANIFEST_NAME {
-                let m: Value = serde_json::from_slice(&std::fs::read(&p)?)?;
-                let root = m["source"]["rootDirectory"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                for b in m["blobs"].as_array().cloned().unwrap_or_default() {
-                    let file = dir.join(b["blobName"].as_str().unwrap_or_default());
-                    let source = b["sourceName"].as_str().unwrap_or_default().to_string();
-                    let bytes = std::fs::read(&file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    let got = hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes));
-                    summary.partitions += 1;
-                    summary.bytes += bytes.len() as u64;
-                    summary.rows += b["dataRowCount"].as_u64().unwrap_or(0);
-                    match expected.get(&(root.clone(), source.clone())) {
-                        Some(want) if *want == got => summary.verified += 1,
-                        Some(_) => summary
-                            .mismatches
-                            .push(format!("{} differs from the source", file.display())),
-                        None => summary.mismatches.push(format!(
-                            "{} has no matching source partition",
-                            file.display()
-                        )),
-                    }
-                }
+    let manifests: Vec<String> = summary
+        .runs
+        .iter()
+        .filter_map(|r| r.manifest.clone())
+        .collect();
+    for location in manifests {
+        let m: Value = serde_json::from_slice(&reader.read(&location).await?)
+            .with_context(|| format!("{location} is not JSON"))?;
+        let root = m["source"]["rootDirectory"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for b in m["blobs"].as_array().cloned().unwrap_or_default() {
+            let file = sibling(&location, b["blobName"].as_str().unwrap_or_default());
+            let source = b["sourceName"].as_str().unwrap_or_default().to_string();
+            let bytes = reader.read(&file).await?;
+            let got = hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes));
+            summary.partitions += 1;
+            summary.bytes += bytes.len() as u64;
+            summary.rows += b["dataRowCount"].as_u64().unwrap_or(0);
+            match expected.get(&(root.clone(), source)) {
+                Some(want) if *want == got => summary.verified += 1,
+                Some(_) => summary
+                    .mismatches
+                    .push(format!("{file} differs from the source")),
+                None => summary
+                    .mismatches
+                    .push(format!("{file} has no matching source partition")),
             }
         }
     }
@@ -455,7 +566,12 @@ pub fn print_summary(s: &LocalSummary) {
         match &r.reason {
             None => println!(
                 "  {:<10} {:<45} {:>3} files {:>10} bytes {:>8} rows  ({})",
-                r.status, r.subject, r.files, r.bytes, r.rows, r.run_id
+                r.status,
+                r.subject,
+                r.files,
+                r.bytes,
+                r.rows.map_or_else(|| "n/a".to_string(), |n| n.to_string()),
+                r.run_id
             ),
             Some(why) => println!("  {:<10} {:<45} {why}  ({})", r.status, r.subject, r.run_id),
         }
@@ -491,7 +607,8 @@ pub fn print_summary(s: &LocalSummary) {
             s.output_dir.display()
         );
     }
-    println!("Output:  {}", s.output_dir.display());
+    println!("Output:  {}", s.data_location);
+    println!("Logs:    {}", s.output_dir.join("handler.log").display());
     println!(
         "Events:  {} ({} events)",
         s.events_file.display(),

@@ -27,8 +27,10 @@ pub struct ServiceBusConfig {
     pub max_delivery_count: u32,
     /// Window in which a repeated `MessageId` is dropped.
     pub duplicate_detection_window: Duration,
-    /// The bearer token senders must present.
+    /// The bearer token senders must present...
     pub token: String,
+    /// ...or a SAS token signed with one of these keys (connection-string senders).
+    pub sas_keys: Vec<crate::adapters::shared_key::SharedAccessKey>,
 }
 
 /// A message handed to a receiver, locked until completed or abandoned.
@@ -304,6 +306,7 @@ impl ServiceBusEmulator {
         let send = warp::post()
             .and(warp::path!(String / "messages"))
             .and(warp::header::optional::<String>("authorization"))
+            .and(warp::header::optional::<String>("host"))
             .and(warp::header::optional::<String>("brokerproperties"))
             .and(warp::header::optional::<String>("content-type"))
             .and(warp::body::content_length_limit(
@@ -313,10 +316,24 @@ impl ServiceBusEmulator {
             .map(
                 move |queue: String,
                       auth: Option<String>,
+                      host: Option<String>,
                       props: Option<String>,
                       ct: Option<String>,
                       body: Bytes| {
-                    me.handle_send(&queue, auth.as_deref(), props.as_deref(), ct, body)
+                    // The resource a SAS token must cover, as the sender addressed it.
+                    let target = url::Url::parse(&format!(
+                        "http://{}/{queue}/messages",
+                        host.unwrap_or_default()
+                    ))
+                    .ok();
+                    me.handle_send(
+                        &queue,
+                        auth.as_deref(),
+                        target.as_ref(),
+                        props.as_deref(),
+                        ct,
+                        body,
+                    )
                 },
             );
         let me = self.clone();
@@ -341,15 +358,20 @@ impl ServiceBusEmulator {
         &self,
         queue: &str,
         auth: Option<&str>,
+        target: Option<&url::Url>,
         props: Option<&str>,
         content_type: Option<String>,
         body: Bytes,
     ) -> warp::reply::Response {
-        let authorized = auth.is_some_and(|a| {
-            a.strip_prefix("Bearer ")
-                .is_some_and(|t| t == self.cfg.token)
-                || a.starts_with("SharedAccessSignature ")
-        });
+        let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let authorized = match auth {
+            Some(a) if a.starts_with("Bearer ") => a["Bearer ".len()..] == self.cfg.token,
+            Some(a) if a.starts_with("SharedAccessSignature ") => target.is_some_and(|t| {
+                crate::adapters::shared_key::verify_service_bus_token(a, t, &self.cfg.sas_keys, now)
+                    .is_ok()
+            }),
+            _ => false,
+        };
         if !authorized {
             self.lock().stats.unauthorized += 1;
             return json_response(
@@ -427,6 +449,7 @@ mod tests {
             max_delivery_count: max,
             duplicate_detection_window: Duration::from_secs(600),
             token: "t".into(),
+            sas_keys: Vec::new(),
         })
     }
 

@@ -20,6 +20,21 @@ pub fn billing_month(root_directory: &str) -> Option<String> {
     })
 }
 
+/// A path-safe name for the source data version: the eTag itself when it is tame, else a hash.
+pub fn data_version(etag: &str) -> String {
+    let tame = !etag.is_empty()
+        && etag.len() <= 64
+        && etag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if tame {
+        format!("v-{etag}")
+    } else {
+        let digest = <md5::Md5 as md5::Digest>::digest(etag.as_bytes());
+        format!("v-{}", &hex::encode(digest)[..16])
+    }
+}
+
 /// The run's output folder, decided once the manifest is known.
 pub fn output_folder(
     prefix: &ObjectPath,
@@ -43,7 +58,7 @@ pub fn output_folder(
         month,
         who,
         req.attribute_set,
-        run.run_id
+        data_version(&manifest.etag)
     ))
 }
 
@@ -171,6 +186,19 @@ mod tests {
         assert_eq!(billing_month(root).as_deref(), Some("202310"));
         assert_eq!(billing_month("https://x/BillingMonth=20231/y"), None);
         assert_eq!(billing_month("https://x/y"), None);
+    }
+
+    #[test]
+    fn data_versions_are_path_safe() {
+        assert_eq!(data_version("WYjLro78HdMg6vUWR"), "v-WYjLro78HdMg6vUWR");
+        let odd = data_version("W/\"0x8DB..\"/../x");
+        assert!(
+            odd.starts_with("v-")
+                && odd.len() == 18
+                && odd.chars().skip(2).all(|c| c.is_ascii_hexdigit()),
+            "{odd}"
+        );
+        assert_ne!(data_version("a b"), data_version("a c"));
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl TestBed {
             max_delivery_count: 10,
             duplicate_detection_window: Duration::from_secs(600),
             token: partner_billing_export::auth::LOCAL_SERVICEBUS_TOKEN.into(),
+            sas_keys: Vec::new(),
         });
         let sb_http = sb.serve(0).await.expect("service bus stand-in");
         let eg = EventGridEmulator::new(EventGridConfig {

@@ -77,6 +77,17 @@ pub struct SandboxConfig {
     pub invoices: Vec<SandboxInvoice>,
     /// The sandbox's "today" (billing months, default invoices). `None`: UTC today at start.
     pub today: Option<Date>,
+    /// Serve partitions from a real storage account (Azurite) with real SAS tokens instead of
+    /// the built-in blob endpoint, so copies can run server-side as they do in Azure.
+    pub blob_store: Option<ExternalBlobStore>,
+}
+
+/// A storage account that holds the sandbox's partitions (Azurite's "Microsoft" account).
+#[derive(Debug, Clone)]
+pub struct ExternalBlobStore {
+    /// `http://127.0.0.1:{port}/{account}`, no trailing slash.
+    pub account_url: Url,
+    pub account: crate::local::azurite::StorageAccount,
 }
 
 impl Default for SandboxConfig {
@@ -95,6 +106,7 @@ impl Default for SandboxConfig {
             foreign_location: false,
             invoices: default_invoices(OffsetDateTime::now_utc().date()),
             today: None,
+            blob_store: None,
         }
     }
 }
@@ -159,7 +171,19 @@ impl Inner {
     }
 
     fn blob_root(&self) -> String {
-        format!("{}/blob", self.origin)
+        match &self.cfg.blob_store {
+            Some(store) => store.account_url.as_str().trim_end_matches('/').to_string(),
+            None => format!("{}/blob", self.origin),
+        }
+    }
+
+    /// A read SAS for an export's folder: the sandbox's own signature, or a real account SAS
+    /// when an external store serves the blobs.
+    fn mint_sas(&self, signer: &sas::SasSigner, dir: &str, now: OffsetDateTime) -> String {
+        match &self.cfg.blob_store {
+            Some(store) => store.account.sas("rl", now + self.cfg.sas_ttl),
+            None => signer.mint(dir, now, self.cfg.sas_ttl),
+        }
     }
 }
 

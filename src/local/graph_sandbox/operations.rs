@@ -194,6 +194,9 @@ pub struct Export {
     pub operations_started: u32,
     /// Whether some operation of this export has answered success (its data is "served").
     pub succeeded: bool,
+    /// With an external blob store: set once every partition is uploaded there.
+    pub uploaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub upload_started: bool,
 }
 
 impl Export {
@@ -296,6 +299,8 @@ impl Export {
             inline_manifest,
             operations_started: 0,
             succeeded: false,
+            uploaded: Default::default(),
+            upload_started: false,
         }
     }
 
