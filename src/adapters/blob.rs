@@ -982,28 +982,6 @@ impl Destination for BlobDestination {
     }
 }
 
-/// The blob destination and ledger for `DESTINATION_KIND=blob`, sharing one account.
-///
-/// `account_url` without a query is authorized by `tokens` (managed identity in Azure); an
-/// account URL carrying a SAS (`...?sv=...&sig=...`) is authorized by that SAS instead. The
-/// ledger lives under `{output_prefix}/_ledger` in the same container, as on the filesystem.
-pub fn blob_storage(
-    account_url: &Url,
-    container: &str,
-    output_prefix: &ObjectPath,
-    tokens: Arc<dyn TokenSource>,
-    options: BlobOptions,
-    http: reqwest::Client,
-) -> Result<(BlobDestination, BlobLedger), StorageError> {
-    let account = match account_url.query() {
-        Some(q) if q.contains("sig=") => BlobAccount::from_sas_url(account_url)?,
-        _ => BlobAccount::with_token(account_url, tokens)?,
-    };
-    let ledger = BlobLedger::new(account.clone(), container, output_prefix.join("_ledger")?)?;
-    let dest = BlobDestination::new(account, container, options, http)?;
-    Ok((dest, ledger))
-}
-
 /// Ledger documents as JSON blobs under `prefix` in the partner's container, with ETags for
 /// compare-and-swap.
 #[derive(Debug)]
