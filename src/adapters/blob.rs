@@ -109,7 +109,9 @@ pub struct BlobOptions {
     pub relay_in_flight: usize,
     /// First wait between async copy status checks (doubles up to 5 s).
     pub copy_poll_interval: Duration,
-    /// How long one invocation waits for an async copy; a later invocation resumes it.
+    /// How long one invocation waits for an async copy; a later invocation resumes it (the
+    /// copy keeps running in storage meanwhile). Default 4 min: inside the 5 min default
+    /// function timeout of the Consumption plan, with room for the rest of the invocation.
     pub copy_deadline: Duration,
 }
 
@@ -123,7 +125,7 @@ impl Default for BlobOptions {
             relay_block_size: 8 * MIB as usize,
             relay_in_flight: 2,
             copy_poll_interval: Duration::from_millis(250),
-            copy_deadline: Duration::from_secs(8 * 60),
+            copy_deadline: Duration::from_secs(4 * 60),
         }
     }
 }
