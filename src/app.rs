@@ -10,7 +10,7 @@ use crate::adapters::events::{EventGridPublisher, EventPublisher, LogOnlyPublish
 use crate::adapters::filesystem::{FilesystemDestination, FilesystemLedger};
 use crate::adapters::servicebus::{MessageQueue, ServiceBusRest};
 use crate::adapters::storage::{Destination, LedgerStore};
-use crate::auth::{http_client, AllowList, Audience, AuthorizedHttp, TokenSource};
+use crate::auth::{http_client, transfer_client, AllowList, Audience, AuthorizedHttp, TokenSource};
 use crate::billing::invoices::PartnerCenterClient;
 use crate::billing::BillingClient;
 use crate::config::{Config, DestinationConfig};
@@ -57,7 +57,7 @@ impl App {
             Some(u) => Arc::new(EventGridPublisher::new(authed.clone(), u.clone())),
             None => Arc::new(LogOnlyPublisher),
         };
-        let (dest, ledger_store) = destination(&config, http, tokens_for_storage)?;
+        let (dest, ledger_store) = destination(&config, transfer_client(), tokens_for_storage)?;
         let pipeline = Pipeline::new(
             billing,
             queue,

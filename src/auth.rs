@@ -320,6 +320,21 @@ impl AuthorizedHttp {
     }
 }
 
+/// The client for moving partition bytes: no total timeout (a large partition may stream for
+/// minutes), but a connection that stalls for a minute is dropped; no redirects either.
+pub fn transfer_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "partner-billing-export/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("reqwest client with static settings")
+}
+
 /// The shared reqwest client: bounded timeouts, no automatic redirects (a redirect could
 /// carry a token to another host), identifying user agent.
 pub fn http_client() -> reqwest::Client {

@@ -272,7 +272,14 @@ async fn event_grid_stand_in_and_publisher() {
 
 #[tokio::test]
 async fn functions_host_routes_keys_and_run_now() {
-    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    // Operations stay running for the whole test: the host's queue workers poll them, and the
+    // duplicate-start check below needs the run still active.
+    let slow = partner_billing_export::local::graph_sandbox::SandboxConfig {
+        polls_before_done: 1000,
+        retry_after_secs: 30,
+        ..fast_sandbox()
+    };
+    let bed = TestBed::start(slow, &[]).await;
     let layout = AppLayout::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &|n| {
         partner_billing_export::settings::find(n)
             .and_then(|s| s.default)

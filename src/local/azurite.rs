@@ -103,6 +103,20 @@ impl Azurite {
         })?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
+        // A free port can be taken before Azurite binds it (parallel tests): try another.
+        for attempt in 1..=5 {
+            if let Some(me) = Self::launch(&main, data_dir).await? {
+                return Ok(me);
+            }
+            tracing::warn!(
+                attempt,
+                "Azurite exited during start-up; retrying on another port"
+            );
+        }
+        bail!("Azurite exited during start-up 5 times")
+    }
+
+    async fn launch(main: &Path, data_dir: &Path) -> anyhow::Result<Option<Self>> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -126,7 +140,7 @@ impl Azurite {
             partner.key.expose()
         );
         let child = tokio::process::Command::new("node")
-            .arg(&main)
+            .arg(main)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .arg("--location")
             .arg(data_dir)
@@ -143,19 +157,31 @@ impl Azurite {
             blob_port: port,
             accounts: vec![dev, partner],
         };
+        // Ready when *this* instance answers a request signed with this instance's random
+        // partner key (another Azurite on a recycled port would refuse it).
+        let probe = format!(
+            "{}?comp=list&{}",
+            me.account_url(PARTNER_ACCOUNT),
+            me.account(PARTNER_ACCOUNT)
+                .sas("l", OffsetDateTime::now_utc() + Duration::from_secs(600))
+        );
+        let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Ok(me);
+            let answer = http
+                .get(&probe)
+                .header("x-ms-version", SAS_VERSION)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return Ok(Some(me));
             }
-            if let Some(status) = me.child.try_wait()? {
-                bail!("Azurite exited during start-up ({status})");
+            if me.child.try_wait()?.is_some() {
+                return Ok(None);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("Azurite did not listen on port {port} within 30 s");
+                bail!("Azurite did not answer on port {port} within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

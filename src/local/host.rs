@@ -249,57 +249,83 @@ impl Core {
     }
 }
 
+/// Starts the handler on a fresh port and waits until it is ready, as the host does: `GET /`
+/// polled every 25 ms. `None` if the handler exited first (its port was taken).
+async fn launch(
+    opts: &HostOptions,
+    client: &reqwest::Client,
+) -> anyhow::Result<Option<(tokio::process::Child, url::Url)>> {
+    let port = free_port().context("finding a port for the handler")?;
+    let worker_id = uuid::Uuid::new_v4().to_string();
+    let log = std::fs::File::create(&opts.log_file)
+        .with_context(|| format!("creating {}", opts.log_file.display()))?;
+    let mut child = tokio::process::Command::new(&opts.program)
+        .args(&opts.layout.host.arguments)
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the handler {}", opts.program.display()))?;
+    let handler = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("loopback URL");
+    let deadline = tokio::time::Instant::now() + READINESS_TIMEOUT;
+    loop {
+        if let Ok(res) = client
+            .get(handler.clone())
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            // Stricter than the host: make sure the answer comes from *our* handler, not from
+            // whatever else grabbed the port (our handler echoes its worker id).
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if body
+                .get("workerId")
+                .and_then(Value::as_str)
+                .is_none_or(|w| w == worker_id)
+            {
+                return Ok(Some((child, handler)));
+            }
+        }
+        if child.try_wait()?.is_some() {
+            return Ok(None);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the handler did not answer GET / within {READINESS_TIMEOUT:?}; see {}",
+                opts.log_file.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 impl FunctionsHost {
     pub async fn start(opts: HostOptions) -> anyhow::Result<Self> {
-        let port = free_port().context("finding a port for the handler")?;
-        let log = std::fs::File::create(&opts.log_file)
-            .with_context(|| format!("creating {}", opts.log_file.display()))?;
-        let mut cmd = tokio::process::Command::new(&opts.program);
-        cmd.args(&opts.layout.host.arguments)
-            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env(
-                "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
-                uuid::Uuid::new_v4().to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting the handler {}", opts.program.display()))?;
-        let handler = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("loopback URL");
         let client = reqwest::Client::builder()
             .no_proxy()
             .build()
             .context("building the host's HTTP client")?;
-        // Readiness as the host checks it: any HTTP answer on `GET /`, polled every 25 ms.
-        let deadline = tokio::time::Instant::now() + READINESS_TIMEOUT;
-        loop {
-            if client
-                .get(handler.clone())
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "the handler exited during start-up ({status}); see {}",
+        // A free port can be taken by someone else before the handler binds it (tests run in
+        // parallel): a handler that dies at start-up is started again on another port.
+        let mut attempt = 0;
+        let (child, handler) = loop {
+            attempt += 1;
+            match launch(&opts, &client).await? {
+                Some(ok) => break ok,
+                None if attempt < 5 => tracing::warn!(
+                    attempt,
+                    "handler exited during start-up; retrying on another port"
+                ),
+                None => bail!(
+                    "the handler exited during start-up {attempt} times; see {}",
                     opts.log_file.display()
-                );
+                ),
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "the handler did not answer GET / within {READINESS_TIMEOUT:?}; see {}",
-                    opts.log_file.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        };
         let core = Arc::new(Core {
             layout: opts.layout,
             handler,

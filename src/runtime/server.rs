@@ -143,9 +143,14 @@ pub fn routes(
     router: FunctionRouter,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let router = Arc::new(router);
-    let ready = warp::get()
-        .and(warp::path::end())
-        .map(|| json_reply(StatusCode::OK, &serde_json::json!({"status": "ready"})));
+    // The host only needs some answer; the worker id lets a local host tell us from a stranger.
+    let worker = std::env::var("FUNCTIONS_CUSTOMHANDLER_WORKER_ID").ok();
+    let ready = warp::get().and(warp::path::end()).map(move || {
+        json_reply(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "workerId": worker}),
+        )
+    });
     let invoke = warp::post()
         .and(warp::path::param::<String>())
         .and(warp::path::end())
