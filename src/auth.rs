@@ -323,21 +323,13 @@ impl AuthorizedHttp {
 /// The client for moving partition bytes: no total timeout (a large partition may stream for
 /// minutes), but a connection that stalls for a minute is dropped; no redirects either.
 pub fn transfer_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!(
-            "partner-billing-export/",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(10))
+    client_builder()
         .read_timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("reqwest client with static settings")
 }
 
-/// The shared reqwest client: bounded timeouts, no automatic redirects (a redirect could
-/// carry a token to another host), identifying user agent.
-pub fn http_client() -> reqwest::Client {
+fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!(
             "partner-billing-export/",
@@ -345,6 +337,12 @@ pub fn http_client() -> reqwest::Client {
         ))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
+}
+
+/// The shared reqwest client: bounded timeouts, no automatic redirects (a redirect could
+/// carry a token to another host), identifying user agent.
+pub fn http_client() -> reqwest::Client {
+    client_builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
         .expect("reqwest client with static settings")

@@ -115,15 +115,7 @@ async fn redelivered_copy_while_copying_is_counted_once() {
         panic!("not started")
     };
     // Pump polls until the fan-out, keeping the copy jobs queued.
-    let mut copies = Vec::new();
-    while copies.len() < 3 {
-        let d = bed.next(Duration::from_secs(10)).await.expect("a message");
-        if d.queue == partner_billing_export::functions::PARTITIONS_QUEUE {
-            copies.push(d);
-        } else {
-            bed.process(&d).await.unwrap();
-        }
-    }
+    let copies = bed.pump_until_copies(3).await;
     // Deliver part 0 twice (a crash after copying but before completing the message).
     let h1 = bed.process(&copies[0]).await.unwrap();
     let again = bed
@@ -160,15 +152,7 @@ async fn expired_sas_during_copy_is_refreshed_from_graph() {
     else {
         panic!("not started")
     };
-    let mut copies = Vec::new();
-    while copies.len() < 2 {
-        let d = bed.next(Duration::from_secs(10)).await.expect("a message");
-        if d.queue == partner_billing_export::functions::PARTITIONS_QUEUE {
-            copies.push(d);
-        } else {
-            bed.process(&d).await.unwrap();
-        }
-    }
+    let copies = bed.pump_until_copies(2).await;
     // The SAS the pipeline cached at fan-out stops working before any copy runs.
     bed.sandbox.expire_all_sas();
     for d in &copies {

@@ -50,15 +50,7 @@ pub fn account_sas(
     permissions: &str,
     expiry: OffsetDateTime,
 ) -> String {
-    let se = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        expiry.year(),
-        u8::from(expiry.month()),
-        expiry.day(),
-        expiry.hour(),
-        expiry.minute(),
-        expiry.second()
-    );
+    let se = crate::runtime::codec::seconds_utc(expiry);
     let (ss, srt, spr) = ("b", "sco", "https,http");
     let to_sign =
         format!("{account}\n{permissions}\n{ss}\n{srt}\n\n{se}\n\n{spr}\n{SAS_VERSION}\n\n");

@@ -80,19 +80,6 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// `DateTime` as the host re-serializes it: no offset, whole seconds.
-fn host_datetime(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// A string metadata value as the host sends it: JSON-encoded once more.
 fn quoted(s: &str) -> Value {
     Value::String(serde_json::to_string(s).expect("string encodes"))
@@ -229,7 +216,7 @@ impl Core {
         }
         meta.insert(
             "EnqueuedTimeUtc".into(),
-            Value::String(host_datetime(d.enqueued_time)),
+            Value::String(crate::runtime::codec::seconds_no_offset(d.enqueued_time)),
         );
         meta.insert(
             "EnqueuedTime".into(),

@@ -78,6 +78,25 @@ pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
         .map(|p| p.assume_utc())
 }
 
+/// `2023-10-12T20:13:49`: whole seconds, no offset (what the host makes of a .NET `DateTime`).
+pub fn seconds_no_offset(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `2023-10-12T20:13:49Z`: whole seconds in UTC (the form SAS tokens use).
+pub fn seconds_utc(t: OffsetDateTime) -> String {
+    format!("{}Z", seconds_no_offset(t))
+}
+
 /// A timestamp value of any of the shapes above.
 pub fn as_timestamp(v: &Value) -> Option<OffsetDateTime> {
     v.as_str().and_then(parse_timestamp)

@@ -121,6 +121,21 @@ impl TestBed {
         res
     }
 
+    /// Processes poll messages until `n` copy jobs are queued, and hands those back unprocessed
+    /// (so a test can interfere between the fan-out and the copies).
+    pub async fn pump_until_copies(&self, n: usize) -> Vec<Delivery> {
+        let mut copies = Vec::new();
+        while copies.len() < n {
+            let d = self.next(Duration::from_secs(10)).await.expect("a message");
+            if d.queue == PARTITIONS_QUEUE {
+                copies.push(d);
+            } else {
+                self.process(&d).await.unwrap();
+            }
+        }
+        copies
+    }
+
     /// Pumps messages until the queues stay empty for a moment; panics past `deadline`.
     pub async fn drain(&self, deadline: Duration) -> Vec<Handled> {
         let end = tokio::time::Instant::now() + deadline;

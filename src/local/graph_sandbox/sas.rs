@@ -84,14 +84,14 @@ impl SasSigner {
         let f = Fields {
             skoid: self.object_id.to_string(),
             sktid: self.tenant_id.to_string(),
-            skt: fmt_time(start),
+            skt: crate::runtime::codec::seconds_utc(start),
             // The delegation key lives as long as the token: real keys outlive it, but nothing
             // observable depends on that.
-            ske: fmt_time(expiry.max(start)),
+            ske: crate::runtime::codec::seconds_utc(expiry.max(start)),
             sks: "b".into(),
             skv: STORAGE_VERSION.into(),
             sv: STORAGE_VERSION.into(),
-            se: fmt_time(expiry),
+            se: crate::runtime::codec::seconds_utc(expiry),
             sr: "d".into(),
             sp: "rl".into(),
             sdd: depth.to_string(),
@@ -240,18 +240,6 @@ fn parse(query: &str) -> Result<Fields, SasRejection> {
 
 fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).expect("0 ns is valid")
-}
-
-fn fmt_time(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// Percent-encodes what Azure's SDKs encode in SAS values (`:` `+` `/` `=`).
