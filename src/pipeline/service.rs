@@ -256,7 +256,8 @@ impl Pipeline {
 
     /// A run whose next poll is long overdue lost its message (a crash between the ledger write
     /// and the send): send it again. Duplicate detection and the poll sequence make this safe.
-    async fn repair_if_stalled(&self, run: &RunRecord) -> Result<(), PipelineError> {
+    /// Called when the same export is asked for again and when its status is read.
+    pub async fn repair_if_stalled(&self, run: &RunRecord) -> Result<(), PipelineError> {
         let overdue = run.next_poll_at.is_some_and(|at| now() - at > STALL_GRACE);
         match run.state {
             RunState::Polling if overdue => {
