@@ -10,7 +10,7 @@ use partner_billing_export::adapters::storage::CopyMethod;
 use partner_billing_export::billing::{AttributeSet, ExportKind, ExportRequest};
 use partner_billing_export::local::azurite::{Azurite, DEV_ACCOUNT, PARTNER_ACCOUNT, SAS_VERSION};
 use partner_billing_export::local::graph_sandbox::{ExternalBlobStore, SandboxConfig};
-use partner_billing_export::pipeline::{RunState, StartOutcome, Trigger};
+use partner_billing_export::pipeline::{RunState, Trigger};
 
 #[tokio::test]
 async fn server_side_copies_and_a_rerun_that_copies_nothing() {
@@ -53,15 +53,7 @@ async fn server_side_copies_and_a_rerun_that_copies_nothing() {
     )
     .unwrap();
 
-    let StartOutcome::Started(first) = bed
-        .app
-        .pipeline
-        .start(req.clone(), Trigger::Timer)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let first = bed.start_new(req.clone(), Trigger::Timer).await;
     bed.drain(Duration::from_secs(60)).await;
     let first = bed.run(&first.run_id).await;
     assert_eq!(first.state, RunState::Completed, "{:?}", first.failure);
@@ -91,10 +83,7 @@ async fn server_side_copies_and_a_rerun_that_copies_nothing() {
     }
 
     // The same export again: same data version, every copy skipped by its recorded identity.
-    let StartOutcome::Started(second) = bed.app.pipeline.start(req, Trigger::Http).await.unwrap()
-    else {
-        panic!("not started")
-    };
+    let second = bed.start_new(req, Trigger::Http).await;
     bed.drain(Duration::from_secs(60)).await;
     let second = bed.run(&second.run_id).await;
     assert_eq!(second.state, RunState::Completed);

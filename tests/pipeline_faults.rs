@@ -105,15 +105,7 @@ async fn redelivered_copy_while_copying_is_counted_once() {
         &[],
     )
     .await;
-    let StartOutcome::Started(run) = bed
-        .app
-        .pipeline
-        .start(billed("G000000102"), Trigger::Http)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let run = bed.start_new(billed("G000000102"), Trigger::Http).await;
     // Pump polls until the fan-out, keeping the copy jobs queued.
     let copies = bed.pump_until_copies(3).await;
     // Deliver part 0 twice (a crash after copying but before completing the message).
@@ -143,15 +135,7 @@ async fn redelivered_copy_while_copying_is_counted_once() {
 #[tokio::test]
 async fn expired_sas_during_copy_is_refreshed_from_graph() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
-    let StartOutcome::Started(run) = bed
-        .app
-        .pipeline
-        .start(unbilled_usd(), Trigger::Http)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let run = bed.start_new(unbilled_usd(), Trigger::Http).await;
     let copies = bed.pump_until_copies(2).await;
     // The SAS the pipeline cached at fan-out stops working before any copy runs.
     bed.sandbox.expire_all_sas();
@@ -186,15 +170,7 @@ async fn failed_operation_emits_export_failed() {
         &[],
     )
     .await;
-    let StartOutcome::Started(run) = bed
-        .app
-        .pipeline
-        .start(billed("G000000666"), Trigger::Http)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let run = bed.start_new(billed("G000000666"), Trigger::Http).await;
     bed.drain(DRAIN).await;
     let r = bed.run(&run.run_id).await;
     assert_eq!(r.state, RunState::Failed);
@@ -216,15 +192,7 @@ async fn gone_operation_is_restarted() {
         &[],
     )
     .await;
-    let StartOutcome::Started(run) = bed
-        .app
-        .pipeline
-        .start(billed("G000000103"), Trigger::Http)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let run = bed.start_new(billed("G000000103"), Trigger::Http).await;
     bed.drain(DRAIN).await;
     let r = bed.run(&run.run_id).await;
     assert_eq!(r.state, RunState::Completed, "{:?}", r.failure);
@@ -262,15 +230,7 @@ async fn location_on_a_foreign_host_is_refused() {
 #[tokio::test]
 async fn rerun_of_unchanged_data_copies_nothing() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
-    let StartOutcome::Started(first) = bed
-        .app
-        .pipeline
-        .start(billed("G000000105"), Trigger::Timer)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let first = bed.start_new(billed("G000000105"), Trigger::Timer).await;
     bed.drain(DRAIN).await;
     let first = bed.run(&first.run_id).await;
     assert_eq!(first.state, RunState::Completed);
@@ -282,15 +242,7 @@ async fn rerun_of_unchanged_data_copies_nothing() {
     let blob_gets = bed.sandbox.stats().blob_gets;
 
     // The same export again, after the first finished: Graph serves the same data version.
-    let StartOutcome::Started(second) = bed
-        .app
-        .pipeline
-        .start(billed("G000000105"), Trigger::Http)
-        .await
-        .unwrap()
-    else {
-        panic!("a finished run does not block a new one")
-    };
+    let second = bed.start_new(billed("G000000105"), Trigger::Http).await;
     bed.drain(DRAIN).await;
     let second = bed.run(&second.run_id).await;
     assert_eq!(second.state, RunState::Completed);

@@ -121,6 +121,18 @@ impl TestBed {
         res
     }
 
+    /// Starts an export that must be new (not a duplicate, not refused).
+    pub async fn start_new(
+        &self,
+        req: partner_billing_export::billing::ExportRequest,
+        trigger: partner_billing_export::pipeline::Trigger,
+    ) -> RunRecord {
+        match self.app.pipeline.start(req, trigger).await.expect("start") {
+            partner_billing_export::pipeline::StartOutcome::Started(r) => *r,
+            other => panic!("expected a new run, got {other:?}"),
+        }
+    }
+
     /// Processes poll messages until `n` copy jobs are queued, and hands those back unprocessed
     /// (so a test can interfere between the fan-out and the copies).
     pub async fn pump_until_copies(&self, n: usize) -> Vec<Delivery> {
