@@ -341,3 +341,22 @@ fn bicep_queue_names_match_catalog() {
         }
     }
 }
+
+/// A Graph outage at the monthly trigger must not skip the month: StartExports fails the
+/// invocation when a start could not reach Graph, and the host retries it (already started
+/// exports are duplicates then, hence no-ops). Timer triggers support retry policies.
+#[test]
+fn start_exports_has_a_retry_policy() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/StartExports/function.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let retry = &v["retry"];
+    assert!(
+        matches!(
+            retry["strategy"].as_str(),
+            Some("exponentialBackoff" | "fixedDelay")
+        ),
+        "{retry}"
+    );
+    assert!(retry["maxRetryCount"].as_i64().unwrap_or(0) > 0, "{retry}");
+}
