@@ -292,32 +292,8 @@ async fn azurite_ledger_create_replace_conflicts() {
     );
 
     // Concurrent compare-and-swap increments never lose an update.
-    let l = Arc::new(l);
-    let c = path("counter");
-    l.create(&c, b"0".to_vec()).await.unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (l, c) = (l.clone(), c.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..5 {
-                loop {
-                    let (b, t) = l.read(&c).await.unwrap().unwrap();
-                    let n: u32 = std::str::from_utf8(&b).unwrap().parse().unwrap();
-                    if l.replace(&c, (n + 1).to_string().into_bytes(), &t)
-                        .await
-                        .unwrap()
-                        .is_some()
-                    {
-                        break;
-                    }
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_eq!(l.read(&c).await.unwrap().unwrap().0, b"20");
+    support::ledger::concurrent_increments_never_lose_an_update(Arc::new(l), path("counter"), 4, 5)
+        .await;
 }
 
 // ---- From-URL APIs against the recording stand-in ----

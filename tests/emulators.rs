@@ -270,6 +270,10 @@ async fn event_grid_stand_in_and_publisher() {
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
 }
 
+async fn status_of(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
+}
+
 #[tokio::test]
 async fn functions_host_routes_keys_and_run_now() {
     // Operations stay running for the whole test: the host's queue workers poll them, and the
@@ -324,20 +328,9 @@ async fn functions_host_routes_keys_and_run_now() {
     let c = reqwest::Client::new();
     let api = host.http_base();
     // authLevel function: no key, wrong key → 401; right key → the function answers.
+    assert_eq!(status_of(c.get(api.join("exports").unwrap())).await, 401);
     assert_eq!(
-        c.get(api.join("exports").unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        c.get(api.join("exports?code=x").unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(c.get(api.join("exports?code=x").unwrap())).await,
         401
     );
     let ok = c
@@ -349,19 +342,11 @@ async fn functions_host_routes_keys_and_run_now() {
     assert_eq!(ok.headers()["content-type"], "application/json");
     // Unknown route, wrong method, bad run id.
     assert_eq!(
-        c.get(api.join("nothing?code=k").unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(c.get(api.join("nothing?code=k").unwrap())).await,
         404
     );
     assert_eq!(
-        c.delete(api.join("exports?code=k").unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(c.delete(api.join("exports?code=k").unwrap())).await,
         405
     );
     let bad = c

@@ -126,16 +126,7 @@ impl Core {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.starts_with("application/json"));
                 let body: Value = r.json().await.unwrap_or(Value::Null);
-                let logs = body
-                    .get("Logs")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let logs = crate::runtime::codec::string_array(body.get("Logs"));
                 let ok = (200..300).contains(&status) && json_ct && body.is_object();
                 InvocationOutcome {
                     ok,

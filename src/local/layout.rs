@@ -164,16 +164,7 @@ fn parse_host(text: &str) -> anyhow::Result<HostSettings> {
         .and_then(Value::as_str)
         .context("host.json: customHandler.description.defaultExecutablePath is required")?
         .to_string();
-    let arguments = desc
-        .get("arguments")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let arguments = crate::runtime::codec::string_array(desc.get("arguments"));
     Ok(HostSettings {
         executable,
         arguments,

@@ -97,6 +97,18 @@ pub fn seconds_utc(t: OffsetDateTime) -> String {
     format!("{}Z", seconds_no_offset(t))
 }
 
+/// The strings of a JSON array (non-strings skipped); empty when absent or not an array.
+pub fn string_array(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A timestamp value of any of the shapes above.
 pub fn as_timestamp(v: &Value) -> Option<OffsetDateTime> {
     v.as_str().and_then(parse_timestamp)

@@ -1,6 +1,7 @@
-//! Test support shared by the Azure adapter tests: Azurite, an account-SAS signer and a
-//! recording stand-in of a storage account.
+//! Test support shared by the storage tests: Azurite, an account-SAS signer, a recording
+//! stand-in of a storage account, and the ledger contract.
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod ledger;
 pub mod recorder;
