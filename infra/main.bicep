@@ -90,17 +90,34 @@ param maxRetryAfterSeconds int = 3600
 param maxExportRestarts int = 3
 param eventSource string = '/partner-billing-export'
 
-// ---------- identity for Graph / Partner Center ----------
-@description('managed-identity (default): the app\'s system-assigned identity calls Graph; client-secret: an app registration whose secret is in Key Vault.')
+// ---------- identities ----------
+// Azure resources (host storage, destination storage, Service Bus, Event Grid, Application
+// Insights) are always reached with the app's managed identity and Azure RBAC (AZURE_CREDENTIAL_KIND
+// = managed-identity). Microsoft Graph and Partner Center use their own credential
+// (GRAPH_CREDENTIAL_KIND), because Partner Center app-only access needs an Entra app registered in
+// Partner Center, which a managed identity cannot be. See docs/deploy.md step 5.
+@description('system-assigned (default): the app\'s own identity; user-assigned: this template creates a user-assigned identity and runs the app as it.')
+@allowed([
+  'system-assigned'
+  'user-assigned'
+])
+param appIdentity string = 'system-assigned'
+
+@description('Credential for Microsoft Graph / Partner Center. managed-identity: the app\'s identity (needs the PartnerBilling.Read.All app role; cannot do Partner Center invoice discovery); client-secret / client-certificate: an app registration (registered in Partner Center for discovery).')
 @allowed([
   'managed-identity'
   'client-secret'
+  'client-certificate'
 ])
-param credentialKind string = 'managed-identity'
-@description('client-secret only: the app registration\'s client id.')
-param graphAppClientId string = ''
-@description('client-secret only: Key Vault secret URI holding the client secret (the app identity needs Key Vault Secrets User on it).')
-param graphAppClientSecretUri string = ''
+param graphCredentialKind string = 'managed-identity'
+@description('Tenant of the Graph/Partner Center credential (the partner tenant); empty = this deployment\'s tenant.')
+param graphTenantId string = ''
+@description('client-secret / client-certificate: the app registration\'s client (application) id.')
+param graphClientId string = ''
+@description('client-secret: Key Vault secret URI holding the client secret (the app identity needs Key Vault Secrets User on it).')
+param graphClientSecretUri string = ''
+@description('client-certificate: path of the certificate file (PEM or PKCS#12) on the instance.')
+param graphClientCertificatePath string = ''
 
 // ---------- notifications and monitoring ----------
 @description('Optional HTTPS webhook for an example Event Grid subscription; empty = none.')
@@ -123,6 +140,20 @@ var queueNames = [
 ]
 var deploymentContainerName = 'app-package'
 var packageBlobName = 'partner-billing-export.zip'
+var useUserAssigned = appIdentity == 'user-assigned'
+var isGraphManagedIdentity = graphCredentialKind == 'managed-identity'
+var isGraphClientSecret = graphCredentialKind == 'client-secret'
+var isGraphClientCertificate = graphCredentialKind == 'client-certificate'
+
+// Optional user-assigned identity for the app (appIdentity = user-assigned).
+resource appUserIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssigned) {
+  name: '${namePrefix}-id-${suffix}'
+  location: location
+  tags: tags
+}
+var userAssignedIdentityId = useUserAssigned ? appUserIdentity.id : ''
+var userAssignedIdentityClientId = useUserAssigned ? appUserIdentity.properties.clientId : ''
+var userAssignedIdentityPrincipalId = useUserAssigned ? appUserIdentity.properties.principalId : ''
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
@@ -181,7 +212,8 @@ var baseHandlerSettings = {
   DEFAULT_RETRY_AFTER_SECONDS: string(defaultRetryAfterSeconds)
   MAX_RETRY_AFTER_SECONDS: string(maxRetryAfterSeconds)
   MAX_EXPORT_RESTARTS: string(maxExportRestarts)
-  // Identity-based trigger connection (system-assigned identity) and our REST sends.
+  // Identity-based trigger connection and our REST sends (functionapp.bicep adds __credential
+  // and, for a user-assigned identity, __clientId).
   ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
   EVENTGRID_TOPIC_ENDPOINT: eventTopic.outputs.endpoint
   EVENT_SOURCE: eventSource
@@ -189,17 +221,39 @@ var baseHandlerSettings = {
   DESTINATION_ACCOUNT_URL: 'https://${destinationName}.blob.${environment().suffixes.storage}'
   DESTINATION_CONTAINER: destinationContainer
   DESTINATION_PREFIX: destinationPrefix
-  CREDENTIAL_KIND: credentialKind
   LOG_FORMAT: 'json'
+  // Azure resources: always the app's managed identity.
+  AZURE_CREDENTIAL_KIND: 'managed-identity'
+  // Graph / Partner Center: their own credential.
+  GRAPH_CREDENTIAL_KIND: graphCredentialKind
+  GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
 }
-// client-secret: an app registration instead of the managed identity for Graph/Partner Center.
-var clientSecretSettings = credentialKind == 'client-secret' ? {
-  AZURE_CLIENT_ID: graphAppClientId
-  AZURE_TENANT_ID: tenant().tenantId
-  AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphAppClientSecretUri})'
+// A user-assigned identity is named by its client id (system-assigned needs nothing).
+var userAssignedHandlerSettings = useUserAssigned ? {
+  AZURE_CLIENT_ID: userAssignedIdentityClientId
+} : {}
+var graphManagedIdentitySettings = (isGraphManagedIdentity && useUserAssigned) ? {
+  GRAPH_CLIENT_ID: userAssignedIdentityClientId
+} : {}
+// The secret never appears in templates or app settings: a Key Vault reference, resolved by the
+// platform with the app's identity.
+// https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+var graphClientSecretSettings = isGraphClientSecret ? {
+  GRAPH_CLIENT_ID: graphClientId
+  GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphClientSecretUri})'
+} : {}
+var graphClientCertificateSettings = isGraphClientCertificate ? {
+  GRAPH_CLIENT_ID: graphClientId
+  GRAPH_CLIENT_CERTIFICATE_PATH: graphClientCertificatePath
 } : {}
 // app-settings:end
-var handlerSettings = union(baseHandlerSettings, clientSecretSettings)
+var handlerSettings = union(
+  baseHandlerSettings,
+  userAssignedHandlerSettings,
+  graphManagedIdentitySettings,
+  graphClientSecretSettings,
+  graphClientCertificateSettings
+)
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'function-app'
@@ -218,6 +272,9 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     appInsightsConnectionString: monitoring.outputs.connectionString
     handlerSettings: handlerSettings
+    userAssignedIdentityId: userAssignedIdentityId
+    userAssignedIdentityClientId: userAssignedIdentityClientId
+    userAssignedIdentityPrincipalId: userAssignedIdentityPrincipalId
   }
 }
 

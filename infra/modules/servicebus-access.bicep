@@ -1,15 +1,29 @@
-// Queue-scoped data roles for the function app's identity: every function both receives from and
-// sends to both queues (PollOperation reschedules itself on export-operations and fans out to
-// export-partitions; StartExports and Exports send the first poll), so Sender + Receiver on each
-// queue, and nothing at namespace scope (no Data Owner, no management rights).
+// Queue-scoped data role for the function app's identity: Azure Service Bus Data Owner on each of
+// our two queues, and nothing at namespace scope.
+//
+// Why Owner and not Sender + Receiver: every function both receives from and sends to the queues
+// (PollOperation reschedules itself on export-operations and fans out to export-partitions;
+// StartExports and Exports send the first poll), and on top of that the platform's target-based
+// scaling for Service Bus triggers reads each queue's message count with the app's identity. Reading
+// entity runtime properties needs the Manage claim, which among the built-in roles only Data Owner
+// carries; with Receiver alone the scale controller cannot read the count and Flex cannot scale on
+// queue length. Sources:
+//   - Service Bus trigger, identity-based connections (the trigger needs Data Receiver and Data
+//     Owner): https://learn.microsoft.com/azure/azure-functions/functions-bindings-service-bus-trigger#identity-based-connections
+//   - Target-based scaling: https://learn.microsoft.com/azure/azure-functions/functions-target-based-scaling#service-bus-queues-and-topics
+//   - Microsoft's Flex Consumption Service Bus sample grants Data Owner + Data Receiver:
+//     https://github.com/Azure-Samples/azure-functions-flex-consumption-samples/blob/main/E2E/SB-VNET/infra/main.bicep
+//   - Role contents (Data Owner = Microsoft.ServiceBus/* data actions, a superset of Sender and
+//     Receiver): https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/integration#azure-service-bus-data-owner
+// Least privilege is kept by scope: the role is assigned on the two queues only, so the identity
+// cannot touch other entities of the namespace; Sender and Receiver would add nothing on top.
 
 param namespaceName string
 param queueNames array
 param principalId string
 
-// Built-in role definition ids.
-var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
-var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+// Built-in role definition id: Azure Service Bus Data Owner.
+var serviceBusDataOwner = '090c5cfd-751d-490a-894a-3ce6f1109419'
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existing = {
   name: namespaceName
@@ -22,24 +36,12 @@ resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' exis
   }
 ]
 
-resource senders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+resource owners 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (queue, i) in queueNames: {
     scope: queues[i]
-    name: guid(queues[i].id, principalId, serviceBusDataSender)
+    name: guid(queues[i].id, principalId, serviceBusDataOwner)
     properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
-      principalId: principalId
-      principalType: 'ServicePrincipal'
-    }
-  }
-]
-
-resource receivers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for (queue, i) in queueNames: {
-    scope: queues[i]
-    name: guid(queues[i].id, principalId, serviceBusDataReceiver)
-    properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiver)
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataOwner)
       principalId: principalId
       principalType: 'ServicePrincipal'
     }
