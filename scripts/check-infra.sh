@@ -2,7 +2,10 @@
 # Static checks of infra/ (no Azure access needed):
 #   1. every .bicep file parses with pycep (the Bicep parser checkov itself uses);
 #   2. checkov's Bicep checks pass (suppressions live beside the resource as
-#      `#checkov:skip=CKV_...: reason`).
+#      `#checkov:skip=CKV_...: reason`);
+#   3. the Python tests in tests/infra (unittest): no property or app setting that Flex
+#      Consumption rejects reaches a Flex site (test_flex_site.py), and the glibc floor checker
+#      (scripts/check-glibc.py) accepts old and rejects new symbol versions (test_check_glibc.py).
 # Tools are installed once into target/infra-venv from PyPI (pinned) and reused.
 # Quiet on success; prints the failing output otherwise.
 set -euo pipefail
@@ -57,6 +60,14 @@ fi
 if ! "$venv/bin/checkov" -d "$root/infra" --framework bicep --quiet --compact \
   --skip-download >"$log" 2>&1; then
   echo "check-infra: checkov found failed checks:" >&2
+  cat "$log" >&2
+  exit 1
+fi
+
+# 3. tests/infra (unittest, with pycep from the venv).
+if ! "$venv/bin/python" -m unittest discover -s "$root/tests/infra" -t "$root/tests/infra" \
+  >"$log" 2>&1; then
+  echo "check-infra: tests/infra failed:" >&2
   cat "$log" >&2
   exit 1
 fi
