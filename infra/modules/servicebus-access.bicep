@@ -10,7 +10,7 @@
 // queue length. Sources:
 //   - Service Bus trigger, identity-based connections (the trigger needs Data Receiver and Data
 //     Owner): https://learn.microsoft.com/azure/azure-functions/functions-bindings-service-bus-trigger#identity-based-connections
-//   - Target-based scaling: https://learn.microsoft.com/azure/azure-functions/functions-target-based-scaling#service-bus-queues-and-topics
+//   - Target-based scaling: https://learn.microsoft.com/azure/azure-functions/functions-target-based-scaling
 //   - Microsoft's Flex Consumption Service Bus sample grants Data Owner + Data Receiver:
 //     https://github.com/Azure-Samples/azure-functions-flex-consumption-samples/blob/main/E2E/SB-VNET/infra/main.bicep
 //   - Role contents (Data Owner = Microsoft.ServiceBus/* data actions, a superset of Sender and
