@@ -6,9 +6,9 @@
 use std::io::Write;
 use std::time::Instant;
 
+use functions_runtime::Invocation;
 use partner_billing_export::adapters::relay::CopyDigest;
 use partner_billing_export::pipeline::PollJob;
-use partner_billing_export::runtime::Invocation;
 
 fn gzip_lines(rows: usize) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));

@@ -9,8 +9,15 @@ if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-echo "==> cargo test"
-cargo test --locked --lib --bins --tests -- --color never
+echo "==> cargo test (every crate of the workspace)"
+cargo test --workspace --locked --lib --bins --tests -- --color never
+
+echo "==> the deployed handler links no emulator, test or build-tool crate"
+if cargo tree --locked -e normal -p partner-billing-export --prefix none |
+  grep -E '^(partner-billing-local|test-support|xtask) '; then
+  echo "the handler's dependency tree contains the crates above" >&2
+  exit 1
+fi
 
 if [ -x scripts/check-infra.sh ]; then
   echo "==> infra checks"

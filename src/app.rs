@@ -14,9 +14,7 @@ use crate::auth::{http_client, transfer_client, AllowList, Audience, AuthorizedH
 use crate::billing::invoices::PartnerCenterClient;
 use crate::billing::BillingClient;
 use crate::config::{Config, DestinationConfig};
-use crate::functions;
 use crate::pipeline::{Ledger, Pipeline};
-use crate::runtime::FunctionRouter;
 
 /// Everything a function invocation needs.
 #[derive(Debug)]
@@ -27,8 +25,14 @@ pub struct App {
 }
 
 impl App {
+    /// The app with the credentials its settings name.
     pub fn from_config(config: Config) -> anyhow::Result<Arc<Self>> {
         let tokens = crate::adapters::identity::token_source(&config.credential)?;
+        Self::with_tokens(config, tokens)
+    }
+
+    /// The app with a given token source (in-process tests and tools that hold their own).
+    pub fn with_tokens(config: Config, tokens: Arc<dyn TokenSource>) -> anyhow::Result<Arc<Self>> {
         let mut allow = AllowList::default();
         // Configured endpoints are trusted for their own audience (local mode points them at
         // loopback stand-ins); nothing else is added.
@@ -71,28 +75,6 @@ impl App {
             pipeline,
             invoices,
         }))
-    }
-
-    /// The four functions, by the names `functions/*/function.json` give them.
-    pub fn router(self: &Arc<Self>) -> FunctionRouter {
-        let (a, b, c, d) = (self.clone(), self.clone(), self.clone(), self.clone());
-        FunctionRouter::new()
-            .route(functions::START_EXPORTS, move |inv| {
-                let app = a.clone();
-                async move { functions::start_exports::run(&app, inv).await }
-            })
-            .route(functions::EXPORTS, move |inv| {
-                let app = b.clone();
-                async move { functions::exports_http::run(&app, inv).await }
-            })
-            .route(functions::POLL_OPERATION, move |inv| {
-                let app = c.clone();
-                async move { functions::poll_operation::run(&app, inv).await }
-            })
-            .route(functions::COPY_PARTITION, move |inv| {
-                let app = d.clone();
-                async move { functions::copy_partition::run(&app, inv).await }
-            })
     }
 }
 

@@ -22,6 +22,14 @@ pub enum Audience {
 }
 
 impl Audience {
+    pub const ALL: [Audience; 5] = [
+        Audience::Graph,
+        Audience::PartnerCenter,
+        Audience::Storage,
+        Audience::ServiceBus,
+        Audience::EventGrid,
+    ];
+
     /// The `.default` scope to request from Entra ID.
     pub fn scope(self) -> &'static str {
         match self {
@@ -126,21 +134,7 @@ impl StaticTokenSource {
         self.tokens.insert(audience, Secret::new(token));
         self
     }
-    /// The tokens the local stand-ins expect, one per audience.
-    pub fn local_sandbox() -> Self {
-        Self::new()
-            .with(Audience::Graph, LOCAL_GRAPH_TOKEN)
-            .with(Audience::PartnerCenter, LOCAL_PARTNER_CENTER_TOKEN)
-            .with(Audience::Storage, "local-storage-token")
-            .with(Audience::ServiceBus, LOCAL_SERVICEBUS_TOKEN)
-            .with(Audience::EventGrid, LOCAL_EVENTGRID_TOKEN)
-    }
 }
-
-pub const LOCAL_GRAPH_TOKEN: &str = "local-graph-token";
-pub const LOCAL_PARTNER_CENTER_TOKEN: &str = "local-partner-center-token";
-pub const LOCAL_SERVICEBUS_TOKEN: &str = "local-servicebus-token";
-pub const LOCAL_EVENTGRID_TOKEN: &str = "local-eventgrid-token";
 
 #[async_trait]
 impl TokenSource for StaticTokenSource {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::adapters::identity::CredentialKind;
 use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
 use crate::auth::Secret;
@@ -53,21 +54,6 @@ pub enum DestinationConfig {
         /// `COPY_STRATEGY`, validated by the blob adapter.
         copy_strategy: String,
     },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CredentialKind {
-    ManagedIdentity {
-        client_id: Option<String>,
-    },
-    ClientSecret {
-        tenant_id: String,
-        client_id: String,
-    },
-    WorkloadIdentity,
-    AzureCli,
-    /// The fixed tokens the local stand-ins accept (local mode and tests only).
-    LocalSandbox,
 }
 
 #[derive(Debug, Clone)]
@@ -262,7 +248,6 @@ impl Config {
             },
             "workload-identity" => CredentialKind::WorkloadIdentity,
             "azure-cli" => CredentialKind::AzureCli,
-            "local-sandbox" => CredentialKind::LocalSandbox,
             other => {
                 return Err(err(
                     s::CREDENTIAL_KIND,

@@ -1,5 +1,5 @@
 //! partner-billing-export: an Azure Functions custom handler that runs Microsoft Graph partner
-//! billing exports end to end. See README.md for the picture and DESIGN notes in the modules.
+//! billing exports end to end. docs/architecture.md describes the layers and what each may use.
 
 pub mod adapters;
 pub mod app;
@@ -8,9 +8,7 @@ pub mod billing;
 pub mod config;
 pub mod functions;
 pub mod http_retry;
-pub mod local;
-pub mod package;
 pub mod pipeline;
 pub mod planner;
-pub mod runtime;
 pub mod settings;
+pub mod telemetry;

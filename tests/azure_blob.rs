@@ -1,8 +1,6 @@
 //! The Azure Blob destination and ledger: against Azurite (async Copy Blob, Auto's fallback,
 //! relay, ledger) and against a recording stand-in for the From-URL APIs Azurite lacks.
 
-mod support;
-
 use std::io::Write;
 use std::sync::Arc;
 
@@ -14,9 +12,9 @@ use partner_billing_export::adapters::blob::{
 use partner_billing_export::adapters::storage::{
     CopyMethod, Destination, LedgerStore, ObjectPath, SourceIdentity, StorageError,
 };
-use partner_billing_export::auth::{Secret, StaticTokenSource, TokenSource};
-use support::azurite::{Azurite, DEST_ACCOUNT, SOURCE_ACCOUNT};
-use support::recorder::Recorder;
+use partner_billing_export::auth::{Secret, TokenSource};
+use test_support::azurite::{Azurite, DEST_ACCOUNT, SOURCE_ACCOUNT};
+use test_support::recorder::Recorder;
 use time::OffsetDateTime;
 use url::Url;
 
@@ -292,8 +290,13 @@ async fn azurite_ledger_create_replace_conflicts() {
     );
 
     // Concurrent compare-and-swap increments never lose an update.
-    support::ledger::concurrent_increments_never_lose_an_update(Arc::new(l), path("counter"), 4, 5)
-        .await;
+    test_support::ledger::concurrent_increments_never_lose_an_update(
+        Arc::new(l),
+        path("counter"),
+        4,
+        5,
+    )
+    .await;
 }
 
 // ---- From-URL APIs against the recording stand-in ----
@@ -305,7 +308,7 @@ fn standin_dest(
 ) -> BlobDestination {
     let url = Url::parse(&format!("{}/partnerdest", rec.base())).unwrap();
     let account = if token {
-        let t: Arc<dyn TokenSource> = Arc::new(StaticTokenSource::local_sandbox());
+        let t: Arc<dyn TokenSource> = Arc::new(partner_billing_local::tokens::local_token_source());
         BlobAccount::with_token(&url, t).unwrap()
     } else {
         BlobAccount::with_sas(&url, Secret::new("sv=2020-12-06&sp=racwl&sig=destsig")).unwrap()

@@ -1,16 +1,14 @@
 //! The pipeline with the production blob sink on Azurite: Microsoft's partitions in one Azurite
 //! account (served by the sandbox with real SAS), copied server-side into the partner account.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{fast_sandbox, TestBed};
 use partner_billing_export::adapters::storage::CopyMethod;
 use partner_billing_export::billing::{AttributeSet, ExportKind, ExportRequest};
-use partner_billing_export::local::azurite::{Azurite, DEV_ACCOUNT, PARTNER_ACCOUNT, SAS_VERSION};
-use partner_billing_export::local::graph_sandbox::{ExternalBlobStore, SandboxConfig};
 use partner_billing_export::pipeline::{RunState, Trigger};
+use partner_billing_local::azurite::{Azurite, DEV_ACCOUNT, PARTNER_ACCOUNT, SAS_VERSION};
+use partner_billing_local::graph_sandbox::{ExternalBlobStore, SandboxConfig};
+use test_support::{fast_sandbox, TestBed};
 
 #[tokio::test]
 async fn server_side_copies_and_a_rerun_that_copies_nothing() {

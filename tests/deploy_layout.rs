@@ -6,10 +6,11 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use partner_billing_export::functions::{Trigger, CATALOG};
-use partner_billing_export::package::{build_package, default_executable_path, PackageOptions};
+use functions_runtime::TriggerBinding as Trigger;
+use partner_billing_export::functions::CATALOG;
 use partner_billing_export::settings::{self, Scope, SETTINGS};
 use serde_json::Value;
+use xtask::package::{build_package, default_executable_path, PackageOptions};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -142,10 +143,14 @@ fn function_json_matches_catalog() {
         assert_eq!(t["name"], spec.binding, "{}: binding name", spec.name);
         match spec.trigger {
             Trigger::Timer { schedule } => {
-                assert_eq!(t["type"], "timerTrigger", "{}", spec.name);
+                assert_eq!(t["type"], spec.trigger.binding_type(), "{}", spec.name);
                 assert_eq!(t["schedule"], schedule, "{}", spec.name);
             }
-            Trigger::Http { route, methods } => {
+            Trigger::Http {
+                route,
+                methods,
+                output,
+            } => {
                 assert_eq!(t["type"], "httpTrigger", "{}", spec.name);
                 assert_eq!(t["route"], route, "{}", spec.name);
                 let got: Vec<&str> = t["methods"]
@@ -156,9 +161,9 @@ fn function_json_matches_catalog() {
                     .collect();
                 assert_eq!(got, methods, "{}", spec.name);
                 assert!(
-                    bindings
-                        .iter()
-                        .any(|b| b["type"] == "http" && b["direction"] == "out"),
+                    bindings.iter().any(|b| b["type"] == "http"
+                        && b["direction"] == "out"
+                        && b["name"] == output),
                     "{}: http output binding",
                     spec.name
                 );

@@ -1,26 +1,24 @@
 //! The local stand-ins speak the documented wire formats, and the production adapters work
 //! against them through their normal code path.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{fast_sandbox, TestBed};
 use partner_billing_export::adapters::events::{CloudEvent, EventGridPublisher, EventPublisher};
 use partner_billing_export::adapters::servicebus::{
     rfc1123, MessageQueue, OutgoingMessage, QueueError, ServiceBusRest,
 };
 use partner_billing_export::auth::{
-    http_client, AllowList, Audience, AuthorizedHttp, StaticTokenSource, LOCAL_EVENTGRID_TOKEN,
-    LOCAL_SERVICEBUS_TOKEN,
+    http_client, AllowList, Audience, AuthorizedHttp, StaticTokenSource,
 };
-use partner_billing_export::local::eventgrid::{EventGridConfig, EventGridEmulator};
-use partner_billing_export::local::host::{FunctionsHost, HostOptions};
-use partner_billing_export::local::layout::AppLayout;
-use partner_billing_export::local::servicebus::{ServiceBusConfig, ServiceBusEmulator};
+use partner_billing_local::eventgrid::{EventGridConfig, EventGridEmulator};
+use partner_billing_local::host::{FunctionsHost, HostOptions};
+use partner_billing_local::layout::AppLayout;
+use partner_billing_local::servicebus::{ServiceBusConfig, ServiceBusEmulator};
+use partner_billing_local::tokens::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
 use serde_json::{json, Value};
+use test_support::{fast_sandbox, TestBed};
 
 fn sb() -> Arc<ServiceBusEmulator> {
     ServiceBusEmulator::new(ServiceBusConfig {
@@ -278,7 +276,7 @@ async fn status_of(req: reqwest::RequestBuilder) -> u16 {
 async fn functions_host_routes_keys_and_run_now() {
     // Operations stay running for the whole test: the host's queue workers poll them, and the
     // duplicate-start check below needs the run still active.
-    let slow = partner_billing_export::local::graph_sandbox::SandboxConfig {
+    let slow = partner_billing_local::graph_sandbox::SandboxConfig {
         polls_before_done: 1000,
         retry_after_secs: 30,
         ..fast_sandbox()
@@ -292,7 +290,8 @@ async fn functions_host_routes_keys_and_run_now() {
     .unwrap();
     let sb_http = bed.sb.serve(0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env = vec![
+    let mut env = bed.handler_identity.clone();
+    env.extend([
         (
             "GRAPH_BASE_URL".to_string(),
             bed.sandbox.graph_base_url().to_string(),
@@ -310,10 +309,9 @@ async fn functions_host_routes_keys_and_run_now() {
             "DESTINATION_DIRECTORY".to_string(),
             dir.path().display().to_string(),
         ),
-        ("CREDENTIAL_KIND".to_string(), "local-sandbox".to_string()),
         ("EXPORT_KINDS".to_string(), "unbilledUsage".to_string()),
         ("LOG_FORMAT".to_string(), "text".to_string()),
-    ];
+    ]);
     let host = FunctionsHost::start(HostOptions {
         layout,
         program: PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export")),

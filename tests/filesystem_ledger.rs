@@ -1,7 +1,5 @@
 //! The filesystem ledger keeps the `LedgerStore` contract under concurrent writers.
 
-mod support;
-
 use std::sync::Arc;
 
 use partner_billing_export::adapters::filesystem::FilesystemLedger;
@@ -11,7 +9,7 @@ use partner_billing_export::adapters::storage::ObjectPath;
 async fn concurrent_increments_never_lose_an_update() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(FilesystemLedger::new(dir.path()));
-    support::ledger::concurrent_increments_never_lose_an_update(
+    test_support::ledger::concurrent_increments_never_lose_an_update(
         ledger,
         ObjectPath::new("counter").unwrap(),
         8,

@@ -5,12 +5,12 @@
 use std::io::Read;
 use std::time::Duration;
 
-use partner_billing_export::auth::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
 use partner_billing_export::billing::types::{AttributeSet, ExportKind};
-use partner_billing_export::local::graph_sandbox::data::columns;
-use partner_billing_export::local::graph_sandbox::{
+use partner_billing_local::graph_sandbox::data::columns;
+use partner_billing_local::graph_sandbox::{
     GraphSandbox, ManifestShape, SandboxConfig, SandboxInvoice,
 };
+use partner_billing_local::tokens::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 

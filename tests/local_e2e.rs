@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use partner_billing_export::local::graph_sandbox::SandboxConfig;
-use partner_billing_export::local::run::{run_local, LocalOptions};
+use partner_billing_local::graph_sandbox::SandboxConfig;
+use partner_billing_local::run::{run_local, LocalOptions};
 use serde_json::Value;
 
 fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> LocalOptions {
@@ -20,7 +20,7 @@ fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> L
         timeout: Duration::from_secs(120),
         http_port: 0,
         quiet: true,
-        handler_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export"))),
+        handler_program: PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export")),
         azurite: false,
     }
 }

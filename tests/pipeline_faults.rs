@@ -2,14 +2,12 @@
 //! faults users meet: duplicated starts, redelivered messages, expired SAS, failed operations,
 //! expired operations, and a Location on a foreign host.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{fast_sandbox, TestBed};
 use partner_billing_export::billing::{AttributeSet, ExportKind, ExportRequest};
-use partner_billing_export::local::graph_sandbox::SandboxConfig;
 use partner_billing_export::pipeline::{CopyJob, Handled, RunState, StartOutcome, Trigger};
+use partner_billing_local::graph_sandbox::SandboxConfig;
+use test_support::{fast_sandbox, TestBed};
 
 const DRAIN: Duration = Duration::from_secs(60);
 

@@ -1,13 +1,11 @@
 //! `serve` alone, as the Functions host runs it: readiness on `GET /`, and the documented
 //! timer, Service Bus and HTTP payloads, quirks included.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{fast_sandbox, TestBed};
 use serde_json::{json, Value};
+use test_support::{fast_sandbox, TestBed};
 
 struct Handler {
     child: tokio::process::Child,
@@ -71,7 +69,8 @@ impl Handler {
 }
 
 fn env_for(bed: &TestBed) -> Vec<(String, String)> {
-    vec![
+    let mut env = bed.handler_identity.clone();
+    env.extend([
         (
             "GRAPH_BASE_URL".into(),
             bed.sandbox.graph_base_url().to_string(),
@@ -89,11 +88,11 @@ fn env_for(bed: &TestBed) -> Vec<(String, String)> {
             "DESTINATION_DIRECTORY".into(),
             bed.dir.path().display().to_string(),
         ),
-        ("CREDENTIAL_KIND".into(), "local-sandbox".into()),
         ("EXPORT_KINDS".into(), "billedUsage".into()),
         ("INVOICE_DISCOVERY".into(), "off".into()),
         ("LOG_FORMAT".into(), "text".into()),
-    ]
+    ]);
+    env
 }
 
 #[tokio::test]

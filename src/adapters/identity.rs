@@ -21,22 +21,27 @@ use azure_identity::{
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
-use crate::auth::{AccessToken, Audience, AuthError, Secret, StaticTokenSource, TokenSource};
-use crate::config::CredentialKind;
+use crate::auth::{AccessToken, Audience, AuthError, Secret, TokenSource};
 use crate::settings;
+
+/// Which Entra ID credential the app uses (`CREDENTIAL_KIND`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialKind {
+    ManagedIdentity {
+        client_id: Option<String>,
+    },
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+    },
+    WorkloadIdentity,
+    AzureCli,
+}
 
 /// Tokens are refreshed this long before they expire, so a token never dies mid-request.
 pub const REFRESH_MARGIN: Duration = Duration::minutes(5);
 
-const ALL_AUDIENCES: [Audience; 5] = [
-    Audience::Graph,
-    Audience::PartnerCenter,
-    Audience::Storage,
-    Audience::ServiceBus,
-    Audience::EventGrid,
-];
-
-/// The production token source for `kind`; `LocalSandbox` gives the stand-ins' fixed tokens.
+/// The production token source for `kind`.
 /// Reads `AZURE_CLIENT_SECRET` (client-secret) from the environment; the managed identity and
 /// workload identity credentials read their own variables (`IDENTITY_ENDPOINT`, ...).
 pub fn token_source(kind: &CredentialKind) -> Result<Arc<dyn TokenSource>, AuthError> {
@@ -49,7 +54,6 @@ pub fn token_source_with(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn TokenSource>, AuthError> {
     let (label, credential): (CredentialLabel, Arc<dyn TokenCredential>) = match kind {
-        CredentialKind::LocalSandbox => return Ok(Arc::new(StaticTokenSource::local_sandbox())),
         CredentialKind::ManagedIdentity { client_id } => {
             let options = ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
@@ -267,7 +271,7 @@ impl CachingTokenSource {
         Self {
             label,
             credential,
-            slots: ALL_AUDIENCES
+            slots: Audience::ALL
                 .iter()
                 .map(|a| (*a, Mutex::new(None)))
                 .collect(),
@@ -334,7 +338,7 @@ impl TokenSourceCredential {
 /// The audience whose scope is `scope` (with or without the `/.default` suffix).
 pub fn audience_for_scope(scope: &str) -> Option<Audience> {
     let trimmed = scope.trim_end_matches("/.default").trim_end_matches('/');
-    ALL_AUDIENCES.into_iter().find(|a| {
+    Audience::ALL.into_iter().find(|a| {
         let s = a.scope();
         s == scope || s.trim_end_matches("/.default") == trimmed
     })
@@ -447,13 +451,17 @@ mod tests {
 
     #[tokio::test]
     async fn bridge_maps_scopes_to_audiences() {
-        let src: Arc<dyn TokenSource> = Arc::new(StaticTokenSource::local_sandbox());
+        let src: Arc<dyn TokenSource> = Arc::new(
+            crate::auth::StaticTokenSource::new()
+                .with(Audience::Graph, "g")
+                .with(Audience::Storage, "s"),
+        );
         let bridge = TokenSourceCredential::new(src);
         let t = bridge
             .get_token(&["https://storage.azure.com/.default"], None)
             .await
             .unwrap();
-        assert_eq!(t.token.secret(), "local-storage-token");
+        assert_eq!(t.token.secret(), "s");
         assert!(bridge
             .get_token(&["https://vault.azure.net/.default"], None)
             .await

@@ -110,7 +110,7 @@ pub fn verify_service_bus_token(
             Some(("sr", v)) => sr = Some(v.to_string()),
             Some(("sig", v)) => sig = Some(v.to_string()),
             Some(("se", v)) => se = v.parse::<u64>().ok(),
-            Some(("skn", v)) => skn = Some(crate::billing::percent_decode(v)),
+            Some(("skn", v)) => skn = Some(crate::billing::wire::percent_decode(v)),
             _ => {}
         }
     }
@@ -130,7 +130,7 @@ pub fn verify_service_bus_token(
     if encode(&signature(&sr, se, &key.key)) != sig {
         return Err("the signature does not match".into());
     }
-    let resource = crate::billing::percent_decode(&sr);
+    let resource = crate::billing::wire::percent_decode(&sr);
     let wanted = resource_of(target);
     // `sr` may name the namespace or the entity; compare without scheme (sb:// vs https://).
     let strip = |s: &str| {

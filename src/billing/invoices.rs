@@ -10,10 +10,10 @@ use time::{Month, OffsetDateTime};
 use url::Url;
 
 use super::client::{read_json, send_with_retry, Call, GraphConfig};
-use super::manifest::optional_str;
-use super::operation::parse_graph_timestamp;
+
+use super::error::BillingError;
 use super::types::{CurrencyCode, InvoiceId};
-use super::BillingError;
+use super::wire::{optional_str, parse_graph_timestamp};
 use crate::auth::{redact_url, Audience, AuthorizedHttp};
 use crate::http_retry::RetryPolicy;
 

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::error::BillingError;
 use super::model::{Manifest, ManifestBlob};
-use super::operation::parse_graph_timestamp;
-use super::BillingError;
+use super::wire::{optional_str, parse_graph_timestamp};
 use crate::auth::Secret;
 
 /// Most blobs one manifest may list (far above anything observed; bounds memory and fan-out).
@@ -84,23 +84,6 @@ pub(crate) fn required_str(
                 Ok(s)
             }
         }
-    }
-}
-
-/// A string of at most `max` bytes; missing or `null` is the empty string.
-pub(crate) fn optional_str(
-    obj: &Map<String, Value>,
-    key: &str,
-    max: usize,
-) -> Result<String, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) if s.len() <= max => Ok(s.clone()),
-        Some(Value::String(s)) => Err(format!(
-            "{key} is {} bytes long (at most {max} accepted)",
-            s.len()
-        )),
-        Some(_) => Err(format!("{key} is not a string")),
     }
 }
 

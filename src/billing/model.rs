@@ -86,7 +86,7 @@ impl Manifest {
 
     /// When the SAS stops working (`se=`), if the token says.
     pub fn sas_expiry(&self) -> Option<OffsetDateTime> {
-        crate::billing::sas_expiry(self.sas_token.expose())
+        crate::billing::wire::sas_expiry(self.sas_token.expose())
     }
 }
 

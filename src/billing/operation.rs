@@ -8,14 +8,13 @@
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::OffsetDateTime;
 use url::Url;
 
-use super::manifest::{optional_str, parse_manifest};
+use super::error::BillingError;
+use super::manifest::parse_manifest;
 use super::model::{ManifestLocation, OperationError, OperationPoll, OperationState};
-use super::BillingError;
+use super::wire::{optional_str, parse_graph_timestamp};
 
 const TYPE_PREFIX: &str = "microsoft.graph.partners.billing.";
 const MAX_ID_LEN: usize = 256;
@@ -165,30 +164,6 @@ fn error_code(e: &Map<String, Value>) -> Result<String, BillingError> {
 fn timestamp(obj: &Map<String, Value>, key: &str) -> Result<Option<OffsetDateTime>, BillingError> {
     let s = optional_str(obj, key, MAX_TIMESTAMP_LEN).map_err(invalid)?;
     Ok(parse_graph_timestamp(&s))
-}
-
-/// Graph timestamps, leniently: RFC 3339 (any number of fractional digits), or a date-time
-/// without offset, which the docs' own example uses and which we read as UTC.
-/// Empty or unparseable → `None` (timestamps are informational only).
-pub fn parse_graph_timestamp(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Some(t);
-    }
-    let naive = format_description!(
-        version = 2,
-        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-    );
-    match PrimitiveDateTime::parse(s, naive) {
-        Ok(t) => Some(t.assume_utc()),
-        Err(_) => {
-            tracing::debug!(value = %s, "unparseable timestamp ignored");
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,9 @@
 
 use crate::app::App;
 use crate::pipeline::CopyJob;
-use crate::runtime::{Invocation, InvocationReply, InvocationResult};
+use functions_runtime::{InvocationReply, InvocationResult, ServiceBusDelivery};
 
-pub async fn run(app: &App, inv: Invocation) -> InvocationResult {
-    let delivery = inv.service_bus("message")?;
+pub async fn run(app: &App, delivery: ServiceBusDelivery) -> InvocationResult {
     let job = CopyJob::try_from(&delivery.body)?;
     let handled = app
         .pipeline

@@ -10,15 +10,12 @@ use crate::billing::{
 };
 use crate::pipeline::status;
 use crate::pipeline::{PipelineError, RunId, RunRecord, StartOutcome, Trigger};
-use crate::runtime::{
-    HttpRequestData, HttpResponse, Invocation, InvocationReply, InvocationResult,
-};
+use functions_runtime::{HttpRequestData, HttpResponse};
 
 const MAX_LISTED: usize = 100;
 
-pub async fn run(app: &App, inv: Invocation) -> InvocationResult {
-    let req = inv.http("req")?;
-    let res = match (req.method.as_str(), req.params.get("runId")) {
+pub async fn run(app: &App, req: HttpRequestData) -> HttpResponse {
+    match (req.method.as_str(), req.params.get("runId")) {
         ("POST", None) => start(app, &req).await,
         ("GET", Some(id)) => get(app, id).await,
         ("GET", None) => list(app).await,
@@ -26,8 +23,7 @@ pub async fn run(app: &App, inv: Invocation) -> InvocationResult {
             HttpResponse::problem(405, "Method not allowed", "POST goes to /api/exports", None)
         }
         _ => HttpResponse::problem(405, "Method not allowed", "use GET or POST", None),
-    };
-    Ok(InvocationReply::new().http("res", res))
+    }
 }
 
 fn status_url(run: &RunRecord) -> String {

@@ -1,73 +1,77 @@
-//! The four Azure Functions. Each submodule decodes its trigger, calls the pipeline, and encodes
-//! the reply; `CATALOG` is what `functions/*/function.json` must agree with (checked by tests).
+//! The four Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
+//! (checked by tests); [`router`] registers each handler against its spec, so the runtime
+//! decodes the trigger by the catalogue's binding name and each handler gets typed data.
 
-/// What triggers a function, as function.json declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Timer {
-        schedule: &'static str,
-    },
-    Http {
-        route: &'static str,
-        methods: &'static [&'static str],
-    },
-    ServiceBusQueue {
-        queue: &'static str,
-        connection: &'static str,
-    },
-}
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy)]
-pub struct FunctionSpec {
-    pub name: &'static str,
-    /// The binding `name` of the trigger (the key in the invocation's `Data`).
-    pub binding: &'static str,
-    pub trigger: Trigger,
-}
+use functions_runtime::{FunctionRouter, FunctionSpec, TriggerBinding};
 
-pub const START_EXPORTS: &str = "StartExports";
-pub const EXPORTS: &str = "Exports";
-pub const POLL_OPERATION: &str = "PollOperation";
-pub const COPY_PARTITION: &str = "CopyPartition";
-pub const OPERATIONS_QUEUE: &str = "export-operations";
-pub const PARTITIONS_QUEUE: &str = "export-partitions";
-pub const SERVICEBUS_CONNECTION: &str = "ServiceBusConnection";
-
-pub const CATALOG: [FunctionSpec; 4] = [
-    FunctionSpec {
-        name: START_EXPORTS,
-        binding: "timer",
-        trigger: Trigger::Timer {
-            schedule: "%EXPORT_SCHEDULE%",
-        },
-    },
-    FunctionSpec {
-        name: EXPORTS,
-        binding: "req",
-        trigger: Trigger::Http {
-            route: "exports/{runId?}",
-            methods: &["get", "post"],
-        },
-    },
-    FunctionSpec {
-        name: POLL_OPERATION,
-        binding: "message",
-        trigger: Trigger::ServiceBusQueue {
-            queue: OPERATIONS_QUEUE,
-            connection: SERVICEBUS_CONNECTION,
-        },
-    },
-    FunctionSpec {
-        name: COPY_PARTITION,
-        binding: "message",
-        trigger: Trigger::ServiceBusQueue {
-            queue: PARTITIONS_QUEUE,
-            connection: SERVICEBUS_CONNECTION,
-        },
-    },
-];
+use crate::app::App;
+use crate::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use crate::settings::SERVICEBUS_CONNECTION_STRING as SERVICEBUS_CONNECTION;
 
 pub mod copy_partition;
 pub mod exports_http;
 pub mod poll_operation;
 pub mod start_exports;
+
+pub static START_EXPORTS: FunctionSpec = FunctionSpec {
+    name: "StartExports",
+    binding: "timer",
+    trigger: TriggerBinding::Timer {
+        schedule: "%EXPORT_SCHEDULE%",
+    },
+};
+
+pub static EXPORTS: FunctionSpec = FunctionSpec {
+    name: "Exports",
+    binding: "req",
+    trigger: TriggerBinding::Http {
+        route: "exports/{runId?}",
+        methods: &["get", "post"],
+        output: "res",
+    },
+};
+
+pub static POLL_OPERATION: FunctionSpec = FunctionSpec {
+    name: "PollOperation",
+    binding: "message",
+    trigger: TriggerBinding::ServiceBusQueue {
+        queue: OPERATIONS_QUEUE,
+        connection: SERVICEBUS_CONNECTION,
+    },
+};
+
+pub static COPY_PARTITION: FunctionSpec = FunctionSpec {
+    name: "CopyPartition",
+    binding: "message",
+    trigger: TriggerBinding::ServiceBusQueue {
+        queue: PARTITIONS_QUEUE,
+        connection: SERVICEBUS_CONNECTION,
+    },
+};
+
+pub static CATALOG: [&FunctionSpec; 4] =
+    [&START_EXPORTS, &EXPORTS, &POLL_OPERATION, &COPY_PARTITION];
+
+/// The handler's functions, each registered by trigger type against its catalogue entry.
+pub fn router(app: &Arc<App>) -> FunctionRouter {
+    let (a, b, c, d) = (app.clone(), app.clone(), app.clone(), app.clone());
+    FunctionRouter::new()
+        .timer(&START_EXPORTS, move |timer, inv| {
+            let app = a.clone();
+            async move { start_exports::run(&app, timer, inv.utc_now()).await }
+        })
+        .http(&EXPORTS, move |req, _| {
+            let app = b.clone();
+            async move { Ok(exports_http::run(&app, req).await) }
+        })
+        .service_bus(&POLL_OPERATION, move |delivery, _| {
+            let app = c.clone();
+            async move { poll_operation::run(&app, delivery).await }
+        })
+        .service_bus(&COPY_PARTITION, move |delivery, _| {
+            let app = d.clone();
+            async move { copy_partition::run(&app, delivery).await }
+        })
+}

@@ -2,10 +2,9 @@
 
 use crate::app::App;
 use crate::pipeline::PollJob;
-use crate::runtime::{Invocation, InvocationReply, InvocationResult};
+use functions_runtime::{InvocationReply, InvocationResult, ServiceBusDelivery};
 
-pub async fn run(app: &App, inv: Invocation) -> InvocationResult {
-    let delivery = inv.service_bus("message")?;
+pub async fn run(app: &App, delivery: ServiceBusDelivery) -> InvocationResult {
     // An unparseable message fails every delivery and ends in the dead-letter queue, where an
     // operator can inspect it (custom handlers cannot dead-letter explicitly).
     let job = PollJob::try_from(&delivery.body)?;

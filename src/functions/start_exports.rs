@@ -5,14 +5,14 @@
 use crate::app::App;
 use crate::pipeline::{StartOutcome, Trigger};
 use crate::planner;
-use crate::runtime::{Invocation, InvocationFailure, InvocationReply, InvocationResult};
+use functions_runtime::{InvocationFailure, InvocationReply, InvocationResult, TimerInfo};
+use time::OffsetDateTime;
 
-pub async fn run(app: &App, inv: Invocation) -> InvocationResult {
-    let timer = inv.timer("timer")?;
+pub async fn run(app: &App, timer: TimerInfo, now: OffsetDateTime) -> InvocationResult {
     if timer.is_past_due {
         tracing::warn!("timer is past due; starting exports now");
     }
-    let today = inv.utc_now().date();
+    let today = now.date();
     let plan = planner::plan(&app.config.plan, &app.invoices, today).await?;
     let mut reply = InvocationReply::new();
     for note in &plan.notes {

@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use super::run::RunId;
 
+/// The queue `PollOperation` listens on: one `PollJob` per poll, scheduled at Retry-After.
+pub const OPERATIONS_QUEUE: &str = "export-operations";
+/// The queue `CopyPartition` listens on: one `CopyJob` per manifest partition.
+pub const PARTITIONS_QUEUE: &str = "export-partitions";
+
 pub const MESSAGE_VERSION: u8 = 1;
 
 /// "Poll this run's operation" (queue `export-operations`). `seq` numbers the polls of a run.

@@ -22,7 +22,7 @@ use crate::adapters::storage::{Destination, ObjectPath, SourceIdentity, StorageE
 use crate::billing::{
     BillingClient, BillingError, ExportRequest, InvalidInput, Manifest, OperationState, PollOutcome,
 };
-use crate::functions::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use crate::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
 
 /// A run that has stood still this long past its next poll gets its poll message sent again.
 const STALL_GRACE: Duration = Duration::from_secs(300);

@@ -13,8 +13,9 @@ use futures::FutureExt;
 use warp::http::StatusCode;
 use warp::Filter;
 
-use super::invocation::Invocation;
-use super::reply::InvocationReply;
+use crate::catalog::{FunctionSpec, TriggerBinding};
+use crate::invocation::{HttpRequestData, Invocation, ServiceBusDelivery, TimerInfo};
+use crate::reply::{HttpResponse, InvocationReply};
 
 /// Largest invocation envelope accepted from the host.
 const MAX_ENVELOPE_BYTES: u64 = 4 << 20;
@@ -51,7 +52,7 @@ impl FunctionRouter {
         Self::default()
     }
 
-    pub fn route<F, Fut>(mut self, name: &str, f: F) -> Self
+    fn route<F, Fut>(mut self, name: &str, f: F) -> Self
     where
         F: Fn(Invocation) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = InvocationResult> + Send + 'static,
@@ -59,6 +60,78 @@ impl FunctionRouter {
         self.handlers
             .insert(name.to_string(), Arc::new(move |inv| Box::pin(f(inv))));
         self
+    }
+
+    /// Registers a timer function; `f` gets the decoded `TimerInfo` and the invocation.
+    ///
+    /// # Panics
+    /// If `spec` is not a timer function (a wiring mistake, caught by the first test).
+    pub fn timer<F, Fut>(self, spec: &'static FunctionSpec, f: F) -> Self
+    where
+        F: Fn(TimerInfo, Invocation) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = InvocationResult> + Send + 'static,
+    {
+        assert!(
+            matches!(spec.trigger, TriggerBinding::Timer { .. }),
+            "{} is not a timer function",
+            spec.name
+        );
+        let f = Arc::new(f);
+        self.route(spec.name, move |inv: Invocation| {
+            let f = f.clone();
+            async move {
+                let timer = inv.timer(spec.binding)?;
+                f(timer, inv).await
+            }
+        })
+    }
+
+    /// Registers a Service Bus queue function; `f` gets the decoded delivery and the invocation.
+    ///
+    /// # Panics
+    /// If `spec` is not a Service Bus queue function.
+    pub fn service_bus<F, Fut>(self, spec: &'static FunctionSpec, f: F) -> Self
+    where
+        F: Fn(ServiceBusDelivery, Invocation) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = InvocationResult> + Send + 'static,
+    {
+        assert!(
+            matches!(spec.trigger, TriggerBinding::ServiceBusQueue { .. }),
+            "{} is not a Service Bus queue function",
+            spec.name
+        );
+        let f = Arc::new(f);
+        self.route(spec.name, move |inv: Invocation| {
+            let f = f.clone();
+            async move {
+                let delivery = inv.service_bus(spec.binding)?;
+                f(delivery, inv).await
+            }
+        })
+    }
+
+    /// Registers an HTTP function; `f` answers the decoded request, and the response goes to
+    /// the spec's `http` output binding.
+    ///
+    /// # Panics
+    /// If `spec` is not an HTTP function.
+    pub fn http<F, Fut>(self, spec: &'static FunctionSpec, f: F) -> Self
+    where
+        F: Fn(HttpRequestData, Invocation) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<HttpResponse, InvocationFailure>> + Send + 'static,
+    {
+        let TriggerBinding::Http { output, .. } = spec.trigger else {
+            panic!("{} is not an HTTP function", spec.name);
+        };
+        let f = Arc::new(f);
+        self.route(spec.name, move |inv: Invocation| {
+            let f = f.clone();
+            async move {
+                let req = inv.http(spec.binding)?;
+                let res = f(req, inv).await?;
+                Ok(InvocationReply::new().http(output, res))
+            }
+        })
     }
 
     pub fn names(&self) -> Vec<&str> {

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::auth::Secret;
+use partner_billing_export::auth::Secret;
 
 /// Azurite's documented development account and key.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
@@ -50,7 +50,7 @@ pub fn account_sas(
     permissions: &str,
     expiry: OffsetDateTime,
 ) -> String {
-    let se = crate::runtime::codec::seconds_utc(expiry);
+    let se = functions_runtime::codec::seconds_utc(expiry);
     let (ss, srt, spr) = ("b", "sco", "https,http");
     let to_sign =
         format!("{account}\n{permissions}\n{ss}\n{srt}\n\n{se}\n\n{spr}\n{SAS_VERSION}\n\n");

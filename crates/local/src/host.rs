@@ -126,7 +126,7 @@ impl Core {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.starts_with("application/json"));
                 let body: Value = r.json().await.unwrap_or(Value::Null);
-                let logs = crate::runtime::codec::string_array(body.get("Logs"));
+                let logs = functions_runtime::codec::string_array(body.get("Logs"));
                 let ok = (200..300).contains(&status) && json_ct && body.is_object();
                 InvocationOutcome {
                     ok,
@@ -207,7 +207,7 @@ impl Core {
         }
         meta.insert(
             "EnqueuedTimeUtc".into(),
-            Value::String(crate::runtime::codec::seconds_no_offset(d.enqueued_time)),
+            Value::String(functions_runtime::codec::seconds_no_offset(d.enqueued_time)),
         );
         meta.insert(
             "EnqueuedTime".into(),

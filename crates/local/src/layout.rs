@@ -48,23 +48,23 @@ pub struct AppLayout {
     pub functions: Vec<FunctionDef>,
 }
 
-const EMBEDDED_HOST: &str = include_str!("../../host.json");
+const EMBEDDED_HOST: &str = include_str!("../../../host.json");
 const EMBEDDED_FUNCTIONS: [(&str, &str); 4] = [
     (
         "StartExports",
-        include_str!("../../functions/StartExports/function.json"),
+        include_str!("../../../functions/StartExports/function.json"),
     ),
     (
         "Exports",
-        include_str!("../../functions/Exports/function.json"),
+        include_str!("../../../functions/Exports/function.json"),
     ),
     (
         "PollOperation",
-        include_str!("../../functions/PollOperation/function.json"),
+        include_str!("../../../functions/PollOperation/function.json"),
     ),
     (
         "CopyPartition",
-        include_str!("../../functions/CopyPartition/function.json"),
+        include_str!("../../../functions/CopyPartition/function.json"),
     ),
 ];
 
@@ -164,7 +164,7 @@ fn parse_host(text: &str) -> anyhow::Result<HostSettings> {
         .and_then(Value::as_str)
         .context("host.json: customHandler.description.defaultExecutablePath is required")?
         .to_string();
-    let arguments = crate::runtime::codec::string_array(desc.get("arguments"));
+    let arguments = functions_runtime::codec::string_array(desc.get("arguments"));
     Ok(HostSettings {
         executable,
         arguments,
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn embedded_layout_matches_the_function_catalog() {
         let l = AppLayout::embedded(&|n| {
-            crate::settings::find(n)
+            partner_billing_export::settings::find(n)
                 .and_then(|s| s.default)
                 .map(str::to_string)
         })
@@ -315,12 +315,12 @@ mod tests {
         assert_eq!(l.host.arguments, vec!["serve"]);
         assert_eq!(l.host.route_prefix, "api");
         assert_eq!(l.host.function_timeout, Duration::from_secs(600));
-        for spec in crate::functions::CATALOG {
+        for spec in partner_billing_export::functions::CATALOG {
             let f = l.function(spec.name).unwrap();
             assert_eq!(f.binding, spec.binding);
         }
-        let on_disk = AppLayout::load(Path::new(env!("CARGO_MANIFEST_DIR")), &|n| {
-            crate::settings::find(n)
+        let on_disk = AppLayout::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."), &|n| {
+            partner_billing_export::settings::find(n)
                 .and_then(|s| s.default)
                 .map(str::to_string)
         })

@@ -5,9 +5,12 @@
 pub mod azurite;
 pub mod eventgrid;
 pub mod graph_sandbox;
+pub mod handler_binary;
 pub mod host;
+pub mod identity;
 pub mod layout;
 pub mod ncrontab;
 pub mod run;
 pub mod server;
 pub mod servicebus;
+pub mod tokens;

@@ -19,8 +19,9 @@ use super::graph_sandbox::{ExternalBlobStore, GraphSandbox, SandboxConfig};
 use super::host::{FunctionsHost, HostOptions};
 use super::layout::{AppLayout, TriggerDef};
 use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
-use crate::auth::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
-use crate::settings as s;
+use crate::identity::{IdentityConfig, IdentityEndpoint};
+use crate::tokens::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
+use partner_billing_export::settings as s;
 
 /// Marks a directory as ours, so a rerun may clear it without risking a user's files.
 const MARKER: &str = ".partner-billing-export-local";
@@ -39,7 +40,7 @@ pub struct LocalOptions {
     pub http_port: u16,
     pub quiet: bool,
     /// The handler binary; `None` = this executable (tests pass the built binary).
-    pub handler_program: Option<PathBuf>,
+    pub handler_program: PathBuf,
     /// Run Azurite: the sandbox serves its partitions from Azurite's "Microsoft" account with
     /// real SAS tokens (Node.js and `npm ci` needed).
     pub azurite: bool,
@@ -221,7 +222,17 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         .await
         .context("starting the Event Grid stand-in")?;
 
-    let mut env: Vec<(String, String)> = vec![
+    // The handler signs in as in Azure: managed identity, from the identity endpoint stand-in.
+    let identity = IdentityEndpoint::new(IdentityConfig {
+        header_secret: uuid::Uuid::new_v4().to_string(),
+        ..IdentityConfig::default()
+    });
+    let identity_http = identity
+        .serve(0)
+        .await
+        .context("starting the managed-identity endpoint stand-in")?;
+    let mut env: Vec<(String, String)> = identity.settings(&identity_http);
+    env.extend([
         (
             s::GRAPH_BASE_URL.into(),
             sandbox.graph_base_url().to_string(),
@@ -243,7 +254,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             s::DESTINATION_DIRECTORY.into(),
             out_dir.display().to_string(),
         ),
-        (s::CREDENTIAL_KIND.into(), "local-sandbox".into()),
+        (s::CREDENTIAL_KIND.into(), "managed-identity".into()),
         (s::DEFAULT_RETRY_AFTER_SECONDS.into(), "1".into()),
         (s::LOG_FORMAT.into(), "text".into()),
         (
@@ -254,7 +265,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             "RUST_LOG".into(),
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         ),
-    ];
+    ]);
     // With Azurite the partner's storage is Azurite's second account, reached with a SAS, and
     // copies run server-side (async Copy Blob: Azurite lacks the From-URL APIs).
     let mut destination_sas = None;
@@ -289,10 +300,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     env.extend(opts.settings.iter().cloned());
     let host = FunctionsHost::start(HostOptions {
         layout: layout.clone(),
-        program: match &opts.handler_program {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().context("locating this binary")?,
-        },
+        program: opts.handler_program.clone(),
         env,
         log_file: log_file.clone(),
         http_port: opts.http_port,
@@ -365,7 +373,9 @@ async fn drive(
     progress: &mut Progress,
     timeout: Duration,
 ) -> anyhow::Result<Vec<RunLine>> {
-    let fired = host.fire_timer(crate::functions::START_EXPORTS).await?;
+    let fired = host
+        .fire_timer(partner_billing_export::functions::START_EXPORTS.name)
+        .await?;
     for l in &fired.logs {
         progress.say(&format!("StartExports: {l}"));
     }

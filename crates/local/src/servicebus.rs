@@ -30,7 +30,7 @@ pub struct ServiceBusConfig {
     /// The bearer token senders must present...
     pub token: String,
     /// ...or a SAS token signed with one of these keys (connection-string senders).
-    pub sas_keys: Vec<crate::adapters::shared_key::SharedAccessKey>,
+    pub sas_keys: Vec<partner_billing_export::adapters::shared_key::SharedAccessKey>,
 }
 
 /// A message handed to a receiver, locked until completed or abandoned.
@@ -367,8 +367,13 @@ impl ServiceBusEmulator {
         let authorized = match auth {
             Some(a) if a.starts_with("Bearer ") => a["Bearer ".len()..] == self.cfg.token,
             Some(a) if a.starts_with("SharedAccessSignature ") => target.is_some_and(|t| {
-                crate::adapters::shared_key::verify_service_bus_token(a, t, &self.cfg.sas_keys, now)
-                    .is_ok()
+                partner_billing_export::adapters::shared_key::verify_service_bus_token(
+                    a,
+                    t,
+                    &self.cfg.sas_keys,
+                    now,
+                )
+                .is_ok()
             }),
             _ => false,
         };
@@ -492,7 +497,7 @@ mod tests {
         let at = OffsetDateTime::now_utc() + Duration::from_secs(30);
         let props = format!(
             r#"{{"MessageId":"s","ScheduledEnqueueTimeUtc":"{}"}}"#,
-            crate::adapters::servicebus::rfc1123(at)
+            partner_billing_export::adapters::servicebus::rfc1123(at)
         );
         sb.enqueue("q", Bytes::from("later"), None, Some(&props))
             .unwrap();

@@ -5,7 +5,7 @@
 
 use partner_billing_export::adapters::blob::BlobAccount;
 use partner_billing_export::auth::Secret;
-use partner_billing_export::local::azurite::{self as launcher, DEV_ACCOUNT, PARTNER_ACCOUNT};
+use partner_billing_local::azurite::{self as launcher, DEV_ACCOUNT, PARTNER_ACCOUNT};
 use time::OffsetDateTime;
 use url::Url;
 

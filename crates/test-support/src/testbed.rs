@@ -1,7 +1,6 @@
 //! Shared test bed: the Graph sandbox, the Service Bus and Event Grid stand-ins on loopback, and
 //! the production `App` wired to them through its normal configuration. Messages are pumped
 //! one at a time so tests can interleave faults deterministically.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,11 +8,13 @@ use std::time::Duration;
 
 use partner_billing_export::app::App;
 use partner_billing_export::config::{Config, Settings};
-use partner_billing_export::functions::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
-use partner_billing_export::local::eventgrid::{EventGridConfig, EventGridEmulator};
-use partner_billing_export::local::graph_sandbox::{GraphSandbox, SandboxConfig};
-use partner_billing_export::local::server::ServerHandle;
-use partner_billing_export::local::servicebus::{Delivery, ServiceBusConfig, ServiceBusEmulator};
+use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use partner_billing_local::eventgrid::{EventGridConfig, EventGridEmulator};
+use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
+use partner_billing_local::identity::{IdentityConfig, IdentityEndpoint};
+use partner_billing_local::server::ServerHandle;
+use partner_billing_local::tokens::local_token_source;
+use partner_billing_local::servicebus::{Delivery, ServiceBusConfig, ServiceBusEmulator};
 use partner_billing_export::pipeline::{CopyJob, Handled, PipelineError, PollJob, RunRecord};
 use serde_json::Value;
 
@@ -23,6 +24,8 @@ pub struct TestBed {
     pub eg: Arc<EventGridEmulator>,
     pub app: Arc<App>,
     pub dir: tempfile::TempDir,
+    /// App settings that make a spawned handler use this bed's managed-identity stand-in.
+    pub handler_identity: Vec<(String, String)>,
     _servers: Vec<ServerHandle>,
 }
 
@@ -43,12 +46,12 @@ impl TestBed {
             queues: vec![OPERATIONS_QUEUE.into(), PARTITIONS_QUEUE.into()],
             max_delivery_count: 10,
             duplicate_detection_window: Duration::from_secs(600),
-            token: partner_billing_export::auth::LOCAL_SERVICEBUS_TOKEN.into(),
+            token: partner_billing_local::tokens::LOCAL_SERVICEBUS_TOKEN.into(),
             sas_keys: Vec::new(),
         });
         let sb_http = sb.serve(0).await.expect("service bus stand-in");
         let eg = EventGridEmulator::new(EventGridConfig {
-            token: partner_billing_export::auth::LOCAL_EVENTGRID_TOKEN.into(),
+            token: partner_billing_local::tokens::LOCAL_EVENTGRID_TOKEN.into(),
             events_file: None,
         });
         let eg_http = eg.serve(0).await.expect("event grid stand-in");
@@ -66,7 +69,6 @@ impl TestBed {
             ),
             ("DESTINATION_KIND", "filesystem".into()),
             ("DESTINATION_DIRECTORY", dir.path().display().to_string()),
-            ("CREDENTIAL_KIND", "local-sandbox".into()),
             ("DEFAULT_RETRY_AFTER_SECONDS", "1".into()),
         ]
         .into_iter()
@@ -77,14 +79,21 @@ impl TestBed {
         }
         let config =
             Config::load(&Settings::new(move |k| settings.get(k).cloned())).expect("config");
-        let app = App::from_config(config).expect("app");
+        let app = App::with_tokens(config, Arc::new(local_token_source())).expect("app");
+        let identity = IdentityEndpoint::new(IdentityConfig {
+            header_secret: "test-identity-header".into(),
+            ..IdentityConfig::default()
+        });
+        let identity_http = identity.serve(0).await.expect("identity endpoint stand-in");
+        let handler_identity = identity.settings(&identity_http);
         Self {
             sandbox,
             sb,
             eg,
             app,
             dir,
-            _servers: vec![sb_http, eg_http],
+            handler_identity,
+            _servers: vec![sb_http, eg_http, identity_http],
         }
     }
 

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use time::{Date, Duration, Month};
 use uuid::Uuid;
 
-use crate::billing::types::{AttributeSet, ExportKind};
+use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 
 /// One column of an attribute list: its PascalCase key and whether `basic` carries it
 /// (`full` carries every column).

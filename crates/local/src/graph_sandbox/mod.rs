@@ -87,7 +87,7 @@ pub struct SandboxConfig {
 pub struct ExternalBlobStore {
     /// `http://127.0.0.1:{port}/{account}`, no trailing slash.
     pub account_url: Url,
-    pub account: crate::local::azurite::StorageAccount,
+    pub account: crate::azurite::StorageAccount,
 }
 
 impl Default for SandboxConfig {

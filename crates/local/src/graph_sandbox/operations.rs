@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::data::{self, add_months, month_bounds, ExportFacts, Partition, Rng};
 use super::sas::SasSigner;
 use super::{ManifestShape, SandboxConfig};
-use crate::billing::types::{BillingPeriod, ExportRequest, ExportScope};
+use partner_billing_export::billing::types::{BillingPeriod, ExportRequest, ExportScope};
 
 /// Everything behind the sandbox's mutex.
 #[derive(Debug)]

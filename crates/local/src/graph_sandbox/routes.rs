@@ -16,8 +16,8 @@ use warp::Filter;
 
 use super::operations::Poll;
 use super::{blobs, bump, invoices, Inner};
-use crate::auth::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
-use crate::billing::types::{
+use crate::tokens::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
+use partner_billing_export::billing::types::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvoiceId,
 };
 
@@ -317,15 +317,15 @@ fn parse_export_body(kind: ExportKind, body: &[u8]) -> Result<ExportRequest, Str
     let req = if kind.is_billed() {
         let invoice: InvoiceId = required(&obj, "invoiceId")?
             .parse()
-            .map_err(|e: crate::billing::types::InvalidInput| e.to_string())?;
+            .map_err(|e: partner_billing_export::billing::types::InvalidInput| e.to_string())?;
         ExportRequest::billed(kind, invoice, attribute_set)
     } else {
         let period: BillingPeriod = required(&obj, "billingPeriod")?
             .parse()
-            .map_err(|e: crate::billing::types::InvalidInput| e.to_string())?;
+            .map_err(|e: partner_billing_export::billing::types::InvalidInput| e.to_string())?;
         let currency: CurrencyCode = required(&obj, "currencyCode")?
             .parse()
-            .map_err(|e: crate::billing::types::InvalidInput| e.to_string())?;
+            .map_err(|e: partner_billing_export::billing::types::InvalidInput| e.to_string())?;
         ExportRequest::unbilled(kind, period, currency, attribute_set)
     };
     req.map_err(|e| e.to_string())
@@ -470,14 +470,14 @@ fn start_upload(
         );
         let _ = http
             .put(create)
-            .header("x-ms-version", crate::local::azurite::SAS_VERSION)
+            .header("x-ms-version", crate::azurite::SAS_VERSION)
             .send()
             .await;
         for (name, bytes) in parts {
             let res = http
                 .put(format!("{folder}/{name}?{sas}"))
                 .header("x-ms-blob-type", "BlockBlob")
-                .header("x-ms-version", crate::local::azurite::SAS_VERSION)
+                .header("x-ms-version", crate::azurite::SAS_VERSION)
                 .header("content-type", "application/octet-stream")
                 .body(bytes)
                 .send()

@@ -84,14 +84,14 @@ impl SasSigner {
         let f = Fields {
             skoid: self.object_id.to_string(),
             sktid: self.tenant_id.to_string(),
-            skt: crate::runtime::codec::seconds_utc(start),
+            skt: functions_runtime::codec::seconds_utc(start),
             // The delegation key lives as long as the token: real keys outlive it, but nothing
             // observable depends on that.
-            ske: crate::runtime::codec::seconds_utc(expiry.max(start)),
+            ske: functions_runtime::codec::seconds_utc(expiry.max(start)),
             sks: "b".into(),
             skv: STORAGE_VERSION.into(),
             sv: STORAGE_VERSION.into(),
-            se: crate::runtime::codec::seconds_utc(expiry),
+            se: functions_runtime::codec::seconds_utc(expiry),
             sr: "d".into(),
             sp: "rl".into(),
             sdd: depth.to_string(),
@@ -199,7 +199,7 @@ fn parse(query: &str) -> Result<Fields, SasRejection> {
         let Some((k, v)) = pair.split_once('=') else {
             continue;
         };
-        let v = crate::billing::percent_decode(v);
+        let v = partner_billing_export::billing::wire::percent_decode(v);
         let slot = match k {
             "skoid" => &mut f.skoid,
             "sktid" => &mut f.sktid,
@@ -276,7 +276,7 @@ mod tests {
         assert!(sas.contains("&sks=b&skv=2021-08-06&sv=2021-08-06&"));
         assert!(!sas.contains(' ') && !sas.contains('+'));
         assert_eq!(
-            crate::billing::sas_expiry(&sas),
+            partner_billing_export::billing::sas_expiry(&sas),
             Some(datetime!(2026-11-25 10:00:00 UTC))
         );
     }

@@ -1,0 +1,64 @@
+//! Finds the custom handler binary `local` starts, the way the Functions host would start the
+//! deployed `handler`: a separate process, never this one.
+//!
+//! Under `cargo run` the workspace's `partner-billing-export` binary is (re)built first, with
+//! the same profile as this binary, so a newcomer's `cargo run -- local` always runs the
+//! handler as the source stands. Elsewhere (an installed copy) the binary beside this one is
+//! used. `--handler PATH` overrides both (for example the packaged, glibc-2.28 `handler`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// The handler's package and binary name in the workspace.
+pub const HANDLER_PACKAGE: &str = "partner-billing-export";
+
+pub fn locate() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating this binary")?;
+    // `cargo run` sets CARGO for the program it runs; it has released the build lock by then.
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        return build_with_cargo(Path::new(&cargo), &me);
+    }
+    let sibling = me.with_file_name(HANDLER_PACKAGE);
+    if sibling.is_file() {
+        return Ok(sibling);
+    }
+    bail!(
+        "no handler binary: pass --handler PATH, or run through cargo (`cargo run -- local`) \
+         so the workspace's {HANDLER_PACKAGE} is built"
+    )
+}
+
+fn build_with_cargo(cargo: &Path, me: &Path) -> anyhow::Result<PathBuf> {
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--package",
+        HANDLER_PACKAGE,
+        "--bin",
+        HANDLER_PACKAGE,
+    ]);
+    // Same profile as this binary: target/<profile>/partner-billing-local.
+    if let Some(profile) = me.parent().and_then(Path::file_name) {
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+    }
+    if let Some(manifest) = option_env!("CARGO_MANIFEST_DIR") {
+        cmd.arg("--manifest-path")
+            .arg(Path::new(manifest).join("../../Cargo.toml"));
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {} to build the handler", cargo.display()))?;
+    if !status.success() {
+        bail!("building the handler ({HANDLER_PACKAGE}) failed: {status}");
+    }
+    let built = me.with_file_name(HANDLER_PACKAGE);
+    if !built.is_file() {
+        bail!("cargo built the handler but {} is missing", built.display());
+    }
+    Ok(built)
+}

@@ -1,0 +1,261 @@
+//! The layout is the architecture (docs/architecture.md), and these checks keep it so:
+//! - the deployed handler's normal dependencies reach no emulator, test or build-tool crate;
+//! - inside the product crate, each top-level module uses only the layers below it;
+//! - no two modules (files) import each other, directly or through others.
+//!
+//! The import graph is read from the source: every `crate::a::b` and `super::` path outside
+//! `#[cfg(test)]` code is an edge from the file's module to the module it names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Each top-level module of the product crate and its layer: a module may use only modules of
+/// a strictly lower layer.
+const LAYERS: &[(&str, u8)] = &[
+    ("settings", 0),
+    ("telemetry", 0),
+    ("http_retry", 0),
+    ("auth", 1),
+    ("billing", 2),
+    ("adapters", 3),
+    ("pipeline", 4),
+    ("config", 5),
+    ("planner", 6),
+    ("app", 6),
+    ("functions", 7),
+];
+
+/// Crates that must never link into the deployed handler.
+const NOT_DEPLOYED: &[&str] = &["partner-billing-local", "test-support", "xtask"];
+
+/// The `[dependencies]` table of a manifest (names only; path dependencies with their path).
+fn normal_dependencies(manifest: &Path) -> Vec<(String, Option<PathBuf>)> {
+    let text = fs::read_to_string(manifest).unwrap();
+    let mut out = Vec::new();
+    let mut in_deps = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if !in_deps || line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['=', '.']).next().unwrap().trim().to_string();
+        out.push((name, None));
+    }
+    // Resolve workspace path dependencies through the workspace table.
+    let ws = fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    for (name, path) in &mut out {
+        let prefix = format!("{name} = {{ path = \"");
+        if let Some(l) = ws.lines().find(|l| l.starts_with(&prefix)) {
+            let p = l[prefix.len()..].split('"').next().unwrap();
+            *path = Some(root().join(p));
+        }
+    }
+    out
+}
+
+#[test]
+fn deployed_handler_links_no_emulator_test_or_tool_crate() {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root().join("Cargo.toml")];
+    while let Some(manifest) = todo.pop() {
+        for (name, path) in normal_dependencies(&manifest) {
+            assert!(
+                !NOT_DEPLOYED.contains(&name.as_str()),
+                "{} depends on {name}, which must not reach the deployed handler",
+                manifest.display()
+            );
+            if let Some(p) = path {
+                if seen.insert(name) {
+                    todo.push(p.join("Cargo.toml"));
+                }
+            }
+        }
+    }
+    assert!(seen.contains("functions-runtime"), "walked: {seen:?}");
+}
+
+/// `src/a/b.rs` → `a::b`; `src/a/mod.rs` → `a`; `src/lib.rs` → ``.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The longest known module that `path` (segments after `crate::`) names.
+fn resolve(path: &[&str], modules: &BTreeSet<String>) -> Option<String> {
+    (1..=path.len())
+        .rev()
+        .map(|n| path[..n].join("::"))
+        .find(|m| modules.contains(m))
+}
+
+/// Module → modules it uses (production code only).
+fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(src, f)).collect();
+    let mut graph = BTreeMap::new();
+    for f in &files {
+        let me = module_of(src, f);
+        let text = fs::read_to_string(f).unwrap();
+        // Unit tests sit at the end of a file behind `#[cfg(test)]`; they may use anything.
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut uses = BTreeSet::new();
+        for (marker, base) in [("crate::", Vec::new()), ("super::", parent_of(&me))] {
+            for (i, _) in code.match_indices(marker) {
+                if code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                let rest = &code[i + marker.len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(rest.len());
+                let mut path: Vec<&str> = base.iter().map(String::as_str).collect();
+                path.extend(rest[..end].split("::").filter(|s| !s.is_empty()));
+                if let Some(target) = resolve(&path, &modules) {
+                    if target != me && !target.is_empty() {
+                        uses.insert(target);
+                    }
+                }
+            }
+        }
+        graph.insert(me, uses);
+    }
+    graph
+}
+
+/// The module `super::` refers to from module `me`.
+fn parent_of(me: &str) -> Vec<String> {
+    let mut parts: Vec<String> = me.split("::").map(str::to_string).collect();
+    parts.pop();
+    parts
+}
+
+fn top(m: &str) -> &str {
+    m.split("::").next().unwrap()
+}
+
+#[test]
+fn each_layer_uses_only_the_layers_below_it() {
+    let graph = import_graph(&root().join("src"));
+    let layer = |m: &str| {
+        LAYERS
+            .iter()
+            .find(|(name, _)| *name == top(m))
+            .map(|(_, l)| *l)
+            .unwrap_or_else(|| panic!("module {m} has no layer in tests/architecture.rs"))
+    };
+    let mut wrong = Vec::new();
+    for (from, tos) in &graph {
+        if from.is_empty() {
+            continue;
+        }
+        for to in tos {
+            if top(from) != top(to) && layer(to) >= layer(from) {
+                wrong.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports against the layering: {wrong:#?}");
+}
+
+#[test]
+fn no_module_import_cycles() {
+    for src in ["src", "crates/functions-runtime/src", "crates/local/src"] {
+        let graph = import_graph(&root().join(src));
+        // Depth-first search with colours; a back edge is a cycle.
+        let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+        fn visit<'a>(
+            m: &'a str,
+            g: &'a BTreeMap<String, BTreeSet<String>>,
+            state: &mut BTreeMap<&'a str, u8>,
+            stack: &mut Vec<&'a str>,
+        ) -> Option<Vec<String>> {
+            state.insert(m, 1);
+            stack.push(m);
+            for n in g.get(m).into_iter().flatten() {
+                match state.get(n.as_str()) {
+                    Some(1) => {
+                        let at = stack.iter().position(|s| *s == n).unwrap();
+                        let mut cycle: Vec<String> =
+                            stack[at..].iter().map(|s| s.to_string()).collect();
+                        cycle.push(n.clone());
+                        return Some(cycle);
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(c) = visit(n, g, state, stack) {
+                            return Some(c);
+                        }
+                    }
+                }
+            }
+            stack.pop();
+            state.insert(m, 2);
+            None
+        }
+        for m in graph.keys() {
+            if !state.contains_key(m.as_str()) {
+                let mut stack = Vec::new();
+                if let Some(cycle) = visit(m, &graph, &mut state, &mut stack) {
+                    panic!("{src}: import cycle {}", cycle.join(" -> "));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cycle_check_sees_a_cycle() {
+    // The checker itself must catch what it exists to catch.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("lib.rs"), "pub mod a;\n").unwrap();
+    fs::write(src.join("a/mod.rs"), "pub mod x;\npub mod y;\n").unwrap();
+    fs::write(src.join("a/x.rs"), "use super::y::Y;\npub struct X;\n").unwrap();
+    fs::write(
+        src.join("a/y.rs"),
+        "use crate::a::x::X;\npub struct Y;\n#[cfg(test)]\nuse crate::a;\n",
+    )
+    .unwrap();
+    let g = import_graph(src);
+    assert!(g["a::x"].contains("a::y"), "{g:?}");
+    assert!(g["a::y"].contains("a::x"), "{g:?}");
+}

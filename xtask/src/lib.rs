@@ -1,0 +1,3 @@
+//! Build tasks (library part, so the deployment tests can call the packager directly).
+
+pub mod package;
