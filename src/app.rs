@@ -5,16 +5,33 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::adapters::blob::{BlobAccount, BlobDestination, BlobLedger, BlobOptions, CopyStrategy};
+use crate::adapters::blob::{BlobAccount, BlobDestination, BlobLedger, BlobOptions};
 use crate::adapters::events::{EventGridPublisher, EventPublisher, LogOnlyPublisher};
 use crate::adapters::filesystem::{FilesystemDestination, FilesystemLedger};
+use crate::adapters::identity::token_source;
 use crate::adapters::servicebus::{MessageQueue, ServiceBusRest};
 use crate::adapters::storage::{Destination, LedgerStore};
-use crate::auth::{http_client, transfer_client, AllowList, Audience, AuthorizedHttp, TokenSource};
+use crate::auth::{
+    http_client, transfer_client, AllowList, Audience, AuthorizedHttp, PerServiceTokens,
+    TokenSource,
+};
 use crate::billing::invoices::PartnerCenterClient;
 use crate::billing::BillingClient;
-use crate::config::{Config, DestinationConfig};
+use crate::config::{Config, Credentials, DestinationConfig};
 use crate::pipeline::{Ledger, Pipeline};
+
+/// The token sources the settings name: the app's identity for Azure resources, and Graph's
+/// own credential for Graph and Partner Center.
+pub fn token_sources(creds: &Credentials) -> anyhow::Result<PerServiceTokens> {
+    let azure = token_source(&creds.azure).context("credential for Azure resources")?;
+    // One identity for both (the default) shares one token cache.
+    let graph = if creds.graph == creds.azure {
+        azure.clone()
+    } else {
+        token_source(&creds.graph).context("credential for Microsoft Graph and Partner Center")?
+    };
+    Ok(PerServiceTokens { graph, azure })
+}
 
 /// Everything a function invocation needs.
 #[derive(Debug)]
@@ -27,8 +44,8 @@ pub struct App {
 impl App {
     /// The app with the credentials its settings name.
     pub fn from_config(config: Config) -> anyhow::Result<Arc<Self>> {
-        let tokens = crate::adapters::identity::token_source(&config.credential)?;
-        Self::with_tokens(config, tokens)
+        let tokens = token_sources(&config.credentials)?;
+        Self::with_tokens(config, Arc::new(tokens))
     }
 
     /// The app with a given token source (in-process tests and tools that hold their own).
@@ -55,10 +72,20 @@ impl App {
         let billing = BillingClient::new(authed.clone(), config.graph.clone());
         let invoices =
             PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
-        let queue: Arc<dyn MessageQueue> =
-            Arc::new(ServiceBusRest::new(authed.clone(), queue_endpoint));
+        // Keyed alternatives replace the Entra token for their service when set.
+        let mut queue = ServiceBusRest::new(authed.clone(), queue_endpoint);
+        if let Some(key) = &config.servicebus_key {
+            queue = queue.with_shared_key(key.clone());
+        }
+        let queue: Arc<dyn MessageQueue> = Arc::new(queue);
         let events: Arc<dyn EventPublisher> = match &config.eventgrid_endpoint {
-            Some(u) => Arc::new(EventGridPublisher::new(authed.clone(), u.clone())),
+            Some(u) => {
+                let mut publisher = EventGridPublisher::new(authed.clone(), u.clone());
+                if let Some(key) = &config.eventgrid_key {
+                    publisher = publisher.with_access_key(key.clone());
+                }
+                Arc::new(publisher)
+            }
             None => Arc::new(LogOnlyPublisher),
         };
         let (dest, ledger_store) = destination(&config, transfer_client(), tokens_for_storage)?;
@@ -105,9 +132,7 @@ fn destination(
             }
             .with_context(|| format!("app setting {}", crate::settings::DESTINATION_ACCOUNT_URL))?;
             let options = BlobOptions {
-                strategy: copy_strategy.parse::<CopyStrategy>().map_err(|e| {
-                    anyhow::anyhow!("app setting {}: {e}", crate::settings::COPY_STRATEGY)
-                })?,
+                strategy: *copy_strategy,
                 ..BlobOptions::default()
             };
             Ok((

@@ -119,8 +119,28 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     async fn token(&self, audience: Audience) -> Result<AccessToken, AuthError>;
 }
 
-/// Fixed tokens per audience: the local sandbox's credential. The stand-ins check them, so a
-/// token sent to the wrong service is still caught in local mode.
+/// One credential for Microsoft Graph and Partner Center, another for Azure resources
+/// (Storage, Service Bus, Event Grid): each request asks the one its audience belongs to.
+#[derive(Debug, Clone)]
+pub struct PerServiceTokens {
+    pub graph: Arc<dyn TokenSource>,
+    pub azure: Arc<dyn TokenSource>,
+}
+
+#[async_trait]
+impl TokenSource for PerServiceTokens {
+    async fn token(&self, audience: Audience) -> Result<AccessToken, AuthError> {
+        match audience {
+            Audience::Graph | Audience::PartnerCenter => self.graph.token(audience).await,
+            Audience::Storage | Audience::ServiceBus | Audience::EventGrid => {
+                self.azure.token(audience).await
+            }
+        }
+    }
+}
+
+/// Fixed tokens per audience (tests, and tools handed a token). The stand-ins check them, so a
+/// token sent to the wrong service is still caught.
 #[derive(Debug, Clone, Default)]
 pub struct StaticTokenSource {
     tokens: HashMap<Audience, Secret>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::adapters::blob::CopyStrategy;
 use crate::adapters::identity::CredentialKind;
 use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
@@ -51,8 +52,7 @@ pub enum DestinationConfig {
         container: String,
         /// SAS instead of the managed identity.
         sas: Option<Secret>,
-        /// `COPY_STRATEGY`, validated by the blob adapter.
-        copy_strategy: String,
+        copy_strategy: CopyStrategy,
     },
 }
 
@@ -68,7 +68,7 @@ pub struct Config {
     pub eventgrid_endpoint: Option<Url>,
     pub eventgrid_key: Option<Secret>,
     pub destination: DestinationConfig,
-    pub credential: CredentialKind,
+    pub credentials: Credentials,
     pub json_logs: bool,
 }
 
@@ -228,7 +228,11 @@ impl Config {
                 })?,
                 container: st.raw(s::DESTINATION_CONTAINER).unwrap_or_default(),
                 sas: st.raw(s::DESTINATION_SAS).map(Secret::new),
-                copy_strategy: st.raw(s::COPY_STRATEGY).unwrap_or_default(),
+                copy_strategy: st
+                    .raw(s::COPY_STRATEGY)
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| err(s::COPY_STRATEGY, format!("{e}")))?,
             },
             other => {
                 return Err(err(
@@ -237,24 +241,7 @@ impl Config {
                 ))
             }
         };
-        let client_id = st.raw(s::AZURE_CLIENT_ID);
-        let credential = match st.raw(s::CREDENTIAL_KIND).unwrap_or_default().to_ascii_lowercase().as_str() {
-            "managed-identity" | "managedidentity" => CredentialKind::ManagedIdentity { client_id },
-            "client-secret" => CredentialKind::ClientSecret {
-                tenant_id: st
-                    .raw(s::AZURE_TENANT_ID)
-                    .ok_or_else(|| err(s::AZURE_TENANT_ID, "is required for CREDENTIAL_KIND=client-secret"))?,
-                client_id: client_id.ok_or_else(|| err(s::AZURE_CLIENT_ID, "is required for CREDENTIAL_KIND=client-secret"))?,
-            },
-            "workload-identity" => CredentialKind::WorkloadIdentity,
-            "azure-cli" => CredentialKind::AzureCli,
-            other => {
-                return Err(err(
-                    s::CREDENTIAL_KIND,
-                    format!("{other:?}: expected managed-identity, client-secret, workload-identity or azure-cli"),
-                ))
-            }
-        };
+        let credentials = credentials(&st)?;
         Ok(Self {
             graph,
             partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
@@ -265,13 +252,71 @@ impl Config {
             eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
             eventgrid_key: st.raw(s::EVENTGRID_TOPIC_KEY).map(Secret::new),
             destination,
-            credential,
+            credentials,
             json_logs: st
                 .raw(s::LOG_FORMAT)
                 .unwrap_or_default()
                 .eq_ignore_ascii_case("json"),
         })
     }
+}
+
+/// Which credential reaches which service. Azure resources (destination storage, Service Bus,
+/// Event Grid) are reached as the Function App's own identity, which holds their roles; Graph
+/// and Partner Center have a credential of their own, because Partner Center app-only access
+/// needs an app registration registered in Partner Center, which a managed identity cannot be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub azure: CredentialKind,
+    pub graph: CredentialKind,
+}
+
+fn credentials<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<Credentials, ConfigError> {
+    let azure_client_id = st.raw(s::AZURE_CLIENT_ID);
+    let kind = |name: &'static str| st.raw(name).unwrap_or_default().to_ascii_lowercase();
+    let azure = match kind(s::AZURE_CREDENTIAL_KIND).as_str() {
+        "managed-identity" | "managedidentity" => CredentialKind::ManagedIdentity {
+            client_id: azure_client_id.clone(),
+        },
+        "workload-identity" => CredentialKind::WorkloadIdentity,
+        "azure-cli" => CredentialKind::AzureCli,
+        other => {
+            return Err(err(
+                s::AZURE_CREDENTIAL_KIND,
+                format!("{other:?}: expected managed-identity, workload-identity or azure-cli (a client secret is for Graph only: GRAPH_CREDENTIAL_KIND)"),
+            ))
+        }
+    };
+    let graph = match kind(s::GRAPH_CREDENTIAL_KIND).as_str() {
+        "managed-identity" | "managedidentity" => CredentialKind::ManagedIdentity {
+            client_id: st.raw(s::GRAPH_CLIENT_ID).or(azure_client_id),
+        },
+        "client-secret" => CredentialKind::ClientSecret {
+            tenant_id: st.raw(s::GRAPH_TENANT_ID).ok_or_else(|| {
+                err(s::GRAPH_TENANT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-secret")
+            })?,
+            client_id: st.raw(s::GRAPH_CLIENT_ID).ok_or_else(|| {
+                err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-secret")
+            })?,
+        },
+        "workload-identity" => CredentialKind::WorkloadIdentity,
+        "azure-cli" => CredentialKind::AzureCli,
+        "client-certificate" => {
+            return Err(err(
+                s::GRAPH_CREDENTIAL_KIND,
+                "client-certificate is not supported by this build (the SDK's certificate credential needs OpenSSL, which the portable handler does not link); use client-secret with a Key Vault reference",
+            ))
+        }
+        other => {
+            return Err(err(
+                s::GRAPH_CREDENTIAL_KIND,
+                format!("{other:?}: expected managed-identity, client-secret, workload-identity or azure-cli"),
+            ))
+        }
+    };
+    Ok(Credentials { azure, graph })
 }
 
 #[cfg(test)]
@@ -299,9 +344,10 @@ mod tests {
         assert_eq!(c.plan.currencies, vec!["USD".parse().unwrap()]);
         assert_eq!(c.pipeline.poll_deadline, Duration::from_secs(24 * 3600));
         assert_eq!(
-            c.credential,
+            c.credentials.azure,
             CredentialKind::ManagedIdentity { client_id: None }
         );
+        assert_eq!(c.credentials.graph, c.credentials.azure);
         assert!(c.json_logs);
         assert!(c.servicebus_endpoint.is_none());
     }

@@ -48,10 +48,12 @@ pub const DESTINATION_CONTAINER: &str = "DESTINATION_CONTAINER";
 pub const DESTINATION_PREFIX: &str = "DESTINATION_PREFIX";
 pub const DESTINATION_SAS: &str = "DESTINATION_SAS";
 pub const COPY_STRATEGY: &str = "COPY_STRATEGY";
-pub const CREDENTIAL_KIND: &str = "CREDENTIAL_KIND";
+pub const AZURE_CREDENTIAL_KIND: &str = "AZURE_CREDENTIAL_KIND";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
-pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
-pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+pub const GRAPH_CREDENTIAL_KIND: &str = "GRAPH_CREDENTIAL_KIND";
+pub const GRAPH_TENANT_ID: &str = "GRAPH_TENANT_ID";
+pub const GRAPH_CLIENT_ID: &str = "GRAPH_CLIENT_ID";
+pub const GRAPH_CLIENT_SECRET: &str = "GRAPH_CLIENT_SECRET";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
@@ -120,14 +122,18 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
         description: "Keyed alternative to the managed identity for the destination account: an account or container SAS (sv=…&sig=…). Leave unset for keyless deployments." },
     Setting { name: COPY_STRATEGY, default: Some("auto"), example: "async-copy", scope: Scope::Handler,
         description: "How partitions reach the destination account: auto (Put Blob From URL, Put Block From URL for very large ones, async Copy Blob where those are unsupported), put-blob-from-url, block-from-url, async-copy, or relay (streamed through the function)." },
-    Setting { name: CREDENTIAL_KIND, default: Some("managed-identity"), example: "client-secret", scope: Scope::Handler,
-        description: "managed-identity, client-secret, workload-identity or azure-cli." },
+    Setting { name: AZURE_CREDENTIAL_KIND, default: Some("managed-identity"), example: "azure-cli", scope: Scope::Handler,
+        description: "Credential for Azure resources (destination storage, Service Bus, Event Grid): managed-identity (the Function App's identity), workload-identity or azure-cli (a laptop)." },
     Setting { name: AZURE_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
-        description: "Client id of a user-assigned managed identity, or of the app registration for client-secret." },
-    Setting { name: AZURE_TENANT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
-        description: "Partner tenant id (client-secret and workload-identity)." },
-    Setting { name: AZURE_CLIENT_SECRET, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/graph-app)", scope: Scope::Handler,
-        description: "App registration secret, best as a Key Vault reference (client-secret only)." },
+        description: "Client id of the app's user-assigned managed identity; unset for the system-assigned one." },
+    Setting { name: GRAPH_CREDENTIAL_KIND, default: Some("managed-identity"), example: "client-secret", scope: Scope::Handler,
+        description: "Credential for Microsoft Graph and Partner Center: managed-identity (Graph PartnerBilling.Read.All app role; Partner Center invoice discovery then needs EXPORT_INVOICE_IDS), client-secret (an app registration registered in Partner Center), workload-identity or azure-cli." },
+    Setting { name: GRAPH_TENANT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
+        description: "Partner tenant id for GRAPH_CREDENTIAL_KIND=client-secret." },
+    Setting { name: GRAPH_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
+        description: "App registration client id (client-secret), or a user-assigned identity for Graph other than AZURE_CLIENT_ID (managed-identity)." },
+    Setting { name: GRAPH_CLIENT_SECRET, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/graph-app)", scope: Scope::Handler,
+        description: "App registration secret, best as a Key Vault reference (client-secret only). Named GRAPH_* so neither the Functions host nor the Azure SDK picks it up for Azure resources." },
     Setting { name: LOG_FORMAT, default: Some("json"), example: "text", scope: Scope::Handler,
         description: "Log format on stdout: json (Application Insights) or text." },
 ];

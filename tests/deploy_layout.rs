@@ -312,7 +312,8 @@ fn infra_app_settings_agree_with_settings_table() {
     // The deployment pins these deliberately rather than relying on defaults.
     for name in [
         settings::DESTINATION_KIND,
-        settings::CREDENTIAL_KIND,
+        settings::AZURE_CREDENTIAL_KIND,
+        settings::GRAPH_CREDENTIAL_KIND,
         settings::DESTINATION_ACCOUNT_URL,
     ] {
         assert!(bicep.contains(name), "{name} missing from infra/");

@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::auth::{AccessToken, Audience, AuthError, Secret, TokenSource};
 use crate::settings;
 
-/// Which Entra ID credential the app uses (`CREDENTIAL_KIND`).
+/// An Entra ID credential (`AZURE_CREDENTIAL_KIND`, `GRAPH_CREDENTIAL_KIND`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CredentialKind {
     ManagedIdentity {
@@ -42,7 +42,7 @@ pub enum CredentialKind {
 pub const REFRESH_MARGIN: Duration = Duration::minutes(5);
 
 /// The production token source for `kind`.
-/// Reads `AZURE_CLIENT_SECRET` (client-secret) from the environment; the managed identity and
+/// Reads `GRAPH_CLIENT_SECRET` (client-secret) from the environment; the managed identity and
 /// workload identity credentials read their own variables (`IDENTITY_ENDPOINT`, ...).
 pub fn token_source(kind: &CredentialKind) -> Result<Arc<dyn TokenSource>, AuthError> {
     token_source_with(kind, |name| std::env::var(name).ok())
@@ -107,13 +107,13 @@ fn client_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, AuthEr
         audience: "any",
         reason: reason.to_string(),
     };
-    let raw = get(settings::AZURE_CLIENT_SECRET)
+    let raw = get(settings::GRAPH_CLIENT_SECRET)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| fail("app setting AZURE_CLIENT_SECRET is not set"))?;
+        .ok_or_else(|| fail("app setting GRAPH_CLIENT_SECRET is not set"))?;
     if raw.starts_with("@Microsoft.KeyVault(") {
         return Err(fail(
-            "AZURE_CLIENT_SECRET is an unresolved Key Vault reference: grant the Function App's identity \
+            "GRAPH_CLIENT_SECRET is an unresolved Key Vault reference: grant the Function App's identity \
              'Key Vault Secrets User' on the vault and check the reference's status in the portal",
         ));
     }
@@ -153,7 +153,7 @@ impl fmt::Display for CredentialLabel {
             CredentialLabel::ManagedIdentity {
                 user_assigned: true,
             } => "managed identity (user-assigned, AZURE_CLIENT_ID)",
-            CredentialLabel::ClientSecret => "client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID)",
+            CredentialLabel::ClientSecret => "client secret (GRAPH_TENANT_ID, GRAPH_CLIENT_ID)",
             CredentialLabel::WorkloadIdentity => "workload identity",
             CredentialLabel::AzureCli => "Azure CLI",
             CredentialLabel::Custom => "token credential",
@@ -186,7 +186,7 @@ impl CredentialLabel {
                 "the identity endpoint failed (a retry may succeed)"
             }
             (CredentialLabel::ClientSecret, _) => {
-                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that AZURE_CLIENT_SECRET is current"
+                "check GRAPH_TENANT_ID, GRAPH_CLIENT_ID and that GRAPH_CLIENT_SECRET is current"
             }
             (CredentialLabel::WorkloadIdentity, _) => {
                 "check AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE and the federated credential"
@@ -479,7 +479,7 @@ mod tests {
             client_id: "00000000-0000-0000-0000-000000000002".into(),
         };
         let e = token_source_with(&kind, |_| None).unwrap_err().to_string();
-        assert!(e.contains("AZURE_CLIENT_SECRET is not set"), "{e}");
+        assert!(e.contains("GRAPH_CLIENT_SECRET is not set"), "{e}");
         let e = token_source_with(&kind, |_| {
             Some("@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)".into())
         })

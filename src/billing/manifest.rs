@@ -241,20 +241,9 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    /// §3 of the reference, copied exactly.
-    pub(crate) const FULL_EXAMPLE: &str = r#"{
-  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc",
-  "schemaVersion": "1",
-  "dataFormat": "compressedJSON",
-  "createdDateTime": "2023-03-09T06:34:34.87Z",
-  "eTag": "WYjLro78HdMg6vUWR",
-  "partnerTenantId": "0e195b37-4574-4539-bc42-0e539b9684c0",
-  "rootDirectory": "https://adlsreconbuprodeastus201.blob.core.windows.net/billedusagefastpath/v1/PartnerTenantId=0e195b37-4574-4539-bc42-0e539b9684c0/BillingMonth=202310/InvoiceId=G031809528/InvoiceVersion=202311/Fragment=basic/PartitionType=default",
-  "sasToken": "skoid=0c414a25-...&sktid=975f013f-...&skt=2023-12-13T00%3A37%3A17Z&ske=2023-12-14T00%3A37%3A17Z&sks=b&skv=2021-08-06&sv=2021-08-06&se=2023-12-13T12%3A37%3A17Z&sr=d&sp=rl&sdd=7&sig=...",
-  "partitionType": "Default",
-  "blobCount": 1,
-  "blobs": [ { "name": "part-00049-b016029b-a7a7-4c46-9b5e-c925ac317ac6.c000.json.gz", "partitionValue": "default" } ]
-}"#;
+    /// The Microsoft Graph v1.0 `billing.manifest` example (one blob, SAS with `%3A` escapes).
+    pub(crate) const FULL_EXAMPLE: &str =
+        include_str!("../../tests/fixtures/graph/manifest-full.json");
 
     fn example() -> Value {
         serde_json::from_str(FULL_EXAMPLE).unwrap()

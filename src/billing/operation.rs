@@ -172,21 +172,11 @@ mod tests {
     use serde_json::json;
     use time::macros::datetime;
 
-    /// §2 of the reference, copied exactly.
-    const RUNNING: &str = r##"{ "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
-  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "running",
-  "createdDateTime": "2023-03-09T08:12:53",
-  "lastActionDateTime": "2023-03-09T08:37:48.5046691Z" }"##;
-    const SUCCEEDED: &str = r##"{ "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
-  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "succeeded",
-  "createdDateTime": "2023-03-09T08:12:53",
-  "lastActionDateTime": "2023-03-09T08:37:48.5046691Z",
-  "resourceLocation@odata.navigationLink": "https://graph.microsoft.com/v1.0/reports/partners/billing/manifests/8fe347d7-1e0f-4bd6-9091-4672691f32db" }"##;
-    const FAILED: &str = r##"{ "@odata.type": "#microsoft.graph.partners.billing.failedOperation",
-  "id": "6fe687d7-1e0f-4bd6-9091-4672691f64bc", "status": "failed",
-  "createdDateTime": "2023-03-09T08:12:53",
-  "lastActionDateTime": "2023-03-09T08:37:48.5046691Z",
-  "error": { "message": "No data available", "code": "5000" } }"##;
+    /// The Microsoft Graph v1.0 `billing.operation` examples (running, export success, failed),
+    /// quirks included: offset-less `createdDateTime`, seven fractional digits, string error code.
+    const RUNNING: &str = include_str!("../../tests/fixtures/graph/operation-running.json");
+    const SUCCEEDED: &str = include_str!("../../tests/fixtures/graph/operation-succeeded.json");
+    const FAILED: &str = include_str!("../../tests/fixtures/graph/operation-failed.json");
 
     fn parse(s: &str) -> OperationPoll {
         parse_operation(&serde_json::from_str(s).unwrap(), None, false).unwrap()

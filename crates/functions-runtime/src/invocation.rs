@@ -219,24 +219,25 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// A host envelope from `tests/fixtures/host/` (see its README).
+    fn fixture(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     #[test]
     fn timer_payload_with_status_and_with_null_status() {
-        let i = inv(json!({ "Data": { "timer": {
-            "Schedule": { "AdjustForDST": true },
-            "ScheduleStatus": { "Last": "2024-05-01T10:00:00+00:00", "Next": "2024-05-01T10:05:00+00:00",
-                                "LastUpdated": "2024-05-01T10:00:00.1234567+00:00" },
-            "IsPastDue": false } },
-          "Metadata": { "sys": { "MethodName": "timer", "UtcNow": "2024-05-01T10:05:00.0123456Z",
-                                 "RandGuid": "35e6e68c-5583-436c-a277-5aec2b416ba8" } } }));
+        let i = inv(fixture(include_str!(
+            "../../../tests/fixtures/host/timer-with-schedule-status.json"
+        )));
         let t = i.timer("timer").unwrap();
         assert!(!t.is_past_due);
         let s = t.schedule_status.unwrap();
         assert_eq!(s.next.unwrap().minute(), 5);
         assert_eq!(i.utc_now().year(), 2024);
 
-        let i = inv(
-            json!({ "Data": { "timer": { "Schedule": {}, "ScheduleStatus": null, "IsPastDue": true } }, "Metadata": {} }),
-        );
+        let i = inv(fixture(include_str!(
+            "../../../tests/fixtures/host/timer-schedule-status-null-empty-metadata.json"
+        )));
         let t = i.timer("timer").unwrap();
         assert!(t.is_past_due);
         assert!(t.schedule_status.is_none());
@@ -249,19 +250,18 @@ mod tests {
     #[test]
     fn service_bus_payload_single_and_double_encoded() {
         let body = json!({"runId": "abc", "seq": 1});
-        let meta = json!({
-            "MessageReceiver": {}, "MessageActions": {}, "Client": { "FullyQualifiedNamespace": "ns" },
-            "DeliveryCount": "2", "SequenceNumber": "1",
-            "LockToken": "\"4e773554\"", "MessageId": "\"run-abc-poll-1\"", "ContentType": "\"application/json\"",
-            "EnqueuedTimeUtc": "2023-10-12T20:13:49", "EnqueuedTime": "2023-10-12T20:13:49+00:00",
-            "ApplicationProperties": {}, "runId": "\"abc\"",
-            "sys": { "MethodName": "PollOperation", "UtcNow": "2023-10-12T20:13:49.640002Z", "RandGuid": "x" } });
-        for data in [
-            Value::String(body.to_string()),
-            Value::String(serde_json::to_string(&body.to_string()).unwrap()),
-            body.clone(),
-        ] {
-            let i = inv(json!({ "Data": { "message": data }, "Metadata": meta }));
+        let single = fixture(include_str!(
+            "../../../tests/fixtures/host/servicebus-single-encoded.json"
+        ));
+        let double = fixture(include_str!(
+            "../../../tests/fixtures/host/servicebus-double-encoded.json"
+        ));
+        assert!(double["Data"]["message"].as_str().unwrap().starts_with('"'));
+        // Tolerated too: the body already a JSON object.
+        let mut object = single.clone();
+        object["Data"]["message"] = body.clone();
+        for envelope in [single, double, object] {
+            let i = inv(envelope);
             let d = i.service_bus("message").unwrap();
             assert_eq!(d.body, body);
             assert_eq!(d.message_id.as_deref(), Some("run-abc-poll-1"));
@@ -277,13 +277,9 @@ mod tests {
 
     #[test]
     fn http_payload_mode_request() {
-        let i = inv(json!({ "Data": { "req": {
-            "Url": "http://localhost:7071/api/exports/7?x=1", "Method": "post",
-            "Query": { "x": "1" }, "Params": { "runId": "7" },
-            "Headers": { "Content-Type": ["application/json"], "Idempotency-Key": ["k1"] },
-            "Identities": [ { "AuthenticationType": "WebJobsAuthLevel", "IsAuthenticated": true } ],
-            "Body": "{\"kind\":\"billedUsage\"}" } },
-          "Metadata": { "Params": {"runId":"7"}, "Query": {"x":"1"}, "Headers": {"Content-Type": "application/json"} } }));
+        let i = inv(fixture(include_str!(
+            "../../../tests/fixtures/host/http-post-with-body.json"
+        )));
         let r = i.http("req").unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.params["runId"], "7");

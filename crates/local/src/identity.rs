@@ -1,5 +1,5 @@
 //! Managed-identity endpoint stand-in (the App Service / Functions protocol): the handler in
-//! local mode authenticates exactly as in Azure, with `CREDENTIAL_KIND=managed-identity`,
+//! local mode authenticates exactly as in Azure, with `AZURE_CREDENTIAL_KIND` and `GRAPH_CREDENTIAL_KIND` set to `managed-identity`,
 //! `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, and receives the stand-ins' local tokens.
 //!
 //! Protocol (learn.microsoft.com/azure/app-service/overview-managed-identity, "REST endpoint

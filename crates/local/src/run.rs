@@ -254,7 +254,8 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             s::DESTINATION_DIRECTORY.into(),
             out_dir.display().to_string(),
         ),
-        (s::CREDENTIAL_KIND.into(), "managed-identity".into()),
+        (s::AZURE_CREDENTIAL_KIND.into(), "managed-identity".into()),
+        (s::GRAPH_CREDENTIAL_KIND.into(), "managed-identity".into()),
         (s::DEFAULT_RETRY_AFTER_SECONDS.into(), "1".into()),
         (s::LOG_FORMAT.into(), "text".into()),
         (

@@ -9,13 +9,13 @@ use std::time::Duration;
 use partner_billing_export::app::App;
 use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use partner_billing_export::pipeline::{CopyJob, Handled, PipelineError, PollJob, RunRecord};
 use partner_billing_local::eventgrid::{EventGridConfig, EventGridEmulator};
 use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
 use partner_billing_local::identity::{IdentityConfig, IdentityEndpoint};
 use partner_billing_local::server::ServerHandle;
-use partner_billing_local::tokens::local_token_source;
 use partner_billing_local::servicebus::{Delivery, ServiceBusConfig, ServiceBusEmulator};
-use partner_billing_export::pipeline::{CopyJob, Handled, PipelineError, PollJob, RunRecord};
+use partner_billing_local::tokens::local_token_source;
 use serde_json::Value;
 
 pub struct TestBed {
@@ -26,7 +26,30 @@ pub struct TestBed {
     pub dir: tempfile::TempDir,
     /// App settings that make a spawned handler use this bed's managed-identity stand-in.
     pub handler_identity: Vec<(String, String)>,
+    /// The app settings `app` was configured with (stand-in endpoints, destination, ...).
+    pub settings: HashMap<String, String>,
     _servers: Vec<ServerHandle>,
+}
+
+/// Which credentials the Service Bus and Event Grid stand-ins accept.
+#[derive(Debug, Clone)]
+pub struct StandInAuth {
+    /// Bearer token the Service Bus stand-in accepts.
+    pub servicebus_token: String,
+    /// Keys whose SAS tokens it accepts (connection-string senders).
+    pub servicebus_keys: Vec<partner_billing_export::adapters::shared_key::SharedAccessKey>,
+    /// Bearer token or `aeg-sas-key` the Event Grid stand-in accepts.
+    pub eventgrid_token: String,
+}
+
+impl Default for StandInAuth {
+    fn default() -> Self {
+        Self {
+            servicebus_token: partner_billing_local::tokens::LOCAL_SERVICEBUS_TOKEN.into(),
+            servicebus_keys: Vec::new(),
+            eventgrid_token: partner_billing_local::tokens::LOCAL_EVENTGRID_TOKEN.into(),
+        }
+    }
 }
 
 pub fn fast_sandbox() -> SandboxConfig {
@@ -41,17 +64,27 @@ pub fn fast_sandbox() -> SandboxConfig {
 
 impl TestBed {
     pub async fn start(cfg: SandboxConfig, extra: &[(&str, &str)]) -> Self {
+        Self::start_with(StandInAuth::default(), cfg, extra).await
+    }
+
+    /// Replaces the in-process app (e.g. one built by `App::from_config` with real credentials).
+    pub fn with_app(mut self, app: Arc<App>) -> Self {
+        self.app = app;
+        self
+    }
+
+    pub async fn start_with(auth: StandInAuth, cfg: SandboxConfig, extra: &[(&str, &str)]) -> Self {
         let sandbox = GraphSandbox::start(cfg).await.expect("sandbox starts");
         let sb = ServiceBusEmulator::new(ServiceBusConfig {
             queues: vec![OPERATIONS_QUEUE.into(), PARTITIONS_QUEUE.into()],
             max_delivery_count: 10,
             duplicate_detection_window: Duration::from_secs(600),
-            token: partner_billing_local::tokens::LOCAL_SERVICEBUS_TOKEN.into(),
-            sas_keys: Vec::new(),
+            token: auth.servicebus_token,
+            sas_keys: auth.servicebus_keys,
         });
         let sb_http = sb.serve(0).await.expect("service bus stand-in");
         let eg = EventGridEmulator::new(EventGridConfig {
-            token: partner_billing_local::tokens::LOCAL_EVENTGRID_TOKEN.into(),
+            token: auth.eventgrid_token,
             events_file: None,
         });
         let eg_http = eg.serve(0).await.expect("event grid stand-in");
@@ -77,8 +110,8 @@ impl TestBed {
         for (k, v) in extra {
             settings.insert(k.to_string(), v.to_string());
         }
-        let config =
-            Config::load(&Settings::new(move |k| settings.get(k).cloned())).expect("config");
+        let lookup = settings.clone();
+        let config = Config::load(&Settings::new(move |k| lookup.get(k).cloned())).expect("config");
         let app = App::with_tokens(config, Arc::new(local_token_source())).expect("app");
         let identity = IdentityEndpoint::new(IdentityConfig {
             header_secret: "test-identity-header".into(),
@@ -93,6 +126,7 @@ impl TestBed {
             app,
             dir,
             handler_identity,
+            settings,
             _servers: vec![sb_http, eg_http, identity_http],
         }
     }

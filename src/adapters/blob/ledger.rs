@@ -2,10 +2,7 @@
 
 use async_trait::async_trait;
 use azure_core::http::Etag;
-use azure_storage_blob::models::{
-    BlobClientUploadOptions,
-    BlobContainerClientListBlobsOptions,
-};
+use azure_storage_blob::models::{BlobClientUploadOptions, BlobContainerClientListBlobsOptions};
 use azure_storage_blob::BlobClient;
 use bytes::Bytes;
 use futures::StreamExt;

@@ -38,8 +38,8 @@ mod tests {
     use super::*;
     use crate::adapters::storage::ObjectPath;
     use crate::auth::{Secret, TokenSource};
-    use std::sync::Arc;
     use azure_core::http::Url;
+    use std::sync::Arc;
 
     #[test]
     fn ranges_cover_without_gaps() {
