@@ -17,6 +17,7 @@ use partner_billing_export::billing::{
     BillingClient, BillingError, GraphConfig, ManifestLocation, OperationState, PollOutcome,
 };
 use serde_json::{json, Value};
+use test_support::fixtures::json as fixture;
 use url::Url;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
@@ -193,13 +194,11 @@ fn unbilled(kind: ExportKind) -> ExportRequest {
     .unwrap()
 }
 
+/// The documented running operation, under the id the mocks serve it as.
 fn running_operation() -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
-        "id": "op-1", "status": "running",
-        "createdDateTime": "2023-03-09T08:12:53",
-        "lastActionDateTime": "2023-03-09T08:37:48.5046691Z"
-    })
+    let mut op = fixture("graph/operation-running.json");
+    op["id"] = json!("op-1");
+    op
 }
 
 fn assert_uuid_v4(s: &str) {
@@ -395,7 +394,7 @@ async fn throttled_poll_waits_retry_after_then_succeeds() {
 async fn unavailable_twice_then_accepted() {
     let mock = Mock::start(|_, n| {
         if n < 2 {
-            answer(503).json(json!({"error": {"code": "ServiceUnavailable", "message": "busy"}}))
+            answer(503).json(fixture("graph/error-service-unavailable.json"))
         } else {
             answer(202).header("Location", operation_path("op-3"))
         }
@@ -414,10 +413,9 @@ async fn unavailable_twice_then_accepted() {
 
 #[tokio::test]
 async fn server_errors_forever_end_as_unavailable_after_max_attempts() {
-    let mock = Mock::start(|_, _| {
-        answer(500).json(json!({"error": {"code": "InternalServerError", "message": "boom"}}))
-    })
-    .await;
+    let mock =
+        Mock::start(|_, _| answer(500).json(fixture("graph/error-internal-server-error.json")))
+            .await;
     let err = graph_client(&mock)
         .start_export(&billed(ExportKind::BilledUsage))
         .await
@@ -468,14 +466,7 @@ async fn gone_operation() {
 
 #[tokio::test]
 async fn bad_request_is_rejected_with_the_graph_error_envelope() {
-    let mock = Mock::start(|_, _| {
-        answer(400).json(json!({"error": {
-            "code": "BadRequest",
-            "message": "Invalid invoice id",
-            "innerError": {"request-id": "r", "date": "2024-01-01T00:00:00"}
-        }}))
-    })
-    .await;
+    let mock = Mock::start(|_, _| answer(400).json(fixture("graph/error-bad-request.json"))).await;
     let err = graph_client(&mock)
         .start_export(&billed(ExportKind::BilledUsage))
         .await
@@ -509,26 +500,19 @@ async fn accepted_without_location_is_invalid() {
 
 #[tokio::test]
 async fn manifest_is_fetched_through_the_navigation_link() {
-    let sas =
-        "skt=2023-12-13T00%3A37%3A17Z&se=2023-12-13T12%3A37%3A17Z&sr=d&sp=rl&sig=abc%2Bdef%3D";
-    let root = "https://adlsrecon.blob.core.windows.net/billedusagefastpath/v1/PartnerTenantId=t1/BillingMonth=202310/InvoiceId=G031809528";
-    let manifest = json!({
-        "id": "m1", "schemaVersion": "2", "dataFormat": "compressedJSON",
-        "createdDateTime": "2023-03-09T06:34:34.87Z", "eTag": "etag-1",
-        "partnerTenantId": "t1", "rootDirectory": root, "sasToken": sas,
-        "partitionType": "default", "blobCount": 2,
-        "blobs": [{"name": "part-00000.json.gz", "partitionValue": "default"},
-                  {"name": "part-00001.json.gz", "partitionValue": "default"}]
-    });
+    let manifest = fixture("graph/manifest-two-blobs.json");
+    let sas = manifest["sasToken"].as_str().unwrap().to_string();
+    let root = manifest["rootDirectory"].as_str().unwrap().to_string();
     let mock = Mock::start(move |req, _| {
         if req.path.ends_with("/operations/op-1") {
+            // The documented success, linking to the manifest on the mock's own origin.
             let origin = format!("http://{}", req.header("host"));
-            answer(200).json(json!({
-                "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
-                "id": "op-1", "status": "succeeded",
-                "resourceLocation@odata.navigationLink":
-                    format!("{origin}/v1.0/reports/partners/billing/manifests/m1")
-            }))
+            let mut op = fixture("graph/operation-succeeded.json");
+            op["id"] = json!("op-1");
+            op["resourceLocation@odata.navigationLink"] = json!(format!(
+                "{origin}/v1.0/reports/partners/billing/manifests/m1"
+            ));
+            answer(200).json(op)
         } else {
             answer(200).json(manifest.clone())
         }
@@ -559,19 +543,13 @@ async fn manifest_is_fetched_through_the_navigation_link() {
     assert_eq!(url.as_str(), format!("{root}/part-00001.json.gz?{sas}"));
 }
 
-/// One Partner Center invoice item.
+/// One Partner Center invoice item: the fixture with its id, document type and period end set.
 fn pc_invoice(id: &str, doc: &str, period_end: &str) -> Value {
-    json!({
-        "id": id,
-        "invoiceDate": "2025-01-08T00:00:00Z",
-        "billingPeriodStartDate": "2024-12-01T00:00:00Z",
-        "billingPeriodEndDate": period_end,
-        "totalCharges": 10.0,
-        "currencyCode": "EUR",
-        "documentType": doc,
-        "invoiceType": "Recurring",
-        "attributes": {"objectType": "Invoice"}
-    })
+    let mut item = fixture("partner-center/invoice.json");
+    item["id"] = json!(id);
+    item["documentType"] = json!(doc);
+    item["billingPeriodEndDate"] = json!(period_end);
+    item
 }
 
 #[tokio::test]
@@ -660,10 +638,9 @@ async fn partner_center_stops_on_an_empty_page_without_total_count() {
 
 #[tokio::test]
 async fn partner_center_refusals_are_rejected() {
-    let pc = Mock::start(|_, _| {
-        answer(401).json(json!({"code": 900, "description": "token audience is wrong"}))
-    })
-    .await;
+    let pc =
+        Mock::start(|_, _| answer(401).json(fixture("partner-center/error-unauthorized.json")))
+            .await;
     let client = PartnerCenterClient::new(authed(&pc.base(), Some(&pc.base())), pc.base());
     match client.list_invoices().await.unwrap_err() {
         BillingError::Rejected {

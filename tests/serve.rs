@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use test_support::fixtures::json as fixture;
 use test_support::{fast_sandbox, TestBed};
 
 struct Handler {
@@ -104,8 +105,7 @@ async fn serve_handles_documented_payloads() {
     let (status, body) = h
         .invoke(
             "StartExports",
-            json!({ "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": true } },
-                    "Metadata": { "sys": { "MethodName": "StartExports", "UtcNow": "2026-12-05T06:00:00.0123456Z", "RandGuid": "x" } } }),
+            fixture("host/timer-start-exports-schedule-status-null.json"),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -113,11 +113,7 @@ async fn serve_handles_documented_payloads() {
 
     // HTTP payload mode: a list request, and a bad start naming the field.
     let (status, body) = h
-        .invoke(
-            "Exports",
-            json!({ "Data": { "req": { "Url": "http://localhost:7071/api/exports", "Method": "GET", "Query": {}, "Headers": {}, "Params": {} } },
-                    "Metadata": { "sys": { "MethodName": "Exports", "UtcNow": "2026-11-25T10:00:00Z", "RandGuid": "x" } } }),
-        )
+        .invoke("Exports", fixture("host/http-get-exports.json"))
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["Outputs"]["res"]["statusCode"], 200);
@@ -125,9 +121,7 @@ async fn serve_handles_documented_payloads() {
     let (_, body) = h
         .invoke(
             "Exports",
-            json!({ "Data": { "req": { "Url": "http://localhost:7071/api/exports", "Method": "POST", "Query": {}, "Params": {},
-                    "Headers": { "Content-Type": ["application/json"] }, "Body": "{\"kind\":\"billedUsage\",\"inoiceId\":\"G1\"}" } },
-                    "Metadata": {} }),
+            fixture("host/http-post-exports-misspelled-field.json"),
         )
         .await;
     let res = &body["Outputs"]["res"];
@@ -136,13 +130,10 @@ async fn serve_handles_documented_payloads() {
     assert!(res["body"]["detail"].as_str().unwrap().contains("inoiceId"));
 
     // Service Bus: a double-encoded poll for a run nobody knows is acknowledged (2xx) ...
-    let inner = json!({"v": 1, "runId": "20261125t100000-aaaaaaaaaaaa", "seq": 0}).to_string();
     let (status, _) = h
         .invoke(
             "PollOperation",
-            json!({ "Data": { "message": serde_json::to_string(&inner).unwrap() },
-                    "Metadata": { "DeliveryCount": "1", "MessageId": "\"m1\"", "EnqueuedTimeUtc": "2026-11-25T10:00:00",
-                                  "MessageActions": {}, "sys": { "MethodName": "PollOperation" } } }),
+            fixture("host/servicebus-poll-operation-double-encoded.json"),
         )
         .await;
     assert_eq!(status, 200);
