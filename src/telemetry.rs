@@ -7,19 +7,27 @@
 use std::io::IsTerminal;
 
 /// Installs the global `tracing` subscriber: JSON lines (`json`, for Application Insights) or
-/// plain text; `RUST_LOG` overrides `default_level`.
+/// plain text; `RUST_LOG` overrides `default_level`. Warnings and errors of an invocation are
+/// also returned in its `Logs` ([`functions_runtime::logs`]).
 pub fn init_tracing(json: bool, default_level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(functions_runtime::logs::CaptureWarnings);
     // `try_init`: a second call (tests, embedding) keeps the first subscriber.
     let _ = if json {
-        builder.json().with_current_span(false).try_init()
+        registry
+            .with(fmt.json().with_current_span(false))
+            .try_init()
     } else {
-        builder.with_target(false).try_init()
+        registry.with(fmt.with_target(false)).try_init()
     };
 }
 

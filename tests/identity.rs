@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use partner_billing_export::adapters::identity::token_source;
-use partner_billing_export::auth::{Audience, AuthError};
 use partner_billing_export::adapters::identity::CredentialKind;
+use partner_billing_export::auth::{Audience, AuthError};
 use warp::Filter;
 
 #[derive(Debug, Clone)]

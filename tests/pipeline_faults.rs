@@ -172,7 +172,7 @@ async fn failed_operation_emits_export_failed() {
     bed.drain(DRAIN).await;
     let r = bed.run(&run.run_id).await;
     assert_eq!(r.state, RunState::Failed);
-    assert_eq!(r.failure.as_ref().unwrap().code, "5000");
+    assert_eq!(r.failure.as_ref().unwrap().code.as_str(), "5000");
     let failed = bed.events_of_type("ExportFailed");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["data"]["code"], "5000");

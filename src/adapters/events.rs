@@ -13,6 +13,7 @@ use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
 pub const EXPORT_STARTED: &str = "PartnerBillingExport.ExportStarted.v1";
 pub const EXPORT_COMPLETED: &str = "PartnerBillingExport.ExportCompleted.v1";
 pub const EXPORT_FAILED: &str = "PartnerBillingExport.ExportFailed.v1";
+pub const INVOICE_DISCOVERY_FAILED: &str = "PartnerBillingExport.InvoiceDiscoveryFailed.v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {

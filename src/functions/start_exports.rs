@@ -3,7 +3,7 @@
 //! did start are duplicates on that retry, hence no-ops.
 
 use crate::app::App;
-use crate::pipeline::{StartOutcome, Trigger};
+use crate::pipeline::{notify, StartOutcome, Trigger};
 use crate::planner;
 use functions_runtime::{InvocationFailure, InvocationReply, InvocationResult, TimerInfo};
 use time::OffsetDateTime;
@@ -13,8 +13,29 @@ pub async fn run(app: &App, timer: TimerInfo, now: OffsetDateTime) -> Invocation
         tracing::warn!("timer is past due; starting exports now");
     }
     let today = now.date();
-    let plan = planner::plan(&app.config.plan, &app.invoices, today).await?;
+    let plan = planner::plan(&app.config.plan, &app.invoices, today).await;
     let mut reply = InvocationReply::new();
+    if let Some(f) = &plan.discovery_failure {
+        // One error line (it also reaches the invocation's Logs) and one event; the unbilled
+        // exports below still start.
+        let month = format!("{}{:02}", f.year, u8::from(f.month));
+        tracing::error!(
+            billing_month = %month,
+            error = %f.error,
+            fix = f.hint(),
+            "invoice discovery failed; billed exports of this month were not started"
+        );
+        let event = notify::invoice_discovery_failed(
+            app.pipeline.event_source(),
+            &month,
+            today,
+            &f.error.to_string(),
+            f.hint(),
+        );
+        if let Err(e) = app.pipeline.announce(event).await {
+            tracing::warn!(error = %e, "could not publish InvoiceDiscoveryFailed");
+        }
+    }
     for note in &plan.notes {
         tracing::warn!("{note}");
         reply = reply.log(note.clone());

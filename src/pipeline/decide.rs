@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::run::{RunRecord, RunState};
+use super::run::{FailureCode, RunRecord, RunState};
 use crate::billing::{BillingError, ManifestLocation, OperationState, PollOutcome};
 
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +60,7 @@ pub enum AfterPoll {
     Restart,
     Succeeded(ManifestLocation),
     Fail {
-        code: String,
+        code: FailureCode,
         message: String,
     },
 }
@@ -82,12 +82,12 @@ pub fn after_poll(
             reason: e.to_string(),
         },
         Err(e) => AfterPoll::Fail {
-            code: "pollFailed".into(),
+            code: FailureCode::PollFailed,
             message: e.to_string(),
         },
         Ok(PollOutcome::Gone) if run.restarts < policy.max_restarts => AfterPoll::Restart,
         Ok(PollOutcome::Gone) => AfterPoll::Fail {
-            code: "gone".into(),
+            code: FailureCode::Gone,
             message: format!(
                 "the export operation expired (410 Gone) {} times; giving up",
                 run.restarts + 1
@@ -101,9 +101,9 @@ pub fn after_poll(
             OperationState::Succeeded { manifest } => AfterPoll::Succeeded(manifest),
             OperationState::Failed { error } => AfterPoll::Fail {
                 code: if error.code.is_empty() {
-                    "failed".into()
+                    FailureCode::Failed
                 } else {
-                    error.code
+                    FailureCode::Graph(error.code)
                 },
                 message: if error.message.is_empty() {
                     "the export operation failed without a message".into()
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(
             a,
             AfterPoll::Fail {
-                code: "5000".into(),
+                code: FailureCode::Graph("5000".into()),
                 message: "No data available".into()
             }
         );
@@ -306,9 +306,13 @@ mod tests {
         );
         let mut tired = run(RunState::Polling, 0);
         tired.restarts = 2;
-        assert!(
-            matches!(after_poll(&tired, Ok(PollOutcome::Gone), NOW, &policy()), AfterPoll::Fail { code, .. } if code == "gone")
-        );
+        assert!(matches!(
+            after_poll(&tired, Ok(PollOutcome::Gone), NOW, &policy()),
+            AfterPoll::Fail {
+                code: FailureCode::Gone,
+                ..
+            }
+        ));
         let transient = BillingError::Unavailable {
             attempts: 5,
             last: "HTTP 503".into(),
@@ -321,8 +325,12 @@ mod tests {
             code: "Forbidden".into(),
             message: "no".into(),
         };
-        assert!(
-            matches!(after_poll(&r, Err(&fatal), NOW, &policy()), AfterPoll::Fail { code, .. } if code == "pollFailed")
-        );
+        assert!(matches!(
+            after_poll(&r, Err(&fatal), NOW, &policy()),
+            AfterPoll::Fail {
+                code: FailureCode::PollFailed,
+                ..
+            }
+        ));
     }
 }

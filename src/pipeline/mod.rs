@@ -13,5 +13,5 @@ pub mod status;
 pub use decide::PollPolicy;
 pub use ledger::Ledger;
 pub use messages::{CopyJob, PollJob};
-pub use run::{RunId, RunRecord, RunState, Trigger};
+pub use run::{Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
 pub use service::{Handled, Pipeline, PipelineConfig, PipelineError, StartOutcome};

@@ -4,7 +4,9 @@
 use serde_json::json;
 
 use super::run::RunRecord;
-use crate::adapters::events::{CloudEvent, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED};
+use crate::adapters::events::{
+    CloudEvent, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED, INVOICE_DISCOVERY_FAILED,
+};
 use crate::billing::ExportScope;
 
 /// Blobs listed inline in a completion event; beyond this the event points at `_manifest.json`
@@ -89,6 +91,24 @@ pub fn completed(
             "blobs": blobs,
             "blobsTruncated": run.parts.len() > MAX_EVENT_BLOBS,
         }),
+    )
+}
+
+/// Invoice discovery failed for a billing month: billed exports were not planned.
+/// One event per month and firing day (deterministic id), so retries do not multiply it.
+pub fn invoice_discovery_failed(
+    source: &str,
+    billing_month: &str,
+    fired_on: time::Date,
+    reason: &str,
+    hint: &str,
+) -> CloudEvent {
+    CloudEvent::new(
+        source,
+        INVOICE_DISCOVERY_FAILED,
+        format!("invoice-discovery-{billing_month}-failed-{fired_on}"),
+        format!("invoices/{billing_month}"),
+        json!({ "billingMonth": billing_month, "reason": reason, "fix": hint }),
     )
 }
 

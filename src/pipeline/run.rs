@@ -122,11 +122,82 @@ pub struct PartRecord {
     pub method: Option<CopyMethod>,
 }
 
+/// Why a run failed: one of ours, or the code Graph gave a failed operation. Serialised as a
+/// plain string (`"deadline"`, ..., or Graph's own, e.g. `"5000"`) in the ledger, the status
+/// API and `ExportFailed` events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureCode {
+    /// The operation was still running at the poll deadline.
+    Deadline,
+    /// Graph refused to start (or restart) the export.
+    Rejected,
+    /// The operation expired (410 Gone) more often than restarts allow.
+    Gone,
+    /// Microsoft's data changed while partitions were being copied.
+    SourceChanged,
+    /// The manifest could not be read or failed validation.
+    Manifest,
+    /// Polling failed permanently (not a transient outage).
+    PollFailed,
+    /// A failed operation without a code of its own.
+    Failed,
+    /// Graph's code for a failed operation, e.g. `5000` (No data available).
+    Graph(String),
+}
+
+impl FailureCode {
+    const OURS: [(FailureCode, &'static str); 7] = [
+        (FailureCode::Deadline, "deadline"),
+        (FailureCode::Rejected, "rejected"),
+        (FailureCode::Gone, "gone"),
+        (FailureCode::SourceChanged, "sourceChanged"),
+        (FailureCode::Manifest, "manifest"),
+        (FailureCode::PollFailed, "pollFailed"),
+        (FailureCode::Failed, "failed"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            FailureCode::Graph(code) => code,
+            ours => Self::OURS
+                .iter()
+                .find(|(c, _)| c == ours)
+                .map(|(_, s)| *s)
+                .expect("every code of ours has a name"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        Self::OURS
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_else(|| FailureCode::Graph(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FailureCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FailureCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(d)?))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
-    /// Graph's error code (`"5000"`), or ours (`deadline`, `rejected`, `gone`, `sourceChanged`, ...).
-    pub code: String,
+    pub code: FailureCode,
     pub message: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -243,6 +314,19 @@ pub struct RequestIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_codes_serialise_as_plain_strings() {
+        for (code, text) in [
+            (FailureCode::Deadline, "\"deadline\""),
+            (FailureCode::SourceChanged, "\"sourceChanged\""),
+            (FailureCode::PollFailed, "\"pollFailed\""),
+            (FailureCode::Graph("5000".into()), "\"5000\""),
+        ] {
+            assert_eq!(serde_json::to_string(&code).unwrap(), text);
+            assert_eq!(serde_json::from_str::<FailureCode>(text).unwrap(), code);
+        }
+    }
 
     #[test]
     fn run_ids_are_validated_and_sortable() {

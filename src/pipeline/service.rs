@@ -15,7 +15,7 @@ use super::layout;
 use super::ledger::{Claim, Ledger, LedgerError};
 use super::messages::{CopyJob, PollJob};
 use super::notify;
-use super::run::{Failure, PartRecord, RunId, RunRecord, RunState, Trigger};
+use super::run::{Failure, FailureCode, PartRecord, RunId, RunRecord, RunState, Trigger};
 use crate::adapters::events::{CloudEvent, EventError, EventPublisher};
 use crate::adapters::servicebus::{MessageQueue, OutgoingMessage, QueueError};
 use crate::adapters::storage::{Destination, ObjectPath, SourceIdentity, StorageError};
@@ -140,6 +140,17 @@ impl Pipeline {
         &self.ledger
     }
 
+    /// Publishes an event that is not about one run (planning news such as a failed invoice
+    /// discovery).
+    pub async fn announce(&self, event: CloudEvent) -> Result<(), EventError> {
+        self.events.publish(&[event]).await
+    }
+
+    /// The CloudEvents `source` of this deployment's events.
+    pub fn event_source(&self) -> &str {
+        &self.cfg.event_source
+    }
+
     pub fn destination(&self) -> &dyn Destination {
         self.dest.as_ref()
     }
@@ -220,7 +231,7 @@ impl Pipeline {
             Err(e) if e.is_transient() => Err(e.into()),
             Err(e) => {
                 let run = self
-                    .fail_run(id, "rejected", &e.to_string())
+                    .fail_run(id, FailureCode::Rejected, &e.to_string())
                     .await?
                     .unwrap_or(run);
                 Ok(StartOutcome::Rejected(Box::new(run)))
@@ -295,7 +306,8 @@ impl Pipeline {
                     "the export operation was still running at the polling deadline ({} after start)",
                     humanize(self.cfg.poll_deadline)
                 );
-                self.fail_run(&run.run_id, "deadline", &msg).await?;
+                self.fail_run(&run.run_id, FailureCode::Deadline, &msg)
+                    .await?;
                 Ok(Handled::Failed)
             }
             BeforePoll::Poll => self.poll_graph(run, job.seq, t).await,
@@ -329,7 +341,7 @@ impl Pipeline {
             }
             AfterPoll::Restart => self.restart(run, seq).await,
             AfterPoll::Fail { code, message } => {
-                self.fail_run(id, &code, &message).await?;
+                self.fail_run(id, code, &message).await?;
                 Ok(Handled::Failed)
             }
             AfterPoll::Succeeded(loc) => {
@@ -343,7 +355,8 @@ impl Pipeline {
                         return Ok(Handled::Rescheduled);
                     }
                     Err(e) => {
-                        self.fail_run(id, "manifest", &e.to_string()).await?;
+                        self.fail_run(id, FailureCode::Manifest, &e.to_string())
+                            .await?;
                         return Ok(Handled::Failed);
                     }
                 };
@@ -384,7 +397,7 @@ impl Pipeline {
             Err(e) => {
                 self.fail_run(
                     id,
-                    "rejected",
+                    FailureCode::Rejected,
                     &format!("restarting the expired export failed: {e}"),
                 )
                 .await?;
@@ -534,7 +547,8 @@ impl Pipeline {
                     "the source data changed while copying (eTag {expected_etag} became {}); start the export again",
                     manifest.etag
                 );
-                self.fail_run(&run.run_id, "sourceChanged", &msg).await?;
+                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
+                    .await?;
                 return Ok(Handled::Failed);
             }
             let Some(blob) = manifest.blobs.iter().find(|b| b.name == part.name) else {
@@ -542,7 +556,8 @@ impl Pipeline {
                     "partition {} is no longer in the source manifest",
                     part.name
                 );
-                self.fail_run(&run.run_id, "sourceChanged", &msg).await?;
+                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
+                    .await?;
                 return Ok(Handled::Failed);
             };
             let url = manifest.blob_url(blob).map_err(|e| {
@@ -662,12 +677,12 @@ impl Pipeline {
     async fn fail_run(
         &self,
         id: &RunId,
-        code: &str,
+        code: FailureCode,
         message: &str,
     ) -> Result<Option<RunRecord>, PipelineError> {
         let t = now();
         let failure = Failure {
-            code: code.to_string(),
+            code: code.clone(),
             message: message.chars().take(2000).collect(),
             at: t,
         };
@@ -681,7 +696,7 @@ impl Pipeline {
         let Some((run, ())) = updated else {
             return Ok(None);
         };
-        tracing::error!(run_id = %id, code, reason = message, "export run failed");
+        tracing::error!(run_id = %id, code = %code, reason = message, "export run failed");
         self.publish_final(&run, notify::failed(&self.cfg.event_source, &run))
             .await?;
         self.forget_manifest(id);

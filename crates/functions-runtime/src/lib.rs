@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod codec;
 pub mod invocation;
+pub mod logs;
 pub mod reply;
 pub mod server;
 

@@ -169,20 +169,22 @@ impl FunctionRouter {
             invocation_id = invocation_id.as_deref().unwrap_or("")
         );
         let started = std::time::Instant::now();
-        let outcome = tracing::Instrument::instrument(
+        let (outcome, captured) = crate::logs::capture(tracing::Instrument::instrument(
             std::panic::AssertUnwindSafe(handler(inv)).catch_unwind(),
             span,
-        )
+        ))
         .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match outcome {
-            Ok(Ok(reply)) => {
+            Ok(Ok(mut reply)) => {
                 tracing::debug!(function = name, elapsed_ms, "invocation succeeded");
+                reply.logs.extend(captured);
                 json_reply(StatusCode::OK, &reply)
             }
             Ok(Err(fail)) => {
                 tracing::warn!(function = name, elapsed_ms, error = %fail.message, "invocation failed");
                 let mut logs = fail.logs;
+                logs.extend(captured);
                 logs.push(format!("error: {}", fail.message));
                 json_reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
