@@ -19,6 +19,28 @@ if cargo tree --locked -e normal -p partner-billing-export --prefix none |
   exit 1
 fi
 
+echo "==> the README's main command: cargo run -- local"
+cargo run --locked --quiet -- local --out target/test-local-run --timeout 240 >target/test-local-run.txt 2>&1 ||
+  { cat target/test-local-run.txt >&2; exit 1; }
+tail -n 4 target/test-local-run.txt
+
+echo "==> package: the portable handler (glibc <= 2.28) and the deployable zip"
+scripts/package.sh target/partner-billing-export.zip
+
+echo "==> the packaged handler runs the local pipeline"
+rm -rf target/package && mkdir -p target/package
+python3 - <<'PY'
+import os, zipfile
+with zipfile.ZipFile("target/partner-billing-export.zip") as z:
+    info = z.getinfo("handler")
+    z.extract(info, "target/package")
+    os.chmod("target/package/handler", (info.external_attr >> 16) & 0o777)
+PY
+cargo run --locked --quiet -- local --handler target/package/handler --out target/test-local-packaged \
+  --timeout 240 >target/test-local-packaged.txt 2>&1 ||
+  { cat target/test-local-packaged.txt >&2; exit 1; }
+tail -n 4 target/test-local-packaged.txt
+
 if [ -x scripts/check-infra.sh ]; then
   echo "==> infra checks"
   scripts/check-infra.sh

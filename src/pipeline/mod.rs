@@ -1,4 +1,4 @@
-//! The export state machine (see DESIGN.md): start, poll decision, fan-out, copy, fan-in; the
+//! The export state machine (docs/architecture.md): start, poll decision, fan-out, copy, fan-in; the
 //! run ledger and the queue message types. It knows which services it needs, not where they run.
 
 pub mod decide;
