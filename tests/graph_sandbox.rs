@@ -1,5 +1,5 @@
 //! The Graph partner billing sandbox, driven over loopback HTTP with plain reqwest, checked
-//! against the wire format in the reference (202 + Location, operation shapes, manifest,
+//! against the wire format of docs/graph-api.md (202 + Location, operation shapes, manifest,
 //! SAS-guarded blobs, Partner Center invoices).
 
 use std::io::Read;

@@ -382,9 +382,10 @@ fn state_name(s: &super::model::OperationState) -> &'static str {
 }
 
 /// The 202's `Location` as an absolute URL. The docs show it absolute; whether it can be
-/// relative is undocumented (reference §8, open question 13), so a relative one is resolved
-/// against the URL we posted to, which is how HTTP defines it (RFC 9110 §10.2.2) and, for the
-/// usual `/v1.0/...` form, the same as resolving against the configured base URL.
+/// relative is undocumented (docs/graph-api.md §8, open question 13), so a relative one is
+/// resolved against the URL we posted to, which is how HTTP defines it (RFC 9110, section
+/// 10.2.2) and, for the usual `/v1.0/...` form, the same as resolving against the configured
+/// base URL.
 fn operation_location(headers: &HeaderMap, request_url: &Url) -> Result<Url, BillingError> {
     let raw = headers
         .get(LOCATION)

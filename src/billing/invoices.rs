@@ -1,6 +1,6 @@
 //! Partner Center invoice discovery: Graph has no invoice list, so billed exports take their
-//! invoice ids from Partner Center's `GET /v1/invoices` (reference §6.1), called with a Partner
-//! Center token (a Graph token is not valid there).
+//! invoice ids from Partner Center's `GET /v1/invoices` (docs/graph-api.md §6.1), called with a
+//! Partner Center token (a Graph token is not valid there).
 
 use std::collections::BTreeSet;
 

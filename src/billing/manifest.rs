@@ -22,7 +22,7 @@ const MAX_SHORT_LEN: usize = 256;
 const MAX_URL_LEN: usize = 2048;
 const MAX_SAS_LEN: usize = 8 * 1024;
 
-/// The two `dataFormat` values the docs and real responses show (§3 of the reference).
+/// The two `dataFormat` values the docs and real responses show (docs/graph-api.md §3).
 const KNOWN_DATA_FORMATS: [&str; 2] = ["compressedJSON", "compressedJSONLines"];
 
 fn invalid(msg: impl Into<String>) -> BillingError {

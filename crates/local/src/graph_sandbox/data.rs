@@ -1,4 +1,5 @@
-//! Deterministic partition data: gzip-compressed JSON Lines whose keys are the §4 attribute lists.
+//! Deterministic partition data: gzip-compressed JSON Lines whose keys are the attribute lists
+//! of docs/graph-api.md §4.
 //!
 //! Everything is derived from a self-contained PRNG seeded from the sandbox seed, the export and
 //! the partition index, so the same seed and request always give byte-identical blobs (no wall
@@ -20,7 +21,7 @@ use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 /// (`full` carries every column).
 type Column = (&'static str, bool);
 
-/// §4.1, usage exports (billed and unbilled), in the documented order.
+/// docs/graph-api.md §4.1, usage exports (billed and unbilled), in the documented order.
 const USAGE_COLUMNS: &[Column] = &[
     ("AdditionalInfo", true),
     ("AvailabilityId", false),
@@ -78,7 +79,7 @@ const USAGE_COLUMNS: &[Column] = &[
     ("UsageDate", true),
 ];
 
-/// §4.2, reconciliation exports (billed and unbilled), in the documented order.
+/// docs/graph-api.md §4.2, reconciliation exports (billed and unbilled), in the documented order.
 const RECONCILIATION_COLUMNS: &[Column] = &[
     ("PartnerId", true),
     ("CustomerId", true),

@@ -8,9 +8,9 @@
 //! - `GET|HEAD /blob/{container}/{directory...}/{name}?{sas}`
 //! - `GET  /partnercenter/v1/invoices?size=&offset=`
 //!
-//! Wire formats follow `shared/reference/graph-partner-billing-api.md`; where the real service
-//! is ambiguous the config picks (manifest shape, success status), so clients can be tested
-//! against every variant. All data is deterministic from `SandboxConfig::seed`.
+//! Wire formats follow `docs/graph-api.md`; where the real service is ambiguous the config
+//! picks (manifest shape, success status), so clients can be tested against every variant.
+//! All data is deterministic from `SandboxConfig::seed`.
 
 mod blobs;
 pub mod data;
@@ -36,7 +36,8 @@ pub use sas::STORAGE_VERSION;
 
 use operations::State;
 
-/// Where a successful operation puts its manifest (the docs and real clients disagree, §2.1).
+/// Where a successful operation puts its manifest (the docs and real clients disagree,
+/// docs/graph-api.md §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ManifestShape {
     /// `resourceLocation`: the manifest object inline.

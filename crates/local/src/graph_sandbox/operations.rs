@@ -304,8 +304,8 @@ impl Export {
         }
     }
 
-    /// The manifest (§3) with `root` (absolute URL of the blob endpoint, no trailing slash)
-    /// and a freshly minted `sas`.
+    /// The manifest (docs/graph-api.md §3) with `root` (absolute URL of the blob endpoint, no
+    /// trailing slash) and a freshly minted `sas`.
     pub fn manifest_json(&self, blob_root: &str, sas: &str) -> Value {
         let blobs: Vec<Value> = self
             .blob_names
