@@ -232,7 +232,7 @@ impl Config {
                     .raw(s::COPY_STRATEGY)
                     .unwrap_or_default()
                     .parse()
-                    .map_err(|e| err(s::COPY_STRATEGY, format!("{e}")))?,
+                    .map_err(|e: String| err(s::COPY_STRATEGY, e))?,
             },
             other => {
                 return Err(err(
@@ -241,7 +241,7 @@ impl Config {
                 ))
             }
         };
-        let credentials = credentials(&st)?;
+        let credentials = credentials(st)?;
         Ok(Self {
             graph,
             partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),

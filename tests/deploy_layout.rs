@@ -366,34 +366,3 @@ fn start_exports_has_a_retry_policy() {
     );
     assert!(retry["maxRetryCount"].as_i64().unwrap_or(0) > 0, "{retry}");
 }
-
-/// The README's settings table is the settings table, row for row.
-#[test]
-fn readme_settings_table_matches_the_code() {
-    let readme = fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme
-        .split("## Settings")
-        .nth(1)
-        .expect("README has a Settings section");
-    let section = section.split("\n## ").next().unwrap();
-    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
-    let expected: Vec<String> = SETTINGS
-        .iter()
-        .map(|s| {
-            let default = s
-                .default
-                .map(|d| format!("`{d}`"))
-                .unwrap_or_else(|| "(none)".into());
-            format!(
-                "| `{}` | {default} | `{}` | {} |",
-                s.name, s.example, s.description
-            )
-        })
-        .collect();
-    assert_eq!(
-        rows,
-        expected,
-        "README settings table differs from src/settings.rs; expected rows:\n{}",
-        expected.join("\n")
-    );
-}

@@ -4,6 +4,7 @@
 pub mod decide;
 pub mod layout;
 pub mod ledger;
+pub mod manifest_cache;
 pub mod messages;
 pub mod notify;
 pub mod run;

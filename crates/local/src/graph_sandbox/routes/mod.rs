@@ -14,14 +14,19 @@ use warp::filters::path::FullPath;
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::Filter;
 
+mod blob_routes;
+mod invoice_routes;
+
 use super::operations::Poll;
-use super::{blobs, bump, invoices, Inner};
-use crate::tokens::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
+use super::{blobs, bump, Inner};
+use crate::tokens::LOCAL_GRAPH_TOKEN;
+use blob_routes::get_blob;
+use invoice_routes::list_invoices;
 use partner_billing_export::billing::types::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvoiceId,
 };
 
-type Reply = warp::reply::Response;
+pub(super) type Reply = warp::reply::Response;
 
 /// Export bodies are a few dozen bytes; anything near this is hostile.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -63,7 +68,7 @@ pub(super) fn filter(
         .unify()
 }
 
-struct Request {
+pub(super) struct Request {
     method: Method,
     path: String,
     query: String,
@@ -164,7 +169,7 @@ where
 // ---------------------------------------------------------------------------------------------
 // Replies
 
-fn json_reply(status: StatusCode, body: &Value) -> Reply {
+pub(super) fn json_reply(status: StatusCode, body: &Value) -> Reply {
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
@@ -174,7 +179,7 @@ fn json_reply(status: StatusCode, body: &Value) -> Reply {
 }
 
 /// The Graph error envelope.
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Reply {
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> Reply {
     let now = OffsetDateTime::now_utc();
     json_reply(
         status,
@@ -195,7 +200,7 @@ fn bad_request(message: &str) -> Reply {
     graph_error(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
-fn not_found(path: &str) -> Reply {
+pub(super) fn not_found(path: &str) -> Reply {
     let shown: String = path.chars().take(200).collect();
     graph_error(
         StatusCode::NOT_FOUND,
@@ -208,7 +213,7 @@ fn not_found(path: &str) -> Reply {
 // Auth
 
 /// The token of an `Authorization: Bearer ...` header, if that is what it holds.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme
@@ -521,161 +526,9 @@ fn get_manifest(inner: &Inner, id: &str) -> Reply {
     json_reply(StatusCode::OK, &body)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Blobs
-
-/// Decodes and checks blob path segments: no empty, `.` or `..` segments, no separators or
-/// control characters smuggled in through percent-encoding.
-fn blob_path(segments: &[&str]) -> Option<String> {
-    if segments.is_empty() || segments.len() > 32 {
-        return None;
-    }
-    let mut out = String::new();
-    for raw in segments {
-        let seg = percent_decode_path(raw)?;
-        if seg.is_empty()
-            || seg == "."
-            || seg == ".."
-            || seg.len() > 256
-            || seg.chars().any(|c| c == '/' || c == '\\' || c.is_control())
-        {
-            return None;
-        }
-        out.push('/');
-        out.push_str(&seg);
-    }
-    Some(out)
-}
-
-/// Path percent-decoding (unlike form decoding, `+` stays `+`). Invalid escapes or UTF-8: None.
-fn percent_decode_path(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn get_blob(inner: &Inner, req: &Request, segments: &[&str], head: bool) -> Reply {
-    bump(&inner.counters.blob_gets, 1);
-    let Some(path) = blob_path(segments) else {
-        return blobs::error(
-            StatusCode::BAD_REQUEST,
-            "InvalidUri",
-            "The requested URI does not represent any resource on the server.",
-        );
-    };
-    let now = OffsetDateTime::now_utc();
-    let mut st = inner.state();
-    if let Err(rejection) = st.signer.verify(&req.query, &path, now) {
-        drop(st);
-        bump(&inner.counters.sas_rejections, 1);
-        return match rejection {
-            super::sas::SasRejection::AuthenticationFailed(msg) => blobs::error(
-                StatusCode::FORBIDDEN,
-                "AuthenticationFailed",
-                &format!("Server failed to authenticate the request. {msg}"),
-            ),
-            super::sas::SasRejection::PermissionMismatch => blobs::error(
-                StatusCode::FORBIDDEN,
-                "AuthorizationPermissionMismatch",
-                "This request is not authorized to perform this operation using this permission.",
-            ),
-        };
-    }
-    let Some((key, index)) = st.blobs.get(&path).cloned() else {
-        return blobs::error(
-            StatusCode::NOT_FOUND,
-            "BlobNotFound",
-            "The specified blob does not exist.",
-        );
-    };
-    let rows = inner.cfg.rows_per_partition;
-    let Some(export) = st.exports.get_mut(&key) else {
-        return blobs::error(
-            StatusCode::NOT_FOUND,
-            "BlobNotFound",
-            "The specified blob does not exist.",
-        );
-    };
-    let partition = export.partition(index, rows);
-    let last_modified = export.created;
-    drop(st);
-    let reply = blobs::serve(
-        blobs::BlobMeta {
-            bytes: &partition.gzip,
-            last_modified,
-        },
-        &req.headers,
-        head,
-    );
-    if !head && reply.status().is_success() {
-        let served = reply
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        bump(&inner.counters.blob_bytes_served, served);
-    }
-    reply
-}
-
-// ---------------------------------------------------------------------------------------------
-// Partner Center
-
-fn list_invoices(inner: &Inner, req: &Request) -> Reply {
-    match bearer(&req.headers) {
-        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => {}
-        _ => {
-            // Partner Center refuses tokens for any other audience, Graph's included.
-            bump(&inner.counters.unauthorized, 1);
-            return json_reply(
-                StatusCode::UNAUTHORIZED,
-                &json!({
-                    "code": 401,
-                    "description": "Authentication failed: the token is missing or not issued for https://api.partnercenter.microsoft.com.",
-                    "data": [],
-                    "source": "PartnerFD"
-                }),
-            );
-        }
-    }
-    bump(&inner.counters.invoice_gets, 1);
-    let mut size = invoices::MAX_PAGE_SIZE;
-    let mut offset = 0usize;
-    for (k, v) in url::form_urlencoded::parse(req.query.as_bytes()) {
-        let parsed = v.parse::<usize>();
-        match (k.as_ref(), parsed) {
-            ("size", Ok(n)) => size = n,
-            ("offset", Ok(n)) => offset = n,
-            ("size" | "offset", Err(_)) => {
-                return json_reply(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"code": 400, "description": format!("{k} must be a non-negative integer."), "data": [], "source": "PartnerFD"}),
-                )
-            }
-            _ => {}
-        }
-    }
-    let base = format!("{}/partnercenter/v1/invoices", inner.origin);
-    json_reply(
-        StatusCode::OK,
-        &invoices::page(&inner.cfg.invoices, size, offset, &base),
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use super::blob_routes::blob_path;
     use super::*;
 
     #[test]

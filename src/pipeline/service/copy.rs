@@ -1,0 +1,209 @@
+//! Copying one partition, and the fan-in that completes the run (manifest, final event).
+
+use super::super::layout;
+use super::super::messages::CopyJob;
+use super::super::notify;
+use super::super::run::{Failure, FailureCode, RunId, RunRecord, RunState};
+use crate::adapters::events::CloudEvent;
+use crate::adapters::storage::SourceIdentity;
+
+use super::{now, Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
+
+impl Pipeline {
+    pub async fn handle_copy(
+        &self,
+        job: &CopyJob,
+        delivery_count: u32,
+    ) -> Result<Handled, PipelineError> {
+        let Some(run) = self.ledger.get(&job.run_id).await? else {
+            tracing::warn!(run_id = %job.run_id, "copy job for a run the ledger does not know; dropped");
+            return Ok(Handled::Ignored("unknown run"));
+        };
+        if run.state.is_terminal() {
+            return self.resume_finish(run, delivery_count).await;
+        }
+        if run.state != RunState::Copying {
+            return Ok(Handled::Ignored("run not copying"));
+        }
+        let Some(part) = run.parts.get(job.part as usize).cloned() else {
+            tracing::error!(run_id = %job.run_id, part = job.part, "copy job names a part the run does not have; dropped");
+            return Ok(Handled::Ignored("no such part"));
+        };
+        if part.done {
+            return Ok(Handled::Ignored("part already copied"));
+        }
+        let Some(expected_etag) = run.manifest.as_ref().map(|m| m.etag.clone()) else {
+            return Ok(Handled::Ignored("run has no manifest"));
+        };
+        let identity = SourceIdentity {
+            manifest_etag: expected_etag.clone(),
+            blob_name: part.name.clone(),
+        };
+        let mut refreshed = false;
+        let outcome = loop {
+            let manifest = self.manifest_for(&run, refreshed).await?;
+            if manifest.etag != expected_etag {
+                let msg = format!(
+                    "the source data changed while copying (eTag {expected_etag} became {}); start the export again",
+                    manifest.etag
+                );
+                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
+                    .await?;
+                return Ok(Handled::Failed);
+            }
+            let Some(blob) = manifest.blobs.iter().find(|b| b.name == part.name) else {
+                let msg = format!(
+                    "partition {} is no longer in the source manifest",
+                    part.name
+                );
+                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
+                    .await?;
+                return Ok(Handled::Failed);
+            };
+            let url = manifest.blob_url(blob).map_err(|e| {
+                PipelineError::Source(format!("bad blob URL for {}: {e}", part.name))
+            })?;
+            match self.dest.copy_from_url(&url, &part.dest, &identity).await {
+                Err(e) if e.is_sas_expired() && !refreshed => {
+                    tracing::warn!(run_id = %run.run_id, part = part.index, "source refused the SAS; fetching a fresh manifest");
+                    self.forget_manifest(&run.run_id);
+                    refreshed = true;
+                }
+                other => break other?,
+            }
+        };
+        tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
+        let t = now();
+        let skipped = outcome.method == crate::adapters::storage::CopyMethod::Skipped;
+        let updated = self
+            .ledger
+            .update(&run.run_id, |r| {
+                if r.state != RunState::Copying {
+                    return None;
+                }
+                let p = r.parts.get_mut(part.index as usize)?;
+                if p.done {
+                    return None;
+                }
+                p.done = true;
+                p.bytes = Some(outcome.bytes);
+                p.md5 = outcome.md5.clone();
+                p.rows = outcome.rows;
+                p.method = Some(outcome.method);
+                let last = r.parts.iter().all(|p| p.done);
+                if last {
+                    r.finish(RunState::Completed, None, t);
+                }
+                Some(last)
+            })
+            .await?;
+        match updated {
+            Some((run, true)) => {
+                self.finish_completed(run).await?;
+                Ok(Handled::Completed)
+            }
+            _ => Ok(Handled::Copied {
+                part: part.index,
+                skipped,
+            }),
+        }
+    }
+
+    /// A terminal run whose final event was claimed but never sent (the finisher crashed):
+    /// a redelivered message, or a long-stale claim, finishes it.
+    pub(super) async fn resume_finish(
+        &self,
+        run: RunRecord,
+        delivery_count: u32,
+    ) -> Result<Handled, PipelineError> {
+        if run.final_event_sent {
+            return Ok(Handled::Ignored("run finished"));
+        }
+        let stale = run
+            .finish_claimed_at
+            .is_none_or(|c| now() - c > FINISH_CLAIM_TTL);
+        if !(stale || delivery_count > 1) {
+            return Ok(Handled::Ignored("finisher at work"));
+        }
+        match run.state {
+            RunState::Completed => {
+                self.finish_completed(run).await?;
+                Ok(Handled::Completed)
+            }
+            _ => {
+                self.publish_final(&run, notify::failed(&self.cfg.event_source, &run))
+                    .await?;
+                Ok(Handled::Failed)
+            }
+        }
+    }
+
+    pub(super) async fn finish_completed(&self, run: RunRecord) -> Result<(), PipelineError> {
+        let folder = run
+            .output_folder
+            .clone()
+            .ok_or_else(|| PipelineError::Source("completed run has no output folder".into()))?;
+        let manifest_path = folder.join(layout::RUN_MANIFEST_NAME)?;
+        let doc = layout::run_manifest(&run)
+            .ok_or_else(|| PipelineError::Source("completed run has no manifest".into()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&doc).map_err(|e| PipelineError::Source(e.to_string()))?;
+        self.dest
+            .put_bytes(&manifest_path, bytes.into(), "application/json")
+            .await?;
+        let ev = notify::completed(
+            &self.cfg.event_source,
+            &run,
+            &self.dest.locate(&folder),
+            &self.dest.locate(&manifest_path),
+        );
+        self.publish_final(&run, ev).await?;
+        self.forget_manifest(&run.run_id);
+        tracing::info!(run_id = %run.run_id, blobs = run.parts.len(), bytes = run.bytes_copied(), rows = ?run.rows_copied(), "export run completed");
+        Ok(())
+    }
+
+    pub(super) async fn publish_final(
+        &self,
+        run: &RunRecord,
+        ev: CloudEvent,
+    ) -> Result<(), PipelineError> {
+        self.events.publish(&[ev]).await?;
+        self.ledger
+            .update(&run.run_id, |r| {
+                (!r.final_event_sent).then(|| r.final_event_sent = true)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a run to `Failed` (once) and announces it. Returns the failed record if this call did it.
+    pub(super) async fn fail_run(
+        &self,
+        id: &RunId,
+        code: FailureCode,
+        message: &str,
+    ) -> Result<Option<RunRecord>, PipelineError> {
+        let t = now();
+        let failure = Failure {
+            code: code.clone(),
+            message: message.chars().take(2000).collect(),
+            at: t,
+        };
+        let updated = self
+            .ledger
+            .update(id, |r| {
+                (!r.state.is_terminal())
+                    .then(|| r.finish(RunState::Failed, Some(failure.clone()), t))
+            })
+            .await?;
+        let Some((run, ())) = updated else {
+            return Ok(None);
+        };
+        tracing::error!(run_id = %id, code = %code, reason = message, "export run failed");
+        self.publish_final(&run, notify::failed(&self.cfg.event_source, &run))
+            .await?;
+        self.forget_manifest(id);
+        Ok(Some(run))
+    }
+}

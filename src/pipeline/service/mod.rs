@@ -1,0 +1,216 @@
+//! The export pipeline: start → poll (scheduled messages) → fan out copies → fan in. Every
+//! step is a short idempotent invocation; the ledger decides what a redelivered or duplicated
+//! message still has to do.
+
+mod copy;
+mod poll;
+mod start;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use url::Url;
+
+use super::decide::PollPolicy;
+use super::ledger::{Ledger, LedgerError};
+use super::manifest_cache::ManifestCache;
+use super::run::{RunId, RunRecord};
+use crate::adapters::events::{CloudEvent, EventError, EventPublisher};
+use crate::adapters::servicebus::{MessageQueue, QueueError};
+use crate::adapters::storage::{Destination, ObjectPath, StorageError};
+use crate::billing::{
+    BillingClient, BillingError, InvalidInput, Manifest, OperationState, PollOutcome,
+};
+
+/// A run that has stood still this long past its next poll gets its poll message sent again.
+pub(super) const STALL_GRACE: Duration = Duration::from_secs(300);
+/// A finisher that claimed the final event this long ago and did not send it is presumed dead.
+pub(super) const FINISH_CLAIM_TTL: Duration = Duration::from_secs(120);
+/// Copy jobs sent concurrently when fanning out.
+pub(super) const FANOUT_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub poll: PollPolicy,
+    pub poll_deadline: Duration,
+    /// CloudEvents `source`.
+    pub event_source: String,
+    /// Folder prefix of every run's output.
+    pub output_prefix: ObjectPath,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Events(#[from] EventError),
+    #[error("{0}")]
+    Source(String),
+}
+
+/// What a start request led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartOutcome {
+    Started(Box<RunRecord>),
+    /// The same export is already running: nothing new was started.
+    Duplicate(Box<RunRecord>),
+    /// Graph refused the export (e.g. an unknown invoice); the run is recorded as failed.
+    Rejected(Box<RunRecord>),
+}
+
+impl StartOutcome {
+    pub fn run(&self) -> &RunRecord {
+        match self {
+            StartOutcome::Started(r) | StartOutcome::Duplicate(r) | StartOutcome::Rejected(r) => r,
+        }
+    }
+}
+
+/// What a queue message led to (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    Ignored(&'static str),
+    Rescheduled,
+    FannedOut(usize),
+    Copied { part: u32, skipped: bool },
+    Completed,
+    Failed,
+    Restarted,
+}
+
+pub struct Pipeline {
+    billing: BillingClient,
+    queue: Arc<dyn MessageQueue>,
+    events: Arc<dyn EventPublisher>,
+    dest: Arc<dyn Destination>,
+    ledger: Ledger,
+    cfg: PipelineConfig,
+    manifests: ManifestCache,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+impl Pipeline {
+    pub fn new(
+        billing: BillingClient,
+        queue: Arc<dyn MessageQueue>,
+        events: Arc<dyn EventPublisher>,
+        dest: Arc<dyn Destination>,
+        ledger: Ledger,
+        cfg: PipelineConfig,
+    ) -> Self {
+        Self {
+            billing,
+            queue,
+            events,
+            dest,
+            ledger,
+            cfg,
+            manifests: ManifestCache::default(),
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Publishes an event that is not about one run (planning news such as a failed invoice
+    /// discovery).
+    pub async fn announce(&self, event: CloudEvent) -> Result<(), EventError> {
+        self.events.publish(&[event]).await
+    }
+
+    /// The CloudEvents `source` of this deployment's events.
+    pub fn event_source(&self) -> &str {
+        &self.cfg.event_source
+    }
+
+    pub fn destination(&self) -> &dyn Destination {
+        self.dest.as_ref()
+    }
+
+    // ---------------------------------------------------------------- manifests and SAS
+
+    pub(super) fn cache_manifest(&self, id: &RunId, manifest: Manifest) {
+        self.manifests.insert(id, manifest, now());
+    }
+
+    pub(super) fn forget_manifest(&self, id: &RunId) {
+        self.manifests.forget(id);
+    }
+
+    /// The run's manifest with a SAS that should still work; fetched again from Graph when the
+    /// cached one is about to expire or when `force` says the source refused it.
+    pub(super) async fn manifest_for(
+        &self,
+        run: &RunRecord,
+        force: bool,
+    ) -> Result<Manifest, PipelineError> {
+        if !force {
+            if let Some(m) = self.manifests.fresh(&run.run_id, now()) {
+                return Ok(m);
+            }
+        }
+        let url = operation_url(run)?;
+        let manifest = match self.billing.get_operation(&url).await? {
+            PollOutcome::Operation(op) => match op.state {
+                OperationState::Succeeded { manifest } => {
+                    self.billing.resolve_manifest(manifest).await?
+                }
+                other => {
+                    return Err(PipelineError::Source(format!(
+                    "the operation no longer reports success ({other:?}); cannot refresh the SAS"
+                )))
+                }
+            },
+            PollOutcome::Gone => {
+                return Err(PipelineError::Source(
+                    "the operation expired (410 Gone) before every partition was copied".into(),
+                ))
+            }
+        };
+        self.cache_manifest(&run.run_id, manifest.clone());
+        Ok(manifest)
+    }
+}
+
+fn operation_url(run: &RunRecord) -> Result<Url, PipelineError> {
+    let raw = run
+        .operation_url
+        .as_deref()
+        .ok_or_else(|| PipelineError::Source(format!("run {} has no operation URL", run.run_id)))?;
+    Url::parse(raw).map_err(|e| {
+        PipelineError::Source(format!("run {} has a bad operation URL: {e}", run.run_id))
+    })
+}
+
+pub fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(3600) && s >= 3600 {
+        format!("{} h", s / 3600)
+    } else if s.is_multiple_of(60) && s >= 60 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
+}

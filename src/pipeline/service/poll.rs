@@ -1,0 +1,239 @@
+//! One poll of a Graph operation: reschedule at Retry-After, restart after 410, fail, or fan out
+//! the copies of a succeeded export.
+
+use futures::{StreamExt, TryStreamExt};
+use time::OffsetDateTime;
+
+use super::super::decide::{after_poll, before_poll, AfterPoll, BeforePoll};
+use super::super::layout;
+use super::super::messages::{CopyJob, PollJob};
+use super::super::run::{FailureCode, PartRecord, RunId, RunRecord, RunState};
+use crate::adapters::servicebus::OutgoingMessage;
+use crate::adapters::storage::StorageError;
+use crate::billing::Manifest;
+use crate::pipeline::messages::PARTITIONS_QUEUE;
+
+use super::{humanize, now, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY};
+
+impl Pipeline {
+    pub async fn handle_poll(&self, job: &PollJob) -> Result<Handled, PipelineError> {
+        let Some(run) = self.ledger.get(&job.run_id).await? else {
+            tracing::warn!(run_id = %job.run_id, "poll for a run the ledger does not know; dropped");
+            return Ok(Handled::Ignored("unknown run"));
+        };
+        let t = now();
+        match before_poll(&run, job.seq, t) {
+            BeforePoll::Stale => Ok(Handled::Ignored("stale poll")),
+            BeforePoll::Done => Ok(Handled::Ignored("run not polling")),
+            BeforePoll::ResendCopies => {
+                let n = self.send_copy_jobs(&run).await?;
+                self.advance_polls(&run.run_id, job.seq, None, None).await?;
+                Ok(Handled::FannedOut(n))
+            }
+            BeforePoll::DeadlineExceeded => {
+                let msg = format!(
+                    "the export operation was still running at the polling deadline ({} after start)",
+                    humanize(self.cfg.poll_deadline)
+                );
+                self.fail_run(&run.run_id, FailureCode::Deadline, &msg)
+                    .await?;
+                Ok(Handled::Failed)
+            }
+            BeforePoll::Poll => self.poll_graph(run, job.seq, t).await,
+        }
+    }
+
+    pub(super) async fn poll_graph(
+        &self,
+        run: RunRecord,
+        seq: u32,
+        t: OffsetDateTime,
+    ) -> Result<Handled, PipelineError> {
+        let url = operation_url(&run)?;
+        let answer = self.billing.get_operation(&url).await;
+        let decision = after_poll(&run, answer.as_ref().map(Clone::clone), t, &self.cfg.poll);
+        let id = &run.run_id;
+        match decision {
+            AfterPoll::Reschedule { at, status } => {
+                tracing::info!(run_id = %id, status = %status, next_poll_at = %at, "operation still running");
+                self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
+                    .await?;
+                self.advance_polls(id, seq, Some(at), Some(status)).await?;
+                Ok(Handled::Rescheduled)
+            }
+            AfterPoll::RetryLater { at, reason } => {
+                tracing::warn!(run_id = %id, reason = %reason, next_poll_at = %at, "Graph unavailable; polling again later");
+                self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
+                    .await?;
+                self.advance_polls(id, seq, Some(at), None).await?;
+                Ok(Handled::Rescheduled)
+            }
+            AfterPoll::Restart => self.restart(run, seq).await,
+            AfterPoll::Fail { code, message } => {
+                self.fail_run(id, code, &message).await?;
+                Ok(Handled::Failed)
+            }
+            AfterPoll::Succeeded(loc) => {
+                let manifest = match self.billing.resolve_manifest(loc).await {
+                    Ok(m) => m,
+                    Err(e) if e.is_transient() => {
+                        let at = t + self.cfg.poll.default_retry_after;
+                        self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
+                            .await?;
+                        self.advance_polls(id, seq, Some(at), None).await?;
+                        return Ok(Handled::Rescheduled);
+                    }
+                    Err(e) => {
+                        self.fail_run(id, FailureCode::Manifest, &e.to_string())
+                            .await?;
+                        return Ok(Handled::Failed);
+                    }
+                };
+                self.fan_out(run, seq, manifest).await
+            }
+        }
+    }
+
+    pub(super) async fn advance_polls(
+        &self,
+        id: &RunId,
+        seq: u32,
+        next: Option<OffsetDateTime>,
+        status: Option<String>,
+    ) -> Result<(), PipelineError> {
+        self.ledger
+            .update(id, |r| {
+                (r.polls <= seq).then(|| {
+                    r.polls = seq + 1;
+                    if r.state == RunState::Polling {
+                        r.next_poll_at = next;
+                    }
+                    if status.is_some() {
+                        r.last_status = status.clone();
+                    }
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `410 Gone`: start the same export again and poll the new operation.
+    pub(super) async fn restart(&self, run: RunRecord, seq: u32) -> Result<Handled, PipelineError> {
+        let id = &run.run_id;
+        let started = match self.billing.start_export(&run.request).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                self.fail_run(
+                    id,
+                    FailureCode::Rejected,
+                    &format!("restarting the expired export failed: {e}"),
+                )
+                .await?;
+                return Ok(Handled::Failed);
+            }
+        };
+        let at = now()
+            + started
+                .retry_after
+                .unwrap_or(self.cfg.poll.default_retry_after);
+        self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
+            .await?;
+        let op = started.operation_url.to_string();
+        let updated = self
+            .ledger
+            .update(id, |r| {
+                (r.polls <= seq && r.state == RunState::Polling).then(|| {
+                    r.polls = seq + 1;
+                    r.restarts += 1;
+                    r.operation_url = Some(op.clone());
+                    r.next_poll_at = Some(at);
+                })
+            })
+            .await?;
+        if let Some((r, ())) = updated {
+            tracing::warn!(run_id = %id, restarts = r.restarts, "operation expired (410 Gone); export started again");
+            self.announce_started(r).await;
+        }
+        Ok(Handled::Restarted)
+    }
+
+    /// Success: record the manifest and parts, then send one copy job per partition.
+    pub(super) async fn fan_out(
+        &self,
+        run: RunRecord,
+        seq: u32,
+        manifest: Manifest,
+    ) -> Result<Handled, PipelineError> {
+        let id = run.run_id.clone();
+        let summary = manifest.summary();
+        let folder = layout::output_folder(&self.cfg.output_prefix, &run, &summary)?;
+        let parts = summary
+            .blobs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                Ok(PartRecord {
+                    index: i as u32,
+                    name: b.name.clone(),
+                    partition_value: b.partition_value.clone(),
+                    dest: layout::part_path(&folder, i as u32, &b.name)?,
+                    done: false,
+                    bytes: None,
+                    md5: None,
+                    rows: None,
+                    method: None,
+                })
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        self.cache_manifest(&id, manifest);
+        let t = now();
+        let empty = parts.is_empty();
+        let updated = self
+            .ledger
+            .update(&id, |r| {
+                (r.state == RunState::Polling && r.polls == seq).then(|| {
+                    r.state = RunState::Copying;
+                    r.manifest = Some(summary.clone());
+                    r.output_folder = Some(folder.clone());
+                    r.parts = parts.clone();
+                    r.next_poll_at = None;
+                    r.last_status = Some("succeeded".into());
+                    if empty {
+                        r.finish(RunState::Completed, None, t);
+                    }
+                })
+            })
+            .await?;
+        let Some((run, ())) = updated else {
+            return Ok(Handled::Ignored("run moved on meanwhile"));
+        };
+        tracing::info!(run_id = %id, blobs = run.parts.len(), etag = %summary.etag, folder = %folder, "export succeeded; fanning out copies");
+        if empty {
+            self.finish_completed(run).await?;
+            return Ok(Handled::Completed);
+        }
+        let n = self.send_copy_jobs(&run).await?;
+        self.advance_polls(&id, seq, None, None).await?;
+        Ok(Handled::FannedOut(n))
+    }
+
+    pub(super) async fn send_copy_jobs(&self, run: &RunRecord) -> Result<usize, PipelineError> {
+        let jobs: Vec<CopyJob> = run
+            .parts
+            .iter()
+            .filter(|p| !p.done)
+            .map(|p| CopyJob::new(run.run_id.clone(), p.index))
+            .collect();
+        let n = jobs.len();
+        futures::stream::iter(jobs)
+            .map(|job| async move {
+                let msg = OutgoingMessage::json(&job, job.message_id(), None)?;
+                self.queue.send(PARTITIONS_QUEUE, &msg).await
+            })
+            .buffer_unordered(FANOUT_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(n)
+    }
+}

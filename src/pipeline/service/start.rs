@@ -1,0 +1,147 @@
+//! Starting an export: claim the run in the ledger, ask Graph, schedule the first poll.
+
+use time::OffsetDateTime;
+
+use super::super::ledger::{Claim, LedgerError};
+use super::super::messages::PollJob;
+use super::super::notify;
+use super::super::run::{FailureCode, RunId, RunRecord, RunState, Trigger};
+use crate::adapters::servicebus::{OutgoingMessage, QueueError};
+use crate::billing::ExportRequest;
+use crate::pipeline::messages::OPERATIONS_QUEUE;
+
+use super::{now, Pipeline, PipelineError, StartOutcome, STALL_GRACE};
+
+impl Pipeline {
+    /// Starts `request` unless the same export is already running.
+    pub async fn start(
+        &self,
+        request: ExportRequest,
+        trigger: Trigger,
+    ) -> Result<StartOutcome, PipelineError> {
+        request.validate()?;
+        let t = now();
+        let rec = RunRecord::new(
+            RunId::generate(t),
+            request,
+            trigger,
+            t,
+            t + self.cfg.poll_deadline,
+        );
+        match self.ledger.claim_request(&rec).await? {
+            Claim::Active(existing) => {
+                tracing::info!(run_id = %existing.run_id, request = %existing.request, "export already running; duplicate start ignored");
+                self.repair_if_stalled(&existing).await?;
+                if existing.state == RunState::Starting && t - existing.updated_at > STALL_GRACE {
+                    return self.submit(&existing.run_id).await;
+                }
+                Ok(StartOutcome::Duplicate(existing))
+            }
+            Claim::New => {
+                self.ledger.create_run(&rec).await?;
+                tracing::info!(run_id = %rec.run_id, request = %rec.request, ?trigger, "export run claimed");
+                self.submit(&rec.run_id).await
+            }
+        }
+    }
+
+    /// POSTs the export for a run in `Starting` and schedules its first poll.
+    pub(super) async fn submit(&self, id: &RunId) -> Result<StartOutcome, PipelineError> {
+        let run = self
+            .ledger
+            .get(id)
+            .await?
+            .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
+        match self.billing.start_export(&run.request).await {
+            Ok(started) => {
+                let at = now()
+                    + started
+                        .retry_after
+                        .unwrap_or(self.cfg.poll.default_retry_after);
+                let op = started.operation_url.to_string();
+                let updated = self
+                    .ledger
+                    .update(id, |r| {
+                        (r.state == RunState::Starting).then(|| {
+                            r.state = RunState::Polling;
+                            r.operation_url = Some(op.clone());
+                            r.next_poll_at = Some(at);
+                        })
+                    })
+                    .await?;
+                let Some((run, ())) = updated else {
+                    // Someone else submitted it meanwhile.
+                    let cur = self
+                        .ledger
+                        .get(id)
+                        .await?
+                        .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
+                    return Ok(StartOutcome::Duplicate(Box::new(cur)));
+                };
+                self.send_poll(&PollJob::new(id.clone(), run.polls), at)
+                    .await?;
+                tracing::info!(run_id = %id, next_poll_at = %at, "export started; first poll scheduled");
+                let run = self.announce_started(run).await;
+                Ok(StartOutcome::Started(Box::new(run)))
+            }
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) => {
+                let run = self
+                    .fail_run(id, FailureCode::Rejected, &e.to_string())
+                    .await?
+                    .unwrap_or(run);
+                Ok(StartOutcome::Rejected(Box::new(run)))
+            }
+        }
+    }
+
+    pub(super) async fn announce_started(&self, run: RunRecord) -> RunRecord {
+        let ev = notify::started(&self.cfg.event_source, &run);
+        match self.events.publish(&[ev]).await {
+            Ok(()) => match self
+                .ledger
+                .update(&run.run_id, |r| {
+                    (!r.started_event_sent).then(|| r.started_event_sent = true)
+                })
+                .await
+            {
+                Ok(Some((r, ()))) => r,
+                _ => run,
+            },
+            Err(e) => {
+                // The run goes on; the event is informational.
+                tracing::warn!(run_id = %run.run_id, error = %e, "could not publish ExportStarted");
+                run
+            }
+        }
+    }
+
+    pub(super) async fn send_poll(
+        &self,
+        job: &PollJob,
+        at: OffsetDateTime,
+    ) -> Result<(), QueueError> {
+        let msg = OutgoingMessage::json(job, job.message_id(), Some(at))?;
+        self.queue.send(OPERATIONS_QUEUE, &msg).await
+    }
+
+    /// A run whose next poll is long overdue lost its message (a crash between the ledger write
+    /// and the send): send it again. Duplicate detection and the poll sequence make this safe.
+    /// Called when the same export is asked for again and when its status is read.
+    pub async fn repair_if_stalled(&self, run: &RunRecord) -> Result<(), PipelineError> {
+        let overdue = run.next_poll_at.is_some_and(|at| now() - at > STALL_GRACE);
+        match run.state {
+            RunState::Polling if overdue => {
+                tracing::warn!(run_id = %run.run_id, "poll overdue; sending it again");
+                self.send_poll(&PollJob::new(run.run_id.clone(), run.polls), now())
+                    .await?;
+            }
+            RunState::Copying if now() - run.updated_at > STALL_GRACE => {
+                tracing::warn!(run_id = %run.run_id, "copies stalled; sending outstanding copy jobs again");
+                self.send_copy_jobs(run).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
