@@ -81,6 +81,27 @@ pub struct SandboxConfig {
     /// Serve partitions from a real storage account (Azurite) with real SAS tokens instead of
     /// the built-in blob endpoint, so copies can run server-side as they do in Azure.
     pub blob_store: Option<ExternalBlobStore>,
+    /// Every export POST is refused with this Graph error (e.g. 403 for a missing
+    /// `PartnerBilling.Read.All`). Graph documents no error for these calls (docs/graph-api.md
+    /// §1.4), so the envelope is Graph's generic `{"error": {"code", "message"}}`.
+    pub refuse_exports: Option<GraphRefusal>,
+    /// Billed exports for an invoice not in `invoices` answer 404 `NotFound` (off: any
+    /// well-formed invoice id exports, as most tests want).
+    pub known_invoices_only: bool,
+    /// API versions (`v1.0`, `beta`) that do not serve the billing reports: their paths answer
+    /// Graph's "Resource not found for the segment" error.
+    pub unsupported_versions: Vec<String>,
+    /// Delay before each blob GET is answered (a slow network), so a client can be stopped
+    /// while partitions are still being copied.
+    pub blob_delay: Duration,
+}
+
+/// A Graph error answer: HTTP status and the envelope's `code` and `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphRefusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
 }
 
 /// A storage account that holds the sandbox's partitions (Azurite's "Microsoft" account).
@@ -108,6 +129,10 @@ impl Default for SandboxConfig {
             invoices: default_invoices(OffsetDateTime::now_utc().date()),
             today: None,
             blob_store: None,
+            refuse_exports: None,
+            known_invoices_only: false,
+            unsupported_versions: Vec::new(),
+            blob_delay: Duration::ZERO,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::tokens::LOCAL_GRAPH_TOKEN;
 use blob_routes::get_blob;
 use invoice_routes::list_invoices;
 use partner_billing_export::billing::types::{
-    AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvoiceId,
+    AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, ExportScope, InvoiceId,
 };
 
 pub(super) type Reply = warp::reply::Response;
@@ -81,6 +81,14 @@ where
     B: Buf,
 {
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    if let [version, "reports", ..] = segs.as_slice() {
+        if inner.cfg.unsupported_versions.iter().any(|v| v == version) {
+            return not_found(&req.path);
+        }
+    }
+    if segs.first() == Some(&"blob") && !inner.cfg.blob_delay.is_zero() {
+        tokio::time::sleep(inner.cfg.blob_delay).await;
+    }
     match (&req.method, segs.as_slice()) {
         (&Method::POST, [version, "reports", "partners", "billing", dataset, state, "export"])
             if is_version(version) =>
@@ -269,6 +277,21 @@ fn start_export(
         Ok(e) => e,
         Err(msg) => return bad_request(&msg),
     };
+    if let Some(r) = &inner.cfg.refuse_exports {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+        return graph_error(status, &r.code, &r.message);
+    }
+    if let (true, ExportScope::Invoice { invoice_id: id }) =
+        (inner.cfg.known_invoices_only, &export.scope)
+    {
+        if !inner.cfg.invoices.iter().any(|i| i.id == id.as_str()) {
+            return graph_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("Invoice {id} was not found."),
+            );
+        }
+    }
     let now = OffsetDateTime::now_utc();
     let id = {
         let mut st = inner.state();
