@@ -48,14 +48,9 @@ impl App {
         Self::with_tokens(config, Arc::new(tokens))
     }
 
-    /// The app with a given token source (in-process tests and tools that hold their own).
+    /// The app with a given token source (in-process tests and tools that hold their own):
+    /// messages go to Service Bus, events to Event Grid (or the log), as the settings say.
     pub fn with_tokens(config: Config, tokens: Arc<dyn TokenSource>) -> anyhow::Result<Arc<Self>> {
-        let mut allow = AllowList::default();
-        // Configured endpoints are trusted for their own audience (local mode points them at
-        // loopback stand-ins); nothing else is added.
-        allow.allow_url(Audience::Graph, &config.graph.base_url);
-        allow.allow_url(Audience::PartnerCenter, &config.partner_center_base_url);
-        let http = http_client();
         let queue_endpoint = config.servicebus_endpoint.clone().ok_or_else(|| {
             anyhow::anyhow!(
                 "app setting {}: is required (or {} to override the endpoint)",
@@ -63,15 +58,12 @@ impl App {
                 crate::settings::SERVICEBUS_ENDPOINT
             )
         })?;
+        let mut allow = graph_allow_list(&config);
         allow.allow_url(Audience::ServiceBus, &queue_endpoint);
         if let Some(eg) = &config.eventgrid_endpoint {
             allow.allow_url(Audience::EventGrid, eg);
         }
-        let tokens_for_storage = tokens.clone();
-        let authed = AuthorizedHttp::new(http.clone(), tokens, allow);
-        let billing = BillingClient::new(authed.clone(), config.graph.clone());
-        let invoices =
-            PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
+        let authed = AuthorizedHttp::new(http_client(), tokens.clone(), allow);
         // Keyed alternatives replace the Entra token for their service when set.
         let mut queue = ServiceBusRest::new(authed.clone(), queue_endpoint);
         if let Some(key) = &config.servicebus_key {
@@ -88,7 +80,33 @@ impl App {
             }
             None => Arc::new(LogOnlyPublisher),
         };
-        let (dest, ledger_store) = destination(&config, transfer_client(), tokens_for_storage)?;
+        Self::assemble(config, tokens, authed, queue, events)
+    }
+
+    /// The app with the queue and event publisher given (a process that runs the pipeline
+    /// itself, like the `export` command with its in-process queue). Service Bus and Event Grid
+    /// settings are not read.
+    pub fn with_parts(
+        config: Config,
+        tokens: Arc<dyn TokenSource>,
+        queue: Arc<dyn MessageQueue>,
+        events: Arc<dyn EventPublisher>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let authed = AuthorizedHttp::new(http_client(), tokens.clone(), graph_allow_list(&config));
+        Self::assemble(config, tokens, authed, queue, events)
+    }
+
+    fn assemble(
+        config: Config,
+        tokens: Arc<dyn TokenSource>,
+        authed: AuthorizedHttp,
+        queue: Arc<dyn MessageQueue>,
+        events: Arc<dyn EventPublisher>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let billing = BillingClient::new(authed.clone(), config.graph.clone());
+        let invoices =
+            PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
+        let (dest, ledger_store) = destination(&config, transfer_client(), tokens)?;
         let pipeline = Pipeline::new(
             billing,
             queue,
@@ -103,6 +121,15 @@ impl App {
             invoices,
         }))
     }
+}
+
+/// Graph and Partner Center calls: configured endpoints are trusted for their own audience
+/// (local mode points them at loopback stand-ins); nothing else is added.
+fn graph_allow_list(config: &Config) -> AllowList {
+    let mut allow = AllowList::default();
+    allow.allow_url(Audience::Graph, &config.graph.base_url);
+    allow.allow_url(Audience::PartnerCenter, &config.partner_center_base_url);
+    allow
 }
 
 type Storage = (Arc<dyn Destination>, Arc<dyn LedgerStore>);

@@ -176,6 +176,10 @@ impl Config {
         let pipeline = PipelineConfig {
             poll: PollPolicy {
                 default_retry_after,
+                min_retry_after: Duration::from_secs(
+                    st.number(s::MIN_RETRY_AFTER_SECONDS)?.min(300),
+                ),
+                max_retry_after,
                 max_restarts: st.number(s::MAX_EXPORT_RESTARTS)?.min(100) as u32,
             },
             poll_deadline: Duration::from_secs(

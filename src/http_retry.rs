@@ -75,9 +75,20 @@ pub fn retry_after(headers: &HeaderMap, max: Duration) -> Option<Duration> {
 pub enum Sent {
     /// An answer not worth retrying (success or a definite error): the caller interprets it.
     Answer(reqwest::Response),
-    /// Every attempt hit a retryable status or a network error.
-    Exhausted { attempts: u32, last: String },
+    /// Every attempt hit a retryable status or a network error, or the service asked for a
+    /// wait longer than an invocation may sleep (`retry_after`: then the caller schedules
+    /// the next try instead of waiting).
+    Exhausted {
+        attempts: u32,
+        last: String,
+        retry_after: Option<Duration>,
+    },
 }
+
+/// The longest a retry loop sleeps inside one invocation. A longer `Retry-After` ends the loop:
+/// the caller turns it into a scheduled message (pipeline) or an answer with `Retry-After`
+/// (HTTP), so no invocation outlives the Functions timeout waiting for a service.
+pub const MAX_IN_CALL_WAIT: Duration = Duration::from_secs(10);
 
 /// Sends what `make` builds until an answer arrives that is not worth retrying. `make` runs
 /// once per attempt (a fresh token each time); its error ends the loop at once.
@@ -97,20 +108,31 @@ where
         let mut wait = None;
         match req.send().await {
             Ok(res) if is_retryable_status(res.status().as_u16()) => {
-                wait = retry_after(res.headers(), policy.max_delay);
+                wait = retry_after(res.headers(), Duration::from_secs(24 * 3600));
                 last = format!("HTTP {}", res.status().as_u16());
+                if let Some(w) = wait.filter(|w| *w > policy.max_delay.min(MAX_IN_CALL_WAIT)) {
+                    return Ok(Sent::Exhausted {
+                        attempts: attempt,
+                        last: format!("{last}, Retry-After {} s", w.as_secs()),
+                        retry_after: Some(w),
+                    });
+                }
             }
             Ok(res) => return Ok(Sent::Answer(res)),
             // `without_url`: URLs may carry SAS query strings; never let them reach a log.
             Err(e) => last = e.without_url().to_string(),
         }
         if attempt < attempts {
-            let delay = policy.delay(attempt, wait);
+            let delay = policy.delay(attempt, wait).min(MAX_IN_CALL_WAIT);
             tracing::warn!(what, attempt, error = %last, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
         }
     }
-    Ok(Sent::Exhausted { attempts, last })
+    Ok(Sent::Exhausted {
+        attempts,
+        last,
+        retry_after: None,
+    })
 }
 
 /// The start of an error body, for messages (bounded; never the whole body).

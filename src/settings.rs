@@ -34,6 +34,7 @@ pub const INVOICE_DISCOVERY: &str = "INVOICE_DISCOVERY";
 pub const POLL_DEADLINE_MINUTES: &str = "POLL_DEADLINE_MINUTES";
 pub const DEFAULT_RETRY_AFTER_SECONDS: &str = "DEFAULT_RETRY_AFTER_SECONDS";
 pub const MAX_RETRY_AFTER_SECONDS: &str = "MAX_RETRY_AFTER_SECONDS";
+pub const MIN_RETRY_AFTER_SECONDS: &str = "MIN_RETRY_AFTER_SECONDS";
 pub const MAX_EXPORT_RESTARTS: &str = "MAX_EXPORT_RESTARTS";
 pub const SERVICEBUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
 pub const SERVICEBUS_ENDPOINT: &str = "SERVICEBUS_ENDPOINT";
@@ -84,6 +85,8 @@ pub const SETTINGS: &[Setting] = &[
         description: "Poll delay when Graph sends no Retry-After." },
     Setting { name: MAX_RETRY_AFTER_SECONDS, default: Some("3600"), example: "900", scope: Scope::Handler,
         description: "Cap on any Retry-After Graph asks for." },
+    Setting { name: MIN_RETRY_AFTER_SECONDS, default: Some("5"), example: "10", scope: Scope::Handler,
+        description: "Floor under the poll delay: a Retry-After of 0 or a date in the past means soon, not a tight loop." },
     Setting { name: MAX_EXPORT_RESTARTS, default: Some("3"), example: "5", scope: Scope::Handler,
         description: "How often an export whose operation answers 410 Gone is started again." },
     Setting { name: SERVICEBUS_NAMESPACE, default: None, example: "contoso-billing.servicebus.windows.net", scope: Scope::Handler,

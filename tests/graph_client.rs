@@ -390,6 +390,25 @@ async fn throttled_poll_waits_retry_after_then_succeeds() {
         .all(|s| s.header("authorization") == format!("Bearer {GRAPH_TOKEN}")));
 }
 
+/// A throttling `Retry-After` longer than an invocation may sleep ends the call at once with
+/// the wait Graph asked for, so the caller schedules the next try instead of sleeping.
+#[tokio::test]
+async fn a_long_retry_after_is_handed_back_not_slept() {
+    let mock = Mock::start(|_, _| answer(429).header("Retry-After", "1200")).await;
+    let op = mock.base().join(&operation_path("op-1")).unwrap();
+    let mut cfg = fast_config(mock.base());
+    cfg.max_retry_after = Duration::from_secs(3600);
+    let client = BillingClient::new(authed(&mock.base(), None), cfg);
+    let err = client.get_operation(&op).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1200)));
+    assert_eq!(
+        mock.seen().len(),
+        1,
+        "one request, no retries inside the call"
+    );
+}
+
 #[tokio::test]
 async fn unavailable_twice_then_accepted() {
     let mock = Mock::start(|_, n| {
@@ -421,7 +440,7 @@ async fn server_errors_forever_end_as_unavailable_after_max_attempts() {
         .await
         .unwrap_err();
     match &err {
-        BillingError::Unavailable { attempts, last } => {
+        BillingError::Unavailable { attempts, last, .. } => {
             assert_eq!(*attempts, 4);
             assert!(last.contains("500"), "{last}");
         }
@@ -445,7 +464,7 @@ async fn network_errors_are_retried_then_unavailable() {
         .await
         .unwrap_err();
     match err {
-        BillingError::Unavailable { attempts, last } => {
+        BillingError::Unavailable { attempts, last, .. } => {
             assert_eq!(attempts, 4);
             assert!(!last.is_empty(), "{last}");
         }

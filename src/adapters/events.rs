@@ -150,7 +150,7 @@ impl EventPublisher for EventGridPublisher {
         .await?;
         let res = match sent {
             Sent::Answer(res) => res,
-            Sent::Exhausted { attempts, last } => {
+            Sent::Exhausted { attempts, last, .. } => {
                 return Err(EventError::Unavailable { attempts, last })
             }
         };

@@ -2,9 +2,11 @@
 //! Blob Storage in `blob`), each behind a small trait with one production implementation.
 
 pub mod blob;
+pub mod event_file;
 pub mod events;
 pub mod filesystem;
 pub mod identity;
+pub mod memory_queue;
 pub mod relay;
 pub mod servicebus;
 pub mod shared_key;

@@ -196,7 +196,7 @@ impl MessageQueue for ServiceBusRest {
         .await?;
         let res = match sent {
             Sent::Answer(res) => res,
-            Sent::Exhausted { attempts, last } => {
+            Sent::Exhausted { attempts, last, .. } => {
                 return Err(QueueError::Unavailable {
                     queue: queue.into(),
                     attempts,

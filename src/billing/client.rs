@@ -81,7 +81,9 @@ impl GraphConfig {
         RetryPolicy {
             max_attempts: self.max_attempts,
             base_delay: self.backoff_base,
-            max_delay: self.max_retry_after,
+            max_delay: self
+                .max_retry_after
+                .min(crate::http_retry::MAX_IN_CALL_WAIT),
         }
     }
 }
@@ -131,7 +133,15 @@ pub(crate) async fn send_with_retry(
     })
     .await?;
     match sent {
-        Sent::Exhausted { attempts, last } => Err(BillingError::Unavailable { attempts, last }),
+        Sent::Exhausted {
+            attempts,
+            last,
+            retry_after,
+        } => Err(BillingError::Unavailable {
+            attempts,
+            last,
+            retry_after,
+        }),
         Sent::Answer(resp)
             if resp.status().is_success() || call.pass_through.contains(&resp.status()) =>
         {
@@ -238,6 +248,7 @@ pub(crate) async fn read_json(mut resp: Response, what: &str) -> Result<Value, B
                 return Err(BillingError::Unavailable {
                     attempts: 1,
                     last: format!("reading {what}: {}", error_chain(&e.without_url())),
+                    retry_after: None,
                 })
             }
         }

@@ -15,15 +15,33 @@ pub enum BillingError {
     },
     /// 429 / 5xx / network errors that outlasted the retry budget.
     #[error("Graph did not answer successfully after {attempts} attempts: {last}")]
-    Unavailable { attempts: u32, last: String },
+    Unavailable {
+        attempts: u32,
+        last: String,
+        /// The wait the service asked for, when longer than an invocation may sleep.
+        retry_after: Option<std::time::Duration>,
+    },
     /// A response that breaks the documented contract (missing Location, bad JSON, hostile manifest ...).
     #[error("unexpected answer from Graph: {0}")]
     InvalidResponse(String),
 }
 
 impl BillingError {
-    /// Whether trying the same step later may succeed.
+    /// Whether trying the same step later may succeed: an outage of Graph, or of the identity
+    /// endpoint or Entra ID behind the credential (a token that could not be fetched now may
+    /// be fetched in a minute). A host refused by the allow-list is not transient.
     pub fn is_transient(&self) -> bool {
-        matches!(self, BillingError::Unavailable { .. })
+        matches!(
+            self,
+            BillingError::Unavailable { .. } | BillingError::Auth(AuthError::Credential { .. })
+        )
+    }
+
+    /// How long the service asked us to wait, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            BillingError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }

@@ -12,6 +12,11 @@ use crate::billing::{BillingError, ManifestLocation, OperationState, PollOutcome
 pub struct PollPolicy {
     /// Used when Graph sends no `Retry-After`.
     pub default_retry_after: Duration,
+    /// Floor under every poll delay: `Retry-After: 0` or a date in the past must not become a
+    /// tight loop of polls.
+    pub min_retry_after: Duration,
+    /// Cap on any wait Graph asks for.
+    pub max_retry_after: Duration,
     /// How often a `410 Gone` operation is restarted before the run fails.
     pub max_restarts: u32,
 }
@@ -72,13 +77,16 @@ pub fn after_poll(
     policy: &PollPolicy,
 ) -> AfterPoll {
     let later = |d: Duration| {
+        let d = d
+            .max(policy.min_retry_after)
+            .min(policy.max_retry_after.max(policy.min_retry_after));
         let at = now + d;
         // Never schedule past the deadline by more than one poll: the next poll then fails it.
         at.min(run.poll_deadline + Duration::from_secs(1))
     };
     match answer {
         Err(e) if e.is_transient() => AfterPoll::RetryLater {
-            at: later(policy.default_retry_after),
+            at: later(e.retry_after().unwrap_or(policy.default_retry_after)),
             reason: e.to_string(),
         },
         Err(e) => AfterPoll::Fail {
@@ -146,6 +154,8 @@ mod tests {
     fn policy() -> PollPolicy {
         PollPolicy {
             default_retry_after: Duration::from_secs(30),
+            min_retry_after: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(24 * 3600),
             max_restarts: 2,
         }
     }
@@ -316,6 +326,7 @@ mod tests {
         let transient = BillingError::Unavailable {
             attempts: 5,
             last: "HTTP 503".into(),
+            retry_after: None,
         };
         assert!(
             matches!(after_poll(&r, Err(&transient), NOW, &policy()), AfterPoll::RetryLater { at, .. } if at == NOW + Duration::from_secs(30))
@@ -331,6 +342,54 @@ mod tests {
                 code: FailureCode::PollFailed,
                 ..
             }
+        ));
+    }
+
+    /// `Retry-After: 0` (or a date in the past, parsed as zero) must not poll in a tight loop.
+    #[test]
+    fn retry_after_has_a_floor() {
+        let r = run(RunState::Polling, 0);
+        let zero = op(
+            OperationState::Running {
+                status: "running".into(),
+            },
+            Some(0),
+        );
+        assert!(matches!(
+            after_poll(&r, Ok(zero), NOW, &policy()),
+            AfterPoll::Reschedule { at, .. } if at == NOW + Duration::from_secs(5)
+        ));
+    }
+
+    /// A long `Retry-After` from a throttled Graph becomes the scheduled time of the next poll,
+    /// not a sleep inside the invocation.
+    #[test]
+    fn a_long_retry_after_is_scheduled() {
+        let r = run(RunState::Polling, 0);
+        let throttled = BillingError::Unavailable {
+            attempts: 1,
+            last: "HTTP 429".into(),
+            retry_after: Some(Duration::from_secs(1200)),
+        };
+        assert!(matches!(
+            after_poll(&r, Err(&throttled), NOW, &policy()),
+            AfterPoll::RetryLater { at, .. } if at == NOW + Duration::from_secs(1200)
+        ));
+    }
+
+    /// A token that could not be fetched (identity endpoint or Entra ID down) is an outage to
+    /// wait out, not a failed run.
+    #[test]
+    fn a_token_outage_is_retried_later() {
+        let r = run(RunState::Polling, 0);
+        let no_token = BillingError::Auth(crate::auth::AuthError::Credential {
+            credential: "managed identity".into(),
+            audience: "Microsoft Graph",
+            reason: "identity endpoint unreachable".into(),
+        });
+        assert!(matches!(
+            after_poll(&r, Err(&no_token), NOW, &policy()),
+            AfterPoll::RetryLater { .. }
         ));
     }
 }

@@ -257,6 +257,8 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         (s::AZURE_CREDENTIAL_KIND.into(), "managed-identity".into()),
         (s::GRAPH_CREDENTIAL_KIND.into(), "managed-identity".into()),
         (s::DEFAULT_RETRY_AFTER_SECONDS.into(), "1".into()),
+        // The sandbox asks for short waits; the production floor would only slow the demo.
+        (s::MIN_RETRY_AFTER_SECONDS.into(), "1".into()),
         (s::LOG_FORMAT.into(), "text".into()),
         (
             s::EVENT_SOURCE.into(),

@@ -103,6 +103,7 @@ impl TestBed {
             ("DESTINATION_KIND", "filesystem".into()),
             ("DESTINATION_DIRECTORY", dir.path().display().to_string()),
             ("DEFAULT_RETRY_AFTER_SECONDS", "1".into()),
+            ("MIN_RETRY_AFTER_SECONDS", "0".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
