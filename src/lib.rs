@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod app;
 pub mod auth;
 pub mod billing;
+pub mod cli;
 pub mod config;
 pub mod functions;
 pub mod http_retry;

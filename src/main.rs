@@ -1,5 +1,7 @@
 //! partner-billing-export: the deployed binary.
 //! - `serve`: the custom handler the Azure Functions host starts (host.json `arguments`).
+//! - `export`: the same pipeline run from a laptop against Microsoft Graph, with progress
+//!   (`partner_billing_export::cli`).
 //!
 //! The local emulators and the `local` command live in `crates/local`, packaging in `xtask`:
 //! nothing of either links into this binary.
@@ -28,6 +30,10 @@ struct Cli {
 enum Command {
     /// Run as the custom handler (what the Functions host starts); reads app settings from the environment.
     Serve,
+    /// Run exports end to end from this machine (Azure CLI sign-in by default), with progress;
+    /// resumable. Exit codes: 0 all completed (or no data), 1 some failed, 2 usage or
+    /// configuration error, 130 interrupted.
+    Export(partner_billing_export::cli::ExportArgs),
 }
 
 async fn serve() -> anyhow::Result<()> {
@@ -46,6 +52,9 @@ async fn serve() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Export(args) => {
+            ExitCode::from(partner_billing_export::cli::export(args).await.code())
+        }
         Command::Serve => match serve().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

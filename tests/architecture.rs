@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("planner", 6),
     ("app", 6),
     ("functions", 7),
+    ("cli", 8),
 ];
 
 /// Crates that must never link into the deployed handler.
