@@ -61,6 +61,8 @@ param destinationPrefix string = 'partner-billing'
 // ---------- exports (see src/settings.rs for meaning and defaults) ----------
 @description('NCRONTAB (6 fields, UTC) of the monthly StartExports timer.')
 param exportSchedule string = '0 0 6 5 * *'
+@description('NCRONTAB of the Watchdog timer (resumes or fails runs that stopped moving).')
+param watchdogSchedule string = '0 */5 * * * *'
 param exportKinds string = 'billedUsage,billedReconciliation,unbilledUsage,unbilledReconciliation'
 @allowed([
   'full'
@@ -195,6 +197,7 @@ module eventTopic 'modules/eventgrid.bicep' = {
 // app-settings:begin (tests/deploy_layout.rs scans the names between these markers)
 var baseHandlerSettings = {
   EXPORT_SCHEDULE: exportSchedule
+  WATCHDOG_SCHEDULE: watchdogSchedule
   GRAPH_BASE_URL: graphBaseUrl
   GRAPH_API_VERSION: graphApiVersion
   PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl

@@ -188,6 +188,11 @@ impl Config {
             event_source: st.raw(s::EVENT_SOURCE).unwrap_or_default(),
             output_prefix: ObjectPath::new(prefix.trim_matches('/'))
                 .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
+            max_copy_attempts: st.number(s::MAX_COPY_ATTEMPTS)?.clamp(1, 9) as u32,
+            stall_after: Duration::from_secs(
+                st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60,
+            ),
+            max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
         };
         let connection = st
             .raw(s::SERVICEBUS_CONNECTION_STRING)

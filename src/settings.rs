@@ -22,6 +22,10 @@ pub struct Setting {
 }
 
 pub const EXPORT_SCHEDULE: &str = "EXPORT_SCHEDULE";
+pub const WATCHDOG_SCHEDULE: &str = "WATCHDOG_SCHEDULE";
+pub const STALL_AFTER_MINUTES: &str = "STALL_AFTER_MINUTES";
+pub const MAX_REPAIRS: &str = "MAX_REPAIRS";
+pub const MAX_COPY_ATTEMPTS: &str = "MAX_COPY_ATTEMPTS";
 pub const GRAPH_BASE_URL: &str = "GRAPH_BASE_URL";
 pub const GRAPH_API_VERSION: &str = "GRAPH_API_VERSION";
 pub const PARTNER_CENTER_BASE_URL: &str = "PARTNER_CENTER_BASE_URL";
@@ -61,6 +65,14 @@ pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 pub const SETTINGS: &[Setting] = &[
     Setting { name: EXPORT_SCHEDULE, default: Some("0 0 6 5 * *"), example: "0 0 6 5 * *", scope: Scope::Host,
         description: "NCRONTAB (six fields, UTC) of the StartExports timer; default 06:00 UTC on the 5th of each month, after invoices close." },
+    Setting { name: WATCHDOG_SCHEDULE, default: Some("0 */5 * * * *"), example: "0 */10 * * * *", scope: Scope::Host,
+        description: "NCRONTAB of the Watchdog timer, which resumes or fails runs that stopped moving and re-sends unsent final events. Read by the Functions host (function.json)." },
+    Setting { name: STALL_AFTER_MINUTES, default: Some("15"), example: "30", scope: Scope::Handler,
+        description: "A run that has not moved for this long (past its scheduled poll, if any) is resumed by the watchdog with fresh messages." },
+    Setting { name: MAX_REPAIRS, default: Some("3"), example: "5", scope: Scope::Handler,
+        description: "Consecutive watchdog resumptions without progress before a run fails as stalled (with ExportFailed)." },
+    Setting { name: MAX_COPY_ATTEMPTS, default: Some("5"), example: "8", scope: Scope::Handler,
+        description: "Deliveries of one partition's copy before its run fails (copyFailed); keep it below the queue's maxDeliveryCount (10) so the run fails with an event instead of a silent dead letter." },
     Setting { name: GRAPH_BASE_URL, default: Some("https://graph.microsoft.com"), example: "https://graph.microsoft.com", scope: Scope::Handler,
         description: "Microsoft Graph root, without version. Its host is the only one a Graph token is sent to." },
     Setting { name: GRAPH_API_VERSION, default: Some("v1.0"), example: "beta", scope: Scope::Handler,

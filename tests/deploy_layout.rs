@@ -303,6 +303,8 @@ fn infra_app_settings_agree_with_settings_table() {
         .map(|s| s.name)
         .collect();
     required.push(settings::EXPORT_SCHEDULE);
+    // function.json reads it through %WATCHDOG_SCHEDULE%: the host cannot index the function without it.
+    required.push(settings::WATCHDOG_SCHEDULE);
     for name in required {
         assert!(
             bicep.contains(name),

@@ -122,7 +122,10 @@ async fn local_run_exports_all_four_kinds() {
         assert!(!log.contains(secret), "handler.log leaks {secret:?}");
     }
     // Written to a file, the log carries no terminal colour codes.
-    assert!(!log.contains('\u{1b}'), "handler.log has ANSI escape sequences");
+    assert!(
+        !log.contains('\u{1b}'),
+        "handler.log has ANSI escape sequences"
+    );
 }
 
 #[tokio::test]

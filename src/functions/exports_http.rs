@@ -100,12 +100,6 @@ async fn get(app: &App, id: &str) -> HttpResponse {
     };
     match app.pipeline.ledger().get(&id).await {
         Ok(Some(run)) => {
-            if !run.state.is_terminal() {
-                // Someone is watching: a run that lost its next message is nudged on.
-                if let Err(e) = app.pipeline.repair_if_stalled(&run).await {
-                    tracing::warn!(run_id = %run.run_id, error = %e, "could not repair a stalled run");
-                }
-            }
             let body = status::view(&run, app.pipeline.destination());
             if run.state.is_terminal() {
                 HttpResponse::json(200, body)

@@ -1,4 +1,4 @@
-//! The four Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
+//! The five Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
 //! (checked by tests); [`router`] registers each handler against its spec, so the runtime
 //! decodes the trigger by the catalogue's binding name and each handler gets typed data.
 
@@ -14,6 +14,7 @@ pub mod copy_partition;
 pub mod exports_http;
 pub mod poll_operation;
 pub mod start_exports;
+pub mod watchdog;
 
 pub static START_EXPORTS: FunctionSpec = FunctionSpec {
     name: "StartExports",
@@ -51,12 +52,31 @@ pub static COPY_PARTITION: FunctionSpec = FunctionSpec {
     },
 };
 
-pub static CATALOG: [&FunctionSpec; 4] =
-    [&START_EXPORTS, &EXPORTS, &POLL_OPERATION, &COPY_PARTITION];
+pub static WATCHDOG: FunctionSpec = FunctionSpec {
+    name: "Watchdog",
+    binding: "timer",
+    trigger: TriggerBinding::Timer {
+        schedule: "%WATCHDOG_SCHEDULE%",
+    },
+};
+
+pub static CATALOG: [&FunctionSpec; 5] = [
+    &START_EXPORTS,
+    &EXPORTS,
+    &POLL_OPERATION,
+    &COPY_PARTITION,
+    &WATCHDOG,
+];
 
 /// The handler's functions, each registered by trigger type against its catalogue entry.
 pub fn router(app: &Arc<App>) -> FunctionRouter {
-    let (a, b, c, d) = (app.clone(), app.clone(), app.clone(), app.clone());
+    let (a, b, c, d, e) = (
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app.clone(),
+    );
     FunctionRouter::new()
         .timer(&START_EXPORTS, move |timer, inv| {
             let app = a.clone();
@@ -73,5 +93,9 @@ pub fn router(app: &Arc<App>) -> FunctionRouter {
         .service_bus(&COPY_PARTITION, move |delivery, _| {
             let app = d.clone();
             async move { copy_partition::run(&app, delivery).await }
+        })
+        .timer(&WATCHDOG, move |timer, _| {
+            let app = e.clone();
+            async move { watchdog::run(&app, timer).await }
         })
 }

@@ -79,24 +79,38 @@ impl Ledger {
 
     /// Applies `f` to the current record and stores the result if `f` returns `Some`; retries on
     /// conflicting writers. Returns the stored record and `f`'s value, or `None` if `f` declined.
-    pub async fn update<T>(
+    pub async fn update<T: Clone>(
         &self,
         id: &RunId,
         mut f: impl FnMut(&mut RunRecord) -> Option<T>,
     ) -> Result<Option<(RunRecord, T)>, LedgerError> {
         let key = Self::run_key(id);
+        let mut last_write: Option<String> = None;
+        let mut last_result: Option<T> = None;
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let Some((mut rec, etag)) = self.read_json::<RunRecord>(&key).await? else {
                 return Err(LedgerError::UnknownRun(id.clone()));
             };
+            // Our previous attempt may have been applied although its answer was lost (the
+            // store retried a write that had succeeded and then saw the new ETag): the record
+            // then carries our write id, and re-applying `f` would wrongly decline.
+            if let (Some(ours), Some(done)) = (&last_write, &last_result) {
+                if rec.write_id.as_deref() == Some(ours.as_str()) {
+                    return Ok(Some((rec, done.clone())));
+                }
+            }
             let Some(out) = f(&mut rec) else {
                 return Ok(None);
             };
+            let write_id = uuid::Uuid::new_v4().to_string();
+            rec.write_id = Some(write_id.clone());
             rec.updated_at = time::OffsetDateTime::now_utc();
             let body = serde_json::to_vec_pretty(&rec).expect("run records serialize");
             if self.store.replace(&key, body, &etag).await?.is_some() {
                 return Ok(Some((rec, out)));
             }
+            last_write = Some(write_id);
+            last_result = Some(out);
             // Lost a race with another invocation: back off a little and try again.
             let ms = 2
                 + u64::from(attempt.min(8)) * 3
@@ -155,5 +169,95 @@ impl Ledger {
         }
         runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(runs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
+    use crate::pipeline::run::{RunState, Trigger};
+
+    /// An in-memory store whose first `replace` is applied but answered as a conflict: what a
+    /// client sees when storage applied a conditional write, the response was lost, and the
+    /// retried request met the new ETag (412).
+    #[derive(Debug, Default)]
+    struct LostAnswerStore {
+        docs: Mutex<HashMap<String, (Vec<u8>, u64)>>,
+        lost_once: AtomicBool,
+    }
+
+    #[async_trait]
+    impl LedgerStore for LostAnswerStore {
+        async fn read(&self, key: &ObjectPath) -> Result<Option<(Vec<u8>, ETag)>, StorageError> {
+            let docs = self.docs.lock().unwrap();
+            Ok(docs
+                .get(key.as_str())
+                .map(|(b, v)| (b.clone(), ETag(v.to_string()))))
+        }
+        async fn create(
+            &self,
+            key: &ObjectPath,
+            body: Vec<u8>,
+        ) -> Result<Option<ETag>, StorageError> {
+            let mut docs = self.docs.lock().unwrap();
+            if docs.contains_key(key.as_str()) {
+                return Ok(None);
+            }
+            docs.insert(key.to_string(), (body, 1));
+            Ok(Some(ETag("1".into())))
+        }
+        async fn replace(
+            &self,
+            key: &ObjectPath,
+            body: Vec<u8>,
+            if_match: &ETag,
+        ) -> Result<Option<ETag>, StorageError> {
+            let mut docs = self.docs.lock().unwrap();
+            let Some((_, v)) = docs.get(key.as_str()).cloned() else {
+                return Ok(None);
+            };
+            if v.to_string() != if_match.0 {
+                return Ok(None);
+            }
+            docs.insert(key.to_string(), (body, v + 1));
+            if !self.lost_once.swap(true, Ordering::SeqCst) {
+                return Ok(None);
+            }
+            Ok(Some(ETag((v + 1).to_string())))
+        }
+        async fn list(&self, _prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_applied_with_its_answer_lost_counts_as_done() {
+        let ledger = Ledger::new(Arc::new(LostAnswerStore::default()));
+        let t = time::OffsetDateTime::now_utc();
+        let req = ExportRequest::unbilled(
+            ExportKind::UnbilledUsage,
+            BillingPeriod::Current,
+            "USD".parse().unwrap(),
+            AttributeSet::Full,
+        )
+        .unwrap();
+        let rec = RunRecord::new(RunId::generate(t), req, Trigger::Http, t, t);
+        ledger.create_run(&rec).await.unwrap();
+        // "Mark done once": re-applied to the record our lost write produced, it would decline.
+        let out = ledger
+            .update(&rec.run_id, |r| {
+                (r.state == RunState::Starting).then(|| r.state = RunState::Polling)
+            })
+            .await
+            .unwrap();
+        let (stored, ()) = out.expect("the caller learns its write was applied");
+        assert_eq!(stored.state, RunState::Polling);
     }
 }

@@ -33,6 +33,11 @@ impl PollJob {
     pub fn message_id(&self) -> String {
         format!("{}-poll-{}", self.run_id, self.seq)
     }
+    /// A resend by the watchdog: a new id, so duplicate detection does not drop it as the
+    /// message it replaces (the sequence number still stops it from forking a second chain).
+    pub fn repair_message_id(&self, repair: u32) -> String {
+        format!("{}-r{repair}", self.message_id())
+    }
 }
 
 /// "Copy partition `part` of this run" (queue `export-partitions`).
@@ -54,6 +59,10 @@ impl CopyJob {
     }
     pub fn message_id(&self) -> String {
         format!("{}-part-{}", self.run_id, self.part)
+    }
+    /// A resend by the watchdog (see [`PollJob::repair_message_id`]).
+    pub fn repair_message_id(&self, repair: u32) -> String {
+        format!("{}-r{repair}", self.message_id())
     }
 }
 

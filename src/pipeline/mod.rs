@@ -15,4 +15,7 @@ pub use decide::PollPolicy;
 pub use ledger::Ledger;
 pub use messages::{CopyJob, PollJob};
 pub use run::{Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
-pub use service::{Handled, Pipeline, PipelineConfig, PipelineError, StartOutcome};
+pub use service::{
+    Handled, Pipeline, PipelineConfig, PipelineError, StartOutcome, WatchdogReport,
+    MAX_COPY_ATTEMPTS,
+};

@@ -139,6 +139,10 @@ pub enum FailureCode {
     Manifest,
     /// Polling failed permanently (not a transient outage).
     PollFailed,
+    /// A partition could not be copied within the allowed attempts.
+    CopyFailed,
+    /// The run stopped making progress and the watchdog gave up on it.
+    Stalled,
     /// A failed operation without a code of its own.
     Failed,
     /// Graph's code for a failed operation, e.g. `5000` (No data available).
@@ -146,13 +150,15 @@ pub enum FailureCode {
 }
 
 impl FailureCode {
-    const OURS: [(FailureCode, &'static str); 7] = [
+    const OURS: [(FailureCode, &'static str); 9] = [
         (FailureCode::Deadline, "deadline"),
         (FailureCode::Rejected, "rejected"),
         (FailureCode::Gone, "gone"),
         (FailureCode::SourceChanged, "sourceChanged"),
         (FailureCode::Manifest, "manifest"),
         (FailureCode::PollFailed, "pollFailed"),
+        (FailureCode::CopyFailed, "copyFailed"),
+        (FailureCode::Stalled, "stalled"),
         (FailureCode::Failed, "failed"),
     ];
 
@@ -246,6 +252,22 @@ pub struct RunRecord {
     pub final_event_sent: bool,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// Set by the invocation that is POSTing the export to Graph: a concurrent start (timer
+    /// retry, HTTP, watchdog) leaves the run to it until the lease is stale.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub submit_lease_at: Option<OffsetDateTime>,
+    /// How often the watchdog re-sent this run's messages, and when it last did.
+    #[serde(default)]
+    pub repairs: u32,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub repaired_at: Option<OffsetDateTime>,
+    /// The run's progress when the watchdog last resumed it: repairs count only while it stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_mark: Option<u64>,
+    /// A fresh id per write: a conditional write whose answer was lost is recognised as ours
+    /// when the record read back carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_id: Option<String>,
 }
 
 impl RunRecord {
@@ -277,6 +299,11 @@ impl RunRecord {
             finish_claimed_at: None,
             final_event_sent: false,
             finished_at: None,
+            submit_lease_at: None,
+            repairs: 0,
+            repaired_at: None,
+            repair_mark: None,
+            write_id: None,
         }
     }
 

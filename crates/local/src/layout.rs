@@ -49,7 +49,7 @@ pub struct AppLayout {
 }
 
 const EMBEDDED_HOST: &str = include_str!("../../../host.json");
-const EMBEDDED_FUNCTIONS: [(&str, &str); 4] = [
+const EMBEDDED_FUNCTIONS: [(&str, &str); 5] = [
     (
         "StartExports",
         include_str!("../../../functions/StartExports/function.json"),
@@ -65,6 +65,10 @@ const EMBEDDED_FUNCTIONS: [(&str, &str); 4] = [
     (
         "CopyPartition",
         include_str!("../../../functions/CopyPartition/function.json"),
+    ),
+    (
+        "Watchdog",
+        include_str!("../../../functions/Watchdog/function.json"),
     ),
 ];
 

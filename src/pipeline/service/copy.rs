@@ -39,6 +39,7 @@ impl Pipeline {
             manifest_etag: expected_etag.clone(),
             blob_name: part.name.clone(),
         };
+        let copied = async {
         let mut refreshed = false;
         let outcome = loop {
             let manifest = self.manifest_for(&run, refreshed).await?;
@@ -49,7 +50,7 @@ impl Pipeline {
                 );
                 self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
                     .await?;
-                return Ok(Handled::Failed);
+                return Ok(None);
             }
             let Some(blob) = manifest.blobs.iter().find(|b| b.name == part.name) else {
                 let msg = format!(
@@ -58,7 +59,7 @@ impl Pipeline {
                 );
                 self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
                     .await?;
-                return Ok(Handled::Failed);
+                return Ok(None);
             };
             let url = manifest.blob_url(blob).map_err(|e| {
                 PipelineError::Source(format!("bad blob URL for {}: {e}", part.name))
@@ -71,6 +72,25 @@ impl Pipeline {
                 }
                 other => break other?,
             }
+        };
+        Ok::<_, PipelineError>(Some(outcome))
+        }
+        .await;
+        let outcome = match copied {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return Ok(Handled::Failed),
+            // Bounded: a partition that keeps failing fails its run (with ExportFailed) before
+            // Service Bus would dead-letter the message and leave the run `Copying` forever.
+            Err(e) if delivery_count >= self.cfg.max_copy_attempts => {
+                let msg = format!(
+                    "partition {} could not be copied in {delivery_count} attempts: {e}",
+                    part.name
+                );
+                self.fail_run(&run.run_id, FailureCode::CopyFailed, &msg)
+                    .await?;
+                return Ok(Handled::Failed);
+            }
+            Err(e) => return Err(e),
         };
         tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
         let t = now();

@@ -5,6 +5,9 @@
 mod copy;
 mod poll;
 mod start;
+mod watchdog;
+
+pub use watchdog::WatchdogReport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +41,17 @@ pub struct PipelineConfig {
     pub event_source: String,
     /// Folder prefix of every run's output.
     pub output_prefix: ObjectPath,
+    /// Deliveries of one copy job before its run fails (below the queue's maxDeliveryCount, so
+    /// the run fails with an event instead of the message dead-lettering silently).
+    pub max_copy_attempts: u32,
+    /// A run that has not moved for this long is resumed by the watchdog.
+    pub stall_after: Duration,
+    /// A run the watchdog has resumed this often without progress is failed (`stalled`).
+    pub max_repairs: u32,
 }
+
+/// Default for [`PipelineConfig::max_copy_attempts`]; the queue's maxDeliveryCount is 10.
+pub const MAX_COPY_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

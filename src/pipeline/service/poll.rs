@@ -122,7 +122,16 @@ impl Pipeline {
         let id = &run.run_id;
         let started = match self.billing.start_export(&run.request).await {
             Ok(s) => s,
-            Err(e) if e.is_transient() => return Err(e.into()),
+            // Graph is down while the operation is gone: keep the poll chain alive and try the
+            // restart again later, instead of failing the delivery (and burning its retries).
+            Err(e) if e.is_transient() => {
+                let at = now() + e.retry_after().unwrap_or(self.cfg.poll.default_retry_after);
+                tracing::warn!(run_id = %id, error = %e, next_poll_at = %at, "could not restart the expired export; trying again later");
+                self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
+                    .await?;
+                self.advance_polls(id, seq, Some(at), None).await?;
+                return Ok(Handled::Rescheduled);
+            }
             Err(e) => {
                 self.fail_run(
                     id,
@@ -219,6 +228,15 @@ impl Pipeline {
     }
 
     pub(super) async fn send_copy_jobs(&self, run: &RunRecord) -> Result<usize, PipelineError> {
+        self.send_copy_jobs_as(run, None).await
+    }
+
+    /// Copy jobs for the parts not done yet; `repair` gives them fresh message ids.
+    pub(super) async fn send_copy_jobs_as(
+        &self,
+        run: &RunRecord,
+        repair: Option<u32>,
+    ) -> Result<usize, PipelineError> {
         let jobs: Vec<CopyJob> = run
             .parts
             .iter()
@@ -228,7 +246,11 @@ impl Pipeline {
         let n = jobs.len();
         futures::stream::iter(jobs)
             .map(|job| async move {
-                let msg = OutgoingMessage::json(&job, job.message_id(), None)?;
+                let id = match repair {
+                    Some(n) => job.repair_message_id(n),
+                    None => job.message_id(),
+                };
+                let msg = OutgoingMessage::json(&job, id, None)?;
                 self.queue.send(PARTITIONS_QUEUE, &msg).await
             })
             .buffer_unordered(FANOUT_CONCURRENCY)

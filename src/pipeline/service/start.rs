@@ -31,7 +31,8 @@ impl Pipeline {
         match self.ledger.claim_request(&rec).await? {
             Claim::Active(existing) => {
                 tracing::info!(run_id = %existing.run_id, request = %existing.request, "export already running; duplicate start ignored");
-                self.repair_if_stalled(&existing).await?;
+                // A start that died after claiming the run: this start finishes the job
+                // (the submit lease keeps two starts from both asking Graph).
                 if existing.state == RunState::Starting && t - existing.updated_at > STALL_GRACE {
                     return self.submit(&existing.run_id).await;
                 }
@@ -47,11 +48,24 @@ impl Pipeline {
 
     /// POSTs the export for a run in `Starting` and schedules its first poll.
     pub(super) async fn submit(&self, id: &RunId) -> Result<StartOutcome, PipelineError> {
-        let run = self
+        // Only the holder of a fresh lease POSTs: two starts of one export (a timer retry and
+        // an HTTP POST, or the watchdog) must not create two Graph exports.
+        let t = now();
+        let leased = self
             .ledger
-            .get(id)
-            .await?
-            .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
+            .update(id, |r| {
+                let free = r.submit_lease_at.is_none_or(|at| t - at > STALL_GRACE);
+                (r.state == RunState::Starting && free).then(|| r.submit_lease_at = Some(t))
+            })
+            .await?;
+        let Some((run, ())) = leased else {
+            let cur = self
+                .ledger
+                .get(id)
+                .await?
+                .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
+            return Ok(StartOutcome::Duplicate(Box::new(cur)));
+        };
         match self.billing.start_export(&run.request).await {
             Ok(started) => {
                 let at = now()
@@ -63,6 +77,7 @@ impl Pipeline {
                     .ledger
                     .update(id, |r| {
                         (r.state == RunState::Starting).then(|| {
+                            r.submit_lease_at = None;
                             r.state = RunState::Polling;
                             r.operation_url = Some(op.clone());
                             r.next_poll_at = Some(at);
@@ -84,7 +99,13 @@ impl Pipeline {
                 let run = self.announce_started(run).await;
                 Ok(StartOutcome::Started(Box::new(run)))
             }
-            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) if e.is_transient() => {
+                // Give the lease back so the next start (timer retry, watchdog) can try again.
+                self.ledger
+                    .update(id, |r| r.submit_lease_at.take().map(|_| ()))
+                    .await?;
+                Err(e.into())
+            }
             Err(e) => {
                 let run = self
                     .fail_run(id, FailureCode::Rejected, &e.to_string())
@@ -121,27 +142,16 @@ impl Pipeline {
         job: &PollJob,
         at: OffsetDateTime,
     ) -> Result<(), QueueError> {
-        let msg = OutgoingMessage::json(job, job.message_id(), Some(at))?;
-        self.queue.send(OPERATIONS_QUEUE, &msg).await
+        self.send_poll_as(job, job.message_id(), at).await
     }
 
-    /// A run whose next poll is long overdue lost its message (a crash between the ledger write
-    /// and the send): send it again. Duplicate detection and the poll sequence make this safe.
-    /// Called when the same export is asked for again and when its status is read.
-    pub async fn repair_if_stalled(&self, run: &RunRecord) -> Result<(), PipelineError> {
-        let overdue = run.next_poll_at.is_some_and(|at| now() - at > STALL_GRACE);
-        match run.state {
-            RunState::Polling if overdue => {
-                tracing::warn!(run_id = %run.run_id, "poll overdue; sending it again");
-                self.send_poll(&PollJob::new(run.run_id.clone(), run.polls), now())
-                    .await?;
-            }
-            RunState::Copying if now() - run.updated_at > STALL_GRACE => {
-                tracing::warn!(run_id = %run.run_id, "copies stalled; sending outstanding copy jobs again");
-                self.send_copy_jobs(run).await?;
-            }
-            _ => {}
-        }
-        Ok(())
+    pub(super) async fn send_poll_as(
+        &self,
+        job: &PollJob,
+        message_id: String,
+        at: OffsetDateTime,
+    ) -> Result<(), QueueError> {
+        let msg = OutgoingMessage::json(job, message_id, Some(at))?;
+        self.queue.send(OPERATIONS_QUEUE, &msg).await
     }
 }

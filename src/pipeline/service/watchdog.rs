@@ -1,0 +1,220 @@
+//! The watchdog: one pass over the ledger that finds every run which should have moved and has
+//! not, and resumes it (new message ids, so duplicate detection does not drop the resend) or
+//! fails it with a typed reason and `ExportFailed`; and that re-sends every final event that
+//! was claimed but never published.
+//!
+//! With bounded copy attempts this gives the guarantee documented in docs/architecture.md:
+//! every run reaches `Completed` or `Failed`, with its final event, within the poll deadline
+//! plus `stall_after × (max_repairs + 1)` plus one watchdog period, whatever fails.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::super::messages::PollJob;
+use super::super::notify;
+use super::super::run::{FailureCode, RunRecord, RunState};
+use super::{humanize, now, Pipeline, PipelineError, FINISH_CLAIM_TTL};
+
+/// What one watchdog pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchdogReport {
+    pub checked: usize,
+    pub resubmitted: usize,
+    pub polls_resent: usize,
+    pub copies_resent: usize,
+    pub failed: usize,
+    pub final_events_resent: usize,
+    /// Runs the pass could not handle this time (logged); the next pass tries again.
+    pub errors: usize,
+}
+
+/// What the watchdog decided for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Fine,
+    ResendFinalEvent,
+    Fail(StallKind),
+    Resume,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StallKind {
+    /// Still polling long after the poll deadline: the poll chain was lost.
+    PastDeadline,
+    /// Resumed `max_repairs` times without progress.
+    NoProgress,
+}
+
+/// A number that grows whenever a run makes progress (a poll consumed, a part copied, a state
+/// change), so consecutive repairs without progress can be counted.
+fn progress_mark(run: &RunRecord) -> u64 {
+    let state = match run.state {
+        RunState::Starting => 0,
+        RunState::Polling => 1,
+        RunState::Copying => 2,
+        RunState::Completed | RunState::Failed => 3,
+    };
+    (state << 56) + (u64::from(run.polls) << 28) + run.parts_done() as u64
+}
+
+impl Pipeline {
+    fn verdict(&self, run: &RunRecord, t: OffsetDateTime) -> Verdict {
+        let stall = self.cfg.stall_after;
+        if run.state.is_terminal() {
+            let claim_dead = run
+                .finish_claimed_at
+                .is_none_or(|c| t - c > FINISH_CLAIM_TTL);
+            return if !run.final_event_sent && claim_dead {
+                Verdict::ResendFinalEvent
+            } else {
+                Verdict::Fine
+            };
+        }
+        let moved = run
+            .repaired_at
+            .map_or(run.updated_at, |r| r.max(run.updated_at));
+        let quiet_since = match run.state {
+            // A poll waiting for a long Retry-After is not stalled until its time has passed.
+            RunState::Polling => run.next_poll_at.map_or(moved, |at| at.max(moved)),
+            _ => moved,
+        };
+        if t - quiet_since < stall {
+            return Verdict::Fine;
+        }
+        if run.state == RunState::Polling && t > run.poll_deadline + stall {
+            return Verdict::Fail(StallKind::PastDeadline);
+        }
+        let no_progress_since_repair = run.repair_mark == Some(progress_mark(run));
+        if no_progress_since_repair && run.repairs >= self.cfg.max_repairs {
+            return Verdict::Fail(StallKind::NoProgress);
+        }
+        Verdict::Resume
+    }
+
+    /// One pass over the ledger (the `Watchdog` timer function).
+    pub async fn watchdog(&self) -> Result<WatchdogReport, PipelineError> {
+        self.watchdog_at(now()).await
+    }
+
+    /// [`Pipeline::watchdog`] as if the clock said `t` (tests move time forward with it).
+    pub async fn watchdog_at(&self, t: OffsetDateTime) -> Result<WatchdogReport, PipelineError> {
+        let runs = self.ledger.list(usize::MAX).await?;
+        let mut report = WatchdogReport {
+            checked: runs.len(),
+            ..WatchdogReport::default()
+        };
+        for run in runs {
+            let id = run.run_id.clone();
+            if let Err(e) = self.watch_one(run, t, &mut report).await {
+                report.errors += 1;
+                tracing::warn!(run_id = %id, error = %e, "watchdog could not handle a run; next pass retries");
+            }
+        }
+        if report
+            != (WatchdogReport {
+                checked: report.checked,
+                ..WatchdogReport::default()
+            })
+        {
+            tracing::warn!(?report, "watchdog repaired runs");
+        }
+        Ok(report)
+    }
+
+    async fn watch_one(
+        &self,
+        run: RunRecord,
+        t: OffsetDateTime,
+        report: &mut WatchdogReport,
+    ) -> Result<(), PipelineError> {
+        match self.verdict(&run, t) {
+            Verdict::Fine => Ok(()),
+            Verdict::ResendFinalEvent => {
+                tracing::warn!(run_id = %run.run_id, "final event never published; sending it");
+                match run.state {
+                    RunState::Completed => self.finish_completed(run).await?,
+                    _ => {
+                        self.publish_final(&run, notify::failed(&self.cfg.event_source, &run))
+                            .await?
+                    }
+                }
+                report.final_events_resent += 1;
+                Ok(())
+            }
+            Verdict::Fail(kind) => {
+                let (code, msg) = match kind {
+                    StallKind::PastDeadline => (
+                        FailureCode::Deadline,
+                        format!(
+                            "the export was still polling {} after its deadline and its poll chain was lost",
+                            humanize(self.cfg.stall_after)
+                        ),
+                    ),
+                    StallKind::NoProgress => (
+                        FailureCode::Stalled,
+                        format!(
+                            "no progress in {} state after {} resumptions by the watchdog",
+                            run.state.as_str(),
+                            run.repairs
+                        ),
+                    ),
+                };
+                if self.fail_run(&run.run_id, code, &msg).await?.is_some() {
+                    report.failed += 1;
+                }
+                Ok(())
+            }
+            Verdict::Resume => self.resume(run, t, report).await,
+        }
+    }
+
+    /// Records the repair (which also restarts the stall clock), then sends what the run waits
+    /// for with fresh message ids.
+    async fn resume(
+        &self,
+        run: RunRecord,
+        t: OffsetDateTime,
+        report: &mut WatchdogReport,
+    ) -> Result<(), PipelineError> {
+        let mark = progress_mark(&run);
+        let seen = run.write_id.clone();
+        let recorded = self
+            .ledger
+            .update(&run.run_id, |r| {
+                // Only if nothing moved since we looked; otherwise the run is alive.
+                (r.write_id == seen).then(|| {
+                    r.repairs = if r.repair_mark == Some(mark) {
+                        r.repairs + 1
+                    } else {
+                        1
+                    };
+                    r.repair_mark = Some(mark);
+                    r.repaired_at = Some(t);
+                    r.repairs
+                })
+            })
+            .await?;
+        let Some((run, repair)) = recorded else {
+            return Ok(());
+        };
+        tracing::warn!(run_id = %run.run_id, state = run.state.as_str(), repair, "run stalled; watchdog resumes it");
+        match run.state {
+            RunState::Starting => {
+                self.submit(&run.run_id).await?;
+                report.resubmitted += 1;
+            }
+            RunState::Polling => {
+                let job = PollJob::new(run.run_id.clone(), run.polls);
+                self.send_poll_as(&job, job.repair_message_id(repair), t)
+                    .await?;
+                report.polls_resent += 1;
+            }
+            RunState::Copying => {
+                report.copies_resent += self.send_copy_jobs_as(&run, Some(repair)).await?;
+            }
+            RunState::Completed | RunState::Failed => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! No run is stuck, lost or doubled: each scenario below used to leave a run without a final
+//! event, or burn its retries, and now ends `Completed` or `Failed` with exactly one event.
+//! Time is moved forward with `Pipeline::watchdog_at`, never slept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use partner_billing_export::app::App;
+use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
+use partner_billing_export::config::{Config, Settings};
+use partner_billing_export::pipeline::{
+    CopyJob, FailureCode, Handled, PipelineError, RunRecord, RunState, Trigger,
+};
+use partner_billing_local::graph_sandbox::SandboxConfig;
+use partner_billing_local::tokens::local_token_source;
+use test_support::{fast_sandbox, TestBed};
+use time::OffsetDateTime;
+
+/// A loopback port nothing listens on: calls fail at once with "connection refused".
+const DEAD: &str = "http://127.0.0.1:9/";
+const DRAIN: Duration = Duration::from_secs(60);
+
+fn usd() -> ExportRequest {
+    ExportRequest::unbilled(
+        ExportKind::UnbilledUsage,
+        BillingPeriod::Current,
+        "USD".parse().unwrap(),
+        AttributeSet::Full,
+    )
+    .unwrap()
+}
+
+/// Another instance of the app over the same ledger and stand-ins, with some settings changed
+/// (a dead Graph or Event Grid), and quick retries so an outage is noticed fast.
+fn instance(bed: &TestBed, changed: &[(&str, &str)]) -> Arc<App> {
+    let mut settings = bed.settings.clone();
+    for (k, v) in changed {
+        settings.insert(k.to_string(), v.to_string());
+    }
+    let mut config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
+    config.graph.max_attempts = 2;
+    config.graph.backoff_base = Duration::from_millis(1);
+    App::with_tokens(config, Arc::new(local_token_source())).unwrap()
+}
+
+fn later() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::from_secs(3600)
+}
+
+async fn only_run(bed: &TestBed) -> RunRecord {
+    let runs = bed.app.pipeline.ledger().list(10).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    runs.into_iter().next().unwrap()
+}
+
+/// Point 1: the start fails after the run is claimed (Graph 503 at 06:00). The watchdog
+/// submits it again; the run completes with one Graph export and one final event.
+#[tokio::test]
+async fn a_start_that_failed_after_the_claim_is_resumed() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
+    let err = down
+        .pipeline
+        .start(usd(), Trigger::Timer)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PipelineError::Billing(ref e) if e.is_transient()),
+        "{err}"
+    );
+    assert_eq!(only_run(&bed).await.state, RunState::Starting);
+
+    let report = bed.app.pipeline.watchdog_at(later()).await.unwrap();
+    assert_eq!(report.resubmitted, 1, "{report:?}");
+    bed.drain(DRAIN).await;
+    let run = only_run(&bed).await;
+    assert_eq!(run.state, RunState::Completed);
+    assert_eq!(bed.sandbox.stats().exports_started, 1);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}
+
+/// Point 8, with several instances: two watchdogs resuming the same stuck start at once ask
+/// Graph for one export, not two.
+#[tokio::test]
+async fn concurrent_resumptions_start_one_graph_export() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
+    down.pipeline
+        .start(usd(), Trigger::Timer)
+        .await
+        .unwrap_err();
+    let other = instance(&bed, &[]);
+    let t = later();
+    let (a, b) = tokio::join!(
+        bed.app.pipeline.watchdog_at(t),
+        other.pipeline.watchdog_at(t)
+    );
+    let resubmitted = a.unwrap().resubmitted + b.unwrap().resubmitted;
+    assert!(resubmitted >= 1);
+    bed.drain(DRAIN).await;
+    assert_eq!(bed.sandbox.stats().exports_started, 1, "one Graph export");
+    assert_eq!(only_run(&bed).await.state, RunState::Completed);
+}
+
+/// Point 3: a partition that keeps failing (here the destination refuses it: a folder sits
+/// where the file must go) fails the run with `copyFailed` and ExportFailed after the bounded
+/// attempts, instead of dead-lettering and leaving the run `Copying` forever.
+#[tokio::test]
+async fn a_copy_that_keeps_failing_fails_its_run_with_an_event() {
+    let bed = TestBed::start(fast_sandbox(), &[("MAX_COPY_ATTEMPTS", "3")]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let copies = bed.pump_until_copies(2).await;
+    let job: CopyJob = {
+        let body: serde_json::Value = serde_json::from_slice(&copies[0].body).unwrap();
+        CopyJob::try_from(&body).unwrap()
+    };
+    let run = only_run(&bed).await;
+    let blocked = bed
+        .dir
+        .path()
+        .join(run.parts[job.part as usize].dest.as_str());
+    std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+    for attempt in 1..3 {
+        assert!(bed.app.pipeline.handle_copy(&job, attempt).await.is_err());
+    }
+    let last = bed.app.pipeline.handle_copy(&job, 3).await.unwrap();
+    assert!(matches!(last, Handled::Failed), "{last:?}");
+    let run = only_run(&bed).await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(run.failure.unwrap().code, FailureCode::CopyFailed);
+    let failed = bed.events_of_type("ExportFailed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["data"]["code"], "copyFailed");
+}
+
+/// Point 5: the final event of a run that failed on the poll path could not be published
+/// (Event Grid down). The watchdog publishes it, once.
+#[tokio::test]
+async fn an_unpublished_final_event_is_sent_by_the_watchdog() {
+    let cfg = SandboxConfig {
+        fail_invoices: vec!["USD".into()],
+        ..fast_sandbox()
+    };
+    let bed = TestBed::start(cfg, &[]).await;
+    let healthy = bed.app.clone();
+    let eg_down = instance(
+        &bed,
+        &[("EVENTGRID_TOPIC_ENDPOINT", &format!("{DEAD}api/events"))],
+    );
+    let bed = bed.with_app(eg_down);
+    bed.start_new(usd(), Trigger::Http).await;
+    bed.drain(DRAIN).await;
+    let run = only_run(&bed).await;
+    assert_eq!(run.state, RunState::Failed);
+    assert!(!run.final_event_sent);
+    assert!(bed.events_of_type("ExportFailed").is_empty());
+
+    let report = healthy.pipeline.watchdog_at(later()).await.unwrap();
+    assert_eq!(report.final_events_resent, 1, "{report:?}");
+    let again = healthy.pipeline.watchdog_at(later()).await.unwrap();
+    assert_eq!(again.final_events_resent, 0, "{again:?}");
+    let failed = bed.events_of_type("ExportFailed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["data"]["code"], "5000");
+}
+
+/// Point 6: the operation expired (410) while Graph refuses new exports (an outage): the poll
+/// is rescheduled, not failed back to the host where it would burn its deliveries.
+#[tokio::test]
+async fn a_restart_during_an_outage_is_rescheduled() {
+    let cfg = SandboxConfig {
+        gone_after_polls: Some(0),
+        ..fast_sandbox()
+    };
+    let bed = TestBed::start(cfg, &[]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
+    let poll = bed.next(Duration::from_secs(10)).await.expect("first poll");
+    let body: serde_json::Value = serde_json::from_slice(&poll.body).unwrap();
+    let job = partner_billing_export::pipeline::PollJob::try_from(&body).unwrap();
+    let handled = down.pipeline.handle_poll(&job).await.unwrap();
+    assert!(matches!(handled, Handled::Rescheduled), "{handled:?}");
+    bed.sb.complete(&poll);
+    let run = only_run(&bed).await;
+    assert_eq!(run.state, RunState::Polling);
+    assert_eq!(run.polls, job.seq + 1, "the next poll is scheduled");
+    // Graph is back: the next poll restarts the export and the run completes.
+    bed.drain(DRAIN).await;
+    let run = only_run(&bed).await;
+    assert_eq!(run.state, RunState::Completed);
+    assert_eq!(run.restarts, 1);
+}
+
+/// Point 9: stalled copies are re-sent once per stall period, with fresh message ids, not on
+/// every look at the run.
+#[tokio::test]
+async fn stalled_copies_are_resent_once_per_stall() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let lost = bed.pump_until_copies(2).await;
+    for d in &lost {
+        bed.sb.complete(d); // the copy messages are lost
+    }
+    let t = later();
+    let first = bed.app.pipeline.watchdog_at(t).await.unwrap();
+    assert_eq!(first.copies_resent, 2, "{first:?}");
+    let second = bed.app.pipeline.watchdog_at(t).await.unwrap();
+    assert_eq!(second.copies_resent, 0, "{second:?}");
+    bed.drain(DRAIN).await;
+    assert_eq!(only_run(&bed).await.state, RunState::Completed);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}
+
+/// A run that never moves again fails as `stalled` after the allowed resumptions, with its
+/// event: the bound of the guarantee.
+#[tokio::test]
+async fn a_run_that_never_moves_fails_as_stalled() {
+    let bed = TestBed::start(fast_sandbox(), &[("MAX_REPAIRS", "2")]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let lost = bed.pump_until_copies(2).await;
+    for d in &lost {
+        bed.sb.complete(d);
+    }
+    let mut t = later();
+    for _ in 0..2 {
+        let r = bed.app.pipeline.watchdog_at(t).await.unwrap();
+        assert_eq!(r.copies_resent, 2, "{r:?}");
+        // The re-sent messages are lost too.
+        while let Some(d) = bed.next(Duration::from_millis(200)).await {
+            bed.sb.complete(&d);
+        }
+        t += Duration::from_secs(3600);
+    }
+    let r = bed.app.pipeline.watchdog_at(t).await.unwrap();
+    assert_eq!(r.failed, 1, "{r:?}");
+    let run = only_run(&bed).await;
+    assert_eq!(run.failure.unwrap().code, FailureCode::Stalled);
+    assert_eq!(bed.events_of_type("ExportFailed").len(), 1);
+}
