@@ -181,6 +181,36 @@ impl HostPattern {
     pub fn new(p: &str) -> Self {
         Self(p.trim().to_ascii_lowercase())
     }
+    /// A pattern from configuration: a host name (`a.blob.core.windows.net`), a wildcard over
+    /// the labels left of a suffix with at least two labels (`*.blob.core.usgovcloudapi.net`),
+    /// or an IP literal (`127.0.0.1`, `[::1]`). No scheme, port, path or bare `*`.
+    pub fn parse(p: &str) -> Result<Self, String> {
+        let p = p.trim().to_ascii_lowercase();
+        let (wild, rest) = match p.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, p.as_str()),
+        };
+        let ipv6 = !wild && rest.len() > 2 && rest.starts_with('[') && rest.ends_with(']');
+        let dns_like = !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && !rest.split('.').any(str::is_empty);
+        let ok = ipv6 || (dns_like && (!wild || rest.contains('.')));
+        if !ok {
+            return Err(format!(
+                "{p:?} is not a host pattern (expected a host such as contoso.blob.core.windows.net, \
+                 a wildcard such as *.blob.core.windows.net, or an IP address; no scheme, port or path)"
+            ));
+        }
+        Ok(Self(p))
+    }
+
+    /// The pattern as written (lower case).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn matches(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         match self.0.strip_prefix("*.") {
@@ -392,6 +422,40 @@ mod tests {
             a.check(Audience::Graph, &clear),
             Err(AuthError::InsecureScheme { .. })
         ));
+    }
+
+    #[test]
+    fn host_patterns_from_settings() {
+        for ok in [
+            "*.blob.core.windows.net",
+            "*.blob.core.usgovcloudapi.net",
+            " *.Blob.Core.ChinaCloudApi.cn ",
+            "contoso.blob.core.windows.net",
+            "127.0.0.1",
+            "[::1]",
+            "localhost",
+        ] {
+            let p = HostPattern::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(p.as_str(), ok.trim().to_ascii_lowercase());
+        }
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "*.net",
+            "https://a.blob.core.windows.net",
+            "a.blob.core.windows.net:443",
+            "a.blob.core.windows.net/c",
+            "a..b",
+            "a.*.b",
+            "[]",
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+        }
+        let p = HostPattern::parse("*.blob.core.usgovcloudapi.net").unwrap();
+        assert!(p.matches("acct.blob.core.usgovcloudapi.net"));
+        assert!(!p.matches("acct.blob.core.windows.net"));
+        assert!(!p.matches("blob.core.usgovcloudapi.net"));
     }
 
     #[test]

@@ -10,9 +10,10 @@ use crate::adapters::blob::CopyStrategy;
 use crate::adapters::identity::CredentialKind;
 use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
-use crate::auth::Secret;
+use crate::auth::{HostPattern, Secret};
 use crate::billing::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion, InvoiceId,
+    SourceHosts,
 };
 use crate::pipeline::{PipelineConfig, PollPolicy};
 use crate::settings::{self as s, SETTINGS};
@@ -137,11 +138,16 @@ impl Config {
         let default_retry_after =
             Duration::from_secs(st.number(s::DEFAULT_RETRY_AFTER_SECONDS)?.clamp(1, 3600));
         let max_retry_after = Duration::from_secs(st.number(s::MAX_RETRY_AFTER_SECONDS)?.max(1));
+        let source_hosts = st.list(s::SOURCE_STORAGE_HOSTS, HostPattern::parse)?;
+        if source_hosts.is_empty() {
+            return Err(err(s::SOURCE_STORAGE_HOSTS, "lists no host"));
+        }
         let graph = GraphConfig {
             base_url: graph_base,
             version,
             default_retry_after,
             max_retry_after,
+            source_hosts: SourceHosts::new(source_hosts),
             ..GraphConfig::default()
         };
         let discovery = st
@@ -386,6 +392,32 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.name, "DESTINATION_PREFIX");
+    }
+
+    #[test]
+    fn source_storage_hosts() {
+        let dest = ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net");
+        let c = load(&[dest]).unwrap();
+        let azure = url::Url::parse("https://x.blob.core.windows.net/c").unwrap();
+        let gov = url::Url::parse("https://x.blob.core.usgovcloudapi.net/c").unwrap();
+        assert!(c.graph.source_hosts.check(&azure).is_ok());
+        assert!(c.graph.source_hosts.check(&gov).is_err());
+        let c = load(&[
+            dest,
+            (
+                "SOURCE_STORAGE_HOSTS",
+                "*.blob.core.usgovcloudapi.net, *.blob.core.chinacloudapi.cn",
+            ),
+        ])
+        .unwrap();
+        assert!(c.graph.source_hosts.check(&gov).is_ok());
+        assert!(c.graph.source_hosts.check(&azure).is_err());
+        for bad in ["https://x.blob.core.windows.net", "*", "*.net", "a.b:443"] {
+            let e = load(&[dest, ("SOURCE_STORAGE_HOSTS", bad)]).unwrap_err();
+            assert_eq!(e.name, "SOURCE_STORAGE_HOSTS", "{bad}");
+        }
+        let e = load(&[dest, ("SOURCE_STORAGE_HOSTS", " , ")]).unwrap_err();
+        assert_eq!(e.name, "SOURCE_STORAGE_HOSTS");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub const MAX_COPY_ATTEMPTS: &str = "MAX_COPY_ATTEMPTS";
 pub const GRAPH_BASE_URL: &str = "GRAPH_BASE_URL";
 pub const GRAPH_API_VERSION: &str = "GRAPH_API_VERSION";
 pub const PARTNER_CENTER_BASE_URL: &str = "PARTNER_CENTER_BASE_URL";
+pub const SOURCE_STORAGE_HOSTS: &str = "SOURCE_STORAGE_HOSTS";
 pub const EXPORT_KINDS: &str = "EXPORT_KINDS";
 pub const EXPORT_ATTRIBUTE_SET: &str = "EXPORT_ATTRIBUTE_SET";
 pub const EXPORT_INVOICE_IDS: &str = "EXPORT_INVOICE_IDS";
@@ -79,6 +80,8 @@ pub const SETTINGS: &[Setting] = &[
         description: "Graph API version: v1.0 (GA) or beta." },
     Setting { name: PARTNER_CENTER_BASE_URL, default: Some("https://api.partnercenter.microsoft.com"), example: "https://api.partnercenter.microsoft.com", scope: Scope::Handler,
         description: "Partner Center REST root used to discover invoice ids." },
+    Setting { name: SOURCE_STORAGE_HOSTS, default: Some("*.blob.core.windows.net"), example: "*.blob.core.usgovcloudapi.net", scope: Scope::Handler,
+        description: "Hosts (comma-separated; `*.` matches any labels to the left) a manifest's rootDirectory may point at; partitions are fetched from there, so any other host is refused before a request is made and the run fails (manifest). Sovereign clouds: `*.blob.core.usgovcloudapi.net`, `*.blob.core.chinacloudapi.cn`. Loopback is accepted only when listed or on GRAPH_BASE_URL's host when that is loopback (local mode)." },
     Setting { name: EXPORT_KINDS, default: Some("billedUsage,billedReconciliation,unbilledUsage,unbilledReconciliation"), example: "billedReconciliation,unbilledUsage", scope: Scope::Handler,
         description: "Export kinds the timer starts." },
     Setting { name: EXPORT_ATTRIBUTE_SET, default: Some("full"), example: "basic", scope: Scope::Handler,

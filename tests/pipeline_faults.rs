@@ -270,3 +270,134 @@ async fn rerun_of_unchanged_data_copies_nothing() {
     assert_eq!(data_before, data_after);
     assert_eq!(bed.events_of_type("ExportCompleted").len(), 2);
 }
+
+/// A listener standing in for a storage host the handler must never contact: it counts the
+/// connections it accepts. On loopback only (127.0.0.2, or `localhost` where that address
+/// cannot be bound), but not on the Graph sandbox's host, so it is not an allowed source.
+async fn foreign_storage_host() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (listener, host) = match tokio::net::TcpListener::bind("127.0.0.2:0").await {
+        Ok(l) => (l, "127.0.0.2"),
+        Err(_) => (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            "localhost",
+        ),
+    };
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (format!("http://{host}:{port}/blob"), hits, task)
+}
+
+#[tokio::test]
+async fn manifest_on_a_foreign_storage_host_fails_the_run_without_contacting_it() {
+    use partner_billing_local::graph_sandbox::ManifestShape;
+    // Both manifest shapes: inline in the operation, and behind the navigation link.
+    for shape in [ManifestShape::Inline, ManifestShape::Link] {
+        let (root, hits, listener) = foreign_storage_host().await;
+        let bed = TestBed::start(
+            SandboxConfig {
+                manifest_shape: shape,
+                root_directory_base: Some(root.clone()),
+                ..fast_sandbox()
+            },
+            &[],
+        )
+        .await;
+        let run = bed.start_new(billed("G000000107"), Trigger::Http).await;
+        bed.drain(DRAIN).await;
+        let r = bed.run(&run.run_id).await;
+        assert_eq!(r.state, RunState::Failed, "{shape:?}");
+        let f = r.failure.as_ref().unwrap();
+        assert_eq!(f.code.as_str(), "manifest", "{shape:?}: {f:?}");
+        assert!(
+            f.message.contains("not an allowed source storage host")
+                && f.message.contains("SOURCE_STORAGE_HOSTS"),
+            "{}",
+            f.message
+        );
+        let failed = bed.events_of_type("ExportFailed");
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0]["data"]["code"], "manifest");
+        assert!(r.parts.is_empty(), "no copy was planned: {:?}", r.parts);
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{shape:?}: a request reached the foreign host"
+        );
+        assert_eq!(bed.sandbox.stats().blob_gets, 0);
+        assert!(bed.sb.depth().values().all(|d| *d == 0));
+        listener.abort();
+    }
+}
+
+#[tokio::test]
+async fn blob_names_that_mimic_ours_collide_or_are_too_long_land_apart() {
+    let long = format!("part-{}.c000.json.gz", "x".repeat(230));
+    let names = vec![
+        "_manifest.json".to_string(),
+        "sub/part-a.json.gz".to_string(),
+        "00001-part-a.json.gz".to_string(),
+        long.clone(),
+    ];
+    let bed = TestBed::start(
+        SandboxConfig {
+            blob_names: Some(names.clone()),
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let run = bed.start_new(billed("G000000109"), Trigger::Http).await;
+    bed.drain(DRAIN).await;
+    let r = bed.run(&run.run_id).await;
+    assert_eq!(r.state, RunState::Completed, "{:?}", r.failure);
+    assert_eq!(r.parts.len(), 4);
+    let dests: std::collections::BTreeSet<_> = r.parts.iter().map(|p| p.dest.clone()).collect();
+    assert_eq!(dests.len(), 4, "distinct destinations: {dests:?}");
+    let folder = r.output_folder.clone().unwrap();
+    let files = bed.output_files();
+    // Our run manifest is ours, and lists the source `_manifest.json` under another name.
+    let ours: serde_json::Value =
+        serde_json::from_slice(&files[&format!("{folder}/_manifest.json")]).unwrap();
+    assert_eq!(ours["runInfo"]["runId"], run.run_id.as_str());
+    let listed: Vec<_> = ours["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["sourceName"].clone(), b["blobName"].clone()))
+        .collect();
+    assert_eq!(listed.len(), 4);
+    // Every partition is byte-identical to what the sandbox served under its source name.
+    let served = bed.sandbox.served_partitions();
+    for p in &r.parts {
+        let src = served.iter().find(|s| s.name == p.name).unwrap();
+        let got = &files[p.dest.as_str()];
+        assert_eq!(got.as_slice(), &src.bytes[..], "{} -> {}", p.name, p.dest);
+        assert!(p.dest.as_str().len() <= 1024);
+        assert!(p.dest.file_name().len() <= 200, "{}", p.dest);
+    }
+    let by_name = |n: &str| r.parts.iter().find(|p| p.name == n).unwrap().dest.clone();
+    assert_eq!(
+        by_name("_manifest.json").file_name(),
+        "00000-_manifest.json"
+    );
+    assert_eq!(
+        by_name("00001-part-a.json.gz").file_name(),
+        "00001-part-a.json.gz"
+    );
+    assert!(by_name("sub/part-a.json.gz")
+        .file_name()
+        .starts_with("00001-part-a~"));
+    assert!(by_name(&long).file_name().ends_with(".c000.json.gz"));
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}

@@ -10,7 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::BillingError;
-use super::manifest::parse_manifest;
+use super::manifest::{parse_manifest, SourceHosts};
 use super::model::{Manifest, ManifestLocation, PollOutcome, StartedExport};
 use super::operation::parse_operation;
 use super::types::{truncate, ExportRequest};
@@ -60,6 +60,9 @@ pub struct GraphConfig {
     pub max_attempts: u32,
     /// First backoff delay when the answer carries no `Retry-After`; doubles each attempt.
     pub backoff_base: Duration,
+    /// Where a manifest's `rootDirectory` may point (`SOURCE_STORAGE_HOSTS`). Graph's own host
+    /// is added when Graph is on loopback (the local sandbox).
+    pub source_hosts: SourceHosts,
 }
 
 impl Default for GraphConfig {
@@ -71,6 +74,7 @@ impl Default for GraphConfig {
             max_retry_after: Duration::from_secs(3600),
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
+            source_hosts: SourceHosts::default(),
         }
     }
 }
@@ -265,21 +269,28 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 pub struct BillingClient {
     http: AuthorizedHttp,
     cfg: GraphConfig,
+    /// `cfg.source_hosts`, plus Graph's host when Graph is on loopback.
+    source_hosts: SourceHosts,
 }
 
 impl BillingClient {
     pub fn new(http: AuthorizedHttp, cfg: GraphConfig) -> Self {
-        Self { http, cfg }
+        let source_hosts = cfg.source_hosts.clone().with_graph_base(&cfg.base_url);
+        Self {
+            http,
+            cfg,
+            source_hosts,
+        }
     }
 
     pub fn config(&self) -> &GraphConfig {
         &self.cfg
     }
 
-    /// Plain-http loopback blob roots are accepted only when Graph itself is on loopback,
-    /// i.e. the local sandbox.
-    fn loopback_ok(&self) -> bool {
-        crate::auth::is_loopback(&self.cfg.base_url)
+    /// Where manifests may point: the configured storage hosts, and Graph's own host when
+    /// Graph itself is on loopback (the local sandbox), so loopback roots work only there.
+    pub fn source_hosts(&self) -> &SourceHosts {
+        &self.source_hosts
     }
 
     /// `{base}/{version}/reports/partners/billing/{kind path}/export`.
@@ -361,7 +372,7 @@ impl BillingClient {
         }
         let retry_after = retry_after(resp.headers(), self.cfg.max_retry_after);
         let json = read_json(resp, "operation").await?;
-        let poll = parse_operation(&json, retry_after, self.loopback_ok())?;
+        let poll = parse_operation(&json, retry_after, &self.source_hosts)?;
         tracing::debug!(operation = %poll.id, state = ?state_name(&poll.state), "operation polled");
         Ok(PollOutcome::Operation(poll))
     }
@@ -371,7 +382,7 @@ impl BillingClient {
         self.http.allow_list().check(Audience::Graph, url)?;
         let resp = self.send(Method::GET, url, None, &[]).await?;
         let json = read_json(resp, "manifest").await?;
-        parse_manifest(&json, self.loopback_ok())
+        parse_manifest(&json, &self.source_hosts)
     }
 
     /// Inline manifests are returned as they are; links are followed.
@@ -510,6 +521,8 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:9/prefix/beta/reports/partners/billing/usage/billed/export"
         );
-        assert!(beta.loopback_ok() && !c.loopback_ok());
+        let sandbox_root = Url::parse("http://127.0.0.1:10000/devstoreaccount1/c").unwrap();
+        assert!(beta.source_hosts().check(&sandbox_root).is_ok());
+        assert!(c.source_hosts().check(&sandbox_root).is_err());
     }
 }

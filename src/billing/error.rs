@@ -24,6 +24,10 @@ pub enum BillingError {
     /// A response that breaks the documented contract (missing Location, bad JSON, hostile manifest ...).
     #[error("unexpected answer from Graph: {0}")]
     InvalidResponse(String),
+    /// A manifest we refuse (hostile or malformed field, `rootDirectory` off the source storage
+    /// allow-list): the run fails with the `manifest` code, wherever the manifest was read.
+    #[error("unexpected answer from Graph: {0}")]
+    InvalidManifest(String),
 }
 
 impl BillingError {

@@ -11,7 +11,7 @@ use url::Url;
 use super::error::BillingError;
 use super::model::{Manifest, ManifestBlob};
 use super::wire::{optional_str, parse_graph_timestamp};
-use crate::auth::Secret;
+use crate::auth::{HostPattern, Secret};
 
 /// Most blobs one manifest may list (far above anything observed; bounds memory and fan-out).
 pub const MAX_BLOBS: usize = 100_000;
@@ -26,19 +26,107 @@ const MAX_SAS_LEN: usize = 8 * 1024;
 const KNOWN_DATA_FORMATS: [&str; 2] = ["compressedJSON", "compressedJSONLines"];
 
 fn invalid(msg: impl Into<String>) -> BillingError {
-    BillingError::InvalidResponse(format!("manifest: {}", msg.into()))
+    BillingError::InvalidManifest(format!("manifest: {}", msg.into()))
+}
+
+/// The storage hosts a manifest's `rootDirectory` may point at. Every partition URL is built
+/// from that root, and the copy path fetches it (relay) or hands it to Azure Storage as a copy
+/// source, so a root elsewhere would make this function, or the partner's storage account,
+/// issue requests to any host Graph (or whoever answers as Graph) names.
+///
+/// Default: Azure Storage blob endpoints (`*.blob.core.windows.net`); the `SOURCE_STORAGE_HOSTS`
+/// setting replaces the list (sovereign clouds: `*.blob.core.usgovcloudapi.net`,
+/// `*.blob.core.chinacloudapi.cn`). Plain `http` is accepted only for a loopback host, and a
+/// loopback host only when it is listed or when it is Graph's own host and Graph itself is on
+/// loopback (the local sandbox serves its blobs there; `local --azurite` puts Azurite on the
+/// same address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceHosts {
+    patterns: Vec<HostPattern>,
+    /// Graph's host when Graph is on loopback (local mode and tests).
+    loopback_graph_host: Option<String>,
+}
+
+/// `SOURCE_STORAGE_HOSTS`' default.
+pub const DEFAULT_SOURCE_STORAGE_HOSTS: &[&str] = &["*.blob.core.windows.net"];
+
+impl Default for SourceHosts {
+    fn default() -> Self {
+        Self::new(
+            DEFAULT_SOURCE_STORAGE_HOSTS
+                .iter()
+                .map(|p| HostPattern::parse(p).expect("static pattern"))
+                .collect(),
+        )
+    }
+}
+
+impl SourceHosts {
+    pub fn new(patterns: Vec<HostPattern>) -> Self {
+        Self {
+            patterns,
+            loopback_graph_host: None,
+        }
+    }
+
+    /// Also accepts Graph's own host when `graph_base` is a loopback URL (the local sandbox
+    /// serves blobs beside Graph); a public Graph endpoint adds nothing.
+    pub fn with_graph_base(mut self, graph_base: &Url) -> Self {
+        self.loopback_graph_host = crate::auth::is_loopback(graph_base)
+            .then(|| graph_base.host_str().map(str::to_ascii_lowercase))
+            .flatten();
+        self
+    }
+
+    pub fn patterns(&self) -> &[HostPattern] {
+        &self.patterns
+    }
+
+    /// Whether partitions may be fetched from `url` (scheme and host; the caller has already
+    /// refused credentials, queries and fragments).
+    pub fn check(&self, url: &Url) -> Result<(), String> {
+        let host = url.host_str().ok_or("rootDirectory has no host")?;
+        let loopback = crate::auth::is_loopback(url);
+        let listed = self.patterns.iter().any(|p| p.matches(host));
+        let graph_sibling = loopback
+            && self
+                .loopback_graph_host
+                .as_deref()
+                .is_some_and(|g| g.eq_ignore_ascii_case(host));
+        if !listed && !graph_sibling {
+            let allowed = self
+                .patterns
+                .iter()
+                .map(HostPattern::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(format!(
+                "rootDirectory is on {host}, which is not an allowed source storage host \
+                 (SOURCE_STORAGE_HOSTS: {allowed}); no request was made to it"
+            ));
+        }
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if loopback => Ok(()),
+            "http" => Err(format!(
+                "rootDirectory on {host} uses plain http; only https is accepted"
+            )),
+            other => Err(format!(
+                "rootDirectory uses scheme {other:?}; only https is accepted"
+            )),
+        }
+    }
 }
 
 /// Parses a `microsoft.graph.partners.billing.manifest` object (inline `resourceLocation` or
-/// the body of GET `/manifests/{id}`). `loopback_ok` allows a plain-`http` loopback
-/// `rootDirectory`, which only the local sandbox serves.
-pub fn parse_manifest(json: &Value, loopback_ok: bool) -> Result<Manifest, BillingError> {
+/// the body of GET `/manifests/{id}`). `hosts` decides where `rootDirectory` may point.
+pub fn parse_manifest(json: &Value, hosts: &SourceHosts) -> Result<Manifest, BillingError> {
     let obj = json
         .as_object()
         .ok_or_else(|| invalid("expected a JSON object"))?;
     let id = required_str(obj, "id", MAX_ID_LEN).map_err(invalid)?;
     let etag = required_str(obj, "eTag", MAX_ID_LEN).map_err(invalid)?;
-    let root_directory = root_directory(obj, loopback_ok)?;
+    let root_directory = root_directory(obj, hosts)?;
     let sas_token = sas_token(obj)?;
     let blobs = blobs(obj)?;
     let data_format = optional_str(obj, "dataFormat", MAX_SHORT_LEN).map_err(invalid)?;
@@ -95,10 +183,10 @@ fn optional_timestamp(
     Ok(parse_graph_timestamp(&s))
 }
 
-/// `rootDirectory`: absolute https URL (http only to loopback in local mode), no query or
-/// fragment, no credentials, kept byte for byte: it holds `=` in its path segments and is
-/// concatenated, not re-encoded, when blob URLs are built.
-fn root_directory(obj: &Map<String, Value>, loopback_ok: bool) -> Result<String, BillingError> {
+/// `rootDirectory`: absolute URL on an allowed source storage host ([`SourceHosts`]), https
+/// (http only to loopback), no query or fragment, no credentials, kept byte for byte: it holds
+/// `=` in its path segments and is concatenated, not re-encoded, when blob URLs are built.
+fn root_directory(obj: &Map<String, Value>, hosts: &SourceHosts) -> Result<String, BillingError> {
     let raw = required_str(obj, "rootDirectory", MAX_URL_LEN).map_err(invalid)?;
     if raw
         .chars()
@@ -116,19 +204,8 @@ fn root_directory(obj: &Map<String, Value>, loopback_ok: bool) -> Result<String,
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("rootDirectory must not carry credentials"));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| invalid("rootDirectory has no host"))?;
-    match url.scheme() {
-        "https" => Ok(raw),
-        "http" if loopback_ok && crate::auth::is_loopback(&url) => Ok(raw),
-        "http" => Err(invalid(format!(
-            "rootDirectory on {host} uses plain http; only https is accepted"
-        ))),
-        other => Err(invalid(format!(
-            "rootDirectory uses scheme {other:?}; only https is accepted"
-        ))),
-    }
+    hosts.check(&url).map_err(invalid)?;
+    Ok(raw)
 }
 
 /// `sasToken` without a leading `?`, kept as given (already percent-encoded). Missing is
@@ -245,6 +322,16 @@ pub(crate) mod tests {
     pub(crate) const FULL_EXAMPLE: &str =
         include_str!("../../tests/fixtures/graph/manifest-full.json");
 
+    /// Production: Azure Storage blob endpoints only.
+    pub(crate) fn azure() -> SourceHosts {
+        SourceHosts::default()
+    }
+
+    /// Local mode: Graph (the sandbox) on loopback.
+    pub(crate) fn local() -> SourceHosts {
+        SourceHosts::default().with_graph_base(&Url::parse("http://127.0.0.1:7080").unwrap())
+    }
+
     fn example() -> Value {
         serde_json::from_str(FULL_EXAMPLE).unwrap()
     }
@@ -256,12 +343,12 @@ pub(crate) mod tests {
     }
 
     fn err_of(j: &Value) -> String {
-        parse_manifest(j, false).unwrap_err().to_string()
+        parse_manifest(j, &azure()).unwrap_err().to_string()
     }
 
     #[test]
     fn full_example_parses() {
-        let m = parse_manifest(&example(), false).unwrap();
+        let m = parse_manifest(&example(), &azure()).unwrap();
         assert_eq!(m.id, "6fe687d7-1e0f-4bd6-9091-4672691f64bc");
         assert_eq!(m.schema_version, "1");
         assert_eq!(m.data_format, "compressedJSON");
@@ -287,7 +374,7 @@ pub(crate) mod tests {
 
     #[test]
     fn blob_url_keeps_sas_and_root_encoding() {
-        let m = parse_manifest(&example(), false).unwrap();
+        let m = parse_manifest(&example(), &azure()).unwrap();
         let u = m.blob_url(&m.blobs[0]).unwrap();
         let s = u.as_str();
         assert!(s.contains("skt=2023-12-13T00%3A37%3A17Z"), "{s}");
@@ -301,7 +388,7 @@ pub(crate) mod tests {
 
     #[test]
     fn leading_question_mark_is_stripped_from_sas() {
-        let m = parse_manifest(&with("sasToken", json!("?sv=1&sig=abc%3D")), false).unwrap();
+        let m = parse_manifest(&with("sasToken", json!("?sv=1&sig=abc%3D")), &azure()).unwrap();
         assert_eq!(m.sas_token.expose(), "sv=1&sig=abc%3D");
     }
 
@@ -330,12 +417,12 @@ pub(crate) mod tests {
             }
         }
         let long = "a".repeat(MAX_BLOB_NAME_BYTES + 1);
-        assert!(parse_manifest(&with("blobs", json!([{ "name": long }])), false).is_err());
+        assert!(parse_manifest(&with("blobs", json!([{ "name": long }])), &azure()).is_err());
         let ok = "b".repeat(MAX_BLOB_NAME_BYTES);
-        assert!(parse_manifest(&with("blobs", json!([{ "name": ok }])), false).is_ok());
+        assert!(parse_manifest(&with("blobs", json!([{ "name": ok }])), &azure()).is_ok());
         assert!(parse_manifest(
             &with("blobs", json!([{ "name": "dir/part-1.json.gz" }])),
-            false
+            &azure()
         )
         .is_ok());
     }
@@ -345,7 +432,7 @@ pub(crate) mod tests {
         let mut j = example();
         j.as_object_mut().unwrap().remove("blobs");
         assert!(err_of(&j).contains("blobs is missing"));
-        let m = parse_manifest(&with("blobs", json!([])), false).unwrap();
+        let m = parse_manifest(&with("blobs", json!([])), &azure()).unwrap();
         assert_eq!((m.blobs.len(), m.blob_count), (0, 0));
     }
 
@@ -373,10 +460,10 @@ pub(crate) mod tests {
         let public_http = "http://adlsrecon.blob.core.windows.net/c/PartnerTenantId=x";
         assert!(err_of(&with("rootDirectory", json!(public_http))).contains("plain http"));
         // Not even in local mode when the host is public.
-        assert!(parse_manifest(&with("rootDirectory", json!(public_http)), true).is_err());
-        let local = "http://127.0.0.1:8080/blob/c/PartnerTenantId=x";
-        assert!(parse_manifest(&with("rootDirectory", json!(local)), false).is_err());
-        assert!(parse_manifest(&with("rootDirectory", json!(local)), true).is_ok());
+        assert!(parse_manifest(&with("rootDirectory", json!(public_http)), &local()).is_err());
+        let sandbox = "http://127.0.0.1:8080/blob/c/PartnerTenantId=x";
+        assert!(parse_manifest(&with("rootDirectory", json!(sandbox)), &azure()).is_err());
+        assert!(parse_manifest(&with("rootDirectory", json!(sandbox)), &local()).is_ok());
         let with_query = "https://a.blob.core.windows.net/c/d?sv=1&sig=secretsig";
         let e = err_of(&with("rootDirectory", json!(with_query)));
         assert!(e.contains("query") && !e.contains("secretsig"), "{e}");
@@ -388,11 +475,91 @@ pub(crate) mod tests {
             " https://a.blob.core.windows.net/c",
         ] {
             assert!(
-                parse_manifest(&with("rootDirectory", json!(bad)), true).is_err(),
+                parse_manifest(&with("rootDirectory", json!(bad)), &local()).is_err(),
                 "{bad}"
             );
         }
         assert!(err_of(&with("rootDirectory", json!(null))).contains("rootDirectory is missing"));
+    }
+
+    #[test]
+    fn root_directory_must_be_on_an_allowed_storage_host() {
+        // Any https host used to pass: the copy path would then fetch from it, or make the
+        // partner's storage account fetch from it.
+        for foreign in [
+            "https://billing.evil.example/c/PartnerTenantId=x",
+            "https://a.blob.core.windows.net.evil.example/c",
+            "https://blob.core.windows.net/c",
+            "https://a.dfs.core.windows.net/c",
+            "https://a.blob.core.usgovcloudapi.net/c",
+        ] {
+            let e = parse_manifest(&with("rootDirectory", json!(foreign)), &azure()).unwrap_err();
+            assert!(
+                matches!(e, BillingError::InvalidManifest(_)),
+                "{foreign}: {e:?}"
+            );
+            let e = e.to_string();
+            assert!(
+                e.contains("not an allowed source storage host")
+                    && e.contains("SOURCE_STORAGE_HOSTS")
+                    && e.contains("*.blob.core.windows.net"),
+                "{e}"
+            );
+            assert!(!e.contains("PartnerTenantId"), "root echoed: {e}");
+        }
+        // Sovereign clouds are a setting away.
+        let gov = SourceHosts::new(vec![
+            HostPattern::parse("*.blob.core.usgovcloudapi.net").unwrap(),
+            HostPattern::parse("*.blob.core.chinacloudapi.cn").unwrap(),
+        ]);
+        for ok in [
+            "https://a.blob.core.usgovcloudapi.net/c",
+            "https://a.blob.core.chinacloudapi.cn/c",
+        ] {
+            assert!(
+                parse_manifest(&with("rootDirectory", json!(ok)), &gov).is_ok(),
+                "{ok}"
+            );
+        }
+        assert!(
+            parse_manifest(&example(), &gov).is_err(),
+            "commercial not listed"
+        );
+    }
+
+    #[test]
+    fn loopback_only_beside_a_loopback_graph_or_when_listed() {
+        let sandbox = "http://127.0.0.1:9/blob/c";
+        let azurite = "http://127.0.0.1:10000/devstoreaccount1/c";
+        // Local mode: Graph on 127.0.0.1, blobs on the same address (sandbox or Azurite).
+        for ok in [sandbox, azurite] {
+            assert!(parse_manifest(&with("rootDirectory", json!(ok)), &local()).is_ok());
+        }
+        // Another loopback name is not Graph's host: refused unless listed.
+        for other in ["http://localhost:9/blob/c", "http://127.0.0.2:9/blob/c"] {
+            let e = err_of_with(other, &local());
+            assert!(e.contains("not an allowed source storage host"), "{e}");
+        }
+        // A public Graph never makes loopback acceptable.
+        let public_graph = SourceHosts::default()
+            .with_graph_base(&Url::parse("https://graph.microsoft.com").unwrap());
+        assert!(err_of_with(sandbox, &public_graph).contains("not an allowed"));
+        // Listing it does (e.g. an emulator beside a real Graph endpoint).
+        let listed = SourceHosts::new(vec![HostPattern::parse("127.0.0.2").unwrap()]);
+        assert!(parse_manifest(
+            &with("rootDirectory", json!("http://127.0.0.2:9/c")),
+            &listed
+        )
+        .is_ok());
+        // Plain http stays loopback-only even when a public host is listed.
+        let e = err_of_with("http://a.blob.core.windows.net/c", &local());
+        assert!(e.contains("plain http"), "{e}");
+    }
+
+    fn err_of_with(root: &str, hosts: &SourceHosts) -> String {
+        parse_manifest(&with("rootDirectory", json!(root)), hosts)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -419,7 +586,7 @@ pub(crate) mod tests {
         ] {
             j.as_object_mut().unwrap().remove(k);
         }
-        let m = parse_manifest(&j, false).unwrap();
+        let m = parse_manifest(&j, &azure()).unwrap();
         assert_eq!(m.schema_version, "");
         assert_eq!(m.partition_type, "");
         assert_eq!(m.created_date_time, None);
@@ -428,16 +595,17 @@ pub(crate) mod tests {
 
     #[test]
     fn blob_count_disagreement_trusts_the_list() {
-        let m = parse_manifest(&with("blobCount", json!(7)), false).unwrap();
+        let m = parse_manifest(&with("blobCount", json!(7)), &azure()).unwrap();
         assert_eq!(m.blob_count, 1);
-        assert!(parse_manifest(&with("blobCount", json!(-1)), false).is_err());
+        assert!(parse_manifest(&with("blobCount", json!(-1)), &azure()).is_err());
     }
 
     #[test]
     fn unknown_data_format_is_accepted() {
-        let m = parse_manifest(&with("dataFormat", json!("parquet")), false).unwrap();
+        let m = parse_manifest(&with("dataFormat", json!("parquet")), &azure()).unwrap();
         assert_eq!(m.data_format, "parquet");
-        let m = parse_manifest(&with("dataFormat", json!("compressedJSONLines")), false).unwrap();
+        let m =
+            parse_manifest(&with("dataFormat", json!("compressedJSONLines")), &azure()).unwrap();
         assert_eq!(m.data_format, "compressedJSONLines");
     }
 

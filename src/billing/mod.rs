@@ -11,6 +11,7 @@ pub mod wire;
 
 pub use client::{BillingClient, GraphConfig, GraphVersion};
 pub use error::BillingError;
+pub use manifest::SourceHosts;
 pub use model::*;
 pub use types::*;
 pub use wire::sas_expiry;

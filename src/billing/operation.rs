@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::error::BillingError;
-use super::manifest::parse_manifest;
+use super::manifest::{parse_manifest, SourceHosts};
 use super::model::{ManifestLocation, OperationError, OperationPoll, OperationState};
 use super::wire::{optional_str, parse_graph_timestamp};
 
@@ -39,11 +39,11 @@ fn invalid(msg: impl Into<String>) -> BillingError {
 }
 
 /// Parses one operation body. `retry_after` comes from the response header (already clamped);
-/// `loopback_ok` is passed on to the inline manifest's `rootDirectory` check.
+/// `hosts` is passed on to the inline manifest's `rootDirectory` check.
 pub fn parse_operation(
     json: &Value,
     retry_after: Option<Duration>,
-    loopback_ok: bool,
+    hosts: &SourceHosts,
 ) -> Result<OperationPoll, BillingError> {
     let obj = json
         .as_object()
@@ -52,9 +52,9 @@ pub fn parse_operation(
     let status = optional_str(obj, "status", MAX_STATUS_LEN).map_err(invalid)?;
     let state = match operation_type(obj)? {
         OperationType::Running => OperationState::Running { status },
-        OperationType::Success => succeeded(obj, loopback_ok)?,
+        OperationType::Success => succeeded(obj, hosts)?,
         OperationType::Failed => failed(obj)?,
-        OperationType::Generic => by_status(obj, status, loopback_ok)?,
+        OperationType::Generic => by_status(obj, status, hosts)?,
     };
     Ok(OperationPoll {
         id,
@@ -93,17 +93,20 @@ fn operation_type(obj: &Map<String, Value>) -> Result<OperationType, BillingErro
 fn by_status(
     obj: &Map<String, Value>,
     status: String,
-    loopback_ok: bool,
+    hosts: &SourceHosts,
 ) -> Result<OperationState, BillingError> {
     match status.to_ascii_lowercase().as_str() {
-        "succeeded" | "completed" => succeeded(obj, loopback_ok),
+        "succeeded" | "completed" => succeeded(obj, hosts),
         "failed" => failed(obj),
         _ => Ok(OperationState::Running { status }),
     }
 }
 
-fn succeeded(obj: &Map<String, Value>, loopback_ok: bool) -> Result<OperationState, BillingError> {
-    let manifest = manifest_location(obj, loopback_ok)?.ok_or_else(|| {
+fn succeeded(
+    obj: &Map<String, Value>,
+    hosts: &SourceHosts,
+) -> Result<OperationState, BillingError> {
+    let manifest = manifest_location(obj, hosts)?.ok_or_else(|| {
         invalid("succeeded without resourceLocation or resourceLocation@odata.navigationLink")
     })?;
     Ok(OperationState::Succeeded { manifest })
@@ -113,10 +116,10 @@ fn succeeded(obj: &Map<String, Value>, loopback_ok: bool) -> Result<OperationSta
 /// documented navigation link.
 fn manifest_location(
     obj: &Map<String, Value>,
-    loopback_ok: bool,
+    hosts: &SourceHosts,
 ) -> Result<Option<ManifestLocation>, BillingError> {
     if let Some(inline @ Value::Object(_)) = obj.get("resourceLocation") {
-        let m = parse_manifest(inline, loopback_ok)?;
+        let m = parse_manifest(inline, hosts)?;
         return Ok(Some(ManifestLocation::Inline(Box::new(m))));
     }
     let link =
@@ -179,7 +182,12 @@ mod tests {
     const FAILED: &str = include_str!("../../tests/fixtures/graph/operation-failed.json");
 
     fn parse(s: &str) -> OperationPoll {
-        parse_operation(&serde_json::from_str(s).unwrap(), None, false).unwrap()
+        parse_operation(
+            &serde_json::from_str(s).unwrap(),
+            None,
+            &SourceHosts::default(),
+        )
+        .unwrap()
     }
 
     fn generic(status: &str) -> Value {
@@ -192,7 +200,9 @@ mod tests {
     }
 
     fn state_of(v: &Value) -> OperationState {
-        parse_operation(v, None, false).unwrap().state
+        parse_operation(v, None, &SourceHosts::default())
+            .unwrap()
+            .state
     }
 
     #[test]
@@ -200,7 +210,7 @@ mod tests {
         let p = parse_operation(
             &serde_json::from_str(RUNNING).unwrap(),
             Some(Duration::from_secs(30)),
-            false,
+            &SourceHosts::default(),
         )
         .unwrap();
         assert_eq!(p.id, "6fe687d7-1e0f-4bd6-9091-4672691f64bc");
@@ -285,7 +295,19 @@ mod tests {
             serde_json::from_str(crate::billing::manifest::tests::FULL_EXAMPLE).unwrap();
         m["blobs"] = json!([{ "name": "../escape" }]);
         v["resourceLocation"] = m;
-        assert!(parse_operation(&v, None, false).is_err());
+        assert!(parse_operation(&v, None, &SourceHosts::default()).is_err());
+    }
+
+    #[test]
+    fn inline_manifest_on_a_foreign_storage_host_is_a_manifest_error() {
+        let mut v: Value = serde_json::from_str(SUCCEEDED).unwrap();
+        let mut m: Value =
+            serde_json::from_str(crate::billing::manifest::tests::FULL_EXAMPLE).unwrap();
+        m["rootDirectory"] = json!("https://exfil.example.net/c/PartnerTenantId=x");
+        v["resourceLocation"] = m;
+        let e = parse_operation(&v, None, &SourceHosts::default()).unwrap_err();
+        assert!(matches!(e, BillingError::InvalidManifest(_)), "{e:?}");
+        assert!(e.to_string().contains("exfil.example.net"), "{e}");
     }
 
     #[test]
@@ -336,12 +358,15 @@ mod tests {
         v.as_object_mut()
             .unwrap()
             .remove("resourceLocation@odata.navigationLink");
-        let e = parse_operation(&v, None, false).unwrap_err();
+        let e = parse_operation(&v, None, &SourceHosts::default()).unwrap_err();
         assert!(matches!(e, BillingError::InvalidResponse(_)), "{e}");
         let mut v = generic("completed");
         v["resourceLocation@odata.navigationLink"] =
             json!("/v1.0/reports/partners/billing/manifests/m1");
-        assert!(parse_operation(&v, None, false).is_err(), "relative link");
+        assert!(
+            parse_operation(&v, None, &SourceHosts::default()).is_err(),
+            "relative link"
+        );
     }
 
     #[test]
@@ -366,13 +391,13 @@ mod tests {
         assert_eq!(parse_graph_timestamp("yesterday"), None);
         let mut v = generic("running");
         v.as_object_mut().unwrap().remove("id");
-        let p = parse_operation(&v, None, false).unwrap();
+        let p = parse_operation(&v, None, &SourceHosts::default()).unwrap();
         assert_eq!((p.created_date_time, p.last_action_date_time), (None, None));
     }
 
     #[test]
     fn non_object_body_is_invalid() {
-        assert!(parse_operation(&json!("running"), None, false).is_err());
-        assert!(parse_operation(&json!({"status": 3}), None, false).is_err());
+        assert!(parse_operation(&json!("running"), None, &SourceHosts::default()).is_err());
+        assert!(parse_operation(&json!({"status": 3}), None, &SourceHosts::default()).is_err());
     }
 }

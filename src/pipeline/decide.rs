@@ -89,6 +89,12 @@ pub fn after_poll(
             at: later(e.retry_after().unwrap_or(policy.default_retry_after)),
             reason: e.to_string(),
         },
+        // An inline manifest we refuse (hostile field, foreign storage host) fails like a
+        // linked one does when it is fetched: code `manifest`.
+        Err(e @ BillingError::InvalidManifest(_)) => AfterPoll::Fail {
+            code: FailureCode::Manifest,
+            message: e.to_string(),
+        },
         Err(e) => AfterPoll::Fail {
             code: FailureCode::PollFailed,
             message: e.to_string(),
@@ -340,6 +346,14 @@ mod tests {
             after_poll(&r, Err(&fatal), NOW, &policy()),
             AfterPoll::Fail {
                 code: FailureCode::PollFailed,
+                ..
+            }
+        ));
+        let refused = BillingError::InvalidManifest("manifest: rootDirectory is on x".into());
+        assert!(matches!(
+            after_poll(&r, Err(&refused), NOW, &policy()),
+            AfterPoll::Fail {
+                code: FailureCode::Manifest,
                 ..
             }
         ));

@@ -9,7 +9,6 @@ use super::super::layout;
 use super::super::messages::{CopyJob, PollJob};
 use super::super::run::{FailureCode, PartRecord, RunId, RunRecord, RunState};
 use crate::adapters::servicebus::OutgoingMessage;
-use crate::adapters::storage::StorageError;
 use crate::billing::Manifest;
 use crate::pipeline::messages::PARTITIONS_QUEUE;
 
@@ -177,24 +176,25 @@ impl Pipeline {
         let id = run.run_id.clone();
         let summary = manifest.summary();
         let folder = layout::output_folder(&self.cfg.output_prefix, &run, &summary)?;
-        let parts = summary
+        let names: Vec<&str> = summary.blobs.iter().map(|b| b.name.as_str()).collect();
+        let dests = layout::part_paths(&folder, &names)?;
+        let parts: Vec<PartRecord> = summary
             .blobs
             .iter()
+            .zip(dests)
             .enumerate()
-            .map(|(i, b)| {
-                Ok(PartRecord {
-                    index: i as u32,
-                    name: b.name.clone(),
-                    partition_value: b.partition_value.clone(),
-                    dest: layout::part_path(&folder, i as u32, &b.name)?,
-                    done: false,
-                    bytes: None,
-                    md5: None,
-                    rows: None,
-                    method: None,
-                })
+            .map(|(i, (b, dest))| PartRecord {
+                index: i as u32,
+                name: b.name.clone(),
+                partition_value: b.partition_value.clone(),
+                dest,
+                done: false,
+                bytes: None,
+                md5: None,
+                rows: None,
+                method: None,
             })
-            .collect::<Result<Vec<_>, StorageError>>()?;
+            .collect();
         self.cache_manifest(&id, manifest);
         let t = now();
         let empty = parts.is_empty();

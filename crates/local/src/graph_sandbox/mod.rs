@@ -94,6 +94,11 @@ pub struct SandboxConfig {
     /// Delay before each blob GET is answered (a slow network), so a client can be stopped
     /// while partitions are still being copied.
     pub blob_delay: Duration,
+    /// If set, every manifest's `rootDirectory` starts here instead of at the sandbox's blob
+    /// endpoint (e.g. a storage host the handler must refuse); the sandbox serves nothing there.
+    pub root_directory_base: Option<String>,
+    /// If set, the blob names of every export (instead of `partitions` Spark-style names).
+    pub blob_names: Option<Vec<String>>,
 }
 
 /// A Graph error answer: HTTP status and the envelope's `code` and `message`.
@@ -133,6 +138,8 @@ impl Default for SandboxConfig {
             known_invoices_only: false,
             unsupported_versions: Vec::new(),
             blob_delay: Duration::ZERO,
+            root_directory_base: None,
+            blob_names: None,
         }
     }
 }
@@ -197,6 +204,9 @@ impl Inner {
     }
 
     fn blob_root(&self) -> String {
+        if let Some(base) = &self.cfg.root_directory_base {
+            return base.trim_end_matches('/').to_string();
+        }
         match &self.cfg.blob_store {
             Some(store) => store.account_url.as_str().trim_end_matches('/').to_string(),
             None => format!("{}/blob", self.origin),

@@ -267,9 +267,12 @@ impl Export {
             }
         };
         let (period_start, period_end) = month_bounds(month);
-        let blob_names: Vec<String> = (0..cfg.partitions)
-            .map(|i| format!("part-{i:05}-{spark_job}.c000.json.gz"))
-            .collect();
+        let blob_names: Vec<String> = match &cfg.blob_names {
+            Some(names) => names.clone(),
+            None => (0..cfg.partitions)
+                .map(|i| format!("part-{i:05}-{spark_job}.c000.json.gz"))
+                .collect(),
+        };
         let inline_manifest = match cfg.manifest_shape {
             ManifestShape::Inline => true,
             ManifestShape::Link => false,
