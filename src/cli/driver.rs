@@ -267,7 +267,7 @@ impl Driver {
             .filter(|id| only.is_none_or(|o| o.contains(id)))
             .collect();
         for id in ids {
-            match self.app.pipeline.ledger().get(&id).await {
+            match self.app.pipeline.ledger().get_live(&id).await {
                 Ok(Some(rec)) => {
                     let manifest = (rec.state == RunState::Completed)
                         .then(|| rec.output_folder.as_ref()?.join(RUN_MANIFEST_NAME).ok())

@@ -8,8 +8,9 @@ use crate::app::App;
 use crate::billing::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvalidInput, InvoiceId,
 };
+use crate::pipeline::fanin::Shards;
 use crate::pipeline::status;
-use crate::pipeline::{PipelineError, RunId, RunRecord, StartOutcome, Trigger};
+use crate::pipeline::{PipelineError, RunId, RunRecord, RunState, StartOutcome, Trigger};
 use functions_runtime::{HttpRequestData, HttpResponse};
 
 const MAX_LISTED: usize = 100;
@@ -100,7 +101,15 @@ async fn get(app: &App, id: &str) -> HttpResponse {
     };
     match app.pipeline.ledger().get(&id).await {
         Ok(Some(run)) => {
-            let body = status::view(&run, app.pipeline.destination());
+            let mut parts_done = run.parts_done();
+            if run.state == RunState::Copying {
+                // Progress from the fan-in document (one more small read): whole shards.
+                if let Ok(fanin) = app.pipeline.ledger().fanin(&run.run_id).await {
+                    parts_done = Shards::of(&run).parts_in(&fanin.completed) as usize;
+                }
+            }
+            let mut body = status::view(&run, app.pipeline.destination());
+            body["progress"]["partsDone"] = json!(parts_done);
             if run.state.is_terminal() {
                 HttpResponse::json(200, body)
             } else {

@@ -1,11 +1,15 @@
 //! The typed run ledger over a [`LedgerStore`]: read-modify-write with compare-and-swap, retried
 //! on conflicts, so concurrent invocations (fan-in of many copies) never lose an update.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::storage::{ETag, LedgerStore, ObjectPath, StorageError};
 
+use super::fanin::{
+    apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Shards,
+};
 use super::run::{RequestIndex, RunId, RunRecord};
 
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -153,6 +157,138 @@ impl Ledger {
             }
         }
         Err(LedgerError::Contention(key.to_string()))
+    }
+
+    /// Creates-or-updates a small document with compare-and-swap; `f` returns `None` when there
+    /// is nothing to change. Returns the document as stored (or as found).
+    async fn upsert<T>(
+        &self,
+        key: &ObjectPath,
+        mut f: impl FnMut(&mut T) -> bool,
+    ) -> Result<T, LedgerError>
+    where
+        T: Default + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let (mut doc, etag) = match self.read_json::<T>(key).await? {
+                Some((d, e)) => (d, Some(e)),
+                None => (T::default(), None),
+            };
+            if !f(&mut doc) {
+                return Ok(doc);
+            }
+            let body = serde_json::to_vec(&doc).expect("ledger documents serialize");
+            let stored = match &etag {
+                Some(e) => self.store.replace(key, body, e).await?,
+                None => self.store.create(key, body).await?,
+            };
+            if stored.is_some() {
+                return Ok(doc);
+            }
+            let ms = 1
+                + u64::from(attempt.min(8)) * 2
+                + u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 4);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Err(LedgerError::Contention(key.to_string()))
+    }
+
+    /// The recorded result of one part, if any (one small read).
+    pub async fn part_result(
+        &self,
+        run: &RunRecord,
+        part: u32,
+    ) -> Result<Option<PartResult>, LedgerError> {
+        let shard = Shards::of(run).shard_of(part);
+        Ok(self
+            .read_json::<PartMarker>(&marker_key(&run.run_id, shard, part))
+            .await?
+            .map(|(m, _)| m.result))
+    }
+
+    /// Records a part's result (once: a redelivery keeps the first marker). Returns whether
+    /// the part's shard now has all its markers.
+    pub async fn record_part(
+        &self,
+        run: &RunRecord,
+        part: u32,
+        result: &PartResult,
+    ) -> Result<bool, LedgerError> {
+        let shard = Shards::of(run).shard_of(part);
+        let marker = PartMarker {
+            part,
+            result: result.clone(),
+            at: time::OffsetDateTime::now_utc(),
+        };
+        let body = serde_json::to_vec(&marker).expect("markers serialize");
+        // Already there (a redelivery): the first result stands.
+        self.store
+            .create(&marker_key(&run.run_id, shard, part), body)
+            .await?;
+        self.shard_complete(run, shard).await
+    }
+
+    /// Whether every part of `shard` has its marker (one listing).
+    pub async fn shard_complete(&self, run: &RunRecord, shard: u32) -> Result<bool, LedgerError> {
+        let present = self
+            .store
+            .list(&shard_prefix(&run.run_id, shard))
+            .await?
+            .len() as u32;
+        Ok(present >= Shards::of(run).members(shard))
+    }
+
+    /// Marks a shard complete (once). Returns whether every shard of the run is complete.
+    pub async fn complete_shard(&self, run: &RunRecord, shard: u32) -> Result<bool, LedgerError> {
+        let shards = Shards::of(run);
+        let doc: FaninDoc = self
+            .upsert(&fanin_key(&run.run_id), |d: &mut FaninDoc| {
+                d.completed.insert(shard)
+            })
+            .await?;
+        Ok(doc.completed.len() as u32 >= shards.count)
+    }
+
+    /// The run's fan-in progress: completed shards (one small read).
+    pub async fn fanin(&self, run: &RunId) -> Result<FaninDoc, LedgerError> {
+        Ok(self
+            .read_json::<FaninDoc>(&fanin_key(run))
+            .await?
+            .map(|(d, _)| d)
+            .unwrap_or_default())
+    }
+
+    /// Every recorded part result of a run (one read per marker), and when the last one was
+    /// recorded.
+    pub async fn part_results(
+        &self,
+        run: &RunRecord,
+    ) -> Result<(BTreeMap<u32, PartResult>, Option<time::OffsetDateTime>), LedgerError> {
+        let prefix =
+            ObjectPath::new(format!("parts/{}", run.run_id)).expect("run ids are path-safe");
+        let keys = self.store.list(&prefix).await?;
+        let mut all = BTreeMap::new();
+        let mut last = None;
+        for k in keys {
+            if let Some((m, _)) = self.read_json::<PartMarker>(&k).await? {
+                last = last.max(Some(m.at));
+                all.insert(m.part, m.result);
+            }
+        }
+        Ok((all, last))
+    }
+
+    /// The run with the results recorded so far filled into its parts (a copying run's record
+    /// holds them only once the fan-in folds them in). Costs one read per recorded part.
+    pub async fn get_live(&self, id: &RunId) -> Result<Option<RunRecord>, LedgerError> {
+        let Some(mut run) = self.get(id).await? else {
+            return Ok(None);
+        };
+        if run.state == super::run::RunState::Copying {
+            let (results, _) = self.part_results(&run).await?;
+            apply_results(&mut run, &results);
+        }
+        Ok(Some(run))
     }
 
     /// All runs, newest first.

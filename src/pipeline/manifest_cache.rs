@@ -1,8 +1,9 @@
 //! Manifests (with their SAS) kept per run in this instance's memory, so the copies of one run
-//! do not each ask Graph for the operation again. Never persisted: a SAS stays in memory only.
+//! do not each ask Graph for the operation again (shared, not cloned: a manifest can list
+//! thousands of blobs). Never persisted: a SAS stays in memory only.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -18,7 +19,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 const WITHOUT_EXPIRY: Duration = Duration::from_secs(300);
 
 struct Entry {
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
     good_until: OffsetDateTime,
 }
 
@@ -29,7 +30,7 @@ pub struct ManifestCache {
 
 impl ManifestCache {
     /// The run's manifest, if one is cached whose SAS is still good at `now`.
-    pub fn fresh(&self, id: &RunId, now: OffsetDateTime) -> Option<Manifest> {
+    pub fn fresh(&self, id: &RunId, now: OffsetDateTime) -> Option<Arc<Manifest>> {
         let entries = self.entries.lock().expect("manifest cache lock");
         entries
             .get(id)
@@ -37,7 +38,7 @@ impl ManifestCache {
             .map(|e| e.manifest.clone())
     }
 
-    pub fn insert(&self, id: &RunId, manifest: Manifest, now: OffsetDateTime) {
+    pub fn insert(&self, id: &RunId, manifest: Arc<Manifest>, now: OffsetDateTime) {
         let good_until = manifest
             .sas_expiry()
             .map(|e| e - EXPIRY_MARGIN)

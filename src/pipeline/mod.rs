@@ -2,6 +2,7 @@
 //! run ledger and the queue message types. It knows which services it needs, not where they run.
 
 pub mod decide;
+pub mod fanin;
 pub mod layout;
 pub mod ledger;
 pub mod manifest_cache;

@@ -1,5 +1,6 @@
 //! Copying one partition, and the fan-in that completes the run (manifest, final event).
 
+use super::super::fanin::{apply_results, PartResult, Shards};
 use super::super::layout;
 use super::super::messages::CopyJob;
 use super::super::notify;
@@ -15,12 +16,14 @@ impl Pipeline {
         job: &CopyJob,
         delivery_count: u32,
     ) -> Result<Handled, PipelineError> {
-        let Some(run) = self.ledger.get(&job.run_id).await? else {
+        let Some(run) = self.copying_run(&job.run_id).await? else {
             tracing::warn!(run_id = %job.run_id, "copy job for a run the ledger does not know; dropped");
             return Ok(Handled::Ignored("unknown run"));
         };
         if run.state.is_terminal() {
-            return self.resume_finish(run, delivery_count).await;
+            return self
+                .resume_finish(RunRecord::clone(&run), delivery_count)
+                .await;
         }
         if run.state != RunState::Copying {
             return Ok(Handled::Ignored("run not copying"));
@@ -29,8 +32,10 @@ impl Pipeline {
             tracing::error!(run_id = %job.run_id, part = job.part, "copy job names a part the run does not have; dropped");
             return Ok(Handled::Ignored("no such part"));
         };
-        if part.done {
-            return Ok(Handled::Ignored("part already copied"));
+        if self.ledger.part_result(&run, part.index).await?.is_some() {
+            // Copied before (a redelivery, or the watchdog's resend): make sure what follows
+            // the copy happened too, then stop.
+            return self.fan_in_from(&run, part.index).await;
         }
         let Some(expected_etag) = run.manifest.as_ref().map(|m| m.etag.clone()) else {
             return Ok(Handled::Ignored("run has no manifest"));
@@ -52,7 +57,13 @@ impl Pipeline {
                     .await?;
                 return Ok(None);
             }
-            let Some(blob) = manifest.blobs.iter().find(|b| b.name == part.name) else {
+            // Parts are numbered in manifest order: look there first, not through every blob.
+            let blob = manifest
+                .blobs
+                .get(part.index as usize)
+                .filter(|b| b.name == part.name)
+                .or_else(|| manifest.blobs.iter().find(|b| b.name == part.name));
+            let Some(blob) = blob else {
                 let msg = format!(
                     "partition {} is no longer in the source manifest",
                     part.name
@@ -93,39 +104,66 @@ impl Pipeline {
             Err(e) => return Err(e),
         };
         tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
-        let t = now();
         let skipped = outcome.method == crate::adapters::storage::CopyMethod::Skipped;
+        let shard_full = self
+            .ledger
+            .record_part(&run, part.index, &PartResult::from(&outcome))
+            .await?;
+        if !shard_full {
+            return Ok(Handled::Copied {
+                part: part.index,
+                skipped,
+            });
+        }
+        match self.fan_in_from(&run, part.index).await? {
+            Handled::Completed => Ok(Handled::Completed),
+            _ => Ok(Handled::Copied {
+                part: part.index,
+                skipped,
+            }),
+        }
+    }
+
+    /// After part `index` is recorded: completes its shard if it holds all its parts, and the
+    /// run if that was the last shard. Idempotent, so it also finishes what a crash between
+    /// these steps left undone.
+    pub(super) async fn fan_in_from(
+        &self,
+        run: &RunRecord,
+        index: u32,
+    ) -> Result<Handled, PipelineError> {
+        let shard = Shards::of(run).shard_of(index);
+        if !self.ledger.shard_complete(run, shard).await?
+            || !self.ledger.complete_shard(run, shard).await?
+        {
+            return Ok(Handled::Ignored("part already copied"));
+        }
+        self.fold_and_finish(run).await
+    }
+
+    /// Every shard is complete: folds all part results into the run record once, completes
+    /// the run, and sends the final event.
+    async fn fold_and_finish(&self, run: &RunRecord) -> Result<Handled, PipelineError> {
+        let (results, _) = self.ledger.part_results(run).await?;
+        let t = now();
         let updated = self
             .ledger
             .update(&run.run_id, |r| {
                 if r.state != RunState::Copying {
                     return None;
                 }
-                let p = r.parts.get_mut(part.index as usize)?;
-                if p.done {
-                    return None;
-                }
-                p.done = true;
-                p.bytes = Some(outcome.bytes);
-                p.md5 = outcome.md5.clone();
-                p.rows = outcome.rows;
-                p.method = Some(outcome.method);
-                let last = r.parts.iter().all(|p| p.done);
-                if last {
+                apply_results(r, &results);
+                r.parts.iter().all(|p| p.done).then(|| {
                     r.finish(RunState::Completed, None, t);
-                }
-                Some(last)
+                })
             })
             .await?;
         match updated {
-            Some((run, true)) => {
+            Some((run, ())) => {
                 self.finish_completed(run).await?;
                 Ok(Handled::Completed)
             }
-            _ => Ok(Handled::Copied {
-                part: part.index,
-                skipped,
-            }),
+            None => Ok(Handled::Ignored("run already finished")),
         }
     }
 

@@ -109,6 +109,7 @@ pub struct Pipeline {
     ledger: Ledger,
     cfg: PipelineConfig,
     manifests: ManifestCache,
+    copying: std::sync::Mutex<std::collections::HashMap<RunId, Arc<RunRecord>>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -140,6 +141,7 @@ impl Pipeline {
             ledger,
             cfg,
             manifests: ManifestCache::default(),
+            copying: Default::default(),
         }
     }
 
@@ -164,12 +166,37 @@ impl Pipeline {
 
     // ---------------------------------------------------------------- manifests and SAS
 
-    pub(super) fn cache_manifest(&self, id: &RunId, manifest: Manifest) {
-        self.manifests.insert(id, manifest, now());
+    pub(super) fn cache_manifest(&self, id: &RunId, manifest: impl Into<Arc<Manifest>>) {
+        self.manifests.insert(id, manifest.into(), now());
     }
 
     pub(super) fn forget_manifest(&self, id: &RunId) {
         self.manifests.forget(id);
+        self.copying.lock().expect("run cache lock").remove(id);
+    }
+
+    /// A copying run's record, read once per instance: its parts do not change while it
+    /// copies, and reading a record of thousands of parts for every copy would make the
+    /// fan-in quadratic. A run that ends is dropped from the cache (`forget_manifest`).
+    pub(super) async fn copying_run(
+        &self,
+        id: &RunId,
+    ) -> Result<Option<Arc<RunRecord>>, PipelineError> {
+        if let Some(r) = self.copying.lock().expect("run cache lock").get(id) {
+            return Ok(Some(r.clone()));
+        }
+        let Some(run) = self.ledger.get(id).await? else {
+            return Ok(None);
+        };
+        let run = Arc::new(run);
+        if run.state == super::run::RunState::Copying {
+            let mut cache = self.copying.lock().expect("run cache lock");
+            if cache.len() >= 64 {
+                cache.clear();
+            }
+            cache.insert(id.clone(), run.clone());
+        }
+        Ok(Some(run))
     }
 
     /// The run's manifest with a SAS that should still work; fetched again from Graph when the
@@ -178,7 +205,7 @@ impl Pipeline {
         &self,
         run: &RunRecord,
         force: bool,
-    ) -> Result<Manifest, PipelineError> {
+    ) -> Result<Arc<Manifest>, PipelineError> {
         if !force {
             if let Some(m) = self.manifests.fresh(&run.run_id, now()) {
                 return Ok(m);
@@ -202,6 +229,7 @@ impl Pipeline {
                 ))
             }
         };
+        let manifest = Arc::new(manifest);
         self.cache_manifest(&run.run_id, manifest.clone());
         Ok(manifest)
     }

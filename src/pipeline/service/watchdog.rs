@@ -10,6 +10,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::super::fanin::apply_results;
 use super::super::messages::PollJob;
 use super::super::notify;
 use super::super::run::{FailureCode, RunRecord, RunState};
@@ -59,7 +60,12 @@ fn progress_mark(run: &RunRecord) -> u64 {
 }
 
 impl Pipeline {
-    fn verdict(&self, run: &RunRecord, t: OffsetDateTime) -> Verdict {
+    fn verdict(
+        &self,
+        run: &RunRecord,
+        copied_at: Option<OffsetDateTime>,
+        t: OffsetDateTime,
+    ) -> Verdict {
         let stall = self.cfg.stall_after;
         if run.state.is_terminal() {
             let claim_dead = run
@@ -71,9 +77,12 @@ impl Pipeline {
                 Verdict::Fine
             };
         }
+        // Copies record their results in shard documents, not in the run record.
         let moved = run
             .repaired_at
-            .map_or(run.updated_at, |r| r.max(run.updated_at));
+            .into_iter()
+            .chain(copied_at)
+            .fold(run.updated_at, OffsetDateTime::max);
         let quiet_since = match run.state {
             // A poll waiting for a long Retry-After is not stalled until its time has passed.
             RunState::Polling => run.next_poll_at.map_or(moved, |at| at.max(moved)),
@@ -124,11 +133,17 @@ impl Pipeline {
 
     async fn watch_one(
         &self,
-        run: RunRecord,
+        mut run: RunRecord,
         t: OffsetDateTime,
         report: &mut WatchdogReport,
     ) -> Result<(), PipelineError> {
-        match self.verdict(&run, t) {
+        let mut copied_at = None;
+        if run.state == RunState::Copying {
+            let (results, last) = self.ledger.part_results(&run).await?;
+            apply_results(&mut run, &results);
+            copied_at = last;
+        }
+        match self.verdict(&run, copied_at, t) {
             Verdict::Fine => Ok(()),
             Verdict::ResendFinalEvent => {
                 tracing::warn!(run_id = %run.run_id, "final event never published; sending it");

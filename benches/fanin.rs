@@ -1,0 +1,177 @@
+//! `cargo bench --bench fanin` (or `scripts/bench.sh`): orchestration overhead of one run, from
+//! the poll that sees the operation succeed to `ExportCompleted`, for 100, 1,000 and 10,000
+//! partitions: fan-out (manifest, run record, one copy job per partition), every copy job
+//! handled (manifest cache, the part recorded in the ledger) and the fan-in that writes
+//! `_manifest.json` and the final event. Copies themselves are excluded: the destination is a
+//! stand-in that answers every copy at once, so what is measured is our own work. The ledger
+//! is the real filesystem ledger; Graph is the loopback sandbox. Figures are printed, never
+//! asserted. `cargo bench --bench fanin -- 100 1000` picks the sizes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use partner_billing_export::adapters::events::LogOnlyPublisher;
+use partner_billing_export::adapters::filesystem::FilesystemLedger;
+use partner_billing_export::adapters::memory_queue::MemoryQueue;
+use partner_billing_export::adapters::storage::{
+    CopyMethod, CopyOutcome, Destination, ObjectPath, SourceIdentity, StorageError,
+};
+use partner_billing_export::auth::{http_client, AllowList, Audience, AuthorizedHttp};
+use partner_billing_export::billing::{
+    AttributeSet, BillingClient, BillingPeriod, ExportKind, ExportRequest, GraphConfig,
+};
+use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use partner_billing_export::pipeline::{
+    CopyJob, Handled, Ledger, Pipeline, PipelineConfig, PollJob, PollPolicy, RunState, Trigger,
+};
+use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
+use partner_billing_local::tokens::local_token_source;
+use time::OffsetDateTime;
+
+/// Answers every copy at once: the bench measures orchestration, not bytes.
+#[derive(Debug)]
+struct InstantDestination;
+
+#[async_trait]
+impl Destination for InstantDestination {
+    async fn copy_from_url(
+        &self,
+        _source: &url::Url,
+        _dest: &ObjectPath,
+        _identity: &SourceIdentity,
+    ) -> Result<CopyOutcome, StorageError> {
+        Ok(CopyOutcome {
+            bytes: 1024,
+            md5: Some("0123456789abcdef0123456789abcdef".into()),
+            rows: Some(10),
+            method: CopyMethod::ServerSide,
+        })
+    }
+    async fn put_bytes(&self, _: &ObjectPath, _: Bytes, _: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn locate(&self, dest: &ObjectPath) -> String {
+        dest.to_string()
+    }
+}
+
+async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
+    let sandbox = GraphSandbox::start(SandboxConfig {
+        partitions,
+        rows_per_partition: 1,
+        polls_before_done: 0,
+        retry_after_secs: 0,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let graph = GraphConfig {
+        base_url: sandbox.graph_base_url(),
+        ..GraphConfig::default()
+    };
+    let mut allow = AllowList::default();
+    allow.allow_url(Audience::Graph, &graph.base_url);
+    let http = AuthorizedHttp::new(http_client(), Arc::new(local_token_source()), allow);
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600)));
+    let pipeline = Pipeline::new(
+        BillingClient::new(http, graph),
+        queue.clone(),
+        Arc::new(LogOnlyPublisher),
+        Arc::new(InstantDestination),
+        Ledger::new(Arc::new(FilesystemLedger::new(dir.path().join("_ledger")))),
+        PipelineConfig {
+            poll: PollPolicy {
+                default_retry_after: Duration::ZERO,
+                min_retry_after: Duration::ZERO,
+                max_retry_after: Duration::from_secs(1),
+                max_restarts: 1,
+            },
+            poll_deadline: Duration::from_secs(3600),
+            event_source: "/bench".into(),
+            output_prefix: ObjectPath::new("bench")?,
+            max_copy_attempts: 5,
+            stall_after: Duration::from_secs(900),
+            max_repairs: 3,
+        },
+    );
+    let request = ExportRequest::unbilled(
+        ExportKind::UnbilledUsage,
+        BillingPeriod::Current,
+        "USD".parse()?,
+        AttributeSet::Full,
+    )?;
+    let run = pipeline.start(request, Trigger::Cli).await?.run().clone();
+    let far = OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600);
+
+    // Poll until the operation succeeds; the clock starts at that poll.
+    let t0 = loop {
+        let d = queue
+            .receive_due(OPERATIONS_QUEUE, far)
+            .ok_or_else(|| anyhow::anyhow!("no poll queued"))?;
+        let job = PollJob::try_from(&d.json()?)?;
+        let t = Instant::now();
+        if let Handled::FannedOut(_) = pipeline.handle_poll(&job).await? {
+            break t;
+        }
+    };
+    let mut handled = 0usize;
+    loop {
+        let mut batch = Vec::new();
+        while let Some(d) = queue.receive_due(PARTITIONS_QUEUE, far) {
+            batch.push(CopyJob::try_from(&d.json()?)?);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        handled += batch.len();
+        let results: Vec<_> = futures::stream::iter(batch)
+            .map(|job| {
+                let p = &pipeline;
+                async move { p.handle_copy(&job, 1).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+    }
+    let elapsed = t0.elapsed();
+    let done = pipeline
+        .ledger()
+        .get(&run.run_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
+    anyhow::ensure!(
+        done.state == RunState::Completed,
+        "run ended {:?}",
+        done.state
+    );
+    anyhow::ensure!(done.parts.len() == partitions as usize);
+    Ok((elapsed, handled))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let sizes: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 1_000, 10_000]
+    } else {
+        sizes
+    };
+    for n in sizes {
+        let (elapsed, jobs) = one_run(n).await?;
+        println!(
+            "fan-in: {n:>6} partitions  orchestration {:>8.2} s  {:>7.1} µs per partition  ({jobs} copy jobs)",
+            elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1e6 / f64::from(n)
+        );
+    }
+    Ok(())
+}
