@@ -133,6 +133,7 @@ async fn local_run_reports_a_failed_export() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SandboxConfig {
         fail_invoices: vec!["EUR".into()],
+        fail_code: "5001".into(),
         ..sandbox()
     };
     let summary = run_local(options(
@@ -154,7 +155,34 @@ async fn local_run_reports_a_failed_export() {
         .filter(|e| e["type"].as_str().unwrap().contains("ExportFailed"))
         .collect::<Vec<_>>();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["data"]["code"], "5000");
+    assert_eq!(failed[0]["data"]["code"], "5001");
+}
+
+/// `local --fail EUR` with the default code 5000: no data is not a failure, the run exits 0.
+#[tokio::test]
+async fn local_run_with_no_data_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SandboxConfig {
+        fail_invoices: vec!["EUR".into()],
+        ..sandbox()
+    };
+    let summary = run_local(options(
+        dir.path().join("out"),
+        cfg,
+        &[
+            ("EXPORT_KINDS", "unbilledUsage"),
+            ("EXPORT_UNBILLED_CURRENCIES", "USD,EUR"),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert!(summary.ok(), "no data is not a failure: {summary:#?}");
+    assert_eq!(summary.failed(), 0);
+    assert_eq!(summary.no_data(), 1);
+    assert!(summary
+        .events
+        .iter()
+        .all(|e| !e["type"].as_str().unwrap().contains("ExportFailed")));
 }
 
 /// Issue 3's local chain: sandbox Graph → Azurite "Microsoft" account → server-side copy →

@@ -163,6 +163,7 @@ async fn failed_operation_emits_export_failed() {
     let bed = TestBed::start(
         SandboxConfig {
             fail_invoices: vec!["G000000666".into()],
+            fail_code: "5001".into(),
             ..fast_sandbox()
         },
         &[],
@@ -172,12 +173,66 @@ async fn failed_operation_emits_export_failed() {
     bed.drain(DRAIN).await;
     let r = bed.run(&run.run_id).await;
     assert_eq!(r.state, RunState::Failed);
-    assert_eq!(r.failure.as_ref().unwrap().code.as_str(), "5000");
+    assert!(!r.no_data);
+    assert_eq!(r.failure.as_ref().unwrap().code.as_str(), "5001");
     let failed = bed.events_of_type("ExportFailed");
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["data"]["code"], "5000");
+    assert_eq!(failed[0]["data"]["code"], "5001");
     assert_eq!(failed[0]["data"]["runId"], run.run_id.as_str());
     assert!(bed.events_of_type("ExportCompleted").is_empty());
+}
+
+/// Graph's code 5000 ("No data available", e.g. an invoice without Azure usage) is not a
+/// failure: the run completes with no data, in the event, the status API and `_manifest.json`.
+#[tokio::test]
+async fn no_data_completes_the_run_without_a_failure() {
+    let bed = TestBed::start(
+        SandboxConfig {
+            fail_invoices: vec!["G000000666".into()],
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let run = bed.start_new(billed("G000000666"), Trigger::Http).await;
+    bed.drain(DRAIN).await;
+    let r = bed.run(&run.run_id).await;
+    assert_eq!(r.state, RunState::Completed);
+    assert!(r.no_data);
+    assert!(r.failure.is_none());
+    assert!(r.parts.is_empty());
+    assert!(r.final_event_sent);
+    assert!(bed.events_of_type("ExportFailed").is_empty(), "no alert");
+    let done = bed.events_of_type("ExportCompleted");
+    assert_eq!(done.len(), 1);
+    let data = &done[0]["data"];
+    assert_eq!(data["noData"], true);
+    assert_eq!(data["rowCount"], 0);
+    assert_eq!(data["blobCount"], 0);
+    assert_eq!(data["noDataReason"], "No data available");
+
+    let view = partner_billing_export::pipeline::status::view(&r, bed.app.pipeline.destination());
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["result"]["noData"], true);
+    assert_eq!(view["result"]["rowCount"], 0);
+    assert!(view.get("failure").is_none());
+
+    let files = bed.output_files();
+    let (path, bytes) = files
+        .iter()
+        .find(|(p, _)| p.ends_with("_manifest.json"))
+        .expect("a run manifest");
+    assert!(path.contains("/no-data/"), "{path}");
+    assert_eq!(
+        files.len(),
+        files.keys().filter(|p| p.contains("_ledger")).count() + 1,
+        "{files:?}"
+    );
+    let m: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    assert_eq!(m["noData"], true);
+    assert_eq!(m["blobCount"], 0);
+    assert_eq!(m["dataRowCount"], 0);
+    assert_eq!(m["runInfo"]["runId"], run.run_id.as_str());
 }
 
 #[tokio::test]

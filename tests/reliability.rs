@@ -139,6 +139,7 @@ async fn a_copy_that_keeps_failing_fails_its_run_with_an_event() {
 async fn an_unpublished_final_event_is_sent_by_the_watchdog() {
     let cfg = SandboxConfig {
         fail_invoices: vec!["USD".into()],
+        fail_code: "5001".into(),
         ..fast_sandbox()
     };
     let bed = TestBed::start(cfg, &[]).await;
@@ -161,7 +162,7 @@ async fn an_unpublished_final_event_is_sent_by_the_watchdog() {
     assert_eq!(again.final_events_resent, 0, "{again:?}");
     let failed = bed.events_of_type("ExportFailed");
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["data"]["code"], "5000");
+    assert_eq!(failed[0]["data"]["code"], "5001");
 }
 
 /// Point 6: the operation expired (410) while Graph refuses new exports (an outage): the poll

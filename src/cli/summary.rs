@@ -22,6 +22,7 @@ pub struct Locations {
 fn status(v: &RunView, interrupted: bool) -> &'static str {
     match (&v.record.state, &v.record.failure, &v.gave_up) {
         (_, _, Some(_)) => "gave up",
+        (RunState::Completed, _, _) if v.record.no_data => "no data",
         (RunState::Completed, _, _) => "completed",
         (RunState::Failed, Some(f), _) if diagnose::is_no_data(f) => "no data",
         (RunState::Failed, _, _) => "failed",

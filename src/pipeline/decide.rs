@@ -64,11 +64,19 @@ pub enum AfterPoll {
     /// The operation expired: start the export again.
     Restart,
     Succeeded(ManifestLocation),
+    /// Graph has no data for this export (code [`NO_DATA_CODE`]): the run completes empty.
+    NoData {
+        message: String,
+    },
     Fail {
         code: FailureCode,
         message: String,
     },
 }
+
+/// Graph's failed-operation code for "No data available" (docs/graph-api.md §2, §5), e.g. an
+/// invoice without Azure usage: the export is finished and there is nothing to copy.
+pub const NO_DATA_CODE: &str = "5000";
 
 pub fn after_poll(
     run: &RunRecord,
@@ -113,6 +121,15 @@ pub fn after_poll(
                 status,
             },
             OperationState::Succeeded { manifest } => AfterPoll::Succeeded(manifest),
+            OperationState::Failed { error } if error.code.trim() == NO_DATA_CODE => {
+                AfterPoll::NoData {
+                    message: if error.message.is_empty() {
+                        "No data available".into()
+                    } else {
+                        error.message
+                    },
+                }
+            }
             OperationState::Failed { error } => AfterPoll::Fail {
                 code: if error.code.is_empty() {
                     FailureCode::Failed
@@ -311,9 +328,30 @@ mod tests {
         );
         assert_eq!(
             a,
-            AfterPoll::Fail {
-                code: FailureCode::Graph("5000".into()),
+            AfterPoll::NoData {
                 message: "No data available".into()
+            },
+            "no data is not a failure"
+        );
+        let a = after_poll(
+            &r,
+            Ok(op(
+                OperationState::Failed {
+                    error: OperationError {
+                        code: "5001".into(),
+                        message: "Something else".into(),
+                    },
+                },
+                None,
+            )),
+            NOW,
+            &policy(),
+        );
+        assert_eq!(
+            a,
+            AfterPoll::Fail {
+                code: FailureCode::Graph("5001".into()),
+                message: "Something else".into()
             }
         );
         assert_eq!(

@@ -62,6 +62,56 @@ pub fn output_folder(
     ))
 }
 
+/// Folder of a run Graph had no data for (code 5000): beside the data versions of the same
+/// export, named `no-data` so no reader takes it for a data version. Holds `_manifest.json` only.
+pub fn no_data_folder(prefix: &ObjectPath, run: &RunRecord) -> Result<ObjectPath, StorageError> {
+    let req = &run.request;
+    let (month, who) = match &req.scope {
+        ExportScope::Invoice { invoice_id } => (
+            run_billing_month(run).unwrap_or_else(|| "unknown-month".into()),
+            invoice_id.to_string(),
+        ),
+        ExportScope::Period { period, currency } => (
+            run_billing_month(run).unwrap_or_else(|| format!("{period}-period")),
+            currency.to_string(),
+        ),
+    };
+    prefix.join(&format!(
+        "{}/{}/{}/{}/no-data",
+        req.kind.slug(),
+        month,
+        who,
+        req.attribute_set
+    ))
+}
+
+/// The billing month (`yyyyMM`) a run is about, when known: Microsoft's `rootDirectory`, or
+/// for an unbilled period the month the run was created in (`current`) or the one before
+/// (`last`). A billed run without data version does not know its month.
+pub fn run_billing_month(run: &RunRecord) -> Option<String> {
+    if let Some(m) = run
+        .manifest
+        .as_ref()
+        .and_then(|m| billing_month(&m.root_directory))
+    {
+        return Some(m);
+    }
+    match &run.request.scope {
+        ExportScope::Invoice { .. } => None,
+        ExportScope::Period { period, .. } => {
+            let d = run.created_at.date();
+            let (y, m) = match period {
+                crate::billing::BillingPeriod::Current => (d.year(), d.month()),
+                crate::billing::BillingPeriod::Last => match d.month() {
+                    time::Month::January => (d.year() - 1, time::Month::December),
+                    m => (d.year(), m.previous()),
+                },
+            };
+            Some(format!("{y:04}{:02}", u8::from(m)))
+        }
+    }
+}
+
 /// Longest blob name Azure Storage accepts: 1,024 characters ("Naming and Referencing
 /// Containers, Blobs, and Metadata", section "Blob names":
 /// <https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata>).
@@ -223,7 +273,14 @@ pub struct RunManifest<'a> {
     pub schema_version: &'static str,
     pub run_info: RunInfo<'a>,
     pub request: &'a crate::billing::ExportRequest,
-    pub source: SourceInfo<'a>,
+    /// Graph had no data for the export (code 5000): no source, no blobs.
+    pub no_data: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_data_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceInfo<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billing_month: Option<String>,
     pub blob_count: usize,
     pub byte_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,7 +332,10 @@ pub struct BlobEntry<'a> {
 }
 
 pub fn run_manifest(run: &RunRecord) -> Option<RunManifest<'_>> {
-    let m = run.manifest.as_ref()?;
+    let m = run.manifest.as_ref();
+    if m.is_none() && !run.no_data {
+        return None;
+    }
     Some(RunManifest {
         schema_version: "1.0",
         run_info: RunInfo {
@@ -287,7 +347,9 @@ pub fn run_manifest(run: &RunRecord) -> Option<RunManifest<'_>> {
             restarts: run.restarts,
         },
         request: &run.request,
-        source: SourceInfo {
+        no_data: run.no_data,
+        no_data_reason: run.no_data_reason.as_deref(),
+        source: m.map(|m| SourceInfo {
             manifest_id: &m.id,
             e_tag: &m.etag,
             schema_version: &m.schema_version,
@@ -296,7 +358,8 @@ pub fn run_manifest(run: &RunRecord) -> Option<RunManifest<'_>> {
             root_directory: &m.root_directory,
             billing_month: billing_month(&m.root_directory),
             created_date_time: m.created_date_time,
-        },
+        }),
+        billing_month: run_billing_month(run),
         blob_count: run.parts.len(),
         byte_count: run.bytes_copied(),
         data_row_count: run.rows_copied(),

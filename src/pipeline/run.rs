@@ -243,6 +243,13 @@ pub struct RunRecord {
     pub parts: Vec<PartRecord>,
     #[serde(default)]
     pub failure: Option<Failure>,
+    /// Graph had no data for the export (failed operation code `5000`, "No data available"):
+    /// the run completed with nothing to copy. Not a failure: no `ExportFailed`, no alert.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_data: bool,
+    /// Graph's message when `no_data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data_reason: Option<String>,
     #[serde(default)]
     pub started_event_sent: bool,
     /// Set by whoever moved the run to a terminal state: that invocation sends the final event.
@@ -295,6 +302,8 @@ impl RunRecord {
             output_folder: None,
             parts: Vec::new(),
             failure: None,
+            no_data: false,
+            no_data_reason: None,
             started_event_sent: false,
             finish_claimed_at: None,
             final_event_sent: false,

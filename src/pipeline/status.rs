@@ -41,6 +41,9 @@ pub fn view(run: &RunRecord, dest: &dyn Destination) -> Value {
                 "folder": folder,
                 "manifest": manifest,
                 "sourceETag": run.manifest.as_ref().map(|m| m.etag.clone()),
+                "noData": run.no_data,
+                "noDataReason": run.no_data_reason,
+                "billingMonth": super::layout::run_billing_month(run),
                 "blobCount": run.parts.len(),
                 "byteCount": run.bytes_copied(),
                 "rowCount": run.rows_copied(),
@@ -72,6 +75,8 @@ pub fn brief(run: &RunRecord) -> Value {
         "status": run.state.as_str(),
         "request": run.request,
         "createdAt": ts(run.created_at),
+        "noData": run.no_data,
+        "billingMonth": super::layout::run_billing_month(run),
         "partsDone": run.parts_done(),
         "partsTotal": run.parts.len(),
     })

@@ -64,9 +64,13 @@ enum Command {
         /// Manifest shape: inline resourceLocation, navigation link, or alternating.
         #[arg(long, value_enum, default_value = "alternate")]
         manifest_shape: Shape,
-        /// Make the export of this invoice id (or unbilled currency) fail with code 5000.
+        /// Make the export of this invoice id (or unbilled currency) end in a failed operation
+        /// with `--fail-code` (default 5000, "No data available": the run completes without data).
         #[arg(long = "fail")]
         fail: Vec<String>,
+        /// Graph error code of the operations `--fail` names; anything but 5000 fails the run.
+        #[arg(long, default_value = "5000")]
+        fail_code: String,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -159,6 +163,7 @@ async fn main() -> ExitCode {
             retry_after,
             manifest_shape,
             fail,
+            fail_code,
             timeout,
             http_port,
             settings,
@@ -184,6 +189,7 @@ async fn main() -> ExitCode {
                     Shape::Alternate => ManifestShape::Alternate,
                 },
                 fail_invoices: fail,
+                fail_code,
                 ..SandboxConfig::default()
             };
             let opts = LocalOptions {

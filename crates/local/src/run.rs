@@ -79,7 +79,14 @@ pub struct LocalSummary {
 
 impl LocalSummary {
     pub fn failed(&self) -> usize {
-        self.runs.iter().filter(|r| r.status != "completed").count()
+        self.runs
+            .iter()
+            .filter(|r| r.status != "completed" && r.status != "no data")
+            .count()
+    }
+    /// Runs Graph had no data for (code 5000): completed, not failed.
+    pub fn no_data(&self) -> usize {
+        self.runs.iter().filter(|r| r.status == "no data").count()
     }
     pub fn ok(&self) -> bool {
         !self.runs.is_empty()
@@ -481,11 +488,18 @@ async fn collect_runs(
         out.push(RunLine {
             run_id: id.to_string(),
             subject: format!("{} {who}", req["kind"].as_str().unwrap_or("")),
-            status: v["status"].as_str().unwrap_or("?").to_string(),
+            status: if v["result"]["noData"] == true {
+                "no data".to_string()
+            } else {
+                v["status"].as_str().unwrap_or("?").to_string()
+            },
             files: v["result"]["blobCount"].as_u64().unwrap_or(0),
             bytes: v["result"]["byteCount"].as_u64().unwrap_or(0),
             rows: v["result"]["rowCount"].as_u64(),
-            reason: v["failure"]["reason"].as_str().map(str::to_string),
+            reason: v["failure"]["reason"]
+                .as_str()
+                .or(v["result"]["noDataReason"].as_str())
+                .map(str::to_string),
             manifest: v["result"]["manifest"].as_str().map(str::to_string),
         });
     }
@@ -591,9 +605,10 @@ pub fn print_summary(s: &LocalSummary) {
     }
     println!();
     println!(
-        "Summary: {} runs ({} completed, {} failed), {} partitions, {} bytes, {} rows, {:.1} s",
+        "Summary: {} runs ({} completed, {} no data, {} failed), {} partitions, {} bytes, {} rows, {:.1} s",
         s.runs.len(),
-        s.runs.len() - s.failed(),
+        s.runs.len() - s.failed() - s.no_data(),
+        s.no_data(),
         s.failed(),
         s.partitions,
         s.bytes,

@@ -68,6 +68,7 @@ impl Pipeline {
                 Ok(Handled::Rescheduled)
             }
             AfterPoll::Restart => self.restart(run, seq).await,
+            AfterPoll::NoData { message } => self.complete_without_data(run, seq, &message).await,
             AfterPoll::Fail { code, message } => {
                 self.fail_run(id, code, &message).await?;
                 Ok(Handled::Failed)
@@ -225,6 +226,40 @@ impl Pipeline {
         let n = self.send_copy_jobs(&run).await?;
         self.advance_polls(&id, seq, None, None).await?;
         Ok(Handled::FannedOut(n))
+    }
+
+    /// Graph has no data for the export (code 5000): the run completes with no parts, its
+    /// `_manifest.json` says `noData`, and ExportCompleted carries `noData: true`.
+    async fn complete_without_data(
+        &self,
+        run: RunRecord,
+        seq: u32,
+        message: &str,
+    ) -> Result<Handled, PipelineError> {
+        let id = run.run_id.clone();
+        let folder = layout::no_data_folder(&self.cfg.output_prefix, &run)?;
+        let reason: String = message.chars().take(2000).collect();
+        let t = now();
+        let updated = self
+            .ledger
+            .update(&id, |r| {
+                (r.state == RunState::Polling && r.polls == seq).then(|| {
+                    r.polls = seq + 1;
+                    r.no_data = true;
+                    r.no_data_reason = Some(reason.clone());
+                    r.output_folder = Some(folder.clone());
+                    r.parts.clear();
+                    r.last_status = Some("noData".into());
+                    r.finish(RunState::Completed, None, t);
+                })
+            })
+            .await?;
+        let Some((run, ())) = updated else {
+            return Ok(Handled::Ignored("run moved on meanwhile"));
+        };
+        tracing::info!(run_id = %id, reason = %reason, "Graph has no data for this export (code 5000); run completed without data");
+        self.finish_completed(run).await?;
+        Ok(Handled::Completed)
     }
 
     pub(super) async fn send_copy_jobs(&self, run: &RunRecord) -> Result<usize, PipelineError> {

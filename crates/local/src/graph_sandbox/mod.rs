@@ -67,8 +67,12 @@ pub struct SandboxConfig {
     /// anything under a second mints tokens that are already expired.
     pub sas_ttl: Duration,
     /// Invoice ids (billed) or currency codes (unbilled) whose operations end in
-    /// `failedOperation` code `"5000"` "No data available".
+    /// `failedOperation` with `fail_code` (by default `"5000"` "No data available", which the
+    /// pipeline completes as a run without data).
     pub fail_invoices: Vec<String>,
+    /// `error.code` of those failed operations: `"5000"` (No data available, the only code
+    /// Graph documents) or any other, for a real failure.
+    pub fail_code: String,
     /// If set, the first operation of each export answers 410 Gone once it has been polled
     /// this many times (0: its first GET is already 410). Later operations of the export work.
     pub gone_after_polls: Option<u32>,
@@ -129,6 +133,7 @@ impl Default for SandboxConfig {
             rows_per_partition: 200,
             sas_ttl: Duration::from_secs(3600),
             fail_invoices: Vec::new(),
+            fail_code: "5000".into(),
             gone_after_polls: None,
             foreign_location: false,
             invoices: default_invoices(OffsetDateTime::now_utc().date()),

@@ -417,7 +417,12 @@ fn get_operation(inner: &Inner, id: &str) -> Reply {
         Poll::Running(status) => (op.json("runningOperation", status), true),
         Poll::Failed => {
             let mut b = op.json("failedOperation", "failed");
-            b["error"] = json!({"message": "No data available", "code": "5000"});
+            let message = if cfg.fail_code == "5000" {
+                "No data available"
+            } else {
+                "The export failed"
+            };
+            b["error"] = json!({"message": message, "code": cfg.fail_code});
             (b, false)
         }
         Poll::Succeeded => {
