@@ -19,6 +19,9 @@ if cargo tree --locked -e normal -p partner-billing-export --prefix none |
   exit 1
 fi
 
+echo "==> deterministic simulation: 1,000 seeds of the whole pipeline under faults"
+scripts/simulate.sh --seeds 1000
+
 echo "==> the README's main command: cargo run -- local"
 cargo run --locked --quiet -- local --out target/test-local-run --timeout 240 >target/test-local-run.txt 2>&1 ||
   { cat target/test-local-run.txt >&2; exit 1; }
