@@ -1,7 +1,7 @@
 //! `cargo bench --bench throughput`: figures for the hot paths, printed, never asserted.
 //! - copy verification: MD5 + streaming gunzip row count per byte relayed (MB/s);
 //! - envelope decoding: a double-encoded Service Bus invocation to a typed poll job (per second);
-//! - ledger fan-in: N concurrent parts marked done on one run record (compare-and-swap), filesystem.
+//! (Fan-in of a run's parts has its own bench: `cargo bench -p partner-billing-export --bench fanin`.)
 
 use std::io::Write;
 use std::time::Instant;
@@ -72,51 +72,7 @@ fn bench_envelope() {
     );
 }
 
-fn bench_fan_in() {
-    use partner_billing_export::adapters::filesystem::FilesystemLedger;
-    use partner_billing_export::adapters::storage::{LedgerStore, ObjectPath};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let parts = 200u32;
-    rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = FilesystemLedger::new(dir.path());
-        let key = ObjectPath::new("runs/bench.json").unwrap();
-        ledger.create(&key, serde_json::to_vec(&vec![false; parts as usize]).unwrap()).await.unwrap();
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for p in 0..parts {
-            let (l, k) = (ledger.clone(), key.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut tries = 0u32;
-                loop {
-                    tries += 1;
-                    let (b, t) = l.read(&k).await.unwrap().unwrap();
-                    let mut v: Vec<bool> = serde_json::from_slice(&b).unwrap();
-                    v[p as usize] = true;
-                    if l.replace(&k, serde_json::to_vec(&v).unwrap(), &t).await.unwrap().is_some() {
-                        return tries;
-                    }
-                }
-            }));
-        }
-        let mut total_tries = 0;
-        for t in tasks {
-            total_tries += t.await.unwrap();
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "ledger fan-in: {parts} concurrent parts marked done in {secs:.3} s ({:.0} parts/s, {:.2} attempts per part)",
-            parts as f64 / secs,
-            total_tries as f64 / parts as f64
-        );
-    });
-}
-
 fn main() {
     bench_digest();
     bench_envelope();
-    bench_fan_in();
 }
