@@ -49,6 +49,8 @@ pub struct SimOptions {
     pub faults: Faults,
     /// Steps of the storm before calm returns.
     pub storm_steps: usize,
+    /// Partitions per export (default: 1 to 4, from the seed).
+    pub partitions: Option<u32>,
     /// Break an invariant on purpose: Event Grid swallows completion events (the check must
     /// catch it).
     pub drop_completed_events: bool,
@@ -61,6 +63,7 @@ impl SimOptions {
             instances: 3,
             faults: Faults::STORMY,
             storm_steps: 150,
+            partitions: None,
             drop_completed_events: false,
         }
     }
@@ -76,6 +79,8 @@ pub struct SimOutcome {
     pub dead_letters: usize,
     pub steps: usize,
     pub violations: Vec<String>,
+    /// The most writes any one run record received.
+    pub max_run_record_writes: u64,
 }
 
 struct Sim {
@@ -210,7 +215,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     let chaos = Chaos::new(opts.seed, opts.faults);
     let sandbox = GraphSandbox::start(SandboxConfig {
         seed: opts.seed,
-        partitions: 1 + (opts.seed % 4) as u32,
+        partitions: opts.partitions.unwrap_or(1 + (opts.seed % 4) as u32),
         rows_per_partition: 5,
         polls_before_done: 1,
         retry_after_secs: 0,
@@ -281,6 +286,16 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
 
     let violations = check(&sim, &sandbox).await;
     let all = sim.runs().await;
+    let max_run_record_writes = sim
+        .store
+        .docs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("runs/"))
+        .map(|(_, (_, version))| *version)
+        .max()
+        .unwrap_or(0);
     Ok(SimOutcome {
         seed: opts.seed,
         runs: all.len(),
@@ -290,6 +305,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
             .count(),
         failed: all.iter().filter(|r| r.state == RunState::Failed).count(),
         dead_letters: sim.dead_letters,
+        max_run_record_writes,
         steps,
         violations,
     })

@@ -42,3 +42,26 @@ async fn a_seed_replays_the_same_way() {
     let b = simulate(&SimOptions::seed(7)).await.unwrap();
     assert_eq!((a.runs, a.steps), (b.runs, b.steps));
 }
+
+/// Issue 9, point 12: marking a part done no longer rewrites the run record, so a run of 200
+/// partitions writes its record about as often as a run of 2 (before, at least once per part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_record_is_not_rewritten_per_part() {
+    let calm = |partitions| SimOptions {
+        faults: partner_billing_sim::world::Faults::NONE,
+        storm_steps: 0,
+        partitions: Some(partitions),
+        ..SimOptions::seed(11)
+    };
+    let small = simulate(&calm(2)).await.unwrap();
+    let large = simulate(&calm(200)).await.unwrap();
+    assert!(small.violations.is_empty() && large.violations.is_empty());
+    assert_eq!(large.completed, large.runs);
+    assert!(
+        large.max_run_record_writes <= small.max_run_record_writes + 2,
+        "200 parts: {} writes of one run record, 2 parts: {}",
+        large.max_run_record_writes,
+        small.max_run_record_writes
+    );
+    assert!(large.max_run_record_writes < 50);
+}
