@@ -59,8 +59,10 @@ param destinationContainer string = 'billing-exports'
 param destinationPrefix string = 'partner-billing'
 
 // ---------- exports (see src/settings.rs for meaning and defaults) ----------
-@description('NCRONTAB (6 fields, UTC) of the monthly StartExports timer.')
-param exportSchedule string = '0 0 6 5 * *'
+@description('NCRONTAB (6 fields, UTC) of the StartBilledExports timer (daily: catches invoices whenever they are published).')
+param billedSchedule string = '0 30 6 * * *'
+@description('NCRONTAB (6 fields, UTC) of the StartUnbilledExports timer (daily: unbilled usage is about a day behind).')
+param unbilledSchedule string = '0 0 5 * * *'
 @description('NCRONTAB of the Watchdog timer (resumes or fails runs that stopped moving).')
 param watchdogSchedule string = '0 */5 * * * *'
 param exportKinds string = 'billedUsage,billedReconciliation,unbilledUsage,unbilledReconciliation'
@@ -196,7 +198,8 @@ module eventTopic 'modules/eventgrid.bicep' = {
 
 // app-settings:begin (tests/deploy_layout.rs scans the names between these markers)
 var baseHandlerSettings = {
-  EXPORT_SCHEDULE: exportSchedule
+  BILLED_SCHEDULE: billedSchedule
+  UNBILLED_SCHEDULE: unbilledSchedule
   WATCHDOG_SCHEDULE: watchdogSchedule
   GRAPH_BASE_URL: graphBaseUrl
   GRAPH_API_VERSION: graphApiVersion

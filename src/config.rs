@@ -12,8 +12,8 @@ use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
 use crate::auth::{HostPattern, Secret};
 use crate::billing::{
-    AttributeSet, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion, InvoiceId,
-    SourceHosts,
+    AttributeSet, BillingMonth, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion,
+    InvoiceId, SourceHosts,
 };
 use crate::pipeline::{PipelineConfig, PollPolicy};
 use crate::settings::{self as s, SETTINGS};
@@ -41,6 +41,12 @@ pub struct PlanConfig {
     pub currencies: Vec<CurrencyCode>,
     pub periods: Vec<BillingPeriod>,
     pub discover_invoices: bool,
+    /// Billing months before the current one a billed firing looks at.
+    pub billed_lookback_months: u32,
+    /// Day of the month after which last month's invoices are overdue (0: never).
+    pub invoices_missing_day: u8,
+    /// First billing month the billed export API serves.
+    pub billed_history_from: BillingMonth,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +183,21 @@ impl Config {
             currencies: st.list(s::EXPORT_UNBILLED_CURRENCIES, str::parse::<CurrencyCode>)?,
             periods: st.list(s::EXPORT_UNBILLED_PERIODS, str::parse::<BillingPeriod>)?,
             discover_invoices,
+            billed_lookback_months: st.number(s::BILLED_LOOKBACK_MONTHS)?.clamp(1, 24) as u32,
+            invoices_missing_day: match st.number(s::INVOICES_MISSING_DAY)? {
+                d @ 0..=28 => d as u8,
+                d => {
+                    return Err(err(
+                        s::INVOICES_MISSING_DAY,
+                        format!("{d} is not a day every month has (0 to 28)"),
+                    ))
+                }
+            },
+            billed_history_from: st
+                .raw(s::BILLED_HISTORY_FROM)
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e: String| err(s::BILLED_HISTORY_FROM, e))?,
         };
         let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
         let pipeline = PipelineConfig {

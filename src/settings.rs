@@ -21,7 +21,11 @@ pub struct Setting {
     pub description: &'static str,
 }
 
-pub const EXPORT_SCHEDULE: &str = "EXPORT_SCHEDULE";
+pub const UNBILLED_SCHEDULE: &str = "UNBILLED_SCHEDULE";
+pub const BILLED_SCHEDULE: &str = "BILLED_SCHEDULE";
+pub const BILLED_LOOKBACK_MONTHS: &str = "BILLED_LOOKBACK_MONTHS";
+pub const INVOICES_MISSING_DAY: &str = "INVOICES_MISSING_DAY";
+pub const BILLED_HISTORY_FROM: &str = "BILLED_HISTORY_FROM";
 pub const WATCHDOG_SCHEDULE: &str = "WATCHDOG_SCHEDULE";
 pub const STALL_AFTER_MINUTES: &str = "STALL_AFTER_MINUTES";
 pub const MAX_REPAIRS: &str = "MAX_REPAIRS";
@@ -64,8 +68,16 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
 pub const SETTINGS: &[Setting] = &[
-    Setting { name: EXPORT_SCHEDULE, default: Some("0 0 6 5 * *"), example: "0 0 6 5 * *", scope: Scope::Host,
-        description: "NCRONTAB (six fields, UTC) of the StartExports timer; default 06:00 UTC on the 5th of each month, after invoices close." },
+    Setting { name: UNBILLED_SCHEDULE, default: Some("0 0 5 * * *"), example: "0 0 5,17 * * *", scope: Scope::Host,
+        description: "NCRONTAB (six fields, UTC) of the StartUnbilledExports timer (unbilled usage and reconciliation). Default daily at 05:00 UTC: daily-rated usage becomes available about 24 hours after use, so a daily export keeps the current month's data a day behind at most." },
+    Setting { name: BILLED_SCHEDULE, default: Some("0 30 6 * * *"), example: "0 30 6 8-20 * *", scope: Scope::Host,
+        description: "NCRONTAB (six fields, UTC) of the StartBilledExports timer (billed usage and reconciliation per invoice). Default daily at 06:30 UTC: invoices are published on about the 8th of the following month, but not on a fixed day; each firing only starts exports for invoices the ledger has no completed run of, so a day with nothing new costs one Partner Center listing." },
+    Setting { name: BILLED_LOOKBACK_MONTHS, default: Some("3"), example: "6", scope: Scope::Handler,
+        description: "Billing months (before the current one) whose invoices each StartBilledExports firing looks for; an invoice published late, or missed during an outage, is exported as long as its month is inside this window." },
+    Setting { name: INVOICES_MISSING_DAY, default: Some("12"), example: "15", scope: Scope::Handler,
+        description: "Day of the month after which last month's invoices are overdue: a billed firing on or after it that finds none raises one InvoicesMissing event (and error log line) for that month. 0 turns the check off." },
+    Setting { name: BILLED_HISTORY_FROM, default: Some("2022-09"), example: "2023-09", scope: Scope::Handler,
+        description: "First billing month (yyyy-MM) the billed export API serves (Partner Center documents new-commerce billed usage from September 2022); POST /api/backfill skips earlier months and says so." },
     Setting { name: WATCHDOG_SCHEDULE, default: Some("0 */5 * * * *"), example: "0 */10 * * * *", scope: Scope::Host,
         description: "NCRONTAB of the Watchdog timer, which resumes or fails runs that stopped moving and re-sends unsent final events. Read by the Functions host (function.json)." },
     Setting { name: STALL_AFTER_MINUTES, default: Some("15"), example: "30", scope: Scope::Handler,

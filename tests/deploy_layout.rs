@@ -215,7 +215,7 @@ fn referenced_settings_are_known() {
             );
         }
     }
-    assert!(seen > 0, "expected at least %EXPORT_SCHEDULE%");
+    assert!(seen > 0, "expected at least %BILLED_SCHEDULE%");
 }
 
 /// App setting names declared in the Bicep files, between `// app-settings:begin` and
@@ -302,7 +302,8 @@ fn infra_app_settings_agree_with_settings_table() {
         })
         .map(|s| s.name)
         .collect();
-    required.push(settings::EXPORT_SCHEDULE);
+    required.push(settings::BILLED_SCHEDULE);
+    required.push(settings::UNBILLED_SCHEDULE);
     // function.json reads it through %WATCHDOG_SCHEDULE%: the host cannot index the function without it.
     required.push(settings::WATCHDOG_SCHEDULE);
     for name in required {
@@ -350,21 +351,30 @@ fn bicep_queue_names_match_catalog() {
     }
 }
 
-/// A Graph outage at the monthly trigger must not skip the month: StartExports fails the
-/// invocation when a start could not reach Graph, and the host retries it (already started
-/// exports are duplicates then, hence no-ops). Timer triggers support retry policies.
+/// A Graph outage at a start timer must not skip the day: StartBilledExports and
+/// StartUnbilledExports fail the invocation when a start could not reach Graph, and the host
+/// retries it (already started exports are duplicates then, hence no-ops). Timer triggers
+/// support retry policies.
 #[test]
 fn start_exports_has_a_retry_policy() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/StartExports/function.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let retry = &v["retry"];
-    assert!(
-        matches!(
-            retry["strategy"].as_str(),
-            Some("exponentialBackoff" | "fixedDelay")
-        ),
-        "{retry}"
-    );
-    assert!(retry["maxRetryCount"].as_i64().unwrap_or(0) > 0, "{retry}");
+    for name in ["StartBilledExports", "StartUnbilledExports"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("functions")
+            .join(name)
+            .join("function.json");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let retry = &v["retry"];
+        assert!(
+            matches!(
+                retry["strategy"].as_str(),
+                Some("exponentialBackoff" | "fixedDelay")
+            ),
+            "{name}: {retry}"
+        );
+        assert!(
+            retry["maxRetryCount"].as_i64().unwrap_or(0) > 0,
+            "{name}: {retry}"
+        );
+    }
 }

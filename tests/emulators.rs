@@ -356,7 +356,7 @@ async fn functions_host_routes_keys_and_run_now() {
     // Run now: the timer starts the configured export, which then appears in the list.
     let admin = host
         .http_base()
-        .join("../admin/functions/StartExports")
+        .join("../admin/functions/StartUnbilledExports")
         .unwrap();
     assert_eq!(c.post(admin.clone()).send().await.unwrap().status(), 401);
     let r = c

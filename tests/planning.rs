@@ -1,4 +1,5 @@
-//! Planning at the timer: a Partner Center failure never sinks the month.
+//! Planning at the timers: a Partner Center failure never sinks the month; billed exports catch
+//! up on invoices whenever they are published, once each; overdue invoices are news, once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use partner_billing_export::auth::{Audience, StaticTokenSource};
 use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::functions::start_exports;
 use partner_billing_export::pipeline::RunState;
+use partner_billing_export::planner::KindGroup;
 use partner_billing_local::tokens::local_token;
 use test_support::{fast_sandbox, TestBed};
 
@@ -30,16 +32,17 @@ async fn refused_invoice_discovery_still_starts_unbilled_exports_and_says_how_to
     let bed = bed.with_app(app.clone());
 
     let now = time::macros::datetime!(2026-12-05 06:00 UTC);
-    let reply = start_exports::run(
-        &app,
-        TimerInfo {
-            is_past_due: false,
-            schedule_status: None,
-        },
-        now,
-    )
-    .await
-    .expect("the timer run succeeds: discovery failing is news, not a crash");
+    let billed = start_exports::run(&app, timer(), now, KindGroup::Billed)
+        .await
+        .expect("the timer run succeeds: discovery failing is news, not a crash");
+    assert!(
+        billed.logs.join("\n").contains("0 started"),
+        "{:?}",
+        billed.logs
+    );
+    let reply = start_exports::run(&app, timer(), now, KindGroup::Unbilled)
+        .await
+        .expect("unbilled exports do not need Partner Center");
     let logs = reply.logs.join("\n");
     assert!(
         logs.contains("2 started"),
@@ -70,4 +73,11 @@ async fn refused_invoice_discovery_still_starts_unbilled_exports_and_says_how_to
     assert_eq!(runs.len(), 2, "{runs:#?}");
     assert!(runs.iter().all(|r| !r.request.kind.is_billed()));
     assert!(runs.iter().all(|r| r.state == RunState::Completed));
+}
+
+fn timer() -> TimerInfo {
+    TimerInfo {
+        is_past_due: false,
+        schedule_status: None,
+    }
 }

@@ -104,7 +104,7 @@ async fn serve_handles_documented_payloads() {
     // Timer with ScheduleStatus null (monitoring off); no invoices configured → nothing to start.
     let (status, body) = h
         .invoke(
-            "StartExports",
+            "StartBilledExports",
             fixture("host/timer-start-exports-schedule-status-null.json"),
         )
         .await;

@@ -3,7 +3,7 @@
 //
 // Why Owner and not Sender + Receiver: every function both receives from and sends to the queues
 // (PollOperation reschedules itself on export-operations and fans out to export-partitions;
-// StartExports and Exports send the first poll), and on top of that the platform's target-based
+// StartBilledExports, StartUnbilledExports and Exports send the first poll), and on top of that the platform's target-based
 // scaling for Service Bus triggers reads each queue's message count with the app's identity. Reading
 // entity runtime properties needs the Manage claim, which among the built-in roles only Data Owner
 // carries; with Receiver alone the scale controller cannot read the count and Flex cannot scale on

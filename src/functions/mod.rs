@@ -1,4 +1,4 @@
-//! The five Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
+//! The six Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
 //! (checked by tests); [`router`] registers each handler against its spec, so the runtime
 //! decodes the trigger by the catalogue's binding name and each handler gets typed data.
 
@@ -8,6 +8,7 @@ use functions_runtime::{FunctionRouter, FunctionSpec, TriggerBinding};
 
 use crate::app::App;
 use crate::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use crate::planner::KindGroup;
 use crate::settings::SERVICEBUS_CONNECTION_STRING as SERVICEBUS_CONNECTION;
 
 pub mod copy_partition;
@@ -16,13 +17,26 @@ pub mod poll_operation;
 pub mod start_exports;
 pub mod watchdog;
 
-pub static START_EXPORTS: FunctionSpec = FunctionSpec {
-    name: "StartExports",
+/// Billed usage and billed reconciliation per invoice, on `BILLED_SCHEDULE`.
+pub static START_BILLED_EXPORTS: FunctionSpec = FunctionSpec {
+    name: "StartBilledExports",
     binding: "timer",
     trigger: TriggerBinding::Timer {
-        schedule: "%EXPORT_SCHEDULE%",
+        schedule: "%BILLED_SCHEDULE%",
     },
 };
+
+/// Unbilled usage and unbilled reconciliation per period and currency, on `UNBILLED_SCHEDULE`.
+pub static START_UNBILLED_EXPORTS: FunctionSpec = FunctionSpec {
+    name: "StartUnbilledExports",
+    binding: "timer",
+    trigger: TriggerBinding::Timer {
+        schedule: "%UNBILLED_SCHEDULE%",
+    },
+};
+
+/// The timers that start exports, in the order local mode fires them.
+pub static START_TIMERS: [&FunctionSpec; 2] = [&START_BILLED_EXPORTS, &START_UNBILLED_EXPORTS];
 
 pub static EXPORTS: FunctionSpec = FunctionSpec {
     name: "Exports",
@@ -60,8 +74,9 @@ pub static WATCHDOG: FunctionSpec = FunctionSpec {
     },
 };
 
-pub static CATALOG: [&FunctionSpec; 5] = [
-    &START_EXPORTS,
+pub static CATALOG: [&FunctionSpec; 6] = [
+    &START_BILLED_EXPORTS,
+    &START_UNBILLED_EXPORTS,
     &EXPORTS,
     &POLL_OPERATION,
     &COPY_PARTITION,
@@ -70,7 +85,8 @@ pub static CATALOG: [&FunctionSpec; 5] = [
 
 /// The handler's functions, each registered by trigger type against its catalogue entry.
 pub fn router(app: &Arc<App>) -> FunctionRouter {
-    let (a, b, c, d, e) = (
+    let (a, u, b, c, d, e) = (
+        app.clone(),
         app.clone(),
         app.clone(),
         app.clone(),
@@ -78,9 +94,13 @@ pub fn router(app: &Arc<App>) -> FunctionRouter {
         app.clone(),
     );
     FunctionRouter::new()
-        .timer(&START_EXPORTS, move |timer, inv| {
+        .timer(&START_BILLED_EXPORTS, move |timer, inv| {
             let app = a.clone();
-            async move { start_exports::run(&app, timer, inv.utc_now()).await }
+            async move { start_exports::run(&app, timer, inv.utc_now(), KindGroup::Billed).await }
+        })
+        .timer(&START_UNBILLED_EXPORTS, move |timer, inv| {
+            let app = u.clone();
+            async move { start_exports::run(&app, timer, inv.utc_now(), KindGroup::Unbilled).await }
         })
         .http(&EXPORTS, move |req, _| {
             let app = b.clone();

@@ -1,23 +1,45 @@
-//! `StartExports` (timer): plans this month's exports and starts each one. A start that could
-//! not reach Graph fails the invocation so the timer's retry policy runs it again; exports that
-//! did start are duplicates on that retry, hence no-ops.
+//! `StartBilledExports` and `StartUnbilledExports` (timers): plan one kind group's exports and
+//! start each one. A start that could not reach Graph fails the invocation so the timer's retry
+//! policy runs it again; exports that did start are duplicates (or already exported) on that
+//! retry, hence no-ops.
 
 use crate::app::App;
 use crate::pipeline::{notify, StartOutcome, Trigger};
-use crate::planner;
+use crate::planner::{self, KindGroup, Plan, PlanScope};
 use functions_runtime::{InvocationFailure, InvocationReply, InvocationResult, TimerInfo};
+use serde_json::json;
 use time::OffsetDateTime;
 
-pub async fn run(app: &App, timer: TimerInfo, now: OffsetDateTime) -> InvocationResult {
+pub async fn run(
+    app: &App,
+    timer: TimerInfo,
+    now: OffsetDateTime,
+    group: KindGroup,
+) -> InvocationResult {
     if timer.is_past_due {
         tracing::warn!("timer is past due; starting exports now");
     }
     let today = now.date();
-    let plan = planner::plan(&app.config.plan, &app.invoices, today).await;
+    let scope = PlanScope::timer(&app.config.plan, group, today);
+    let plan = planner::plan(
+        &app.config.plan,
+        &app.invoices,
+        app.pipeline.ledger(),
+        &scope,
+        today,
+    )
+    .await;
+    let reply = announce_news(app, &plan, today).await;
+    start_planned(app, plan, Trigger::Timer, reply).await
+}
+
+/// The plan's news: a failed invoice discovery and overdue invoices become one log line and
+/// one event each (ids deterministic, so retries do not multiply them); notes are logged.
+pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> InvocationReply {
     let mut reply = InvocationReply::new();
     if let Some(f) = &plan.discovery_failure {
         // One error line (it also reaches the invocation's Logs) and one event; the unbilled
-        // exports below still start.
+        // exports still start.
         let month = format!("{}{:02}", f.year, u8::from(f.month));
         tracing::error!(
             billing_month = %month,
@@ -36,14 +58,58 @@ pub async fn run(app: &App, timer: TimerInfo, now: OffsetDateTime) -> Invocation
             tracing::warn!(error = %e, "could not publish InvoiceDiscoveryFailed");
         }
     }
+    if let Some(m) = &plan.invoices_missing {
+        let month = m.month.compact();
+        let notice = format!("invoices-missing-{month}");
+        let event =
+            notify::invoices_missing(app.pipeline.event_source(), &month, m.expected_by, today);
+        // Remembered first, then published: only the firing that records the notice speaks,
+        // so daily firings (and several instances) give one event and one log line per
+        // month. Should Event Grid refuse it, the error line below still tells the operator.
+        let first = match app
+            .pipeline
+            .ledger()
+            .record_notice(&notice, &json!({ "checkedOn": today.to_string() }))
+            .await
+        {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the InvoicesMissing notice; announcing it anyway");
+                true
+            }
+        };
+        if first {
+            let line = format!(
+                "no invoice for billing month {} in Partner Center by {} (usually published about the 8th); billed exports start when it appears",
+                m.month, m.expected_by
+            );
+            tracing::error!(billing_month = %month, expected_by = %m.expected_by, "{line}");
+            reply = reply.log(line);
+            if let Err(e) = app.pipeline.announce(event).await {
+                tracing::error!(error = %e, billing_month = %month, "could not publish InvoicesMissing");
+            }
+        }
+    }
     for note in &plan.notes {
         tracing::warn!("{note}");
         reply = reply.log(note.clone());
     }
+    reply
+}
+
+/// Starts every planned export; fails the invocation if some could not reach Graph.
+pub async fn start_planned(
+    app: &App,
+    plan: Plan,
+    trigger: Trigger,
+    mut reply: InvocationReply,
+) -> InvocationResult {
     let mut failures = Vec::new();
     let (mut started, mut duplicates, mut rejected) = (0, 0, 0);
-    for req in plan.requests {
-        match app.pipeline.start(req.clone(), Trigger::Timer).await {
+    let skipped = plan.skipped.len();
+    for p in plan.requests {
+        let req = p.request;
+        match app.pipeline.start(req.clone(), trigger).await {
             Ok(StartOutcome::Started(r)) => {
                 started += 1;
                 reply = reply.log(format!("started {req} as run {}", r.run_id));
@@ -67,6 +133,7 @@ pub async fn run(app: &App, timer: TimerInfo, now: OffsetDateTime) -> Invocation
         started,
         duplicates,
         rejected,
+        skipped,
         failed = failures.len(),
         "timer run planned"
     );
@@ -81,6 +148,6 @@ pub async fn run(app: &App, timer: TimerInfo, now: OffsetDateTime) -> Invocation
         });
     }
     Ok(reply.log(format!(
-        "{started} started, {duplicates} already running, {rejected} refused by Graph"
+        "{started} started, {duplicates} already running, {rejected} refused by Graph, {skipped} already exported or running"
     )))
 }

@@ -291,6 +291,19 @@ impl Ledger {
         Ok(Some(run))
     }
 
+    /// Records a one-off notice (e.g. "the invoices of 2026-11 are missing") under `notices/`.
+    /// True only for the caller that created it, so the notice is given once however often
+    /// (and on however many instances) the same condition is seen.
+    pub async fn record_notice(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<bool, LedgerError> {
+        let key = ObjectPath::new(format!("notices/{name}.json"))?;
+        let body = serde_json::to_vec(body).expect("JSON values serialize");
+        Ok(self.store.create(&key, body).await?.is_some())
+    }
+
     /// All runs, newest first.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
         let keys = self

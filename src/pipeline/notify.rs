@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::run::RunRecord;
 use crate::adapters::events::{
-    CloudEvent, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED, INVOICE_DISCOVERY_FAILED,
+    CloudEvent, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED, INVOICES_MISSING,
+    INVOICE_DISCOVERY_FAILED,
 };
 use crate::billing::ExportScope;
 
@@ -111,6 +112,31 @@ pub fn invoice_discovery_failed(
         format!("invoice-discovery-{billing_month}-failed-{fired_on}"),
         format!("invoices/{billing_month}"),
         json!({ "billingMonth": billing_month, "reason": reason, "fix": hint }),
+    )
+}
+
+/// A billing month's invoices had not appeared in Partner Center by the configured day. One
+/// event per month (the id is the month's), so daily firings and retries do not multiply it.
+pub fn invoices_missing(
+    source: &str,
+    billing_month: &str,
+    expected_by: time::Date,
+    checked_on: time::Date,
+) -> CloudEvent {
+    CloudEvent::new(
+        source,
+        INVOICES_MISSING,
+        format!("invoices-missing-{billing_month}"),
+        format!("invoices/{billing_month}"),
+        json!({
+            "billingMonth": billing_month,
+            "expectedBy": expected_by.to_string(),
+            "checkedOn": checked_on.to_string(),
+            "reason": format!(
+                "Partner Center lists no new-commerce invoice for {billing_month}; invoices are usually published by about the 8th of the following month. \
+                 Billed exports start on the first firing that finds them."
+            ),
+        }),
     )
 }
 

@@ -157,7 +157,8 @@ class FlexSiteTest(unittest.TestCase):
             "ServiceBusConnection__fullyQualifiedNamespace",
             "ServiceBusConnection__credential",
             "APPLICATIONINSIGHTS_CONNECTION_STRING",
-            "EXPORT_SCHEDULE",
+            "BILLED_SCHEDULE",
+            "UNBILLED_SCHEDULE",
             "AZURE_CREDENTIAL_KIND",
             "GRAPH_CREDENTIAL_KIND",
         }

@@ -49,10 +49,14 @@ pub struct AppLayout {
 }
 
 const EMBEDDED_HOST: &str = include_str!("../../../host.json");
-const EMBEDDED_FUNCTIONS: [(&str, &str); 5] = [
+const EMBEDDED_FUNCTIONS: [(&str, &str); 6] = [
     (
-        "StartExports",
-        include_str!("../../../functions/StartExports/function.json"),
+        "StartBilledExports",
+        include_str!("../../../functions/StartBilledExports/function.json"),
+    ),
+    (
+        "StartUnbilledExports",
+        include_str!("../../../functions/StartUnbilledExports/function.json"),
     ),
     (
         "Exports",

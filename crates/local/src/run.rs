@@ -383,17 +383,19 @@ async fn drive(
     progress: &mut Progress,
     timeout: Duration,
 ) -> anyhow::Result<Vec<RunLine>> {
-    let fired = host
-        .fire_timer(partner_billing_export::functions::START_EXPORTS.name)
-        .await?;
-    for l in &fired.logs {
-        progress.say(&format!("StartExports: {l}"));
-    }
-    if !fired.ok {
-        bail!(
-            "the StartExports timer invocation failed; see {}",
-            host.log_file().display()
-        );
+    // Billed and unbilled exports have a timer each; local mode fires both at once.
+    for timer in partner_billing_export::functions::START_TIMERS {
+        let fired = host.fire_timer(timer.name).await?;
+        for l in &fired.logs {
+            progress.say(&format!("{}: {l}", timer.name));
+        }
+        if !fired.ok {
+            bail!(
+                "the {} timer invocation failed; see {}",
+                timer.name,
+                host.log_file().display()
+            );
+        }
     }
     let client = reqwest::Client::builder().no_proxy().build()?;
     let list_url = host.http_base().join("exports")?;

@@ -82,6 +82,9 @@ pub struct SandboxConfig {
     pub invoices: Vec<SandboxInvoice>,
     /// The sandbox's "today" (billing months, default invoices). `None`: UTC today at start.
     pub today: Option<Date>,
+    /// A date tests can move: when set, Partner Center lists an invoice only from its
+    /// `invoice_date` on, so invoices are "published" on that day (e.g. the 8th).
+    pub clock: Option<SandboxClock>,
     /// Serve partitions from a real storage account (Azurite) with real SAS tokens instead of
     /// the built-in blob endpoint, so copies can run server-side as they do in Azure.
     pub blob_store: Option<ExternalBlobStore>,
@@ -103,6 +106,22 @@ pub struct SandboxConfig {
     pub root_directory_base: Option<String>,
     /// If set, the blob names of every export (instead of `partitions` Spark-style names).
     pub blob_names: Option<Vec<String>>,
+}
+
+/// A simulated date shared between a test and the sandbox (clones share it).
+#[derive(Debug, Clone)]
+pub struct SandboxClock(Arc<Mutex<Date>>);
+
+impl SandboxClock {
+    pub fn new(today: Date) -> Self {
+        Self(Arc::new(Mutex::new(today)))
+    }
+    pub fn today(&self) -> Date {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn set(&self, today: Date) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = today;
+    }
 }
 
 /// A Graph error answer: HTTP status and the envelope's `code` and `message`.
@@ -138,6 +157,7 @@ impl Default for SandboxConfig {
             foreign_location: false,
             invoices: default_invoices(OffsetDateTime::now_utc().date()),
             today: None,
+            clock: None,
             blob_store: None,
             refuse_exports: None,
             known_invoices_only: false,

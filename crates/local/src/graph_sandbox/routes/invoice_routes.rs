@@ -43,8 +43,22 @@ pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
         }
     }
     let base = format!("{}/partnercenter/v1/invoices", inner.origin);
+    // With a clock, an invoice exists from its invoice date on (publication day).
+    let published: Vec<invoices::SandboxInvoice> = match &inner.cfg.clock {
+        Some(clock) => {
+            let today = clock.today();
+            inner
+                .cfg
+                .invoices
+                .iter()
+                .filter(|i| i.invoice_date <= today)
+                .cloned()
+                .collect()
+        }
+        None => inner.cfg.invoices.clone(),
+    };
     json_reply(
         StatusCode::OK,
-        &invoices::page(&inner.cfg.invoices, size, offset, &base),
+        &invoices::page(&published, size, offset, &base),
     )
 }

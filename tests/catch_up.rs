@@ -1,0 +1,156 @@
+//! The billed and unbilled timers over simulated weeks: every invoice is exported once, on the
+//! first firing after it is published; overdue invoices are news once; an invoice Graph has no
+//! data for completes as no-data without an alert. Time is passed in (the timers' `now`, the
+//! sandbox's clock), never slept.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use functions_runtime::TimerInfo;
+use partner_billing_export::functions::start_exports;
+use partner_billing_export::pipeline::RunState;
+use partner_billing_export::planner::KindGroup;
+use partner_billing_local::graph_sandbox::{default_invoices, SandboxClock, SandboxConfig};
+use test_support::{fast_sandbox, TestBed};
+use time::macros::{date, time};
+use time::{Date, OffsetDateTime};
+
+fn timer() -> TimerInfo {
+    TimerInfo {
+        is_past_due: false,
+        schedule_status: None,
+    }
+}
+
+/// October 2026's invoices published on 8 November; November's late, on 14 December.
+fn invoices() -> Vec<partner_billing_local::graph_sandbox::SandboxInvoice> {
+    let mut all = default_invoices(date!(2026 - 11 - 20));
+    let mut late = default_invoices(date!(2026 - 12 - 20));
+    for i in &mut late {
+        i.invoice_date = date!(2026 - 12 - 14);
+    }
+    all.extend(late);
+    all
+}
+
+async fn fire(bed: &TestBed, group: KindGroup, day: Date) -> Vec<String> {
+    let now = OffsetDateTime::new_utc(day, time!(06:30));
+    start_exports::run(&bed.app, timer(), now, group)
+        .await
+        .unwrap_or_else(|e| panic!("{group:?} firing on {day}: {}", e.message))
+        .logs
+}
+
+#[tokio::test]
+async fn forty_days_of_daily_firings_export_each_invoice_once() {
+    let clock = SandboxClock::new(date!(2026 - 11 - 05));
+    let bed = TestBed::start(
+        SandboxConfig {
+            invoices: invoices(),
+            clock: Some(clock.clone()),
+            today: Some(date!(2026 - 11 - 05)),
+            // An invoice without Azure usage: Graph answers 5000 "No data available".
+            fail_invoices: vec!["G026100002".into()],
+            ..fast_sandbox()
+        },
+        &[("EXPORT_UNBILLED_PERIODS", "current")],
+    )
+    .await;
+
+    let mut missing_lines = Vec::new();
+    let mut day = date!(2026 - 11 - 05);
+    for _ in 0..42 {
+        clock.set(day);
+        let logs = fire(&bed, KindGroup::Billed, day).await;
+        missing_lines.extend(
+            logs.iter()
+                .filter(|l| l.contains("no invoice for billing month"))
+                .map(|l| format!("{day}: {l}")),
+        );
+        if day == date!(2026 - 11 - 07) {
+            assert!(logs.iter().any(|l| l.contains("0 started")), "{logs:?}");
+        }
+        if day == date!(2026 - 11 - 08) {
+            assert!(logs.iter().any(|l| l.contains("6 started")), "{logs:?}");
+        }
+        fire(&bed, KindGroup::Unbilled, day).await;
+        bed.drain(Duration::from_secs(60)).await;
+        day = day.next_day().unwrap();
+    }
+
+    let runs = bed.app.pipeline.ledger().list(usize::MAX).await.unwrap();
+    let mut billed: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unbilled = 0;
+    for r in &runs {
+        assert_eq!(r.state, RunState::Completed, "{r:#?}");
+        if r.request.kind.is_billed() {
+            *billed.entry(r.request.key()).or_default() += 1;
+        } else {
+            unbilled += 1;
+        }
+    }
+    // Three new-commerce invoices a month (the credit note and the legacy D invoice are not
+    // served by the export API), two billed kinds each, one run each.
+    assert_eq!(billed.len(), 12, "{billed:#?}");
+    assert!(billed.values().all(|n| *n == 1), "{billed:#?}");
+    assert!(billed.keys().any(|k| k.contains("G026110003")));
+    assert!(
+        !billed.keys().any(|k| k.contains("G026100004")),
+        "credit note"
+    );
+    // Unbilled usage and reconciliation refreshed every day.
+    assert_eq!(unbilled, 42 * 2);
+
+    // The no-data invoice completed without a failure event.
+    let no_data: Vec<_> = runs.iter().filter(|r| r.no_data).collect();
+    assert_eq!(no_data.len(), 2, "both billed kinds of G026100002");
+    assert!(no_data
+        .iter()
+        .all(|r| r.request.to_string().contains("G026100002")));
+    assert!(bed.events_of_type("ExportFailed").is_empty());
+
+    // November's invoices were late: one event and one log line, on the 12th of December.
+    let missing = bed.events_of_type("InvoicesMissing.v1");
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert_eq!(missing[0]["data"]["billingMonth"], "202611");
+    assert_eq!(missing[0]["id"], "invoices-missing-202611");
+    assert_eq!(missing[0]["data"]["checkedOn"], "2026-12-12");
+    assert_eq!(missing_lines.len(), 1, "{missing_lines:#?}");
+    assert!(
+        missing_lines[0].starts_with("2026-12-12"),
+        "{missing_lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_firing_starts_nothing_new() {
+    let bed = TestBed::start(
+        SandboxConfig {
+            invoices: default_invoices(date!(2026 - 11 - 20)),
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let day = date!(2026 - 11 - 20);
+    let first = fire(&bed, KindGroup::Billed, day).await;
+    assert!(first.iter().any(|l| l.contains("6 started")), "{first:?}");
+    // Still running: a second firing starts nothing.
+    let again = fire(&bed, KindGroup::Billed, day).await;
+    assert!(
+        again
+            .iter()
+            .any(|l| l.contains("0 started") && l.contains("6 already exported or running")),
+        "{again:?}"
+    );
+    bed.drain(Duration::from_secs(60)).await;
+    // Completed: nothing either, the next day or a month later (still inside the window).
+    for d in [date!(2026 - 11 - 21), date!(2026 - 12 - 21)] {
+        let later = fire(&bed, KindGroup::Billed, d).await;
+        assert!(
+            later.iter().any(|l| l.contains("0 started")),
+            "{d}: {later:?}"
+        );
+    }
+    assert_eq!(bed.app.pipeline.ledger().list(100).await.unwrap().len(), 6);
+}
