@@ -189,7 +189,14 @@ async fn a_restart_during_an_outage_is_rescheduled() {
     bed.drain(DRAIN).await;
     let run = only_run(&bed).await;
     assert_eq!(run.state, RunState::Completed);
-    assert_eq!(run.restarts, 1);
+    // Restart attempts are counted before Graph is asked: the one the outage refused, then
+    // the one that started the export again.
+    assert_eq!(run.restarts, 2);
+    assert_eq!(
+        bed.sandbox.stats().exports_started,
+        2,
+        "the first export and one restart"
+    );
 }
 
 /// Point 9: stalled copies are re-sent once per stall period, with fresh message ids, not on

@@ -5,7 +5,8 @@
 //! stand-ins: at-least-once queues (redelivery, duplicates, reordering, early delivery of
 //! scheduled messages, lock loss), a ledger store and a partner storage whose writes fail
 //! before or after applying (lost answers, crashes between side effects), an Event Grid that
-//! fails or loses answers, identity outages, and the Graph sandbox on loopback. A seed first
+//! fails or loses answers, identity outages (which make Graph calls fail as an outage would),
+//! and the Graph sandbox on loopback, whose operations expire (410 Gone) on every third seed. A seed first
 //! runs a storm (faults on), then calm (faults off, timer retries and the watchdog as time
 //! moves on), and then checks the invariants:
 //! - every request has a run, and every run is terminal;
@@ -219,6 +220,8 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         rows_per_partition: 5,
         polls_before_done: 1,
         retry_after_secs: 0,
+        // Every third seed: each export's first operation expires (410 Gone) and is restarted.
+        gone_after_polls: (opts.seed % 3 == 0).then_some(0),
         ..SandboxConfig::default()
     })
     .await?;

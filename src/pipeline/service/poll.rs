@@ -12,7 +12,9 @@ use crate::adapters::servicebus::OutgoingMessage;
 use crate::billing::Manifest;
 use crate::pipeline::messages::PARTITIONS_QUEUE;
 
-use super::{humanize, now, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY};
+use super::{
+    humanize, now, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY, STALL_GRACE,
+};
 
 impl Pipeline {
     pub async fn handle_poll(&self, job: &PollJob) -> Result<Handled, PipelineError> {
@@ -120,6 +122,23 @@ impl Pipeline {
     /// `410 Gone`: start the same export again and poll the new operation.
     pub(super) async fn restart(&self, run: RunRecord, seq: u32) -> Result<Handled, PipelineError> {
         let id = &run.run_id;
+        // Count the attempt and take the submit lease *before* asking Graph: if what follows
+        // the POST fails (a lost send, a crash), the redelivered poll finds the lease and does
+        // not start a second export (found by the simulation: one restart, several exports).
+        let t = now();
+        let leased = self
+            .ledger
+            .update(id, |r| {
+                let free = r.submit_lease_at.is_none_or(|at| t - at > STALL_GRACE);
+                (r.state == RunState::Polling && r.polls <= seq && free).then(|| {
+                    r.submit_lease_at = Some(t);
+                    r.restarts += 1;
+                })
+            })
+            .await?;
+        if leased.is_none() {
+            return Ok(Handled::Ignored("restart already under way"));
+        }
         let started = match self.billing.start_export(&run.request).await {
             Ok(s) => s,
             // Graph is down while the operation is gone: keep the poll chain alive and try the
@@ -127,6 +146,10 @@ impl Pipeline {
             Err(e) if e.is_transient() => {
                 let at = now() + e.retry_after().unwrap_or(self.cfg.poll.default_retry_after);
                 tracing::warn!(run_id = %id, error = %e, next_poll_at = %at, "could not restart the expired export; trying again later");
+                // No export was started: the next try may go ahead.
+                self.ledger
+                    .update(id, |r| r.submit_lease_at.take().map(|_| ()))
+                    .await?;
                 self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
                     .await?;
                 self.advance_polls(id, seq, Some(at), None).await?;
@@ -154,7 +177,7 @@ impl Pipeline {
             .update(id, |r| {
                 (r.polls <= seq && r.state == RunState::Polling).then(|| {
                     r.polls = seq + 1;
-                    r.restarts += 1;
+                    r.submit_lease_at = None;
                     r.operation_url = Some(op.clone());
                     r.next_poll_at = Some(at);
                 })
