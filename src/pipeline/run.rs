@@ -316,6 +316,11 @@ impl RunRecord {
         }
     }
 
+    /// Whether nobody holds a fresh submit lease (a POST to Graph under way) at `now`.
+    pub fn submit_lease_free(&self, now: OffsetDateTime, grace: std::time::Duration) -> bool {
+        self.submit_lease_at.is_none_or(|at| now - at > grace)
+    }
+
     pub fn parts_done(&self) -> usize {
         self.parts.iter().filter(|p| p.done).count()
     }

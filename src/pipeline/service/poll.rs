@@ -129,7 +129,7 @@ impl Pipeline {
         let leased = self
             .ledger
             .update(id, |r| {
-                let free = r.submit_lease_at.is_none_or(|at| t - at > STALL_GRACE);
+                let free = r.submit_lease_free(t, STALL_GRACE);
                 (r.state == RunState::Polling && r.polls <= seq && free).then(|| {
                     r.submit_lease_at = Some(t);
                     r.restarts += 1;

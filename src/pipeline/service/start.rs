@@ -54,17 +54,12 @@ impl Pipeline {
         let leased = self
             .ledger
             .update(id, |r| {
-                let free = r.submit_lease_at.is_none_or(|at| t - at > STALL_GRACE);
-                (r.state == RunState::Starting && free).then(|| r.submit_lease_at = Some(t))
+                (r.state == RunState::Starting && r.submit_lease_free(t, STALL_GRACE))
+                    .then(|| r.submit_lease_at = Some(t))
             })
             .await?;
         let Some((run, ())) = leased else {
-            let cur = self
-                .ledger
-                .get(id)
-                .await?
-                .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
-            return Ok(StartOutcome::Duplicate(Box::new(cur)));
+            return self.duplicate_of(id).await;
         };
         match self.billing.start_export(&run.request).await {
             Ok(started) => {
@@ -86,12 +81,7 @@ impl Pipeline {
                     .await?;
                 let Some((run, ())) = updated else {
                     // Someone else submitted it meanwhile.
-                    let cur = self
-                        .ledger
-                        .get(id)
-                        .await?
-                        .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
-                    return Ok(StartOutcome::Duplicate(Box::new(cur)));
+                    return self.duplicate_of(id).await;
                 };
                 self.send_poll(&PollJob::new(id.clone(), run.polls), at)
                     .await?;
@@ -114,6 +104,16 @@ impl Pipeline {
                 Ok(StartOutcome::Rejected(Box::new(run)))
             }
         }
+    }
+
+    /// The run as it stands, as the answer to a start that found it already under way.
+    async fn duplicate_of(&self, id: &RunId) -> Result<StartOutcome, PipelineError> {
+        let cur = self
+            .ledger
+            .get(id)
+            .await?
+            .ok_or_else(|| LedgerError::UnknownRun(id.clone()))?;
+        Ok(StartOutcome::Duplicate(Box::new(cur)))
     }
 
     pub(super) async fn announce_started(&self, run: RunRecord) -> RunRecord {
