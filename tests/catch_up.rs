@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use functions_runtime::TimerInfo;
-use partner_billing_export::functions::start_exports;
+use partner_billing_export::functions::{plan_http, start_exports};
 use partner_billing_export::pipeline::RunState;
 use partner_billing_export::planner::KindGroup;
 use partner_billing_local::graph_sandbox::{default_invoices, SandboxClock, SandboxConfig};
@@ -153,4 +153,153 @@ async fn a_second_firing_starts_nothing_new() {
         );
     }
     assert_eq!(bed.app.pipeline.ledger().list(100).await.unwrap().len(), 6);
+}
+
+fn http(
+    method: &str,
+    query: &[(&str, &str)],
+    body: Option<&str>,
+) -> functions_runtime::HttpRequestData {
+    functions_runtime::HttpRequestData {
+        url: "http://localhost/api/x".into(),
+        method: method.into(),
+        query: query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        headers: Default::default(),
+        params: Default::default(),
+        body: body.map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks() {
+    let mut invoices = default_invoices(date!(2025 - 02 - 10)); // January 2025
+    invoices.extend(default_invoices(date!(2026 - 11 - 20))); // October 2026
+    let bed = TestBed::start(
+        SandboxConfig {
+            invoices,
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let now = OffsetDateTime::new_utc(date!(2026 - 11 - 20), time!(10:00));
+    let app = &bed.app;
+
+    // What the next firings would start, without starting it.
+    let res = plan_http::plan(app, http("GET", &[], None), now).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let billed = &res.body["timers"]["StartBilledExports"];
+    assert_eq!(billed["start"].as_array().unwrap().len(), 6, "{billed}");
+    assert_eq!(
+        billed["billingMonths"],
+        serde_json::json!(["2026-08", "2026-09", "2026-10"])
+    );
+    assert_eq!(billed["start"][0]["billingMonth"], "2026-10");
+    let unbilled = &res.body["timers"]["StartUnbilledExports"];
+    assert_eq!(unbilled["start"].as_array().unwrap().len(), 2, "{unbilled}");
+    assert!(
+        app.pipeline.ledger().list(10).await.unwrap().is_empty(),
+        "nothing started"
+    );
+    let only = plan_http::plan(app, http("GET", &[("group", "unbilled")], None), now).await;
+    assert!(only.body["timers"].get("StartBilledExports").is_none());
+    let bad = plan_http::plan(app, http("GET", &[("group", "x")], None), now).await;
+    assert_eq!(bad.status, 400);
+
+    // A backfill names what it skips and why, and starts the rest.
+    let body = r#"{"from": "2022-07", "to": "2026-11", "kinds": ["billedUsage"]}"#;
+    let dry = plan_http::backfill(
+        app,
+        http(
+            "POST",
+            &[],
+            Some(&body.replace('}', r#", "dryRun": true}"#)),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert_eq!(
+        dry.body["start"].as_array().unwrap().len(),
+        6,
+        "{}",
+        dry.body
+    );
+    assert!(
+        app.pipeline.ledger().list(10).await.unwrap().is_empty(),
+        "a dry run starts nothing"
+    );
+
+    let res = plan_http::backfill(app, http("POST", &[], Some(body)), now).await;
+    assert_eq!(res.status, 202, "{}", res.body);
+    let start = res.body["start"].as_array().unwrap();
+    assert_eq!(start.len(), 6, "{}", res.body);
+    assert!(start.iter().all(|s| s["outcome"] == "started"), "{start:?}");
+    let months: Vec<&str> = start
+        .iter()
+        .map(|s| s["billingMonth"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        months,
+        ["2025-01", "2025-01", "2025-01", "2026-10", "2026-10", "2026-10"]
+    );
+    let skipped = res.body["skipped"].as_array().unwrap();
+    let reason = |m: &str| {
+        skipped
+            .iter()
+            .find(|s| s["billingMonth"] == m)
+            .map(|s| s["reason"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("2022-07").contains("BILLED_HISTORY_FROM"),
+        "{skipped:?}"
+    );
+    assert!(reason("2022-08").contains("BILLED_HISTORY_FROM"));
+    assert!(reason("2026-11").contains("not invoiced yet"));
+    bed.drain(Duration::from_secs(60)).await;
+
+    // Again: the ledger has all of it.
+    let again = plan_http::backfill(app, http("POST", &[], Some(body)), now).await;
+    assert_eq!(again.status, 202);
+    assert!(
+        again.body["start"].as_array().unwrap().is_empty(),
+        "{}",
+        again.body
+    );
+    let done = again.body["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "already exported" && s["runId"].is_string())
+        .count();
+    assert_eq!(done, 6, "{}", again.body);
+
+    // Unbilled data exists only for the current and the last period.
+    let unbilled = plan_http::backfill(
+        app,
+        http("POST", &[], Some(r#"{"from": "2026-08", "to": "2026-11", "kinds": ["unbilledUsage"], "dryRun": true}"#)),
+        now,
+    )
+    .await;
+    let periods: Vec<&str> = unbilled.body["start"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["billingPeriod"].as_str().unwrap())
+        .collect();
+    assert_eq!(periods, ["last", "current"], "{}", unbilled.body);
+    assert_eq!(
+        unbilled.body["skipped"].as_array().unwrap().len(),
+        2,
+        "2026-08 and 2026-09: {}",
+        unbilled.body
+    );
+    let bad =
+        plan_http::backfill(app, http("POST", &[], Some(r#"{"from": "2026-13"}"#)), now).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["field"], "from");
 }

@@ -1,4 +1,4 @@
-//! The six Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
+//! The eight Azure Functions. `CATALOG` is what `functions/*/function.json` must agree with
 //! (checked by tests); [`router`] registers each handler against its spec, so the runtime
 //! decodes the trigger by the catalogue's binding name and each handler gets typed data.
 
@@ -13,6 +13,7 @@ use crate::settings::SERVICEBUS_CONNECTION_STRING as SERVICEBUS_CONNECTION;
 
 pub mod copy_partition;
 pub mod exports_http;
+pub mod plan_http;
 pub mod poll_operation;
 pub mod start_exports;
 pub mod watchdog;
@@ -48,6 +49,28 @@ pub static EXPORTS: FunctionSpec = FunctionSpec {
     },
 };
 
+/// `GET /api/plan`: what the next firings would start.
+pub static PLAN: FunctionSpec = FunctionSpec {
+    name: "Plan",
+    binding: "req",
+    trigger: TriggerBinding::Http {
+        route: "plan",
+        methods: &["get"],
+        output: "res",
+    },
+};
+
+/// `POST /api/backfill`: plan and start a range of billing months.
+pub static BACKFILL: FunctionSpec = FunctionSpec {
+    name: "Backfill",
+    binding: "req",
+    trigger: TriggerBinding::Http {
+        route: "backfill",
+        methods: &["post"],
+        output: "res",
+    },
+};
+
 pub static POLL_OPERATION: FunctionSpec = FunctionSpec {
     name: "PollOperation",
     binding: "message",
@@ -74,10 +97,12 @@ pub static WATCHDOG: FunctionSpec = FunctionSpec {
     },
 };
 
-pub static CATALOG: [&FunctionSpec; 6] = [
+pub static CATALOG: [&FunctionSpec; 8] = [
     &START_BILLED_EXPORTS,
     &START_UNBILLED_EXPORTS,
     &EXPORTS,
+    &PLAN,
+    &BACKFILL,
     &POLL_OPERATION,
     &COPY_PARTITION,
     &WATCHDOG,
@@ -85,7 +110,9 @@ pub static CATALOG: [&FunctionSpec; 6] = [
 
 /// The handler's functions, each registered by trigger type against its catalogue entry.
 pub fn router(app: &Arc<App>) -> FunctionRouter {
-    let (a, u, b, c, d, e) = (
+    let (a, u, b, c, d, e, p, f) = (
+        app.clone(),
+        app.clone(),
         app.clone(),
         app.clone(),
         app.clone(),
@@ -105,6 +132,14 @@ pub fn router(app: &Arc<App>) -> FunctionRouter {
         .http(&EXPORTS, move |req, _| {
             let app = b.clone();
             async move { Ok(exports_http::run(&app, req).await) }
+        })
+        .http(&PLAN, move |req, inv| {
+            let app = p.clone();
+            async move { Ok(plan_http::plan(&app, req, inv.utc_now()).await) }
+        })
+        .http(&BACKFILL, move |req, inv| {
+            let app = f.clone();
+            async move { Ok(plan_http::backfill(&app, req, inv.utc_now()).await) }
         })
         .service_bus(&POLL_OPERATION, move |delivery, _| {
             let app = c.clone();

@@ -49,7 +49,15 @@ pub struct AppLayout {
 }
 
 const EMBEDDED_HOST: &str = include_str!("../../../host.json");
-const EMBEDDED_FUNCTIONS: [(&str, &str); 6] = [
+const EMBEDDED_FUNCTIONS: [(&str, &str); 8] = [
+    (
+        "Plan",
+        include_str!("../../../functions/Plan/function.json"),
+    ),
+    (
+        "Backfill",
+        include_str!("../../../functions/Backfill/function.json"),
+    ),
     (
         "StartBilledExports",
         include_str!("../../../functions/StartBilledExports/function.json"),
