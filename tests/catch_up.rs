@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use functions_runtime::TimerInfo;
-use partner_billing_export::functions::{plan_http, start_exports};
+use partner_billing_export::functions::{exports_http, plan_http, start_exports};
 use partner_billing_export::pipeline::RunState;
 use partner_billing_export::planner::KindGroup;
 use partner_billing_local::graph_sandbox::{default_invoices, SandboxClock, SandboxConfig};
@@ -261,6 +261,39 @@ async fn plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks()
     assert!(reason("2022-08").contains("BILLED_HISTORY_FROM"));
     assert!(reason("2026-11").contains("not invoiced yet"));
     bed.drain(Duration::from_secs(60)).await;
+
+    // The status API lists them with filters and pages.
+    let list = |q: &[(&str, &str)]| exports_http::run(app, http("GET", q, None));
+    let all = list(&[]).await;
+    assert_eq!(all.body["total"], 6, "{}", all.body);
+    let jan = list(&[
+        ("billingMonth", "2025-01"),
+        ("kind", "billedUsage"),
+        ("state", "completed"),
+    ])
+    .await;
+    assert_eq!(jan.body["total"], 3, "{}", jan.body);
+    assert!(jan.body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["billingMonth"] == "202501"));
+    let page = list(&[("limit", "4")]).await;
+    assert_eq!(page.body["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(page.body["next"], "/api/exports?limit=4&offset=4");
+    let rest = list(&[("limit", "4"), ("offset", "4")]).await;
+    assert_eq!(rest.body["runs"].as_array().unwrap().len(), 2);
+    assert!(rest.body["next"].is_null());
+    assert_eq!(list(&[("state", "failed")]).await.body["total"], 0);
+    assert_eq!(
+        list(&[("kind", "billedReconciliation")]).await.body["total"],
+        0
+    );
+    let bad = list(&[("state", "done")]).await;
+    assert_eq!(
+        (bad.status, bad.body["field"].as_str()),
+        (400, Some("state"))
+    );
 
     // Again: the ledger has all of it.
     let again = plan_http::backfill(app, http("POST", &[], Some(body)), now).await;

@@ -13,13 +13,11 @@ use crate::pipeline::status;
 use crate::pipeline::{PipelineError, RunId, RunRecord, RunState, StartOutcome, Trigger};
 use functions_runtime::{HttpRequestData, HttpResponse};
 
-const MAX_LISTED: usize = 100;
-
 pub async fn run(app: &App, req: HttpRequestData) -> HttpResponse {
     match (req.method.as_str(), req.params.get("runId")) {
         ("POST", None) => start(app, &req).await,
         ("GET", Some(id)) => get(app, id).await,
-        ("GET", None) => list(app).await,
+        ("GET", None) => list(app, &req).await,
         ("POST", Some(_)) => {
             HttpResponse::problem(405, "Method not allowed", "POST goes to /api/exports", None)
         }
@@ -128,12 +126,33 @@ async fn get(app: &App, id: &str) -> HttpResponse {
     }
 }
 
-async fn list(app: &App) -> HttpResponse {
-    match app.pipeline.ledger().list(MAX_LISTED).await {
-        Ok(runs) => HttpResponse::json(
-            200,
-            json!({ "runs": runs.iter().map(status::brief).collect::<Vec<_>>() }),
-        ),
+/// `GET /api/exports[?kind=&state=&billingMonth=&limit=&offset=]`, newest first.
+async fn list(app: &App, req: &HttpRequestData) -> HttpResponse {
+    let query = match status::ListQuery::parse(&req.query) {
+        Ok(q) => q,
+        Err(e) => {
+            return HttpResponse::problem(
+                400,
+                "Invalid list request",
+                &e.to_string(),
+                Some(e.field),
+            )
+        }
+    };
+    match app.pipeline.ledger().list(usize::MAX).await {
+        Ok(runs) => {
+            let (page, total, next) = query.page(&runs);
+            HttpResponse::json(
+                200,
+                json!({
+                    "runs": page,
+                    "total": total,
+                    "offset": query.offset,
+                    "limit": query.limit,
+                    "next": next.map(|q| format!("/api/exports?{q}")),
+                }),
+            )
+        }
         Err(e) => HttpResponse::problem(500, "Could not read the run ledger", &e.to_string(), None),
     }
 }
