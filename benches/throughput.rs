@@ -1,6 +1,7 @@
 //! `cargo bench --bench throughput`: figures for the hot paths, printed, never asserted.
 //! - copy verification: MD5 + streaming gunzip row count per byte relayed (MB/s);
-//! - envelope decoding: a double-encoded Service Bus invocation to a typed poll job (per second);
+//! - envelope decoding: a double-encoded Service Bus invocation to a typed poll job (per second).
+//!
 //! (Fan-in of a run's parts has its own bench: `cargo bench -p partner-billing-export --bench fanin`.)
 
 use std::io::Write;

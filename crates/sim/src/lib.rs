@@ -6,7 +6,8 @@
 //! scheduled messages, lock loss), a ledger store and a partner storage whose writes fail
 //! before or after applying (lost answers, crashes between side effects), an Event Grid that
 //! fails or loses answers, identity outages (which make Graph calls fail as an outage would),
-//! and the Graph sandbox on loopback, whose operations expire (410 Gone) on every third seed. A seed first
+//! and the Graph sandbox on loopback, whose operations expire (410 Gone) on every third seed
+//! and which has no data (code 5000) for some exports on every fifth. A seed first
 //! runs a storm (faults on), then calm (faults off, timer retries and the watchdog as time
 //! moves on), and then checks the invariants:
 //! - every request has a run, and every run is terminal;
@@ -221,7 +222,13 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         polls_before_done: 1,
         retry_after_secs: 0,
         // Every third seed: each export's first operation expires (410 Gone) and is restarted.
-        gone_after_polls: (opts.seed % 3 == 0).then_some(0),
+        gone_after_polls: opts.seed.is_multiple_of(3).then_some(0),
+        // Every fifth seed: Graph has no data for the EUR exports (code 5000).
+        fail_invoices: if opts.seed.is_multiple_of(5) {
+            vec!["EUR".into()]
+        } else {
+            Vec::new()
+        },
         ..SandboxConfig::default()
     })
     .await?;
