@@ -107,18 +107,21 @@ param eventSource string = '/partner-billing-export'
 ])
 param appIdentity string = 'system-assigned'
 
-@description('Credential for Microsoft Graph / Partner Center. managed-identity: the app\'s identity (needs the PartnerBilling.Read.All app role; cannot do Partner Center invoice discovery); client-secret: an app registration (registered in Partner Center for discovery). Client certificates are not supported: the SDK\'s certificate credential needs OpenSSL, which the portable handler does not link.')
+@description('Credential for Microsoft Graph / Partner Center. managed-identity: the app\'s identity (needs the PartnerBilling.Read.All app role; cannot do Partner Center invoice discovery); client-secret / client-certificate: an app registration (registered in Partner Center for discovery) signing in with a secret or a certificate.')
 @allowed([
   'managed-identity'
   'client-secret'
+  'client-certificate'
 ])
 param graphCredentialKind string = 'managed-identity'
 @description('Tenant of the Graph/Partner Center credential (the partner tenant); empty = this deployment\'s tenant.')
 param graphTenantId string = ''
-@description('client-secret: the app registration\'s client (application) id.')
+@description('client-secret / client-certificate: the app registration\'s client (application) id.')
 param graphClientId string = ''
 @description('client-secret: Key Vault secret URI holding the client secret (the app identity needs Key Vault Secrets User on it).')
 param graphClientSecretUri string = ''
+@description('client-certificate: Key Vault secret URI of the certificate (created with content type PEM, so the secret holds certificate and key as PEM; the app identity needs Key Vault Secrets User on it).')
+param graphClientCertificateSecretUri string = ''
 
 // ---------- notifications and monitoring ----------
 @description('Optional HTTPS webhook for an example Event Grid subscription; empty = none.')
@@ -144,6 +147,7 @@ var packageBlobName = 'partner-billing-export.zip'
 var useUserAssigned = appIdentity == 'user-assigned'
 var isGraphManagedIdentity = graphCredentialKind == 'managed-identity'
 var isGraphClientSecret = graphCredentialKind == 'client-secret'
+var isGraphClientCertificate = graphCredentialKind == 'client-certificate'
 
 // Optional user-assigned identity for the app (appIdentity = user-assigned).
 resource appUserIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssigned) {
@@ -244,12 +248,17 @@ var graphClientSecretSettings = isGraphClientSecret ? {
   GRAPH_CLIENT_ID: graphClientId
   GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphClientSecretUri})'
 } : {}
+var graphClientCertificateSettings = isGraphClientCertificate ? {
+  GRAPH_CLIENT_ID: graphClientId
+  GRAPH_CLIENT_CERTIFICATE: '@Microsoft.KeyVault(SecretUri=${graphClientCertificateSecretUri})'
+} : {}
 // app-settings:end
 var handlerSettings = union(
   baseHandlerSettings,
   userAssignedHandlerSettings,
   graphManagedIdentitySettings,
-  graphClientSecretSettings
+  graphClientSecretSettings,
+  graphClientCertificateSettings
 )
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -339,16 +339,18 @@ fn credentials<F: Fn(&str) -> Option<String>>(
         },
         "workload-identity" => CredentialKind::WorkloadIdentity,
         "azure-cli" => CredentialKind::AzureCli,
-        "client-certificate" => {
-            return Err(err(
-                s::GRAPH_CREDENTIAL_KIND,
-                "client-certificate is not supported by this build (the SDK's certificate credential needs OpenSSL, which the portable handler does not link); use client-secret with a Key Vault reference",
-            ))
-        }
+        "client-certificate" => CredentialKind::ClientCertificate {
+            tenant_id: st.raw(s::GRAPH_TENANT_ID).ok_or_else(|| {
+                err(s::GRAPH_TENANT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-certificate")
+            })?,
+            client_id: st.raw(s::GRAPH_CLIENT_ID).ok_or_else(|| {
+                err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-certificate")
+            })?,
+        },
         other => {
             return Err(err(
                 s::GRAPH_CREDENTIAL_KIND,
-                format!("{other:?}: expected managed-identity, client-secret, workload-identity or azure-cli"),
+                format!("{other:?}: expected managed-identity, client-secret, client-certificate, workload-identity or azure-cli"),
             ))
         }
     };

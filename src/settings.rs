@@ -64,6 +64,8 @@ pub const GRAPH_CREDENTIAL_KIND: &str = "GRAPH_CREDENTIAL_KIND";
 pub const GRAPH_TENANT_ID: &str = "GRAPH_TENANT_ID";
 pub const GRAPH_CLIENT_ID: &str = "GRAPH_CLIENT_ID";
 pub const GRAPH_CLIENT_SECRET: &str = "GRAPH_CLIENT_SECRET";
+pub const GRAPH_CLIENT_CERTIFICATE: &str = "GRAPH_CLIENT_CERTIFICATE";
+pub const GRAPH_CLIENT_CERTIFICATE_PATH: &str = "GRAPH_CLIENT_CERTIFICATE_PATH";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
@@ -157,13 +159,17 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
     Setting { name: AZURE_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
         description: "Client id of the app's user-assigned managed identity; unset for the system-assigned one." },
     Setting { name: GRAPH_CREDENTIAL_KIND, default: Some("managed-identity"), example: "client-secret", scope: Scope::Handler,
-        description: "Credential for Microsoft Graph and Partner Center: managed-identity (Graph PartnerBilling.Read.All app role; Partner Center invoice discovery then needs EXPORT_INVOICE_IDS), client-secret (an app registration registered in Partner Center), workload-identity or azure-cli." },
+        description: "Credential for Microsoft Graph and Partner Center: managed-identity (Graph PartnerBilling.Read.All app role; Partner Center invoice discovery then needs EXPORT_INVOICE_IDS), client-secret or client-certificate (an app registration registered in Partner Center), workload-identity or azure-cli." },
     Setting { name: GRAPH_TENANT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
         description: "Partner tenant id for GRAPH_CREDENTIAL_KIND=client-secret." },
     Setting { name: GRAPH_CLIENT_ID, default: None, example: "00000000-0000-0000-0000-000000000000", scope: Scope::Handler,
         description: "App registration client id (client-secret), or a user-assigned identity for Graph other than AZURE_CLIENT_ID (managed-identity)." },
     Setting { name: GRAPH_CLIENT_SECRET, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/graph-app)", scope: Scope::Handler,
         description: "App registration secret, best as a Key Vault reference (client-secret only). Named GRAPH_* so neither the Functions host nor the Azure SDK picks it up for Azure resources." },
+    Setting { name: GRAPH_CLIENT_CERTIFICATE, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/graph-app-cert)", scope: Scope::Handler,
+        description: "client-certificate: the app registration's certificate and private key as one PEM document, best a Key Vault reference to a PEM certificate." },
+    Setting { name: GRAPH_CLIENT_CERTIFICATE_PATH, default: None, example: "/home/site/graph-app.pem", scope: Scope::Handler,
+        description: "client-certificate: a PEM file with the certificate and private key, instead of GRAPH_CLIENT_CERTIFICATE." },
     Setting { name: LOG_FORMAT, default: Some("json"), example: "text", scope: Scope::Handler,
         description: "Log format on stdout: json (Application Insights) or text." },
 ];

@@ -280,6 +280,9 @@ const LOCAL_ONLY: &[&str] = &[
     settings::SERVICEBUS_CONNECTION_STRING,
     settings::EVENTGRID_TOPIC_KEY,
     settings::DESTINATION_SAS,
+    // The template passes the certificate as a Key Vault reference (GRAPH_CLIENT_CERTIFICATE);
+    // a PEM file path is for machines that have one (a laptop, a container).
+    settings::GRAPH_CLIENT_CERTIFICATE_PATH,
 ];
 
 /// Names the Functions platform reads (not our code).

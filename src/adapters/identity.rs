@@ -14,13 +14,14 @@ use async_trait::async_trait;
 use azure_core::credentials::{TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions};
 use azure_identity::{
-    AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential,
+    AzureCliCredential, ClientAssertionCredential, ClientAssertionCredentialOptions,
+    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
+use super::certificate::CertificateAssertion;
 use crate::auth::{AccessToken, Audience, AuthError, Secret, TokenSource};
 use crate::settings;
 
@@ -31,6 +32,12 @@ pub enum CredentialKind {
         client_id: Option<String>,
     },
     ClientSecret {
+        tenant_id: String,
+        client_id: String,
+    },
+    /// An app registration signing in with a certificate (`GRAPH_CLIENT_CERTIFICATE` or
+    /// `GRAPH_CLIENT_CERTIFICATE_PATH`): a signed client assertion, no OpenSSL.
+    ClientCertificate {
         tenant_id: String,
         client_id: String,
     },
@@ -83,6 +90,34 @@ pub fn token_source_with(
             .map_err(|e| label.construction_error(&e))?;
             (label, cred)
         }
+        CredentialKind::ClientCertificate {
+            tenant_id,
+            client_id,
+        } => {
+            let label = CredentialLabel::ClientCertificate;
+            let pem = client_certificate_pem(&get)?;
+            let endpoint = format!(
+                "{}/{tenant_id}/oauth2/v2.0/token",
+                authority_host(&get).trim_end_matches('/')
+            );
+            let assertion = CertificateAssertion::from_pem(pem.expose(), client_id, &endpoint)
+                .map_err(|reason| AuthError::Credential {
+                    credential: label.to_string(),
+                    audience: "any",
+                    reason,
+                })?;
+            tracing::info!(thumbprint = %assertion.thumbprint_hex(), "client certificate loaded");
+            let cred: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
+                tenant_id.clone(),
+                client_id.clone(),
+                assertion,
+                Some(ClientAssertionCredentialOptions {
+                    client_options: client_options(),
+                }),
+            )
+            .map_err(|e| label.construction_error(&e))?;
+            (label, cred)
+        }
         CredentialKind::WorkloadIdentity => {
             let label = CredentialLabel::WorkloadIdentity;
             let cred =
@@ -120,6 +155,47 @@ fn client_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, AuthEr
     Ok(Secret::new(raw))
 }
 
+/// The certificate and key as one PEM document: the `GRAPH_CLIENT_CERTIFICATE` setting (best a
+/// Key Vault reference to a PEM certificate) or the file `GRAPH_CLIENT_CERTIFICATE_PATH` names.
+fn client_certificate_pem(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, AuthError> {
+    let fail = |reason: String| AuthError::Credential {
+        credential: CredentialLabel::ClientCertificate.to_string(),
+        audience: "any",
+        reason,
+    };
+    let set = |name: &str| {
+        get(name)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(pem) = set(settings::GRAPH_CLIENT_CERTIFICATE) {
+        if pem.starts_with("@Microsoft.KeyVault(") {
+            return Err(fail(
+                "GRAPH_CLIENT_CERTIFICATE is an unresolved Key Vault reference: grant the Function App's identity 'Key Vault Secrets User' on the vault".into(),
+            ));
+        }
+        return Ok(Secret::new(pem));
+    }
+    let path = set(settings::GRAPH_CLIENT_CERTIFICATE_PATH).ok_or_else(|| {
+        fail("set GRAPH_CLIENT_CERTIFICATE (PEM, e.g. a Key Vault reference) or GRAPH_CLIENT_CERTIFICATE_PATH".into())
+    })?;
+    std::fs::read_to_string(&path)
+        .map(Secret::new)
+        .map_err(|e| {
+            fail(format!(
+                "reading GRAPH_CLIENT_CERTIFICATE_PATH {path:?}: {e}"
+            ))
+        })
+}
+
+/// Entra ID's sign-in host (`AZURE_AUTHORITY_HOST` for sovereign clouds, as the SDK reads it).
+fn authority_host(get: &impl Fn(&str) -> Option<String>) -> String {
+    get("AZURE_AUTHORITY_HOST")
+        .or_else(|| std::env::var("AZURE_AUTHORITY_HOST").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "https://login.microsoftonline.com".into())
+}
+
 /// Bounded retries for the identity endpoints: the SDK default (8 retries, up to a minute)
 /// would make a missing identity look like a hang. The queue redelivers the message anyway.
 fn client_options() -> ClientOptions {
@@ -139,6 +215,7 @@ fn client_options() -> ClientOptions {
 enum CredentialLabel {
     ManagedIdentity { user_assigned: bool },
     ClientSecret,
+    ClientCertificate,
     WorkloadIdentity,
     AzureCli,
     Custom,
@@ -154,6 +231,9 @@ impl fmt::Display for CredentialLabel {
                 user_assigned: true,
             } => "managed identity (user-assigned, AZURE_CLIENT_ID)",
             CredentialLabel::ClientSecret => "client secret (GRAPH_TENANT_ID, GRAPH_CLIENT_ID)",
+            CredentialLabel::ClientCertificate => {
+                "client certificate (GRAPH_TENANT_ID, GRAPH_CLIENT_ID)"
+            }
             CredentialLabel::WorkloadIdentity => "workload identity",
             CredentialLabel::AzureCli => "Azure CLI",
             CredentialLabel::Custom => "token credential",
@@ -187,6 +267,9 @@ impl CredentialLabel {
             }
             (CredentialLabel::ClientSecret, _) => {
                 "check GRAPH_TENANT_ID, GRAPH_CLIENT_ID and that GRAPH_CLIENT_SECRET is current"
+            }
+            (CredentialLabel::ClientCertificate, _) => {
+                "check GRAPH_TENANT_ID, GRAPH_CLIENT_ID and that the certificate is registered on the app and current"
             }
             (CredentialLabel::WorkloadIdentity, _) => {
                 "check AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE and the federated credential"

@@ -2,6 +2,7 @@
 //! Blob Storage in `blob`), each behind a small trait with one production implementation.
 
 pub mod blob;
+pub mod certificate;
 pub mod event_file;
 pub mod events;
 pub mod filesystem;
