@@ -5,7 +5,8 @@
 //! stand-ins: at-least-once queues (redelivery, duplicates, reordering, early delivery of
 //! scheduled messages, lock loss), a ledger store and a partner storage whose writes fail
 //! before or after applying (lost answers, crashes between side effects), an Event Grid that
-//! fails or loses answers, identity outages (which make Graph calls fail as an outage would),
+//! fails or loses answers, identity outages, Graph itself throttling (429 with Retry-After),
+//! failing (503) or losing its answers (through a fault-injecting proxy, `graph_proxy`),
 //! and the Graph sandbox on loopback, whose operations expire (410 Gone) on every third seed
 //! and which has no data (code 5000) for some exports on every fifth. A seed first
 //! runs a storm (faults on), then calm (faults off, timer retries and the watchdog as time
@@ -21,6 +22,7 @@
 //! Interleaving is explored at message granularity (one invocation at a time, in a seeded
 //! order), with crashes modelled inside invocations by the lost-answer faults.
 
+pub mod graph_proxy;
 pub mod world;
 
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use partner_billing_export::pipeline::{
 use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
 use time::OffsetDateTime;
 
+use graph_proxy::{GraphFaults, GraphProxy};
 use world::{Chaos, Faults, SimDestination, SimEvents, SimMessage, SimQueue, SimStore, SimTokens};
 
 /// Deliveries after which Service Bus dead-letters a message (the queues' maxDeliveryCount).
@@ -49,6 +52,8 @@ pub struct SimOptions {
     pub seed: u64,
     pub instances: usize,
     pub faults: Faults,
+    /// Faults of Graph itself (429, 503, lost answers), injected by a proxy.
+    pub graph_faults: GraphFaults,
     /// Steps of the storm before calm returns.
     pub storm_steps: usize,
     /// Partitions per export (default: 1 to 4, from the seed).
@@ -64,6 +69,11 @@ impl SimOptions {
             seed,
             instances: 3,
             faults: Faults::STORMY,
+            graph_faults: GraphFaults {
+                throttled: 40,
+                unavailable: 40,
+                lost_answer: 25,
+            },
             storm_steps: 150,
             partitions: None,
             drop_completed_events: false,
@@ -169,7 +179,7 @@ fn requests() -> Vec<ExportRequest> {
 }
 
 fn pipeline(
-    sandbox: &GraphSandbox,
+    graph_base: &url::Url,
     chaos: &Arc<Chaos>,
     queue: &Arc<SimQueue>,
     events: &Arc<SimEvents>,
@@ -177,7 +187,7 @@ fn pipeline(
     dest: &Arc<SimDestination>,
 ) -> anyhow::Result<Pipeline> {
     let graph = GraphConfig {
-        base_url: sandbox.graph_base_url(),
+        base_url: graph_base.clone(),
         max_attempts: 1,
         backoff_base: Duration::from_millis(1),
         ..GraphConfig::default()
@@ -232,12 +242,19 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         ..SandboxConfig::default()
     })
     .await?;
+    let graph_faults = Arc::new(std::sync::Mutex::new(opts.graph_faults));
+    let proxy = GraphProxy::start(
+        sandbox.graph_base_url(),
+        chaos.clone(),
+        graph_faults.clone(),
+    )
+    .await?;
     let queue = Arc::new(SimQueue::new(chaos.clone()));
     let events = Arc::new(SimEvents::new(chaos.clone(), opts.drop_completed_events));
     let store = Arc::new(SimStore::new(chaos.clone()));
     let dest = Arc::new(SimDestination::new(chaos.clone()));
     let instances = (0..opts.instances.max(1))
-        .map(|_| pipeline(&sandbox, &chaos, &queue, &events, &store, &dest))
+        .map(|_| pipeline(&proxy.base, &chaos, &queue, &events, &store, &dest))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut sim = Sim {
         chaos: chaos.clone(),
@@ -276,6 +293,11 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     // Calm: faults stop; the timer fires again (runs that never got created get one), and
     // time moves on in watchdog periods until everything is terminal and announced.
     chaos.calm();
+    *graph_faults.lock().unwrap() = GraphFaults {
+        throttled: 0,
+        unavailable: 0,
+        lost_answer: 0,
+    };
     for i in 0..sim.requests.len() {
         sim.start(i).await;
     }
@@ -294,7 +316,10 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         let _ = sim.pick().watchdog_at(sim.clock).await;
     }
 
-    let violations = check(&sim, &sandbox).await;
+    let lost_posts = proxy
+        .lost_post_answers
+        .load(std::sync::atomic::Ordering::SeqCst) as usize;
+    let violations = check(&sim, &sandbox, lost_posts).await;
     let all = sim.runs().await;
     let max_run_record_writes = sim
         .store
@@ -321,7 +346,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     })
 }
 
-async fn check(sim: &Sim, sandbox: &GraphSandbox) -> Vec<String> {
+async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<String> {
     let mut v = Vec::new();
     let runs = sim.runs().await;
     // Every request has a run; every run is terminal.
@@ -402,12 +427,13 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox) -> Vec<String> {
             }
         }
     }
-    // No request exported more often than it has runs.
+    // No request exported more often than it has runs (plus restarts, plus the exports whose
+    // answer Graph lost: nobody can know about those).
     let exports = sandbox.stats().exports_started as usize;
     let restarts: usize = runs.iter().map(|r| r.restarts as usize).sum();
-    if exports > runs.len() + restarts {
+    if exports > runs.len() + restarts + lost_posts {
         v.push(format!(
-            "Graph started {exports} exports for {} runs ({restarts} restarts)",
+            "Graph started {exports} exports for {} runs ({restarts} restarts, {lost_posts} lost answers)",
             runs.len()
         ));
     }
