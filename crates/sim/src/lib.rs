@@ -19,8 +19,10 @@
 //! - no message, ledger document or event holds a SAS signature or a token.
 //!
 //! The same seed makes the same choices, so a failing seed replays with `simulate --seed N`.
-//! Interleaving is explored at message granularity (one invocation at a time, in a seeded
-//! order), with crashes modelled inside invocations by the lost-answer faults.
+//! Most steps run one invocation at a time in a seeded order; some run two invocations at
+//! once on two instances, whose steps interleave where they wait on loopback I/O (that
+//! interleaving follows the scheduler, so such a step may replay differently). Crashes inside
+//! invocations are modelled by the lost-answer faults; SAS tokens are expired at seeded steps.
 
 pub mod graph_proxy;
 pub mod world;
@@ -56,6 +58,8 @@ pub struct SimOptions {
     pub graph_faults: GraphFaults,
     /// Steps of the storm before calm returns.
     pub storm_steps: usize,
+    /// Some steps run two invocations at once (their interleaving is not part of the seed).
+    pub concurrent: bool,
     /// Partitions per export (default: 1 to 4, from the seed).
     pub partitions: Option<u32>,
     /// Break an invariant on purpose: Event Grid swallows completion events (the check must
@@ -75,6 +79,7 @@ impl SimOptions {
                 lost_answer: 25,
             },
             storm_steps: 150,
+            concurrent: true,
             partitions: None,
             drop_completed_events: false,
         }
@@ -115,15 +120,50 @@ impl Sim {
     /// One invocation: a message to a seeded instance; failures are redelivered, successes are
     /// sometimes delivered again (lock lost before completion).
     async fn deliver(&mut self) -> bool {
-        let Some(mut m) = self.queue.take() else {
+        let Some(m) = self.queue.take() else {
             return false;
         };
+        let p = self.pick();
+        let redeliver = Self::invoke(p, &self.chaos, m).await;
+        self.settle(redeliver);
+        true
+    }
+
+    /// Two invocations at once on two instances (as two hosts would run them): their steps
+    /// interleave wherever they wait on Graph or the sandbox's storage.
+    async fn deliver_two(&mut self) -> bool {
+        let (Some(a), Some(b)) = (self.queue.take(), self.queue.take()) else {
+            return self.deliver().await;
+        };
+        let n = self.instances.len();
+        let i = self.chaos.below(n);
+        let (p, q) = (&self.instances[i], &self.instances[(i + 1) % n]);
+        let (ra, rb) = tokio::join!(
+            Self::invoke(p, &self.chaos, a),
+            Self::invoke(q, &self.chaos, b)
+        );
+        self.settle(ra);
+        self.settle(rb);
+        true
+    }
+
+    fn settle(&mut self, redeliver: Option<SimMessage>) {
+        if let Some(m) = redeliver {
+            if m.delivery_count >= MAX_DELIVERY_COUNT {
+                self.dead_letters += 1;
+            } else {
+                self.queue.enqueue(SimMessage { seq: 0, ..m });
+            }
+        }
+    }
+
+    /// Runs one delivery; returns the message when it must be delivered again.
+    async fn invoke(p: &Pipeline, chaos: &Chaos, mut m: SimMessage) -> Option<SimMessage> {
         m.delivery_count += 1;
         let body: serde_json::Value = match serde_json::from_slice(&m.body) {
             Ok(b) => b,
-            Err(_) => return true,
+            Err(_) => return None,
         };
-        let p = self.pick();
         let ok = if m.queue == OPERATIONS_QUEUE {
             match PollJob::try_from(&body) {
                 Ok(job) => p.handle_poll(&job).await.is_ok(),
@@ -135,15 +175,8 @@ impl Sim {
                 Err(_) => true,
             }
         };
-        let lock_lost = ok && self.chaos.chance(30);
-        if !ok || lock_lost {
-            if m.delivery_count >= MAX_DELIVERY_COUNT {
-                self.dead_letters += 1;
-            } else {
-                self.queue.enqueue(SimMessage { seq: 0, ..m });
-            }
-        }
-        true
+        let lock_lost = ok && chaos.chance(30);
+        (!ok || lock_lost).then_some(m)
     }
 
     async fn start(&self, i: usize) {
@@ -277,9 +310,16 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         steps += 1;
         sim.clock += Duration::from_secs(60);
         match chaos.below(100) {
-            0..=79 => {
+            0..=69 => {
                 sim.deliver().await;
             }
+            70..=77 if opts.concurrent => {
+                sim.deliver_two().await;
+            }
+            70..=77 => {
+                sim.deliver().await;
+            }
+            78..=79 => sandbox.expire_all_sas(),
             80..=89 => {
                 let _ = sim.pick().watchdog_at(sim.clock).await;
             }
