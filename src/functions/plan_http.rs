@@ -52,20 +52,13 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
     let today = now.date();
     let mut timers = serde_json::Map::new();
     for group in groups {
-        let scope = PlanScope::timer(&app.config.plan, group, today);
-        let p = planner::plan(
-            &app.config.plan,
-            &app.invoices,
-            app.pipeline.ledger(),
-            &scope,
-            today,
-        )
-        .await;
+        let (scope, p) = super::start_exports::timer_plan(app, group, today).await;
         let mut v = plan_json(&p);
         v["billingMonths"] = json!(scope.months);
+        // The timers' names come from the function catalogue.
         let name = match group {
-            KindGroup::Billed => "StartBilledExports",
-            KindGroup::Unbilled => "StartUnbilledExports",
+            KindGroup::Billed => super::START_BILLED_EXPORTS.name,
+            KindGroup::Unbilled => super::START_UNBILLED_EXPORTS.name,
         };
         timers.insert(name.into(), v);
     }

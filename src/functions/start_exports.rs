@@ -20,6 +20,13 @@ pub async fn run(
         tracing::warn!("timer is past due; starting exports now");
     }
     let today = now.date();
+    let (_, plan) = timer_plan(app, group, today).await;
+    let reply = announce_news(app, &plan, today).await;
+    start_planned(app, plan, Trigger::Timer, reply).await
+}
+
+/// What a firing of `group`'s timer on `today` plans (the timer and `GET /api/plan` alike).
+pub async fn timer_plan(app: &App, group: KindGroup, today: time::Date) -> (PlanScope, Plan) {
     let scope = PlanScope::timer(&app.config.plan, group, today);
     let plan = planner::plan(
         &app.config.plan,
@@ -29,8 +36,7 @@ pub async fn run(
         today,
     )
     .await;
-    let reply = announce_news(app, &plan, today).await;
-    start_planned(app, plan, Trigger::Timer, reply).await
+    (scope, plan)
 }
 
 /// The plan's news: a failed invoice discovery and overdue invoices become one log line and
