@@ -67,6 +67,8 @@ pub const GRAPH_CLIENT_SECRET: &str = "GRAPH_CLIENT_SECRET";
 pub const GRAPH_CLIENT_CERTIFICATE: &str = "GRAPH_CLIENT_CERTIFICATE";
 pub const GRAPH_CLIENT_CERTIFICATE_PATH: &str = "GRAPH_CLIENT_CERTIFICATE_PATH";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
+pub const PARTNERS: &str = "PARTNERS";
+pub const PARTNERS_FILE: &str = "PARTNERS_FILE";
 pub const CUSTOM_HANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
 pub const SETTINGS: &[Setting] = &[
@@ -170,6 +172,10 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
         description: "client-certificate: the app registration's certificate and private key as one PEM document, best a Key Vault reference to a PEM certificate." },
     Setting { name: GRAPH_CLIENT_CERTIFICATE_PATH, default: None, example: "/home/site/graph-app.pem", scope: Scope::Handler,
         description: "client-certificate: a PEM file with the certificate and private key, instead of GRAPH_CLIENT_CERTIFICATE." },
+    Setting { name: PARTNERS, default: None, example: "{\"partners\": [{\"id\": \"contoso\", \"tenantId\": \"…\", \"credential\": {…}}]}", scope: Scope::Handler,
+        description: "Several partner tenants in one deployment: the partner list as JSON (see Several partner tenants). Unset: one partner from the GRAPH_* and EXPORT_* settings, laid out as before. Secrets are named by app setting, never written here." },
+    Setting { name: PARTNERS_FILE, default: None, example: "/home/site/partners.json", scope: Scope::Handler,
+        description: "Path of a file holding the partner list, instead of PARTNERS." },
     Setting { name: LOG_FORMAT, default: Some("json"), example: "text", scope: Scope::Handler,
         description: "Log format on stdout: json (Application Insights) or text." },
 ];

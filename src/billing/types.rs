@@ -287,6 +287,80 @@ impl FromStr for AttributeSet {
     }
 }
 
+/// Which partner tenant an export is for: a path-safe slug (lower-case letters, digits, `-`),
+/// used in output paths, ledger keys, events and the status API. [`PartnerId::DEFAULT`] is the
+/// implicit partner of a single-tenant deployment (no `PARTNERS`), whose paths and keys carry no
+/// partner at all, so records written before partners existed keep their meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(try_from = "String", into = "String")]
+pub struct PartnerId(String);
+
+impl PartnerId {
+    pub const DEFAULT_STR: &'static str = "default";
+
+    /// The implicit partner of a single-tenant deployment.
+    pub fn default_partner() -> Self {
+        Self(Self::DEFAULT_STR.to_string())
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT_STR
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for PartnerId {
+    fn default() -> Self {
+        Self::default_partner()
+    }
+}
+
+impl FromStr for PartnerId {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        // One path segment, short enough to leave room for the rest of a blob path.
+        if s.is_empty() || s.len() > 64 {
+            return Err(InvalidInput::new("partner", "must be 1 to 64 characters"));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || s.starts_with('-')
+            || s.ends_with('-')
+        {
+            return Err(InvalidInput::new(
+                "partner",
+                format!(
+                    "{:?} may contain only letters, digits and '-' (not at either end)",
+                    truncate(&s, 70)
+                ),
+            ));
+        }
+        Ok(Self(s))
+    }
+}
+
+impl TryFrom<String> for PartnerId {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PartnerId> for String {
+    fn from(v: PartnerId) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for PartnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What one export covers: an invoice (billed kinds) or a period in a currency (unbilled kinds).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase", tag = "by")]
@@ -311,6 +385,10 @@ pub struct ExportRequest {
     pub scope: ExportScope,
     #[serde(default)]
     pub attribute_set: AttributeSet,
+    /// Left out for the implicit partner, so single-tenant records, keys and events read (and
+    /// are written) exactly as before partners existed.
+    #[serde(default, skip_serializing_if = "PartnerId::is_default")]
+    pub partner: PartnerId,
 }
 
 impl ExportRequest {
@@ -350,9 +428,16 @@ impl ExportRequest {
             kind,
             scope,
             attribute_set,
+            partner: PartnerId::default_partner(),
         };
         req.validate()?;
         Ok(req)
+    }
+
+    /// The same export for another partner tenant.
+    pub fn for_partner(mut self, partner: PartnerId) -> Self {
+        self.partner = partner;
+        self
     }
 
     /// Checks that the scope fits the kind (also used after deserializing from the ledger or a queue).
@@ -386,7 +471,17 @@ impl ExportRequest {
     }
 
     /// Stable, path-safe identity of the request: the same export asked twice has the same key.
+    /// A listed partner's keys live under `partners/{id}/`; the implicit partner's are as before.
     pub fn key(&self) -> String {
+        if self.partner.is_default() {
+            self.partner_key()
+        } else {
+            format!("partners/{}/{}", self.partner, self.partner_key())
+        }
+    }
+
+    /// The key within one partner.
+    fn partner_key(&self) -> String {
         match &self.scope {
             ExportScope::Invoice { invoice_id } => {
                 format!(
@@ -409,6 +504,9 @@ impl ExportRequest {
 
 impl fmt::Display for ExportRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.partner.is_default() {
+            write!(f, "partner {}: ", self.partner)?;
+        }
         match &self.scope {
             ExportScope::Invoice { invoice_id } => {
                 write!(
@@ -503,5 +601,34 @@ mod tests {
         assert_eq!(u.key(), "unbilled-reconciliation/current-eur/basic");
         let json = serde_json::to_string(&u).unwrap();
         assert_eq!(serde_json::from_str::<ExportRequest>(&json).unwrap(), u);
+    }
+
+    #[test]
+    fn partner_ids_and_partner_keys() {
+        assert_eq!(
+            "Contoso-EU".parse::<PartnerId>().unwrap().as_str(),
+            "contoso-eu"
+        );
+        for bad in ["", "a/b", "-a", "a-", "a b", "ä", &"x".repeat(65)] {
+            assert!(bad.parse::<PartnerId>().is_err(), "{bad:?}");
+        }
+        let inv: InvoiceId = "G1".parse().unwrap();
+        let r = ExportRequest::billed(ExportKind::BilledUsage, inv, AttributeSet::Full).unwrap();
+        // The implicit partner is invisible: same key and same JSON as before partners.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "billedUsage", "scope": {"by": "invoice", "invoiceId": "G1"}, "attributeSet": "full"})
+        );
+        assert_eq!(serde_json::from_value::<ExportRequest>(json).unwrap(), r);
+        let p = r.clone().for_partner("contoso".parse().unwrap());
+        assert_eq!(p.key(), "partners/contoso/billed-usage/invoice-G1/full");
+        assert_eq!(
+            p.to_string(),
+            "partner contoso: billedUsage invoice G1 (full)"
+        );
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["partner"], "contoso");
+        assert_eq!(serde_json::from_value::<ExportRequest>(json).unwrap(), p);
     }
 }

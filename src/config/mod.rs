@@ -1,6 +1,8 @@
 //! Configuration from app settings (environment variables), validated once at start-up with
 //! errors that name the setting. Names, defaults and docs come from `settings::SETTINGS`.
 
+pub mod partners;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use crate::billing::{
 };
 use crate::pipeline::{PipelineConfig, PollPolicy};
 use crate::settings::{self as s, SETTINGS};
+
+pub use partners::{PartnerConfig, PartnerCredential, SecretReference, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 #[error("app setting {name}: {reason}")]
@@ -77,6 +81,22 @@ pub struct Config {
     pub destination: DestinationConfig,
     pub credentials: Credentials,
     pub json_logs: bool,
+    /// The partner tenants, never empty: those of `PARTNERS` / `PARTNERS_FILE`, or one implicit
+    /// partner ([`PartnerId::default_partner`](crate::billing::PartnerId)) built from the
+    /// single-tenant settings (`GRAPH_*`, `EXPORT_*`), which behaves exactly as before.
+    pub partners: Vec<PartnerConfig>,
+}
+
+impl Config {
+    /// The partner with this id.
+    pub fn partner(&self, id: &crate::billing::PartnerId) -> Option<&PartnerConfig> {
+        self.partners.iter().find(|p| &p.id == id)
+    }
+
+    /// Whether the deployment lists partners (`PARTNERS` / `PARTNERS_FILE`).
+    pub fn has_partner_list(&self) -> bool {
+        !(self.partners.len() == 1 && self.partners[0].id.is_default())
+    }
 }
 
 /// Reads settings through `get` (the environment in production, a map in tests).
@@ -278,7 +298,9 @@ impl Config {
             }
         };
         let credentials = credentials(st)?;
+        let partners = partner_list(st, &plan, &credentials)?;
         Ok(Self {
+            partners,
             graph,
             partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
             plan,
@@ -295,6 +317,43 @@ impl Config {
                 .eq_ignore_ascii_case("json"),
         })
     }
+}
+
+/// `PARTNERS` or `PARTNERS_FILE` parsed, or the implicit single partner.
+fn partner_list<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+    plan: &PlanConfig,
+    credentials: &Credentials,
+) -> Result<Vec<PartnerConfig>, ConfigError> {
+    let (name, json) = match (st.raw(s::PARTNERS), st.raw(s::PARTNERS_FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                s::PARTNERS_FILE,
+                "set PARTNERS or PARTNERS_FILE, not both",
+            ))
+        }
+        (Some(json), None) => (s::PARTNERS, json),
+        (None, Some(path)) => (
+            s::PARTNERS_FILE,
+            std::fs::read_to_string(&path)
+                .map_err(|e| err(s::PARTNERS_FILE, format!("cannot read {path:?}: {e}")))?,
+        ),
+        (None, None) => {
+            return Ok(vec![PartnerConfig {
+                id: crate::billing::PartnerId::default_partner(),
+                tenant_id: None,
+                credential: PartnerCredential {
+                    kind: credentials.graph.clone(),
+                    secret: None,
+                },
+                plan: plan.clone(),
+                destination_prefix: None,
+                max_concurrency: None,
+            }])
+        }
+    };
+    let is_set = |n: &str| (st.get)(n).map(|v| !v.trim().is_empty()).unwrap_or(false);
+    partners::parse(&json, plan, &is_set).map_err(|e| err(name, e.to_string()))
 }
 
 /// Which credential reaches which service. Azure resources (destination storage, Service Bus,
@@ -486,5 +545,59 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.servicebus_endpoint.unwrap().port(), Some(9));
+    }
+
+    #[test]
+    fn partners_from_a_setting_or_a_file() {
+        let dest = ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net");
+        let c = load(&[dest]).unwrap();
+        assert!(!c.has_partner_list());
+        assert!(c.partners[0].id.is_default());
+        assert_eq!(c.partners[0].credential.kind, c.credentials.graph);
+        assert_eq!(c.partners[0].plan, c.plan);
+        let json = r#"{"partners": [
+            {"id": "contoso", "tenantId": "11111111-1111-1111-1111-111111111111",
+             "credential": {"kind": "client-secret", "clientId": "22222222-2222-2222-2222-222222222222", "secretSetting": "CONTOSO_SECRET"}},
+            {"id": "fabrikam", "tenantId": "33333333-3333-3333-3333-333333333333",
+             "credential": {"kind": "managed-identity"}, "currencies": ["EUR"]}]}"#;
+        let c = load(&[
+            dest,
+            ("PARTNERS", json),
+            ("CONTOSO_SECRET", "resolved-by-key-vault"),
+            ("EXPORT_UNBILLED_CURRENCIES", "USD,GBP"),
+        ])
+        .unwrap();
+        assert!(c.has_partner_list());
+        assert_eq!(c.partners.len(), 2);
+        assert_eq!(
+            c.partners[0].plan.currencies.len(),
+            2,
+            "EXPORT_* are the defaults"
+        );
+        assert_eq!(c.partners[1].plan.currencies, vec!["EUR".parse().unwrap()]);
+        let e = load(&[dest, ("PARTNERS", json)]).unwrap_err();
+        assert_eq!(e.name, "PARTNERS");
+        assert_eq!(
+            e.to_string(),
+            "app setting PARTNERS: partners[0].credential.secretSetting: app setting CONTOSO_SECRET is not set"
+        );
+        let e = load(&[dest, ("PARTNERS", r#"{"partners": [{"tenantId": "x"}]}"#)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "app setting PARTNERS: partners[0].tenantId: \"x\" is not a GUID"
+        );
+
+        let dir = std::env::temp_dir().join(format!("partners-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("partners.json");
+        std::fs::write(&file, json).unwrap();
+        let path = file.to_str().unwrap();
+        let c = load(&[dest, ("PARTNERS_FILE", path), ("CONTOSO_SECRET", "x")]).unwrap();
+        assert_eq!(c.partners[1].id.as_str(), "fabrikam");
+        let e = load(&[dest, ("PARTNERS_FILE", path), ("PARTNERS", json)]).unwrap_err();
+        assert_eq!(e.name, "PARTNERS_FILE");
+        let e = load(&[dest, ("PARTNERS_FILE", "/nonexistent/partners.json")]).unwrap_err();
+        assert_eq!(e.name, "PARTNERS_FILE");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
