@@ -1,24 +1,27 @@
 //! Wiring: builds the clients, adapters and pipeline from `Config` once per process, and the
 //! function router the custom-handler server dispatches to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use async_trait::async_trait;
 
 use crate::adapters::blob::{BlobAccount, BlobDestination, BlobLedger, BlobOptions};
 use crate::adapters::events::{EventGridPublisher, EventPublisher, LogOnlyPublisher};
 use crate::adapters::filesystem::{FilesystemDestination, FilesystemLedger};
-use crate::adapters::identity::token_source;
+use crate::adapters::identity::{token_source, token_source_with};
 use crate::adapters::servicebus::{MessageQueue, ServiceBusRest};
 use crate::adapters::storage::{Destination, LedgerStore};
 use crate::auth::{
-    http_client, transfer_client, AllowList, Audience, AuthorizedHttp, PerServiceTokens,
-    TokenSource,
+    http_client, transfer_client, AccessToken, AllowList, Audience, AuthError, AuthorizedHttp,
+    PerServiceTokens, TokenSource,
 };
 use crate::billing::invoices::PartnerCenterClient;
-use crate::billing::BillingClient;
-use crate::config::{Config, Credentials, DestinationConfig};
-use crate::pipeline::{Ledger, Pipeline};
+use crate::billing::{BillingClient, PartnerId};
+use crate::config::{Config, Credentials, DestinationConfig, PartnerConfig, SecretReference};
+use crate::pipeline::{Ledger, PartnerRuntime, Pipeline};
+use crate::settings;
 
 /// The token sources the settings name: the app's identity for Azure resources, and Graph's
 /// own credential for Graph and Partner Center.
@@ -33,19 +36,131 @@ pub fn token_sources(creds: &Credentials) -> anyhow::Result<PerServiceTokens> {
     Ok(PerServiceTokens { graph, azure })
 }
 
+/// The Graph / Partner Center token source of a listed partner: its credential, with its secret
+/// read from the app setting its reference names (instead of `GRAPH_CLIENT_SECRET` & co.).
+pub fn partner_token_source(p: &PartnerConfig) -> Result<Arc<dyn TokenSource>, AuthError> {
+    let secret = p.credential.secret.clone();
+    token_source_with(&p.credential.kind, move |name| {
+        let mapped = match (&secret, name) {
+            (Some(SecretReference::ClientSecret(s)), settings::GRAPH_CLIENT_SECRET)
+            | (Some(SecretReference::Certificate(s)), settings::GRAPH_CLIENT_CERTIFICATE)
+            | (
+                Some(SecretReference::CertificatePath(s)),
+                settings::GRAPH_CLIENT_CERTIFICATE_PATH,
+            ) => s.as_str(),
+            // The single-tenant secret settings are never another partner's.
+            (
+                _,
+                settings::GRAPH_CLIENT_SECRET
+                | settings::GRAPH_CLIENT_CERTIFICATE
+                | settings::GRAPH_CLIENT_CERTIFICATE_PATH,
+            ) => return None,
+            (_, other) => other,
+        };
+        std::env::var(mapped).ok()
+    })
+}
+
+/// A partner credential that could not be built: every token request fails with the reason,
+/// so that partner's runs fail (and are reported) while the other partners go on.
+#[derive(Debug)]
+struct BrokenCredential {
+    partner: PartnerId,
+    reason: String,
+}
+
+#[async_trait]
+impl TokenSource for BrokenCredential {
+    async fn token(&self, audience: Audience) -> Result<AccessToken, AuthError> {
+        Err(AuthError::Credential {
+            credential: format!("partner {} credential", self.partner),
+            audience: audience.name(),
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+/// Graph / Partner Center token sources per listed partner; a partner missing here uses the
+/// app's own.
+pub type PartnerTokens = HashMap<PartnerId, Arc<dyn TokenSource>>;
+
 /// Everything a function invocation needs.
 #[derive(Debug)]
 pub struct App {
     pub config: Config,
     pub pipeline: Pipeline,
+    /// The implicit partner's invoice listing.
     pub invoices: PartnerCenterClient,
+    /// Each listed partner's invoice listing, signed in as that partner.
+    partner_invoices: HashMap<PartnerId, PartnerCenterClient>,
 }
 
 impl App {
     /// The app with the credentials its settings name.
     pub fn from_config(config: Config) -> anyhow::Result<Arc<Self>> {
         let tokens = token_sources(&config.credentials)?;
-        Self::with_tokens(config, Arc::new(tokens))
+        let mut partners = PartnerTokens::new();
+        for p in config.partners.iter().filter(|p| !p.id.is_default()) {
+            let graph = match partner_token_source(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    // One partner's broken credential must not stop the others.
+                    tracing::error!(partner = %p.id, error = %e, "partner credential unusable; this partner's exports will fail until it is fixed");
+                    Arc::new(BrokenCredential {
+                        partner: p.id.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            partners.insert(p.id.clone(), graph);
+        }
+        Self::with_partner_tokens(config, Arc::new(tokens), partners)
+    }
+
+    /// [`App::with_tokens`] with each listed partner's Graph / Partner Center tokens from
+    /// `partners` (Azure resources stay on `tokens`).
+    pub fn with_partner_tokens(
+        config: Config,
+        tokens: Arc<dyn TokenSource>,
+        partners: PartnerTokens,
+    ) -> anyhow::Result<Arc<Self>> {
+        let app = Self::with_tokens(config, tokens.clone())?;
+        let mut app = Arc::into_inner(app).expect("not shared yet");
+        app.register_partners(&tokens, &partners);
+        Ok(Arc::new(app))
+    }
+
+    /// The invoice listing of `partner`'s tenant.
+    pub fn invoices_for(&self, partner: &PartnerId) -> &PartnerCenterClient {
+        self.partner_invoices.get(partner).unwrap_or(&self.invoices)
+    }
+
+    /// Gives each listed partner its own Graph client (its own tokens, its own concurrency
+    /// bound, so its throttling stays its own) and its own invoice listing.
+    fn register_partners(&mut self, azure: &Arc<dyn TokenSource>, tokens: &PartnerTokens) {
+        for p in self.config.partners.iter().filter(|p| !p.id.is_default()) {
+            let graph = tokens.get(&p.id).cloned().unwrap_or_else(|| azure.clone());
+            let per_service: Arc<dyn TokenSource> = Arc::new(PerServiceTokens {
+                graph,
+                azure: azure.clone(),
+            });
+            let authed =
+                AuthorizedHttp::new(http_client(), per_service, graph_allow_list(&self.config));
+            let mut billing = BillingClient::new(authed.clone(), self.config.graph.clone());
+            if let Some(n) = p.max_concurrency {
+                billing = billing.with_concurrency_limit(n);
+            }
+            let folder = p
+                .destination_prefix
+                .clone()
+                .expect("a listed partner has a folder");
+            self.pipeline
+                .add_partner(p.id.clone(), PartnerRuntime { billing, folder });
+            self.partner_invoices.insert(
+                p.id.clone(),
+                PartnerCenterClient::new(authed, self.config.partner_center_base_url.clone()),
+            );
+        }
     }
 
     /// The app with a given token source (in-process tests and tools that hold their own):
@@ -106,7 +221,7 @@ impl App {
         let billing = BillingClient::new(authed.clone(), config.graph.clone());
         let invoices =
             PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
-        let (dest, ledger_store) = destination(&config, transfer_client(), tokens)?;
+        let (dest, ledger_store) = destination(&config, transfer_client(), tokens.clone())?;
         let pipeline = Pipeline::new(
             billing,
             queue,
@@ -115,11 +230,15 @@ impl App {
             Ledger::new(ledger_store),
             config.pipeline.clone(),
         );
-        Ok(Arc::new(Self {
+        let mut app = Self {
             config,
             pipeline,
             invoices,
-        }))
+            partner_invoices: HashMap::new(),
+        };
+        // In-process callers (tests, the CLI) share one token source across partners.
+        app.register_partners(&tokens, &PartnerTokens::new());
+        Ok(Arc::new(app))
     }
 }
 

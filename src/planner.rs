@@ -19,6 +19,7 @@ use time::{Date, Month};
 use crate::billing::invoices::{billed_invoices_for_month, PartnerCenterClient};
 use crate::billing::{
     BillingError, BillingMonth, BillingPeriod, ExportKind, ExportRequest, ExportScope, InvoiceId,
+    PartnerId,
 };
 use crate::config::PlanConfig;
 use crate::pipeline::{Ledger, RunRecord, RunState};
@@ -180,6 +181,8 @@ pub struct Planned {
 
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// Whose exports these are.
+    pub partner: PartnerId,
     pub requests: Vec<Planned>,
     pub skipped: Vec<Skipped>,
     /// Things the operator should know (no invoices found, discovery off and no ids, ...).
@@ -259,14 +262,19 @@ async fn known_runs(ledger: &Ledger) -> Result<Known, String> {
     Ok(k)
 }
 
+/// `partner`'s exports for `scope`: `cfg` is that partner's plan, `invoices` its invoice listing.
 pub async fn plan(
+    partner: &PartnerId,
     cfg: &PlanConfig,
     invoices: &PartnerCenterClient,
     ledger: &Ledger,
     scope: &PlanScope,
     today: Date,
 ) -> Plan {
-    let mut out = Plan::default();
+    let mut out = Plan {
+        partner: partner.clone(),
+        ..Plan::default()
+    };
     let billed: Vec<_> = scope
         .kinds
         .iter()
@@ -323,7 +331,8 @@ pub async fn plan(
         for (id, month) in &ids {
             candidates.push(Planned {
                 request: ExportRequest::billed(*kind, id.clone(), cfg.attribute_set)
-                    .expect("billed kind"),
+                    .expect("billed kind")
+                    .for_partner(partner.clone()),
                 billing_month: *month,
             });
         }
@@ -377,7 +386,8 @@ pub async fn plan(
                         cur.clone(),
                         cfg.attribute_set,
                     )
-                    .expect("unbilled kind"),
+                    .expect("unbilled kind")
+                    .for_partner(partner.clone()),
                     billing_month: None,
                 });
             }
@@ -389,6 +399,9 @@ pub async fn plan(
 /// The billing month a planned request's scope names, for display.
 pub fn describe(p: &Planned) -> serde_json::Value {
     let mut v = serde_json::json!({ "request": p.request.to_string(), "kind": p.request.kind });
+    if !p.request.partner.is_default() {
+        v["partner"] = serde_json::json!(p.request.partner);
+    }
     match &p.request.scope {
         ExportScope::Invoice { invoice_id } => {
             v["invoiceId"] = serde_json::json!(invoice_id);

@@ -15,6 +15,7 @@ pub const EXPORT_COMPLETED: &str = "PartnerBillingExport.ExportCompleted.v1";
 pub const EXPORT_FAILED: &str = "PartnerBillingExport.ExportFailed.v1";
 pub const INVOICE_DISCOVERY_FAILED: &str = "PartnerBillingExport.InvoiceDiscoveryFailed.v1";
 pub const INVOICES_MISSING: &str = "PartnerBillingExport.InvoicesMissing.v1";
+pub const EXPORTS_NOT_STARTED: &str = "PartnerBillingExport.ExportsNotStarted.v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {

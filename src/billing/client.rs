@@ -271,6 +271,9 @@ pub struct BillingClient {
     cfg: GraphConfig,
     /// `cfg.source_hosts`, plus Graph's host when Graph is on loopback.
     source_hosts: SourceHosts,
+    /// Graph calls in flight at most (one partner tenant's bound), held across the retry loop:
+    /// a throttled partner waits out its 429s on its own permits, never on another's.
+    limit: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl BillingClient {
@@ -280,7 +283,14 @@ impl BillingClient {
             http,
             cfg,
             source_hosts,
+            limit: None,
         }
+    }
+
+    /// At most `n` Graph calls of this client in flight (each with its retries).
+    pub fn with_concurrency_limit(mut self, n: usize) -> Self {
+        self.limit = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
     }
 
     pub fn config(&self) -> &GraphConfig {
@@ -329,6 +339,10 @@ impl BillingClient {
             headers: &headers,
             json,
             pass_through,
+        };
+        let _permit = match &self.limit {
+            Some(l) => Some(l.acquire().await.expect("the limit is never closed")),
+            None => None,
         };
         send_with_retry(&self.http, &self.cfg.retry_policy(), &call).await
     }

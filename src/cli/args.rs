@@ -6,11 +6,15 @@ use std::str::FromStr;
 
 use time::Month;
 
-use crate::billing::{AttributeSet, BillingPeriod, CurrencyCode, ExportKind, InvoiceId};
+use crate::billing::{AttributeSet, BillingPeriod, CurrencyCode, ExportKind, InvoiceId, PartnerId};
 
 /// `partner-billing-export export`: run exports end to end from this machine.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportArgs {
+    /// Partner tenant (an id from PARTNERS / PARTNERS_FILE) to export for; required when the
+    /// configuration lists several. Its kinds, currencies and folder apply.
+    #[arg(long, value_name = "ID")]
+    pub partner: Option<PartnerId>,
     /// Export kind (repeatable or comma-separated): billedUsage, billedReconciliation,
     /// unbilledUsage, unbilledReconciliation. Default: all four.
     #[arg(long = "kind", value_name = "KIND", value_delimiter = ',')]

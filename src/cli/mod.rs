@@ -81,13 +81,42 @@ pub async fn export(args: ExportArgs) -> ExitStatus {
     }
 }
 
+/// The partner `--partner` names; without it, the only one configured.
+fn select_partner(
+    config: &crate::config::Config,
+    wanted: Option<&crate::billing::PartnerId>,
+) -> anyhow::Result<crate::config::PartnerConfig> {
+    let names = || {
+        config
+            .partners
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (wanted, config.partners.as_slice()) {
+        (Some(id), _) => config.partner(id).cloned().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--partner {id}: not in the configuration (PARTNERS / PARTNERS_FILE lists {})",
+                names()
+            )
+        }),
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => Err(anyhow::anyhow!(
+            "--partner is required: the configuration lists {}",
+            names()
+        )),
+    }
+}
+
 async fn run(
     args: &ExportArgs,
     mode: Mode,
     settings: &HashMap<String, String>,
 ) -> Result<ExitStatus, Fatal> {
     let setup = setup::load(settings).map_err(usage)?;
-    let discovery = plan::needs_discovery(args, &setup.config.plan);
+    let partner = select_partner(&setup.config, args.partner.as_ref()).map_err(usage)?;
+    let discovery = plan::needs_discovery(args, &partner.plan);
     let mut audiences = vec![Audience::Graph];
     if discovery {
         audiences.push(Audience::PartnerCenter);
@@ -114,7 +143,7 @@ async fn run(
     let mut progress = Progress::new(mode);
 
     let today = time::OffsetDateTime::now_utc().date();
-    let plan = plan::plan(args, &app.config.plan, &app.invoices, today)
+    let plan = plan::plan(args, &partner, app.invoices_for(&partner.id), today)
         .await
         .map_err(|e| {
             let problem = diagnose::billing(&e, Service::PartnerCenter, version);
@@ -133,8 +162,12 @@ async fn run(
         })?;
     let prefix = &app.config.pipeline.output_prefix;
     let dest = app.pipeline.destination();
+    let output = app
+        .pipeline
+        .output_prefix_for(&partner.id)
+        .unwrap_or_else(|_| prefix.clone());
     let locations = summary::Locations {
-        output: dest.locate(prefix),
+        output: dest.locate(&output),
         ledger: ObjectPath::new(format!("{}/_ledger", prefix.as_str().trim_matches('/')))
             .map(|p| dest.locate(&p))
             .unwrap_or_default(),

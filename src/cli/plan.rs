@@ -9,7 +9,7 @@ use time::Date;
 use super::args::{ExportArgs, MonthRange, YearMonth};
 use crate::billing::invoices::{billed_invoices_for_month, PartnerCenterClient};
 use crate::billing::{BillingError, ExportKind, ExportRequest, InvoiceId};
-use crate::config::PlanConfig;
+use crate::config::{PartnerConfig, PlanConfig};
 use crate::planner::previous_month;
 
 #[derive(Debug, Default)]
@@ -41,12 +41,14 @@ fn kinds(args: &ExportArgs) -> Vec<ExportKind> {
     }
 }
 
+/// `partner`'s exports as `args` select them (its plan supplies what `args` leave out).
 pub async fn plan(
     args: &ExportArgs,
-    cfg: &PlanConfig,
+    partner: &PartnerConfig,
     invoices: &PartnerCenterClient,
     today: Date,
 ) -> Result<ExportPlan, BillingError> {
+    let cfg = &partner.plan;
     let mut out = ExportPlan::default();
     let kinds = kinds(args);
     let attribute_set = args.attribute_set.unwrap_or(cfg.attribute_set);
@@ -90,6 +92,9 @@ pub async fn plan(
                 );
             }
         }
+    }
+    for r in &mut out.requests {
+        r.partner = partner.id.clone();
     }
     out.requests.sort();
     out.requests.dedup();

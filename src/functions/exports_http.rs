@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::app::App;
 use crate::billing::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvalidInput, InvoiceId,
+    PartnerId,
 };
 use crate::pipeline::fanin::Shards;
 use crate::pipeline::status;
@@ -30,7 +31,7 @@ fn status_url(run: &RunRecord) -> String {
 }
 
 async fn start(app: &App, req: &HttpRequestData) -> HttpResponse {
-    let request = match parse_start(req.body.as_deref()) {
+    let request = match parse_start(req.body.as_deref()).and_then(|r| resolve_partner(app, r)) {
         Ok(r) => r,
         Err(e) => {
             return HttpResponse::problem(
@@ -157,7 +158,8 @@ async fn list(app: &App, req: &HttpRequestData) -> HttpResponse {
     }
 }
 
-const START_FIELDS: [&str; 5] = [
+const START_FIELDS: [&str; 6] = [
+    "partner",
     "kind",
     "invoiceId",
     "billingPeriod",
@@ -195,6 +197,9 @@ pub fn parse_start(body: Option<&str>) -> Result<ExportRequest, InvalidInput> {
             ),
         ));
     }
+    let partner = field_str(o, "partner")?
+        .map(str::parse::<PartnerId>)
+        .transpose()?;
     let kind: ExportKind = field_str(o, "kind")?
         .ok_or_else(|| InvalidInput::new("kind", "is required"))?
         .parse()?;
@@ -215,6 +220,7 @@ pub fn parse_start(body: Option<&str>) -> Result<ExportRequest, InvalidInput> {
             .ok_or_else(|| InvalidInput::new("invoiceId", format!("is required for {kind}")))?
             .parse()?;
         ExportRequest::billed(kind, invoice, attribute_set)
+            .map(|r| r.for_partner(partner.unwrap_or_default()))
     } else {
         if o.contains_key("invoiceId") {
             return Err(InvalidInput::new(
@@ -229,7 +235,49 @@ pub fn parse_start(body: Option<&str>) -> Result<ExportRequest, InvalidInput> {
             .ok_or_else(|| InvalidInput::new("currencyCode", format!("is required for {kind}")))?
             .parse()?;
         ExportRequest::unbilled(kind, period, currency, attribute_set)
+            .map(|r| r.for_partner(partner.unwrap_or_default()))
     }
+}
+
+/// The request's partner checked against the configuration: a deployment with one partner
+/// (implicit or listed) needs no `partner`; with several, it must name one of them.
+pub fn resolve_partner(app: &App, request: ExportRequest) -> Result<ExportRequest, InvalidInput> {
+    let partners = &app.config.partners;
+    if request.partner.is_default() {
+        return match partners.as_slice() {
+            [only] => {
+                let id = only.id.clone();
+                Ok(request.for_partner(id))
+            }
+            _ => Err(InvalidInput::new(
+                "partner",
+                format!(
+                    "is required: this deployment exports for {}",
+                    partner_names(app)
+                ),
+            )),
+        };
+    }
+    if app.config.partner(&request.partner).is_none() {
+        return Err(InvalidInput::new(
+            "partner",
+            format!(
+                "{:?} is not configured; expected one of {}",
+                request.partner.as_str(),
+                partner_names(app)
+            ),
+        ));
+    }
+    Ok(request)
+}
+
+fn partner_names(app: &App) -> String {
+    app.config
+        .partners
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

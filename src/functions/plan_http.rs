@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::app::App;
-use crate::billing::{BillingMonth, ExportKind, InvalidInput};
+use crate::billing::{BillingMonth, ExportKind, InvalidInput, PartnerId};
 use crate::pipeline::{StartOutcome, Trigger};
 use crate::planner::{self, KindGroup, Plan, PlanScope};
 use functions_runtime::{HttpRequestData, HttpResponse};
@@ -15,6 +15,14 @@ use functions_runtime::{HttpRequestData, HttpResponse};
 pub const MAX_BACKFILL_MONTHS: usize = 120;
 
 fn plan_json(plan: &Plan) -> Value {
+    let mut v = plan_json_of(plan);
+    if !plan.partner.is_default() {
+        v["partner"] = json!(plan.partner);
+    }
+    v
+}
+
+fn plan_json_of(plan: &Plan) -> Value {
     json!({
         "start": plan.requests.iter().map(planner::describe).collect::<Vec<_>>(),
         "skipped": plan.skipped,
@@ -49,18 +57,42 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
             )
         }
     };
+    let only = match req.query.get("partner").map(|p| known_partner(app, p)) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            return HttpResponse::problem(
+                400,
+                "Invalid plan request",
+                &e.to_string(),
+                Some(e.field),
+            )
+        }
+    };
     let today = now.date();
+    let listed = app.config.has_partner_list();
     let mut timers = serde_json::Map::new();
     for group in groups {
-        let (scope, p) = super::start_exports::timer_plan(app, group, today).await;
-        let mut v = plan_json(&p);
-        v["billingMonths"] = json!(scope.months);
+        let plans = super::start_exports::timer_plans(app, group, today, only.as_ref()).await;
         // The timers' names come from the function catalogue.
         let name = match group {
             KindGroup::Billed => super::START_BILLED_EXPORTS.name,
             KindGroup::Unbilled => super::START_UNBILLED_EXPORTS.name,
         };
-        timers.insert(name.into(), v);
+        let mut per_partner = serde_json::Map::new();
+        for (scope, p) in plans {
+            let mut v = plan_json(&p);
+            v["billingMonths"] = json!(scope.months);
+            if listed {
+                per_partner.insert(p.partner.to_string(), v);
+            } else {
+                // One implicit partner: the answer is shaped as before partners existed.
+                timers.insert(name.into(), v);
+            }
+        }
+        if listed {
+            timers.insert(name.into(), json!({ "partners": per_partner }));
+        }
     }
     HttpResponse::json(200, json!({ "asOf": today.to_string(), "timers": timers }))
 }
@@ -70,6 +102,8 @@ pub struct BackfillRequest {
     pub from: BillingMonth,
     pub to: BillingMonth,
     pub kinds: Option<Vec<ExportKind>>,
+    /// Only these partners (all when `None`).
+    pub partners: Option<Vec<PartnerId>>,
     pub dry_run: bool,
 }
 
@@ -86,10 +120,10 @@ pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInpu
         .as_object()
         .ok_or_else(|| InvalidInput::new("body", "expected a JSON object"))?;
     for k in obj.keys() {
-        if !["from", "to", "kinds", "dryRun"].contains(&k.as_str()) {
+        if !["from", "to", "kinds", "partners", "dryRun"].contains(&k.as_str()) {
             return Err(InvalidInput::new(
                 "body",
-                format!("unknown field {k:?}; expected from, to, kinds, dryRun"),
+                format!("unknown field {k:?}; expected from, to, kinds, partners, dryRun"),
             ));
         }
     }
@@ -140,6 +174,26 @@ pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInpu
             ))
         }
     };
+    let partners = match obj.get("partners") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if !items.is_empty() => Some(
+            items
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .ok_or_else(|| InvalidInput::new("partners", "expected strings"))?
+                        .parse::<PartnerId>()
+                        .map_err(|e| InvalidInput::new("partners", e.reason))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(InvalidInput::new(
+                "partners",
+                "expected a non-empty array of partner ids",
+            ))
+        }
+    };
     let dry_run = match obj.get("dryRun") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -149,6 +203,7 @@ pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInpu
         from,
         to,
         kinds,
+        partners,
         dry_run,
     })
 }
@@ -169,21 +224,88 @@ pub async fn backfill(app: &App, req: HttpRequestData, now: OffsetDateTime) -> H
             )
         }
     };
+    let selected = match &b.partners {
+        None => app.config.partners.iter().collect::<Vec<_>>(),
+        Some(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                match known_partner(app, id.as_str()) {
+                    Ok(id) => out.extend(app.config.partner(&id)),
+                    Err(e) => {
+                        return HttpResponse::problem(
+                            400,
+                            "Invalid backfill request",
+                            &InvalidInput::new("partners", e.reason).to_string(),
+                            Some("partners"),
+                        )
+                    }
+                }
+            }
+            out
+        }
+    };
     let today = now.date();
-    let (scope, month_skips) =
-        PlanScope::backfill(&app.config.plan, b.from, b.to, b.kinds.clone(), today);
-    let mut p = planner::plan(
-        &app.config.plan,
-        &app.invoices,
-        app.pipeline.ledger(),
-        &scope,
-        today,
-    )
+    // Each partner is planned with its own kinds and invoices; the answer lists them together
+    // (each entry names its partner when the deployment lists partners).
+    let plans = futures::future::join_all(selected.iter().map(|partner| {
+        let kinds = b.kinds.clone();
+        async move {
+            let (scope, month_skips) =
+                PlanScope::backfill(&partner.plan, b.from, b.to, kinds, today);
+            let mut p = planner::plan(
+                &partner.id,
+                &partner.plan,
+                app.invoices_for(&partner.id),
+                app.pipeline.ledger(),
+                &scope,
+                today,
+            )
+            .await;
+            let mut skipped = month_skips;
+            skipped.append(&mut p.skipped);
+            p.skipped = skipped;
+            p
+        }
+    }))
     .await;
-    let mut skipped = month_skips;
-    skipped.append(&mut p.skipped);
-    p.skipped = skipped;
+    let listed = app.config.has_partner_list();
+    let mut p = Plan::default();
+    let mut failures = Vec::new();
+    for mut one in plans {
+        let who = one.partner.clone();
+        p.requests.append(&mut one.requests);
+        for mut s in one.skipped {
+            if listed && s.billing_month.is_some() && s.run_id.is_none() {
+                s.what = format!("{who}: {}", s.what);
+            }
+            p.skipped.push(s);
+        }
+        p.notes.extend(one.notes.into_iter().map(
+            |n| {
+                if listed {
+                    format!("{who}: {n}")
+                } else {
+                    n
+                }
+            },
+        ));
+        if let Some(f) = one.discovery_failure {
+            if listed {
+                failures.push(json!({
+                    "partner": who,
+                    "billingMonth": format!("{}-{:02}", f.year, u8::from(f.month)),
+                    "reason": f.error.to_string(),
+                    "fix": f.hint(),
+                }));
+            }
+            p.discovery_failure.get_or_insert(f);
+        }
+    }
     let mut body = plan_json(&p);
+    if listed {
+        body["partners"] = json!(selected.iter().map(|p| p.id.as_str()).collect::<Vec<_>>());
+        body["discoveryFailures"] = json!(failures);
+    }
     body["from"] = json!(b.from);
     body["to"] = json!(b.to);
     body["dryRun"] = json!(b.dry_run);
@@ -232,6 +354,23 @@ pub async fn backfill(app: &App, req: HttpRequestData, now: OffsetDateTime) -> H
         res = res.header("Retry-After", "30");
     }
     res
+}
+
+/// `id` if the configuration has that partner, else why not (naming the field `partner`).
+fn known_partner(app: &App, id: &str) -> Result<PartnerId, InvalidInput> {
+    let id: PartnerId = id.parse()?;
+    if app.config.partner(&id).is_some() {
+        return Ok(id);
+    }
+    let names: Vec<&str> = app.config.partners.iter().map(|p| p.id.as_str()).collect();
+    Err(InvalidInput::new(
+        "partner",
+        format!(
+            "{:?} is not configured; expected one of {}",
+            id.as_str(),
+            names.join(", ")
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! retry, hence no-ops.
 
 use crate::app::App;
+use crate::billing::PartnerId;
 use crate::pipeline::{notify, StartOutcome, Trigger};
 use crate::planner::{self, KindGroup, Plan, PlanScope};
 use functions_runtime::{InvocationFailure, InvocationReply, InvocationResult, TimerInfo};
@@ -20,23 +21,105 @@ pub async fn run(
         tracing::warn!("timer is past due; starting exports now");
     }
     let today = now.date();
-    let (_, plan) = timer_plan(app, group, today).await;
-    let reply = announce_news(app, &plan, today).await;
-    start_planned(app, plan, Trigger::Timer, reply).await
+    // Partners are planned and started side by side: one partner's slow or throttled calls
+    // (its own client, its own bound) never hold up another's.
+    let plans = timer_plans(app, group, today, None).await;
+    let results = futures::future::join_all(plans.into_iter().map(|(_, plan)| async move {
+        let partner = plan.partner.clone();
+        let reply = announce_news(app, &plan, today).await;
+        let result = start_planned(app, plan, Trigger::Timer, reply).await;
+        (partner, result)
+    }))
+    .await;
+    merge_partner_results(app, group, today, results).await
 }
 
-/// What a firing of `group`'s timer on `today` plans (the timer and `GET /api/plan` alike).
-pub async fn timer_plan(app: &App, group: KindGroup, today: time::Date) -> (PlanScope, Plan) {
-    let scope = PlanScope::timer(&app.config.plan, group, today);
-    let plan = planner::plan(
-        &app.config.plan,
-        &app.invoices,
-        app.pipeline.ledger(),
-        &scope,
-        today,
-    )
-    .await;
-    (scope, plan)
+/// One reply for the firing. A partner whose exports could not be started gets one error line
+/// and (listed partners) one `ExportsNotStarted` event; the invocation fails so the host's retry
+/// gives it another chance, while what did start is a no-op duplicate on that retry.
+async fn merge_partner_results(
+    app: &App,
+    group: KindGroup,
+    today: time::Date,
+    results: Vec<(PartnerId, InvocationResult)>,
+) -> InvocationResult {
+    if results.len() == 1 && results[0].0.is_default() {
+        // A single-tenant deployment answers exactly as before partners existed.
+        return results.into_iter().next().expect("one").1;
+    }
+    let mut logs = Vec::new();
+    let mut failed = Vec::new();
+    for (partner, result) in results {
+        match result {
+            Ok(reply) => logs.extend(reply.logs.into_iter().map(|l| format!("{partner}: {l}"))),
+            Err(f) => {
+                logs.extend(f.logs.into_iter().map(|l| format!("{partner}: {l}")));
+                let line = format!("partner {partner}: {}", f.message);
+                tracing::error!(partner = %partner, error = %f.message, "exports of this partner could not be started; the other partners went on");
+                let event = notify::exports_not_started(
+                    app.pipeline.event_source(),
+                    &partner,
+                    group_name(group),
+                    today,
+                    f.message.matches("; ").count() + 1,
+                    &f.message,
+                );
+                if let Err(e) = app.pipeline.announce(event).await {
+                    tracing::warn!(partner = %partner, error = %e, "could not publish ExportsNotStarted");
+                }
+                logs.push(line.clone());
+                failed.push(line);
+            }
+        }
+    }
+    if failed.is_empty() {
+        let mut reply = InvocationReply::new();
+        for l in logs {
+            reply = reply.log(l);
+        }
+        Ok(reply)
+    } else {
+        Err(InvocationFailure {
+            message: failed.join(" | "),
+            logs,
+        })
+    }
+}
+
+fn group_name(group: KindGroup) -> &'static str {
+    match group {
+        KindGroup::Billed => "billed",
+        KindGroup::Unbilled => "unbilled",
+    }
+}
+
+/// What a firing of `group`'s timer on `today` plans for each partner (or only `only`), the
+/// timer and `GET /api/plan` alike, partners side by side.
+pub async fn timer_plans(
+    app: &App,
+    group: KindGroup,
+    today: time::Date,
+    only: Option<&PartnerId>,
+) -> Vec<(PlanScope, Plan)> {
+    let partners = app
+        .config
+        .partners
+        .iter()
+        .filter(|p| only.is_none_or(|o| o == &p.id));
+    futures::future::join_all(partners.map(|p| async move {
+        let scope = PlanScope::timer(&p.plan, group, today);
+        let plan = planner::plan(
+            &p.id,
+            &p.plan,
+            app.invoices_for(&p.id),
+            app.pipeline.ledger(),
+            &scope,
+            today,
+        )
+        .await;
+        (scope, plan)
+    }))
+    .await
 }
 
 /// The plan's news: a failed invoice discovery and overdue invoices become one log line and
@@ -48,6 +131,7 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
         // exports still start.
         let month = format!("{}{:02}", f.year, u8::from(f.month));
         tracing::error!(
+            partner = %plan.partner,
             billing_month = %month,
             error = %f.error,
             fix = f.hint(),
@@ -55,6 +139,7 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
         );
         let event = notify::invoice_discovery_failed(
             app.pipeline.event_source(),
+            &plan.partner,
             &month,
             today,
             &f.error.to_string(),
@@ -66,9 +151,18 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
     }
     if let Some(m) = &plan.invoices_missing {
         let month = m.month.compact();
-        let notice = format!("invoices-missing-{month}");
-        let event =
-            notify::invoices_missing(app.pipeline.event_source(), &month, m.expected_by, today);
+        let notice = if plan.partner.is_default() {
+            format!("invoices-missing-{month}")
+        } else {
+            format!("invoices-missing-{month}-{}", plan.partner)
+        };
+        let event = notify::invoices_missing(
+            app.pipeline.event_source(),
+            &plan.partner,
+            &month,
+            m.expected_by,
+            today,
+        );
         // Remembered first, then published: only the firing that records the notice speaks,
         // so daily firings (and several instances) give one event and one log line per
         // month. Should Event Grid refuse it, the error line below still tells the operator.
@@ -89,7 +183,7 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
                 "no invoice for billing month {} in Partner Center by {} (usually published about the 8th); billed exports start when it appears",
                 m.month, m.expected_by
             );
-            tracing::error!(billing_month = %month, expected_by = %m.expected_by, "{line}");
+            tracing::error!(partner = %plan.partner, billing_month = %month, expected_by = %m.expected_by, "{line}");
             reply = reply.log(line);
             if let Err(e) = app.pipeline.announce(event).await {
                 tracing::error!(error = %e, billing_month = %month, "could not publish InvoicesMissing");

@@ -17,6 +17,6 @@ pub use ledger::Ledger;
 pub use messages::{CopyJob, PollJob};
 pub use run::{Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
 pub use service::{
-    Handled, Pipeline, PipelineConfig, PipelineError, StartOutcome, WatchdogReport,
+    Handled, PartnerRuntime, Pipeline, PipelineConfig, PipelineError, StartOutcome, WatchdogReport,
     MAX_COPY_ATTEMPTS,
 };

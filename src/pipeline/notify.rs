@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::run::RunRecord;
 use crate::adapters::events::{
-    CloudEvent, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED, INVOICES_MISSING,
-    INVOICE_DISCOVERY_FAILED,
+    CloudEvent, EXPORTS_NOT_STARTED, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED,
+    INVOICES_MISSING, INVOICE_DISCOVERY_FAILED,
 };
-use crate::billing::ExportScope;
+use crate::billing::{ExportScope, PartnerId};
 
 /// Blobs listed inline in a completion event; beyond this the event points at `_manifest.json`
 /// (Event Grid caps an event at 1 MB).
@@ -21,11 +21,28 @@ pub fn subject(run: &RunRecord) -> String {
             format!("periods/{period}/currencies/{currency}")
         }
     };
-    format!(
+    let subject = format!(
         "exports/{}/{scope}/runs/{}",
         run.request.kind.slug(),
         run.run_id
-    )
+    );
+    // Listed partners' subjects are under their own prefix, so a subscription can filter one
+    // partner by subject; the implicit partner's subjects are as before.
+    if run.request.partner.is_default() {
+        subject
+    } else {
+        format!("partners/{}/{subject}", run.request.partner)
+    }
+}
+
+/// `data.partner` for a listed partner's run (the implicit partner's events are as before).
+fn with_partner(run: &RunRecord, mut data: serde_json::Value) -> serde_json::Value {
+    if !run.request.partner.is_default() {
+        if let Some(o) = data.as_object_mut() {
+            o.insert("partner".into(), json!(run.request.partner));
+        }
+    }
+    data
 }
 
 fn request_json(run: &RunRecord) -> serde_json::Value {
@@ -50,13 +67,16 @@ pub fn started(source: &str, run: &RunRecord) -> CloudEvent {
         EXPORT_STARTED,
         format!("{}-started-{}", run.run_id, run.restarts),
         subject(run),
-        json!({
-            "runId": run.run_id,
-            "trigger": run.trigger,
-            "request": request_json(run),
-            "restarts": run.restarts,
-            "pollDeadline": run.poll_deadline.format(&time::format_description::well_known::Rfc3339).ok(),
-        }),
+        with_partner(
+            run,
+            json!({
+                "runId": run.run_id,
+                "trigger": run.trigger,
+                "request": request_json(run),
+                "restarts": run.restarts,
+                "pollDeadline": run.poll_deadline.format(&time::format_description::well_known::Rfc3339).ok(),
+            }),
+        ),
     )
 }
 
@@ -78,22 +98,25 @@ pub fn completed(
         EXPORT_COMPLETED,
         format!("{}-completed", run.run_id),
         subject(run),
-        json!({
-            "runId": run.run_id,
-            "trigger": run.trigger,
-            "request": request_json(run),
-            "folder": folder,
-            "manifest": manifest_location,
-            "sourceETag": m.map(|m| m.etag.as_str()),
-            "billingMonth": super::layout::run_billing_month(run),
-            "noData": run.no_data,
-            "noDataReason": run.no_data_reason,
-            "blobCount": run.parts.len(),
-            "byteCount": run.bytes_copied(),
-            "rowCount": run.rows_copied(),
-            "blobs": blobs,
-            "blobsTruncated": run.parts.len() > MAX_EVENT_BLOBS,
-        }),
+        with_partner(
+            run,
+            json!({
+                "runId": run.run_id,
+                "trigger": run.trigger,
+                "request": request_json(run),
+                "folder": folder,
+                "manifest": manifest_location,
+                "sourceETag": m.map(|m| m.etag.as_str()),
+                "billingMonth": super::layout::run_billing_month(run),
+                "noData": run.no_data,
+                "noDataReason": run.no_data_reason,
+                "blobCount": run.parts.len(),
+                "byteCount": run.bytes_copied(),
+                "rowCount": run.rows_copied(),
+                "blobs": blobs,
+                "blobsTruncated": run.parts.len() > MAX_EVENT_BLOBS,
+            }),
+        ),
     )
 }
 
@@ -101,17 +124,56 @@ pub fn completed(
 /// One event per month and firing day (deterministic id), so retries do not multiply it.
 pub fn invoice_discovery_failed(
     source: &str,
+    partner: &PartnerId,
     billing_month: &str,
     fired_on: time::Date,
     reason: &str,
     hint: &str,
 ) -> CloudEvent {
-    CloudEvent::new(
-        source,
-        INVOICE_DISCOVERY_FAILED,
-        format!("invoice-discovery-{billing_month}-failed-{fired_on}"),
-        format!("invoices/{billing_month}"),
-        json!({ "billingMonth": billing_month, "reason": reason, "fix": hint }),
+    partner_news(
+        partner,
+        CloudEvent::new(
+            source,
+            INVOICE_DISCOVERY_FAILED,
+            format!("invoice-discovery-{billing_month}-failed-{fired_on}"),
+            format!("invoices/{billing_month}"),
+            json!({ "billingMonth": billing_month, "reason": reason, "fix": hint }),
+        ),
+    )
+}
+
+/// A listed partner's planning news: its id in the event id (so partners' events are not taken
+/// for duplicates of each other), the subject and the data. The implicit partner's are as before.
+fn partner_news(partner: &PartnerId, mut ev: CloudEvent) -> CloudEvent {
+    if !partner.is_default() {
+        ev.id = format!("{partner}-{}", ev.id);
+        ev.subject = format!("partners/{partner}/{}", ev.subject);
+        if let Some(o) = ev.data.as_object_mut() {
+            o.insert("partner".into(), json!(partner));
+        }
+    }
+    ev
+}
+
+/// A firing could not start some of a partner's exports (its credential failed, Graph did not
+/// answer): one event per partner, group and day, whatever the number of exports.
+pub fn exports_not_started(
+    source: &str,
+    partner: &PartnerId,
+    group: &str,
+    fired_on: time::Date,
+    count: usize,
+    reason: &str,
+) -> CloudEvent {
+    partner_news(
+        partner,
+        CloudEvent::new(
+            source,
+            EXPORTS_NOT_STARTED,
+            format!("exports-not-started-{group}-{fired_on}"),
+            format!("exports/{group}"),
+            json!({ "group": group, "firedOn": fired_on.to_string(), "count": count, "reason": reason }),
+        ),
     )
 }
 
@@ -119,24 +181,28 @@ pub fn invoice_discovery_failed(
 /// event per month (the id is the month's), so daily firings and retries do not multiply it.
 pub fn invoices_missing(
     source: &str,
+    partner: &PartnerId,
     billing_month: &str,
     expected_by: time::Date,
     checked_on: time::Date,
 ) -> CloudEvent {
-    CloudEvent::new(
-        source,
-        INVOICES_MISSING,
-        format!("invoices-missing-{billing_month}"),
-        format!("invoices/{billing_month}"),
-        json!({
-            "billingMonth": billing_month,
-            "expectedBy": expected_by.to_string(),
-            "checkedOn": checked_on.to_string(),
-            "reason": format!(
-                "Partner Center lists no new-commerce invoice for {billing_month}; invoices are usually published by about the 8th of the following month. \
-                 Billed exports start on the first firing that finds them."
-            ),
-        }),
+    partner_news(
+        partner,
+        CloudEvent::new(
+            source,
+            INVOICES_MISSING,
+            format!("invoices-missing-{billing_month}"),
+            format!("invoices/{billing_month}"),
+            json!({
+                "billingMonth": billing_month,
+                "expectedBy": expected_by.to_string(),
+                "checkedOn": checked_on.to_string(),
+                "reason": format!(
+                    "Partner Center lists no new-commerce invoice for {billing_month}; invoices are usually published by about the 8th of the following month. \
+                     Billed exports start on the first firing that finds them."
+                ),
+            }),
+        ),
     )
 }
 
@@ -147,16 +213,19 @@ pub fn failed(source: &str, run: &RunRecord) -> CloudEvent {
         EXPORT_FAILED,
         format!("{}-failed", run.run_id),
         subject(run),
-        json!({
-            "runId": run.run_id,
-            "trigger": run.trigger,
-            "request": request_json(run),
-            "code": f.map(|f| f.code.as_str()),
-            "reason": f.map(|f| f.message.as_str()),
-            "polls": run.polls,
-            "restarts": run.restarts,
-            "partsDone": run.parts_done(),
-            "partsTotal": run.parts.len(),
-        }),
+        with_partner(
+            run,
+            json!({
+                "runId": run.run_id,
+                "trigger": run.trigger,
+                "request": request_json(run),
+                "code": f.map(|f| f.code.as_str()),
+                "reason": f.map(|f| f.message.as_str()),
+                "polls": run.polls,
+                "restarts": run.restarts,
+                "partsDone": run.parts_done(),
+                "partsTotal": run.parts.len(),
+            }),
+        ),
     )
 }

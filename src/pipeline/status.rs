@@ -15,6 +15,7 @@ pub fn view(run: &RunRecord, dest: &dyn Destination) -> Value {
     let mut v = json!({
         "runId": run.run_id,
         "status": run.state.as_str(),
+        "partner": run.request.partner,
         "request": run.request,
         "trigger": run.trigger,
         "createdAt": ts(run.created_at),
@@ -73,6 +74,7 @@ pub fn brief(run: &RunRecord) -> Value {
     json!({
         "runId": run.run_id,
         "status": run.state.as_str(),
+        "partner": run.request.partner,
         "request": run.request,
         "createdAt": ts(run.created_at),
         "noData": run.no_data,
@@ -85,6 +87,7 @@ pub fn brief(run: &RunRecord) -> Value {
 /// `GET /api/exports` filters and paging.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListQuery {
+    pub partner: Option<crate::billing::PartnerId>,
     pub kind: Option<crate::billing::ExportKind>,
     /// A run state, or `noData` (completed without data).
     pub state: Option<String>,
@@ -108,7 +111,7 @@ const STATES: [&str; 6] = [
 ];
 
 impl ListQuery {
-    /// From the query string: `kind`, `state`, `billingMonth` (`2026-10`), `limit`, `offset`.
+    /// From the query string: `partner`, `kind`, `state`, `billingMonth` (`2026-10`), `limit`, `offset`.
     pub fn parse(
         q: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self, crate::billing::InvalidInput> {
@@ -119,6 +122,12 @@ impl ListQuery {
         };
         for (k, v) in q {
             match k.as_str() {
+                "partner" => {
+                    out.partner = Some(
+                        v.parse()
+                            .map_err(|e: InvalidInput| InvalidInput::new("partner", e.reason))?,
+                    )
+                }
                 "kind" => {
                     out.kind = Some(
                         v.parse()
@@ -171,6 +180,10 @@ impl ListQuery {
             Some(s) => run.state.as_str() == s,
         };
         state_ok
+            && self
+                .partner
+                .as_ref()
+                .is_none_or(|p| &run.request.partner == p)
             && self.kind.is_none_or(|k| run.request.kind == k)
             && self.billing_month.as_ref().is_none_or(|m| {
                 super::layout::run_billing_month(run).as_deref() == Some(m.as_str())
@@ -190,6 +203,9 @@ impl ListQuery {
             .collect();
         let next = (self.offset + page.len() < total).then(|| {
             let mut q = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(p) = &self.partner {
+                q.append_pair("partner", p.as_str());
+            }
             if let Some(k) = self.kind {
                 q.append_pair("kind", k.as_str());
             }

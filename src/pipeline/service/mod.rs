@@ -23,7 +23,7 @@ use crate::adapters::events::{CloudEvent, EventError, EventPublisher};
 use crate::adapters::servicebus::{MessageQueue, QueueError};
 use crate::adapters::storage::{Destination, ObjectPath, StorageError};
 use crate::billing::{
-    BillingClient, BillingError, InvalidInput, Manifest, OperationState, PollOutcome,
+    BillingClient, BillingError, InvalidInput, Manifest, OperationState, PartnerId, PollOutcome,
 };
 
 /// A run that has stood still this long past its next poll gets its poll message sent again.
@@ -69,6 +69,8 @@ pub enum PipelineError {
     Events(#[from] EventError),
     #[error("{0}")]
     Source(String),
+    #[error("partner {0} is not in the configuration (PARTNERS)")]
+    UnknownPartner(PartnerId),
 }
 
 /// What a start request led to.
@@ -101,8 +103,18 @@ pub enum Handled {
     Restarted,
 }
 
+/// One listed partner tenant as the pipeline sees it: its own Graph client (own credential,
+/// own concurrency bound, own throttling) and its folder below the output prefix.
+#[derive(Debug, Clone)]
+pub struct PartnerRuntime {
+    pub billing: BillingClient,
+    pub folder: ObjectPath,
+}
+
 pub struct Pipeline {
+    /// The implicit partner's client (single-tenant deployments).
     billing: BillingClient,
+    partners: std::collections::HashMap<PartnerId, PartnerRuntime>,
     queue: Arc<dyn MessageQueue>,
     events: Arc<dyn EventPublisher>,
     dest: Arc<dyn Destination>,
@@ -135,6 +147,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             billing,
+            partners: Default::default(),
             queue,
             events,
             dest,
@@ -142,6 +155,31 @@ impl Pipeline {
             cfg,
             manifests: ManifestCache::default(),
             copying: Default::default(),
+        }
+    }
+
+    /// Registers (or replaces) a listed partner tenant.
+    pub fn add_partner(&mut self, id: PartnerId, partner: PartnerRuntime) {
+        self.partners.insert(id, partner);
+    }
+
+    /// The Graph client of `partner`'s tenant. A run of a partner no longer configured fails
+    /// here instead of reaching Graph with another tenant's credential.
+    pub fn billing_for(&self, partner: &PartnerId) -> Result<&BillingClient, PipelineError> {
+        match self.partners.get(partner) {
+            Some(p) => Ok(&p.billing),
+            None if partner.is_default() => Ok(&self.billing),
+            None => Err(PipelineError::UnknownPartner(partner.clone())),
+        }
+    }
+
+    /// Folder prefix of `partner`'s output: `{DESTINATION_PREFIX}/{partner folder}`, or the
+    /// prefix itself for the implicit partner.
+    pub fn output_prefix_for(&self, partner: &PartnerId) -> Result<ObjectPath, PipelineError> {
+        match self.partners.get(partner) {
+            Some(p) => Ok(self.cfg.output_prefix.join(p.folder.as_str())?),
+            None if partner.is_default() => Ok(self.cfg.output_prefix.clone()),
+            None => Err(PipelineError::UnknownPartner(partner.clone())),
         }
     }
 
@@ -212,10 +250,11 @@ impl Pipeline {
             }
         }
         let url = operation_url(run)?;
-        let manifest = match self.billing.get_operation(&url).await? {
+        let billing = self.billing_for(&run.request.partner)?;
+        let manifest = match billing.get_operation(&url).await? {
             PollOutcome::Operation(op) => match op.state {
                 OperationState::Succeeded { manifest } => {
-                    self.billing.resolve_manifest(manifest).await?
+                    billing.resolve_manifest(manifest).await?
                 }
                 other => {
                     return Err(PipelineError::Source(format!(

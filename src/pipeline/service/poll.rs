@@ -51,7 +51,8 @@ impl Pipeline {
         t: OffsetDateTime,
     ) -> Result<Handled, PipelineError> {
         let url = operation_url(&run)?;
-        let answer = self.billing.get_operation(&url).await;
+        let billing = self.billing_for(&run.request.partner)?;
+        let answer = billing.get_operation(&url).await;
         let decision = after_poll(&run, answer.as_ref().map(Clone::clone), t, &self.cfg.poll);
         let id = &run.run_id;
         match decision {
@@ -76,7 +77,7 @@ impl Pipeline {
                 Ok(Handled::Failed)
             }
             AfterPoll::Succeeded(loc) => {
-                let manifest = match self.billing.resolve_manifest(loc).await {
+                let manifest = match billing.resolve_manifest(loc).await {
                     Ok(m) => m,
                     Err(e) if e.is_transient() => {
                         let at = t + self.cfg.poll.default_retry_after;
@@ -139,7 +140,11 @@ impl Pipeline {
         if leased.is_none() {
             return Ok(Handled::Ignored("restart already under way"));
         }
-        let started = match self.billing.start_export(&run.request).await {
+        let started = match self
+            .billing_for(&run.request.partner)?
+            .start_export(&run.request)
+            .await
+        {
             Ok(s) => s,
             // Graph is down while the operation is gone: keep the poll chain alive and try the
             // restart again later, instead of failing the delivery (and burning its retries).
@@ -199,7 +204,11 @@ impl Pipeline {
     ) -> Result<Handled, PipelineError> {
         let id = run.run_id.clone();
         let summary = manifest.summary();
-        let folder = layout::output_folder(&self.cfg.output_prefix, &run, &summary)?;
+        let folder = layout::output_folder(
+            &self.output_prefix_for(&run.request.partner)?,
+            &run,
+            &summary,
+        )?;
         let names: Vec<&str> = summary.blobs.iter().map(|b| b.name.as_str()).collect();
         let dests = layout::part_paths(&folder, &names)?;
         let parts: Vec<PartRecord> = summary
@@ -260,7 +269,7 @@ impl Pipeline {
         message: &str,
     ) -> Result<Handled, PipelineError> {
         let id = run.run_id.clone();
-        let folder = layout::no_data_folder(&self.cfg.output_prefix, &run)?;
+        let folder = layout::no_data_folder(&self.output_prefix_for(&run.request.partner)?, &run)?;
         let reason: String = message.chars().take(2000).collect();
         let t = now();
         let updated = self

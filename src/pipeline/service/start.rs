@@ -61,7 +61,11 @@ impl Pipeline {
         let Some((run, ())) = leased else {
             return self.duplicate_of(id).await;
         };
-        match self.billing.start_export(&run.request).await {
+        match self
+            .billing_for(&run.request.partner)?
+            .start_export(&run.request)
+            .await
+        {
             Ok(started) => {
                 let at = now()
                     + started
