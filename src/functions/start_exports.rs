@@ -61,7 +61,12 @@ async fn merge_partner_results(
                     &partner,
                     group_name(group),
                     today,
-                    f.message.matches("; ").count() + 1,
+                    // "{n} export(s) could not be started: ..."
+                    f.message
+                        .split(' ')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1),
                     &f.message,
                 );
                 if let Err(e) = app.pipeline.announce(event).await {

@@ -21,6 +21,24 @@ pub fn local_token(audience: Audience) -> &'static str {
     }
 }
 
+/// The Graph token of a sandbox partner tenant: how the sandbox tells partners apart.
+pub fn partner_graph_token(partner: &str) -> String {
+    format!("{LOCAL_GRAPH_TOKEN}.{partner}")
+}
+
+/// The Partner Center token of a sandbox partner tenant.
+pub fn partner_center_token(partner: &str) -> String {
+    format!("{LOCAL_PARTNER_CENTER_TOKEN}.{partner}")
+}
+
+/// A partner tenant's tokens for Graph and Partner Center (the local ones for every other
+/// audience), for code that runs the pipeline in-process.
+pub fn partner_token_source(partner: &str) -> StaticTokenSource {
+    local_token_source()
+        .with(Audience::Graph, partner_graph_token(partner))
+        .with(Audience::PartnerCenter, partner_center_token(partner))
+}
+
 /// Every local token, for code that runs the pipeline in-process.
 pub fn local_token_source() -> StaticTokenSource {
     Audience::ALL

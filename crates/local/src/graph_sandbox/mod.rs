@@ -106,6 +106,72 @@ pub struct SandboxConfig {
     pub root_directory_base: Option<String>,
     /// If set, the blob names of every export (instead of `partitions` Spark-style names).
     pub blob_names: Option<Vec<String>>,
+    /// Further partner tenants, told apart by their tokens ([`crate::tokens::partner_graph_token`]):
+    /// each has its own invoices and tenant, and its exports their own data. The plain local
+    /// tokens keep serving `invoices` as the one partner of a single-tenant sandbox.
+    pub partners: Vec<SandboxPartner>,
+}
+
+/// A partner tenant of a several-partner sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxPartner {
+    /// Path-safe name: the suffix of its tokens.
+    pub id: String,
+    pub tenant_id: uuid::Uuid,
+    /// What Partner Center lists for this partner.
+    pub invoices: Vec<SandboxInvoice>,
+    /// Graph requests of this partner answered `429 Too Many Requests` (Retry-After: 1) before
+    /// its calls go through, one in two: a throttled partner beside an unthrottled one.
+    pub throttle_requests: u32,
+}
+
+impl SandboxPartner {
+    /// A partner named `id` with invoices of its own (ids, totals and currencies derived from
+    /// `id`), issued on the 8th of the month after their billing month, as [`default_invoices`].
+    pub fn new(id: &str, seed: u64, today: Date, currency: (&str, &str)) -> Self {
+        let tenant_id = data::Rng::derived(seed, &format!("partner-tenant#{id}")).uuid();
+        let tag =
+            (u64::from_le_bytes(tenant_id.as_bytes()[..8].try_into().expect("8 bytes")) % 90) + 10;
+        let mut invoices = default_invoices(today);
+        invoices.retain(|i| i.document_type == "Invoice" && i.id.starts_with('G'));
+        invoices.truncate(2);
+        for (n, inv) in invoices.iter_mut().enumerate() {
+            // G0{yymm}{tag}{n}: distinct from the single-tenant ids and from other partners'.
+            inv.id = format!("{}{tag:02}{:02}", &inv.id[..6], n + 1);
+            inv.currency_code = currency.0.into();
+            inv.currency_symbol = currency.1.into();
+        }
+        Self {
+            id: id.into(),
+            tenant_id,
+            invoices,
+            throttle_requests: 0,
+        }
+    }
+
+    /// Its invoices for every billing month from `first` through `last` (catch-up tests).
+    pub fn with_invoices_for_months(mut self, months: &[Date]) -> Self {
+        let template = self.invoices.clone();
+        let tag = &template[0].id[6..8];
+        self.invoices = months
+            .iter()
+            .flat_map(|&m| {
+                let (start, end) = data::month_bounds(m.replace_day(1).expect("day 1"));
+                let ym = format!("{:02}{:02}", start.year() % 100, u8::from(start.month()));
+                template
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, t)| SandboxInvoice {
+                        id: format!("G0{ym}{tag}{:02}", n + 1),
+                        invoice_date: end + time::Duration::days(8),
+                        billing_period_start: start,
+                        billing_period_end: end,
+                        ..t.clone()
+                    })
+            })
+            .collect();
+        self
+    }
 }
 
 /// A simulated date shared between a test and the sandbox (clones share it).
@@ -165,6 +231,7 @@ impl Default for SandboxConfig {
             blob_delay: Duration::ZERO,
             root_directory_base: None,
             blob_names: None,
+            partners: Vec::new(),
         }
     }
 }
@@ -219,6 +286,8 @@ struct Inner {
     origin: String,
     state: Mutex<State>,
     counters: Counters,
+    /// Graph requests seen and 429s answered so far per partner (index into `cfg.partners`).
+    throttled: Mutex<Vec<(u32, u32)>>,
 }
 
 impl Inner {
@@ -226,6 +295,29 @@ impl Inner {
     /// matters to a test double, so poisoning is ignored.
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this Graph request of partner `i` is answered 429 (one in two, until its
+    /// `throttle_requests` are spent).
+    fn throttle(&self, i: usize) -> bool {
+        let budget = self.cfg.partners[i].throttle_requests;
+        let mut t = self.throttled.lock().unwrap_or_else(|e| e.into_inner());
+        let (seen, answered) = &mut t[i];
+        *seen += 1;
+        if *answered < budget && *seen % 2 == 1 {
+            *answered += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The invoices Partner Center lists for a caller (`None`: the single-tenant partner).
+    fn invoices_of(&self, partner: Option<usize>) -> &[SandboxInvoice] {
+        match partner {
+            Some(i) => &self.cfg.partners[i].invoices,
+            None => &self.cfg.invoices,
+        }
     }
 
     fn blob_root(&self) -> String {
@@ -273,12 +365,14 @@ impl GraphSandbox {
         let today = cfg
             .today
             .unwrap_or_else(|| OffsetDateTime::now_utc().date());
+        let cfg_partners = cfg.partners.len();
         let inner = Arc::new(Inner {
             state: Mutex::new(State::new(cfg.seed)),
             cfg,
             today,
             origin: format!("http://{addr}"),
             counters: Counters::default(),
+            throttled: Mutex::new(vec![(0, 0); cfg_partners]),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = warp::serve(routes::filter(inner.clone()))
@@ -313,6 +407,22 @@ impl GraphSandbox {
     /// `http://127.0.0.1:PORT/blob`: where every `rootDirectory` starts.
     pub fn blob_base_url(&self) -> Url {
         Url::parse(&self.inner.blob_root()).expect("valid URL")
+    }
+
+    /// 429s answered to each partner of `SandboxConfig::partners`, by id.
+    pub fn throttled(&self) -> Vec<(String, u32)> {
+        let t = self
+            .inner
+            .throttled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .cfg
+            .partners
+            .iter()
+            .zip(t.iter())
+            .map(|(p, (_, n))| (p.id.clone(), *n))
+            .collect()
     }
 
     /// The partner tenant id every manifest carries.

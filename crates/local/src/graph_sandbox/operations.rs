@@ -203,7 +203,12 @@ impl Export {
     fn new(cfg: &SandboxConfig, today: Date, req: ExportRequest, now: OffsetDateTime) -> Self {
         let key = req.key();
         let seed = cfg.seed;
-        let tenant = partner_tenant_id(seed);
+        let partner = cfg
+            .partners
+            .iter()
+            .find(|p| !req.partner.is_default() && p.id == req.partner.as_str());
+        let tenant = partner.map_or_else(|| partner_tenant_id(seed), |p| p.tenant_id);
+        let invoices = partner.map_or(&cfg.invoices, |p| &p.invoices);
         let mut ids = Rng::derived(seed, &format!("export#{key}"));
         let manifest_id = ids.uuid();
         let etag = base62(&mut ids, 17);
@@ -218,8 +223,7 @@ impl Export {
         };
         let (dir, invoice_number, currency, month, fails) = match &req.scope {
             ExportScope::Invoice { invoice_id } => {
-                let known = cfg
-                    .invoices
+                let known = invoices
                     .iter()
                     .find(|i| i.id.eq_ignore_ascii_case(invoice_id.as_str()));
                 // Unknown invoices are taken as last month's, issued this month.
@@ -285,7 +289,10 @@ impl Export {
                 seed,
                 export_key: key,
                 partner_tenant_id: tenant,
-                partner_name: "Sandbox CSP Partner".into(),
+                partner_name: partner.map_or_else(
+                    || "Sandbox CSP Partner".into(),
+                    |p| format!("Sandbox CSP Partner {}", p.id),
+                ),
                 mpn_id: format!("{}", 4_000_000 + seed % 1_000_000),
                 invoice_number,
                 currency,

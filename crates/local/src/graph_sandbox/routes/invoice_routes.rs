@@ -4,13 +4,26 @@ use serde_json::json;
 use warp::http::StatusCode;
 
 use super::super::{bump, invoices, Inner};
-use crate::tokens::LOCAL_PARTNER_CENTER_TOKEN;
+use crate::tokens::{partner_center_token, LOCAL_PARTNER_CENTER_TOKEN};
 
 use super::{bearer, json_reply, Reply, Request};
 
 pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
-    match bearer(&req.headers) {
-        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => {}
+    let partner = match bearer(&req.headers) {
+        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => None,
+        Some(t)
+            if inner
+                .cfg
+                .partners
+                .iter()
+                .any(|p| partner_center_token(&p.id) == t) =>
+        {
+            inner
+                .cfg
+                .partners
+                .iter()
+                .position(|p| partner_center_token(&p.id) == t)
+        }
         _ => {
             // Partner Center refuses tokens for any other audience, Graph's included.
             bump(&inner.counters.unauthorized, 1);
@@ -24,7 +37,7 @@ pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
                 }),
             );
         }
-    }
+    };
     bump(&inner.counters.invoice_gets, 1);
     let mut size = invoices::MAX_PAGE_SIZE;
     let mut offset = 0usize;
@@ -48,14 +61,13 @@ pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
         Some(clock) => {
             let today = clock.today();
             inner
-                .cfg
-                .invoices
+                .invoices_of(partner)
                 .iter()
                 .filter(|i| i.invoice_date <= today)
                 .cloned()
                 .collect()
         }
-        None => inner.cfg.invoices.clone(),
+        None => inner.invoices_of(partner).to_vec(),
     };
     json_reply(
         StatusCode::OK,

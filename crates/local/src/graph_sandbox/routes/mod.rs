@@ -19,7 +19,7 @@ mod invoice_routes;
 
 use super::operations::Poll;
 use super::{blobs, bump, Inner};
-use crate::tokens::LOCAL_GRAPH_TOKEN;
+use crate::tokens::{partner_graph_token, LOCAL_GRAPH_TOKEN};
 use blob_routes::get_blob;
 use invoice_routes::list_invoices;
 use partner_billing_export::billing::types::{
@@ -96,18 +96,19 @@ where
             let Some(kind) = ExportKind::from_api_path(dataset, state) else {
                 return not_found(&req.path);
             };
-            if let Some(refusal) = refuse_without_graph_token(inner, &req.headers) {
-                return refusal;
-            }
+            let partner = match graph_caller(inner, &req.headers) {
+                Ok(p) => p,
+                Err(refusal) => return refusal,
+            };
             match read_body(body).await {
-                Ok(bytes) => start_export(inner, &req, version, kind, &bytes),
+                Ok(bytes) => start_export(inner, &req, version, kind, &bytes, partner),
                 Err(r) => r,
             }
         }
         (&Method::GET, [version, "reports", "partners", "billing", "operations", id])
             if is_version(version) =>
         {
-            if let Some(refusal) = refuse_without_graph_token(inner, &req.headers) {
+            if let Err(refusal) = graph_caller(inner, &req.headers) {
                 return refusal;
             }
             get_operation(inner, id)
@@ -115,7 +116,7 @@ where
         (&Method::GET, [version, "reports", "partners", "billing", "manifests", id])
             if is_version(version) =>
         {
-            if let Some(refusal) = refuse_without_graph_token(inner, &req.headers) {
+            if let Err(refusal) = graph_caller(inner, &req.headers) {
                 return refusal;
             }
             get_manifest(inner, id)
@@ -230,11 +231,31 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The 401 to answer when the request does not carry the Graph token, if so.
-fn refuse_without_graph_token(inner: &Inner, headers: &HeaderMap) -> Option<Reply> {
+/// Which partner a Graph request is from (`None`: the single-tenant partner, the plain local
+/// token), or the answer to give instead: 401 without a Graph token, 429 while the partner is
+/// throttled.
+fn graph_caller(inner: &Inner, headers: &HeaderMap) -> Result<Option<usize>, Reply> {
     let message = match bearer(headers) {
-        Some(t) if t == LOCAL_GRAPH_TOKEN => return None,
-        Some(_) => "Access token validation failure. Invalid audience.",
+        Some(t) if t == LOCAL_GRAPH_TOKEN => return Ok(None),
+        Some(t) => match inner
+            .cfg
+            .partners
+            .iter()
+            .position(|p| partner_graph_token(&p.id) == t)
+        {
+            Some(i) if inner.throttle(i) => {
+                let mut r = graph_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many requests; retry after the interval in Retry-After.",
+                );
+                r.headers_mut()
+                    .insert("Retry-After", warp::http::HeaderValue::from_static("1"));
+                return Err(r);
+            }
+            Some(i) => return Ok(Some(i)),
+            None => "Access token validation failure. Invalid audience.",
+        },
         None => "Access token is empty.",
     };
     bump(&inner.counters.unauthorized, 1);
@@ -247,7 +268,7 @@ fn refuse_without_graph_token(inner: &Inner, headers: &HeaderMap) -> Option<Repl
         "WWW-Authenticate",
         warp::http::HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
     );
-    Some(r)
+    Err(r)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,6 +280,7 @@ fn start_export(
     version: &str,
     kind: ExportKind,
     body: &[u8],
+    partner: Option<usize>,
 ) -> Reply {
     let is_json = req
         .headers
@@ -273,10 +295,17 @@ fn start_export(
             "The request must have Content-Type: application/json.",
         );
     }
-    let export = match parse_export_body(kind, body) {
+    let mut export = match parse_export_body(kind, body) {
         Ok(e) => e,
         Err(msg) => return bad_request(&msg),
     };
+    if let Some(i) = partner {
+        // The partner's exports are its own: their key, tenant and data follow from it.
+        match inner.cfg.partners[i].id.parse() {
+            Ok(id) => export.partner = id,
+            Err(_) => return bad_request("The sandbox partner id is not path-safe."),
+        }
+    }
     if let Some(r) = &inner.cfg.refuse_exports {
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
         return graph_error(status, &r.code, &r.message);
@@ -284,7 +313,11 @@ fn start_export(
     if let (true, ExportScope::Invoice { invoice_id: id }) =
         (inner.cfg.known_invoices_only, &export.scope)
     {
-        if !inner.cfg.invoices.iter().any(|i| i.id == id.as_str()) {
+        if !inner
+            .invoices_of(partner)
+            .iter()
+            .any(|i| i.id == id.as_str())
+        {
             return graph_error(
                 StatusCode::NOT_FOUND,
                 "NotFound",
