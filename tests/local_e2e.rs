@@ -228,3 +228,53 @@ async fn local_run_against_azurite_copies_server_side() {
         assert!(!e.to_string().contains("sig="), "events never carry a SAS");
     }
 }
+
+/// Done-when of several partner tenants: `local --setting PARTNERS_FILE=examples/partners.json`
+/// runs both partners through the handler (each signed in as its own identity, so the sandbox
+/// serves each its own invoices and data), lands them in their own folders and verifies all.
+#[tokio::test]
+async fn local_run_with_two_partners() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/partners.json");
+    let out = dir.path().join("out");
+    let summary = run_local(options(out.clone(), sandbox(), &[("PARTNERS_FILE", file)]))
+        .await
+        .unwrap();
+    assert!(summary.ok(), "local run failed: {summary:#?}");
+    let of = |p: &str| {
+        summary
+            .runs
+            .iter()
+            .filter(|r| r.subject.starts_with(&format!("{p}: ")))
+            .count()
+    };
+    // contoso: 2 invoices x 2 billed kinds + 2 unbilled kinds in USD; fabrikam: 2 x 2 + unbilled usage in EUR.
+    assert_eq!(
+        (of("contoso"), of("fabrikam")),
+        (6, 5),
+        "{:#?}",
+        summary.runs
+    );
+    assert_eq!(summary.runs.len(), 11);
+    assert_eq!(summary.verified, summary.partitions);
+    assert!(summary.partitions >= 22);
+    for p in ["contoso", "fabrikam"] {
+        assert!(out.join("partner-billing").join(p).is_dir(), "{p}'s folder");
+        let completed = summary
+            .events
+            .iter()
+            .filter(|e| {
+                e["type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("ExportCompleted.v1"))
+            })
+            .filter(|e| e["data"]["partner"] == p)
+            .count();
+        assert_eq!(completed, of(p), "{p}'s ExportCompleted events");
+    }
+    let unbilled_eur = summary
+        .runs
+        .iter()
+        .any(|r| r.subject == "fabrikam: unbilledUsage current EUR");
+    assert!(unbilled_eur, "{:#?}", summary.runs);
+}

@@ -15,7 +15,7 @@ use serde_json::json;
 use warp::Filter;
 
 use crate::server::{json_response, spawn, ServerHandle};
-use crate::tokens::local_token;
+use crate::tokens::{local_token, partner_center_token, partner_graph_token};
 
 pub const API_VERSION: &str = "2019-08-01";
 
@@ -28,6 +28,10 @@ pub struct IdentityConfig {
     /// Audiences this identity has roles for; a token for any other is refused (400), as Entra
     /// would refuse an identity with no access. Empty: all.
     pub audiences: Vec<Audience>,
+    /// Further user-assigned identities, one per sandbox partner tenant: (client id, partner
+    /// id). Their Graph and Partner Center tokens are that partner's
+    /// ([`crate::tokens::partner_graph_token`]), so the sandbox can tell the partners apart.
+    pub partner_clients: Vec<(String, String)>,
 }
 
 /// One token request as the endpoint saw it (tests assert on these).
@@ -96,7 +100,14 @@ impl IdentityEndpoint {
         let audience = Audience::ALL
             .into_iter()
             .find(|a| a.scope().trim_end_matches("/.default") == resource.trim_end_matches('/'));
-        let identity_ok = client_id == self.cfg.user_assigned_client_id;
+        let partner = client_id.as_ref().and_then(|c| {
+            self.cfg
+                .partner_clients
+                .iter()
+                .find(|(id, _)| id.eq_ignore_ascii_case(c))
+                .map(|(_, p)| p.clone())
+        });
+        let identity_ok = client_id == self.cfg.user_assigned_client_id || partner.is_some();
         let granted = identity_ok
             && audience
                 .is_some_and(|a| self.cfg.audiences.is_empty() || self.cfg.audiences.contains(&a));
@@ -109,7 +120,11 @@ impl IdentityEndpoint {
             Some(a) if granted => json_response(
                 200,
                 &json!({
-                    "access_token": local_token(a),
+                    "access_token": match (&partner, a) {
+                        (Some(p), Audience::Graph) => partner_graph_token(p),
+                        (Some(p), Audience::PartnerCenter) => partner_center_token(p),
+                        _ => local_token(a).to_string(),
+                    },
                     "expires_on": (time::OffsetDateTime::now_utc().unix_timestamp() + 3600).to_string(),
                     "resource": resource,
                     "token_type": "Bearer",

@@ -15,7 +15,7 @@ use super::azurite::{Azurite, DEV_ACCOUNT, PARTNER_ACCOUNT};
 /// The container that plays the partner's export container in Azurite.
 const PARTNER_CONTAINER: &str = "billing-exports";
 use super::eventgrid::{EventGridConfig, EventGridEmulator};
-use super::graph_sandbox::{ExternalBlobStore, GraphSandbox, SandboxConfig};
+use super::graph_sandbox::{ExternalBlobStore, GraphSandbox, SandboxConfig, SandboxPartner};
 use super::host::{FunctionsHost, HostOptions};
 use super::layout::{AppLayout, TriggerDef};
 use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
@@ -199,6 +199,20 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         None
     };
     let mut sandbox_cfg = opts.sandbox.clone();
+    let mut settings = opts.settings.clone();
+    let partner_clients = sandbox_partners(&mut settings, &mut sandbox_cfg)?;
+    if !partner_clients.is_empty() {
+        progress.say(&format!(
+            "{} partner tenants: {}",
+            sandbox_cfg.partners.len(),
+            sandbox_cfg
+                .partners
+                .iter()
+                .map(|p| format!("{} ({} invoices)", p.id, p.invoices.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let Some(az) = &azurite {
         sandbox_cfg.blob_store = Some(ExternalBlobStore {
             account_url: az.account_url(DEV_ACCOUNT),
@@ -232,6 +246,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     // The handler signs in as in Azure: managed identity, from the identity endpoint stand-in.
     let identity = IdentityEndpoint::new(IdentityConfig {
         header_secret: uuid::Uuid::new_v4().to_string(),
+        partner_clients,
         ..IdentityConfig::default()
     });
     let identity_http = identity
@@ -307,7 +322,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             az.account_url(PARTNER_ACCOUNT)
         );
     }
-    env.extend(opts.settings.iter().cloned());
+    env.extend(settings.iter().cloned());
     let host = FunctionsHost::start(HostOptions {
         layout: layout.clone(),
         program: opts.handler_program.clone(),
@@ -372,6 +387,66 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         az.stop().await;
     }
     verified
+}
+
+/// The partner tenants of a `PARTNERS` / `PARTNERS_FILE` setting, as the stand-ins play them:
+/// each becomes a sandbox partner (its tenant id, invoices in its first currency) whose
+/// managed identity (`credential.clientId`) the identity stand-in serves with that partner's
+/// tokens. Returns the (client id, partner id) pairs; `PARTNERS_FILE` is made absolute, since
+/// the handler does not run in this directory. The handler validates the list itself.
+fn sandbox_partners(
+    settings: &mut [(String, String)],
+    sandbox: &mut SandboxConfig,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let setting = |name: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+    let json = match (setting(s::PARTNERS), setting(s::PARTNERS_FILE)) {
+        (Some(json), _) => json,
+        (None, Some(path)) => {
+            let abs = std::fs::canonicalize(&path)
+                .with_context(|| format!("{}: cannot find {path:?}", s::PARTNERS_FILE))?;
+            for (k, v) in settings.iter_mut() {
+                if k == s::PARTNERS_FILE {
+                    *v = abs.display().to_string();
+                }
+            }
+            std::fs::read_to_string(&abs)
+                .with_context(|| format!("{}: reading {}", s::PARTNERS_FILE, abs.display()))?
+        }
+        (None, None) => return Ok(Vec::new()),
+    };
+    let doc: Value = serde_json::from_str(&json).context("the partner list is not JSON")?;
+    let today = sandbox
+        .today
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+    let mut clients = Vec::new();
+    for p in doc["partners"].as_array().into_iter().flatten() {
+        let tenant = p["tenantId"].as_str().unwrap_or_default();
+        let id = p["id"].as_str().unwrap_or(tenant).to_ascii_lowercase();
+        let currency = p["currencies"][0]
+            .as_str()
+            .unwrap_or("USD")
+            .to_ascii_uppercase();
+        let symbol = match currency.as_str() {
+            "EUR" => "€",
+            "GBP" => "£",
+            _ => "$",
+        };
+        let mut partner = SandboxPartner::new(&id, sandbox.seed, today, (&currency, symbol));
+        if let Ok(t) = uuid::Uuid::parse_str(tenant) {
+            partner.tenant_id = t;
+        }
+        if let Some(client) = p["credential"]["clientId"].as_str() {
+            clients.push((client.to_string(), id.clone()));
+        }
+        sandbox.partners.push(partner);
+    }
+    Ok(clients)
 }
 
 /// Fires the timer and waits until every run is finished and announced, showing progress.
@@ -477,6 +552,10 @@ async fn collect_runs(
             .await?;
         let req = &v["request"];
         let scope = &req["scope"];
+        let partner = match v["partner"].as_str() {
+            Some(p) if p != "default" => format!("{p}: "),
+            _ => String::new(),
+        };
         let who = scope["invoiceId"]
             .as_str()
             .map(str::to_string)
@@ -489,7 +568,7 @@ async fn collect_runs(
             });
         out.push(RunLine {
             run_id: id.to_string(),
-            subject: format!("{} {who}", req["kind"].as_str().unwrap_or("")),
+            subject: format!("{partner}{} {who}", req["kind"].as_str().unwrap_or("")),
             status: if v["result"]["noData"] == true {
                 "no data".to_string()
             } else {
