@@ -4,13 +4,21 @@
 //! sandbox's clock), never slept.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use functions_runtime::TimerInfo;
+use partner_billing_export::app::{App, PartnerTokens};
+use partner_billing_export::auth::TokenSource;
+use partner_billing_export::billing::ExportScope;
+use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::functions::{exports_http, plan_http, start_exports};
 use partner_billing_export::pipeline::RunState;
 use partner_billing_export::planner::KindGroup;
-use partner_billing_local::graph_sandbox::{default_invoices, SandboxClock, SandboxConfig};
+use partner_billing_local::graph_sandbox::{
+    default_invoices, SandboxClock, SandboxConfig, SandboxPartner,
+};
+use partner_billing_local::tokens::{local_token_source, partner_token_source};
 use test_support::{fast_sandbox, TestBed};
 use time::macros::{date, time};
 use time::{Date, OffsetDateTime};
@@ -120,6 +128,179 @@ async fn forty_days_of_daily_firings_export_each_invoice_once() {
         missing_lines[0].starts_with("2026-12-12"),
         "{missing_lines:?}"
     );
+}
+
+/// Two partner tenants, each with its own invoices (October's published on 8 November,
+/// November's late, on 14 December) and currency, each signed in as itself.
+#[tokio::test]
+async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
+    let start = date!(2026 - 11 - 05);
+    let clock = SandboxClock::new(start);
+    let partner = |id: &str, currency: (&str, &str)| {
+        let mut p = SandboxPartner::new(id, 11, start, currency)
+            .with_invoices_for_months(&[date!(2026 - 10 - 01), date!(2026 - 11 - 01)]);
+        for i in &mut p.invoices {
+            if i.billing_period_start.month() == time::Month::November {
+                i.invoice_date = date!(2026 - 12 - 14);
+            }
+        }
+        p
+    };
+    let sandbox = SandboxConfig {
+        seed: 11,
+        clock: Some(clock.clone()),
+        today: Some(start),
+        partners: vec![
+            partner("contoso", ("USD", "$")),
+            partner("fabrikam", ("EUR", "€")),
+        ],
+        ..fast_sandbox()
+    };
+    let expected: Vec<(String, String)> = sandbox
+        .partners
+        .iter()
+        .flat_map(|p| p.invoices.iter().map(|i| (p.id.clone(), i.id.clone())))
+        .collect();
+    assert_eq!(
+        expected.len(),
+        8,
+        "two invoices a month, two months, two partners"
+    );
+    let partners = format!(
+        r#"{{"partners": [{}]}}"#,
+        sandbox
+            .partners
+            .iter()
+            .zip(["USD", "EUR"])
+            .map(|(p, c)| format!(
+                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}, "currencies": ["{c}"], "unbilledPeriods": ["current"]}}"#,
+                p.id, p.tenant_id
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let bed = TestBed::start(sandbox, &[("PARTNERS", partners.as_str())]).await;
+    let settings = bed.settings.clone();
+    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
+    let tokens: PartnerTokens = ["contoso", "fabrikam"]
+        .into_iter()
+        .map(|p| {
+            (
+                p.parse().unwrap(),
+                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
+            )
+        })
+        .collect();
+    let app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
+    let bed = bed.with_app(app.clone());
+
+    let mut day = start;
+    for _ in 0..42 {
+        clock.set(day);
+        let logs = fire(&bed, KindGroup::Billed, day).await;
+        if day == date!(2026 - 11 - 08) {
+            for p in ["contoso", "fabrikam"] {
+                assert!(
+                    logs.iter()
+                        .any(|l| l.starts_with(&format!("{p}: 4 started"))),
+                    "{logs:?}"
+                );
+            }
+        }
+        fire(&bed, KindGroup::Unbilled, day).await;
+        bed.drain(Duration::from_secs(60)).await;
+        day = day.next_day().unwrap();
+    }
+
+    let runs = app.pipeline.ledger().list(usize::MAX).await.unwrap();
+    let mut billed: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut unbilled: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &runs {
+        assert_eq!(r.state, RunState::Completed, "{r:#?}");
+        let partner = r.request.partner.to_string();
+        match &r.request.scope {
+            ExportScope::Invoice { invoice_id } => {
+                let key = (partner, invoice_id.to_string(), r.request.kind.to_string());
+                *billed.entry(key).or_default() += 1;
+            }
+            ExportScope::Period { .. } => *unbilled.entry(partner).or_default() += 1,
+        }
+    }
+    // Each invoice of each partner: exactly one billed usage and one billed reconciliation run.
+    for (partner, invoice) in &expected {
+        for kind in ["billedUsage", "billedReconciliation"] {
+            let n = billed.get(&(partner.clone(), invoice.clone(), kind.to_string()));
+            assert_eq!(n, Some(&1), "{partner} {invoice} {kind}: {billed:#?}");
+        }
+    }
+    assert_eq!(billed.len(), 16, "{billed:#?}");
+    // No partner exported another's invoice.
+    for ((partner, invoice, _), _) in &billed {
+        assert!(expected.contains(&(partner.clone(), invoice.clone())));
+    }
+    assert_eq!(unbilled.get("contoso"), Some(&(42 * 2)));
+    assert_eq!(unbilled.get("fabrikam"), Some(&(42 * 2)));
+
+    // Each partner's late November invoices are news once, for that partner.
+    let missing = bed.events_of_type("InvoicesMissing.v1");
+    let ids: Vec<&str> = missing.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "contoso-invoices-missing-202611",
+            "fabrikam-invoices-missing-202611"
+        ],
+        "{missing:#?}"
+    );
+    assert!(bed.events_of_type("ExportFailed").is_empty());
+
+    // Plan and backfill per partner.
+    let now = OffsetDateTime::new_utc(day, time!(10:00));
+    let plan = plan_http::plan(&app, http("GET", &[("partner", "fabrikam")], None), now).await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let per = &plan.body["timers"]["StartUnbilledExports"]["partners"];
+    assert!(
+        per.get("contoso").is_none() && per.get("fabrikam").is_some(),
+        "{per}"
+    );
+    let unknown = plan_http::plan(&app, http("GET", &[("partner", "nobody")], None), now).await;
+    assert_eq!(
+        (unknown.status, unknown.body["field"].as_str()),
+        (400, Some("partner"))
+    );
+    let backfill = plan_http::backfill(
+        &app,
+        http(
+            "POST",
+            &[],
+            Some(r#"{"from": "2026-10", "to": "2026-11", "kinds": ["billedUsage"], "partners": ["contoso"], "dryRun": true}"#),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(backfill.status, 200, "{}", backfill.body);
+    assert!(
+        backfill.body["start"].as_array().unwrap().is_empty(),
+        "{}",
+        backfill.body
+    );
+    let done = backfill.body["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "already exported")
+        .count();
+    assert_eq!(done, 4, "contoso's four invoices: {}", backfill.body);
+    let listed = exports_http::run(
+        &app,
+        http(
+            "GET",
+            &[("partner", "fabrikam"), ("kind", "billedUsage")],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(listed.body["total"], 4, "{}", listed.body);
 }
 
 #[tokio::test]
