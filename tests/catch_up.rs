@@ -235,7 +235,7 @@ async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
     }
     assert_eq!(billed.len(), 16, "{billed:#?}");
     // No partner exported another's invoice.
-    for ((partner, invoice, _), _) in &billed {
+    for (partner, invoice, _) in billed.keys() {
         assert!(expected.contains(&(partner.clone(), invoice.clone())));
     }
     assert_eq!(unbilled.get("contoso"), Some(&(42 * 2)));

@@ -98,7 +98,7 @@ where
             };
             let partner = match graph_caller(inner, &req.headers) {
                 Ok(p) => p,
-                Err(refusal) => return refusal,
+                Err(refusal) => return *refusal,
             };
             match read_body(body).await {
                 Ok(bytes) => start_export(inner, &req, version, kind, &bytes, partner),
@@ -109,7 +109,7 @@ where
             if is_version(version) =>
         {
             if let Err(refusal) = graph_caller(inner, &req.headers) {
-                return refusal;
+                return *refusal;
             }
             get_operation(inner, id)
         }
@@ -117,7 +117,7 @@ where
             if is_version(version) =>
         {
             if let Err(refusal) = graph_caller(inner, &req.headers) {
-                return refusal;
+                return *refusal;
             }
             get_manifest(inner, id)
         }
@@ -234,7 +234,7 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Which partner a Graph request is from (`None`: the single-tenant partner, the plain local
 /// token), or the answer to give instead: 401 without a Graph token, 429 while the partner is
 /// throttled.
-fn graph_caller(inner: &Inner, headers: &HeaderMap) -> Result<Option<usize>, Reply> {
+fn graph_caller(inner: &Inner, headers: &HeaderMap) -> Result<Option<usize>, Box<Reply>> {
     let message = match bearer(headers) {
         Some(t) if t == LOCAL_GRAPH_TOKEN => return Ok(None),
         Some(t) => match inner
@@ -251,7 +251,7 @@ fn graph_caller(inner: &Inner, headers: &HeaderMap) -> Result<Option<usize>, Rep
                 );
                 r.headers_mut()
                     .insert("Retry-After", warp::http::HeaderValue::from_static("1"));
-                return Err(r);
+                return Err(Box::new(r));
             }
             Some(i) => return Ok(Some(i)),
             None => "Access token validation failure. Invalid audience.",
@@ -268,7 +268,7 @@ fn graph_caller(inner: &Inner, headers: &HeaderMap) -> Result<Option<usize>, Rep
         "WWW-Authenticate",
         warp::http::HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
     );
-    Err(r)
+    Err(Box::new(r))
 }
 
 // ---------------------------------------------------------------------------------------------
