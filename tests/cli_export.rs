@@ -529,3 +529,65 @@ async fn static_tokens_are_refused_for_real_endpoints() {
     );
     sb.shutdown().await;
 }
+
+/// `export --partner ID` exports for one partner of a `PARTNERS` list, into its folder; with
+/// several partners listed and no `--partner`, it says which to choose.
+#[tokio::test]
+async fn partner_selects_one_partner_of_the_list() {
+    use partner_billing_local::graph_sandbox::SandboxPartner;
+    use partner_billing_local::tokens::{partner_center_token, partner_graph_token};
+    let contoso = SandboxPartner::new("contoso", 7, today(), ("USD", "$"));
+    let fabrikam = SandboxPartner::new("fabrikam", 7, today(), ("EUR", "€"));
+    let partners = format!(
+        r#"{{"partners": [
+            {{"id": "contoso", "tenantId": "{}", "credential": {{"kind": "azure-cli"}}}},
+            {{"id": "fabrikam", "tenantId": "{}", "credential": {{"kind": "azure-cli"}}, "currencies": ["EUR"]}}]}}"#,
+        contoso.tenant_id, fabrikam.tenant_id
+    );
+    let invoice = fabrikam.invoices[0].id.clone();
+    let sb = GraphSandbox::start(SandboxConfig {
+        partners: vec![contoso, fabrikam],
+        ..sandbox_config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+
+    let mut c = export(&sb, &out);
+    c.env("PARTNERS", &partners).args(["--kind", "billedUsage"]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, Some(2), "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("--partner is required: the configuration lists contoso, fabrikam"),
+        "{}",
+        ran.stderr
+    );
+
+    // Signed in to fabrikam's tenant (its tokens), exporting its invoice and its currency.
+    let mut c = export(&sb, &out);
+    c.env("PARTNERS", &partners)
+        .env("GRAPH_ACCESS_TOKEN", partner_graph_token("fabrikam"))
+        .env(
+            "PARTNER_CENTER_ACCESS_TOKEN",
+            partner_center_token("fabrikam"),
+        )
+        .args([
+            "--partner",
+            "fabrikam",
+            "--kind",
+            "billedUsage,unbilledUsage",
+            "--months",
+            "2026-10",
+        ]);
+    let ran = run(c).await;
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains(&invoice), "{}", ran.stdout);
+    assert!(ran.stdout.contains("EUR"), "{}", ran.stdout);
+    let folder = out.join("partner-billing/fabrikam");
+    assert!(folder.join("billed-usage").is_dir(), "{}", ran.stdout);
+    assert!(folder.join("unbilled-usage").is_dir(), "{}", ran.stdout);
+    assert!(!out.join("partner-billing/contoso").exists());
+    sb.shutdown().await;
+}

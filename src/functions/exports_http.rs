@@ -297,6 +297,22 @@ mod tests {
     }
 
     #[test]
+    fn a_partner_may_be_named() {
+        let r = parse_start(Some(
+            r#"{"partner":"Contoso","kind":"billedUsage","invoiceId":"G1"}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.partner.as_str(), "contoso");
+        assert_eq!(r.key(), "partners/contoso/billed-usage/invoice-G1/full");
+        let r = parse_start(Some(r#"{"kind":"billedUsage","invoiceId":"G1"}"#)).unwrap();
+        assert!(r.partner.is_default());
+        assert_eq!(
+            field(r#"{"partner":"a/b","kind":"billedUsage","invoiceId":"G1"}"#),
+            "partner"
+        );
+    }
+
+    #[test]
     fn bad_bodies_name_the_field() {
         assert_eq!(parse_start(None).unwrap_err().field, "body");
         assert_eq!(field("[1]"), "body");
