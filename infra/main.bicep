@@ -122,6 +122,8 @@ param graphClientId string = ''
 param graphClientSecretUri string = ''
 @description('client-certificate: Key Vault secret URI of the certificate (created with content type PEM, so the secret holds certificate and key as PEM; the app identity needs Key Vault Secrets User on it).')
 param graphClientCertificateSecretUri string = ''
+@description('Several partner tenants: the partner list as JSON (README, "Several partner tenants"); empty = one partner from the graph* parameters. Its credentials name app settings holding their secrets (Key Vault references), never the secrets.')
+param partners string = ''
 
 // ---------- notifications and monitoring ----------
 @description('Optional HTTPS webhook for an example Event Grid subscription; empty = none.')
@@ -252,13 +254,18 @@ var graphClientCertificateSettings = isGraphClientCertificate ? {
   GRAPH_CLIENT_ID: graphClientId
   GRAPH_CLIENT_CERTIFICATE: '@Microsoft.KeyVault(SecretUri=${graphClientCertificateSecretUri})'
 } : {}
+// Several partner tenants: the list carries setting names, never secrets.
+var partnersSettings = empty(partners) ? {} : {
+  PARTNERS: partners
+}
 // app-settings:end
 var handlerSettings = union(
   baseHandlerSettings,
   userAssignedHandlerSettings,
   graphManagedIdentitySettings,
   graphClientSecretSettings,
-  graphClientCertificateSettings
+  graphClientCertificateSettings,
+  partnersSettings
 )
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -283,6 +283,8 @@ const LOCAL_ONLY: &[&str] = &[
     // The template passes the certificate as a Key Vault reference (GRAPH_CLIENT_CERTIFICATE);
     // a PEM file path is for machines that have one (a laptop, a container).
     settings::GRAPH_CLIENT_CERTIFICATE_PATH,
+    // The same for the partner list: in Azure it is the PARTNERS setting.
+    settings::PARTNERS_FILE,
 ];
 
 /// Names the Functions platform reads (not our code).
