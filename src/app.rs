@@ -154,8 +154,15 @@ impl App {
                 .destination_prefix
                 .clone()
                 .expect("a listed partner has a folder");
-            self.pipeline
-                .add_partner(p.id.clone(), PartnerRuntime { billing, folder });
+            let tenant_id = p.tenant_id.map(|t| t.to_string()).unwrap_or_default();
+            self.pipeline.add_partner(
+                p.id.clone(),
+                PartnerRuntime {
+                    billing,
+                    folder,
+                    tenant_id,
+                },
+            );
             self.partner_invoices.insert(
                 p.id.clone(),
                 PartnerCenterClient::new(authed, self.config.partner_center_base_url.clone()),

@@ -145,6 +145,10 @@ async fn a_partner_whose_credential_fails_does_not_hold_up_the_other() {
     let completed = bed.events_of_type("ExportCompleted.v1");
     assert_eq!(completed.len(), 6);
     assert!(completed.iter().all(|e| e["data"]["partner"] == "contoso"));
+    let tenant = bed.sandbox.config().partners[0].tenant_id.to_string();
+    assert!(completed
+        .iter()
+        .all(|e| e["data"]["partnerTenantId"] == tenant.as_str()));
 }
 
 #[tokio::test]

@@ -226,6 +226,7 @@ impl Pipeline {
         run: &RunRecord,
         ev: CloudEvent,
     ) -> Result<(), PipelineError> {
+        let ev = self.with_partner_tenant(run, ev);
         self.events.publish(&[ev]).await?;
         self.ledger
             .update(&run.run_id, |r| {

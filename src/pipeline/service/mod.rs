@@ -109,6 +109,8 @@ pub enum Handled {
 pub struct PartnerRuntime {
     pub billing: BillingClient,
     pub folder: ObjectPath,
+    /// The partner's Entra ID tenant, carried in its runs' events (`data.partnerTenantId`).
+    pub tenant_id: String,
 }
 
 pub struct Pipeline {
@@ -171,6 +173,16 @@ impl Pipeline {
             None if partner.is_default() => Ok(&self.billing),
             None => Err(PipelineError::UnknownPartner(partner.clone())),
         }
+    }
+
+    /// A run's event with its listed partner's tenant id in `data.partnerTenantId`.
+    pub(super) fn with_partner_tenant(&self, run: &RunRecord, mut ev: CloudEvent) -> CloudEvent {
+        if let Some(p) = self.partners.get(&run.request.partner) {
+            if let Some(o) = ev.data.as_object_mut() {
+                o.insert("partnerTenantId".into(), p.tenant_id.clone().into());
+            }
+        }
+        ev
     }
 
     /// Folder prefix of `partner`'s output: `{DESTINATION_PREFIX}/{partner folder}`, or the

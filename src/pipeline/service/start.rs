@@ -121,7 +121,7 @@ impl Pipeline {
     }
 
     pub(super) async fn announce_started(&self, run: RunRecord) -> RunRecord {
-        let ev = notify::started(&self.cfg.event_source, &run);
+        let ev = self.with_partner_tenant(&run, notify::started(&self.cfg.event_source, &run));
         match self.events.publish(&[ev]).await {
             Ok(()) => match self
                 .ledger
