@@ -209,11 +209,13 @@ impl Pipeline {
         self.dest
             .put_bytes(&manifest_path, bytes.into(), "application/json")
             .await?;
+        let current = self.publish_current(&run).await?;
         let ev = notify::completed(
             &self.cfg.event_source,
             &run,
             &self.dest.locate(&folder),
             &self.dest.locate(&manifest_path),
+            current.as_ref().map(|c| self.dest.locate(c)).as_deref(),
         );
         self.publish_final(&run, ev).await?;
         self.forget_manifest(&run.run_id);

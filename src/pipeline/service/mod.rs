@@ -3,6 +3,7 @@
 //! message still has to do.
 
 mod copy;
+mod current;
 mod poll;
 mod start;
 mod watchdog;

@@ -57,9 +57,9 @@ impl State {
         version: &str,
         now: OffsetDateTime,
     ) -> Uuid {
-        let key = req.key();
+        let key = export_key(&req, today);
         if !self.exports.contains_key(&key) {
-            let export = Export::new(cfg, today, req, now);
+            let export = Export::new(cfg, today, req, &key, now);
             self.manifests.insert(export.manifest_id, key.clone());
             for (i, name) in export.blob_names.iter().enumerate() {
                 self.blobs
@@ -86,6 +86,16 @@ impl State {
             },
         );
         id
+    }
+}
+
+/// Which export (data version) a request is served from. A billed invoice's data is fixed
+/// once issued. Unbilled data grows every day until the period is invoiced, so each day's
+/// request gets a new snapshot (new eTag, new rows), as Graph serves a new data version.
+fn export_key(req: &ExportRequest, today: Date) -> String {
+    match &req.scope {
+        ExportScope::Invoice { .. } => req.key(),
+        ExportScope::Period { .. } => format!("{}@{today}", req.key()),
     }
 }
 
@@ -200,8 +210,14 @@ pub struct Export {
 }
 
 impl Export {
-    fn new(cfg: &SandboxConfig, today: Date, req: ExportRequest, now: OffsetDateTime) -> Self {
-        let key = req.key();
+    fn new(
+        cfg: &SandboxConfig,
+        today: Date,
+        req: ExportRequest,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Self {
+        let key = key.to_string();
         let seed = cfg.seed;
         let tenant = partner_tenant_id(seed);
         let mut ids = Rng::derived(seed, &format!("export#{key}"));

@@ -295,7 +295,9 @@ fn start_export(
     let now = OffsetDateTime::now_utc();
     let id = {
         let mut st = inner.state();
-        let id = st.start(&inner.cfg, inner.today, export, version, now);
+        // The movable clock, when a test drives one, decides which day's snapshot is served.
+        let today = inner.cfg.clock.as_ref().map_or(inner.today, |c| c.today());
+        let id = st.start(&inner.cfg, today, export, version, now);
         if let Some(store) = &inner.cfg.blob_store {
             start_upload(&mut st, &id, store, inner.cfg.rows_per_partition);
         }
