@@ -15,6 +15,7 @@ use crate::billing::{
     AttributeSet, BillingMonth, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion,
     InvoiceId, SourceHosts,
 };
+use crate::pipeline::derived::OutputFormats;
 use crate::pipeline::{PipelineConfig, PollPolicy};
 use crate::settings::{self as s, SETTINGS};
 
@@ -220,6 +221,8 @@ impl Config {
                 st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60,
             ),
             max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
+            formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
+                .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
         };
         let connection = st
             .raw(s::SERVICEBUS_CONNECTION_STRING)

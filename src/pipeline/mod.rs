@@ -3,6 +3,7 @@
 
 pub mod current;
 pub mod decide;
+pub mod derived;
 pub mod fanin;
 pub mod layout;
 pub mod ledger;

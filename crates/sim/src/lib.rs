@@ -251,6 +251,7 @@ fn pipeline(
             max_copy_attempts: 5,
             stall_after: Duration::from_secs(15 * 60),
             max_repairs: 3,
+            formats: Default::default(),
         },
     ))
 }

@@ -2,6 +2,7 @@
 //! step is a short idempotent invocation; the ledger decides what a redelivered or duplicated
 //! message still has to do.
 
+mod convert;
 mod copy;
 mod current;
 mod poll;
@@ -49,6 +50,8 @@ pub struct PipelineConfig {
     pub stall_after: Duration,
     /// A run the watchdog has resumed this often without progress is failed (`stalled`).
     pub max_repairs: u32,
+    /// Formats derived from each copied partition.
+    pub formats: super::derived::OutputFormats,
 }
 
 /// Default for [`PipelineConfig::max_copy_attempts`]; the queue's maxDeliveryCount is 10.
