@@ -539,7 +539,7 @@ impl<'a> Parser<'a> {
             self.bytes_json += filled as u64;
             let data = &buf[..filled];
             let mut start = 0;
-            while let Some(nl) = data[start..].iter().position(|&b| b == b'\n') {
+            while let Some(nl) = memchr::memchr(b'\n', &data[start..]) {
                 let end = start + nl;
                 if self.pending.is_empty() {
                     self.line(&data[start..end], groups, back)?;
