@@ -55,7 +55,7 @@ fn main() {
     );
     let (duck_secs, duck_rss) = measure(Command::new(&python).args([
         "-c",
-        "import duckdb, sys; duckdb.connect().execute(sys.argv[1])",
+        "import duckdb, sys; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); c.execute(sys.argv[1])",
         &sql,
     ]));
 
@@ -79,7 +79,21 @@ fn child_convert(input: &Path, output: &Path) {
     let schema = Schema::new(Dataset::Usage, AttributeSet::Full);
     let out = BufWriter::new(File::create(output).expect("creating the output"));
     let inp = File::open(input).expect("opening the input");
-    let report = convert(inp, &schema, out, &ConvertOptions::default()).expect("converting");
+    let mut options = ConvertOptions::default();
+    // Knobs for exploring the memory/throughput trade-off by hand.
+    if let Some(mib) = std::env::var("BENCH_ROW_GROUP_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        options.row_group_bytes = mib << 20;
+    }
+    if let Some(level) = std::env::var("BENCH_ZSTD_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.zstd_level = level;
+    }
+    let report = convert(inp, &schema, out, &options).expect("converting");
     eprintln!(
         "ours: {} rows, {} row groups, {} JSON bytes",
         report.rows, report.row_groups, report.bytes_json

@@ -177,7 +177,7 @@ fn iso_day(days: i64) -> String {
 /// Writes the partition as JSON Lines (one object per line, keys in the documented order).
 pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result<()> {
     let schema = Schema::new(cfg.dataset, cfg.attribute_set);
-    let mut rng = Rng(cfg.seed ^ 0x5EED_0F_B111);
+    let mut rng = Rng(cfg.seed ^ 0x005E_ED0F_B111);
     let partner = rng.guid();
     let customers: Vec<(String, &str, String, &str)> = CUSTOMERS
         .iter()
