@@ -96,6 +96,7 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
             stall_after: Duration::from_secs(900),
             max_repairs: 3,
             formats: Default::default(),
+            invoice_tolerance: Default::default(),
         },
     );
     let request = ExportRequest::unbilled(

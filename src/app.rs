@@ -106,15 +106,20 @@ impl App {
         let billing = BillingClient::new(authed.clone(), config.graph.clone());
         let invoices =
             PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
+        let hubs = hubs_destination(&config, transfer_client(), tokens.clone())?;
         let (dest, ledger_store) = destination(&config, transfer_client(), tokens)?;
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             billing,
             queue,
             events,
             dest,
             Ledger::new(ledger_store),
             config.pipeline.clone(),
-        );
+        )
+        .with_invoice_check(Arc::new(invoices.clone()));
+        if let Some(hubs) = hubs {
+            pipeline = pipeline.with_hubs(hubs);
+        }
         Ok(Arc::new(Self {
             config,
             pipeline,
@@ -133,6 +138,24 @@ fn graph_allow_list(config: &Config) -> AllowList {
 }
 
 type Storage = (Arc<dyn Destination>, Arc<dyn LedgerStore>);
+
+/// The FinOps hubs ingestion container: beside the destination container in the same account
+/// (same credential), or a folder of the output directory locally.
+fn hubs_destination(
+    config: &Config,
+    http: reqwest::Client,
+    tokens: Arc<dyn TokenSource>,
+) -> anyhow::Result<Option<Arc<dyn Destination>>> {
+    let Some(container) = &config.hubs_container else {
+        return Ok(None);
+    };
+    let mut hubs = config.clone();
+    match &mut hubs.destination {
+        DestinationConfig::Filesystem { directory } => *directory = directory.join(container),
+        DestinationConfig::Blob { container: c, .. } => *c = container.clone(),
+    }
+    Ok(Some(destination(&hubs, http, tokens)?.0))
+}
 
 fn destination(
     config: &Config,

@@ -15,7 +15,7 @@ use crate::billing::{
     AttributeSet, BillingMonth, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion,
     InvoiceId, SourceHosts,
 };
-use crate::pipeline::derived::OutputFormats;
+use crate::pipeline::derived::{Amount, OutputFormats};
 use crate::pipeline::{PipelineConfig, PollPolicy};
 use crate::settings::{self as s, SETTINGS};
 
@@ -78,6 +78,8 @@ pub struct Config {
     pub destination: DestinationConfig,
     pub credentials: Credentials,
     pub json_logs: bool,
+    /// FinOps hubs ingestion container (`HUBS_INGESTION_CONTAINER`), when landing is on.
+    pub hubs_container: Option<String>,
 }
 
 /// Reads settings through `get` (the environment in production, a map in tests).
@@ -223,7 +225,39 @@ impl Config {
             max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
             formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
                 .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
+            invoice_tolerance: st
+                .raw(s::INVOICE_CHECK_TOLERANCE)
+                .unwrap_or_default()
+                .parse::<Amount>()
+                .ok()
+                .filter(|a| *a >= Amount::default())
+                .ok_or_else(|| {
+                    err(
+                        s::INVOICE_CHECK_TOLERANCE,
+                        "must be a non-negative amount, e.g. 0.01",
+                    )
+                })?,
         };
+        let hubs_container = st.raw(s::HUBS_INGESTION_CONTAINER);
+        if hubs_container.is_some() && !pipeline.formats.parquet {
+            return Err(err(
+                s::HUBS_INGESTION_CONTAINER,
+                "FinOps hubs ingest Parquet: add parquet to OUTPUT_FORMATS (jsonl.gz,parquet)",
+            ));
+        }
+        if let Some(c) = &hubs_container {
+            let ok = (3..=63).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(err(
+                    s::HUBS_INGESTION_CONTAINER,
+                    format!(
+                        "{c:?} is not a container name (3-63 lowercase letters, digits, hyphens)"
+                    ),
+                ));
+            }
+        }
         let connection = st
             .raw(s::SERVICEBUS_CONNECTION_STRING)
             .map(|c| {
@@ -296,6 +330,7 @@ impl Config {
                 .raw(s::LOG_FORMAT)
                 .unwrap_or_default()
                 .eq_ignore_ascii_case("json"),
+            hubs_container,
         })
     }
 }

@@ -67,6 +67,10 @@ impl Amount {
         self.0.checked_add(o.0).map(Amount)
     }
 
+    pub fn checked_sub(self, o: Amount) -> Option<Amount> {
+        self.0.checked_sub(o.0).map(Amount)
+    }
+
     pub fn abs_diff(self, o: Amount) -> Option<Amount> {
         self.0.checked_sub(o.0).map(|d| Amount(d.abs()))
     }

@@ -5,6 +5,7 @@ pub mod current;
 pub mod decide;
 pub mod derived;
 pub mod fanin;
+pub mod invoice_check;
 pub mod layout;
 pub mod ledger;
 pub mod manifest_cache;

@@ -252,6 +252,7 @@ fn pipeline(
             stall_after: Duration::from_secs(15 * 60),
             max_repairs: 3,
             formats: Default::default(),
+            invoice_tolerance: Default::default(),
         },
     ))
 }

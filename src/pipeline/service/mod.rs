@@ -5,6 +5,7 @@
 mod convert;
 mod copy;
 mod current;
+mod finops;
 mod poll;
 mod start;
 mod watchdog;
@@ -52,6 +53,8 @@ pub struct PipelineConfig {
     pub max_repairs: u32,
     /// Formats derived from each copied partition.
     pub formats: super::derived::OutputFormats,
+    /// Largest difference between an invoice and its reconciliation data that still balances.
+    pub invoice_tolerance: super::derived::Amount,
 }
 
 /// Default for [`PipelineConfig::max_copy_attempts`]; the queue's maxDeliveryCount is 10.
@@ -114,6 +117,10 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     manifests: ManifestCache,
     copying: std::sync::Mutex<std::collections::HashMap<RunId, Arc<RunRecord>>>,
+    /// Invoice totals for the invoice check (none: no check).
+    invoices: Option<Arc<dyn super::invoice_check::InvoiceSource>>,
+    /// The FinOps hubs ingestion container (none: no hubs landing).
+    hubs: Option<Arc<dyn Destination>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -146,7 +153,24 @@ impl Pipeline {
             cfg,
             manifests: ManifestCache::default(),
             copying: Default::default(),
+            invoices: None,
+            hubs: None,
         }
+    }
+
+    /// Checks billed reconciliation data against invoices read from `source`.
+    pub fn with_invoice_check(
+        mut self,
+        source: Arc<dyn super::invoice_check::InvoiceSource>,
+    ) -> Self {
+        self.invoices = Some(source);
+        self
+    }
+
+    /// Lands each run's FOCUS files in a FinOps hubs ingestion container.
+    pub fn with_hubs(mut self, hubs: Arc<dyn Destination>) -> Self {
+        self.hubs = Some(hubs);
+        self
     }
 
     pub fn ledger(&self) -> &Ledger {

@@ -106,6 +106,9 @@ pub struct SandboxConfig {
     pub root_directory_base: Option<String>,
     /// If set, the blob names of every export (instead of `partitions` Spark-style names).
     pub blob_names: Option<Vec<String>>,
+    /// Invoices whose detail (`GET /v1/invoices/{id}`) reports `totalCharges` one currency
+    /// unit above the sum of their reconciliation data: an invoice that does not balance.
+    pub mismatched_invoices: Vec<String>,
 }
 
 /// A simulated date shared between a test and the sandbox (clones share it).
@@ -162,6 +165,7 @@ impl Default for SandboxConfig {
             refuse_exports: None,
             known_invoices_only: false,
             unsupported_versions: Vec::new(),
+            mismatched_invoices: Vec::new(),
             blob_delay: Duration::ZERO,
             root_directory_base: None,
             blob_names: None,

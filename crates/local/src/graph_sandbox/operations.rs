@@ -89,6 +89,34 @@ impl State {
     }
 }
 
+/// The sum of `Total` over the billed reconciliation data of `invoice`, in hundredths of the
+/// invoice currency: what Partner Center's invoice detail reports as `totalCharges`, so the
+/// sandbox's invoices agree with its data. Rows are generated as the blob routes serve them.
+pub fn reconciliation_total_cents(cfg: &SandboxConfig, today: Date, invoice: &str) -> Option<i128> {
+    let id = invoice.parse().ok()?;
+    let req = ExportRequest::billed(
+        partner_billing_export::billing::ExportKind::BilledReconciliation,
+        id,
+        partner_billing_export::billing::AttributeSet::Full,
+    )
+    .ok()?;
+    let key = export_key(&req, today);
+    let mut export = Export::new(cfg, today, req, &key, OffsetDateTime::now_utc());
+    let mut cents: i128 = 0;
+    for i in 0..export.blob_names.len() {
+        let p = export.partition(i, cfg.rows_per_partition);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&p.gzip[..]), &mut text)
+            .ok()?;
+        for line in text.lines() {
+            let row: Value = serde_json::from_str(line).ok()?;
+            // Written with two decimals; summed in cents so no float error accumulates.
+            cents += (row.get("Total")?.as_f64()? * 100.0).round() as i128;
+        }
+    }
+    Some(cents)
+}
+
 /// Which export (data version) a request is served from. A billed invoice's data is fixed
 /// once issued. Unbilled data grows every day until the period is invoiced, so each day's
 /// request gets a new snapshot (new eTag, new rows), as Graph serves a new data version.

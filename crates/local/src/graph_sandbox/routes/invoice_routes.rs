@@ -3,18 +3,52 @@
 use serde_json::json;
 use warp::http::StatusCode;
 
-use super::super::{bump, invoices, Inner};
+use super::super::{bump, invoices, operations, Inner};
 use crate::tokens::LOCAL_PARTNER_CENTER_TOKEN;
 
 use super::{bearer, json_reply, Reply, Request};
 
-pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
+/// `GET /v1/invoices/{id}`: one invoice, its `totalCharges` the sum of its reconciliation
+/// data (off by one unit for `mismatched_invoices`).
+pub(super) fn get_invoice(inner: &Inner, req: &Request, id: &str) -> Reply {
+    if let Some(refused) = refuse_foreign_token(inner, req) {
+        return refused;
+    }
+    bump(&inner.counters.invoice_gets, 1);
+    let today = inner.cfg.clock.as_ref().map_or(inner.today, |c| c.today());
+    let found = inner.cfg.invoices.iter().find(|i| {
+        i.id.eq_ignore_ascii_case(id) && (inner.cfg.clock.is_none() || i.invoice_date <= today)
+    });
+    let Some(invoice) = found else {
+        return json_reply(
+            StatusCode::NOT_FOUND,
+            &json!({"code": 404, "description": format!("Invoice {id} was not found."), "data": [], "source": "PartnerFD"}),
+        );
+    };
+    let mut invoice = invoice.clone();
+    if let Some(cents) = operations::reconciliation_total_cents(&inner.cfg, today, &invoice.id) {
+        let off = if inner
+            .cfg
+            .mismatched_invoices
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(id))
+        {
+            100
+        } else {
+            0
+        };
+        invoice.total_charges = (cents + off) as f64 / 100.0;
+    }
+    json_reply(StatusCode::OK, &invoice.to_json())
+}
+
+/// Partner Center refuses tokens for any other audience, Graph's included.
+fn refuse_foreign_token(inner: &Inner, req: &Request) -> Option<Reply> {
     match bearer(&req.headers) {
-        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => {}
+        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => None,
         _ => {
-            // Partner Center refuses tokens for any other audience, Graph's included.
             bump(&inner.counters.unauthorized, 1);
-            return json_reply(
+            Some(json_reply(
                 StatusCode::UNAUTHORIZED,
                 &json!({
                     "code": 401,
@@ -22,8 +56,14 @@ pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
                     "data": [],
                     "source": "PartnerFD"
                 }),
-            );
+            ))
         }
+    }
+}
+
+pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
+    if let Some(refused) = refuse_foreign_token(inner, req) {
+        return refused;
     }
     bump(&inner.counters.invoice_gets, 1);
     let mut size = invoices::MAX_PAGE_SIZE;

@@ -21,7 +21,7 @@ use super::operations::Poll;
 use super::{blobs, bump, Inner};
 use crate::tokens::LOCAL_GRAPH_TOKEN;
 use blob_routes::get_blob;
-use invoice_routes::list_invoices;
+use invoice_routes::{get_invoice, list_invoices};
 use partner_billing_export::billing::types::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, ExportScope, InvoiceId,
 };
@@ -124,6 +124,7 @@ where
             get_blob(inner, &req, rest, req.method == Method::HEAD)
         }
         (&Method::GET, ["partnercenter", "v1", "invoices"]) => list_invoices(inner, &req),
+        (&Method::GET, ["partnercenter", "v1", "invoices", id]) => get_invoice(inner, &req, id),
         (_, ["blob", ..]) => blobs::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "UnsupportedHttpVerb",
