@@ -117,6 +117,25 @@ async fn reading_through_the_current_pointer_counts_each_row_once() {
         "no row twice through the pointer"
     );
 
+    // The README's query, run by DuckDB over the output, reads the same rows.
+    let readme = include_str!("../README.md");
+    let query = readme
+        .split("<!-- current-data-query -->")
+        .nth(1)
+        .and_then(|s| s.split("<!-- /current-data-query -->").next())
+        .and_then(|s| s.split("```sql").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has the current-data query between its markers");
+    let counted = test_support::duckdb::rows(
+        bed.dir.path(),
+        &format!("SELECT count(*) FROM ({})", query.trim().trim_end_matches(';')),
+    );
+    assert_eq!(
+        counted[0][0].as_deref(),
+        Some(current_rows.len().to_string().as_str()),
+        "the README's query counts each row once"
+    );
+
     // The two older versions are marked as superseded; the current one is not.
     for version in versions.keys() {
         let marker = format!("{export}/{version}/_superseded.json");
