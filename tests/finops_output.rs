@@ -216,6 +216,22 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
         }
     }
     assert!(checked >= 16, "{checked} partitions checked");
+
+    // The README's FOCUS query runs as printed and finds every billed usage row's cost.
+    let query = include_str!("../README.md")
+        .split("<!-- focus-query -->")
+        .nth(1)
+        .and_then(|s| s.split("```sql").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has the FOCUS query between its markers");
+    let per_customer = duckdb::rows(
+        root,
+        &format!(
+            "SELECT count(*), sum(cost)::VARCHAR FROM ({})",
+            query.trim().trim_end_matches(';')
+        ),
+    );
+    assert_ne!(per_customer[0][0].as_deref(), Some("0"), "{per_customer:?}");
 }
 
 #[tokio::test]
