@@ -148,8 +148,11 @@ impl<W: Write + Send> Sink<W> {
         let mut props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
-            // Chunk statistics on numbers, dates and timestamps let readers prune row groups;
-            // min/max of every string was the encoder's largest cost (profiled) for little use.
+            // Chunk statistics on integers, dates and timestamps let readers prune row groups.
+            // Not on strings: their min/max was the encoder's largest cost (profiled). Not on
+            // decimals: the min/max values are slices of the row group's value buffer, and the
+            // file metadata would keep every such buffer alive until the footer (found as
+            // resident memory growing with the row count).
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_created_by(format!("billing-columnar {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(
@@ -159,7 +162,7 @@ impl<W: Write + Send> Sink<W> {
                     .collect(),
             ));
         for (name, ty) in columns {
-            if *ty == ColumnType::String {
+            if matches!(ty, ColumnType::String | ColumnType::Decimal) {
                 props = props.set_column_statistics_enabled(
                     ColumnPath::from(name.as_str()),
                     EnabledStatistics::None,
@@ -183,15 +186,15 @@ impl<W: Write + Send> Sink<W> {
         while let Some(mut cw) = rg.next_column()? {
             let col = cols[i];
             let defs = Some(&col.defs[..]);
+            // Values are slices of one shared buffer per column: refcounts, not allocations.
             match (cw.untyped(), &col.values) {
                 (ColumnWriter::ByteArrayColumnWriter(w), Values::Str { bytes, ends }) => {
-                    // One shared buffer sliced per value: refcounts, not allocations.
-                    let shared = Bytes::copy_from_slice(bytes);
+                    let all = Bytes::copy_from_slice(bytes);
                     self.scratch.clear();
                     let mut start = 0usize;
                     for &end in ends {
                         let end = end as usize;
-                        self.scratch.push(ByteArray::from(shared.slice(start..end)));
+                        self.scratch.push(ByteArray::from(all.slice(start..end)));
                         start = end;
                     }
                     w.write_batch(&self.scratch, defs, None)?;
@@ -202,11 +205,11 @@ impl<W: Write + Send> Sink<W> {
                     for x in v {
                         raw.extend_from_slice(&x.to_be_bytes());
                     }
-                    let shared = Bytes::from(raw);
+                    let all = Bytes::from(raw);
                     self.flba.clear();
                     for k in 0..v.len() {
                         self.flba.push(FixedLenByteArray::from(ByteArray::from(
-                            shared.slice(k * 16..k * 16 + 16),
+                            all.slice(k * 16..k * 16 + 16),
                         )));
                     }
                     w.write_batch(&self.flba, defs, None)?;

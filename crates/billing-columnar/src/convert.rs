@@ -157,7 +157,8 @@ pub fn convert_both(
 
 /// Decoded JSON handed from the reader thread: a buffer and how much of it is filled.
 type Chunk = (Vec<u8>, usize);
-const CHUNK: usize = 1 << 20;
+/// Small enough that the chunks in flight stay a few MiB, large enough to amortise hand-offs.
+const CHUNK: usize = 256 << 10;
 
 /// Reader thread: reads the input and inflates gzip members (concatenated members allowed).
 fn inflate_loop(
@@ -254,7 +255,7 @@ fn run<T: Write + Send, F: Write + Send>(
     let typed = typed.map(Counting::new);
     let focus = focus.map(Counting::new);
     thread::scope(|s| {
-        let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, Error>>(4);
+        let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, Error>>(8);
         let (recycle_tx, recycle_rx) = channel::<Vec<u8>>();
         let reader = s.spawn(move || inflate_loop(input, chunk_tx, recycle_rx));
         // Rendezvous: the encoder works on one group while the parser fills the next; a queued
