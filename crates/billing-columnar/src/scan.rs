@@ -151,16 +151,16 @@ impl<'a> Scanner<'a> {
             Some(b't') => self.literal(b"true", Token::Bool(true)),
             Some(b'f') => self.literal(b"false", Token::Bool(false)),
             Some(b'-' | b'0'..=b'9') => {
-                while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
-                    self.pos += 1;
-                }
-                // The exact grammar is checked by the column's parser; a string column keeps
-                // the text, so validate it here too.
-                let text = &self.s[start..self.pos];
-                if !is_json_number(text) {
+                // One validating pass (the grammar matters: string columns keep the text).
+                let len = json_number_len(&self.s[start..]);
+                if len == 0 {
                     return err(start, "malformed number");
                 }
-                Ok(Token::Number(text))
+                self.pos += len;
+                if let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
+                    return err(start, "malformed number");
+                }
+                Ok(Token::Number(&self.s[start..self.pos]))
             }
             Some(b'{' | b'[') => {
                 self.skip_nested()?;
@@ -215,7 +215,8 @@ impl<'a> Scanner<'a> {
     }
 }
 
-fn is_json_number(s: &[u8]) -> bool {
+/// Length of the JSON number at the start of `s`, or 0 when there is none.
+fn json_number_len(s: &[u8]) -> usize {
     let mut i = usize::from(s.first() == Some(&b'-'));
     let digits = |i: &mut usize| {
         let st = *i;
@@ -225,12 +226,12 @@ fn is_json_number(s: &[u8]) -> bool {
         *i > st
     };
     if !digits(&mut i) {
-        return false;
+        return 0;
     }
     if s.get(i) == Some(&b'.') {
         i += 1;
         if !digits(&mut i) {
-            return false;
+            return 0;
         }
     }
     if let Some(b'e' | b'E') = s.get(i) {
@@ -239,10 +240,10 @@ fn is_json_number(s: &[u8]) -> bool {
             i += 1;
         }
         if !digits(&mut i) {
-            return false;
+            return 0;
         }
     }
-    i == s.len()
+    i
 }
 
 /// Index of the first `"` or `\` in `s` (or `s.len()`). Control characters inside strings

@@ -247,6 +247,19 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
         "SELECT decode(value) FROM parquet_kv_metadata('{f}') WHERE decode(key) = 'focus_version'"
     ));
     assert_eq!(text(&md[0][0]), FOCUS_VERSION);
+    let focus_unknown = one(&format!(
+        "SELECT count(\"x_PC_NewColumn\"), count(\"{LATE_UNKNOWN_COLUMN}\") FROM read_parquet('{f}')"
+    ));
+    assert_eq!(
+        text(&focus_unknown[1]),
+        exp.late_rows.to_string(),
+        "{name}: FOCUS keeps late keys"
+    );
+    assert_ne!(
+        text(&focus_unknown[0]),
+        "0",
+        "{name}: FOCUS keeps unknown columns"
+    );
     let periods = one(&format!(
         "SELECT count(*) FILTER (WHERE \"ChargePeriodEnd\" <= \"ChargePeriodStart\" OR \"BillingPeriodEnd\" <= \"BillingPeriodStart\"), count(\"BillingPeriodStart\") FROM read_parquet('{f}')"
     ));
