@@ -27,9 +27,9 @@ pub fn schema_markdown() -> String {
          - Typed columns accept the JSON type or a string holding it (`\"12.5\"`); an empty \
          string is null. Anything else is an error naming the line and the column.\n\
          - Decimals are DECIMAL({p},{sc}) (16-byte FIXED_LEN_BYTE_ARRAY), parsed exactly from the \
-         JSON text (no floating point; exponents allowed). {sc} places hold every price and rate \
-         .NET prints; more places, or more than 38 digits, are an error rather than a silent \
-         rounding. Sums in the report are exact (i128).\n\
+         JSON text (no floating point; exponents allowed). {sc} places cover the prices and \
+         rates seen in Microsoft's files with room to spare; a value with more places, or more \
+         than 38 significant digits, is an error rather than a silent rounding. Sums in the report are exact (i128).\n\
          - Timestamps are TIMESTAMP(MICROS, UTC); a missing zone means UTC (Microsoft writes `Z`), \
          offsets are normalised, digits below a microsecond (.NET writes 7) are truncated.\n\
          - Dates are DATE; a time part is accepted only at midnight.\n\
@@ -38,6 +38,11 @@ pub fn schema_markdown() -> String {
          STRING columns after the known ones; keys first seen later go into the last column, \
          `{LATE_UNKNOWN_COLUMN}`, a JSON object of those keys with their values as written. \
          The conversion report lists both kinds.\n\
+         - Input is treated as hostile: lines are limited (1 MiB by default), so is the number \
+         of distinct columns (512), nesting inside a value (64), and a key twice in a row is an \
+         error. Nested objects or arrays in a string column are kept as their JSON text; raw \
+         control characters inside strings (invalid JSON, harmless here) are kept as is.\n\
+         - Statistics: chunk min/max for integers, dates and timestamps only.\n\
          - Key-value metadata: `billing_columnar.view` (`typed`), `billing_columnar.dataset`, \
          `billing_columnar.attribute_set`, `billing_columnar.unknown_columns`.\n",
         p = crate::DECIMAL_PRECISION,
