@@ -287,6 +287,15 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         let http = reqwest::Client::new();
         az.create_container(&http, PARTNER_ACCOUNT, PARTNER_CONTAINER)
             .await?;
+        // The FinOps hubs ingestion container, when asked for, exists beside it (as infra/
+        // ensures in Azure).
+        if let Some((_, hubs)) = opts
+            .settings
+            .iter()
+            .find(|(k, v)| k == s::HUBS_INGESTION_CONTAINER && !v.is_empty())
+        {
+            az.create_container(&http, PARTNER_ACCOUNT, hubs).await?;
+        }
         let sas = az.account(PARTNER_ACCOUNT).sas(
             "rwdlac",
             time::OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600),
