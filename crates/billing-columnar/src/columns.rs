@@ -232,6 +232,9 @@ impl<W: Write + Send> Sink<W> {
 
     /// Finishes the file (footer) and returns the output.
     pub fn finish(self) -> Result<W, Error> {
-        Ok(self.writer.into_inner()?)
+        let mut out = self.writer.into_inner()?;
+        // A buffered output would otherwise flush on drop and lose the error.
+        out.flush().map_err(Error::Write)?;
+        Ok(out)
     }
 }

@@ -56,6 +56,8 @@ pub enum Error {
     LineTooLong { line: u64, limit: usize },
     #[error("line {line}: more than {limit} distinct columns")]
     TooManyColumns { line: u64, limit: usize },
+    #[error("writing the output: {0}")]
+    Write(#[source] std::io::Error),
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("internal error: {0}")]
