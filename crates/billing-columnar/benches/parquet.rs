@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use billing_columnar::generate::{write_partition, GeneratorConfig};
-use billing_columnar::{convert, AttributeSet, ConvertOptions, Dataset, Schema};
+use billing_columnar::{convert, convert_both, AttributeSet, ConvertOptions, Dataset, Schema};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -93,7 +93,16 @@ fn child_convert(input: &Path, output: &Path) {
     {
         options.zstd_level = level;
     }
-    let report = convert(inp, &schema, out, &options).expect("converting");
+    // BENCH_BOTH=1: typed and FOCUS in one pass (what the product does), for its figures.
+    let report = if std::env::var_os("BENCH_BOTH").is_some() {
+        let focus = BufWriter::new(
+            File::create(output.with_extension("focus.parquet")).expect("creating the output"),
+        );
+        convert_both(inp, &schema, out, focus, &options)
+    } else {
+        convert(inp, &schema, out, &options)
+    }
+    .expect("converting");
     eprintln!(
         "ours: {} rows, {} row groups, {} JSON bytes",
         report.rows, report.row_groups, report.bytes_json

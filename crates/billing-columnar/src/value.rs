@@ -176,7 +176,13 @@ impl Decimal {
     pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
         let neg = (self.scaled < 0) != (other.scaled < 0);
         let (hi, lo) = mul_u128(self.scaled.unsigned_abs(), other.scaled.unsigned_abs());
-        let (q, r) = div_u256(hi, lo, ONE as u128)?;
+        // Products of ordinary prices and quantities fit in 128 bits: the long division is
+        // only for the rest.
+        let (q, r) = if hi == 0 {
+            (lo / ONE as u128, lo % ONE as u128)
+        } else {
+            div_u256(hi, lo, ONE as u128)?
+        };
         let q = if r * 2 >= ONE as u128 { q + 1 } else { q };
         let q = i128::try_from(q).ok()?;
         Some(Decimal::from_scaled(if neg { -q } else { q }))
