@@ -436,6 +436,9 @@ struct Parser<'a> {
     options: &'a ConvertOptions,
     /// Names of all columns (known, then unknown) and their types.
     names: Vec<Box<[u8]>>,
+    /// `"Name":` of each column, for the fast path of keys in their usual order (none for
+    /// names that would need escaping).
+    patterns: Vec<Option<Box<[u8]>>>,
     types: Vec<ColumnType>,
     exact: HashMap<Box<[u8]>, u32>,
     lower: HashMap<Box<[u8]>, u32>,
@@ -468,6 +471,7 @@ impl<'a> Parser<'a> {
             schema,
             options,
             names: Vec::new(),
+            patterns: Vec::new(),
             types: Vec::new(),
             exact: HashMap::new(),
             lower: HashMap::new(),
@@ -509,6 +513,10 @@ impl<'a> Parser<'a> {
     fn add_column(&mut self, name: &str, ty: ColumnType) -> u32 {
         let i = self.names.len() as u32;
         self.names.push(name.as_bytes().into());
+        self.patterns.push(
+            (!name.contains(['"', '\\']) && !name.chars().any(char::is_control))
+                .then(|| format!("\"{name}\":").into_bytes().into()),
+        );
         self.types.push(ty);
         self.exact.insert(name.as_bytes().into(), i);
         self.lower
@@ -603,64 +611,79 @@ impl<'a> Parser<'a> {
         let mut sc = Scanner::new(line).map_err(syntax)?;
         self.late_buf.clear();
         let mut pos = 0usize;
-        while let Some((key_raw, key_escaped, token, raw)) = sc.next_member().map_err(syntax)? {
-            // The key buffer is moved out so the key can be borrowed across `&mut self` calls.
-            let mut key_buf = std::mem::take(&mut self.key_buf);
-            let key: &[u8] = if key_escaped {
-                key_buf.clear();
-                unescape(key_raw, &mut key_buf).map_err(|r| Error::Syntax {
-                    line: line_no,
-                    reason: format!("key: {r}"),
-                })?;
-                &key_buf
+        while sc.begin_member().map_err(syntax)? {
+            let expected = self.expect.get(pos).copied().unwrap_or(NO_COLUMN);
+            let fast = expected != NO_COLUMN
+                && self.patterns[expected as usize]
+                    .as_deref()
+                    .is_some_and(|p| sc.eat(p));
+            let c = if fast {
+                pos += 1;
+                expected
             } else {
-                key_raw
-            };
-            let col = self.lookup(pos, key);
-            pos += 1;
-            let col = match col {
-                Some(c) => Some(c),
-                None if !self.frozen && key != LATE_UNKNOWN_COLUMN.as_bytes() => {
-                    if self.names.len() >= self.options.max_columns {
-                        return Err(Error::TooManyColumns {
-                            line: line_no,
-                            limit: self.options.max_columns,
-                        });
+                let (key_raw, key_escaped) = sc.key().map_err(syntax)?;
+                // The key buffer is moved out so the key can be borrowed across `&mut self`.
+                let mut key_buf = std::mem::take(&mut self.key_buf);
+                let key: &[u8] = if key_escaped {
+                    key_buf.clear();
+                    unescape(key_raw, &mut key_buf).map_err(|r| Error::Syntax {
+                        line: line_no,
+                        reason: format!("key: {r}"),
+                    })?;
+                    &key_buf
+                } else {
+                    key_raw
+                };
+                let col = self.lookup(pos, key);
+                pos += 1;
+                let col = match col {
+                    Some(c) => Some(c),
+                    None if !self.frozen && key != LATE_UNKNOWN_COLUMN.as_bytes() => {
+                        if self.names.len() >= self.options.max_columns {
+                            return Err(Error::TooManyColumns {
+                                line: line_no,
+                                limit: self.options.max_columns,
+                            });
+                        }
+                        let name = String::from_utf8_lossy(key).into_owned();
+                        debug!(column = %name, line = line_no, "unknown column");
+                        let c = self.add_column(&name, ColumnType::String);
+                        self.expect.truncate(pos - 1);
+                        Some(c)
                     }
-                    let name = String::from_utf8_lossy(key).into_owned();
-                    debug!(column = %name, line = line_no, "unknown column");
-                    let c = self.add_column(&name, ColumnType::String);
-                    self.expect.truncate(pos - 1);
-                    Some(c)
-                }
-                None => None,
-            };
-            let Some(c) = col else {
-                // Late unknown key: kept verbatim in the JSON column.
-                let name = String::from_utf8_lossy(key);
-                if !self.late_names.iter().any(|n| *n == name) {
-                    if self.names.len() + self.late_names.len() >= self.options.max_columns {
-                        return Err(Error::TooManyColumns {
-                            line: line_no,
-                            limit: self.options.max_columns,
-                        });
+                    None => None,
+                };
+                let Some(c) = col else {
+                    // Late unknown key: kept verbatim in the JSON column.
+                    let (_, raw) = sc.value_raw().map_err(syntax)?;
+                    let name = String::from_utf8_lossy(key);
+                    if !self.late_names.iter().any(|n| *n == name) {
+                        if self.names.len() + self.late_names.len() >= self.options.max_columns {
+                            return Err(Error::TooManyColumns {
+                                line: line_no,
+                                limit: self.options.max_columns,
+                            });
+                        }
+                        self.late_names.push(name.into_owned());
                     }
-                    self.late_names.push(name.into_owned());
-                }
-                self.late_buf
-                    .push(if self.late_buf.is_empty() { b'{' } else { b',' });
-                self.late_buf.push(b'"');
-                self.late_buf.extend_from_slice(key_raw);
-                self.late_buf.extend_from_slice(b"\":");
-                self.late_buf.extend_from_slice(raw);
+                    self.late_buf
+                        .push(if self.late_buf.is_empty() { b'{' } else { b',' });
+                    self.late_buf.push(b'"');
+                    self.late_buf.extend_from_slice(key_raw);
+                    self.late_buf.extend_from_slice(b"\":");
+                    self.late_buf.extend_from_slice(raw);
+                    self.key_buf = key_buf;
+                    continue;
+                };
                 self.key_buf = key_buf;
-                continue;
+                c
             };
+            let (token, raw) = sc.value_raw().map_err(syntax)?;
             let ci = c as usize;
             if self.stamp[ci] == row_id {
                 return Err(Error::DuplicateKey {
                     line: line_no,
-                    key: String::from_utf8_lossy(key).into_owned(),
+                    key: String::from_utf8_lossy(&self.names[ci]).into_owned(),
                 });
             }
             self.stamp[ci] = row_id;
@@ -669,7 +692,6 @@ impl<'a> Parser<'a> {
                 column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
                 reason,
             })?;
-            self.key_buf = key_buf;
         }
         for (ci, col) in self.group.cols.iter_mut().enumerate() {
             if self.stamp[ci] != row_id {

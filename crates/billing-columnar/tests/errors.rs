@@ -29,7 +29,7 @@ fn malformed_rows_name_their_line() {
     );
     assert_eq!(
         err(&format!("{good}\n{{\"Total\":1,\"total\":2}}\n")),
-        "line 2: key \"total\" appears twice"
+        "line 2: key \"Total\" appears twice"
     );
     assert_eq!(
         err(r#"{"OrderDate":"2026-13-01"}"#),
