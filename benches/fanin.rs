@@ -95,6 +95,8 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
             max_copy_attempts: 5,
             stall_after: Duration::from_secs(900),
             max_repairs: 3,
+            formats: Default::default(),
+            invoice_tolerance: Default::default(),
         },
     );
     let request = ExportRequest::unbilled(

@@ -73,6 +73,10 @@ param exportKinds string = 'billedUsage,billedReconciliation,unbilledUsage,unbil
 param exportAttributeSet string = 'full'
 @description('Comma-separated invoice ids for billed exports; empty = discover from Partner Center.')
 param exportInvoiceIds string = ''
+@description('What lands per partition: jsonl.gz (always), plus parquet for typed Parquet, the FOCUS view and the invoice check.')
+param outputFormats string = 'jsonl.gz'
+@description('FinOps hubs ingestion container in the destination account (needs parquet); empty = no hubs landing.')
+param hubsIngestionContainer string = ''
 param exportUnbilledCurrencies string = 'USD'
 param exportUnbilledPeriods string = 'current'
 @description('partner-center: list last month\'s invoices (needs Partner Center API access); off: use exportInvoiceIds only.')
@@ -213,6 +217,9 @@ var baseHandlerSettings = {
   EXPORT_KINDS: exportKinds
   EXPORT_ATTRIBUTE_SET: exportAttributeSet
   EXPORT_INVOICE_IDS: exportInvoiceIds
+  OUTPUT_FORMATS: outputFormats
+  // Empty is read as unset: no hubs landing.
+  HUBS_INGESTION_CONTAINER: hubsIngestionContainer
   EXPORT_UNBILLED_CURRENCIES: exportUnbilledCurrencies
   EXPORT_UNBILLED_PERIODS: exportUnbilledPeriods
   INVOICE_DISCOVERY: invoiceDiscovery
@@ -317,6 +324,7 @@ module destination 'modules/destination.bicep' = {
     name: destinationName
     createAccount: createDestinationStorage
     containerName: destinationContainer
+    hubsContainerName: hubsIngestionContainer
     principalId: functionApp.outputs.principalId
   }
 }

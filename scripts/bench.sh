@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench --locked -p partner-billing-export --bench throughput
 cargo bench --locked -p partner-billing-export --bench fanin
+# Parquet conversion of one real-shaped billed-usage partition (~400k rows) against DuckDB:
+# throughput and peak RSS of each converter as a child process (BENCH_ROWS=... for another size).
+cargo bench --locked -p billing-columnar --bench parquet

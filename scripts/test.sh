@@ -10,6 +10,7 @@ if [ -f package-lock.json ]; then
 fi
 
 echo "==> cargo test (every crate of the workspace)"
+crates/billing-columnar/tests/support/duckdb-venv.sh >/dev/null # DuckDB (PyPI) for billing-columnar's read-back tests
 cargo test --workspace --locked --lib --bins --tests -- --color never
 
 echo "==> the deployed handler links no emulator, test or build-tool crate"

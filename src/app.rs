@@ -155,18 +155,18 @@ impl App {
                 .clone()
                 .expect("a listed partner has a folder");
             let tenant_id = p.tenant_id.map(|t| t.to_string()).unwrap_or_default();
+            let invoices =
+                PartnerCenterClient::new(authed, self.config.partner_center_base_url.clone());
             self.pipeline.add_partner(
                 p.id.clone(),
                 PartnerRuntime {
                     billing,
                     folder,
                     tenant_id,
+                    invoices: Some(Arc::new(invoices.clone())),
                 },
             );
-            self.partner_invoices.insert(
-                p.id.clone(),
-                PartnerCenterClient::new(authed, self.config.partner_center_base_url.clone()),
-            );
+            self.partner_invoices.insert(p.id.clone(), invoices);
         }
     }
 
@@ -228,15 +228,20 @@ impl App {
         let billing = BillingClient::new(authed.clone(), config.graph.clone());
         let invoices =
             PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
+        let hubs = hubs_destination(&config, transfer_client(), tokens.clone())?;
         let (dest, ledger_store) = destination(&config, transfer_client(), tokens.clone())?;
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             billing,
             queue,
             events,
             dest,
             Ledger::new(ledger_store),
             config.pipeline.clone(),
-        );
+        )
+        .with_invoice_check(Arc::new(invoices.clone()));
+        if let Some(hubs) = hubs {
+            pipeline = pipeline.with_hubs(hubs);
+        }
         let mut app = Self {
             config,
             pipeline,
@@ -259,6 +264,24 @@ fn graph_allow_list(config: &Config) -> AllowList {
 }
 
 type Storage = (Arc<dyn Destination>, Arc<dyn LedgerStore>);
+
+/// The FinOps hubs ingestion container: beside the destination container in the same account
+/// (same credential), or a folder of the output directory locally.
+fn hubs_destination(
+    config: &Config,
+    http: reqwest::Client,
+    tokens: Arc<dyn TokenSource>,
+) -> anyhow::Result<Option<Arc<dyn Destination>>> {
+    let Some(container) = &config.hubs_container else {
+        return Ok(None);
+    };
+    let mut hubs = config.clone();
+    match &mut hubs.destination {
+        DestinationConfig::Filesystem { directory } => *directory = directory.join(container),
+        DestinationConfig::Blob { container: c, .. } => *c = container.clone(),
+    }
+    Ok(Some(destination(&hubs, http, tokens)?.0))
+}
 
 fn destination(
     config: &Config,

@@ -57,6 +57,9 @@ pub const DESTINATION_ACCOUNT_URL: &str = "DESTINATION_ACCOUNT_URL";
 pub const DESTINATION_CONTAINER: &str = "DESTINATION_CONTAINER";
 pub const DESTINATION_PREFIX: &str = "DESTINATION_PREFIX";
 pub const DESTINATION_SAS: &str = "DESTINATION_SAS";
+pub const OUTPUT_FORMATS: &str = "OUTPUT_FORMATS";
+pub const INVOICE_CHECK_TOLERANCE: &str = "INVOICE_CHECK_TOLERANCE";
+pub const HUBS_INGESTION_CONTAINER: &str = "HUBS_INGESTION_CONTAINER";
 pub const COPY_STRATEGY: &str = "COPY_STRATEGY";
 pub const AZURE_CREDENTIAL_KIND: &str = "AZURE_CREDENTIAL_KIND";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
@@ -154,6 +157,12 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
         description: "Folder prefix inside the container." },
     Setting { name: DESTINATION_SAS, default: None, example: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/dest-sas)", scope: Scope::Handler,
         description: "Keyed alternative to the managed identity for the destination account: an account or container SAS (sv=…&sig=…). Leave unset for keyless deployments." },
+    Setting { name: OUTPUT_FORMATS, default: Some("jsonl.gz"), example: "jsonl.gz,parquet", scope: Scope::Handler,
+        description: "What lands per partition: jsonl.gz (Microsoft's file, byte for byte; always) and optionally parquet (typed Parquet in parquet/ and the FOCUS view in focus/ beside it; docs/schema.md, docs/focus.md)." },
+    Setting { name: INVOICE_CHECK_TOLERANCE, default: Some("0.01"), example: "0.05", scope: Scope::Handler,
+        description: "Invoice check (with parquet output): the largest difference, in the invoice currency, between an invoice's totalCharges and the sum of its billed reconciliation rows that still counts as balanced." },
+    Setting { name: HUBS_INGESTION_CONTAINER, default: None, example: "ingestion", scope: Scope::Handler,
+        description: "FinOps hubs landing (opt-in, needs parquet output): the container (same account as the destination; a folder of DESTINATION_DIRECTORY locally) where each run's FOCUS files land as Costs/{yyyy}/{mm}/csp/{tenant}/{kind}/{invoice or period}/{runId}__{file}.parquet plus manifest.json; withheld for an invoice that does not balance." },
     Setting { name: COPY_STRATEGY, default: Some("auto"), example: "async-copy", scope: Scope::Handler,
         description: "How partitions reach the destination account: auto (Put Blob From URL, Put Block From URL for very large ones, async Copy Blob where those are unsupported), put-blob-from-url, block-from-url, async-copy, or relay (streamed through the function)." },
     Setting { name: AZURE_CREDENTIAL_KIND, default: Some("managed-identity"), example: "azure-cli", scope: Scope::Handler,

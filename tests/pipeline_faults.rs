@@ -223,11 +223,22 @@ async fn no_data_completes_the_run_without_a_failure() {
         .find(|(p, _)| p.ends_with("_manifest.json"))
         .expect("a run manifest");
     assert!(path.contains("/no-data/"), "{path}");
+    // Besides the ledger: the run manifest, and the export's pointer naming the no-data
+    // folder as current (a reader following it reads no rows).
     assert_eq!(
         files.len(),
-        files.keys().filter(|p| p.contains("_ledger")).count() + 1,
-        "{files:?}"
+        files.keys().filter(|p| p.contains("_ledger")).count() + 2,
+        "{:?}",
+        files.keys().collect::<Vec<_>>()
     );
+    let (_, pointer) = files
+        .iter()
+        .find(|(p, _)| p.ends_with("/_current.json"))
+        .expect("a current pointer");
+    let pointer: serde_json::Value = serde_json::from_slice(pointer).unwrap();
+    assert_eq!(pointer["currentVersion"], "no-data");
+    assert_eq!(pointer["noData"], true);
+    assert_eq!(pointer["files"], serde_json::json!([]));
     let m: serde_json::Value = serde_json::from_slice(bytes).unwrap();
     assert_eq!(m["noData"], true);
     assert_eq!(m["blobCount"], 0);

@@ -8,6 +8,8 @@ param tags object
 param name string
 param createAccount bool
 param containerName string
+@description('FinOps hubs ingestion container in the same account (HUBS_INGESTION_CONTAINER); empty = none.')
+param hubsContainerName string = ''
 param principalId string
 
 // Built-in role: Storage Blob Data Contributor (read/write/delete blobs; no ACL or account rights).
@@ -47,6 +49,29 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
 resource writer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: container
   name: guid(container.id, principalId, storageBlobDataContributor)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The FinOps hubs landing writes there too (a hub reads it; hubs create it when the hub's own
+// account is the destination, so it is ensured here as well, idempotently).
+resource hubsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (!empty(hubsContainerName)) {
+  parent: existingBlobService
+  name: empty(hubsContainerName) ? 'unused' : hubsContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+  dependsOn: [
+    newAccount
+  ]
+}
+
+resource hubsWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(hubsContainerName)) {
+  scope: hubsContainer
+  name: guid(account.id, hubsContainerName, principalId, storageBlobDataContributor)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: principalId

@@ -14,6 +14,8 @@ pub const EXPORT_STARTED: &str = "PartnerBillingExport.ExportStarted.v1";
 pub const EXPORT_COMPLETED: &str = "PartnerBillingExport.ExportCompleted.v1";
 pub const EXPORT_FAILED: &str = "PartnerBillingExport.ExportFailed.v1";
 pub const INVOICE_DISCOVERY_FAILED: &str = "PartnerBillingExport.InvoiceDiscoveryFailed.v1";
+pub const INVOICE_RECONCILED: &str = "PartnerBillingExport.InvoiceReconciled.v1";
+pub const INVOICE_MISMATCH: &str = "PartnerBillingExport.InvoiceMismatch.v1";
 pub const INVOICES_MISSING: &str = "PartnerBillingExport.InvoicesMissing.v1";
 pub const EXPORTS_NOT_STARTED: &str = "PartnerBillingExport.ExportsNotStarted.v1";
 

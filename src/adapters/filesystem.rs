@@ -178,6 +178,39 @@ impl Destination for FilesystemDestination {
     fn locate(&self, dest: &ObjectPath) -> String {
         self.path_of(dest).display().to_string()
     }
+
+    async fn fetch_to_file(&self, src: &ObjectPath, file: &Path) -> Result<u64, StorageError> {
+        let from = self.path_of(src);
+        tokio::fs::copy(&from, file)
+            .await
+            .map_err(|e| dest_err("reading", &from, e))
+    }
+
+    async fn put_file(
+        &self,
+        dest: &ObjectPath,
+        file: &Path,
+        _content_type: &str,
+    ) -> Result<u64, StorageError> {
+        let path = self.path_of(dest);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| dest_err("creating", dir, e))?;
+        // Copied beside the target and renamed: readers never see half a file.
+        let tmp = temp_sibling(&path);
+        let len = match tokio::fs::copy(file, &tmp).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(dest_err("writing", &tmp, e));
+            }
+        };
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| dest_err("renaming into", &path, e))?;
+        Ok(len)
+    }
 }
 
 /// Ledger documents as files under a directory.

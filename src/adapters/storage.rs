@@ -144,6 +144,31 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
 
     /// Where `dest` lives, for events and status answers (a path or a URL without SAS).
     fn locate(&self, dest: &ObjectPath) -> String;
+
+    /// Streams the stored object `src` into the local file `file` (created or truncated), with
+    /// bounded memory; returns its length. Used to derive other formats from a copy.
+    async fn fetch_to_file(
+        &self,
+        src: &ObjectPath,
+        _file: &std::path::Path,
+    ) -> Result<u64, StorageError> {
+        Err(StorageError::Destination(format!(
+            "this destination cannot read back {src}"
+        )))
+    }
+
+    /// Stores the local file `file` at `dest`; it appears whole or not at all. Returns its
+    /// length.
+    async fn put_file(
+        &self,
+        dest: &ObjectPath,
+        _file: &std::path::Path,
+        _content_type: &str,
+    ) -> Result<u64, StorageError> {
+        Err(StorageError::Destination(format!(
+            "this destination cannot store files ({dest})"
+        )))
+    }
 }
 
 /// An opaque version tag for compare-and-swap.

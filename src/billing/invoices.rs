@@ -98,6 +98,33 @@ impl PartnerCenterClient {
         Ok(out)
     }
 
+    /// One invoice's totals: `GET {base}/v1/invoices/{id}`.
+    pub async fn invoice_total(&self, id: &InvoiceId) -> Result<InvoiceTotal, BillingError> {
+        let mut url = self.base_url.clone();
+        url.set_fragment(None);
+        url.set_query(None);
+        url.path_segments_mut()
+            .expect("Partner Center base URL is an http(s) URL")
+            .pop_if_empty()
+            .extend(["v1", "invoices", id.as_str()]);
+        let headers = [
+            ("Accept", "application/json".to_string()),
+            ("MS-RequestId", uuid::Uuid::new_v4().to_string()),
+            ("MS-CorrelationId", uuid::Uuid::new_v4().to_string()),
+        ];
+        let call = Call {
+            audience: Audience::PartnerCenter,
+            method: Method::GET,
+            url: &url,
+            headers: &headers,
+            json: None,
+            pass_through: &[],
+        };
+        let resp = send_with_retry(&self.http, &self.retry, &call).await?;
+        let v = read_json(resp, "invoice").await?;
+        parse_invoice_total(&v)
+    }
+
     async fn page(&self, offset: usize, correlation_id: &str) -> Result<Value, BillingError> {
         let url = self.invoices_url(offset);
         let headers = [
@@ -117,6 +144,45 @@ impl PartnerCenterClient {
         let resp = send_with_retry(&self.http, &self.retry, &call).await?;
         read_json(resp, "invoice page").await
     }
+}
+
+/// What the invoice check needs of an invoice. `total_charges` is the JSON number's text,
+/// exact as Partner Center wrote it (no float rounding here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvoiceTotal {
+    pub id: InvoiceId,
+    pub total_charges: String,
+    pub currency_code: CurrencyCode,
+    pub document_type: Option<String>,
+}
+
+fn parse_invoice_total(v: &Value) -> Result<InvoiceTotal, BillingError> {
+    let bad = |what: &str| BillingError::InvalidResponse(format!("invoice: {what}"));
+    let obj = v.as_object().ok_or_else(|| bad("not an object"))?;
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<InvoiceId>().ok())
+        .ok_or_else(|| bad("no usable id"))?;
+    let total_charges = match obj.get("totalCharges") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) if s.len() <= 64 => s.clone(),
+        _ => return Err(bad("totalCharges is not a number")),
+    };
+    let currency_code = obj
+        .get("currencyCode")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<CurrencyCode>().ok())
+        .ok_or_else(|| bad("no usable currencyCode"))?;
+    let document_type = optional_str(obj, "documentType", MAX_FIELD_LEN)
+        .ok()
+        .filter(|s| !s.is_empty());
+    Ok(InvoiceTotal {
+        id,
+        total_charges,
+        currency_code,
+        document_type,
+    })
 }
 
 fn page_items(page: &Value) -> Result<&[Value], BillingError> {

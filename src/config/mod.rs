@@ -17,6 +17,7 @@ use crate::billing::{
     AttributeSet, BillingMonth, BillingPeriod, CurrencyCode, ExportKind, GraphConfig, GraphVersion,
     InvoiceId, SourceHosts,
 };
+use crate::pipeline::derived::{Amount, OutputFormats};
 use crate::pipeline::{PipelineConfig, PollPolicy};
 use crate::settings::{self as s, SETTINGS};
 
@@ -85,6 +86,8 @@ pub struct Config {
     /// partner ([`PartnerId::default_partner`](crate::billing::PartnerId)) built from the
     /// single-tenant settings (`GRAPH_*`, `EXPORT_*`), which behaves exactly as before.
     pub partners: Vec<PartnerConfig>,
+    /// FinOps hubs ingestion container (`HUBS_INGESTION_CONTAINER`), when landing is on.
+    pub hubs_container: Option<String>,
 }
 
 impl Config {
@@ -240,7 +243,41 @@ impl Config {
                 st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60,
             ),
             max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
+            formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
+                .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
+            invoice_tolerance: st
+                .raw(s::INVOICE_CHECK_TOLERANCE)
+                .unwrap_or_default()
+                .parse::<Amount>()
+                .ok()
+                .filter(|a| *a >= Amount::default())
+                .ok_or_else(|| {
+                    err(
+                        s::INVOICE_CHECK_TOLERANCE,
+                        "must be a non-negative amount, e.g. 0.01",
+                    )
+                })?,
         };
+        let hubs_container = st.raw(s::HUBS_INGESTION_CONTAINER);
+        if hubs_container.is_some() && !pipeline.formats.parquet {
+            return Err(err(
+                s::HUBS_INGESTION_CONTAINER,
+                "FinOps hubs ingest Parquet: add parquet to OUTPUT_FORMATS (jsonl.gz,parquet)",
+            ));
+        }
+        if let Some(c) = &hubs_container {
+            let ok = (3..=63).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(err(
+                    s::HUBS_INGESTION_CONTAINER,
+                    format!(
+                        "{c:?} is not a container name (3-63 lowercase letters, digits, hyphens)"
+                    ),
+                ));
+            }
+        }
         let connection = st
             .raw(s::SERVICEBUS_CONNECTION_STRING)
             .map(|c| {
@@ -315,6 +352,7 @@ impl Config {
                 .raw(s::LOG_FORMAT)
                 .unwrap_or_default()
                 .eq_ignore_ascii_case("json"),
+            hubs_container,
         })
     }
 }

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::derived::Converted;
 use super::run::{RunId, RunRecord};
 use crate::adapters::storage::{CopyMethod, CopyOutcome, ObjectPath};
 
@@ -40,6 +41,9 @@ pub struct PartResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
     pub method: CopyMethod,
+    /// The derived Parquet files, when `OUTPUT_FORMATS` asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted: Option<Converted>,
 }
 
 impl From<&CopyOutcome> for PartResult {
@@ -49,6 +53,7 @@ impl From<&CopyOutcome> for PartResult {
             md5: o.md5.clone(),
             rows: o.rows,
             method: o.method,
+            converted: None,
         }
     }
 }
@@ -121,8 +126,9 @@ pub fn apply_results(run: &mut RunRecord, results: &BTreeMap<u32, PartResult>) {
             p.done = true;
             p.bytes = Some(r.bytes);
             p.md5 = r.md5.clone();
-            p.rows = r.rows;
+            p.rows = r.rows.or(r.converted.as_ref().map(|c| c.rows));
             p.method = Some(r.method);
+            p.parquet_bytes = r.converted.as_ref().map(|c| c.typed_bytes + c.focus_bytes);
         }
     }
 }

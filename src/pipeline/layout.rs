@@ -329,6 +329,12 @@ pub struct BlobEntry<'a> {
     pub data_row_count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_md5: Option<&'a str>,
+    /// The typed Parquet file derived from it, relative to the run folder (`OUTPUT_FORMATS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet_name: Option<String>,
+    /// Its FOCUS view, relative to the run folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub focus_name: Option<String>,
 }
 
 pub fn run_manifest(run: &RunRecord) -> Option<RunManifest<'_>> {
@@ -373,9 +379,20 @@ pub fn run_manifest(run: &RunRecord) -> Option<RunManifest<'_>> {
                 byte_count: p.bytes,
                 data_row_count: p.rows,
                 content_md5: p.md5.as_deref(),
+                parquet_name: p.parquet_bytes.and_then(|_| derived_name(run, p, 0)),
+                focus_name: p.parquet_bytes.and_then(|_| derived_name(run, p, 1)),
             })
             .collect(),
     })
+}
+/// A derived file's path relative to the run folder (0: typed Parquet, 1: FOCUS).
+fn derived_name(run: &RunRecord, p: &super::run::PartRecord, which: usize) -> Option<String> {
+    let folder = run.output_folder.as_ref()?;
+    let (typed, focus) = super::derived::derived_paths(folder, p).ok()?;
+    let full = if which == 0 { typed } else { focus };
+    full.as_str()
+        .strip_prefix(folder.as_str())
+        .map(|r| r.trim_start_matches('/').to_string())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::adapters::storage::{ETag, LedgerStore, ObjectPath, StorageError};
 
+use super::current::{CurrentDoc, CurrentPointer};
 use super::fanin::{
     apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Shards,
 };
@@ -302,6 +303,44 @@ impl Ledger {
         let key = ObjectPath::new(format!("notices/{name}.json"))?;
         let body = serde_json::to_vec(body).expect("JSON values serialize");
         Ok(self.store.create(&key, body).await?.is_some())
+    }
+
+    /// Offers `candidate` as the current version of its export. Returns the pointer the
+    /// ledger holds afterwards (the candidate if it won, else the newer one already there)
+    /// and, when the candidate replaced an older pointer, that older one.
+    pub async fn advance_current(
+        &self,
+        candidate: &CurrentPointer,
+    ) -> Result<(CurrentPointer, Option<CurrentPointer>), LedgerError> {
+        let key = CurrentPointer::ledger_key(&candidate.export_folder);
+        let mut replaced = None;
+        let doc = self
+            .upsert::<CurrentDoc>(&key, |doc| match &doc.pointer {
+                Some(held) if held.run_id == candidate.run_id || !candidate.supersedes(held) => {
+                    false
+                }
+                held => {
+                    replaced = held.clone();
+                    doc.pointer = Some(candidate.clone());
+                    true
+                }
+            })
+            .await?;
+        let held = doc.pointer.unwrap_or_else(|| candidate.clone());
+        let replaced = replaced.filter(|_| held.run_id == candidate.run_id);
+        Ok((held, replaced))
+    }
+
+    /// The ledger's current pointer of an export folder, if any.
+    pub async fn current(
+        &self,
+        export_folder: &ObjectPath,
+    ) -> Result<Option<CurrentPointer>, LedgerError> {
+        let key = CurrentPointer::ledger_key(export_folder);
+        Ok(self
+            .read_json::<CurrentDoc>(&key)
+            .await?
+            .and_then(|(d, _)| d.pointer))
     }
 
     /// All runs, newest first.

@@ -1,8 +1,11 @@
 //! The export state machine (docs/architecture.md): start, poll decision, fan-out, copy, fan-in; the
 //! run ledger and the queue message types. It knows which services it needs, not where they run.
 
+pub mod current;
 pub mod decide;
+pub mod derived;
 pub mod fanin;
+pub mod invoice_check;
 pub mod layout;
 pub mod ledger;
 pub mod manifest_cache;

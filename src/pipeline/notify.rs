@@ -85,6 +85,7 @@ pub fn completed(
     run: &RunRecord,
     folder: &str,
     manifest_location: &str,
+    current_location: Option<&str>,
 ) -> CloudEvent {
     let blobs: Vec<_> = run
         .parts
@@ -106,6 +107,7 @@ pub fn completed(
                 "request": request_json(run),
                 "folder": folder,
                 "manifest": manifest_location,
+                "current": current_location,
                 "sourceETag": m.map(|m| m.etag.as_str()),
                 "billingMonth": super::layout::run_billing_month(run),
                 "noData": run.no_data,

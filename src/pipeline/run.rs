@@ -120,6 +120,9 @@ pub struct PartRecord {
     pub rows: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<CopyMethod>,
+    /// Bytes of the typed Parquet and FOCUS files derived from this part, when written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_bytes: Option<u64>,
 }
 
 /// Why a run failed: one of ours, or the code Graph gave a failed operation. Serialised as a

@@ -68,6 +68,9 @@ pub struct LocalSummary {
     pub rows: u64,
     pub duration: Duration,
     pub verified: u64,
+    /// Typed Parquet and FOCUS files found beside the partitions (`OUTPUT_FORMATS=…,parquet`).
+    pub parquet_files: u64,
+    pub focus_files: u64,
     pub mismatches: Vec<String>,
     pub dead_letters: usize,
     pub events: Vec<Value>,
@@ -299,6 +302,15 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         let http = reqwest::Client::new();
         az.create_container(&http, PARTNER_ACCOUNT, PARTNER_CONTAINER)
             .await?;
+        // The FinOps hubs ingestion container, when asked for, exists beside it (as infra/
+        // ensures in Azure).
+        if let Some((_, hubs)) = opts
+            .settings
+            .iter()
+            .find(|(k, v)| k == s::HUBS_INGESTION_CONTAINER && !v.is_empty())
+        {
+            az.create_container(&http, PARTNER_ACCOUNT, hubs).await?;
+        }
         let sas = az.account(PARTNER_ACCOUNT).sas(
             "rwdlac",
             time::OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600),
@@ -653,6 +665,24 @@ async fn verify_outputs(
             summary.partitions += 1;
             summary.bytes += bytes.len() as u64;
             summary.rows += b["dataRowCount"].as_u64().unwrap_or(0);
+            for (key, count) in [
+                ("parquetName", &mut summary.parquet_files),
+                ("focusName", &mut summary.focus_files),
+            ] {
+                let Some(name) = b[key].as_str() else {
+                    continue;
+                };
+                let file = sibling(&location, name);
+                let bytes = reader.read(&file).await?;
+                // A whole Parquet file starts and ends with its magic number.
+                if bytes.len() >= 8 && bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1") {
+                    *count += 1;
+                } else {
+                    summary
+                        .mismatches
+                        .push(format!("{file} is not a whole Parquet file"));
+                }
+            }
             match expected.get(&(root.clone(), source)) {
                 Some(want) if *want == got => summary.verified += 1,
                 Some(_) => summary
@@ -706,6 +736,12 @@ pub fn print_summary(s: &LocalSummary) {
             format!("; {} MISMATCHED", s.mismatches.len())
         }
     );
+    if s.parquet_files + s.focus_files > 0 {
+        println!(
+            "Parquet: {} typed and {} FOCUS files beside the partitions",
+            s.parquet_files, s.focus_files
+        );
+    }
     for m in &s.mismatches {
         println!("  mismatch: {m}");
     }

@@ -251,6 +251,8 @@ fn pipeline(
             max_copy_attempts: 5,
             stall_after: Duration::from_secs(15 * 60),
             max_repairs: 3,
+            formats: Default::default(),
+            invoice_tolerance: Default::default(),
         },
     ))
 }
@@ -431,6 +433,35 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<Stri
             ));
         }
     }
+    // Each export's `_current.json` names its newest completed run, whatever order runs
+    // finished in and whatever writes failed on the way.
+    let mut newest: std::collections::BTreeMap<String, &RunRecord> = Default::default();
+    for r in runs.iter().filter(|r| r.state == RunState::Completed) {
+        let Some(p) =
+            partner_billing_export::pipeline::current::CurrentPointer::for_run(r, r.updated_at)
+        else {
+            continue;
+        };
+        let slot = newest.entry(p.export_folder.to_string()).or_insert(r);
+        if (r.created_at, &r.run_id) > (slot.created_at, &slot.run_id) {
+            *slot = r;
+        }
+    }
+    {
+        let objects = sim.dest.objects.lock().unwrap();
+        for (export, want) in &newest {
+            let named = objects
+                .get(&format!("{export}/_current.json"))
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .and_then(|v| v["runId"].as_str().map(str::to_string));
+            if named.as_deref() != Some(want.run_id.as_str()) {
+                v.push(format!(
+                    "{export}/_current.json names {named:?}, not the newest completed run {}",
+                    want.run_id
+                ));
+            }
+        }
+    }
     // Completed runs: every partition present once, byte-identical to what Graph served.
     let served = sandbox.served_partitions();
     let objects = sim.dest.objects.lock().unwrap().clone();
@@ -439,9 +470,10 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<Stri
             v.push(format!("run {} completed without a folder", r.run_id));
             continue;
         };
+        // A version that is no longer current carries a `_superseded.json` marker besides.
         let in_folder = objects
             .keys()
-            .filter(|k| k.starts_with(&format!("{folder}/")))
+            .filter(|k| k.starts_with(&format!("{folder}/")) && !k.ends_with("/_superseded.json"))
             .count();
         if in_folder != r.parts.len() + 1 {
             v.push(format!(

@@ -105,10 +105,25 @@ impl Pipeline {
         };
         tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
         let skipped = outcome.method == crate::adapters::storage::CopyMethod::Skipped;
-        let shard_full = self
-            .ledger
-            .record_part(&run, part.index, &PartResult::from(&outcome))
-            .await?;
+        let mut result = PartResult::from(&outcome);
+        if self.cfg.formats.parquet {
+            // Part of the copy: a part is done only with its derived files, so a failure here
+            // is retried (the copy itself is then skipped) and, past the attempts, fails the run.
+            match self.convert_part(&run, &part).await {
+                Ok(c) => result.converted = Some(c),
+                Err(e) if delivery_count >= self.cfg.max_copy_attempts => {
+                    let msg = format!(
+                        "partition {} could not be converted in {delivery_count} attempts: {e}",
+                        part.name
+                    );
+                    self.fail_run(&run.run_id, FailureCode::CopyFailed, &msg)
+                        .await?;
+                    return Ok(Handled::Failed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let shard_full = self.ledger.record_part(&run, part.index, &result).await?;
         if !shard_full {
             return Ok(Handled::Copied {
                 part: part.index,
@@ -209,11 +224,15 @@ impl Pipeline {
         self.dest
             .put_bytes(&manifest_path, bytes.into(), "application/json")
             .await?;
+        let current = self.publish_current(&run).await?;
+        let check = self.check_invoice(&run).await?;
+        self.land_in_hubs(&run, check.as_ref()).await?;
         let ev = notify::completed(
             &self.cfg.event_source,
             &run,
             &self.dest.locate(&folder),
             &self.dest.locate(&manifest_path),
+            current.as_ref().map(|c| self.dest.locate(c)).as_deref(),
         );
         self.publish_final(&run, ev).await?;
         self.forget_manifest(&run.run_id);

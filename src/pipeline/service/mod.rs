@@ -2,7 +2,10 @@
 //! step is a short idempotent invocation; the ledger decides what a redelivered or duplicated
 //! message still has to do.
 
+mod convert;
 mod copy;
+mod current;
+mod finops;
 mod poll;
 mod start;
 mod watchdog;
@@ -48,6 +51,10 @@ pub struct PipelineConfig {
     pub stall_after: Duration,
     /// A run the watchdog has resumed this often without progress is failed (`stalled`).
     pub max_repairs: u32,
+    /// Formats derived from each copied partition.
+    pub formats: super::derived::OutputFormats,
+    /// Largest difference between an invoice and its reconciliation data that still balances.
+    pub invoice_tolerance: super::derived::Amount,
 }
 
 /// Default for [`PipelineConfig::max_copy_attempts`]; the queue's maxDeliveryCount is 10.
@@ -111,6 +118,8 @@ pub struct PartnerRuntime {
     pub folder: ObjectPath,
     /// The partner's Entra ID tenant, carried in its runs' events (`data.partnerTenantId`).
     pub tenant_id: String,
+    /// Its invoices, for the invoice check (its own Partner Center credential).
+    pub invoices: Option<Arc<dyn super::invoice_check::InvoiceSource>>,
 }
 
 pub struct Pipeline {
@@ -124,6 +133,10 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     manifests: ManifestCache,
     copying: std::sync::Mutex<std::collections::HashMap<RunId, Arc<RunRecord>>>,
+    /// Invoice totals for the invoice check (none: no check).
+    invoices: Option<Arc<dyn super::invoice_check::InvoiceSource>>,
+    /// The FinOps hubs ingestion container (none: no hubs landing).
+    hubs: Option<Arc<dyn Destination>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -157,6 +170,8 @@ impl Pipeline {
             cfg,
             manifests: ManifestCache::default(),
             copying: Default::default(),
+            invoices: None,
+            hubs: None,
         }
     }
 
@@ -193,6 +208,21 @@ impl Pipeline {
             None if partner.is_default() => Ok(self.cfg.output_prefix.clone()),
             None => Err(PipelineError::UnknownPartner(partner.clone())),
         }
+    }
+
+    /// Checks billed reconciliation data against invoices read from `source`.
+    pub fn with_invoice_check(
+        mut self,
+        source: Arc<dyn super::invoice_check::InvoiceSource>,
+    ) -> Self {
+        self.invoices = Some(source);
+        self
+    }
+
+    /// Lands each run's FOCUS files in a FinOps hubs ingestion container.
+    pub fn with_hubs(mut self, hubs: Arc<dyn Destination>) -> Self {
+        self.hubs = Some(hubs);
+        self
     }
 
     pub fn ledger(&self) -> &Ledger {

@@ -226,6 +226,7 @@ impl Pipeline {
                 md5: None,
                 rows: None,
                 method: None,
+                parquet_bytes: None,
             })
             .collect();
         self.cache_manifest(&id, manifest);

@@ -15,132 +15,23 @@ use serde_json::{json, Value};
 use time::{Date, Duration, Month};
 use uuid::Uuid;
 
+use billing_columnar as columnar;
 use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 
-/// One column of an attribute list: its PascalCase key and whether `basic` carries it
-/// (`full` carries every column).
-type Column = (&'static str, bool);
-
-/// docs/graph-api.md §4.1, usage exports (billed and unbilled), in the documented order.
-const USAGE_COLUMNS: &[Column] = &[
-    ("AdditionalInfo", true),
-    ("AvailabilityId", false),
-    ("BenefitID", false),
-    ("BenefitOrderID", true),
-    ("BenefitType", true),
-    ("BillingCurrency", true),
-    ("BillingPreTaxTotal", true),
-    ("ChargeEndDate", true),
-    ("ChargeStartDate", true),
-    ("ChargeType", true),
-    ("ConsumedService", false),
-    ("CreditPercentage", true),
-    ("CreditType", true),
-    ("CustomerCountry", false),
-    ("CustomerDomainName", false),
-    ("CustomerId", true),
-    ("CustomerName", true),
-    ("EffectiveUnitPrice", true),
-    ("EntitlementDescription", false),
-    ("EntitlementId", true),
-    ("InvoiceNumber", true),
-    ("MeterCategory", false),
-    ("MeterId", false),
-    ("MeterName", false),
-    ("MeterRegion", false),
-    ("MeterSubCategory", false),
-    ("MeterType", false),
-    ("MpnId", false),
-    ("PartnerEarnedCreditPercentage", false),
-    ("PartnerId", true),
-    ("PartnerName", true),
-    ("PCToBCExchangeRate", true),
-    ("PricingCurrency", true),
-    ("PricingPreTaxTotal", true),
-    ("ProductId", true),
-    ("ProductName", false),
-    ("PublisherId", false),
-    ("PublisherName", true),
-    ("Quantity", true),
-    ("ResourceGroup", false),
-    ("ResourceLocation", false),
-    ("ResourceURI", true),
-    ("ServiceInfo1", false),
-    ("ServiceInfo2", false),
-    ("SkuId", true),
-    ("SkuName", true),
-    ("SubscriptionDescription", false),
-    ("SubscriptionId", true),
-    ("Tags", false),
-    ("Tier2MpnId", false),
-    ("Unit", false),
-    ("UnitPrice", true),
-    ("UnitType", true),
-    ("UsageDate", true),
-];
-
-/// docs/graph-api.md §4.2, reconciliation exports (billed and unbilled), in the documented order.
-const RECONCILIATION_COLUMNS: &[Column] = &[
-    ("PartnerId", true),
-    ("CustomerId", true),
-    ("CustomerName", true),
-    ("CustomerDomainName", false),
-    ("CustomerCountry", false),
-    ("InvoiceNumber", true),
-    ("MpnId", false),
-    ("Tier2MpnId", true),
-    ("OrderId", true),
-    ("OrderDate", true),
-    ("ProductId", true),
-    ("SkuId", true),
-    ("AvailabilityId", true),
-    ("SkuName", true),
-    ("ProductName", true),
-    ("ChargeType", true),
-    ("UnitPrice", true),
-    ("Quantity", false),
-    ("Subtotal", true),
-    ("TaxTotal", true),
-    ("Total", true),
-    ("Currency", true),
-    ("PriceAdjustmentDescription", true),
-    ("PublisherName", true),
-    ("PublisherId", false),
-    ("SubscriptionDescription", false),
-    ("SubscriptionId", true),
-    ("ChargeStartDate", true),
-    ("ChargeEndDate", true),
-    ("TermAndBillingCycle", true),
-    ("EffectiveUnitPrice", true),
-    ("UnitType", false),
-    ("AlternateId", false),
-    ("BillableQuantity", true),
-    ("BillingFrequency", false),
-    ("PricingCurrency", true),
-    ("PCToBCExchangeRate", true),
-    ("PCToBCExchangeRateDate", false),
-    ("MeterDescription", false),
-    ("ReservationOrderId", true),
-    ("CreditReasonCode", true),
-    ("SubscriptionStartDate", true),
-    ("SubscriptionEndDate", true),
-    ("ReferenceId", true),
-    ("ProductQualifiers", false),
-    ("PromotionId", true),
-    ("ProductCategory", true),
-];
-
-/// The column keys an export of `kind` with `set` carries, in file order.
+/// The column keys an export of `kind` with `set` carries, in file order. The lists live in
+/// `billing-columnar` (docs/graph-api.md §4, docs/schema.md) so the sandbox writes exactly the
+/// columns the converter types.
 pub fn columns(kind: ExportKind, set: AttributeSet) -> Vec<&'static str> {
-    let all = if kind.is_usage() {
-        USAGE_COLUMNS
+    let dataset = if kind.is_usage() {
+        columnar::Dataset::Usage
     } else {
-        RECONCILIATION_COLUMNS
+        columnar::Dataset::Reconciliation
     };
-    all.iter()
-        .filter(|(_, basic)| set == AttributeSet::Full || *basic)
-        .map(|(name, _)| *name)
-        .collect()
+    let set = match set {
+        AttributeSet::Full => columnar::AttributeSet::Full,
+        AttributeSet::Basic => columnar::AttributeSet::Basic,
+    };
+    columnar::Schema::new(dataset, set).names().collect()
 }
 
 /// splitmix64: tiny, well-distributed and stable across platforms and crate versions, which is

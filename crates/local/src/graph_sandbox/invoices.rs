@@ -23,7 +23,7 @@ pub struct SandboxInvoice {
 }
 
 impl SandboxInvoice {
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "id": self.id,
             "invoiceDate": midnight(self.invoice_date),

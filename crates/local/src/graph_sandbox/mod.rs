@@ -110,6 +110,9 @@ pub struct SandboxConfig {
     /// each has its own invoices and tenant, and its exports their own data. The plain local
     /// tokens keep serving `invoices` as the one partner of a single-tenant sandbox.
     pub partners: Vec<SandboxPartner>,
+    /// Invoices whose detail (`GET /v1/invoices/{id}`) reports `totalCharges` one currency
+    /// unit above the sum of their reconciliation data: an invoice that does not balance.
+    pub mismatched_invoices: Vec<String>,
 }
 
 /// A partner tenant of a several-partner sandbox.
@@ -228,6 +231,7 @@ impl Default for SandboxConfig {
             refuse_exports: None,
             known_invoices_only: false,
             unsupported_versions: Vec::new(),
+            mismatched_invoices: Vec::new(),
             blob_delay: Duration::ZERO,
             root_directory_base: None,
             blob_names: None,

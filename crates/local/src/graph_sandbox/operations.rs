@@ -57,9 +57,9 @@ impl State {
         version: &str,
         now: OffsetDateTime,
     ) -> Uuid {
-        let key = req.key();
+        let key = export_key(&req, today);
         if !self.exports.contains_key(&key) {
-            let export = Export::new(cfg, today, req, now);
+            let export = Export::new(cfg, today, req, &key, now);
             self.manifests.insert(export.manifest_id, key.clone());
             for (i, name) in export.blob_names.iter().enumerate() {
                 self.blobs
@@ -86,6 +86,52 @@ impl State {
             },
         );
         id
+    }
+}
+
+/// The sum of `Total` over the billed reconciliation data of `invoice`, in hundredths of the
+/// invoice currency: what Partner Center's invoice detail reports as `totalCharges`, so the
+/// sandbox's invoices agree with its data. Rows are generated as the blob routes serve them.
+pub fn reconciliation_total_cents(
+    cfg: &SandboxConfig,
+    today: Date,
+    invoice: &str,
+    partner: Option<&str>,
+) -> Option<i128> {
+    let id = invoice.parse().ok()?;
+    let mut req = ExportRequest::billed(
+        partner_billing_export::billing::ExportKind::BilledReconciliation,
+        id,
+        partner_billing_export::billing::AttributeSet::Full,
+    )
+    .ok()?;
+    if let Some(p) = partner {
+        req.partner = p.parse().ok()?;
+    }
+    let key = export_key(&req, today);
+    let mut export = Export::new(cfg, today, req, &key, OffsetDateTime::now_utc());
+    let mut cents: i128 = 0;
+    for i in 0..export.blob_names.len() {
+        let p = export.partition(i, cfg.rows_per_partition);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&p.gzip[..]), &mut text)
+            .ok()?;
+        for line in text.lines() {
+            let row: Value = serde_json::from_str(line).ok()?;
+            // Written with two decimals; summed in cents so no float error accumulates.
+            cents += (row.get("Total")?.as_f64()? * 100.0).round() as i128;
+        }
+    }
+    Some(cents)
+}
+
+/// Which export (data version) a request is served from. A billed invoice's data is fixed
+/// once issued. Unbilled data grows every day until the period is invoiced, so each day's
+/// request gets a new snapshot (new eTag, new rows), as Graph serves a new data version.
+fn export_key(req: &ExportRequest, today: Date) -> String {
+    match &req.scope {
+        ExportScope::Invoice { .. } => req.key(),
+        ExportScope::Period { .. } => format!("{}@{today}", req.key()),
     }
 }
 
@@ -200,8 +246,14 @@ pub struct Export {
 }
 
 impl Export {
-    fn new(cfg: &SandboxConfig, today: Date, req: ExportRequest, now: OffsetDateTime) -> Self {
-        let key = req.key();
+    fn new(
+        cfg: &SandboxConfig,
+        today: Date,
+        req: ExportRequest,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Self {
+        let key = key.to_string();
         let seed = cfg.seed;
         let partner = cfg
             .partners

@@ -1,42 +1,87 @@
-//! Partner Center's invoice list (`GET /v1/invoices`), with paging.
+//! Partner Center's invoices: the list (`GET /v1/invoices`, with paging) and one invoice
+//! (`GET /v1/invoices/{id}`).
 
 use serde_json::json;
 use warp::http::StatusCode;
 
-use super::super::{bump, invoices, Inner};
+use super::super::{bump, invoices, operations, Inner};
 use crate::tokens::{partner_center_token, LOCAL_PARTNER_CENTER_TOKEN};
 
 use super::{bearer, json_reply, Reply, Request};
 
-pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
-    let partner = match bearer(&req.headers) {
-        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => None,
-        Some(t)
-            if inner
-                .cfg
-                .partners
-                .iter()
-                .any(|p| partner_center_token(&p.id) == t) =>
+/// Whose Partner Center token this is: `None` for the single-tenant sandbox's own, the index
+/// of a listed partner, or the refusal for any other token (Graph's included).
+fn caller(inner: &Inner, req: &Request) -> Result<Option<usize>, Box<Reply>> {
+    match bearer(&req.headers) {
+        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => Ok(None),
+        Some(t) => match inner
+            .cfg
+            .partners
+            .iter()
+            .position(|p| partner_center_token(&p.id) == t)
         {
-            inner
-                .cfg
-                .partners
-                .iter()
-                .position(|p| partner_center_token(&p.id) == t)
-        }
-        _ => {
-            // Partner Center refuses tokens for any other audience, Graph's included.
-            bump(&inner.counters.unauthorized, 1);
-            return json_reply(
-                StatusCode::UNAUTHORIZED,
-                &json!({
-                    "code": 401,
-                    "description": "Authentication failed: the token is missing or not issued for https://api.partnercenter.microsoft.com.",
-                    "data": [],
-                    "source": "PartnerFD"
-                }),
-            );
-        }
+            Some(i) => Ok(Some(i)),
+            None => Err(Box::new(refusal(inner))),
+        },
+        None => Err(Box::new(refusal(inner))),
+    }
+}
+
+fn refusal(inner: &Inner) -> Reply {
+    bump(&inner.counters.unauthorized, 1);
+    json_reply(
+        StatusCode::UNAUTHORIZED,
+        &json!({
+            "code": 401,
+            "description": "Authentication failed: the token is missing or not issued for https://api.partnercenter.microsoft.com.",
+            "data": [],
+            "source": "PartnerFD"
+        }),
+    )
+}
+
+/// `GET /v1/invoices/{id}`: one invoice of the caller, its `totalCharges` the sum of its
+/// reconciliation data (off by one unit for `mismatched_invoices`).
+pub(super) fn get_invoice(inner: &Inner, req: &Request, id: &str) -> Reply {
+    let partner = match caller(inner, req) {
+        Ok(p) => p,
+        Err(refused) => return *refused,
+    };
+    bump(&inner.counters.invoice_gets, 1);
+    let today = inner.cfg.clock.as_ref().map_or(inner.today, |c| c.today());
+    let found = inner.invoices_of(partner).iter().find(|i| {
+        i.id.eq_ignore_ascii_case(id) && (inner.cfg.clock.is_none() || i.invoice_date <= today)
+    });
+    let Some(invoice) = found else {
+        return json_reply(
+            StatusCode::NOT_FOUND,
+            &json!({"code": 404, "description": format!("Invoice {id} was not found."), "data": [], "source": "PartnerFD"}),
+        );
+    };
+    let mut invoice = invoice.clone();
+    let partner_id = partner.map(|i| inner.cfg.partners[i].id.as_str());
+    if let Some(cents) =
+        operations::reconciliation_total_cents(&inner.cfg, today, &invoice.id, partner_id)
+    {
+        let off = if inner
+            .cfg
+            .mismatched_invoices
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(id))
+        {
+            100
+        } else {
+            0
+        };
+        invoice.total_charges = (cents + off) as f64 / 100.0;
+    }
+    json_reply(StatusCode::OK, &invoice.to_json())
+}
+
+pub(super) fn list_invoices(inner: &Inner, req: &Request) -> Reply {
+    let partner = match caller(inner, req) {
+        Ok(p) => p,
+        Err(refused) => return *refused,
     };
     bump(&inner.counters.invoice_gets, 1);
     let mut size = invoices::MAX_PAGE_SIZE;

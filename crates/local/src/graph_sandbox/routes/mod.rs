@@ -21,7 +21,7 @@ use super::operations::Poll;
 use super::{blobs, bump, Inner};
 use crate::tokens::{partner_graph_token, LOCAL_GRAPH_TOKEN};
 use blob_routes::get_blob;
-use invoice_routes::list_invoices;
+use invoice_routes::{get_invoice, list_invoices};
 use partner_billing_export::billing::types::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, ExportScope, InvoiceId,
 };
@@ -125,6 +125,7 @@ where
             get_blob(inner, &req, rest, req.method == Method::HEAD)
         }
         (&Method::GET, ["partnercenter", "v1", "invoices"]) => list_invoices(inner, &req),
+        (&Method::GET, ["partnercenter", "v1", "invoices", id]) => get_invoice(inner, &req, id),
         (_, ["blob", ..]) => blobs::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "UnsupportedHttpVerb",
@@ -328,7 +329,9 @@ fn start_export(
     let now = OffsetDateTime::now_utc();
     let id = {
         let mut st = inner.state();
-        let id = st.start(&inner.cfg, inner.today, export, version, now);
+        // The movable clock, when a test drives one, decides which day's snapshot is served.
+        let today = inner.cfg.clock.as_ref().map_or(inner.today, |c| c.today());
+        let id = st.start(&inner.cfg, today, export, version, now);
         if let Some(store) = &inner.cfg.blob_store {
             start_upload(&mut st, &id, store, inner.cfg.rows_per_partition);
         }

@@ -1,0 +1,157 @@
+//! Throughput and peak memory of the converter against DuckDB on one real-shaped billed-usage
+//! partition (full attribute set). Figures are printed, never asserted:
+//!
+//! `parquet: ours X MiB/s, duckdb Y MiB/s, ratio R, peak RSS ours A MiB, duckdb B MiB`
+//!
+//! (MiB/s of gzip input). Each converter runs as a child process so its wall time and peak
+//! RSS (wait4's ru_maxrss) are its own. BENCH_ROWS changes the partition size (default
+//! 400,000 rows, about 60 MB of gzip); the partition is generated once under target/.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use billing_columnar::generate::{write_partition, GeneratorConfig};
+use billing_columnar::{convert, convert_both, AttributeSet, ConvertOptions, Dataset, Schema};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child-convert") {
+        child_convert(Path::new(&args[i + 1]), Path::new(&args[i + 2]));
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else is ignored.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let rows: u64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    let dir = root.join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("creating target/bench-data");
+    let input = dir.join(format!("billed-usage-full-{rows}.json.gz"));
+    if !input.exists() {
+        generate(&input, rows);
+    }
+    let gz_bytes = std::fs::metadata(&input).expect("input").len();
+    let mib = gz_bytes as f64 / (1024.0 * 1024.0);
+
+    let ours_out = dir.join("ours.parquet");
+    let exe = std::env::current_exe().expect("current exe");
+    let (ours_secs, ours_rss) = measure(
+        Command::new(&exe)
+            .arg("--child-convert")
+            .arg(&input)
+            .arg(&ours_out),
+    );
+
+    let python = duckdb_python(&root);
+    let duck_out = dir.join("duckdb.parquet");
+    let sql = format!(
+        "COPY (SELECT * FROM read_json('{}', format='newline_delimited')) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
+        input.display(),
+        duck_out.display()
+    );
+    let (duck_secs, duck_rss) = measure(Command::new(&python).args([
+        "-c",
+        "import duckdb, sys; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); c.execute(sys.argv[1])",
+        &sql,
+    ]));
+
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+    eprintln!(
+        "parquet bench: {rows} rows, {mib:.1} MiB gzip; ours {ours_secs:.2} s -> {:.1} MiB, duckdb {duck_secs:.2} s -> {:.1} MiB",
+        size(&ours_out),
+        size(&duck_out)
+    );
+    let (ours, duck) = (mib / ours_secs, mib / duck_secs);
+    println!(
+        "parquet: ours {ours:.1} MiB/s, duckdb {duck:.1} MiB/s, ratio {:.2}, peak RSS ours {:.0} MiB, duckdb {:.0} MiB",
+        ours / duck,
+        ours_rss,
+        duck_rss
+    );
+}
+
+/// The measured child: converts `input` to `output` (typed view) with default options.
+fn child_convert(input: &Path, output: &Path) {
+    let schema = Schema::new(Dataset::Usage, AttributeSet::Full);
+    let out = BufWriter::new(File::create(output).expect("creating the output"));
+    let inp = File::open(input).expect("opening the input");
+    let mut options = ConvertOptions::default();
+    // Knobs for exploring the memory/throughput trade-off by hand.
+    if let Some(mib) = std::env::var("BENCH_ROW_GROUP_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        options.row_group_bytes = mib << 20;
+    }
+    if let Some(level) = std::env::var("BENCH_ZSTD_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.zstd_level = level;
+    }
+    // BENCH_BOTH=1: typed and FOCUS in one pass (what the product does), for its figures.
+    let report = if std::env::var_os("BENCH_BOTH").is_some() {
+        let focus = BufWriter::new(
+            File::create(output.with_extension("focus.parquet")).expect("creating the output"),
+        );
+        convert_both(inp, &schema, out, focus, &options)
+    } else {
+        convert(inp, &schema, out, &options)
+    }
+    .expect("converting");
+    eprintln!(
+        "ours: {} rows, {} row groups, {} JSON bytes",
+        report.rows, report.row_groups, report.bytes_json
+    );
+}
+
+/// Runs the command to completion: (wall seconds, peak RSS in MiB).
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (f64, f64) {
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawning the converter");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the locals above.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed (status {status})"
+    );
+    (secs, usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn generate(path: &Path, rows: u64) {
+    let start = Instant::now();
+    let tmp = path.with_extension("tmp");
+    let file = BufWriter::new(File::create(&tmp).expect("creating the partition"));
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::new(6));
+    write_partition(&GeneratorConfig::usage(rows, 2026), &mut gz).expect("generating");
+    gz.finish().expect("gzip").flush().expect("flush");
+    std::fs::rename(&tmp, path).expect("rename");
+    eprintln!(
+        "generated {} in {:.1} s",
+        path.display(),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn duckdb_python(root: &Path) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root.join("crates/billing-columnar/tests/support/duckdb-venv.sh"))
+        .output()
+        .expect("preparing the DuckDB venv");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
+}

@@ -1,0 +1,423 @@
+//! A scanner for one flat JSON object per line. It hands out borrowed key and value tokens
+//! instead of building a tree, which is what makes the converter fast: no per-value allocation,
+//! strings copied once (straight into the column buffer) and unescaped only when they contain
+//! a backslash.
+
+use std::fmt;
+
+/// One value, as it appears in the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    Null,
+    Bool(bool),
+    /// The number's text, unparsed.
+    Number(&'a [u8]),
+    /// A string's content between the quotes, still escaped when `escaped`.
+    Str {
+        content: &'a [u8],
+        escaped: bool,
+    },
+    /// An object or array (kept as its JSON text in string columns).
+    Nested,
+}
+
+/// Why a line is not a flat JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.offset + 1)
+    }
+}
+
+/// Nesting deeper than this inside a value is refused (hostile input).
+const MAX_DEPTH: usize = 64;
+
+pub(crate) struct Scanner<'a> {
+    s: &'a [u8],
+    pos: usize,
+    first: bool,
+}
+
+fn err<T>(offset: usize, what: &'static str) -> Result<T, SyntaxError> {
+    Err(SyntaxError { offset, what })
+}
+
+impl<'a> Scanner<'a> {
+    /// Starts on a line (without its newline); expects `{`.
+    pub fn new(s: &'a [u8]) -> Result<Self, SyntaxError> {
+        let mut sc = Scanner {
+            s,
+            pos: 0,
+            first: true,
+        };
+        sc.ws();
+        if sc.peek() != Some(b'{') {
+            return err(sc.pos, "expected '{' (each line must be a JSON object)");
+        }
+        sc.pos += 1;
+        Ok(sc)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The next member as (key content, key escaped, value, raw value text), or `None` after
+    /// the closing `}` (anything but whitespace after it is an error).
+    #[allow(clippy::type_complexity, dead_code)]
+    pub fn next_member(
+        &mut self,
+    ) -> Result<Option<(&'a [u8], bool, Token<'a>, &'a [u8])>, SyntaxError> {
+        if !self.begin_member()? {
+            return Ok(None);
+        }
+        let (key, key_escaped) = self.key()?;
+        let (token, raw) = self.value_raw()?;
+        Ok(Some((key, key_escaped, token, raw)))
+    }
+
+    /// Moves to the next member's key (past `,`); `false` after the closing `}` (anything but
+    /// whitespace after it is an error).
+    #[inline]
+    pub fn begin_member(&mut self) -> Result<bool, SyntaxError> {
+        self.ws();
+        match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                self.ws();
+                if self.pos != self.s.len() {
+                    return err(self.pos, "trailing characters after the object");
+                }
+                return Ok(false);
+            }
+            Some(b',') if !self.first => {
+                self.pos += 1;
+                self.ws();
+            }
+            _ if self.first => {}
+            None => return err(self.pos, "unterminated object"),
+            _ => return err(self.pos, "expected ',' or '}'"),
+        }
+        self.first = false;
+        Ok(true)
+    }
+
+    /// Consumes `pattern` (a key as `"Key":`) if the input continues with it: rows repeat
+    /// their key order, so this one comparison usually replaces scanning the key.
+    #[inline]
+    pub fn eat(&mut self, pattern: &[u8]) -> bool {
+        if self.s[self.pos..].starts_with(pattern) {
+            self.pos += pattern.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The key at the current position (content, escaped) and its colon.
+    pub fn key(&mut self) -> Result<(&'a [u8], bool), SyntaxError> {
+        if self.peek() != Some(b'"') {
+            return err(self.pos, "expected a quoted key");
+        }
+        let key = self.string()?;
+        self.ws();
+        if self.peek() != Some(b':') {
+            return err(self.pos, "expected ':'");
+        }
+        self.pos += 1;
+        Ok(key)
+    }
+
+    /// The value after a key's colon, and its raw text.
+    #[inline]
+    pub fn value_raw(&mut self) -> Result<(Token<'a>, &'a [u8]), SyntaxError> {
+        self.ws();
+        let start = self.pos;
+        let token = self.value()?;
+        Ok((token, &self.s[start..self.pos]))
+    }
+
+    /// A string starting at the current quote: its content and whether it has escapes.
+    fn string(&mut self) -> Result<(&'a [u8], bool), SyntaxError> {
+        let start = self.pos + 1;
+        let mut i = start;
+        let mut escaped = false;
+        let s = self.s;
+        loop {
+            i += find_special(&s[i..]);
+            match s.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok((&s[start..i], escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    // The escape's validity is checked when unescaping; here skip the next byte
+                    // so an escaped quote does not end the string.
+                    i += 2;
+                    if i > s.len() {
+                        return err(start - 1, "unterminated string");
+                    }
+                }
+                _ => return err(start - 1, "unterminated string"),
+            }
+        }
+    }
+
+    fn value(&mut self) -> Result<Token<'a>, SyntaxError> {
+        let start = self.pos;
+        match self.peek() {
+            Some(b'"') => {
+                let (content, escaped) = self.string()?;
+                Ok(Token::Str { content, escaped })
+            }
+            Some(b'n') => self.literal(b"null", Token::Null),
+            Some(b't') => self.literal(b"true", Token::Bool(true)),
+            Some(b'f') => self.literal(b"false", Token::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => {
+                // One validating pass (the grammar matters: string columns keep the text).
+                let len = json_number_len(&self.s[start..]);
+                if len == 0 {
+                    return err(start, "malformed number");
+                }
+                self.pos += len;
+                if let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
+                    return err(start, "malformed number");
+                }
+                Ok(Token::Number(&self.s[start..self.pos]))
+            }
+            Some(b'{' | b'[') => {
+                self.skip_nested()?;
+                Ok(Token::Nested)
+            }
+            None => err(start, "missing value"),
+            _ => err(start, "unexpected character"),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], t: Token<'a>) -> Result<Token<'a>, SyntaxError> {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(t)
+        } else {
+            err(self.pos, "invalid literal")
+        }
+    }
+
+    /// Skips a nested object or array, checking brackets and strings (not full grammar: the
+    /// text is kept verbatim as a string value, readers re-parse it).
+    fn skip_nested(&mut self) -> Result<(), SyntaxError> {
+        let mut stack = [0u8; MAX_DEPTH];
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                Some(b @ (b'{' | b'[')) => {
+                    if depth == MAX_DEPTH {
+                        return err(self.pos, "nesting too deep");
+                    }
+                    stack[depth] = if b == b'{' { b'}' } else { b']' };
+                    depth += 1;
+                    self.pos += 1;
+                }
+                Some(b @ (b'}' | b']')) => {
+                    if depth == 0 || stack[depth - 1] != b {
+                        return err(self.pos, "mismatched bracket");
+                    }
+                    depth -= 1;
+                    self.pos += 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(_) => self.pos += 1,
+                None => return err(self.pos, "unterminated nested value"),
+            }
+        }
+    }
+}
+
+/// Length of the JSON number at the start of `s`, or 0 when there is none.
+fn json_number_len(s: &[u8]) -> usize {
+    let mut i = usize::from(s.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let st = *i;
+        while s.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > st
+    };
+    if !digits(&mut i) {
+        return 0;
+    }
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return 0;
+        }
+    }
+    if let Some(b'e' | b'E') = s.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = s.get(i) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return 0;
+        }
+    }
+    i
+}
+
+/// Index of the first `"` or `\` in `s` (or `s.len()`). Control characters inside strings
+/// (invalid JSON) are let through: they cannot break the output, and checking them doubled the
+/// cost of this hottest loop.
+#[inline]
+fn find_special(s: &[u8]) -> usize {
+    memchr::memchr2(b'"', b'\\', s).unwrap_or(s.len())
+}
+
+/// Appends the unescaped form of a string's content to `out`.
+pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    let mut i = 0;
+    while i < content.len() {
+        let b = content[i];
+        if b != b'\\' {
+            let run = content[i..]
+                .iter()
+                .position(|&c| c == b'\\')
+                .unwrap_or(content.len() - i);
+            out.extend_from_slice(&content[i..i + run]);
+            i += run;
+            continue;
+        }
+        let e = *content.get(i + 1).ok_or("dangling backslash")?;
+        i += 2;
+        let simple = match e {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => 0,
+            _ => return Err("invalid escape"),
+        };
+        if e != b'u' {
+            out.push(simple);
+            continue;
+        }
+        let hex4 = |at: usize| -> Result<u32, &'static str> {
+            let h = content.get(at..at + 4).ok_or("short \\u escape")?;
+            let s = std::str::from_utf8(h).map_err(|_| "invalid \\u escape")?;
+            u32::from_str_radix(s, 16).map_err(|_| "invalid \\u escape")
+        };
+        let mut cp = hex4(i)?;
+        i += 4;
+        if (0xD800..0xDC00).contains(&cp) {
+            if content.get(i..i + 2) != Some(b"\\u") {
+                return Err("lone surrogate");
+            }
+            let lo = hex4(i + 2)?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err("lone surrogate");
+            }
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            i += 6;
+        } else if (0xDC00..0xE000).contains(&cp) {
+            return Err("lone surrogate");
+        }
+        let ch = char::from_u32(cp).ok_or("invalid code point")?;
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(line: &str) -> Result<Vec<(String, Token<'_>)>, SyntaxError> {
+        let mut sc = Scanner::new(line.as_bytes())?;
+        let mut out = Vec::new();
+        while let Some((k, _, v, _)) = sc.next_member()? {
+            out.push((String::from_utf8(k.to_vec()).unwrap(), v));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn scans_flat_objects() {
+        let m =
+            members(r#" {"a":1.5e3, "b" : "x\"y", "c":null,"d":true,"e":{"f":[1,"]"]}} "#).unwrap();
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].1, Token::Number(b"1.5e3"));
+        assert_eq!(
+            m[1].1,
+            Token::Str {
+                content: br#"x\"y"#,
+                escaped: true
+            }
+        );
+        assert_eq!(m[2].1, Token::Null);
+        assert_eq!(m[4].1, Token::Nested);
+        assert!(members("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        for bad in [
+            "[1]",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{\"a\":1}x",
+            "{\"a\":01x}",
+            "{\"a\":\"x}",
+            "{\"a\":[}",
+            "{\"a\":1 \"b\":2}",
+            "{\"a\":nul}",
+        ] {
+            assert!(members(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unescapes_including_surrogate_pairs() {
+        let mut out = Vec::new();
+        unescape(br#"a\n\u00e9\ud83d\ude00\/"#, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a\né😀/");
+        assert!(unescape(br"\ud83d", &mut Vec::new()).is_err());
+        assert!(unescape(br"\x", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_every_lane() {
+        for n in 0..20 {
+            for special in [b'"', b'\\'] {
+                let mut s = vec![b'a'; n];
+                s.push(special);
+                s.extend_from_slice(b"zzzzzzzzz");
+                assert_eq!(find_special(&s), n);
+            }
+            let s = "é".repeat(n);
+            assert_eq!(find_special(s.as_bytes()), s.len());
+        }
+    }
+}

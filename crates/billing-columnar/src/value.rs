@@ -1,0 +1,447 @@
+//! Exact parsing of the scalar values Microsoft writes: decimals into scaled integers, ISO 8601
+//! days and instants into Parquet's integer encodings. No floating point anywhere.
+
+use std::fmt;
+
+use crate::schema::DECIMAL_SCALE;
+
+/// An exact decimal with [`DECIMAL_SCALE`] fractional digits (value = `scaled` / 10^18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Decimal {
+    scaled: i128,
+}
+
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+const ONE: i128 = POW10[DECIMAL_SCALE as usize];
+
+/// Why a value could not be read as its column's type (the caller adds line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ValueError {
+    NotANumber,
+    TooPrecise,
+    OutOfRange,
+    NotIntegral,
+    NotADate,
+    NotMidnight,
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValueError::NotANumber => "not a decimal number",
+            ValueError::TooPrecise => "more than 18 decimal places",
+            ValueError::OutOfRange => "out of the DECIMAL(38,18) / INT64 range",
+            ValueError::NotIntegral => "not a whole number",
+            ValueError::NotADate => "not an ISO 8601 date or date-time",
+            ValueError::NotMidnight => "a date column with a time other than midnight",
+        })
+    }
+}
+
+impl Decimal {
+    pub const ZERO: Decimal = Decimal { scaled: 0 };
+
+    /// From the integer holding value × 10^18.
+    pub fn from_scaled(scaled: i128) -> Self {
+        Self { scaled }
+    }
+
+    /// The integer holding value × 10^18.
+    pub fn scaled(self) -> i128 {
+        self.scaled
+    }
+
+    pub fn checked_add(self, other: Decimal) -> Option<Decimal> {
+        self.scaled
+            .checked_add(other.scaled)
+            .map(Decimal::from_scaled)
+    }
+
+    /// Parses a JSON number (`-12.5`, `1E-3`, `0.000168`) exactly; `+` and surrounding
+    /// whitespace are rejected like JSON does.
+    pub(crate) fn parse(s: &[u8]) -> Result<Decimal, ValueError> {
+        let (neg, mut rest) = match s.split_first() {
+            Some((b'-', r)) => (true, r),
+            _ => (false, s),
+        };
+        let mut mantissa: i128 = 0;
+        let mut digits = 0usize;
+        let mut frac_digits: i64 = 0;
+        // Leading zeros do not count against the 38-digit budget.
+        let mut significant = 0usize;
+        let mut push = |d: u8, mantissa: &mut i128| -> Result<(), ValueError> {
+            if *mantissa != 0 || d != 0 {
+                significant += 1;
+            }
+            if significant > 38 {
+                return Err(ValueError::OutOfRange);
+            }
+            *mantissa = *mantissa * 10 + i128::from(d);
+            Ok(())
+        };
+        while let Some((&b, r)) = rest.split_first() {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            push(b - b'0', &mut mantissa)?;
+            digits += 1;
+            rest = r;
+        }
+        if digits == 0 {
+            return Err(ValueError::NotANumber);
+        }
+        if let Some((b'.', r)) = rest.split_first() {
+            rest = r;
+            let before = digits;
+            while let Some((&b, r)) = rest.split_first() {
+                if !b.is_ascii_digit() {
+                    break;
+                }
+                push(b - b'0', &mut mantissa)?;
+                digits += 1;
+                frac_digits += 1;
+                rest = r;
+            }
+            if digits == before {
+                return Err(ValueError::NotANumber);
+            }
+        }
+        let mut exp: i64 = 0;
+        if let Some((b'e' | b'E', r)) = rest.split_first() {
+            rest = r;
+            let eneg = match rest.split_first() {
+                Some((b'-', r)) => {
+                    rest = r;
+                    true
+                }
+                Some((b'+', r)) => {
+                    rest = r;
+                    false
+                }
+                _ => false,
+            };
+            let mut n = 0usize;
+            while let Some((&b, r)) = rest.split_first() {
+                if !b.is_ascii_digit() {
+                    break;
+                }
+                exp = (exp * 10 + i64::from(b - b'0')).min(10_000);
+                n += 1;
+                rest = r;
+            }
+            if n == 0 {
+                return Err(ValueError::NotANumber);
+            }
+            if eneg {
+                exp = -exp;
+            }
+        }
+        if !rest.is_empty() {
+            return Err(ValueError::NotANumber);
+        }
+        let shift = i64::from(DECIMAL_SCALE) - frac_digits + exp;
+        let scaled = if mantissa == 0 {
+            0
+        } else if shift >= 0 {
+            let p = *POW10.get(shift as usize).ok_or(ValueError::OutOfRange)?;
+            mantissa.checked_mul(p).ok_or(ValueError::OutOfRange)?
+        } else {
+            let p = *POW10.get((-shift) as usize).ok_or(ValueError::TooPrecise)?;
+            if mantissa % p != 0 {
+                return Err(ValueError::TooPrecise);
+            }
+            mantissa / p
+        };
+        Ok(Decimal::from_scaled(if neg { -scaled } else { scaled }))
+    }
+
+    /// The value as a whole number, if it is one.
+    pub(crate) fn to_integer(self) -> Result<i64, ValueError> {
+        if self.scaled % ONE != 0 {
+            return Err(ValueError::NotIntegral);
+        }
+        i64::try_from(self.scaled / ONE).map_err(|_| ValueError::OutOfRange)
+    }
+
+    /// `self × other`, rounded half away from zero to 18 places; `None` on overflow.
+    pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
+        let neg = (self.scaled < 0) != (other.scaled < 0);
+        let (hi, lo) = mul_u128(self.scaled.unsigned_abs(), other.scaled.unsigned_abs());
+        // Products of ordinary prices and quantities fit in 128 bits: the long division is
+        // only for the rest.
+        let (q, r) = if hi == 0 {
+            (lo / ONE as u128, lo % ONE as u128)
+        } else {
+            div_u256(hi, lo, ONE as u128)?
+        };
+        let q = if r * 2 >= ONE as u128 { q + 1 } else { q };
+        let q = i128::try_from(q).ok()?;
+        Some(Decimal::from_scaled(if neg { -q } else { q }))
+    }
+}
+
+/// Full 256-bit product of two u128 as (high, low).
+fn mul_u128(a: u128, b: u128) -> (u128, u128) {
+    let mask = u128::from(u64::MAX);
+    let (a1, a0) = (a >> 64, a & mask);
+    let (b1, b0) = (b >> 64, b & mask);
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    let mid = (p00 >> 64) + (p01 & mask) + (p10 & mask);
+    let lo = (p00 & mask) | (mid << 64);
+    let hi = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+    (hi, lo)
+}
+
+/// (hi:lo) / d as (quotient, remainder) when the quotient fits in u128.
+fn div_u256(hi: u128, lo: u128, d: u128) -> Option<(u128, u128)> {
+    if hi >= d {
+        return None;
+    }
+    // Bit-by-bit long division: only used for derived FOCUS costs, never on the hot path of
+    // the typed output.
+    let (mut rem, mut q) = (hi, 0u128);
+    for i in (0..128).rev() {
+        let carry = rem >> 127;
+        rem = (rem << 1) | ((lo >> i) & 1);
+        q <<= 1;
+        if carry == 1 || rem >= d {
+            rem = rem.wrapping_sub(d);
+            q |= 1;
+        }
+    }
+    Some((q, rem))
+}
+
+impl fmt::Display for Decimal {
+    /// Shortest exact form: `-12.5`, `0`, `0.000168`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let abs = self.scaled.unsigned_abs();
+        let int = abs / ONE as u128;
+        let frac = abs % ONE as u128;
+        if self.scaled < 0 {
+            f.write_str("-")?;
+        }
+        write!(f, "{int}")?;
+        if frac != 0 {
+            let s = format!("{frac:018}");
+            write!(f, ".{}", s.trim_end_matches('0'))?;
+        }
+        Ok(())
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's days-from-civil).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Inverse of [`days_from_civil`].
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+fn num(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')))
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// `YYYY-MM-DD[(T| )hh:mm[:ss[.fffffff]]][Z|±hh:mm]` as microseconds since the epoch, UTC.
+/// No zone means UTC (Microsoft writes `Z`). Digits below a microsecond are truncated.
+pub(crate) fn parse_timestamp(s: &[u8]) -> Result<i64, ValueError> {
+    let bad = ValueError::NotADate;
+    if s.len() < 10 || s[4] != b'-' || s[7] != b'-' {
+        return Err(bad);
+    }
+    let y = i64::from(num(&s[0..4]).ok_or(bad.clone())?);
+    let m = num(&s[5..7]).ok_or(bad.clone())?;
+    let d = num(&s[8..10]).ok_or(bad.clone())?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return Err(bad);
+    }
+    let mut micros = days_from_civil(y, m, d) * MICROS_PER_DAY;
+    let mut rest = &s[10..];
+    if let Some((&(b'T' | b' '), r)) = rest.split_first() {
+        if r.len() < 5 || r[2] != b':' {
+            return Err(bad);
+        }
+        let hh = num(&r[0..2]).ok_or(bad.clone())?;
+        let mm = num(&r[3..5]).ok_or(bad.clone())?;
+        let mut ss = 0;
+        rest = &r[5..];
+        if let Some((b':', r)) = rest.split_first() {
+            if r.len() < 2 {
+                return Err(bad);
+            }
+            ss = num(&r[0..2]).ok_or(bad.clone())?;
+            rest = &r[2..];
+        }
+        if hh > 23 || mm > 59 || ss > 60 {
+            return Err(bad);
+        }
+        micros += (i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss)) * 1_000_000;
+        if let Some((b'.', r)) = rest.split_first() {
+            let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n == 0 || n > 9 {
+                return Err(bad);
+            }
+            let mut frac = 0i64;
+            for (i, b) in r[..n].iter().enumerate() {
+                if i < 6 {
+                    frac = frac * 10 + i64::from(b - b'0');
+                }
+            }
+            for _ in n..6 {
+                frac *= 10;
+            }
+            micros += frac;
+            rest = &r[n..];
+        }
+        match rest {
+            [] | [b'Z'] | [b'z'] => {}
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let oh = num(&[*h1, *h2]).ok_or(bad.clone())?;
+                let om = num(&[*m1, *m2]).ok_or(bad.clone())?;
+                let off = (i64::from(oh) * 60 + i64::from(om)) * 60_000_000;
+                micros -= if *sign == b'+' { off } else { -off };
+            }
+            _ => return Err(bad),
+        }
+    } else if !rest.is_empty() {
+        return Err(bad);
+    }
+    Ok(micros)
+}
+
+/// A calendar day (days since the epoch); a time part must be midnight (UTC).
+pub(crate) fn parse_date(s: &[u8]) -> Result<i32, ValueError> {
+    let micros = parse_timestamp(s)?;
+    if micros.rem_euclid(MICROS_PER_DAY) != 0 {
+        return Err(ValueError::NotMidnight);
+    }
+    i32::try_from(micros.div_euclid(MICROS_PER_DAY)).map_err(|_| ValueError::OutOfRange)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Result<String, ValueError> {
+        Decimal::parse(s.as_bytes()).map(|d| d.to_string())
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(dec("0.1").unwrap(), "0.1");
+        assert_eq!(dec("-12.500").unwrap(), "-12.5");
+        assert_eq!(dec("1E-3").unwrap(), "0.001");
+        assert_eq!(dec("2.5e2").unwrap(), "250");
+        assert_eq!(dec("0.000000000000000001").unwrap(), "0.000000000000000001");
+        assert_eq!(
+            dec("0.0000000000000000010").unwrap(),
+            "0.000000000000000001"
+        );
+        assert_eq!(dec("-0").unwrap(), "0");
+        assert_eq!(dec("0.0000000000000000001"), Err(ValueError::TooPrecise));
+        assert_eq!(dec("1e30"), Err(ValueError::OutOfRange));
+        for bad in ["", "-", "1.", ".5", "+1", "1e", "0x10", " 1", "1 ", "NaN"] {
+            assert_eq!(dec(bad), Err(ValueError::NotANumber), "{bad:?}");
+        }
+        assert_eq!(
+            Decimal::parse(b"15").unwrap().to_integer(),
+            Ok(15),
+            "integral"
+        );
+        assert_eq!(
+            Decimal::parse(b"1.5").unwrap().to_integer(),
+            Err(ValueError::NotIntegral)
+        );
+    }
+
+    #[test]
+    fn multiplication_rounds_half_away_from_zero() {
+        let m = |a: &str, b: &str| {
+            Decimal::parse(a.as_bytes())
+                .unwrap()
+                .checked_mul(Decimal::parse(b.as_bytes()).unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(m("0.096", "47.5"), "4.56");
+        assert_eq!(m("-2", "0.9213"), "-1.8426");
+        assert_eq!(m("0.000000000000000001", "0.5"), "0.000000000000000001");
+        assert_eq!(m("123456789012.5", "1000000"), "123456789012500000");
+    }
+
+    #[test]
+    fn dates_and_instants() {
+        assert_eq!(parse_date(b"1970-01-01"), Ok(0));
+        assert_eq!(parse_date(b"2026-01-31T00:00:00Z"), Ok(20484));
+        assert_eq!(parse_date(b"2024-02-29T00:00:00.0000000Z"), Ok(19782));
+        assert_eq!(parse_date(b"2024-02-30"), Err(ValueError::NotADate));
+        assert_eq!(
+            parse_date(b"2026-01-31T23:59:00Z"),
+            Err(ValueError::NotMidnight)
+        );
+        assert_eq!(
+            parse_timestamp(b"2019-09-18T07:52:32.9930816Z"),
+            Ok(days_from_civil(2019, 9, 18) * MICROS_PER_DAY + 28_352_993_081)
+        );
+        assert_eq!(
+            parse_timestamp(b"1970-01-01T01:00:00+01:00"),
+            Ok(0),
+            "offsets are normalised to UTC"
+        );
+        assert_eq!(parse_timestamp(b"2/1/2019 0:00"), Err(ValueError::NotADate));
+        for z in [-800_000, -1, 0, 1, 20_000, 2_000_000] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+    }
+}

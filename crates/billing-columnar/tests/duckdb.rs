@@ -1,0 +1,311 @@
+//! Correctness by an independent reader: generated partitions (with edge cases) are converted,
+//! then DuckDB reads the Parquet back and its counts, sums and types are compared with what
+//! serde_json computes from the JSON source.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use billing_columnar::generate::{write_partition, GeneratorConfig};
+use billing_columnar::{
+    convert_both, AttributeSet, BillingStatus, ColumnType, ConvertOptions, Dataset, Schema,
+    UnknownPlacement, FOCUS_VERSION, LATE_UNKNOWN_COLUMN,
+};
+use serde_json::{Map, Value};
+use support::{duckdb_rows, gzip, json_amount, scaled, scratch};
+
+/// What the JSON source says, computed with serde_json only.
+struct Expected {
+    rows: usize,
+    sums: BTreeMap<String, i128>,
+    /// (CustomerId, currency) → sums of the invoice amounts.
+    customers: BTreeMap<(String, String), Vec<i128>>,
+    late_rows: usize,
+}
+
+fn expected(json: &[u8], schema: &Schema, amounts: &[&str], ccy: &str) -> Expected {
+    let mut e = Expected {
+        rows: 0,
+        sums: BTreeMap::new(),
+        customers: BTreeMap::new(),
+        late_rows: 0,
+    };
+    for line in json.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let row: Map<String, Value> = serde_json::from_slice(line).unwrap();
+        e.rows += 1;
+        for c in schema
+            .columns()
+            .iter()
+            .filter(|c| c.ty == ColumnType::Decimal)
+        {
+            let v = row.get(c.name).and_then(json_amount).unwrap_or(0);
+            *e.sums.entry(c.name.to_string()).or_default() += v;
+        }
+        let key = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let t = e
+            .customers
+            .entry((key("CustomerId"), key(ccy)))
+            .or_insert_with(|| vec![0; amounts.len()]);
+        for (i, a) in amounts.iter().enumerate() {
+            t[i] += row.get(*a).and_then(json_amount).unwrap_or(0);
+        }
+        if row.contains_key("LateExtra") {
+            e.late_rows += 1;
+        }
+    }
+    e
+}
+
+fn one(sql: &str) -> Vec<Value> {
+    duckdb_rows(sql).remove(0)
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) {
+    let name = format!("{dataset}-{set}");
+    let dir = scratch(&name);
+    let schema = Schema::new(dataset, set);
+    let cfg = GeneratorConfig {
+        dataset,
+        attribute_set: set,
+        rows,
+        seed: 42,
+        edge_cases: true,
+        late_unknown_from: rows / 2,
+    };
+    let mut json = Vec::new();
+    write_partition(&cfg, &mut json).unwrap();
+    let gz = gzip(&json);
+    let typed_path = dir.join("typed.parquet");
+    let focus_path = dir.join("focus.parquet");
+    let options = ConvertOptions {
+        billing_status: status,
+        // Small row groups: several groups, and the late key arrives after the first.
+        row_group_rows: 700,
+        ..ConvertOptions::default()
+    };
+    let report = convert_both(
+        &gz[..],
+        &schema,
+        std::fs::File::create(&typed_path).unwrap(),
+        std::fs::File::create(&focus_path).unwrap(),
+        &options,
+    )
+    .unwrap();
+
+    let (ccy, amounts): (&str, &[&str]) = match dataset {
+        Dataset::Usage => ("BillingCurrency", &["BillingPreTaxTotal"]),
+        Dataset::Reconciliation => ("Currency", &["Total", "Subtotal"]),
+    };
+    let exp = expected(&json, &schema, amounts, ccy);
+    assert_eq!(report.rows as usize, exp.rows);
+    assert_eq!(report.bytes_in as usize, gz.len());
+    assert_eq!(report.bytes_json as usize, json.len());
+    assert!(report.row_groups > 1, "{name}: several row groups");
+
+    // Unknown keys: one from the first row group (own column), one later (JSON column).
+    let unknown: BTreeSet<_> = report
+        .unknown_columns
+        .iter()
+        .map(|u| (u.name.as_str(), u.placement))
+        .collect();
+    assert_eq!(
+        unknown,
+        BTreeSet::from([
+            ("NewColumn", UnknownPlacement::Column),
+            ("LateExtra", UnknownPlacement::LateKeys)
+        ])
+    );
+
+    let t = typed_path.display();
+    let f = focus_path.display();
+    // Row count and every decimal sum, as DuckDB reads them.
+    let dec_cols: Vec<&str> = schema
+        .columns()
+        .iter()
+        .filter(|c| c.ty == ColumnType::Decimal)
+        .map(|c| c.name)
+        .collect();
+    let sums_sql: Vec<String> = dec_cols
+        .iter()
+        .map(|c| format!("coalesce(sum(\"{c}\"), 0)::VARCHAR"))
+        .collect();
+    let row = one(&format!(
+        "SELECT count(*), {} FROM read_parquet('{t}')",
+        sums_sql.join(", ")
+    ));
+    assert_eq!(
+        text(&row[0]),
+        exp.rows.to_string(),
+        "{name}: DuckDB row count"
+    );
+    for (i, c) in dec_cols.iter().enumerate() {
+        let duck = scaled(text(&row[i + 1]));
+        assert_eq!(duck, exp.sums[*c], "{name}: DuckDB sum of {c}");
+        let ours = report.sums.iter().find(|s| s.column == *c).unwrap();
+        assert_eq!(ours.sum.scaled(), exp.sums[*c], "{name}: report sum of {c}");
+    }
+    assert!(
+        exp.sums[amounts[0]] != 0 && exp.sums.len() == report.sums.len(),
+        "{name}: sums cover every decimal column"
+    );
+
+    // Per (customer, currency) totals: report and DuckDB against the JSON.
+    for ct in &report.customer_totals {
+        let want = &exp.customers[&(ct.customer.0.clone(), ct.currency.0.clone())];
+        for (k, a) in ct.amounts.iter().enumerate() {
+            assert_eq!(a.column, amounts[k]);
+            assert_eq!(
+                a.sum.scaled(),
+                want[k],
+                "{name}: {:?} {}",
+                ct.customer,
+                a.column
+            );
+        }
+    }
+    assert_eq!(report.customer_totals.len(), exp.customers.len());
+    let duck = duckdb_rows(&format!(
+        "SELECT \"CustomerId\", \"{ccy}\", coalesce(sum(\"{}\"), 0)::VARCHAR FROM read_parquet('{t}') GROUP BY ALL",
+        amounts[0]
+    ));
+    assert_eq!(duck.len(), exp.customers.len());
+    for r in duck {
+        let key = (text(&r[0]).to_string(), text(&r[1]).to_string());
+        assert_eq!(
+            scaled(text(&r[2])),
+            exp.customers[&key][0],
+            "{name}: DuckDB {key:?}"
+        );
+    }
+
+    // Logical types as DuckDB sees them.
+    let types: BTreeMap<String, String> = duckdb_rows(&format!(
+        "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{t}'))"
+    ))
+    .into_iter()
+    .map(|r| (text(&r[0]).to_string(), text(&r[1]).to_string()))
+    .collect();
+    for c in schema.columns() {
+        let want = match c.ty {
+            ColumnType::String => "VARCHAR",
+            ColumnType::Decimal => "DECIMAL(38,18)",
+            ColumnType::Integer => "BIGINT",
+            ColumnType::Date => "DATE",
+            ColumnType::Timestamp => "TIMESTAMP WITH TIME ZONE",
+        };
+        assert_eq!(types[c.name], want, "{name}: DuckDB type of {}", c.name);
+    }
+    assert_eq!(types["NewColumn"], "VARCHAR");
+    assert_eq!(types[LATE_UNKNOWN_COLUMN], "VARCHAR");
+
+    // Late unknown keys are kept, as JSON DuckDB can read.
+    let late = one(&format!(
+        "SELECT count(*), count(\"{LATE_UNKNOWN_COLUMN}\"), sum((json_extract(\"{LATE_UNKNOWN_COLUMN}\", '$.LateExtra.n'))::BIGINT)::VARCHAR FROM read_parquet('{t}')"
+    ));
+    assert_eq!(
+        text(&late[1]),
+        exp.late_rows.to_string(),
+        "{name}: late keys kept"
+    );
+    assert!(exp.late_rows > 0);
+
+    // Unicode, raw and escaped, survives.
+    let names = duckdb_rows(&format!(
+        "SELECT DISTINCT \"CustomerName\" FROM read_parquet('{t}') WHERE \"CustomerName\" LIKE 'Tailspin%'"
+    ));
+    assert_eq!(text(&names[0][0]), "Tailspin Spielwaren Zürich é😀");
+
+    // Dates: UsageDate / ChargeStartDate as DuckDB prints them.
+    if dataset == Dataset::Usage {
+        let d = one(&format!(
+            "SELECT min(\"UsageDate\")::VARCHAR, min(\"ChargeStartDate\" AT TIME ZONE 'UTC')::VARCHAR FROM read_parquet('{t}')"
+        ));
+        assert_eq!(text(&d[0]), "2026-09-01");
+        assert_eq!(text(&d[1]), "2026-09-01 00:00:00");
+    }
+
+    // The FOCUS view: same rows, BilledCost = the source amount, version in the metadata.
+    let billed_src = match dataset {
+        Dataset::Usage => "BillingPreTaxTotal",
+        Dataset::Reconciliation => "Subtotal",
+    };
+    let row = one(&format!(
+        "SELECT count(*), coalesce(sum(\"BilledCost\"), 0)::VARCHAR, count(DISTINCT \"x_BillingStatus\"), min(\"x_BillingStatus\") FROM read_parquet('{f}')"
+    ));
+    assert_eq!(text(&row[0]), exp.rows.to_string(), "{name}: FOCUS rows");
+    assert_eq!(
+        scaled(text(&row[1])),
+        exp.sums[billed_src],
+        "{name}: BilledCost"
+    );
+    assert_eq!(text(&row[3]), status.as_str());
+    let md = duckdb_rows(&format!(
+        "SELECT decode(value) FROM parquet_kv_metadata('{f}') WHERE decode(key) = 'focus_version'"
+    ));
+    assert_eq!(text(&md[0][0]), FOCUS_VERSION);
+    let focus_unknown = one(&format!(
+        "SELECT count(\"x_PC_NewColumn\"), count(\"{LATE_UNKNOWN_COLUMN}\") FROM read_parquet('{f}')"
+    ));
+    assert_eq!(
+        text(&focus_unknown[1]),
+        exp.late_rows.to_string(),
+        "{name}: FOCUS keeps late keys"
+    );
+    assert_ne!(
+        text(&focus_unknown[0]),
+        "0",
+        "{name}: FOCUS keeps unknown columns"
+    );
+    let periods = one(&format!(
+        "SELECT count(*) FILTER (WHERE \"ChargePeriodEnd\" <= \"ChargePeriodStart\" OR \"BillingPeriodEnd\" <= \"BillingPeriodStart\"), count(\"BillingPeriodStart\") FROM read_parquet('{f}')"
+    ));
+    assert_eq!(
+        text(&periods[0]),
+        "0",
+        "{name}: FOCUS periods end after they start"
+    );
+}
+
+#[test]
+fn billed_usage_full_reads_back_in_duckdb() {
+    check(
+        Dataset::Usage,
+        AttributeSet::Full,
+        3000,
+        BillingStatus::Billed,
+    );
+}
+
+#[test]
+fn unbilled_usage_basic_reads_back_in_duckdb() {
+    check(
+        Dataset::Usage,
+        AttributeSet::Basic,
+        2000,
+        BillingStatus::Unbilled,
+    );
+}
+
+#[test]
+fn billed_reconciliation_full_reads_back_in_duckdb() {
+    check(
+        Dataset::Reconciliation,
+        AttributeSet::Full,
+        2000,
+        BillingStatus::Billed,
+    );
+}
+
+#[test]
+fn unbilled_reconciliation_basic_reads_back_in_duckdb() {
+    check(
+        Dataset::Reconciliation,
+        AttributeSet::Basic,
+        1500,
+        BillingStatus::Unbilled,
+    );
+}

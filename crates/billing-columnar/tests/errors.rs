@@ -1,0 +1,122 @@
+//! Hostile and broken input: clear errors with line numbers, never a partial Parquet footer.
+
+mod support;
+
+use billing_columnar::{convert, AttributeSet, ConvertOptions, Dataset, Error, Schema};
+use support::gzip;
+
+fn run(json: &str, options: &ConvertOptions) -> Result<billing_columnar::ConvertReport, Error> {
+    let schema = Schema::new(Dataset::Reconciliation, AttributeSet::Basic);
+    convert(&gzip(json.as_bytes())[..], &schema, Vec::new(), options)
+}
+
+fn err(json: &str) -> String {
+    run(json, &ConvertOptions::default())
+        .expect_err("should fail")
+        .to_string()
+}
+
+#[test]
+fn malformed_rows_name_their_line() {
+    let good = r#"{"CustomerId":"c","Total":1.5}"#;
+    assert_eq!(
+        err(&format!("{good}\n{good}\n{{\"Total\":1.5,}}\n")),
+        "line 3: expected a quoted key at byte 14"
+    );
+    assert_eq!(
+        err(&format!("{good}\n{{\"Total\":\"abc\"}}\n")),
+        "line 2, column Total: not a decimal number: \"abc\""
+    );
+    assert_eq!(
+        err(&format!("{good}\n{{\"Total\":1,\"total\":2}}\n")),
+        "line 2: key \"Total\" appears twice"
+    );
+    assert_eq!(
+        err(r#"{"OrderDate":"2026-13-01"}"#),
+        "line 1, column OrderDate: not an ISO 8601 date or date-time: \"2026-13-01\""
+    );
+    assert_eq!(
+        err(r#"{"SubscriptionStartDate":"2026-01-01T10:00:00Z"}"#),
+        "line 1, column SubscriptionStartDate: a date column with a time other than midnight: \"2026-01-01T10:00:00Z\""
+    );
+    assert_eq!(
+        err(r#"{"Total":0.0000000000000000001}"#),
+        "line 1, column Total: more than 18 decimal places: \"0.0000000000000000001\""
+    );
+    assert!(err("[1,2]").starts_with("line 1: expected '{'"));
+}
+
+#[test]
+fn limits_bound_lines_and_columns() {
+    let options = ConvertOptions {
+        max_line_bytes: 64,
+        max_columns: 40,
+        ..ConvertOptions::default()
+    };
+    let long = format!("{{\"CustomerName\":\"{}\"}}\n", "x".repeat(100));
+    assert_eq!(
+        run(&long, &options).unwrap_err().to_string(),
+        "line 1: longer than the limit of 64 bytes"
+    );
+    let wide: Vec<String> = (0..10).map(|i| format!("\"K{i}\":1")).collect();
+    let wide = format!("{{{}}}\n", wide.join(","));
+    assert_eq!(
+        run(
+            &wide,
+            &ConvertOptions {
+                max_columns: 40,
+                ..ConvertOptions::default()
+            }
+        )
+        .unwrap_err()
+        .to_string(),
+        "line 1: more than 40 distinct columns"
+    );
+}
+
+#[test]
+fn broken_gzip_is_an_error() {
+    let gz = gzip(b"{\"Total\":1}\n{\"Total\":2}\n");
+    let schema = Schema::new(Dataset::Reconciliation, AttributeSet::Basic);
+    let e = convert(
+        &gz[..gz.len() - 6],
+        &schema,
+        Vec::new(),
+        &ConvertOptions::default(),
+    );
+    assert_eq!(e.unwrap_err().to_string(), "gzip: truncated gzip stream");
+    let e = convert(
+        &b"not gzip"[..],
+        &schema,
+        Vec::new(),
+        &ConvertOptions::default(),
+    );
+    assert!(e.unwrap_err().to_string().starts_with("gzip: "));
+}
+
+#[test]
+fn empty_and_concatenated_inputs() {
+    let schema = Schema::new(Dataset::Reconciliation, AttributeSet::Basic);
+    let r = convert(&b""[..], &schema, Vec::new(), &ConvertOptions::default()).unwrap();
+    assert_eq!((r.rows, r.row_groups), (0, 0));
+    assert!(
+        r.bytes_out_typed > 0,
+        "a valid file with the schema and no rows"
+    );
+    // Two gzip members, a CRLF line and blank lines: three rows.
+    let mut gz = gzip(b"{\"Total\":1.25,\"CustomerId\":\"a\",\"Currency\":\"EUR\"}\r\n\n");
+    gz.extend(gzip(
+        b"{\"Total\":-0.25,\"CustomerId\":\"a\",\"Currency\":\"EUR\"}\n{\"Total\":\"2\",\"CustomerId\":\"b\",\"Currency\":\"USD\"}",
+    ));
+    let r = convert(&gz[..], &schema, Vec::new(), &ConvertOptions::default()).unwrap();
+    assert_eq!(r.rows, 3);
+    let total = r.sums.iter().find(|s| s.column == "Total").unwrap();
+    assert_eq!(total.sum.to_string(), "3");
+    let a = &r.customer_totals[0];
+    assert_eq!(
+        (a.customer.0.as_str(), a.currency.0.as_str(), a.rows),
+        ("a", "EUR", 2)
+    );
+    assert_eq!(a.amounts[0].column, "Total");
+    assert_eq!(a.amounts[0].sum.to_string(), "1");
+}

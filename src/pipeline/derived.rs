@@ -1,0 +1,292 @@
+//! Formats derived from a copied partition (setting `OUTPUT_FORMATS`): typed Parquet and the
+//! FOCUS view (crate `billing-columnar`), written beside Microsoft's file, plus what the
+//! conversion learnt on the way (rows, unknown columns, amounts per customer and currency)
+//! for the invoice check. Microsoft's gzip file stays the record; these are views of it.
+
+use std::collections::BTreeMap;
+
+use billing_columnar as columnar;
+use serde::{Deserialize, Serialize};
+
+use super::run::PartRecord;
+use crate::adapters::storage::{ObjectPath, StorageError};
+use crate::billing::{AttributeSet, ExportKind};
+
+/// Sub-folders of a version folder holding the derived files, one per partition.
+pub const TYPED_FOLDER: &str = "parquet";
+pub const FOCUS_FOLDER: &str = "focus";
+pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
+
+/// What is written besides Microsoft's files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputFormats {
+    /// Typed Parquet and the FOCUS view of every partition.
+    pub parquet: bool,
+}
+
+impl OutputFormats {
+    /// Parses `jsonl.gz,parquet`; `jsonl.gz` (the record) cannot be left out.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut out = Self::default();
+        let mut archive = false;
+        for f in s
+            .split([',', ';', ' '])
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            match f.to_ascii_lowercase().as_str() {
+                "jsonl.gz" => archive = true,
+                "parquet" => out.parquet = true,
+                other => {
+                    return Err(format!(
+                        "unknown format {other:?}; known: jsonl.gz (always), parquet"
+                    ))
+                }
+            }
+        }
+        if !archive {
+            return Err("jsonl.gz must be listed: Microsoft's files are the record".into());
+        }
+        Ok(out)
+    }
+}
+
+/// An exact amount with 18 fractional digits (the converter's decimal), as a string in JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Amount(i128);
+
+impl Amount {
+    pub const SCALE: u32 = columnar::DECIMAL_SCALE;
+
+    pub fn from_decimal(d: columnar::Decimal) -> Self {
+        Self(d.scaled())
+    }
+
+    pub fn checked_add(self, o: Amount) -> Option<Amount> {
+        self.0.checked_add(o.0).map(Amount)
+    }
+
+    pub fn checked_sub(self, o: Amount) -> Option<Amount> {
+        self.0.checked_sub(o.0).map(Amount)
+    }
+
+    pub fn abs_diff(self, o: Amount) -> Option<Amount> {
+        self.0.checked_sub(o.0).map(|d| Amount(d.abs()))
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::str::FromStr for Amount {
+    type Err = String;
+    /// Plain decimal notation (`-12840.55`), or a JSON number with an exponent.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a decimal amount");
+        let (mantissa, exp) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], s[i + 1..].parse::<i32>().map_err(|_| bad())?),
+            None => (s, 0),
+        };
+        let (neg, digits) = match mantissa.strip_prefix('-') {
+            Some(d) => (true, d),
+            None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() && frac.is_empty()
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+            || int.len() + frac.len() > 36
+        {
+            return Err(bad());
+        }
+        let shift = Self::SCALE as i32 - frac.len() as i32 + exp;
+        let mut v: i128 = format!("{int}{frac}").parse().unwrap_or(0);
+        if shift >= 0 {
+            v = v
+                .checked_mul(10i128.checked_pow(shift as u32).ok_or_else(bad)?)
+                .ok_or_else(bad)?;
+        } else {
+            // More digits than we keep: round half away from zero.
+            let p = 10i128.checked_pow((-shift) as u32).ok_or_else(bad)?;
+            v = (v + p / 2) / p;
+        }
+        Ok(Self(if neg { -v } else { v }))
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", columnar::Decimal::from_scaled(self.0))
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Amount> for String {
+    fn from(a: Amount) -> String {
+        a.to_string()
+    }
+}
+
+/// One customer's invoice-relevant amount in one currency (reconciliation: `Total`; usage:
+/// `BillingPreTaxTotal`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerAmount {
+    pub customer: String,
+    pub currency: String,
+    pub rows: u64,
+    pub amount: Amount,
+}
+
+/// What converting one partition produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Converted {
+    pub rows: u64,
+    pub typed_bytes: u64,
+    pub focus_bytes: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amounts: Vec<CustomerAmount>,
+}
+
+/// The amount column the invoice check sums, per dataset.
+pub fn invoice_column(kind: ExportKind) -> &'static str {
+    if kind.is_usage() {
+        "BillingPreTaxTotal"
+    } else {
+        "Total"
+    }
+}
+
+impl Converted {
+    pub fn from_report(kind: ExportKind, r: &columnar::ConvertReport) -> Self {
+        let column = invoice_column(kind);
+        Self {
+            rows: r.rows,
+            typed_bytes: r.bytes_out_typed,
+            focus_bytes: r.bytes_out_focus,
+            unknown_columns: r.unknown_columns.iter().map(|u| u.name.clone()).collect(),
+            amounts: r
+                .customer_totals
+                .iter()
+                .map(|t| CustomerAmount {
+                    customer: t.customer.0.clone(),
+                    currency: t.currency.0.clone(),
+                    rows: t.rows,
+                    amount: t
+                        .amounts
+                        .iter()
+                        .find(|s| s.column == column)
+                        .map(|s| Amount::from_decimal(s.sum))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Sums per (customer, currency) over parts; `None` on overflow (never with real invoices).
+pub fn total_by_customer<'a>(
+    parts: impl IntoIterator<Item = &'a Converted>,
+) -> Option<BTreeMap<(String, String), Amount>> {
+    let mut out: BTreeMap<(String, String), Amount> = BTreeMap::new();
+    for c in parts {
+        for a in &c.amounts {
+            let slot = out
+                .entry((a.customer.clone(), a.currency.clone()))
+                .or_default();
+            *slot = slot.checked_add(a.amount)?;
+        }
+    }
+    Some(out)
+}
+
+/// The converter's schema and options for a run's partitions.
+pub fn schema_for(
+    kind: ExportKind,
+    set: AttributeSet,
+) -> (columnar::Schema, columnar::ConvertOptions) {
+    let dataset = if kind.is_usage() {
+        columnar::Dataset::Usage
+    } else {
+        columnar::Dataset::Reconciliation
+    };
+    let set = match set {
+        AttributeSet::Full => columnar::AttributeSet::Full,
+        AttributeSet::Basic => columnar::AttributeSet::Basic,
+    };
+    let options = columnar::ConvertOptions {
+        billing_status: if kind.is_billed() {
+            columnar::BillingStatus::Billed
+        } else {
+            columnar::BillingStatus::Unbilled
+        },
+        ..Default::default()
+    };
+    (columnar::Schema::new(dataset, set), options)
+}
+
+/// Where a part's typed Parquet and FOCUS files go: `{version}/parquet/{stem}.parquet` and
+/// `{version}/focus/{stem}.parquet`, `stem` being the copied file's name without `.json.gz`.
+pub fn derived_paths(
+    folder: &ObjectPath,
+    part: &PartRecord,
+) -> Result<(ObjectPath, ObjectPath), StorageError> {
+    let name = part.dest.file_name();
+    let stem = name
+        .strip_suffix(".json.gz")
+        .or_else(|| name.strip_suffix(".gz"))
+        .unwrap_or(name);
+    Ok((
+        folder.join(&format!("{TYPED_FOLDER}/{stem}.parquet"))?,
+        folder.join(&format!("{FOCUS_FOLDER}/{stem}.parquet"))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_formats_keep_the_record() {
+        assert_eq!(
+            OutputFormats::parse("jsonl.gz,parquet").unwrap(),
+            OutputFormats { parquet: true }
+        );
+        assert_eq!(
+            OutputFormats::parse("jsonl.gz").unwrap(),
+            OutputFormats::default()
+        );
+        assert!(OutputFormats::parse("parquet")
+            .unwrap_err()
+            .contains("record"));
+        assert!(OutputFormats::parse("jsonl.gz,csv")
+            .unwrap_err()
+            .contains("csv"));
+    }
+
+    #[test]
+    fn amounts_parse_exactly() {
+        let a: Amount = "12840.55".parse().unwrap();
+        let b: Amount = "-120".parse().unwrap();
+        assert_eq!(a.to_string().trim_end_matches('0'), "12840.55");
+        assert_eq!(
+            a.checked_add(b).unwrap(),
+            "12720.55".parse::<Amount>().unwrap()
+        );
+        assert_eq!("1.5e2".parse::<Amount>().unwrap(), "150".parse().unwrap());
+        assert!("12,5".parse::<Amount>().is_err());
+        assert!("".parse::<Amount>().is_err());
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Amount>(&json).unwrap(), a);
+    }
+}

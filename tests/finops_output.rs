@@ -1,0 +1,290 @@
+//! FinOps-ready output (`OUTPUT_FORMATS=jsonl.gz,parquet`): typed Parquet and a FOCUS view for
+//! every partition, read back by DuckDB (not our code) and compared with the JSON source; the
+//! invoice check against Partner Center's invoice totals; the FinOps hubs landing, withheld
+//! for an invoice that does not balance.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use billing_columnar::{AttributeSet, ColumnType, Dataset, Schema};
+use functions_runtime::TimerInfo;
+use partner_billing_export::functions::start_exports;
+use partner_billing_export::planner::KindGroup;
+use partner_billing_local::graph_sandbox::{default_invoices, SandboxConfig};
+use serde_json::Value;
+use test_support::{duckdb, fast_sandbox, TestBed};
+use time::macros::{date, time};
+use time::OffsetDateTime;
+
+/// `-12.5`, `3e-2` as value × 10^18, parsed here so the comparison does not use our parser.
+fn scaled(text: &str) -> i128 {
+    let (mant, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().unwrap()),
+        None => (text, 0),
+    };
+    let neg = mant.starts_with('-');
+    let (int, frac) = mant
+        .trim_start_matches('-')
+        .split_once('.')
+        .unwrap_or((mant.trim_start_matches('-'), ""));
+    let mut v: i128 = format!("{int}{frac}").parse().unwrap();
+    let shift = 18 - frac.len() as i32 + exp;
+    for _ in 0..shift.max(0) {
+        v *= 10;
+    }
+    for _ in shift.min(0)..0 {
+        v /= 10;
+    }
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+fn json_rows(gz: &[u8]) -> Vec<serde_json::Map<String, Value>> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn amount(v: Option<&Value>) -> i128 {
+    match v {
+        Some(Value::Number(n)) => scaled(&n.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => scaled(s),
+        _ => 0,
+    }
+}
+
+async fn start_bed(mismatched: &[&str], extra: &[(&str, &str)]) -> TestBed {
+    let today = date!(2026 - 11 - 20);
+    let mut settings = vec![("OUTPUT_FORMATS", "jsonl.gz,parquet")];
+    settings.extend_from_slice(extra);
+    let bed = TestBed::start(
+        SandboxConfig {
+            today: Some(today),
+            invoices: default_invoices(today),
+            mismatched_invoices: mismatched.iter().map(|s| s.to_string()).collect(),
+            ..fast_sandbox()
+        },
+        &settings,
+    )
+    .await;
+    for group in [KindGroup::Billed, KindGroup::Unbilled] {
+        let timer = TimerInfo {
+            is_past_due: false,
+            schedule_status: None,
+        };
+        start_exports::run(
+            &bed.app,
+            timer,
+            OffsetDateTime::new_utc(today, time!(06:30)),
+            group,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{group:?} firing: {}", e.message));
+    }
+    bed.drain(Duration::from_secs(60)).await;
+    bed
+}
+
+/// `_manifest.json` documents of every completed run, with their folder.
+fn run_manifests(bed: &TestBed) -> Vec<(String, Value)> {
+    bed.output_files()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("/_manifest.json") && !k.contains("/_ledger/"))
+        .map(|(k, v)| {
+            let folder = k.trim_end_matches("/_manifest.json").to_string();
+            (folder, serde_json::from_slice(&v).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_and_sums() {
+    let bed = start_bed(&[], &[]).await;
+    let root = bed.dir.path();
+    let manifests = run_manifests(&bed);
+    assert!(
+        manifests.len() >= 8,
+        "billed and unbilled runs: {}",
+        manifests.len()
+    );
+    let mut checked = 0;
+    for (folder, m) in &manifests {
+        let kind = m["request"]["kind"].as_str().unwrap();
+        let dataset = if kind.ends_with("Usage") {
+            Dataset::Usage
+        } else {
+            Dataset::Reconciliation
+        };
+        let schema = Schema::new(dataset, AttributeSet::Full);
+        let decimals: Vec<&str> = schema
+            .columns()
+            .iter()
+            .filter(|c| c.ty == ColumnType::Decimal)
+            .map(|c| c.name)
+            .collect();
+        for blob in m["blobs"].as_array().unwrap() {
+            let source =
+                std::fs::read(root.join(folder).join(blob["blobName"].as_str().unwrap())).unwrap();
+            let rows = json_rows(&source);
+            let typed = format!(
+                "{folder}/{}",
+                blob["parquetName"].as_str().expect("parquetName")
+            );
+            let focus = format!(
+                "{folder}/{}",
+                blob["focusName"].as_str().expect("focusName")
+            );
+            assert!(Path::new(root).join(&typed).is_file(), "{typed}");
+
+            // Typed: row count and the exact sum of every decimal column.
+            let sums: Vec<String> = decimals
+                .iter()
+                .map(|c| format!("coalesce(sum(\"{c}\"), 0)::VARCHAR"))
+                .collect();
+            let got = &duckdb::rows(
+                root,
+                &format!("SELECT count(*), {} FROM '{typed}'", sums.join(", ")),
+            )[0];
+            assert_eq!(
+                got[0].as_deref(),
+                Some(rows.len().to_string().as_str()),
+                "{typed}"
+            );
+            for (i, c) in decimals.iter().enumerate() {
+                let want: i128 = rows.iter().map(|r| amount(r.get(*c))).sum();
+                let have = scaled(got[i + 1].as_deref().unwrap());
+                assert_eq!(have, want, "sum of {c} in {typed}");
+            }
+            // DuckDB sees real types, not strings.
+            let types = duckdb::rows(
+                root,
+                &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{typed}')"),
+            );
+            let ty = |name: &str| {
+                types
+                    .iter()
+                    .find(|r| r[0].as_deref() == Some(name))
+                    .and_then(|r| r[1].clone())
+                    .unwrap_or_default()
+            };
+            assert!(
+                ty("ChargeStartDate").starts_with("TIMESTAMP") || ty("ChargeStartDate") == "DATE"
+            );
+            assert!(
+                ty(decimals[0]).starts_with("DECIMAL"),
+                "{}",
+                ty(decimals[0])
+            );
+
+            // FOCUS: one row per source row; BilledCost is the pre-tax amount.
+            let billed_source = if dataset == Dataset::Usage {
+                "BillingPreTaxTotal"
+            } else {
+                "Subtotal"
+            };
+            let got = &duckdb::rows(
+                root,
+                &format!("SELECT count(*), coalesce(sum(BilledCost), 0)::VARCHAR, min(x_BillingStatus) FROM '{focus}'"),
+            )[0];
+            assert_eq!(
+                got[0].as_deref(),
+                Some(rows.len().to_string().as_str()),
+                "{focus}"
+            );
+            let want: i128 = rows.iter().map(|r| amount(r.get(billed_source))).sum();
+            assert_eq!(
+                scaled(got[1].as_deref().unwrap()),
+                want,
+                "BilledCost of {focus}"
+            );
+            let status = if kind.starts_with("billed") {
+                "billed"
+            } else {
+                "unbilled"
+            };
+            assert_eq!(got[2].as_deref(), Some(status), "{focus}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "{checked} partitions checked");
+
+    // The README's FOCUS query runs as printed and finds every billed usage row's cost.
+    let query = include_str!("../README.md")
+        .split("<!-- focus-query -->")
+        .nth(1)
+        .and_then(|s| s.split("```sql").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has the FOCUS query between its markers");
+    let per_customer = duckdb::rows(
+        root,
+        &format!(
+            "SELECT count(*), sum(cost)::VARCHAR FROM ({})",
+            query.trim().trim_end_matches(';')
+        ),
+    );
+    assert_ne!(per_customer[0][0].as_deref(), Some("0"), "{per_customer:?}");
+}
+
+#[tokio::test]
+async fn the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a_mismatch() {
+    let bad = "G026100002";
+    let bed = start_bed(&[bad], &[("HUBS_INGESTION_CONTAINER", "ingestion")]).await;
+
+    let reconciled = bed.events_of_type("InvoiceReconciled");
+    let mismatched = bed.events_of_type("InvoiceMismatch");
+    let invoices = |evs: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = evs
+            .iter()
+            .map(|e| e["data"]["invoiceId"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(invoices(&reconciled), vec!["G026100001", "G026100003"]);
+    assert_eq!(invoices(&mismatched), vec![bad]);
+    let m = &mismatched[0]["data"];
+    assert_eq!(
+        m["difference"].as_str().map(scaled),
+        Some(-scaled("1")),
+        "{m}"
+    );
+    assert!(
+        !m["customers"].as_array().unwrap().is_empty(),
+        "per-customer totals: {m}"
+    );
+
+    // Hubs: every run but the mismatched invoice's reconciliation has its manifest.json,
+    // written after its FOCUS files, in the documented layout.
+    let files = bed.output_files();
+    let hub_manifests: BTreeMap<&String, Value> = files
+        .iter()
+        .filter(|(k, _)| k.starts_with("ingestion/Costs/") && k.ends_with("/manifest.json"))
+        .map(|(k, v)| (k, serde_json::from_slice(v).unwrap()))
+        .collect();
+    assert!(
+        !hub_manifests
+            .keys()
+            .any(|k| k.contains(&format!("/billed-reconciliation/{bad}"))),
+        "no ingestion for an invoice that does not balance: {hub_manifests:?}"
+    );
+    assert!(hub_manifests
+        .keys()
+        .any(|k| k.starts_with("ingestion/Costs/2026/10/csp/")
+            && k.contains("/billed-reconciliation/G026100001/")));
+    for (k, doc) in &hub_manifests {
+        let dir = k.trim_end_matches("manifest.json");
+        for (name, _) in doc["files"].as_object().unwrap() {
+            assert!(name.contains("__"), "{{ingestion id}}__{{file}}: {name}");
+            assert!(files.contains_key(&format!("{dir}{name}")), "{dir}{name}");
+        }
+    }
+}
