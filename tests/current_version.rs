@@ -128,7 +128,10 @@ async fn reading_through_the_current_pointer_counts_each_row_once() {
         .expect("README has the current-data query between its markers");
     let counted = test_support::duckdb::rows(
         bed.dir.path(),
-        &format!("SELECT count(*) FROM ({})", query.trim().trim_end_matches(';')),
+        &format!(
+            "SELECT count(*) FROM ({})",
+            query.trim().trim_end_matches(';')
+        ),
     );
     assert_eq!(
         counted[0][0].as_deref(),
