@@ -517,3 +517,42 @@ async fn plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks()
     assert_eq!(bad.status, 400);
     assert_eq!(bad.body["field"], "from");
 }
+
+/// An InvoicesMissing event Event Grid refused is not lost behind its notice: the next
+/// firing sends it (same id), and it is sent once however many firings follow.
+#[tokio::test]
+async fn a_refused_invoices_missing_event_is_sent_by_the_next_firing() {
+    let clock = SandboxClock::new(date!(2026 - 12 - 12));
+    let bed = TestBed::start(
+        SandboxConfig {
+            invoices: invoices(),
+            clock: Some(clock.clone()),
+            today: Some(date!(2026 - 12 - 12)),
+            ..fast_sandbox()
+        },
+        &[("EXPORT_KINDS", "billedUsage")],
+    )
+    .await;
+    // More refusals than the publisher's attempts: this firing cannot deliver it.
+    bed.eg.refuse("InvoicesMissing.v1", 4);
+    let logs = fire(&bed, KindGroup::Billed, date!(2026 - 12 - 12)).await;
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("no invoice for billing month")),
+        "{logs:?}"
+    );
+    assert!(bed.events_of_type("InvoicesMissing.v1").is_empty());
+    for day in [date!(2026 - 12 - 13), date!(2026 - 12 - 14)] {
+        clock.set(day);
+        let logs = fire(&bed, KindGroup::Billed, day).await;
+        assert!(
+            !logs
+                .iter()
+                .any(|l| l.contains("no invoice for billing month")),
+            "the log line is given once: {logs:?}"
+        );
+    }
+    let missing = bed.events_of_type("InvoicesMissing.v1");
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert_eq!(missing[0]["id"], "invoices-missing-202611");
+}

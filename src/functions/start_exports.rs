@@ -171,10 +171,12 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
         // Remembered first, then published: only the firing that records the notice speaks,
         // so daily firings (and several instances) give one event and one log line per
         // month. Should Event Grid refuse it, the error line below still tells the operator.
-        let first = match app
-            .pipeline
-            .ledger()
-            .record_notice(&notice, &json!({ "checkedOn": today.to_string() }))
+        let ledger = app.pipeline.ledger();
+        let first = match ledger
+            .record_notice(
+                &notice,
+                &json!({ "checkedOn": today.to_string(), "published": false }),
+            )
             .await
         {
             Ok(first) => first,
@@ -183,6 +185,16 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
                 true
             }
         };
+        // The notice is recorded before the event goes out and marked once it has: an event
+        // Event Grid refused is sent again by the next firing (same CloudEvents id), instead of
+        // being lost behind a notice that says it was given.
+        let unsent = first
+            || ledger
+                .notice(&notice)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.get("published") == Some(&json!(false)));
         if first {
             let line = format!(
                 "no invoice for billing month {} in Partner Center by {} (usually published about the 8th); billed exports start when it appears",
@@ -190,8 +202,18 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
             );
             tracing::error!(partner = %plan.partner, billing_month = %month, expected_by = %m.expected_by, "{line}");
             reply = reply.log(line);
-            if let Err(e) = app.pipeline.announce(event).await {
-                tracing::error!(error = %e, billing_month = %month, "could not publish InvoicesMissing");
+        }
+        if unsent {
+            match app.pipeline.announce(event).await {
+                Ok(()) => {
+                    let sent = json!({ "checkedOn": today.to_string(), "published": true });
+                    if let Err(e) = ledger.update_notice(&notice, &sent).await {
+                        tracing::warn!(error = %e, "InvoicesMissing sent, but not marked as sent; the next firing sends it again (same id)");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, billing_month = %month, "could not publish InvoicesMissing; the next firing tries again");
+                }
             }
         }
     }

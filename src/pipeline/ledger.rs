@@ -343,6 +343,27 @@ impl Ledger {
             .and_then(|(d, _)| d.pointer))
     }
 
+    /// A notice recorded by [`Ledger::record_notice`], if any.
+    pub async fn notice(&self, name: &str) -> Result<Option<serde_json::Value>, LedgerError> {
+        let key = ObjectPath::new(format!("notices/{name}.json"))?;
+        Ok(self.read_json(&key).await?.map(|(v, _)| v))
+    }
+
+    /// Replaces a notice's document (e.g. to record that its event went out).
+    pub async fn update_notice(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        let key = ObjectPath::new(format!("notices/{name}.json"))?;
+        self.upsert::<serde_json::Value>(&key, |v| {
+            *v = body.clone();
+            true
+        })
+        .await?;
+        Ok(())
+    }
+
     /// All runs, newest first.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
         let keys = self

@@ -27,6 +27,8 @@ pub struct EventGridEmulator {
     cfg: EventGridConfig,
     events: Mutex<Vec<Value>>,
     tx: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    /// Requests carrying an event whose type ends with `.0` are answered 503, `.1` times.
+    refusals: Mutex<Option<(String, u32)>>,
 }
 
 impl EventGridEmulator {
@@ -35,7 +37,14 @@ impl EventGridEmulator {
             cfg,
             events: Mutex::new(Vec::new()),
             tx: Mutex::new(None),
+            refusals: Mutex::new(None),
         })
+    }
+
+    /// The next `times` publish requests carrying an event whose type ends with `type_suffix`
+    /// are refused with `503 ServiceUnavailable`, as a topic under an outage answers.
+    pub fn refuse(&self, type_suffix: &str, times: u32) {
+        *self.refusals.lock().expect("event grid lock") = Some((type_suffix.to_string(), times));
     }
 
     /// A channel that sees every accepted event (for progress output).
@@ -119,6 +128,24 @@ impl EventGridEmulator {
         for (i, e) in events.iter().enumerate() {
             if let Err(why) = validate(e) {
                 return problem(400, "BadRequest", &format!("event {i}: {why}"));
+            }
+        }
+        {
+            let mut refusals = self.refusals.lock().expect("event grid lock");
+            if let Some((suffix, left)) = refusals.as_mut() {
+                let hit = events.iter().any(|e| {
+                    e["type"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with(suffix.as_str()))
+                });
+                if hit && *left > 0 {
+                    *left -= 1;
+                    return problem(
+                        503,
+                        "ServiceUnavailable",
+                        "the topic is unavailable; try again later",
+                    );
+                }
             }
         }
         for e in &events {
