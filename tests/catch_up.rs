@@ -115,6 +115,11 @@ async fn forty_days_of_daily_firings_export_each_invoice_once() {
     assert!(no_data
         .iter()
         .all(|r| r.request.to_string().contains("G026100002")));
+    // Graph gave no folder to learn the month from; planning knew it from the invoice.
+    for r in &no_data {
+        let folder = r.output_folder.as_ref().unwrap().to_string();
+        assert!(folder.contains("/202610/G026100002/"), "{folder}");
+    }
     assert!(bed.events_of_type("ExportFailed").is_empty());
 
     // November's invoices were late: one event and one log line, on the 12th of December.

@@ -236,7 +236,11 @@ pub async fn start_planned(
     let skipped = plan.skipped.len();
     for p in plan.requests {
         let req = p.request;
-        match app.pipeline.start(req.clone(), trigger).await {
+        match app
+            .pipeline
+            .start_planned(req.clone(), trigger, p.billing_month)
+            .await
+        {
             Ok(StartOutcome::Started(r)) => {
                 started += 1;
                 reply = reply.log(format!("started {req} as run {}", r.run_id));

@@ -87,7 +87,8 @@ pub fn no_data_folder(prefix: &ObjectPath, run: &RunRecord) -> Result<ObjectPath
 
 /// The billing month (`yyyyMM`) a run is about, when known: Microsoft's `rootDirectory`, or
 /// for an unbilled period the month the run was created in (`current`) or the one before
-/// (`last`). A billed run without data version does not know its month.
+/// (`last`). A billed run without data version knows it only if planning found its invoice's
+/// month in Partner Center.
 pub fn run_billing_month(run: &RunRecord) -> Option<String> {
     if let Some(m) = run
         .manifest
@@ -97,7 +98,7 @@ pub fn run_billing_month(run: &RunRecord) -> Option<String> {
         return Some(m);
     }
     match &run.request.scope {
-        ExportScope::Invoice { .. } => None,
+        ExportScope::Invoice { .. } => run.planned_month.clone(),
         ExportScope::Period { period, .. } => {
             let d = run.created_at.date();
             let (y, m) = match period {

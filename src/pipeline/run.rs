@@ -278,6 +278,10 @@ pub struct RunRecord {
     /// when the record read back carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_id: Option<String>,
+    /// The billing month (`yyyyMM`) planning found for a billed run's invoice: where a run
+    /// without data lands when Graph gives no `rootDirectory` to learn it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_month: Option<String>,
 }
 
 impl RunRecord {
@@ -316,6 +320,7 @@ impl RunRecord {
             repaired_at: None,
             repair_mark: None,
             write_id: None,
+            planned_month: None,
         }
     }
 

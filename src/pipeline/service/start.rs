@@ -19,15 +19,31 @@ impl Pipeline {
         request: ExportRequest,
         trigger: Trigger,
     ) -> Result<StartOutcome, PipelineError> {
+        self.start_planned(request, trigger, None).await
+    }
+
+    /// [`Pipeline::start`] with the billing month planning found for a billed request.
+    pub async fn start_planned(
+        &self,
+        request: ExportRequest,
+        trigger: Trigger,
+        billing_month: Option<crate::billing::BillingMonth>,
+    ) -> Result<StartOutcome, PipelineError> {
         request.validate()?;
         let t = now();
-        let rec = RunRecord::new(
+        let mut rec = RunRecord::new(
             RunId::generate(t),
             request,
             trigger,
             t,
             t + self.cfg.poll_deadline,
         );
+        if matches!(
+            rec.request.scope,
+            crate::billing::ExportScope::Invoice { .. }
+        ) {
+            rec.planned_month = billing_month.map(|m| m.compact());
+        }
         match self.ledger.claim_request(&rec).await? {
             Claim::Active(existing) => {
                 tracing::info!(run_id = %existing.run_id, request = %existing.request, "export already running; duplicate start ignored");
