@@ -107,42 +107,39 @@ impl PartnerCenterClient {
             .expect("Partner Center base URL is an http(s) URL")
             .pop_if_empty()
             .extend(["v1", "invoices", id.as_str()]);
-        let headers = [
-            ("Accept", "application/json".to_string()),
-            ("MS-RequestId", uuid::Uuid::new_v4().to_string()),
-            ("MS-CorrelationId", uuid::Uuid::new_v4().to_string()),
-        ];
-        let call = Call {
-            audience: Audience::PartnerCenter,
-            method: Method::GET,
-            url: &url,
-            headers: &headers,
-            json: None,
-            pass_through: &[],
-        };
-        let resp = send_with_retry(&self.http, &self.retry, &call).await?;
-        let v = read_json(resp, "invoice").await?;
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let v = self.get_json(&url, &correlation_id, "invoice").await?;
         parse_invoice_total(&v)
     }
 
     async fn page(&self, offset: usize, correlation_id: &str) -> Result<Value, BillingError> {
-        let url = self.invoices_url(offset);
+        self.get_json(&self.invoices_url(offset), correlation_id, "invoice page")
+            .await
+    }
+
+    /// An authorised GET with Partner Center's request and correlation ids, retried.
+    async fn get_json(
+        &self,
+        url: &Url,
+        correlation_id: &str,
+        what: &str,
+    ) -> Result<Value, BillingError> {
         let headers = [
             ("Accept", "application/json".to_string()),
             ("MS-RequestId", uuid::Uuid::new_v4().to_string()),
             ("MS-CorrelationId", correlation_id.to_string()),
         ];
-        tracing::debug!(url = %redact_url(&url), correlation_id, "listing invoices");
+        tracing::debug!(url = %redact_url(url), correlation_id, "reading {what} from Partner Center");
         let call = Call {
             audience: Audience::PartnerCenter,
             method: Method::GET,
-            url: &url,
+            url,
             headers: &headers,
             json: None,
             pass_through: &[],
         };
         let resp = send_with_retry(&self.http, &self.retry, &call).await?;
-        read_json(resp, "invoice page").await
+        read_json(resp, what).await
     }
 }
 

@@ -210,11 +210,8 @@ pub fn total_by_customer<'a>(
     Some(out)
 }
 
-/// The converter's schema and options for a run's partitions.
-pub fn schema_for(
-    kind: ExportKind,
-    set: AttributeSet,
-) -> (columnar::Schema, columnar::ConvertOptions) {
+/// The documented columns of an export of `kind` with `set` (docs/schema.md).
+pub fn schema(kind: ExportKind, set: AttributeSet) -> columnar::Schema {
     let dataset = if kind.is_usage() {
         columnar::Dataset::Usage
     } else {
@@ -224,6 +221,14 @@ pub fn schema_for(
         AttributeSet::Full => columnar::AttributeSet::Full,
         AttributeSet::Basic => columnar::AttributeSet::Basic,
     };
+    columnar::Schema::new(dataset, set)
+}
+
+/// The converter's schema and options for a run's partitions.
+pub fn schema_for(
+    kind: ExportKind,
+    set: AttributeSet,
+) -> (columnar::Schema, columnar::ConvertOptions) {
     let options = columnar::ConvertOptions {
         billing_status: if kind.is_billed() {
             columnar::BillingStatus::Billed
@@ -235,7 +240,7 @@ pub fn schema_for(
         row_group_bytes: 8 << 20,
         ..Default::default()
     };
-    (columnar::Schema::new(dataset, set), options)
+    (schema(kind, set), options)
 }
 
 /// Where a part's typed Parquet and FOCUS files go: `{version}/parquet/{stem}.parquet` and

@@ -15,23 +15,15 @@ use serde_json::{json, Value};
 use time::{Date, Duration, Month};
 use uuid::Uuid;
 
-use billing_columnar as columnar;
 use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 
 /// The column keys an export of `kind` with `set` carries, in file order. The lists live in
 /// `billing-columnar` (docs/graph-api.md §4, docs/schema.md) so the sandbox writes exactly the
 /// columns the converter types.
 pub fn columns(kind: ExportKind, set: AttributeSet) -> Vec<&'static str> {
-    let dataset = if kind.is_usage() {
-        columnar::Dataset::Usage
-    } else {
-        columnar::Dataset::Reconciliation
-    };
-    let set = match set {
-        AttributeSet::Full => columnar::AttributeSet::Full,
-        AttributeSet::Basic => columnar::AttributeSet::Basic,
-    };
-    columnar::Schema::new(dataset, set).names().collect()
+    partner_billing_export::pipeline::derived::schema(kind, set)
+        .names()
+        .collect()
 }
 
 /// splitmix64: tiny, well-distributed and stable across platforms and crate versions, which is
