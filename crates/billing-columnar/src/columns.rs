@@ -85,6 +85,29 @@ impl ColBuf {
         self.push_str_with(|b| b.extend_from_slice(s));
     }
 
+    /// Whether a dictionary would not pay for this column, judged on its first values: more
+    /// than half of them distinct (UUID-like strings, amounts), where a dictionary costs a
+    /// hash per value and holds every value again for no saving; or a single value repeated
+    /// (currency, partner), which zstd reduces to almost nothing without the hashing.
+    pub fn dictionary_useless(&self) -> bool {
+        use std::collections::HashSet;
+        fn judge<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> bool {
+            let mut seen = HashSet::with_capacity(DICTIONARY_SAMPLE);
+            let mut n = 0usize;
+            for v in values.take(DICTIONARY_SAMPLE) {
+                seen.insert(v);
+                n += 1;
+            }
+            n >= MIN_VALUES_FOR_PLAIN && (seen.len() * 2 > n || seen.len() == 1)
+        }
+        match &self.values {
+            Values::Str { ends, .. } => judge((0..ends.len()).map(|i| self.str_at(i))),
+            Values::Dec(v) => judge(v.iter()),
+            Values::Int(v) | Values::Ts(v) => judge(v.iter()),
+            Values::Date(v) => judge(v.iter()),
+        }
+    }
+
     /// The string at `value_index` (the position among non-null values) of a string column.
     pub fn str_at(&self, value_index: usize) -> &[u8] {
         match &self.values {
@@ -100,6 +123,11 @@ impl ColBuf {
         }
     }
 }
+
+/// Below this many values in the first row group a column keeps its dictionary.
+const MIN_VALUES_FOR_PLAIN: usize = 64;
+/// How many of a column's first values decide whether it keeps its dictionary.
+const DICTIONARY_SAMPLE: usize = 1024;
 
 /// The Parquet field of a column.
 fn field(name: &str, ty: ColumnType) -> Result<Type, Error> {
@@ -135,6 +163,7 @@ impl<W: Write + Send> Sink<W> {
     pub fn new(
         out: W,
         columns: &[(String, ColumnType)],
+        plain: &[bool],
         metadata: Vec<(String, String)>,
         zstd_level: i32,
     ) -> Result<Self, Error> {
@@ -161,7 +190,12 @@ impl<W: Write + Send> Sink<W> {
                     .map(|(k, v)| KeyValue::new(k, v))
                     .collect(),
             ));
-        for (name, ty) in columns {
+        for ((name, ty), &plain) in columns.iter().zip(plain) {
+            if plain {
+                // Nearly unique columns (decided on the first row group): plain encoding, no
+                // dictionary. The dictionary's hashing was the encoder's largest cost.
+                props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
+            }
             if matches!(ty, ColumnType::String | ColumnType::Decimal) {
                 props = props.set_column_statistics_enabled(
                     ColumnPath::from(name.as_str()),

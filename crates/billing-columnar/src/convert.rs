@@ -336,45 +336,57 @@ fn encode_loop<T: Write + Send, F: Write + Send>(
     let mut focus_sink: Option<Sink<Counting<F>>> = None;
     let mut focus_cols = Vec::new();
     let mut groups = 0u32;
-    let mut open = |unknown: &[String],
-                    typed: &mut Option<Sink<Counting<T>>>,
-                    focus_sink: &mut Option<Sink<Counting<F>>>|
-     -> Result<(), Error> {
-        if let Some(out) = outputs.typed.take() {
-            let mut fields: Vec<(String, ColumnType)> = schema
-                .columns()
+    // The column set arrives first; each file opens with its first row group (or at the end
+    // of an input without rows), so that encodings can be chosen from real values.
+    let mut unknown: Vec<String> = Vec::new();
+    let typed_fields = |unknown: &[String]| {
+        let mut fields: Vec<(String, ColumnType)> = schema
+            .columns()
+            .iter()
+            .map(|c| (c.name.to_string(), c.ty))
+            .collect();
+        fields.extend(unknown.iter().map(|n| (n.clone(), ColumnType::String)));
+        fields.push((LATE_UNKNOWN_COLUMN.to_string(), ColumnType::String));
+        fields
+    };
+    let focus_fields = |unknown: &[String]| {
+        let mut fields = focus::focus_fields();
+        fields.extend(
+            unknown
                 .iter()
-                .map(|c| (c.name.to_string(), c.ty))
-                .collect();
-            fields.extend(unknown.iter().map(|n| (n.clone(), ColumnType::String)));
-            fields.push((LATE_UNKNOWN_COLUMN.to_string(), ColumnType::String));
-            let md = metadata(schema, "typed", unknown);
-            *typed = Some(Sink::new(out, &fields, md, options.zstd_level)?);
-        }
-        if let Some(out) = outputs.focus.take() {
-            let mut fields = focus::focus_fields();
-            fields.extend(
-                unknown
-                    .iter()
-                    .map(|n| (format!("{FOCUS_UNKNOWN_PREFIX}{n}"), ColumnType::String)),
-            );
-            fields.push((LATE_UNKNOWN_COLUMN.to_string(), ColumnType::String));
-            let md = metadata(schema, "focus", unknown);
-            *focus_sink = Some(Sink::new(out, &fields, md, options.zstd_level)?);
-        }
-        Ok(())
+                .map(|n| (format!("{FOCUS_UNKNOWN_PREFIX}{n}"), ColumnType::String)),
+        );
+        fields.push((LATE_UNKNOWN_COLUMN.to_string(), ColumnType::String));
+        fields
+    };
+    // Columns whose first row group is mostly distinct values are written without a
+    // dictionary; with no row group, every column keeps it.
+    let plain = |first: Option<&[&ColBuf]>, n: usize| match first {
+        Some(cols) => cols.iter().map(|c| c.dictionary_useless()).collect(),
+        None => vec![false; n],
     };
     let known = schema.columns().len();
     for msg in rx {
         match msg {
-            ToEncoder::Open(unknown) => open(&unknown, &mut typed, &mut focus_sink)?,
+            ToEncoder::Open(u) => unknown = u,
             ToEncoder::Group(g) => {
                 let mut refs: Vec<&ColBuf> = g.cols.iter().collect();
                 refs.push(&g.late);
+                if let Some(out) = outputs.typed.take() {
+                    let md = metadata(schema, "typed", &unknown);
+                    let p = plain(Some(&refs), refs.len());
+                    typed = Some(Sink::new(
+                        out,
+                        &typed_fields(&unknown),
+                        &p,
+                        md,
+                        options.zstd_level,
+                    )?);
+                }
                 if let Some(sink) = typed.as_mut() {
                     sink.write_group(&refs)?;
                 }
-                if let Some(sink) = focus_sink.as_mut() {
+                if focus_sink.is_some() || outputs.focus.is_some() {
                     focus::derive(
                         schema,
                         &g.cols[..known],
@@ -385,13 +397,38 @@ fn encode_loop<T: Write + Send, F: Write + Send>(
                     let mut refs: Vec<&ColBuf> = focus_cols.iter().collect();
                     refs.extend(g.cols[known..].iter());
                     refs.push(&g.late);
-                    sink.write_group(&refs)?;
+                    if let Some(out) = outputs.focus.take() {
+                        let md = metadata(schema, "focus", &unknown);
+                        let p = plain(Some(&refs), refs.len());
+                        focus_sink = Some(Sink::new(
+                            out,
+                            &focus_fields(&unknown),
+                            &p,
+                            md,
+                            options.zstd_level,
+                        )?);
+                    }
+                    if let Some(sink) = focus_sink.as_mut() {
+                        sink.write_group(&refs)?;
+                    }
                 }
                 groups += 1;
                 debug!(rows = g.rows, group = groups, "row group written");
                 let _ = back.send(g);
             }
             ToEncoder::Finish => {
+                if let Some(out) = outputs.typed.take() {
+                    let fields = typed_fields(&unknown);
+                    let p = plain(None, fields.len());
+                    let md = metadata(schema, "typed", &unknown);
+                    typed = Some(Sink::new(out, &fields, &p, md, options.zstd_level)?);
+                }
+                if let Some(out) = outputs.focus.take() {
+                    let fields = focus_fields(&unknown);
+                    let p = plain(None, fields.len());
+                    let md = metadata(schema, "focus", &unknown);
+                    focus_sink = Some(Sink::new(out, &fields, &p, md, options.zstd_level)?);
+                }
                 let t = typed.map(Sink::finish).transpose()?.map_or(0, |c| c.count);
                 let f = focus_sink
                     .map(Sink::finish)
