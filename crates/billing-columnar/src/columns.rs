@@ -68,6 +68,27 @@ impl ColBuf {
         }
     }
 
+    /// Makes this buffer a copy of `src` (same type), reusing its allocations.
+    pub fn copy_from(&mut self, src: &ColBuf) {
+        self.defs.clone_from(&src.defs);
+        match (&mut self.values, &src.values) {
+            (
+                Values::Str { bytes, ends },
+                Values::Str {
+                    bytes: sb,
+                    ends: se,
+                },
+            ) => {
+                bytes.clone_from(sb);
+                ends.clone_from(se);
+            }
+            (Values::Dec(v), Values::Dec(s)) => v.clone_from(s),
+            (Values::Int(v), Values::Int(s)) | (Values::Ts(v), Values::Ts(s)) => v.clone_from(s),
+            (Values::Date(v), Values::Date(s)) => v.clone_from(s),
+            (values, s) => *values = s.clone(),
+        }
+    }
+
     pub fn push_null(&mut self) {
         self.defs.push(0);
     }

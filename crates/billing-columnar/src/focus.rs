@@ -227,10 +227,13 @@ pub(crate) fn derive(
     status: BillingStatus,
     out: &mut Vec<ColBuf>,
 ) -> Result<(), crate::Error> {
-    out.clear();
+    // The buffers are reused from one row group to the next (no allocation per group).
+    if out.len() != FOCUS_COLUMNS.len() {
+        *out = FOCUS_COLUMNS.iter().map(|fc| ColBuf::new(fc.ty)).collect();
+    }
     let col = |name: &str| schema.index_of(name).map(|i| &typed[i]);
-    for fc in FOCUS_COLUMNS {
-        let mut b = ColBuf::new(fc.ty);
+    for (fc, b) in FOCUS_COLUMNS.iter().zip(out.iter_mut()) {
+        b.clear();
         let push_str = |b: &mut ColBuf, s: Option<&[u8]>| match s {
             Some(s) if !s.is_empty() => b.push_str(s),
             _ => b.push_null(),
@@ -243,12 +246,12 @@ pub(crate) fn derive(
                 None => (0..rows).for_each(|_| b.push_null()),
                 Some(src) if fc.ty == ColumnType::String => {
                     for v in rows_of(src) {
-                        push_str(&mut b, v.map(|i| src.str_at(i)));
+                        push_str(b, v.map(|i| src.str_at(i)));
                     }
                 }
                 Some(src) => {
                     // Same type: the typed buffer is the FOCUS buffer.
-                    b = src.clone();
+                    b.copy_from(src);
                 }
             },
             Expr::Coalesce(names) => {
@@ -262,15 +265,15 @@ pub(crate) fn derive(
                             chosen = v;
                         }
                     }
-                    push_str(&mut b, chosen);
+                    push_str(b, chosen);
                 }
             }
             Expr::Map(name, _, func) => match col(name) {
-                None => (0..rows).for_each(|_| push_str(&mut b, func(None).map(str::as_bytes))),
+                None => (0..rows).for_each(|_| push_str(b, func(None).map(str::as_bytes))),
                 Some(src) => {
                     for v in rows_of(src) {
                         let s = v.map(|i| src.str_at(i));
-                        push_str(&mut b, func(s).map(str::as_bytes));
+                        push_str(b, func(s).map(str::as_bytes));
                     }
                 }
             },
@@ -339,7 +342,6 @@ pub(crate) fn derive(
                 }
             }
         }
-        out.push(b);
     }
     Ok(())
 }
