@@ -383,35 +383,55 @@ fn encode_loop<T: Write + Send, F: Write + Send>(
                         options.zstd_level,
                     )?);
                 }
-                if let Some(sink) = typed.as_mut() {
-                    sink.write_group(&refs)?;
-                }
-                if focus_sink.is_some() || outputs.focus.is_some() {
-                    focus::derive(
-                        schema,
-                        &g.cols[..known],
-                        g.rows,
-                        options.billing_status,
-                        &mut focus_cols,
-                    )?;
-                    let mut refs: Vec<&ColBuf> = focus_cols.iter().collect();
-                    refs.extend(g.cols[known..].iter());
-                    refs.push(&g.late);
-                    if let Some(out) = outputs.focus.take() {
-                        let md = metadata(schema, "focus", &unknown);
-                        let p = plain(Some(&refs), refs.len());
-                        focus_sink = Some(Sink::new(
-                            out,
-                            &focus_fields(&unknown),
-                            &p,
-                            md,
-                            options.zstd_level,
-                        )?);
+                let with_focus = focus_sink.is_some() || outputs.focus.is_some();
+                // With both views, the typed file is encoded on a second thread while this one
+                // derives and encodes the FOCUS file: encoding both on one thread made it the
+                // slowest stage of the pipeline.
+                thread::scope(|s| -> Result<(), Error> {
+                    let typed_job = match typed.as_mut() {
+                        Some(sink) if with_focus => Some(s.spawn(|| sink.write_group(&refs))),
+                        Some(sink) => {
+                            sink.write_group(&refs)?;
+                            None
+                        }
+                        None => None,
+                    };
+                    let focus_result = (|| -> Result<(), Error> {
+                        if !with_focus {
+                            return Ok(());
+                        }
+                        focus::derive(
+                            schema,
+                            &g.cols[..known],
+                            g.rows,
+                            options.billing_status,
+                            &mut focus_cols,
+                        )?;
+                        let mut refs: Vec<&ColBuf> = focus_cols.iter().collect();
+                        refs.extend(g.cols[known..].iter());
+                        refs.push(&g.late);
+                        if let Some(out) = outputs.focus.take() {
+                            let md = metadata(schema, "focus", &unknown);
+                            let p = plain(Some(&refs), refs.len());
+                            focus_sink = Some(Sink::new(
+                                out,
+                                &focus_fields(&unknown),
+                                &p,
+                                md,
+                                options.zstd_level,
+                            )?);
+                        }
+                        if let Some(sink) = focus_sink.as_mut() {
+                            sink.write_group(&refs)?;
+                        }
+                        Ok(())
+                    })();
+                    if let Some(job) = typed_job {
+                        job.join()
+                            .map_err(|_| Error::Internal("typed encoder panicked"))??;
                     }
-                    if let Some(sink) = focus_sink.as_mut() {
-                        sink.write_group(&refs)?;
-                    }
-                }
+                    focus_result
+                })?;
                 groups += 1;
                 debug!(rows = g.rows, group = groups, "row group written");
                 let _ = back.send(g);
