@@ -288,3 +288,34 @@ async fn the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a
         }
     }
 }
+
+/// Partner Center cannot answer for the invoice (here: it does not know it): no verdict is
+/// guessed, and the run still completes with its event, Parquet included.
+#[tokio::test]
+async fn an_unreadable_invoice_leaves_the_check_unmade_and_the_run_completed() {
+    use partner_billing_export::billing::{AttributeSet, ExportKind, ExportRequest};
+    use partner_billing_export::pipeline::{RunState, Trigger};
+    let bed = TestBed::start(
+        SandboxConfig {
+            today: Some(date!(2026 - 11 - 20)),
+            ..fast_sandbox()
+        },
+        &[("OUTPUT_FORMATS", "jsonl.gz,parquet")],
+    )
+    .await;
+    let req = ExportRequest::billed(
+        ExportKind::BilledReconciliation,
+        "G099990001".parse().unwrap(),
+        AttributeSet::Full,
+    )
+    .unwrap();
+    let run = bed.start_new(req, Trigger::Http).await;
+    bed.drain(Duration::from_secs(60)).await;
+    let run = bed.run(&run.run_id).await;
+    assert_eq!(run.state, RunState::Completed);
+    assert!(run.final_event_sent, "the completion event went out");
+    assert!(run.parts.iter().all(|p| p.parquet_bytes.is_some()));
+    assert!(bed.events_of_type("InvoiceReconciled").is_empty());
+    assert!(bed.events_of_type("InvoiceMismatch").is_empty());
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}

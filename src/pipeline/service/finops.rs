@@ -59,11 +59,11 @@ impl Pipeline {
         let invoice = match source.invoice_total(invoice_id).await {
             Ok(i) => i,
             Err(e) => {
-                // Not a verdict: the data may be right. Said loudly, and retried with the run.
+                // Not a verdict: the data may be right. Said loudly, but the run still completes:
+                // a deployment without Partner Center access (INVOICE_DISCOVERY=off) must not
+                // hold every completion event back forever.
                 tracing::error!(run_id = %run.run_id, invoice = %invoice_id, error = %e, "could not read the invoice from Partner Center; invoice check not made");
-                return Err(PipelineError::Source(format!(
-                    "reading invoice {invoice_id} for the invoice check: {e}"
-                )));
+                return Ok(None);
             }
         };
         let check = invoice_check::check(&invoice, &totals, self.cfg.invoice_tolerance)
