@@ -50,6 +50,17 @@ impl FilesystemDestination {
         self.root.join(p.as_str())
     }
 
+    /// The file for `dest` and its temporary sibling, with the folder created.
+    async fn prepare_target(&self, dest: &ObjectPath) -> Result<(PathBuf, PathBuf), StorageError> {
+        let path = self.path_of(dest);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| dest_err("creating", dir, e))?;
+        let tmp = temp_sibling(&path);
+        Ok((path, tmp))
+    }
+
     fn record_of(&self, p: &ObjectPath) -> PathBuf {
         self.root
             .join(COPY_RECORDS)
@@ -114,12 +125,7 @@ impl Destination for FilesystemDestination {
             });
         }
         let src = open_source(&self.http, source).await?;
-        let path = self.path_of(dest);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| dest_err("creating", dir, e))?;
-        let tmp = temp_sibling(&path);
+        let (path, tmp) = self.prepare_target(dest).await?;
         let result = async {
             let mut file = tokio::io::BufWriter::with_capacity(
                 256 * 1024,
@@ -192,13 +198,8 @@ impl Destination for FilesystemDestination {
         file: &Path,
         _content_type: &str,
     ) -> Result<u64, StorageError> {
-        let path = self.path_of(dest);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| dest_err("creating", dir, e))?;
         // Copied beside the target and renamed: readers never see half a file.
-        let tmp = temp_sibling(&path);
+        let (path, tmp) = self.prepare_target(dest).await?;
         let len = match tokio::fs::copy(file, &tmp).await {
             Ok(n) => n,
             Err(e) => {
