@@ -62,7 +62,7 @@ fn amount(v: Option<&Value>) -> i128 {
     }
 }
 
-async fn start_bed(mismatched: &[&str], extra: &[(&str, &str)]) -> TestBed {
+async fn start_bed(mismatched: &[&str], unlined: &[&str], extra: &[(&str, &str)]) -> TestBed {
     let today = date!(2026 - 11 - 20);
     let mut settings = vec![("OUTPUT_FORMATS", "jsonl.gz,parquet")];
     settings.extend_from_slice(extra);
@@ -71,6 +71,7 @@ async fn start_bed(mismatched: &[&str], extra: &[(&str, &str)]) -> TestBed {
             today: Some(today),
             invoices: default_invoices(today),
             mismatched_invoices: mismatched.iter().map(|s| s.to_string()).collect(),
+            unlined_usage_invoices: unlined.iter().map(|s| s.to_string()).collect(),
             ..fast_sandbox()
         },
         &settings,
@@ -108,7 +109,7 @@ fn run_manifests(bed: &TestBed) -> Vec<(String, Value)> {
 
 #[tokio::test]
 async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_and_sums() {
-    let bed = start_bed(&[], &[]).await;
+    let bed = start_bed(&[], &[], &[]).await;
     let root = bed.dir.path();
     let manifests = run_manifests(&bed);
     assert!(
@@ -237,21 +238,77 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
 #[tokio::test]
 async fn the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a_mismatch() {
     let bad = "G026100002";
-    let bed = start_bed(&[bad], &[("HUBS_INGESTION_CONTAINER", "ingestion")]).await;
+    let unlined = "G026100003";
+    let bed = start_bed(
+        &[bad],
+        &[unlined],
+        &[("HUBS_INGESTION_CONTAINER", "ingestion")],
+    )
+    .await;
 
     let reconciled = bed.events_of_type("InvoiceReconciled");
     let mismatched = bed.events_of_type("InvoiceMismatch");
-    let invoices = |evs: &[Value]| -> Vec<String> {
-        let mut v: Vec<String> = evs
-            .iter()
-            .map(|e| e["data"]["invoiceId"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(invoices(&reconciled), vec!["G026100001", "G026100003"]);
-    assert_eq!(invoices(&mismatched), vec![bad]);
-    let m = &mismatched[0]["data"];
+    // Whichever billed export of an invoice lands second compares usage with the Azure lines;
+    // the last word on each invoice carries that comparison.
+    let mut last: BTreeMap<String, Value> = BTreeMap::new();
+    for e in reconciled.iter().chain(&mismatched) {
+        let d = &e["data"];
+        let id = d["invoiceId"].as_str().unwrap().to_string();
+        if d["azureUsage"].is_object() || !last.contains_key(&id) {
+            last.insert(id, e.clone());
+        }
+    }
+    let verdicts: Vec<(&str, &str, &str)> = last
+        .iter()
+        .map(|(id, e)| {
+            (
+                id.as_str(),
+                if e["type"].as_str().unwrap().contains("InvoiceReconciled") {
+                    "InvoiceReconciled"
+                } else {
+                    "InvoiceMismatch"
+                },
+                e["data"]["azureUsage"]["verdict"]
+                    .as_str()
+                    .unwrap_or("absent"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("G026100001", "InvoiceReconciled", "reconciled"),
+            ("G026100002", "InvoiceMismatch", "reconciled"),
+            ("G026100003", "InvoiceMismatch", "mismatch"),
+        ],
+        "{:#}",
+        last["G026100001"]["data"]["azureUsage"]
+    );
+    // Billed usage adds up to the Azure lines of a sound invoice, customer by customer.
+    let u = &last["G026100001"]["data"]["azureUsage"];
+    assert!(u["products"].as_u64().unwrap() > 0, "{u}");
+    for c in u["customers"].as_array().unwrap() {
+        let diff = scaled(c["difference"].as_str().unwrap()).abs();
+        assert!(diff <= scaled(c["allowed"].as_str().unwrap()), "{c}");
+        assert!(c["azureLines"].as_u64().unwrap() > 0, "{c}");
+    }
+    // The unlined invoice names the one customer whose usage lacks a line, first.
+    let u = &last[unlined]["data"]["azureUsage"];
+    let beyond: Vec<bool> = u["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            scaled(c["difference"].as_str().unwrap()).abs() > scaled(c["allowed"].as_str().unwrap())
+        })
+        .collect();
+    assert!(beyond[0] && !beyond[1..].iter().any(|b| *b), "{u}");
+    assert_eq!(
+        last[unlined]["data"]["difference"].as_str().map(scaled),
+        Some(0),
+        "its invoice total still matches its reconciliation"
+    );
+    let m = &last[bad]["data"];
     assert_eq!(
         m["difference"].as_str().map(scaled),
         Some(-scaled("1")),
@@ -275,6 +332,18 @@ async fn the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a
             .keys()
             .any(|k| k.contains(&format!("/billed-reconciliation/{bad}"))),
         "no ingestion for an invoice that does not balance: {hub_manifests:?}"
+    );
+    assert!(
+        !hub_manifests
+            .keys()
+            .any(|k| k.contains(&format!("/billed-usage/{unlined}"))),
+        "no ingestion of usage that the invoice's Azure lines do not cover: {hub_manifests:?}"
+    );
+    assert!(
+        hub_manifests
+            .keys()
+            .any(|k| k.contains("/billed-usage/G026100001/")),
+        "usage of a sound invoice is ingested once its invoice is checked: {hub_manifests:?}"
     );
     assert!(hub_manifests
         .keys()
@@ -312,7 +381,7 @@ async fn an_unreadable_invoice_leaves_the_check_unmade_and_the_run_completed() {
     let run = bed.start_new(req, Trigger::Http).await;
     bed.drain(Duration::from_secs(60)).await;
     let run = bed.run(&run.run_id).await;
-    assert_eq!(run.state, RunState::Completed);
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.failure);
     assert!(run.final_event_sent, "the completion event went out");
     assert!(run.parts.iter().all(|p| p.parquet_bytes.is_some()));
     assert!(bed.events_of_type("InvoiceReconciled").is_empty());

@@ -265,6 +265,14 @@ impl AttributeSet {
             AttributeSet::Basic => "basic",
         }
     }
+
+    /// The set that is not this one.
+    pub fn other(self) -> Self {
+        match self {
+            AttributeSet::Full => AttributeSet::Basic,
+            AttributeSet::Basic => AttributeSet::Full,
+        }
+    }
 }
 
 impl fmt::Display for AttributeSet {

@@ -8,13 +8,24 @@
 //! is) over all rows in the invoice currency; rows in any other currency are a mismatch of
 //! their own. Per-customer totals travel in the events so finance can trace a difference to
 //! the customers it sits with.
+//!
+//! Billed usage is compared with the invoice's Azure lines as well, once both billed exports of
+//! the invoice have landed. The Azure lines are the reconciliation rows of the products the
+//! billed usage names: Microsoft matches usage with reconciliation rows on `ProductId` and
+//! `SkuId` (learn.microsoft.com, partner-center/billing/usage-aggregated-reconciliation-files).
+//! Per customer, Σ `BillingPreTaxTotal` of the usage should equal Σ `Subtotal` of those lines.
+//! Each line is rounded down twice ("Usage-based: ROUNDDOWN(ROUNDDOWN(EffectiveUnitPrice *
+//! BillableQuantity, 2) * PCToBCExchangeRate, 2)", partner-center/billing/
+//! modern-invoice-reconciliation-file) while usage rows are not, so a line may be short by up to
+//! one cent of the pricing currency times the rate plus one cent: the allowance is the
+//! tolerance times (1 + rate) per line, plus the tolerance once.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::derived::Amount;
+use super::derived::{Amount, LineTotals, Product};
 use crate::billing::invoices::{InvoiceTotal, PartnerCenterClient};
 use crate::billing::{BillingError, InvoiceId};
 
@@ -67,6 +78,139 @@ pub struct InvoiceCheck {
     /// Per customer, largest first (at most [`MAX_CUSTOMERS`]).
     pub customers: Vec<CustomerTotal>,
     pub customers_truncated: bool,
+    /// Billed usage against the invoice's Azure lines, once the invoice's billed usage has
+    /// landed too (absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_usage: Option<UsageCheck>,
+}
+
+impl InvoiceCheck {
+    /// Adds the usage comparison; a usage mismatch makes the whole check a mismatch.
+    pub fn with_usage(mut self, usage: UsageCheck) -> Self {
+        if usage.verdict == Verdict::Mismatch {
+            self.verdict = Verdict::Mismatch;
+        }
+        self.azure_usage = Some(usage);
+        self
+    }
+}
+
+/// One customer's billed usage against its Azure lines on the invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDifference {
+    pub customer_id: String,
+    pub currency: String,
+    /// Σ `BillingPreTaxTotal` of the customer's billed usage.
+    pub usage_total: Amount,
+    /// Σ `Subtotal` of the customer's Azure lines.
+    pub azure_lines_total: Amount,
+    /// `usage_total - azure_lines_total`.
+    pub difference: Amount,
+    /// The rounding the lines may account for (see the module comment).
+    pub allowed: Amount,
+    pub azure_lines: u64,
+}
+
+/// Billed usage summed against the invoice's Azure lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageCheck {
+    pub verdict: Verdict,
+    /// The billed usage run compared.
+    pub usage_run_id: String,
+    /// Distinct products (`ProductId`, `SkuId`) in the billed usage.
+    pub products: usize,
+    pub usage_total: Amount,
+    pub azure_lines_total: Amount,
+    /// Per customer and currency, those beyond their allowance first, then by size of the
+    /// difference (at most [`MAX_CUSTOMERS`]).
+    pub customers: Vec<UsageDifference>,
+    pub customers_truncated: bool,
+}
+
+type ProductTotals = BTreeMap<(String, String, Product), LineTotals>;
+
+/// Compares billed usage with the reconciliation rows of the products it names, per customer
+/// and currency.
+pub fn check_usage(
+    usage_run_id: &str,
+    usage: &ProductTotals,
+    reconciliation: &ProductTotals,
+    tolerance: Amount,
+) -> Result<UsageCheck, String> {
+    let overflow = || "the usage comparison overflows".to_string();
+    let products: std::collections::BTreeSet<&Product> = usage.keys().map(|(_, _, p)| p).collect();
+    #[derive(Default)]
+    struct Side {
+        usage: Amount,
+        lines: Amount,
+        rows: u64,
+        rate_sum: Amount,
+    }
+    let mut per: BTreeMap<(&str, &str), Side> = BTreeMap::new();
+    for ((c, ccy, _), t) in usage {
+        let side = per.entry((c, ccy)).or_default();
+        side.usage = side.usage.checked_add(t.pre_tax).ok_or_else(overflow)?;
+    }
+    for ((c, ccy, p), t) in reconciliation {
+        if !products.contains(p) {
+            continue;
+        }
+        let side = per.entry((c, ccy)).or_default();
+        side.lines = side.lines.checked_add(t.pre_tax).ok_or_else(overflow)?;
+        side.rows += t.rows;
+        side.rate_sum = side.rate_sum.checked_add(t.rate_sum).ok_or_else(overflow)?;
+    }
+    let (mut usage_total, mut azure_lines_total) = (Amount::default(), Amount::default());
+    let mut customers = Vec::with_capacity(per.len());
+    for ((c, ccy), s) in per {
+        usage_total = usage_total.checked_add(s.usage).ok_or_else(overflow)?;
+        azure_lines_total = azure_lines_total
+            .checked_add(s.lines)
+            .ok_or_else(overflow)?;
+        let per_line = Amount::from_int(s.rows)
+            .checked_add(s.rate_sum)
+            .and_then(|n| tolerance.checked_mul(n))
+            .ok_or_else(overflow)?;
+        customers.push(UsageDifference {
+            customer_id: c.to_string(),
+            currency: ccy.to_string(),
+            usage_total: s.usage,
+            azure_lines_total: s.lines,
+            difference: s.usage.checked_sub(s.lines).ok_or_else(overflow)?,
+            allowed: per_line.checked_add(tolerance).ok_or_else(overflow)?,
+            azure_lines: s.rows,
+        });
+    }
+    let beyond = |d: &UsageDifference| {
+        d.difference
+            .abs_diff(Amount::default())
+            .is_none_or(|x| x > d.allowed)
+    };
+    let mismatch = customers.iter().any(beyond);
+    customers.sort_by_cached_key(|d| {
+        (
+            !beyond(d),
+            std::cmp::Reverse(d.difference.abs_diff(Amount::default())),
+            d.customer_id.clone(),
+        )
+    });
+    let customers_truncated = customers.len() > MAX_CUSTOMERS;
+    customers.truncate(MAX_CUSTOMERS);
+    Ok(UsageCheck {
+        verdict: if mismatch {
+            Verdict::Mismatch
+        } else {
+            Verdict::Reconciled
+        },
+        usage_run_id: usage_run_id.to_string(),
+        products: products.len(),
+        usage_total,
+        azure_lines_total,
+        customers,
+        customers_truncated,
+    })
 }
 
 /// Customers listed in an event; Event Grid takes events up to 1 MB.
@@ -129,6 +273,7 @@ pub fn check(
         other_currencies,
         customers,
         customers_truncated,
+        azure_usage: None,
     })
 }
 
@@ -190,6 +335,64 @@ mod tests {
             check(&invoice("-120"), &t, cent()).unwrap().verdict,
             Verdict::Reconciled
         );
+    }
+
+    fn lines(rows: &[(&str, &str, &str, u64, &str)]) -> ProductTotals {
+        rows.iter()
+            .map(|(c, product, pre_tax, n, rate)| {
+                (
+                    (
+                        c.to_string(),
+                        "EUR".to_string(),
+                        Product {
+                            product_id: product.to_string(),
+                            sku_id: "0001".into(),
+                        },
+                    ),
+                    LineTotals {
+                        rows: *n,
+                        pre_tax: pre_tax.parse().unwrap(),
+                        rate_sum: rate.parse().unwrap(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn usage_matches_the_lines_of_its_products_within_their_rounding() {
+        // Usage is unrounded; each line lost up to a cent times (1 + rate) to ROUNDDOWN.
+        let usage = lines(&[
+            ("c1", "VM", "100.0149", 300, "0"),
+            ("c2", "DISK", "5.5", 20, "0"),
+        ]);
+        let recon = lines(&[
+            ("c1", "VM", "99.99", 1, "0.92"),
+            ("c2", "DISK", "5.49", 1, "0.92"),
+            // A licence line: not an Azure line, whatever its amount.
+            ("c1", "M365", "600", 1, "0.92"),
+        ]);
+        let r = check_usage("run-u", &usage, &recon, cent()).unwrap();
+        assert_eq!(r.verdict, Verdict::Reconciled, "{r:#?}");
+        assert_eq!(r.products, 2);
+        assert_eq!(r.azure_lines_total, "105.48".parse().unwrap());
+        let c1 = r.customers.iter().find(|d| d.customer_id == "c1").unwrap();
+        assert_eq!(c1.azure_lines, 1);
+        assert_eq!(c1.allowed, "0.0292".parse().unwrap());
+    }
+
+    #[test]
+    fn usage_beyond_its_lines_is_a_mismatch_named_by_customer() {
+        let usage = lines(&[("c1", "VM", "100", 3, "0"), ("c2", "VM", "7", 3, "0")]);
+        // c2's usage has no line on the invoice at all; c1's line is right.
+        let recon = lines(&[("c1", "VM", "100", 1, "1")]);
+        let r = check_usage("run-u", &usage, &recon, cent()).unwrap();
+        assert_eq!(r.verdict, Verdict::Mismatch);
+        assert_eq!(r.customers[0].customer_id, "c2", "beyond first");
+        assert_eq!(r.customers[0].difference, "7".parse().unwrap());
+        let inv = check(&invoice("100"), &totals(&[("c1", "USD", "100")]), cent()).unwrap();
+        assert_eq!(inv.verdict, Verdict::Reconciled);
+        assert_eq!(inv.with_usage(r).verdict, Verdict::Mismatch);
     }
 
     #[test]

@@ -160,6 +160,19 @@ impl Ledger {
         Err(LedgerError::Contention(key.to_string()))
     }
 
+    /// The run that last claimed `request_key` (see [`Ledger::claim_request`]), if any: one
+    /// index read and one record read, however long the history.
+    pub async fn run_of_request(
+        &self,
+        request_key: &str,
+    ) -> Result<Option<RunRecord>, LedgerError> {
+        let key = Self::request_key(request_key)?;
+        match self.read_json::<RequestIndex>(&key).await? {
+            Some((idx, _)) => self.get(&idx.run_id).await,
+            None => Ok(None),
+        }
+    }
+
     /// Creates-or-updates a small document with compare-and-swap; `f` returns `None` when there
     /// is nothing to change. Returns the document as stored (or as found).
     async fn upsert<T>(

@@ -55,6 +55,9 @@ pub struct ConvertOptions {
     pub max_columns: usize,
     /// zstd level of the Parquet pages.
     pub zstd_level: i32,
+    /// Also split the per-customer totals by product (`ProductId`, `SkuId`): what matching
+    /// billed usage with the invoice's Azure lines needs. Off, one total per customer.
+    pub totals_by_product: bool,
 }
 
 impl Default for ConvertOptions {
@@ -67,6 +70,7 @@ impl Default for ConvertOptions {
             max_line_bytes: 1 << 20,
             max_columns: 512,
             zstd_level: 1,
+            totals_by_product: false,
         }
     }
 }
@@ -101,14 +105,33 @@ pub struct ColumnSum {
     pub sum: Decimal,
 }
 
-/// The invoice-relevant amounts of one customer in one currency (reconciliation: `Total`
-/// and `Subtotal` by `Currency`; usage: `BillingPreTaxTotal` by `BillingCurrency`).
+/// A product as the reconciliation and usage files both name it: Microsoft matches usage
+/// with reconciliation rows on these identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProductKey {
+    pub product_id: String,
+    pub sku_id: String,
+}
+
+/// The invoice-relevant amounts of one customer in one currency (reconciliation: `Total`,
+/// `Subtotal` and `PCToBCExchangeRate` by `Currency`; usage: `BillingPreTaxTotal` by
+/// `BillingCurrency`), per product when [`ConvertOptions::totals_by_product`] is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerTotal {
     pub customer: CustomerId,
     pub currency: CurrencyCode,
+    pub product: Option<ProductKey>,
     pub rows: u64,
     pub amounts: Vec<ColumnSum>,
+}
+
+/// One running total of [`CustomerTotal`] while rows are read.
+struct Tally {
+    customer: String,
+    currency: String,
+    product: Option<ProductKey>,
+    rows: u64,
+    amounts: Vec<i128>,
 }
 
 /// What a conversion read and wrote.
@@ -515,8 +538,10 @@ struct Parser<'a> {
     bytes_json: u64,
     sums: Vec<i128>,
     totals_index: HashMap<Vec<u8>, usize>,
-    totals: Vec<(String, String, u64, Vec<i128>)>,
+    totals: Vec<Tally>,
     invoice: (Option<usize>, Option<usize>, Vec<usize>),
+    /// `ProductId` and `SkuId` columns when totals are split by product.
+    product_cols: Option<(usize, usize)>,
     key_buf: Vec<u8>,
     late_buf: Vec<u8>,
     pending: Vec<u8>,
@@ -551,6 +576,7 @@ impl<'a> Parser<'a> {
             totals_index: HashMap::new(),
             totals: Vec::new(),
             invoice: (None, None, Vec::new()),
+            product_cols: None,
             key_buf: Vec::new(),
             late_buf: Vec::new(),
             pending: Vec::new(),
@@ -564,6 +590,9 @@ impl<'a> Parser<'a> {
             schema.index_of(ccy),
             amounts.iter().filter_map(|a| schema.index_of(a)).collect(),
         );
+        if options.totals_by_product {
+            p.product_cols = schema.index_of("ProductId").zip(schema.index_of("SkuId"));
+        }
         p
     }
 
@@ -894,29 +923,40 @@ impl<'a> Parser<'a> {
         key.extend_from_slice(last_str(self, cust, row_id));
         key.push(0xFF);
         key.extend_from_slice(last_str(self, ccy, row_id));
+        if let Some((prod, sku)) = self.product_cols {
+            key.push(0xFF);
+            key.extend_from_slice(last_str(self, prod, row_id));
+            key.push(0xFF);
+            key.extend_from_slice(last_str(self, sku, row_id));
+        }
         let idx = match self.totals_index.get(&key[..]) {
             Some(&i) => i,
             None => {
+                let text = |ci| String::from_utf8_lossy(last_str(self, ci, row_id)).into_owned();
                 let i = self.totals.len();
-                self.totals.push((
-                    String::from_utf8_lossy(last_str(self, cust, row_id)).into_owned(),
-                    String::from_utf8_lossy(last_str(self, ccy, row_id)).into_owned(),
-                    0,
-                    vec![0; self.invoice.2.len()],
-                ));
+                self.totals.push(Tally {
+                    customer: text(cust),
+                    currency: text(ccy),
+                    product: self.product_cols.map(|(prod, sku)| ProductKey {
+                        product_id: text(prod),
+                        sku_id: text(sku),
+                    }),
+                    rows: 0,
+                    amounts: vec![0; self.invoice.2.len()],
+                });
                 self.totals_index.insert(key.clone(), i);
                 i
             }
         };
         self.key_buf = key;
         let t = &mut self.totals[idx];
-        t.2 += 1;
+        t.rows += 1;
         for (k, &ai) in self.invoice.2.iter().enumerate() {
             let c = &self.group.cols[ai];
             if self.stamp[ai] == row_id && c.defs.last() == Some(&1) {
                 if let Values::Dec(v) = &c.values {
                     let last = *v.last().expect("a value was pushed");
-                    t.3[k] = t.3[k].checked_add(last).ok_or_else(|| Error::Value {
+                    t.amounts[k] = t.amounts[k].checked_add(last).ok_or_else(|| Error::Value {
                         line: self.line_no,
                         column: String::from_utf8_lossy(&self.names[ai]).into_owned(),
                         reason: "the customer total overflows DECIMAL(38,18)".into(),
@@ -1019,13 +1059,14 @@ impl<'a> Parser<'a> {
         let mut customer_totals: Vec<CustomerTotal> = self
             .totals
             .into_iter()
-            .map(|(cust, ccy, rows, amounts)| CustomerTotal {
-                customer: CustomerId(cust),
-                currency: CurrencyCode(ccy),
-                rows,
+            .map(|t| CustomerTotal {
+                customer: CustomerId(t.customer),
+                currency: CurrencyCode(t.currency),
+                product: t.product,
+                rows: t.rows,
                 amounts: amount_names
                     .iter()
-                    .zip(amounts)
+                    .zip(t.amounts)
                     .map(|(n, s)| ColumnSum {
                         column: n,
                         sum: Decimal::from_scaled(s),
@@ -1033,7 +1074,9 @@ impl<'a> Parser<'a> {
                     .collect(),
             })
             .collect();
-        customer_totals.sort_by(|a, b| (&a.customer, &a.currency).cmp(&(&b.customer, &b.currency)));
+        customer_totals.sort_by(|a, b| {
+            (&a.customer, &a.currency, &a.product).cmp(&(&b.customer, &b.currency, &b.product))
+        });
         ConvertReport {
             rows: self.rows,
             bytes_in,

@@ -22,7 +22,7 @@ mod value;
 
 pub use convert::{
     convert, convert_both, ColumnSum, ConvertOptions, ConvertReport, CurrencyCode, CustomerId,
-    CustomerTotal, UnknownColumn, UnknownPlacement, View, FOCUS_UNKNOWN_PREFIX,
+    CustomerTotal, ProductKey, UnknownColumn, UnknownPlacement, View, FOCUS_UNKNOWN_PREFIX,
     LATE_UNKNOWN_COLUMN,
 };
 pub use docs::{focus_markdown, schema_markdown};

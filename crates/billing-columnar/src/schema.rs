@@ -310,12 +310,13 @@ impl Schema {
     }
 
     /// The amount summed per (customer, currency) for the invoice check, and that currency's
-    /// column: reconciliation `Total` and `Subtotal` by `Currency`, usage `BillingPreTaxTotal`
+    /// column: reconciliation `Total`, `Subtotal` and `PCToBCExchangeRate` by `Currency`, usage `BillingPreTaxTotal`
     /// by `BillingCurrency`.
     pub(crate) fn invoice_amounts(&self) -> (&'static str, &'static [&'static str]) {
         match self.dataset {
             Dataset::Usage => ("BillingCurrency", &["BillingPreTaxTotal"]),
-            Dataset::Reconciliation => ("Currency", &["Total", "Subtotal"]),
+            // The exchange rate is summed so a check can bound Microsoft's per-line rounding.
+            Dataset::Reconciliation => ("Currency", &["Total", "Subtotal", "PCToBCExchangeRate"]),
         }
     }
 }

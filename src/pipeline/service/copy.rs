@@ -225,8 +225,7 @@ impl Pipeline {
             .put_bytes(&manifest_path, bytes.into(), "application/json")
             .await?;
         let current = self.publish_current(&run).await?;
-        let check = self.check_invoice(&run).await?;
-        self.land_in_hubs(&run, check.as_ref()).await?;
+        self.check_and_land(&run).await?;
         let ev = notify::completed(
             &self.cfg.event_source,
             &run,

@@ -1,5 +1,6 @@
-//! After a run's files are complete: the invoice check (billed reconciliation) and the FinOps
-//! hubs landing of its FOCUS files (`HUBS_INGESTION_CONTAINER`).
+//! After a run's files are complete: the invoice check (billed reconciliation against the
+//! invoice, billed usage against its Azure lines) and the FinOps hubs landing of its FOCUS
+//! files (`HUBS_INGESTION_CONTAINER`).
 //!
 //! Hubs layout, as FinOps hubs document their `ingestion` container (finops-toolkit,
 //! docs-mslearn/toolkit/hubs/data-processing.md, "About the ingestion container", hubs 0.7+):
@@ -11,26 +12,92 @@
 
 use std::collections::BTreeMap;
 
-use super::super::derived::{self, total_by_customer, PARQUET_CONTENT_TYPE};
+use super::super::derived::{
+    self, total_by_customer, total_by_product, Converted, PARQUET_CONTENT_TYPE,
+};
 use super::super::invoice_check::{self, InvoiceCheck, Verdict};
 use super::super::layout;
-use super::super::run::RunRecord;
+use super::super::run::{RunRecord, RunState};
 use super::{Pipeline, PipelineError};
 use crate::adapters::events::{CloudEvent, INVOICE_MISMATCH, INVOICE_RECONCILED};
 use crate::adapters::storage::ObjectPath;
-use crate::billing::{ExportKind, ExportScope};
+use crate::billing::{ExportKind, ExportRequest, ExportScope};
 
 /// The hubs dataset our FOCUS files belong to (hubs' FOCUS cost table).
 pub const HUBS_DATASET: &str = "Costs";
 pub const HUBS_MANIFEST: &str = "manifest.json";
 
+/// What the invoice check made of a completed run.
+#[derive(Debug)]
+pub(super) enum Checked {
+    /// A verdict, announced; with the billed usage run it compared, if any.
+    Made(Box<InvoiceCheck>, Option<Box<RunRecord>>),
+    /// Billed usage whose reconciliation is still running: that run's check compares both
+    /// and lands this run's hubs files.
+    Waiting,
+    /// Nothing to check (another kind, no Parquet, no invoice source, unreadable invoice).
+    NotMade,
+}
+
 impl Pipeline {
-    /// Checks a completed billed reconciliation run against its invoice and announces the
-    /// result. `None` when there is nothing to check (another kind, no rows read, no source).
-    pub(super) async fn check_invoice(
+    /// After a run's files are complete: the invoice check, then the FinOps hubs landing,
+    /// which a mismatch withholds.
+    pub(super) async fn check_and_land(&self, run: &RunRecord) -> Result<(), PipelineError> {
+        match self.check_invoice(run).await? {
+            Checked::Made(check, usage) => {
+                self.land_in_hubs(run, Some(&check)).await?;
+                // Billed usage that completed first waited for this verdict.
+                if let Some(u) = usage.filter(|u| u.run_id != run.run_id) {
+                    self.land_in_hubs(&u, Some(&check)).await?;
+                }
+            }
+            Checked::Waiting => {
+                tracing::info!(run_id = %run.run_id, "billed usage waits for its invoice's reconciliation before FinOps hubs ingestion");
+            }
+            Checked::NotMade => {
+                self.land_in_hubs(run, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest run of the other billed export of `run`'s invoice (same partner; the same
+    /// attribute set preferred).
+    async fn billed_sibling(
         &self,
         run: &RunRecord,
-    ) -> Result<Option<InvoiceCheck>, PipelineError> {
+        kind: ExportKind,
+    ) -> Result<Option<RunRecord>, PipelineError> {
+        for set in [run.request.attribute_set, run.request.attribute_set.other()] {
+            let req = ExportRequest {
+                kind,
+                attribute_set: set,
+                ..run.request.clone()
+            };
+            if let Some(found) = self.ledger.run_of_request(&req.key()).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every part's conversion result, or `None` when some part has none.
+    async fn converted_parts(
+        &self,
+        run: &RunRecord,
+    ) -> Result<Option<Vec<Converted>>, PipelineError> {
+        if run.no_data {
+            return Ok(Some(Vec::new()));
+        }
+        let (results, _) = self.ledger.part_results(run).await?;
+        let converted: Vec<Converted> = results.into_values().filter_map(|r| r.converted).collect();
+        Ok((converted.len() == run.parts.len()).then_some(converted))
+    }
+
+    /// Checks a completed billed run against its invoice and announces the result: the
+    /// reconciliation against `totalCharges`, and billed usage against the invoice's Azure
+    /// lines once both exports have landed (whichever completes second compares them).
+    pub(super) async fn check_invoice(&self, run: &RunRecord) -> Result<Checked, PipelineError> {
         // A listed partner's invoices are read with its own credential.
         let source = match self.partners.get(&run.request.partner) {
             Some(p) => p.invoices.as_ref(),
@@ -38,23 +105,36 @@ impl Pipeline {
         };
         let (Some(source), ExportScope::Invoice { invoice_id }) = (source, &run.request.scope)
         else {
-            return Ok(None);
+            return Ok(Checked::NotMade);
         };
-        if run.request.kind != ExportKind::BilledReconciliation
-            || run.no_data
-            || !self.cfg.formats.parquet
-        {
-            return Ok(None);
+        if !self.cfg.formats.parquet {
+            return Ok(Checked::NotMade);
         }
-        let (results, _) = self.ledger.part_results(run).await?;
-        let converted: Vec<_> = results
-            .values()
-            .filter_map(|r| r.converted.as_ref())
-            .collect();
-        if converted.len() != run.parts.len() {
-            return Ok(None);
+        let (recon_run, usage_run) = match run.request.kind {
+            ExportKind::BilledReconciliation => (
+                run.clone(),
+                self.billed_sibling(run, ExportKind::BilledUsage).await?,
+            ),
+            ExportKind::BilledUsage => {
+                match self
+                    .billed_sibling(run, ExportKind::BilledReconciliation)
+                    .await?
+                {
+                    Some(r) if r.state == RunState::Completed => (r, Some(run.clone())),
+                    Some(r) if !r.state.is_terminal() => return Ok(Checked::Waiting),
+                    // No reconciliation to compare with (not exported, or it failed).
+                    _ => return Ok(Checked::NotMade),
+                }
+            }
+            _ => return Ok(Checked::NotMade),
+        };
+        if recon_run.no_data {
+            return Ok(Checked::NotMade);
         }
-        let totals = total_by_customer(converted)
+        let Some(recon_parts) = self.converted_parts(&recon_run).await? else {
+            return Ok(Checked::NotMade);
+        };
+        let totals = total_by_customer(&recon_parts)
             .ok_or_else(|| PipelineError::Source("reconciliation totals overflow".into()))?;
         let invoice = match source.invoice_total(invoice_id).await {
             Ok(i) => i,
@@ -63,24 +143,44 @@ impl Pipeline {
                 // a deployment without Partner Center access (INVOICE_DISCOVERY=off) must not
                 // hold every completion event back forever.
                 tracing::error!(run_id = %run.run_id, invoice = %invoice_id, error = %e, "could not read the invoice from Partner Center; invoice check not made");
-                return Ok(None);
+                return Ok(Checked::NotMade);
             }
         };
-        let check = invoice_check::check(&invoice, &totals, self.cfg.invoice_tolerance)
-            .map_err(PipelineError::Source)?;
+        let tolerance = self.cfg.invoice_tolerance;
+        let mut check =
+            invoice_check::check(&invoice, &totals, tolerance).map_err(PipelineError::Source)?;
+        let usage_run = usage_run.filter(|u| u.state == RunState::Completed);
+        if let Some(u) = &usage_run {
+            let usage_parts = self.converted_parts(u).await?;
+            match (
+                usage_parts.as_deref().and_then(total_by_product),
+                total_by_product(&recon_parts),
+            ) {
+                (Some(usage), Some(lines)) => {
+                    let compared =
+                        invoice_check::check_usage(u.run_id.as_str(), &usage, &lines, tolerance)
+                            .map_err(PipelineError::Source)?;
+                    check = check.with_usage(compared);
+                }
+                _ => {
+                    tracing::warn!(run_id = %run.run_id, invoice = %invoice_id, "billed usage not compared with the invoice's Azure lines: a part kept no per-product totals");
+                }
+            }
+        }
         let (event_type, suffix) = match check.verdict {
             Verdict::Reconciled => {
-                tracing::info!(run_id = %run.run_id, invoice = %invoice_id, total = %check.data_total, "invoice reconciled");
+                tracing::info!(run_id = %run.run_id, invoice = %invoice_id, total = %check.data_total, usage_compared = check.azure_usage.is_some(), "invoice reconciled");
                 (INVOICE_RECONCILED, "reconciled")
             }
             Verdict::Mismatch => {
-                tracing::error!(run_id = %run.run_id, invoice = %invoice_id, invoice_total = %check.invoice_total, data_total = %check.data_total, difference = %check.difference, "invoice mismatch: the reconciliation data does not add up to the invoice; FinOps hubs ingestion withheld");
+                tracing::error!(run_id = %run.run_id, invoice = %invoice_id, invoice_total = %check.invoice_total, data_total = %check.data_total, difference = %check.difference, usage_mismatch = check.azure_usage.as_ref().is_some_and(|u| u.verdict == Verdict::Mismatch), "invoice mismatch: the data does not add up to the invoice; FinOps hubs ingestion withheld");
                 (INVOICE_MISMATCH, "mismatch")
             }
         };
         let mut data =
             serde_json::to_value(&check).map_err(|e| PipelineError::Source(e.to_string()))?;
         data["runId"] = serde_json::json!(run.run_id);
+        data["reconciliationRunId"] = serde_json::json!(recon_run.run_id);
         let ev = CloudEvent::new(
             &self.cfg.event_source,
             event_type,
@@ -89,7 +189,11 @@ impl Pipeline {
             data,
         );
         self.events.publish(&[ev]).await?;
-        Ok(Some(check))
+        let compared = check.azure_usage.is_some();
+        Ok(Checked::Made(
+            Box::new(check),
+            usage_run.filter(|_| compared).map(Box::new),
+        ))
     }
 
     /// Copies the run's FOCUS files into the hubs ingestion container and, last, the

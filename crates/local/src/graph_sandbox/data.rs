@@ -5,6 +5,11 @@
 //! the partition index, so the same seed and request always give byte-identical blobs (no wall
 //! clock, no gzip mtime, fixed compression level). Each row draws the same random values in the
 //! same order whatever the attribute set, so a `basic` row is the projection of the `full` row.
+//!
+//! Usage rows are Azure meters only (daily-rated usage leaves licences, reservations and the
+//! like out). Reconciliation exports draw licence rows and end, in their last partition, with
+//! the Azure lines: the same scope's usage aggregated per customer and product, priced as
+//! Microsoft prices usage-based lines, so billed usage adds up to the invoice's Azure lines.
 
 use std::io::Write;
 
@@ -103,6 +108,19 @@ pub struct ExportFacts {
     /// First and last day of the billing month the data covers.
     pub period_start: Date,
     pub period_end: Date,
+    /// For reconciliation: the usage export of the same scope whose rows become the Azure
+    /// lines of the last partition.
+    pub azure_usage: Option<Box<UsageSource>>,
+}
+
+/// The usage export a reconciliation export's Azure lines aggregate.
+#[derive(Debug, Clone)]
+pub struct UsageSource {
+    pub facts: ExportFacts,
+    pub partitions: u32,
+    pub rows_per_partition: u32,
+    /// Leave the last line out (an invoice whose Azure lines miss some usage).
+    pub omit_last_line: bool,
 }
 
 /// One generated partition.
@@ -257,18 +275,22 @@ fn usd_rate(ccy: &str) -> f64 {
     }
 }
 
-/// Builds one partition: `rows` lines of flat JSON objects, gzip'd with a fixed header.
-pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32) -> Partition {
+/// Builds one partition: `rows` lines of flat JSON objects (plus, in the `last` partition of
+/// a reconciliation export, its Azure lines), gzip'd with a fixed header.
+pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool) -> Partition {
     let cols = columns(facts.kind, facts.attribute_set);
     // Customers are shared by all exports of a seed, as a partner's customer base would be.
     let customers = customers(facts.seed);
-    let mut rng = Rng::derived(
-        facts.seed,
-        &format!("{}#partition-{index}", facts.export_key),
-    );
-    let mut text = String::with_capacity(rows as usize * cols.len() * 40);
-    for _ in 0..rows {
-        let row = draw_row(facts, &customers, &mut rng);
+    let mut rng = partition_rng(facts, index);
+    let mut lines: Vec<serde_json::Map<String, Value>> = (0..rows)
+        .map(|_| draw_row(facts, &customers, &mut rng))
+        .collect();
+    if let Some(usage) = facts.azure_usage.as_deref().filter(|_| last) {
+        lines.extend(azure_lines(facts, usage, &customers));
+    }
+    let rows = lines.len() as u32;
+    let mut text = String::with_capacity(lines.len() * cols.len() * 40);
+    for row in lines {
         text.push('{');
         for (i, col) in cols.iter().enumerate() {
             if i > 0 {
@@ -286,6 +308,87 @@ pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32) -> Partiti
         gzip: gzip(text.as_bytes()),
         rows,
     }
+}
+
+fn partition_rng(facts: &ExportFacts, index: u32) -> Rng {
+    Rng::derived(
+        facts.seed,
+        &format!("{}#partition-{index}", facts.export_key),
+    )
+}
+
+/// The usage of `usage` aggregated per customer and product into reconciliation lines of
+/// `facts`' export. A usage-based line's `Subtotal` is
+/// `ROUNDDOWN(ROUNDDOWN(EffectiveUnitPrice * BillableQuantity, 2) * PCToBCExchangeRate, 2)`
+/// (learn.microsoft.com, partner-center/billing/modern-invoice-reconciliation-file), so each
+/// line may be a little short of its usage, as on real invoices.
+fn azure_lines(
+    facts: &ExportFacts,
+    usage: &UsageSource,
+    customers: &[Customer],
+) -> Vec<serde_json::Map<String, Value>> {
+    // (customer index, product index) -> (Σ quantity, Σ pricing total)
+    let mut groups: std::collections::BTreeMap<(usize, usize), (f64, f64)> = Default::default();
+    for index in 0..usage.partitions {
+        let mut rng = partition_rng(&usage.facts, index);
+        for _ in 0..usage.rows_per_partition {
+            // The whole row is drawn so the generator stays in step with the served rows.
+            let (d, _) = drawn_row(&usage.facts, customers, &mut rng);
+            let g = groups.entry((d.customer, d.product)).or_default();
+            g.0 += d.quantity * d.sign;
+            g.1 += d.pricing_total;
+        }
+    }
+    if usage.omit_last_line {
+        groups.pop_last();
+    }
+    let rate = usd_rate(&facts.currency);
+    let mut rng = Rng::derived(facts.seed, &format!("{}#azure-lines", facts.export_key));
+    groups
+        .into_iter()
+        .map(|((ci, pi), (quantity, pricing_total))| {
+            let mut row = draw_row(facts, customers, &mut rng);
+            let (c, p) = (&customers[ci], &PRODUCTS[pi]);
+            let subtotal = round_down(round_down(pricing_total, 2) * rate, 2);
+            let tax = (subtotal * 0.19 * 100.0).round() / 100.0;
+            let effective = if quantity == 0.0 {
+                0.0
+            } else {
+                pricing_total / quantity
+            };
+            let mut put = |k: &str, v: Value| {
+                row.insert(k.to_string(), v);
+            };
+            put("CustomerId", json!(c.id.to_string()));
+            put("CustomerName", json!(c.name));
+            put("CustomerDomainName", json!(c.domain));
+            put("CustomerCountry", json!(c.country));
+            put_product(&mut row, p);
+            let mut put = |k: &str, v: Value| {
+                row.insert(k.to_string(), v);
+            };
+            put("ChargeType", json!("New"));
+            put("UnitType", json!(p.unit));
+            put("TermAndBillingCycle", json!("None"));
+            put("UnitPrice", money(p.unit_price_usd, 6));
+            put("EffectiveUnitPrice", money(effective, 6));
+            // Whole units in reconciliation; the usage is in BillableQuantity.
+            put("Quantity", json!(1));
+            put("BillableQuantity", money(quantity, 6));
+            put("PCToBCExchangeRate", money(rate, 4));
+            put("Subtotal", money(subtotal, 2));
+            put("TaxTotal", money(tax, 2));
+            put("Total", money(subtotal + tax, 2));
+            put("Currency", json!(facts.currency));
+            row
+        })
+        .collect()
+}
+
+/// Excel's ROUNDDOWN: towards zero, to `places` decimals (a hair of slack for binary floats).
+fn round_down(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f + x.signum() * 1e-6).trunc() / f
 }
 
 /// Gzip with mtime 0, no file name and level 6, so output depends only on the input.
@@ -319,14 +422,60 @@ fn customers(seed: u64) -> Vec<Customer> {
         .collect()
 }
 
+/// The random values of one row that aggregation needs too.
+struct Draw {
+    customer: usize,
+    product: usize,
+    quantity: f64,
+    /// -1 for refunds.
+    sign: f64,
+    pricing_total: f64,
+}
+
+/// Usage rows are Azure meters; reconciliation rows drawn here are licences (its Azure
+/// lines come from aggregated usage).
+fn product_choices(kind: ExportKind) -> Vec<usize> {
+    (0..PRODUCTS.len())
+        .filter(|&i| (PRODUCTS[i].category == "Azure") == kind.is_usage())
+        .collect()
+}
+
+/// The first values of a row, in the order every row draws them.
+fn draw(facts: &ExportFacts, customers: &[Customer], rng: &mut Rng) -> Draw {
+    let customer = rng.below(customers.len() as u64) as usize;
+    let product = *rng.pick(&product_choices(facts.kind));
+    let quantity = rng.between(0.01, 48.0);
+    let discount = *rng.pick(&[0.0, 0.0, 0.05, 0.15]);
+    let refund = *rng.pick(CHARGE_TYPES_USAGE) == "refund";
+    let sign = if refund { -1.0 } else { 1.0 };
+    let effective = PRODUCTS[product].unit_price_usd * (1.0 - discount);
+    Draw {
+        customer,
+        product,
+        quantity,
+        sign,
+        pricing_total: sign * effective * quantity,
+    }
+}
+
 /// Draws every value a row may need, in a fixed order, then maps them to column keys.
 fn draw_row(
     facts: &ExportFacts,
     customers: &[Customer],
     rng: &mut Rng,
 ) -> serde_json::Map<String, Value> {
-    let c = rng.pick(customers);
-    let p = rng.pick(PRODUCTS);
+    drawn_row(facts, customers, rng).1
+}
+
+/// [`draw_row`] with the values aggregation needs.
+fn drawn_row(
+    facts: &ExportFacts,
+    customers: &[Customer],
+    rng: &mut Rng,
+) -> (Draw, serde_json::Map<String, Value>) {
+    let d = draw(facts, customers, rng);
+    let c = &customers[d.customer];
+    let p = &PRODUCTS[d.product];
     let subscription_id = rng.uuid();
     let entitlement_id = rng.uuid();
     let meter_id = rng.uuid();
@@ -335,9 +484,8 @@ fn draw_row(
     let region = *rng.pick(REGIONS);
     let days_in_period = (facts.period_end - facts.period_start).whole_days().max(0);
     let day = facts.period_start + Duration::days(rng.below(days_in_period as u64 + 1) as i64);
-    let quantity = rng.between(0.01, 48.0);
-    let discount = *rng.pick(&[0.0, 0.0, 0.05, 0.15]);
-    let charge_usage = *rng.pick(CHARGE_TYPES_USAGE);
+    let quantity = d.quantity;
+    let charge_usage = if d.sign < 0.0 { "refund" } else { "new" };
     let charge_recon = *rng.pick(CHARGE_TYPES_RECON);
     let rg = format!(
         "rg-{}-{}",
@@ -348,12 +496,15 @@ fn draw_row(
     let tier2 = rng.digits(7);
     let tax_rate = *rng.pick(&[0.0, 0.07, 0.19, 0.2]);
     let sub_start = facts.period_start - Duration::days(rng.below(400) as i64);
-    let is_refund = charge_usage == "refund";
 
     let rate = usd_rate(&facts.currency);
     let unit_price = p.unit_price_usd;
-    let effective = unit_price * (1.0 - discount);
-    let pricing_total = if is_refund { -1.0 } else { 1.0 } * effective * quantity;
+    let pricing_total = d.pricing_total;
+    let effective = if quantity == 0.0 {
+        0.0
+    } else {
+        (pricing_total / quantity).abs()
+    };
     let billing_total = pricing_total * rate;
     let subtotal = billing_total;
     let tax = subtotal * tax_rate;
@@ -379,15 +530,6 @@ fn draw_row(
     put("CustomerDomainName", json!(c.domain));
     put("CustomerCountry", json!(c.country));
     put("InvoiceNumber", json!(facts.invoice_number));
-    put("ProductId", json!(p.product_id));
-    put("SkuId", json!(p.sku_id));
-    put(
-        "AvailabilityId",
-        json!(format!("DZH318Z0{}", &p.product_id[8..])),
-    );
-    put("SkuName", json!(p.sku_name));
-    put("ProductName", json!(p.name));
-    put("PublisherName", json!(p.publisher));
     put("PublisherId", json!(""));
     put(
         "SubscriptionDescription",
@@ -419,26 +561,19 @@ fn draw_row(
     put("BillingCurrency", json!(facts.currency));
     put("BillingPreTaxTotal", money(billing_total, 6));
     put("PricingPreTaxTotal", money(pricing_total, 6));
-    put("ConsumedService", json!(p.consumed_service));
     put("EntitlementId", json!(entitlement_id.to_string()));
     put(
         "EntitlementDescription",
         json!(format!("Azure plan for {}", c.name)),
     );
-    put("MeterCategory", json!(p.meter_category));
-    put("MeterSubCategory", json!(p.meter_sub_category));
-    put("MeterName", json!(p.meter_name));
     put("MeterId", json!(meter_id.to_string()));
     put("MeterRegion", json!(region));
-    put("MeterType", json!(p.unit));
-    put("MeterDescription", json!(p.meter_name));
     put("ResourceGroup", json!(rg));
     put("ResourceLocation", json!(region));
     put("ResourceURI", json!(resource_uri));
     put("ServiceInfo1", json!(""));
     put("ServiceInfo2", json!(""));
     put("Tags", json!(""));
-    put("Unit", json!(p.unit));
     put("UsageDate", json!(iso_midnight(day)));
     put("OrderId", json!(order_id));
     put("OrderDate", json!(iso_midnight(sub_start)));
@@ -461,8 +596,32 @@ fn draw_row(
     put("ReferenceId", json!(reference_id.to_string()));
     put("ProductQualifiers", json!("[]"));
     put("PromotionId", json!(""));
+    put_product(&mut m, p);
+    (d, m)
+}
+
+/// The columns that name the product (and its meter).
+fn put_product(m: &mut serde_json::Map<String, Value>, p: &Product) {
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put("ProductId", json!(p.product_id));
+    put("SkuId", json!(p.sku_id));
+    put(
+        "AvailabilityId",
+        json!(format!("DZH318Z0{}", &p.product_id[8..])),
+    );
+    put("SkuName", json!(p.sku_name));
+    put("ProductName", json!(p.name));
+    put("PublisherName", json!(p.publisher));
+    put("MeterCategory", json!(p.meter_category));
+    put("MeterSubCategory", json!(p.meter_sub_category));
+    put("MeterName", json!(p.meter_name));
+    put("MeterType", json!(p.unit));
+    put("MeterDescription", json!(p.meter_name));
+    put("ConsumedService", json!(p.consumed_service));
+    put("Unit", json!(p.unit));
     put("ProductCategory", json!(p.category));
-    m
 }
 
 fn rng_hex(id: &Uuid) -> String {
@@ -502,6 +661,7 @@ mod tests {
             currency: "EUR".into(),
             period_start: time::macros::date!(2026 - 01 - 01),
             period_end: time::macros::date!(2026 - 01 - 31),
+            azure_usage: None,
         }
     }
 
@@ -529,10 +689,10 @@ mod tests {
     #[test]
     fn partitions_are_deterministic_and_parse() {
         let f = facts(ExportKind::BilledReconciliation, AttributeSet::Basic);
-        let a = generate_partition(&f, 0, 25);
-        let b = generate_partition(&f, 0, 25);
+        let a = generate_partition(&f, 0, 25, false);
+        let b = generate_partition(&f, 0, 25, false);
         assert_eq!(a.gzip, b.gzip);
-        assert_ne!(a.gzip, generate_partition(&f, 1, 25).gzip);
+        assert_ne!(a.gzip, generate_partition(&f, 1, 25, false).gzip);
         let mut text = String::new();
         flate2::read::GzDecoder::new(&a.gzip[..])
             .read_to_string(&mut text)

@@ -113,6 +113,9 @@ pub struct SandboxConfig {
     /// Invoices whose detail (`GET /v1/invoices/{id}`) reports `totalCharges` one currency
     /// unit above the sum of their reconciliation data: an invoice that does not balance.
     pub mismatched_invoices: Vec<String>,
+    /// Invoices whose reconciliation leaves one customer's Azure line out: billed usage that
+    /// does not add up to the invoice's Azure lines (the invoice total still matches its data).
+    pub unlined_usage_invoices: Vec<String>,
 }
 
 /// A partner tenant of a several-partner sandbox.
@@ -232,6 +235,7 @@ impl Default for SandboxConfig {
             known_invoices_only: false,
             unsupported_versions: Vec::new(),
             mismatched_invoices: Vec::new(),
+            unlined_usage_invoices: Vec::new(),
             blob_delay: Duration::ZERO,
             root_directory_base: None,
             blob_names: None,

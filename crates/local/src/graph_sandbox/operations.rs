@@ -12,10 +12,12 @@ use serde_json::{json, Value};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::data::{self, add_months, month_bounds, ExportFacts, Partition, Rng};
+use super::data::{self, add_months, month_bounds, ExportFacts, Partition, Rng, UsageSource};
 use super::sas::SasSigner;
 use super::{ManifestShape, SandboxConfig};
-use partner_billing_export::billing::types::{BillingPeriod, ExportRequest, ExportScope};
+use partner_billing_export::billing::types::{
+    AttributeSet, BillingPeriod, ExportKind, ExportRequest, ExportScope,
+};
 
 /// Everything behind the sandbox's mutex.
 #[derive(Debug)]
@@ -334,8 +336,32 @@ impl Export {
             ManifestShape::Link => false,
             ManifestShape::Alternate => ids.below(2) == 0,
         };
+        // A reconciliation export ends with the Azure lines of the same scope's usage.
+        let azure_usage = (!req.kind.is_usage()).then(|| {
+            let usage_req = ExportRequest {
+                kind: if req.kind.is_billed() {
+                    ExportKind::BilledUsage
+                } else {
+                    ExportKind::UnbilledUsage
+                },
+                attribute_set: AttributeSet::Full,
+                ..req.clone()
+            };
+            let usage_key = export_key(&usage_req, today);
+            let usage = Export::new(cfg, today, usage_req, &usage_key, now);
+            let omit_last_line = cfg.unlined_usage_invoices.iter().any(|i| {
+                matches!(&req.scope, ExportScope::Invoice { invoice_id } if i.eq_ignore_ascii_case(invoice_id.as_str()))
+            });
+            Box::new(UsageSource {
+                omit_last_line,
+                partitions: usage.blob_names.len() as u32,
+                rows_per_partition: cfg.rows_per_partition,
+                facts: usage.facts,
+            })
+        });
         Self {
             facts: ExportFacts {
+                azure_usage,
                 kind: req.kind,
                 attribute_set: req.attribute_set,
                 seed,
@@ -395,7 +421,8 @@ impl Export {
         if let Some(p) = &self.cache[i] {
             return p.clone();
         }
-        let p = data::generate_partition(&self.facts, i as u32, rows);
+        let last = i + 1 == self.cache.len();
+        let p = data::generate_partition(&self.facts, i as u32, rows, last);
         self.cache[i] = Some(p.clone());
         p
     }
