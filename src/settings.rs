@@ -160,7 +160,7 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
     Setting { name: OUTPUT_FORMATS, default: Some("jsonl.gz"), example: "jsonl.gz,parquet", scope: Scope::Handler,
         description: "What lands per partition: jsonl.gz (Microsoft's file, byte for byte; always) and optionally parquet (typed Parquet in parquet/ and the FOCUS view in focus/ beside it; docs/schema.md, docs/focus.md)." },
     Setting { name: INVOICE_CHECK_TOLERANCE, default: Some("0.01"), example: "0.05", scope: Scope::Handler,
-        description: "Invoice check (with parquet output): the largest difference, in the invoice currency, between an invoice's totalCharges and the sum of its billed reconciliation rows that still counts as balanced." },
+        description: "Invoice check (with parquet output): the largest difference, in the invoice currency, between an invoice's totalCharges and the sum of its billed reconciliation rows that still counts as balanced; also the rounding allowed per Azure line, times (1 + exchange rate), when billed usage is compared with those lines." },
     Setting { name: HUBS_INGESTION_CONTAINER, default: None, example: "ingestion", scope: Scope::Handler,
         description: "FinOps hubs landing (opt-in, needs parquet output): the container (same account as the destination; a folder of DESTINATION_DIRECTORY locally) where each run's FOCUS files land as Costs/{yyyy}/{mm}/csp/{tenant}/{kind}/{invoice or period}/{runId}__{file}.parquet plus manifest.json; withheld for an invoice that does not balance." },
     Setting { name: COPY_STRATEGY, default: Some("auto"), example: "async-copy", scope: Scope::Handler,

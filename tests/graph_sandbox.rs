@@ -559,7 +559,12 @@ async fn blobs_hold_gzip_json_lines_with_the_documented_columns() {
                 assert_eq!(hex::encode(md5), served_md5(&sb, &m, i));
                 let text = gunzip(&bytes);
                 let lines: Vec<&str> = text.lines().collect();
-                assert_eq!(lines.len(), 17);
+                if !kind.is_usage() && i == 1 {
+                    // A reconciliation export's last partition ends with its Azure lines.
+                    assert!(lines.len() > 17, "{kind}: {} lines", lines.len());
+                } else {
+                    assert_eq!(lines.len(), 17);
+                }
                 for line in lines {
                     let obj: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
                     let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -588,7 +593,11 @@ async fn blobs_hold_gzip_json_lines_with_the_documented_columns() {
     assert_eq!(s.blob_gets, 16);
     assert!(s.blob_bytes_served > 0);
     assert_eq!(sb.served_partitions().len(), 16);
-    assert!(sb.served_partitions().iter().all(|p| p.rows == 17));
+    // Each served partition reports its real row count (Azure lines included).
+    for p in sb.served_partitions() {
+        assert_eq!(p.rows as usize, gunzip(&p.bytes).lines().count());
+        assert!(p.rows >= 17);
+    }
     sb.shutdown().await;
 }
 

@@ -98,7 +98,7 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
 
     let (ccy, amounts): (&str, &[&str]) = match dataset {
         Dataset::Usage => ("BillingCurrency", &["BillingPreTaxTotal"]),
-        Dataset::Reconciliation => ("Currency", &["Total", "Subtotal"]),
+        Dataset::Reconciliation => ("Currency", &["Total", "Subtotal", "PCToBCExchangeRate"]),
     };
     let exp = expected(&json, &schema, amounts, ccy);
     assert_eq!(report.rows as usize, exp.rows);

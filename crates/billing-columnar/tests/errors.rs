@@ -120,3 +120,47 @@ fn empty_and_concatenated_inputs() {
     assert_eq!(a.amounts[0].column, "Total");
     assert_eq!(a.amounts[0].sum.to_string(), "1");
 }
+
+#[test]
+fn totals_split_by_product_when_asked() {
+    let schema = Schema::new(Dataset::Usage, AttributeSet::Basic);
+    let rows = [
+        r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"VM","SkuId":"1","BillingPreTaxTotal":1.5}"#,
+        r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"VM","SkuId":"1","BillingPreTaxTotal":2}"#,
+        r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"VM","SkuId":"2","BillingPreTaxTotal":4}"#,
+        r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"DISK","SkuId":"1","BillingPreTaxTotal":8}"#,
+    ]
+    .join("\n");
+    let split = ConvertOptions {
+        totals_by_product: true,
+        ..ConvertOptions::default()
+    };
+    let r = convert(&gzip(rows.as_bytes())[..], &schema, Vec::new(), &split).unwrap();
+    let got: Vec<(String, String, u64, String)> = r
+        .customer_totals
+        .iter()
+        .map(|t| {
+            let p = t.product.as_ref().unwrap();
+            (
+                p.product_id.clone(),
+                p.sku_id.clone(),
+                t.rows,
+                t.amounts[0].sum.to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("DISK", "1", 1, "8"),
+        ("VM", "1", 2, "3.5"),
+        ("VM", "2", 1, "4"),
+    ];
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1.as_str(), g.2), (w.0, w.1, w.2));
+        assert_eq!(g.3.trim_end_matches('0').trim_end_matches('.'), w.3);
+    }
+    // Off (the default): one total per customer and currency.
+    let r = run(&rows, &ConvertOptions::default()).unwrap();
+    assert_eq!(r.customer_totals.len(), 1);
+    assert!(r.customer_totals[0].product.is_none());
+}
