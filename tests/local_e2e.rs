@@ -355,6 +355,15 @@ async fn local_run_with_parquet_lands_files_duckdb_reads_like_the_json() {
         .count();
     assert_eq!(invoices(false).len(), billed_recon, "{:?}", summary.events);
     assert_eq!(invoices(true), invoices(false), "{:?}", summary.events);
+    assert_eq!(
+        partner_billing_local::run::invoice_check_line(&summary.events).as_deref(),
+        Some(
+            format!(
+                "Invoices: {billed_recon} checked, {billed_recon} reconciled (billed usage matched the Azure lines of {billed_recon}), 0 mismatched"
+            )
+            .as_str()
+        )
+    );
     assert!(
         !summary
             .events

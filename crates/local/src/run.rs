@@ -697,6 +697,51 @@ async fn verify_outputs(
     Ok(())
 }
 
+/// The invoice check's last word per invoice, e.g. `Invoices: 3 checked, 3 reconciled (billed
+/// usage matched the Azure lines of 3), 0 mismatched`; `None` when no check was made.
+pub fn invoice_check_line(events: &[Value]) -> Option<String> {
+    let mut last: std::collections::BTreeMap<&str, &Value> = std::collections::BTreeMap::new();
+    for e in events {
+        let ty = e["type"].as_str().unwrap_or("");
+        if !(ty.contains("InvoiceReconciled") || ty.contains("InvoiceMismatch")) {
+            continue;
+        }
+        let Some(id) = e["data"]["invoiceId"].as_str() else {
+            continue;
+        };
+        // The event that compared usage too is the fuller verdict.
+        if e["data"]["azureUsage"].is_object() || !last.contains_key(id) {
+            last.insert(id, e);
+        }
+    }
+    if last.is_empty() {
+        return None;
+    }
+    let reconciled = last
+        .values()
+        .filter(|e| e["data"]["verdict"] == "reconciled")
+        .count();
+    let usage_matched = last
+        .values()
+        .filter(|e| e["data"]["azureUsage"]["verdict"] == "reconciled")
+        .count();
+    let mismatched: Vec<&str> = last
+        .iter()
+        .filter(|(_, e)| e["data"]["verdict"] != "reconciled")
+        .map(|(id, _)| *id)
+        .collect();
+    Some(format!(
+        "Invoices: {} checked, {reconciled} reconciled (billed usage matched the Azure lines of {usage_matched}), {} mismatched{}",
+        last.len(),
+        mismatched.len(),
+        if mismatched.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", mismatched.join(", "))
+        }
+    ))
+}
+
 pub fn print_summary(s: &LocalSummary) {
     println!();
     println!("Runs:");
@@ -741,6 +786,9 @@ pub fn print_summary(s: &LocalSummary) {
             "Parquet: {} typed and {} FOCUS files beside the partitions",
             s.parquet_files, s.focus_files
         );
+    }
+    if let Some(line) = invoice_check_line(&s.events) {
+        println!("{line}");
     }
     for m in &s.mismatches {
         println!("  mismatch: {m}");
