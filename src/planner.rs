@@ -237,29 +237,28 @@ pub fn previous_month(today: Date) -> (i32, Month) {
     (m.year, m.month)
 }
 
-/// What the ledger already has per request key: the completed run, else the active one.
-#[derive(Debug, Default)]
-struct Known {
-    completed: HashMap<String, RunRecord>,
-    active: HashMap<String, RunRecord>,
-}
-
-async fn known_runs(ledger: &Ledger) -> Result<Known, String> {
-    let runs = ledger.list(usize::MAX).await.map_err(|e| e.to_string())?;
-    let mut k = Known::default();
-    for r in runs {
-        let key = r.request.key();
-        match r.state {
-            RunState::Completed => {
-                k.completed.entry(key).or_insert(r);
-            }
-            RunState::Failed => {}
-            _ => {
-                k.active.entry(key).or_insert(r);
+/// The run the ledger's request index names for each candidate (one index read and one record
+/// read per candidate, however long the history). The index names the latest run that claimed
+/// the request; a failed one does not hold it back. A forced rerun that failed after an earlier
+/// success is planned again, which lands in the same data version and copies nothing new.
+async fn known_runs(
+    ledger: &Ledger,
+    candidates: &[Planned],
+) -> Result<HashMap<String, RunRecord>, String> {
+    let mut known = HashMap::new();
+    for c in candidates {
+        let key = c.request.key();
+        if let Some(r) = ledger
+            .run_of_request(&key)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            if r.state != RunState::Failed {
+                known.insert(key, r);
             }
         }
     }
-    Ok(k)
+    Ok(known)
 }
 
 /// `partner`'s exports for `scope`: `cfg` is that partner's plan, `invoices` its invoice listing.
@@ -339,21 +338,21 @@ pub async fn plan(
     }
     // Billed data does not change once invoiced: skip what the ledger has.
     if !candidates.is_empty() {
-        match known_runs(ledger).await {
+        match known_runs(ledger, &candidates).await {
             Ok(known) => {
                 for c in candidates {
                     let key = c.request.key();
-                    let (run, why) = if let Some(r) = known.completed.get(&key) {
-                        let how = if r.no_data {
-                            "already exported (Graph had no data for it)"
-                        } else {
-                            "already exported"
-                        };
-                        (Some(r), how)
-                    } else if let Some(r) = known.active.get(&key) {
-                        (Some(r), "running")
-                    } else {
-                        (None, "")
+                    let (run, why) = match known.get(&key) {
+                        Some(r) if r.state == RunState::Completed => {
+                            let how = if r.no_data {
+                                "already exported (Graph had no data for it)"
+                            } else {
+                                "already exported"
+                            };
+                            (Some(r), how)
+                        }
+                        Some(r) => (Some(r), "running"),
+                        None => (None, ""),
                     };
                     match run {
                         Some(r) => out.skipped.push(Skipped {
