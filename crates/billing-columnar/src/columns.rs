@@ -89,11 +89,13 @@ impl ColBuf {
         }
     }
 
+    #[inline]
     pub fn push_null(&mut self) {
         self.defs.push(0);
     }
 
     /// Appends a string value from pieces already written to the byte buffer by `fill`.
+    #[inline]
     pub fn push_str_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         if let Values::Str { bytes, ends } = &mut self.values {
             fill(bytes);
@@ -102,6 +104,7 @@ impl ColBuf {
         }
     }
 
+    #[inline]
     pub fn push_str(&mut self, s: &[u8]) {
         self.push_str_with(|b| b.extend_from_slice(s));
     }
@@ -257,7 +260,8 @@ impl<W: Write + Send> Sink<W> {
                     let mut start = 0usize;
                     for &end in ends {
                         let end = end as usize;
-                        self.scratch.push(ByteArray::from(all.slice(start..end)));
+                        self.scratch
+                            .push(ByteArray::from(Bytes::from_static(&all[start..end])));
                         start = end;
                     }
                     w.write_batch(&self.scratch, defs, None)?;
@@ -273,7 +277,7 @@ impl<W: Write + Send> Sink<W> {
                     self.flba.clear();
                     for k in 0..v.len() {
                         self.flba.push(FixedLenByteArray::from(ByteArray::from(
-                            all.slice(k * 16..k * 16 + 16),
+                            Bytes::from_static(&all[k * 16..k * 16 + 16]),
                         )));
                     }
                     w.write_batch(&self.flba, defs, None)?;
@@ -303,7 +307,8 @@ impl<W: Write + Send> Sink<W> {
     }
 }
 
-/// `bytes` as a `Bytes` whose clones and drops touch no reference count.
+/// `bytes` with a lifetime that lets its pieces become `Bytes` whose clones and drops touch
+/// no reference count (`Bytes::from_static`).
 ///
 /// # Safety
 ///
@@ -311,7 +316,7 @@ impl<W: Write + Send> Sink<W> {
 /// the values of a column go only to that column's writer, which is closed (or dropped with
 /// its row group writer, on an error) before `write_group` returns; the parquet crate keeps byte-array values beyond the column
 /// only as min/max statistics, which `Sink::new` turns off for string and decimal columns.
-unsafe fn borrowed(bytes: &[u8]) -> Bytes {
+unsafe fn borrowed(bytes: &[u8]) -> &'static [u8] {
     // SAFETY: the caller keeps `bytes` alive and unchanged for as long as any view exists.
-    Bytes::from_static(unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) })
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
 }
