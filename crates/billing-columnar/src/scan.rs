@@ -140,7 +140,9 @@ impl<'a> Scanner<'a> {
     }
 
     /// The value after a key's colon, and its raw text.
-    #[inline]
+    // Forced inline, with `value` and `string`, so the token stays in registers: returned
+    // through memory, its reload after the call was the parser's hottest instruction (perf).
+    #[inline(always)]
     pub fn value_raw(&mut self) -> Result<(Token<'a>, &'a [u8]), SyntaxError> {
         self.ws();
         let start = self.pos;
@@ -149,6 +151,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string starting at the current quote: its content and whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<(&'a [u8], bool), SyntaxError> {
         let start = self.pos + 1;
         let mut i = start;
@@ -175,6 +178,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn value(&mut self) -> Result<Token<'a>, SyntaxError> {
         let start = self.pos;
         match self.peek() {
