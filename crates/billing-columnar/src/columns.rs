@@ -89,11 +89,13 @@ impl ColBuf {
         }
     }
 
+    #[inline]
     pub fn push_null(&mut self) {
         self.defs.push(0);
     }
 
     /// Appends a string value from pieces already written to the byte buffer by `fill`.
+    #[inline]
     pub fn push_str_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         if let Values::Str { bytes, ends } = &mut self.values {
             fill(bytes);
@@ -102,6 +104,7 @@ impl ColBuf {
         }
     }
 
+    #[inline]
     pub fn push_str(&mut self, s: &[u8]) {
         self.push_str_with(|b| b.extend_from_slice(s));
     }
@@ -178,6 +181,8 @@ pub(crate) struct Sink<W: Write + Send> {
     types: Vec<ColumnType>,
     scratch: Vec<ByteArray>,
     flba: Vec<FixedLenByteArray>,
+    /// Big-endian decimal bytes of the column being written.
+    raw: Vec<u8>,
 }
 
 impl<W: Write + Send> Sink<W> {
@@ -217,6 +222,8 @@ impl<W: Write + Send> Sink<W> {
                 // dictionary. The dictionary's hashing was the encoder's largest cost.
                 props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
             }
+            // Must stay off for these: `write_group` hands their writers borrowed values (see
+            // `borrowed`), which min/max statistics would keep until the footer.
             if matches!(ty, ColumnType::String | ColumnType::Decimal) {
                 props = props.set_column_statistics_enabled(
                     ColumnPath::from(name.as_str()),
@@ -230,6 +237,7 @@ impl<W: Write + Send> Sink<W> {
             types: columns.iter().map(|c| c.1).collect(),
             scratch: Vec::new(),
             flba: Vec::new(),
+            raw: Vec::new(),
         })
     }
 
@@ -241,30 +249,35 @@ impl<W: Write + Send> Sink<W> {
         while let Some(mut cw) = rg.next_column()? {
             let col = cols[i];
             let defs = Some(&col.defs[..]);
-            // Values are slices of one shared buffer per column: refcounts, not allocations.
+            // Values are borrowed views of the column buffer (see `borrowed`): no copy, and no
+            // refcount traffic per value (cloning and dropping a slice of a shared `Bytes`, two
+            // atomic operations per value, was the encoder's largest cost after zstd).
             match (cw.untyped(), &col.values) {
                 (ColumnWriter::ByteArrayColumnWriter(w), Values::Str { bytes, ends }) => {
-                    let all = Bytes::copy_from_slice(bytes);
+                    // SAFETY: see `borrowed`; the views die with the column writer, closed below.
+                    let all = unsafe { borrowed(bytes) };
                     self.scratch.clear();
                     let mut start = 0usize;
                     for &end in ends {
                         let end = end as usize;
-                        self.scratch.push(ByteArray::from(all.slice(start..end)));
+                        self.scratch
+                            .push(ByteArray::from(Bytes::from_static(&all[start..end])));
                         start = end;
                     }
                     w.write_batch(&self.scratch, defs, None)?;
                     self.scratch.clear();
                 }
                 (ColumnWriter::FixedLenByteArrayColumnWriter(w), Values::Dec(v)) => {
-                    let mut raw = Vec::with_capacity(v.len() * 16);
+                    self.raw.clear();
                     for x in v {
-                        raw.extend_from_slice(&x.to_be_bytes());
+                        self.raw.extend_from_slice(&x.to_be_bytes());
                     }
-                    let all = Bytes::from(raw);
+                    // SAFETY: as above; `raw` is not touched again before the column closes.
+                    let all = unsafe { borrowed(&self.raw) };
                     self.flba.clear();
                     for k in 0..v.len() {
                         self.flba.push(FixedLenByteArray::from(ByteArray::from(
-                            all.slice(k * 16..k * 16 + 16),
+                            Bytes::from_static(&all[k * 16..k * 16 + 16]),
                         )));
                     }
                     w.write_batch(&self.flba, defs, None)?;
@@ -292,4 +305,18 @@ impl<W: Write + Send> Sink<W> {
         out.flush().map_err(Error::Write)?;
         Ok(out)
     }
+}
+
+/// `bytes` with a lifetime that lets its pieces become `Bytes` whose clones and drops touch
+/// no reference count (`Bytes::from_static`).
+///
+/// # Safety
+///
+/// Every clone must be gone before `bytes` is changed or freed. `write_group` guarantees this:
+/// the values of a column go only to that column's writer, which is closed (or dropped with
+/// its row group writer, on an error) before `write_group` returns; the parquet crate keeps byte-array values beyond the column
+/// only as min/max statistics, which `Sink::new` turns off for string and decimal columns.
+unsafe fn borrowed(bytes: &[u8]) -> &'static [u8] {
+    // SAFETY: the caller keeps `bytes` alive and unchanged for as long as any view exists.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
 }

@@ -697,6 +697,9 @@ impl<'a> Parser<'a> {
         let mut sc = Scanner::new(line).map_err(syntax)?;
         self.late_buf.clear();
         let mut pos = 0usize;
+        // Columns given a value in this row: when that is all of them (the usual case), no
+        // column needs a null.
+        let mut set = 0usize;
         while sc.begin_member().map_err(syntax)? {
             let expected = self.expect.get(pos).copied().unwrap_or(NO_COLUMN);
             let fast = expected != NO_COLUMN
@@ -773,15 +776,18 @@ impl<'a> Parser<'a> {
                 });
             }
             self.stamp[ci] = row_id;
+            set += 1;
             self.put(ci, token, raw).map_err(|reason| Error::Value {
                 line: line_no,
                 column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
                 reason,
             })?;
         }
-        for (ci, col) in self.group.cols.iter_mut().enumerate() {
-            if self.stamp[ci] != row_id {
-                col.push_null();
+        if set < self.group.cols.len() {
+            for (ci, col) in self.group.cols.iter_mut().enumerate() {
+                if self.stamp[ci] != row_id {
+                    col.push_null();
+                }
             }
         }
         if self.late_buf.is_empty() {

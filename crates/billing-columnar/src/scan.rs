@@ -140,7 +140,9 @@ impl<'a> Scanner<'a> {
     }
 
     /// The value after a key's colon, and its raw text.
-    #[inline]
+    // Forced inline, with `value` and `string`, so the token stays in registers: returned
+    // through memory, its reload after the call was the parser's hottest instruction (perf).
+    #[inline(always)]
     pub fn value_raw(&mut self) -> Result<(Token<'a>, &'a [u8]), SyntaxError> {
         self.ws();
         let start = self.pos;
@@ -149,6 +151,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string starting at the current quote: its content and whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<(&'a [u8], bool), SyntaxError> {
         let start = self.pos + 1;
         let mut i = start;
@@ -175,6 +178,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn value(&mut self) -> Result<Token<'a>, SyntaxError> {
         let start = self.pos;
         match self.peek() {
@@ -341,14 +345,42 @@ const SHORT_STRING: usize = 32;
 
 /// Appends the unescaped form of a string's content to `out`.
 pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
-    // Never longer than the escaped text: one reservation, then byte pushes (the plain runs
-    // between escapes are a few bytes, shorter than a memcpy call is worth).
-    out.reserve(content.len());
-    let mut i = 0;
+    // Never longer than the escaped text: the output is sized once and written by index, and
+    // the plain runs between escapes (a few bytes each) are copied a word at a time, cheaper
+    // than a memcpy call or byte pushes (profiled). The excess is cut at the end.
+    let base = out.len();
+    out.resize(base + content.len(), 0);
+    let result = unescape_into(content, &mut out[base..]);
+    out.truncate(base + result.unwrap_or(0));
+    result.map(|_| ())
+}
+
+/// Writes the unescaped `content` to the start of `dst` (as long as `content`): its length.
+fn unescape_into(content: &[u8], dst: &mut [u8]) -> Result<usize, &'static str> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (mut i, mut o) = (0usize, 0usize);
     while i < content.len() {
-        if content[i] != b'\\' {
-            out.push(content[i]);
+        if i + 8 <= content.len() {
+            let w = u64::from_le_bytes(content[i..i + 8].try_into().expect("8 bytes"));
+            // `o <= i`, so `dst` has room for the whole word; bytes from a backslash on are
+            // overwritten next.
+            dst[o..o + 8].copy_from_slice(&w.to_le_bytes());
+            let b = w ^ (LO * u64::from(b'\\'));
+            let m = b.wrapping_sub(LO) & !b & HI;
+            if m == 0 {
+                i += 8;
+                o += 8;
+                continue;
+            }
+            // The lowest flagged byte is exactly the first backslash.
+            let k = (m.trailing_zeros() / 8) as usize;
+            i += k;
+            o += k;
+        } else if content[i] != b'\\' {
+            dst[o] = content[i];
             i += 1;
+            o += 1;
             continue;
         }
         let e = *content.get(i + 1).ok_or("dangling backslash")?;
@@ -366,7 +398,8 @@ pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static
             _ => return Err("invalid escape"),
         };
         if e != b'u' {
-            out.push(simple);
+            dst[o] = simple;
+            o += 1;
             continue;
         }
         let hex4 = |at: usize| -> Result<u32, &'static str> {
@@ -390,10 +423,10 @@ pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static
             return Err("lone surrogate");
         }
         let ch = char::from_u32(cp).ok_or("invalid code point")?;
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        // At most 4 bytes from a 6-byte escape (or 12 for a surrogate pair).
+        o += ch.encode_utf8(&mut dst[o..]).len();
     }
-    Ok(())
+    Ok(o)
 }
 
 #[cfg(test)]
@@ -483,6 +516,31 @@ mod tests {
         ] {
             assert!(members(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn unescape_matches_serde_json_around_word_boundaries() {
+        for escape in [
+            r#"\""#,
+            r"\\",
+            r"\u00e9",
+            r"\ud83d\ude00",
+            r"\n",
+            r#"\"\\\/x\t"#,
+        ] {
+            for n in 0..24 {
+                for tail in [0, 3, 9] {
+                    let text = format!("{}{escape}{}", &"ab".repeat(n)[..n], "z".repeat(tail));
+                    let expected: String = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+                    let mut out = b"kept".to_vec();
+                    unescape(text.as_bytes(), &mut out).unwrap();
+                    assert_eq!(out, format!("kept{expected}").into_bytes(), "{text}");
+                }
+            }
+        }
+        let mut out = b"kept".to_vec();
+        assert!(unescape(br"abcdefghij\q", &mut out).is_err());
+        assert_eq!(out, b"kept", "nothing is left behind on an error");
     }
 
     #[test]
