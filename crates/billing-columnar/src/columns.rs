@@ -264,8 +264,10 @@ impl<W: Write + Send> Sink<W> {
                             .push(ByteArray::from(Bytes::from_static(&all[start..end])));
                         start = end;
                     }
-                    w.write_batch(&self.scratch, defs, None)?;
+                    // Cleared before `?` too: no view outlives this call, even on an error.
+                    let written = w.write_batch(&self.scratch, defs, None);
                     self.scratch.clear();
+                    written?;
                 }
                 (ColumnWriter::FixedLenByteArrayColumnWriter(w), Values::Dec(v)) => {
                     self.raw.clear();
@@ -280,8 +282,9 @@ impl<W: Write + Send> Sink<W> {
                             Bytes::from_static(&all[k * 16..k * 16 + 16]),
                         )));
                     }
-                    w.write_batch(&self.flba, defs, None)?;
+                    let written = w.write_batch(&self.flba, defs, None);
                     self.flba.clear();
+                    written?;
                 }
                 (ColumnWriter::Int64ColumnWriter(w), Values::Int(v) | Values::Ts(v)) => {
                     w.write_batch(v, defs, None)?;
