@@ -258,6 +258,16 @@ async fn the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a
             last.insert(id, e.clone());
         }
     }
+    // However many finishers compared an invoice's usage, its comparison has one event id.
+    let mut ids: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for e in reconciled.iter().chain(&mismatched) {
+        if e["data"]["azureUsage"].is_object() {
+            ids.entry(e["data"]["invoiceId"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(e["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
     let verdicts: Vec<(&str, &str, &str)> = last
         .iter()
         .map(|(id, e)| {

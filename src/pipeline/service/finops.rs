@@ -179,13 +179,19 @@ impl Pipeline {
         };
         let mut data =
             serde_json::to_value(&check).map_err(|e| PipelineError::Source(e.to_string()))?;
-        data["runId"] = serde_json::json!(run.run_id);
+        data["runId"] = serde_json::json!(recon_run.run_id);
         data["reconciliationRunId"] = serde_json::json!(recon_run.run_id);
+        // Named by the runs compared, not by the finisher: when both billed runs finish at
+        // once and both compare, consumers see one event id twice and drop the duplicate.
+        let id = match &check.azure_usage {
+            Some(u) => format!("{}-{}-invoice-{suffix}", recon_run.run_id, u.usage_run_id),
+            None => format!("{}-invoice-{suffix}", recon_run.run_id),
+        };
         let ev = CloudEvent::new(
             &self.cfg.event_source,
             event_type,
-            format!("{}-invoice-{suffix}", run.run_id),
-            format!("invoices/{invoice_id}/runs/{}", run.run_id),
+            id,
+            format!("invoices/{invoice_id}/runs/{}", recon_run.run_id),
             data,
         );
         self.events.publish(&[ev]).await?;
