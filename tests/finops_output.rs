@@ -398,3 +398,79 @@ async fn an_unreadable_invoice_leaves_the_check_unmade_and_the_run_completed() {
     assert!(bed.events_of_type("InvoiceMismatch").is_empty());
     assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
 }
+
+/// Billed usage that lands while its invoice's reconciliation is still polling goes to FinOps
+/// hubs only once the reconciliation has landed and the two have been compared.
+#[tokio::test]
+async fn billed_usage_landing_first_waits_for_the_invoice_check_before_hubs() {
+    use partner_billing_export::billing::{ExportKind, ExportRequest};
+    use partner_billing_export::pipeline::{RunState, Trigger};
+    let today = date!(2026 - 11 - 20);
+    let bed = TestBed::start(
+        SandboxConfig {
+            today: Some(today),
+            invoices: default_invoices(today),
+            ..fast_sandbox()
+        },
+        &[
+            ("OUTPUT_FORMATS", "jsonl.gz,parquet"),
+            ("HUBS_INGESTION_CONTAINER", "ingestion"),
+        ],
+    )
+    .await;
+    let req = |kind| {
+        ExportRequest::billed(
+            kind,
+            "G026100001".parse().unwrap(),
+            partner_billing_export::billing::AttributeSet::Full,
+        )
+        .unwrap()
+    };
+    bed.start_new(req(ExportKind::BilledReconciliation), Trigger::Http)
+        .await;
+    // The reconciliation's first poll, held (locked, unsettled): it stays polling meanwhile.
+    let held = bed
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the reconciliation's poll");
+    let usage = bed
+        .start_new(req(ExportKind::BilledUsage), Trigger::Http)
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let u = bed.run(&usage.run_id).await;
+        if u.state == RunState::Completed && u.final_event_sent {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", u.state);
+        if let Some(d) = bed.next(Duration::from_millis(200)).await {
+            bed.process(&d).await.unwrap();
+        }
+    }
+    let hub_manifests = |bed: &TestBed| -> Vec<String> {
+        bed.output_files()
+            .into_keys()
+            .filter(|k| k.starts_with("ingestion/") && k.ends_with("/manifest.json"))
+            .collect()
+    };
+    assert_eq!(hub_manifests(&bed), Vec::<String>::new(), "usage waits");
+    assert!(bed.events_of_type("InvoiceReconciled").is_empty());
+
+    bed.process(&held).await.unwrap();
+    bed.drain(Duration::from_secs(60)).await;
+    let checks = bed.events_of_type("InvoiceReconciled");
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(
+        checks[0]["data"]["azureUsage"]["usageRunId"],
+        usage.run_id.as_str()
+    );
+    let landed = hub_manifests(&bed);
+    for kind in ["billed-usage", "billed-reconciliation"] {
+        assert!(
+            landed
+                .iter()
+                .any(|k| k.contains(&format!("/{kind}/G026100001/"))),
+            "{kind}: {landed:?}"
+        );
+    }
+}
