@@ -282,32 +282,37 @@ pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool
     // Customers are shared by all exports of a seed, as a partner's customer base would be.
     let customers = customers(facts.seed);
     let mut rng = partition_rng(facts, index);
-    let mut lines: Vec<serde_json::Map<String, Value>> = (0..rows)
-        .map(|_| draw_row(facts, &customers, &mut rng))
-        .collect();
-    if let Some(usage) = facts.azure_usage.as_deref().filter(|_| last) {
-        lines.extend(azure_lines(facts, usage, &customers));
+    let mut text = String::with_capacity(rows as usize * cols.len() * 40);
+    for _ in 0..rows {
+        write_line(&mut text, &cols, &draw_row(facts, &customers, &mut rng));
     }
-    let rows = lines.len() as u32;
-    let mut text = String::with_capacity(lines.len() * cols.len() * 40);
-    for row in lines {
-        text.push('{');
-        for (i, col) in cols.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            text.push('"');
-            text.push_str(col);
-            text.push_str("\":");
-            let v = row.get(*col).unwrap_or(&Value::Null);
-            text.push_str(&v.to_string());
+    let mut total = rows;
+    if let Some(usage) = facts.azure_usage.as_deref().filter(|_| last) {
+        for line in azure_lines(facts, usage, &customers) {
+            write_line(&mut text, &cols, &line);
+            total += 1;
         }
-        text.push_str("}\n");
     }
     Partition {
         gzip: gzip(text.as_bytes()),
-        rows,
+        rows: total,
     }
+}
+
+/// One JSON line with `cols` in order (absent values as null).
+fn write_line(text: &mut String, cols: &[&str], row: &serde_json::Map<String, Value>) {
+    text.push('{');
+    for (i, col) in cols.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push('"');
+        text.push_str(col);
+        text.push_str("\":");
+        let v = row.get(*col).unwrap_or(&Value::Null);
+        text.push_str(&v.to_string());
+    }
+    text.push_str("}\n");
 }
 
 fn partition_rng(facts: &ExportFacts, index: u32) -> Rng {
@@ -332,8 +337,7 @@ fn azure_lines(
     for index in 0..usage.partitions {
         let mut rng = partition_rng(&usage.facts, index);
         for _ in 0..usage.rows_per_partition {
-            // The whole row is drawn so the generator stays in step with the served rows.
-            let (d, _) = drawn_row(&usage.facts, customers, &mut rng);
+            let d = draw(&usage.facts, customers, &mut rng);
             let g = groups.entry((d.customer, d.product)).or_default();
             g.0 += d.quantity * d.sign;
             g.1 += d.pricing_total;
@@ -422,7 +426,8 @@ fn customers(seed: u64) -> Vec<Customer> {
         .collect()
 }
 
-/// The random values of one row that aggregation needs too.
+/// Every random value of one row, drawn in a fixed order (so a generator stays in step with
+/// the served rows whether or not the row is written out).
 struct Draw {
     customer: usize,
     product: usize,
@@ -430,52 +435,40 @@ struct Draw {
     /// -1 for refunds.
     sign: f64,
     pricing_total: f64,
+    subscription_id: Uuid,
+    entitlement_id: Uuid,
+    meter_id: Uuid,
+    order_id: String,
+    reference_id: Uuid,
+    region: &'static str,
+    day: Date,
+    charge_recon: &'static str,
+    rg_digits: String,
+    tier2: String,
+    tax_rate: f64,
+    sub_start: Date,
 }
 
 /// Usage rows are Azure meters; reconciliation rows drawn here are licences (its Azure
 /// lines come from aggregated usage).
-fn product_choices(kind: ExportKind) -> Vec<usize> {
-    (0..PRODUCTS.len())
-        .filter(|&i| (PRODUCTS[i].category == "Azure") == kind.is_usage())
-        .collect()
+fn is_choice(kind: ExportKind, p: &Product) -> bool {
+    (p.category == "Azure") == kind.is_usage()
 }
 
-/// The first values of a row, in the order every row draws them.
+/// Draws one row's values.
 fn draw(facts: &ExportFacts, customers: &[Customer], rng: &mut Rng) -> Draw {
     let customer = rng.below(customers.len() as u64) as usize;
-    let product = *rng.pick(&product_choices(facts.kind));
+    let choices = PRODUCTS.iter().filter(|p| is_choice(facts.kind, p)).count();
+    let k = rng.below(choices as u64) as usize;
+    let product = (0..PRODUCTS.len())
+        .filter(|&i| is_choice(facts.kind, &PRODUCTS[i]))
+        .nth(k)
+        .expect("k < choices");
     let quantity = rng.between(0.01, 48.0);
     let discount = *rng.pick(&[0.0, 0.0, 0.05, 0.15]);
     let refund = *rng.pick(CHARGE_TYPES_USAGE) == "refund";
     let sign = if refund { -1.0 } else { 1.0 };
     let effective = PRODUCTS[product].unit_price_usd * (1.0 - discount);
-    Draw {
-        customer,
-        product,
-        quantity,
-        sign,
-        pricing_total: sign * effective * quantity,
-    }
-}
-
-/// Draws every value a row may need, in a fixed order, then maps them to column keys.
-fn draw_row(
-    facts: &ExportFacts,
-    customers: &[Customer],
-    rng: &mut Rng,
-) -> serde_json::Map<String, Value> {
-    drawn_row(facts, customers, rng).1
-}
-
-/// [`draw_row`] with the values aggregation needs.
-fn drawn_row(
-    facts: &ExportFacts,
-    customers: &[Customer],
-    rng: &mut Rng,
-) -> (Draw, serde_json::Map<String, Value>) {
-    let d = draw(facts, customers, rng);
-    let c = &customers[d.customer];
-    let p = &PRODUCTS[d.product];
     let subscription_id = rng.uuid();
     let entitlement_id = rng.uuid();
     let meter_id = rng.uuid();
@@ -484,18 +477,62 @@ fn drawn_row(
     let region = *rng.pick(REGIONS);
     let days_in_period = (facts.period_end - facts.period_start).whole_days().max(0);
     let day = facts.period_start + Duration::days(rng.below(days_in_period as u64 + 1) as i64);
-    let quantity = d.quantity;
-    let charge_usage = if d.sign < 0.0 { "refund" } else { "new" };
     let charge_recon = *rng.pick(CHARGE_TYPES_RECON);
-    let rg = format!(
-        "rg-{}-{}",
-        c.name.split(' ').next().unwrap_or("app"),
-        rng.digits(2)
-    )
-    .to_ascii_lowercase();
+    let rg_digits = rng.digits(2);
     let tier2 = rng.digits(7);
     let tax_rate = *rng.pick(&[0.0, 0.07, 0.19, 0.2]);
     let sub_start = facts.period_start - Duration::days(rng.below(400) as i64);
+    Draw {
+        customer,
+        product,
+        quantity,
+        sign,
+        pricing_total: sign * effective * quantity,
+        subscription_id,
+        entitlement_id,
+        meter_id,
+        order_id,
+        reference_id,
+        region,
+        day,
+        charge_recon,
+        rg_digits,
+        tier2,
+        tax_rate,
+        sub_start,
+    }
+}
+
+/// Draws one row and maps its values to column keys.
+fn draw_row(
+    facts: &ExportFacts,
+    customers: &[Customer],
+    rng: &mut Rng,
+) -> serde_json::Map<String, Value> {
+    let d = draw(facts, customers, rng);
+    let c = &customers[d.customer];
+    let p = &PRODUCTS[d.product];
+    let Draw {
+        subscription_id,
+        entitlement_id,
+        meter_id,
+        reference_id,
+        region,
+        day,
+        charge_recon,
+        tax_rate,
+        sub_start,
+        ..
+    } = d;
+    let (order_id, tier2) = (&d.order_id, &d.tier2);
+    let quantity = d.quantity;
+    let charge_usage = if d.sign < 0.0 { "refund" } else { "new" };
+    let rg = format!(
+        "rg-{}-{}",
+        c.name.split(' ').next().unwrap_or("app"),
+        d.rg_digits
+    )
+    .to_ascii_lowercase();
 
     let rate = usd_rate(&facts.currency);
     let unit_price = p.unit_price_usd;
@@ -597,7 +634,7 @@ fn drawn_row(
     put("ProductQualifiers", json!("[]"));
     put("PromotionId", json!(""));
     put_product(&mut m, p);
-    (d, m)
+    m
 }
 
 /// The columns that name the product (and its meter).

@@ -91,40 +91,50 @@ impl State {
     }
 }
 
-/// The sum of `Total` over the billed reconciliation data of `invoice`, in hundredths of the
-/// invoice currency: what Partner Center's invoice detail reports as `totalCharges`, so the
-/// sandbox's invoices agree with its data. Rows are generated as the blob routes serve them.
-pub fn reconciliation_total_cents(
-    cfg: &SandboxConfig,
-    today: Date,
-    invoice: &str,
-    partner: Option<&str>,
-) -> Option<i128> {
-    let id = invoice.parse().ok()?;
-    let mut req = ExportRequest::billed(
-        partner_billing_export::billing::ExportKind::BilledReconciliation,
-        id,
-        partner_billing_export::billing::AttributeSet::Full,
-    )
-    .ok()?;
-    if let Some(p) = partner {
-        req.partner = p.parse().ok()?;
-    }
-    let key = export_key(&req, today);
-    let mut export = Export::new(cfg, today, req, &key, OffsetDateTime::now_utc());
-    let mut cents: i128 = 0;
-    for i in 0..export.blob_names.len() {
-        let p = export.partition(i, cfg.rows_per_partition);
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&p.gzip[..]), &mut text)
-            .ok()?;
-        for line in text.lines() {
-            let row: Value = serde_json::from_str(line).ok()?;
-            // Written with two decimals; summed in cents so no float error accumulates.
-            cents += (row.get("Total")?.as_f64()? * 100.0).round() as i128;
+impl State {
+    /// The sum of `Total` over the billed reconciliation data of `invoice`, in hundredths of
+    /// the invoice currency: what Partner Center's invoice detail reports as `totalCharges`,
+    /// so the sandbox's invoices agree with its data. Read from the partitions the blob routes
+    /// serve (generated once and kept) when the export exists, else generated the same way.
+    pub fn reconciliation_total_cents(
+        &mut self,
+        cfg: &SandboxConfig,
+        today: Date,
+        invoice: &str,
+        partner: Option<&str>,
+    ) -> Option<i128> {
+        let id = invoice.parse().ok()?;
+        let mut req =
+            ExportRequest::billed(ExportKind::BilledReconciliation, id, AttributeSet::Full).ok()?;
+        if let Some(p) = partner {
+            req.partner = p.parse().ok()?;
         }
+        let key = export_key(&req, today);
+        let mut fresh;
+        let export = match self.exports.get_mut(&key) {
+            Some(e) => e,
+            None => {
+                fresh = Export::new(cfg, today, req, &key, OffsetDateTime::now_utc());
+                &mut fresh
+            }
+        };
+        let mut cents: i128 = 0;
+        for i in 0..export.blob_names.len() {
+            let p = export.partition(i, cfg.rows_per_partition);
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&p.gzip[..]),
+                &mut text,
+            )
+            .ok()?;
+            for line in text.lines() {
+                let row: Value = serde_json::from_str(line).ok()?;
+                // Written with two decimals; summed in cents so no float error accumulates.
+                cents += (row.get("Total")?.as_f64()? * 100.0).round() as i128;
+            }
+        }
+        Some(cents)
     }
-    Some(cents)
 }
 
 /// Which export (data version) a request is served from. A billed invoice's data is fixed

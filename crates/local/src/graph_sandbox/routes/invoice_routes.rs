@@ -4,7 +4,7 @@
 use serde_json::json;
 use warp::http::StatusCode;
 
-use super::super::{bump, invoices, operations, Inner};
+use super::super::{bump, invoices, Inner};
 use crate::tokens::{partner_center_token, LOCAL_PARTNER_CENTER_TOKEN};
 
 use super::{bearer, json_reply, Reply, Request};
@@ -60,9 +60,11 @@ pub(super) fn get_invoice(inner: &Inner, req: &Request, id: &str) -> Reply {
     };
     let mut invoice = invoice.clone();
     let partner_id = partner.map(|i| inner.cfg.partners[i].id.as_str());
-    if let Some(cents) =
-        operations::reconciliation_total_cents(&inner.cfg, today, &invoice.id, partner_id)
-    {
+    let cents =
+        inner
+            .state()
+            .reconciliation_total_cents(&inner.cfg, today, &invoice.id, partner_id);
+    if let Some(cents) = cents {
         let off = if inner
             .cfg
             .mismatched_invoices
