@@ -44,6 +44,13 @@ param maximumInstanceCount int = 40
 @maxValue(100)
 param premiumMaximumElasticWorkerCount int = 5
 
+@description('SKU of the Functions host storage account: Standard_ZRS (default, zone-redundant) or Standard_LRS for regions without availability zones (ZRS is refused there).')
+@allowed([
+  'Standard_ZRS'
+  'Standard_LRS'
+])
+param hostStorageSku string = 'Standard_ZRS'
+
 // ---------- destination (partner storage) ----------
 @description('true: create the destination storage account; false: use an existing one named destinationStorageAccountName.')
 param createDestinationStorage bool = true
@@ -65,13 +72,14 @@ param billedSchedule string = '0 30 6 * * *'
 param unbilledSchedule string = '0 0 5 * * *'
 @description('NCRONTAB of the Watchdog timer (resumes or fails runs that stopped moving).')
 param watchdogSchedule string = '0 */5 * * * *'
+@description('Comma-separated export kinds. With graphCredentialKind=managed-identity (no app registration) and no exportInvoiceIds, only the unbilled ones are deployed (see effectiveExportKinds).')
 param exportKinds string = 'billedUsage,billedReconciliation,unbilledUsage,unbilledReconciliation'
 @allowed([
   'full'
   'basic'
 ])
 param exportAttributeSet string = 'full'
-@description('Comma-separated invoice ids for billed exports; empty = discover from Partner Center.')
+@description('Comma-separated invoice ids for billed exports; empty = discover from Partner Center (needs an app registration: graphClientId).')
 param exportInvoiceIds string = ''
 @description('What lands per partition: jsonl.gz (always), plus parquet for typed Parquet, the FOCUS view and the invoice check.')
 param outputFormats string = 'jsonl.gz'
@@ -79,7 +87,7 @@ param outputFormats string = 'jsonl.gz'
 param hubsIngestionContainer string = ''
 param exportUnbilledCurrencies string = 'USD'
 param exportUnbilledPeriods string = 'current'
-@description('partner-center: list last month\'s invoices (needs Partner Center API access); off: use exportInvoiceIds only.')
+@description('partner-center: list the invoices in Partner Center (needs an app registration registered there: graphClientId); off: use exportInvoiceIds only. With graphCredentialKind=managed-identity it is always off (see effectiveInvoiceDiscovery).')
 @allowed([
   'partner-center'
   'off'
@@ -102,31 +110,35 @@ param eventSource string = '/partner-billing-export'
 // Azure resources (host storage, destination storage, Service Bus, Event Grid, Application
 // Insights) are always reached with the app's managed identity and Azure RBAC (AZURE_CREDENTIAL_KIND
 // = managed-identity). Microsoft Graph and Partner Center use their own credential
-// (GRAPH_CREDENTIAL_KIND), because Partner Center app-only access needs an Entra app registered in
-// Partner Center, which a managed identity cannot be. See docs/deploy.md step 5.
-@description('system-assigned (default): the app\'s own identity; user-assigned: this template creates a user-assigned identity and runs the app as it.')
+// (GRAPH_CREDENTIAL_KIND). Recommended: federated-managed-identity, the partner's own Entra app
+// registration (registered in Partner Center, Graph permission PartnerBilling.Read.All) that trusts
+// the app's user-assigned identity as its federated credential: invoice discovery works and there
+// is no secret to rotate. See docs/deploy.md step 5.
+@description('system-assigned (default): the app\'s own identity; user-assigned: this template creates a user-assigned identity and runs the app as it. graphCredentialKind=federated-managed-identity always uses the user-assigned identity (Entra accepts only a user-assigned identity as an app registration\'s federated credential).')
 @allowed([
   'system-assigned'
   'user-assigned'
 ])
 param appIdentity string = 'system-assigned'
 
-@description('Credential for Microsoft Graph / Partner Center. managed-identity: the app\'s identity (needs the PartnerBilling.Read.All app role; cannot do Partner Center invoice discovery); client-secret / client-certificate: an app registration (registered in Partner Center for discovery) signing in with a secret or a certificate.')
+@description('Client (application) id of the partner\'s Entra app registration that calls Graph and Partner Center: Graph application permission PartnerBilling.Read.All with admin consent, registered in Partner Center (App management). Given: graphCredentialKind defaults to federated-managed-identity. Empty: the app\'s managed identity calls Graph itself (unbilled exports, or billed ones for fixed exportInvoiceIds only).')
+param graphClientId string = ''
+
+@description('Credential for Microsoft Graph / Partner Center. federated-managed-identity (the default when graphClientId is given; recommended): the app registration graphClientId, signing in with the app\'s user-assigned identity as its federated credential (no secret). managed-identity (the default without graphClientId): the app\'s identity with the PartnerBilling.Read.All app role; it cannot be registered in Partner Center, so invoice discovery is off and billed kinds need exportInvoiceIds. client-secret / client-certificate: the app registration graphClientId with a secret or certificate in Key Vault.')
 @allowed([
+  'federated-managed-identity'
   'managed-identity'
   'client-secret'
   'client-certificate'
 ])
-param graphCredentialKind string = 'managed-identity'
+param graphCredentialKind string = empty(graphClientId) ? 'managed-identity' : 'federated-managed-identity'
 @description('Tenant of the Graph/Partner Center credential (the partner tenant); empty = this deployment\'s tenant.')
 param graphTenantId string = ''
-@description('client-secret / client-certificate: the app registration\'s client (application) id.')
-param graphClientId string = ''
 @description('client-secret: Key Vault secret URI holding the client secret (the app identity needs Key Vault Secrets User on it).')
 param graphClientSecretUri string = ''
 @description('client-certificate: Key Vault secret URI of the certificate (created with content type PEM, so the secret holds certificate and key as PEM; the app identity needs Key Vault Secrets User on it).')
 param graphClientCertificateSecretUri string = ''
-@description('Several partner tenants: the partner list as JSON (README, "Several partner tenants"); empty = one partner from the graph* parameters. Its credentials name app settings holding their secrets (Key Vault references), never the secrets.')
+@description('Several partner tenants: the partner list as JSON (README, "Several partner tenants"); empty = one partner from the graph* parameters. Its credentials name app settings holding their secrets (Key Vault references), never the secrets. With a list, exportKinds and invoiceDiscovery are passed on as given (each entry may override them).')
 param partners string = ''
 
 // ---------- notifications and monitoring ----------
@@ -150,12 +162,40 @@ var queueNames = [
 ]
 var deploymentContainerName = 'app-package'
 var packageBlobName = 'partner-billing-export.zip'
-var useUserAssigned = appIdentity == 'user-assigned'
+var isGraphFederated = graphCredentialKind == 'federated-managed-identity'
 var isGraphManagedIdentity = graphCredentialKind == 'managed-identity'
 var isGraphClientSecret = graphCredentialKind == 'client-secret'
 var isGraphClientCertificate = graphCredentialKind == 'client-certificate'
+// Entra accepts only a user-assigned identity as an app registration's federated credential
+// (Microsoft Entra, "Configure an application to trust a managed identity").
+var useUserAssigned = (appIdentity == 'user-assigned') || isGraphFederated
 
-// Optional user-assigned identity for the app (appIdentity = user-assigned).
+// What the exports can do with the Graph credential. A plain managed identity cannot be registered
+// in Partner Center, so it cannot list invoices; the handler refuses to start with
+// GRAPH_CREDENTIAL_KIND=managed-identity, INVOICE_DISCOVERY=partner-center and a billed kind, and
+// with INVOICE_DISCOVERY=off, a billed kind and no EXPORT_INVOICE_IDS. So for the single partner
+// of the graph* parameters with a managed identity: discovery off, and the billed kinds only when
+// exportInvoiceIds names the invoices. A partner list is passed on as given (its entries carry
+// their own credentials; the handler checks each).
+var billedNeedsFixedInvoices = isGraphManagedIdentity && empty(partners)
+var unbilledKinds = [
+  'unbilledUsage'
+  'unbilledReconciliation'
+]
+var requestedUnbilledKinds = join(intersection(split(replace(exportKinds, ' ', ''), ','), unbilledKinds), ',')
+// Only billed kinds requested: left as given, so the handler's start-up error names the fix.
+var dropBilledKinds = billedNeedsFixedInvoices && empty(exportInvoiceIds) && !empty(requestedUnbilledKinds)
+var effectiveExportKinds = dropBilledKinds ? requestedUnbilledKinds : exportKinds
+var effectiveInvoiceDiscovery = billedNeedsFixedInvoices ? 'off' : invoiceDiscovery
+
+// The federated identity credential the operator adds to the app registration (docs/deploy.md,
+// step 5). Not declared here: that needs the Microsoft Graph Bicep extension, a Bicep-managed
+// application (uniqueName) and Application.ReadWrite.All for whoever deploys.
+var federatedCredentialIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+// Entra ID global service (US Government and China use other audiences, which the handler does not request).
+var federatedCredentialAudience = 'api://AzureADTokenExchange'
+
+// Optional user-assigned identity for the app (appIdentity = user-assigned, or federated Graph).
 resource appUserIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssigned) {
   name: '${namePrefix}-id-${suffix}'
   location: location
@@ -182,6 +222,7 @@ module hostStorage 'modules/hoststorage.bicep' = {
     location: location
     tags: tags
     name: hostStorageName
+    sku: hostStorageSku
     deploymentContainerName: deploymentContainerName
   }
 }
@@ -214,7 +255,7 @@ var baseHandlerSettings = {
   GRAPH_BASE_URL: graphBaseUrl
   GRAPH_API_VERSION: graphApiVersion
   PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl
-  EXPORT_KINDS: exportKinds
+  EXPORT_KINDS: effectiveExportKinds
   EXPORT_ATTRIBUTE_SET: exportAttributeSet
   EXPORT_INVOICE_IDS: exportInvoiceIds
   OUTPUT_FORMATS: outputFormats
@@ -222,7 +263,7 @@ var baseHandlerSettings = {
   HUBS_INGESTION_CONTAINER: hubsIngestionContainer
   EXPORT_UNBILLED_CURRENCIES: exportUnbilledCurrencies
   EXPORT_UNBILLED_PERIODS: exportUnbilledPeriods
-  INVOICE_DISCOVERY: invoiceDiscovery
+  INVOICE_DISCOVERY: effectiveInvoiceDiscovery
   POLL_DEADLINE_MINUTES: string(pollDeadlineMinutes)
   DEFAULT_RETRY_AFTER_SECONDS: string(defaultRetryAfterSeconds)
   MAX_RETRY_AFTER_SECONDS: string(maxRetryAfterSeconds)
@@ -250,6 +291,11 @@ var userAssignedHandlerSettings = useUserAssigned ? {
 var graphManagedIdentitySettings = (isGraphManagedIdentity && useUserAssigned) ? {
   GRAPH_CLIENT_ID: userAssignedIdentityClientId
 } : {}
+// Federated: GRAPH_CLIENT_ID is the app registration; the identity whose token is the client
+// assertion is AZURE_CLIENT_ID (the user-assigned identity, set above).
+var graphFederatedSettings = isGraphFederated ? {
+  GRAPH_CLIENT_ID: graphClientId
+} : {}
 // The secret never appears in templates or app settings: a Key Vault reference, resolved by the
 // platform with the app's identity.
 // https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
@@ -270,6 +316,7 @@ var handlerSettings = union(
   baseHandlerSettings,
   userAssignedHandlerSettings,
   graphManagedIdentitySettings,
+  graphFederatedSettings,
   graphClientSecretSettings,
   graphClientCertificateSettings,
   partnersSettings
@@ -343,7 +390,27 @@ module alerts 'modules/alerts.bicep' = {
 
 output functionAppName string = functionApp.outputs.name
 output functionAppHostName string = functionApp.outputs.defaultHostName
+// The identity the app runs as (the user-assigned one when there is one).
 output functionAppPrincipalId string = functionApp.outputs.principalId
+output managedIdentityClientId string = userAssignedIdentityClientId
+// The Graph credential as deployed, and what the exports do with it.
+output graphCredentialKind string = graphCredentialKind
+output effectiveExportKinds string = effectiveExportKinds
+output effectiveInvoiceDiscovery string = effectiveInvoiceDiscovery
+// federated-managed-identity: the federated identity credential to add to the app registration
+// graphClientId (`az ad app federated-credential create --id <appId> --parameters <this, as JSON>`).
+output federatedCredentialIssuer string = federatedCredentialIssuer
+output federatedCredentialSubject string = functionApp.outputs.principalId
+output federatedCredentialAudience string = federatedCredentialAudience
+output federatedCredential object = {
+  name: '${appName}-identity'
+  issuer: federatedCredentialIssuer
+  subject: functionApp.outputs.principalId
+  audiences: [
+    federatedCredentialAudience
+  ]
+  description: 'partner-billing-export: the Function App ${appName} signs in as this app with its user-assigned identity'
+}
 output eventGridTopicEndpoint string = eventTopic.outputs.endpoint
 output serviceBusNamespace string = serviceBus.outputs.fullyQualifiedNamespace
 output destinationStorageAccount string = destinationName

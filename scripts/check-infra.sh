@@ -4,8 +4,10 @@
 #   2. checkov's Bicep checks pass (suppressions live beside the resource as
 #      `#checkov:skip=CKV_...: reason`);
 #   3. the Python tests in tests/infra (unittest): no property or app setting that Flex
-#      Consumption rejects reaches a Flex site (test_flex_site.py), and the glibc floor checker
-#      (scripts/check-glibc.py) accepts old and rejects new symbol versions (test_check_glibc.py).
+#      Consumption rejects reaches a Flex site (test_flex_site.py), the Graph credential defaults
+#      never deploy a combination the handler refuses at start (test_graph_defaults.py), and the
+#      glibc floor checker (scripts/check-glibc.py) accepts old and rejects new symbol versions
+#      (test_check_glibc.py).
 # Tools are installed once into target/infra-venv from PyPI (pinned) and reused.
 # Quiet on success; prints the failing output otherwise.
 set -euo pipefail

@@ -13,19 +13,26 @@
 param location string
 param tags object
 param name string
+@description('Standard_ZRS (zone-redundant) where the region has availability zones; Standard_LRS elsewhere (ZRS is refused there).')
+@allowed([
+  'Standard_ZRS'
+  'Standard_LRS'
+])
+param sku string = 'Standard_ZRS'
 param deploymentContainerName string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   #checkov:skip=CKV_AZURE_35: Flex/Premium apps without VNet integration reach storage over public endpoints; access is Entra-only (shared keys off), use private endpoints to lock down
   #checkov:skip=CKV_AZURE_59: same reason: the host must reach its storage without VNet integration; Entra-only access
-  #checkov:skip=CKV_AZURE_206: host state (leases, timer status, keys, package) is rebuilt or redeployed; ZRS, not geo-replication
+  #checkov:skip=CKV_AZURE_206: host state (leases, timer status, keys, package) is rebuilt or redeployed; ZRS (LRS where a region has no zones), not geo-replication
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
   sku: {
-    // Host state is rebuilt by the runtime (leases, timer status); zone redundancy is enough.
-    name: 'Standard_ZRS'
+    // Host state is rebuilt by the runtime (leases, timer status); zone redundancy is enough, and
+    // locally redundant storage where the region has no availability zones.
+    name: sku
   }
   properties: {
     accessTier: 'Hot'

@@ -13,12 +13,18 @@ over-approximation: a condition that cannot be decided from the given parameters
 `graphCredentialKind == 'client-secret'` with no value given) contributes both branches, and
 `union()` of alternatives merges all their keys. Every key that some deployment could send is seen;
 conditions that are decided (the hosting plan, when it is given) prune exactly.
+
+With `use_defaults=True` a parameter that is not given takes its declared default (itself an
+expression, possibly of other parameters), so a whole deployment can be evaluated exactly as ARM
+would for the given parameter values; a few string/array functions (`replace`, `split`,
+`intersection`, `join`) are evaluated for that.
 """
 
 from __future__ import annotations
 
 import itertools
 import pathlib
+import re
 from typing import Any
 
 from pycep import BicepParser
@@ -27,15 +33,24 @@ UNKNOWN = object()  # a value we cannot compute (resource outputs, most function
 
 
 class Scope:
-    def __init__(self, tree: dict, params: dict[str, list[Any]], locals_: dict | None = None):
+    def __init__(
+        self,
+        tree: dict,
+        params: dict[str, list[Any]],
+        locals_: dict | None = None,
+        use_defaults: bool = False,
+    ):
         self.tree = tree
         self.params = params  # name -> alternatives
         self.locals = locals_ or {}  # loop variables -> alternatives
+        self.use_defaults = use_defaults  # parameters not given take their declared default
         self._vars: dict[str, list[Any]] = {}
+        self._defaults: dict[str, list[Any]] = {}
 
     def child(self, **locals_: list[Any]) -> "Scope":
-        scope = Scope(self.tree, self.params, {**self.locals, **locals_})
+        scope = Scope(self.tree, self.params, {**self.locals, **locals_}, self.use_defaults)
         scope._vars = self._vars
+        scope._defaults = self._defaults
         return scope
 
     def lookup(self, name: str) -> list[Any] | None:
@@ -49,7 +64,13 @@ class Scope:
                 self._vars[name] = [UNKNOWN]  # guards against cycles
                 self._vars[name] = evaluate(variables[name]["value"], self)
             return self._vars[name]
-        if name in self.tree.get("parameters", {}):
+        declared = self.tree.get("parameters", {})
+        if name in declared:
+            if self.use_defaults and "default" in declared[name]:
+                if name not in self._defaults:
+                    self._defaults[name] = [UNKNOWN]  # guards against cycles
+                    self._defaults[name] = evaluate(declared[name]["default"], self)
+                return self._defaults[name]
             return [UNKNOWN]
         return None
 
@@ -133,10 +154,61 @@ def _items(value: Any) -> Any:
     return [{"key": [k], "value": v} for k, v in value.items()]
 
 
+def _strings(fn, *alternatives: list[Any]) -> list[Any]:
+    """fn applied to every combination of alternatives; UNKNOWN where an argument has no value
+    of the expected shape (fn raises TypeError)."""
+    out = []
+    for combination in itertools.product(*alternatives):
+        if any(v is UNKNOWN for v in combination):
+            out.append(UNKNOWN)
+            continue
+        try:
+            out.append(fn(*combination))
+        except TypeError:
+            out.append(UNKNOWN)
+    return _dedup(out)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(value)
+    return value
+
+
 def _function(fn: dict, scope: Scope) -> list[Any]:
     kind = fn.get("type")
     params = fn.get("parameters") or {}
     args = [params[k] for k in sorted(params)] if isinstance(params, dict) else []
+    named = params if isinstance(params, dict) else {}
+    if kind == "replace" and {"original_string", "old_string", "new_string"} <= set(named):
+        return _strings(
+            lambda s, old, new: _str(s).replace(_str(old), _str(new)),
+            *(evaluate(named[k], scope) for k in ("original_string", "old_string", "new_string")),
+        )
+    if kind == "split" and {"input_string", "delimiter"} <= set(named):
+        return _strings(
+            lambda s, d: _str(s).split(_str(d)),
+            evaluate(named["input_string"], scope),
+            evaluate(named["delimiter"], scope),
+        )
+    if kind == "join" and {"input_array", "delimiter"} <= set(named):
+        return _strings(
+            lambda a, d: _str(d).join(_str_list(a)),
+            evaluate(named["input_array"], scope),
+            evaluate(named["delimiter"], scope),
+        )
+    if kind == "intersection" and len(args) == 2:
+        # ARM keeps the first array's order.
+        return _strings(
+            lambda a, b: [x for x in _str_list(a) if x in _str_list(b)],
+            *(evaluate(a, scope) for a in args),
+        )
     if kind == "union":
         alternatives = [v for arg in args for v in evaluate(arg, scope)]
         objects = [v for v in alternatives if isinstance(v, dict)]
@@ -171,10 +243,27 @@ def _loop(node: dict, scope: Scope) -> list[Any]:
     return [_dedup(elements)]
 
 
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _interpolate(text: str, scope: Scope) -> str:
+    """`${name}` replaced where `name` has exactly one string value; anything else stays as written."""
+
+    def substitute(match: re.Match) -> str:
+        found = scope.lookup(match.group(1))
+        if found is not None and len(found) == 1 and isinstance(found[0], str):
+            return found[0]
+        return match.group(0)
+
+    return _INTERPOLATION.sub(substitute, text)
+
+
 def evaluate(node: Any, scope: Scope) -> list[Any]:
     if isinstance(node, str):
         found = scope.lookup(node)
-        return found if found is not None else [node]
+        if found is not None:
+            return found
+        return [_interpolate(node, scope) if "${" in node else node]
     if isinstance(node, (int, float, bool)) or node is None:
         return [node]
     if isinstance(node, list):
@@ -192,7 +281,10 @@ def evaluate(node: Any, scope: Scope) -> list[Any]:
         if kind in ("equals", "not_equals", "and", "or"):
             return _binary(kind, operands, scope)
         if kind in ("logical_not", "not"):
-            inner = operands.get("operand") if isinstance(operands, dict) else operands
+            # pycep names the operand `bool_value`.
+            inner = operands
+            if isinstance(operands, dict):
+                inner = next((operands[k] for k in ("operand", "bool_value") if k in operands), None)
             return _dedup([UNKNOWN if _truth(v) is None else not v for v in evaluate(inner, scope)])
         if kind == "property_accessor":
             key = operands["operand_2"]
@@ -214,9 +306,14 @@ def parse(path: pathlib.Path) -> dict:
     return BicepParser().parse(file_path=pathlib.Path(path))
 
 
-def module_params(caller: dict, module_path: str, caller_params: dict[str, list[Any]]) -> dict[str, list[Any]]:
+def module_params(
+    caller: dict,
+    module_path: str,
+    caller_params: dict[str, list[Any]],
+    use_defaults: bool = False,
+) -> dict[str, list[Any]]:
     """Parameter name -> alternatives that `caller` passes to the module at `module_path`."""
-    scope = Scope(caller, caller_params)
+    scope = Scope(caller, caller_params, use_defaults=use_defaults)
     for module in caller.get("modules", {}).values():
         if module.get("detail", {}).get("path") == module_path:
             return {name: evaluate(value, scope) for name, value in module["config"].get("params", {}).items()}
