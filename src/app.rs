@@ -13,6 +13,7 @@ use crate::adapters::filesystem::{FilesystemDestination, FilesystemLedger};
 use crate::adapters::identity::{token_source, token_source_with};
 use crate::adapters::servicebus::{MessageQueue, ServiceBusRest};
 use crate::adapters::storage::{Destination, LedgerStore};
+use crate::auth::claims::VerifiedTokens;
 use crate::auth::{
     http_client, transfer_client, AccessToken, AllowList, Audience, AuthError, AuthorizedHttp,
     PerServiceTokens, TokenSource,
@@ -140,10 +141,14 @@ impl App {
     fn register_partners(&mut self, azure: &Arc<dyn TokenSource>, tokens: &PartnerTokens) {
         for p in self.config.partners.iter().filter(|p| !p.id.is_default()) {
             let graph = tokens.get(&p.id).cloned().unwrap_or_else(|| azure.clone());
-            let per_service: Arc<dyn TokenSource> = Arc::new(PerServiceTokens {
-                graph,
-                azure: azure.clone(),
-            });
+            let per_service: Arc<dyn TokenSource> = Arc::new(VerifiedTokens::new(
+                Arc::new(PerServiceTokens {
+                    graph,
+                    azure: azure.clone(),
+                }),
+                p.id.as_str(),
+                p.tenant_id.map(|t| t.to_string()),
+            ));
             let authed =
                 AuthorizedHttp::new(http_client(), per_service, graph_allow_list(&self.config));
             let mut billing = BillingClient::new(authed.clone(), self.config.graph.clone());
@@ -202,7 +207,7 @@ impl App {
             }
             None => Arc::new(LogOnlyPublisher),
         };
-        Self::assemble(config, tokens, authed, queue, events)
+        Self::assemble(config, tokens, queue, events)
     }
 
     /// The app with the queue and event publisher given (a process that runs the pipeline
@@ -214,20 +219,31 @@ impl App {
         queue: Arc<dyn MessageQueue>,
         events: Arc<dyn EventPublisher>,
     ) -> anyhow::Result<Arc<Self>> {
-        let authed = AuthorizedHttp::new(http_client(), tokens.clone(), graph_allow_list(&config));
-        Self::assemble(config, tokens, authed, queue, events)
+        Self::assemble(config, tokens, queue, events)
     }
 
     fn assemble(
         config: Config,
         tokens: Arc<dyn TokenSource>,
-        authed: AuthorizedHttp,
         queue: Arc<dyn MessageQueue>,
         events: Arc<dyn EventPublisher>,
     ) -> anyhow::Result<Arc<Self>> {
-        let billing = BillingClient::new(authed.clone(), config.graph.clone());
-        let invoices =
-            PartnerCenterClient::new(authed.clone(), config.partner_center_base_url.clone());
+        // The implicit partner's Graph and Partner Center tokens are checked against
+        // GRAPH_TENANT_ID (when it is a tenant id) before use.
+        let implicit_tenant = config
+            .partners
+            .iter()
+            .find(|p| p.id.is_default())
+            .and_then(|p| p.tenant_id)
+            .map(|t| t.to_string());
+        let verified: Arc<dyn TokenSource> = Arc::new(VerifiedTokens::new(
+            tokens.clone(),
+            PartnerId::default_partner().as_str(),
+            implicit_tenant.clone(),
+        ));
+        let graph_http = AuthorizedHttp::new(http_client(), verified, graph_allow_list(&config));
+        let billing = BillingClient::new(graph_http.clone(), config.graph.clone());
+        let invoices = PartnerCenterClient::new(graph_http, config.partner_center_base_url.clone());
         let hubs = hubs_destination(&config, transfer_client(), tokens.clone())?;
         let (dest, ledger_store) = destination(&config, transfer_client(), tokens.clone())?;
         let mut pipeline = Pipeline::new(
@@ -238,7 +254,8 @@ impl App {
             Ledger::new(ledger_store),
             config.pipeline.clone(),
         )
-        .with_invoice_check(Arc::new(invoices.clone()));
+        .with_invoice_check(Arc::new(invoices.clone()))
+        .with_implicit_tenant(implicit_tenant);
         if let Some(hubs) = hubs {
             pipeline = pipeline.with_hubs(hubs);
         }

@@ -38,6 +38,7 @@ enum Command {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    config.check_deployment()?;
     init_tracing(config.json_logs, "info");
     let port = server::port_from_env().map_err(anyhow::Error::msg)?;
     let (listener, addr) = server::bind(port).await?;

@@ -22,6 +22,7 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
 use super::certificate::CertificateAssertion;
+use super::entra::{ClientAuth, EntraTokenClient, TOKEN_EXCHANGE_SCOPE};
 use crate::auth::{AccessToken, Audience, AuthError, Secret, TokenSource};
 use crate::settings;
 
@@ -41,8 +42,38 @@ pub enum CredentialKind {
         tenant_id: String,
         client_id: String,
     },
+    /// The partner's app registration, signing in with the Function App's managed identity
+    /// as its federated credential: a managed-identity token for `api://AzureADTokenExchange`
+    /// is the app's client assertion. No secret to store or rotate, and the app can be
+    /// registered in Partner Center (Entra: "Configure an application to trust a managed
+    /// identity").
+    FederatedManagedIdentity {
+        tenant_id: String,
+        /// The app registration's client id.
+        client_id: String,
+        /// A user-assigned identity's client id; `None`: the system-assigned identity.
+        identity_client_id: Option<String>,
+    },
     WorkloadIdentity,
     AzureCli,
+}
+
+impl CredentialKind {
+    /// Whether this credential can list invoices in Partner Center: app-only Partner Center
+    /// access needs an app registered there, which a managed identity cannot be.
+    pub fn reaches_partner_center(&self) -> bool {
+        !matches!(self, CredentialKind::ManagedIdentity { .. })
+    }
+
+    /// The tenant this credential signs in to, when it is fixed by its settings.
+    pub fn tenant_id(&self) -> Option<&str> {
+        match self {
+            CredentialKind::ClientSecret { tenant_id, .. }
+            | CredentialKind::ClientCertificate { tenant_id, .. }
+            | CredentialKind::FederatedManagedIdentity { tenant_id, .. } => Some(tenant_id),
+            _ => None,
+        }
+    }
 }
 
 /// Tokens are refreshed this long before they expire, so a token never dies mid-request.
@@ -118,6 +149,36 @@ pub fn token_source_with(
             .map_err(|e| label.construction_error(&e))?;
             (label, cred)
         }
+        CredentialKind::FederatedManagedIdentity {
+            tenant_id,
+            client_id,
+            identity_client_id,
+        } => {
+            let label = CredentialLabel::FederatedManagedIdentity;
+            let identity = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: identity_client_id.clone().map(UserAssignedId::ClientId),
+                client_options: client_options(),
+            }))
+            .map_err(|e| label.construction_error(&e))?;
+            let authority =
+                url::Url::parse(&authority_host(&get)).map_err(|e| AuthError::Credential {
+                    credential: label.to_string(),
+                    audience: "any",
+                    reason: format!("AZURE_AUTHORITY_HOST is not a URL: {e}"),
+                })?;
+            let entra = EntraTokenClient::new(crate::auth::http_client(), &authority, tenant_id)
+                .map_err(|e| AuthError::Credential {
+                    credential: label.to_string(),
+                    audience: "any",
+                    reason: e.to_string(),
+                })?;
+            let cred: Arc<dyn TokenCredential> = Arc::new(FederatedCredential {
+                identity,
+                entra,
+                client_id: client_id.clone(),
+            });
+            (label, cred)
+        }
         CredentialKind::WorkloadIdentity => {
             let label = CredentialLabel::WorkloadIdentity;
             let cred =
@@ -131,6 +192,59 @@ pub fn token_source_with(
         }
     };
     Ok(Arc::new(CachingTokenSource::new(label, credential)))
+}
+
+/// The app registration's tokens, with a managed identity's token as its client assertion.
+#[derive(Debug)]
+struct FederatedCredential {
+    identity: Arc<ManagedIdentityCredential>,
+    entra: EntraTokenClient,
+    client_id: String,
+}
+
+#[async_trait]
+impl TokenCredential for FederatedCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        use azure_core::error::ErrorKind;
+        let [scope] = scopes else {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::Credential,
+                "exactly one scope is supported",
+            ));
+        };
+        // The managed identity's own token is short-lived and cached by the SDK; it is never
+        // sent anywhere but the tenant's token endpoint.
+        let assertion = self
+            .identity
+            .get_token(&[TOKEN_EXCHANGE_SCOPE], None)
+            .await
+            .map_err(|e| {
+                azure_core::Error::with_message(
+                    ErrorKind::Credential,
+                    format!(
+                        "the managed identity could not get its token for api://AzureADTokenExchange: {}",
+                        short(&e)
+                    ),
+                )
+            })?;
+        let got = self
+            .entra
+            .client_credentials(
+                &self.client_id,
+                scope,
+                &ClientAuth::Assertion(Secret::new(assertion.token.secret())),
+            )
+            .await
+            .map_err(|e| azure_core::Error::with_message(ErrorKind::Credential, e.to_string()))?;
+        Ok(azure_core::credentials::AccessToken::new(
+            got.access_token.expose().to_string(),
+            got.expires_at,
+        ))
+    }
 }
 
 /// The client secret from app settings. In Azure a Key Vault reference resolves to the value
@@ -216,6 +330,7 @@ enum CredentialLabel {
     ManagedIdentity { user_assigned: bool },
     ClientSecret,
     ClientCertificate,
+    FederatedManagedIdentity,
     WorkloadIdentity,
     AzureCli,
     Custom,
@@ -233,6 +348,9 @@ impl fmt::Display for CredentialLabel {
             CredentialLabel::ClientSecret => "client secret (GRAPH_TENANT_ID, GRAPH_CLIENT_ID)",
             CredentialLabel::ClientCertificate => {
                 "client certificate (GRAPH_TENANT_ID, GRAPH_CLIENT_ID)"
+            }
+            CredentialLabel::FederatedManagedIdentity => {
+                "app registration with the managed identity as federated credential (GRAPH_TENANT_ID, GRAPH_CLIENT_ID)"
             }
             CredentialLabel::WorkloadIdentity => "workload identity",
             CredentialLabel::AzureCli => "Azure CLI",
@@ -270,6 +388,9 @@ impl CredentialLabel {
             }
             (CredentialLabel::ClientCertificate, _) => {
                 "check GRAPH_TENANT_ID, GRAPH_CLIENT_ID and that the certificate is registered on the app and current"
+            }
+            (CredentialLabel::FederatedManagedIdentity, _) => {
+                "check GRAPH_TENANT_ID, GRAPH_CLIENT_ID (the app registration) and the app's federated credential for this identity"
             }
             (CredentialLabel::WorkloadIdentity, _) => {
                 "check AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE and the federated credential"

@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod certificate;
+pub mod entra;
 pub mod event_file;
 pub mod events;
 pub mod filesystem;

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use url::Url;
 
+pub mod claims;
+
 /// The services we call, each with its own token audience.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Audience {
@@ -110,6 +112,14 @@ pub enum AuthError {
         credential: String,
         audience: &'static str,
         reason: String,
+    },
+    /// A token was issued, but not one this partner may use (wrong tenant, missing permission,
+    /// wrong audience): retrying does not help, the configuration or the grants must change.
+    #[error("partner {partner}: the {audience} token cannot be used: {problem}")]
+    Access {
+        partner: String,
+        audience: &'static str,
+        problem: claims::AccessProblem,
     },
 }
 
@@ -352,6 +362,12 @@ impl AuthorizedHttp {
             .http
             .request(method, url)
             .bearer_auth(token.secret.expose()))
+    }
+
+    /// A token for `audience`, fetched (and checked, with [`claims::VerifiedTokens`]) as a
+    /// request would, without sending anything: a pre-flight before the first export.
+    pub async fn preflight(&self, audience: Audience) -> Result<(), AuthError> {
+        self.tokens.token(audience).await.map(|_| ())
     }
 
     /// The client without credentials, for SAS URLs that carry their own authorization.

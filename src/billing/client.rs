@@ -277,6 +277,12 @@ pub struct BillingClient {
 }
 
 impl BillingClient {
+    /// Gets a Graph token the way an export would, so a credential that signs in to the wrong
+    /// tenant or lacks the permission is refused before anything starts.
+    pub async fn check_access(&self) -> Result<(), BillingError> {
+        Ok(self.http.preflight(Audience::Graph).await?)
+    }
+
     pub fn new(http: AuthorizedHttp, cfg: GraphConfig) -> Self {
         let source_hosts = cfg.source_hosts.clone().with_graph_base(&cfg.base_url);
         Self {

@@ -41,6 +41,11 @@ impl BillingError {
         )
     }
 
+    /// A token that was issued but may not be used for this partner: no export may start.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, BillingError::Auth(AuthError::Access { .. }))
+    }
+
     /// How long the service asked us to wait, if it said.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {

@@ -379,7 +379,7 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
         (None, None) => {
             return Ok(vec![PartnerConfig {
                 id: crate::billing::PartnerId::default_partner(),
-                tenant_id: None,
+                tenant_id: graph_tenant(st)?,
                 credential: PartnerCredential {
                     kind: credentials.graph.clone(),
                     secret: None,
@@ -392,6 +392,53 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
     };
     let is_set = |n: &str| (st.get)(n).map(|v| !v.trim().is_empty()).unwrap_or(false);
     partners::parse(&json, plan, &is_set).map_err(|e| err(name, e.to_string()))
+}
+
+/// `GRAPH_TENANT_ID` as the tenant the implicit partner's tokens and manifests must name. A
+/// domain name (accepted by Entra for client credentials) cannot be compared with a token's
+/// `tid`, so only a GUID is taken.
+fn graph_tenant<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<Option<TenantId>, ConfigError> {
+    Ok(st
+        .raw(s::GRAPH_TENANT_ID)
+        .and_then(|t| TenantId::parse(&t).ok()))
+}
+
+impl Config {
+    /// The rules a deployment must meet before the handler serves: every partner whose billed
+    /// exports are planned can find its invoices. A Graph credential that cannot reach Partner
+    /// Center (a plain managed identity) with invoice discovery on would fail every day, so
+    /// `serve` refuses to start instead, naming the fix.
+    pub fn check_deployment(&self) -> Result<(), ConfigError> {
+        for p in &self.partners {
+            let billed = p.plan.kinds.iter().any(|k| k.is_billed());
+            if !billed || p.credential.kind.reaches_partner_center() {
+                continue;
+            }
+            let (name, whose) = if p.id.is_default() {
+                (s::GRAPH_CREDENTIAL_KIND, String::new())
+            } else {
+                (s::PARTNERS, format!("partner {}: ", p.id))
+            };
+            let fix = "use GRAPH_CREDENTIAL_KIND=federated-managed-identity (an app registration that trusts \
+                 the Function App's managed identity, registered in Partner Center; see docs/deploy.md), \
+                 or set INVOICE_DISCOVERY=off with EXPORT_INVOICE_IDS, or leave the billed kinds out of EXPORT_KINDS";
+            if p.plan.discover_invoices {
+                return Err(err(
+                    name,
+                    format!("{whose}a managed identity cannot list invoices in Partner Center (it cannot be registered there), so billed exports would never start: {fix}"),
+                ));
+            }
+            if p.plan.invoice_ids.is_empty() {
+                return Err(err(
+                    name,
+                    format!("{whose}billed exports are planned with invoice discovery off but no invoice ids: {fix}"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which credential reaches which service. Azure resources (destination storage, Service Bus,
@@ -434,6 +481,15 @@ fn credentials<F: Fn(&str) -> Option<String>>(
                 err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-secret")
             })?,
         },
+        "federated-managed-identity" => CredentialKind::FederatedManagedIdentity {
+            tenant_id: st.raw(s::GRAPH_TENANT_ID).ok_or_else(|| {
+                err(s::GRAPH_TENANT_ID, "is required for GRAPH_CREDENTIAL_KIND=federated-managed-identity")
+            })?,
+            client_id: st.raw(s::GRAPH_CLIENT_ID).ok_or_else(|| {
+                err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=federated-managed-identity: the client id of the app registration that trusts the managed identity")
+            })?,
+            identity_client_id: azure_client_id,
+        },
         "workload-identity" => CredentialKind::WorkloadIdentity,
         "azure-cli" => CredentialKind::AzureCli,
         "client-certificate" => CredentialKind::ClientCertificate {
@@ -447,7 +503,7 @@ fn credentials<F: Fn(&str) -> Option<String>>(
         other => {
             return Err(err(
                 s::GRAPH_CREDENTIAL_KIND,
-                format!("{other:?}: expected managed-identity, client-secret, client-certificate, workload-identity or azure-cli"),
+                format!("{other:?}: expected federated-managed-identity, managed-identity, client-secret, client-certificate, workload-identity or azure-cli"),
             ))
         }
     };

@@ -157,6 +157,17 @@ pub fn parse(
                 format!("{:?} is used by another partner", partner.id.as_str()),
             ));
         }
+        // Two entries of one tenant would export the same data twice, into two folders.
+        if let Some(other) = out.iter().find(|o| o.tenant_id == partner.tenant_id) {
+            return Err(perr(
+                format!("{at}.tenantId"),
+                format!(
+                    "{} is also partner {:?}'s tenant: list each tenant once",
+                    partner.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+                    other.id.as_str()
+                ),
+            ));
+        }
         if out
             .iter()
             .any(|o| o.destination_prefix == partner.destination_prefix)
@@ -410,6 +421,31 @@ fn credential(
                 None,
                 &["kind", "clientId"],
             ),
+            "federated-managed-identity" => {
+                let client_id = client_id(true)?.expect("required");
+                let identity_client_id = match string(c, &at, "managedIdentityClientId")? {
+                    Some(id) => Some(
+                        uuid::Uuid::try_parse(id)
+                            .map(|u| u.hyphenated().to_string())
+                            .map_err(|_| {
+                                perr(
+                                    format!("{at}.managedIdentityClientId"),
+                                    format!("{id:?} is not a GUID"),
+                                )
+                            })?,
+                    ),
+                    None => None,
+                };
+                (
+                    CredentialKind::FederatedManagedIdentity {
+                        tenant_id,
+                        client_id,
+                        identity_client_id,
+                    },
+                    None,
+                    &["kind", "clientId", "managedIdentityClientId"],
+                )
+            }
             "workload-identity" => (CredentialKind::WorkloadIdentity, None, &["kind"]),
             "azure-cli" => (CredentialKind::AzureCli, None, &["kind"]),
             "client-secret" => {
@@ -461,7 +497,7 @@ fn credential(
             other => {
                 return Err(perr(
                     format!("{at}.kind"),
-                    format!("{other:?}: expected managed-identity, client-secret, client-certificate, workload-identity or azure-cli"),
+                    format!("{other:?}: expected federated-managed-identity, managed-identity, client-secret, client-certificate, workload-identity or azure-cli"),
                 ))
             }
         };

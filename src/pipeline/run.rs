@@ -146,6 +146,8 @@ pub enum FailureCode {
     CopyFailed,
     /// The run stopped making progress and the watchdog gave up on it.
     Stalled,
+    /// The manifest names another partner tenant than the one the run is filed under.
+    TenantMismatch,
     /// A failed operation without a code of its own.
     Failed,
     /// Graph's code for a failed operation, e.g. `5000` (No data available).
@@ -153,7 +155,7 @@ pub enum FailureCode {
 }
 
 impl FailureCode {
-    const OURS: [(FailureCode, &'static str); 9] = [
+    const OURS: [(FailureCode, &'static str); 10] = [
         (FailureCode::Deadline, "deadline"),
         (FailureCode::Rejected, "rejected"),
         (FailureCode::Gone, "gone"),
@@ -162,6 +164,7 @@ impl FailureCode {
         (FailureCode::PollFailed, "pollFailed"),
         (FailureCode::CopyFailed, "copyFailed"),
         (FailureCode::Stalled, "stalled"),
+        (FailureCode::TenantMismatch, "tenantMismatch"),
         (FailureCode::Failed, "failed"),
     ];
 

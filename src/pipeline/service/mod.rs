@@ -137,6 +137,8 @@ pub struct Pipeline {
     invoices: Option<Arc<dyn super::invoice_check::InvoiceSource>>,
     /// The FinOps hubs ingestion container (none: no hubs landing).
     hubs: Option<Arc<dyn Destination>>,
+    /// The implicit partner's tenant (`GRAPH_TENANT_ID`), checked against manifests.
+    implicit_tenant: Option<String>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -172,7 +174,14 @@ impl Pipeline {
             copying: Default::default(),
             invoices: None,
             hubs: None,
+            implicit_tenant: None,
         }
+    }
+
+    /// The tenant the implicit partner's manifests must name (`partnerTenantId`).
+    pub fn with_implicit_tenant(mut self, tenant: Option<String>) -> Self {
+        self.implicit_tenant = tenant;
+        self
     }
 
     /// Registers (or replaces) a listed partner tenant.
@@ -187,6 +196,15 @@ impl Pipeline {
             Some(p) => Ok(&p.billing),
             None if partner.is_default() => Ok(&self.billing),
             None => Err(PipelineError::UnknownPartner(partner.clone())),
+        }
+    }
+
+    /// The tenant `partner`'s data must come from: a listed partner's `tenantId`, or
+    /// `GRAPH_TENANT_ID` for the implicit partner (when set).
+    pub(super) fn expected_tenant(&self, partner: &PartnerId) -> Option<&str> {
+        match self.partners.get(partner) {
+            Some(p) => Some(p.tenant_id.as_str()).filter(|t| !t.is_empty()),
+            None => self.implicit_tenant.as_deref(),
         }
     }
 

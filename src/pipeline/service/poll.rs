@@ -92,6 +92,19 @@ impl Pipeline {
                         return Ok(Handled::Failed);
                     }
                 };
+                // Another tenant's data must never land in this partner's folder.
+                if let Some(expected) = self.expected_tenant(&run.request.partner) {
+                    let actual = manifest.partner_tenant_id.trim();
+                    if !actual.is_empty() && !actual.eq_ignore_ascii_case(expected) {
+                        let msg = format!(
+                            "the export's manifest is for partner tenant {actual}, but partner {} is tenant {expected}: \
+                             the credential signs in to another tenant; nothing was copied",
+                            run.request.partner
+                        );
+                        self.fail_run(id, FailureCode::TenantMismatch, &msg).await?;
+                        return Ok(Handled::Failed);
+                    }
+                }
                 self.fan_out(run, seq, manifest).await
             }
         }

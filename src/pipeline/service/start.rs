@@ -30,6 +30,12 @@ impl Pipeline {
         billing_month: Option<crate::billing::BillingMonth>,
     ) -> Result<StartOutcome, PipelineError> {
         request.validate()?;
+        // Before the partner's first export: a token of the wrong tenant or without the
+        // permission starts nothing (no run, no Graph call); the error names the fix.
+        self.billing_for(&request.partner)?
+            .check_access()
+            .await
+            .or_else(|e| if e.is_access_denied() { Err(e) } else { Ok(()) })?;
         let t = now();
         let mut rec = RunRecord::new(
             RunId::generate(t),
