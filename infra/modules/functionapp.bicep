@@ -128,6 +128,11 @@ var premiumSiteConfig = {
 }
 
 var principalId = useUserAssigned ? userAssignedIdentityPrincipalId : site.identity.principalId
+// Role assignment names. An assignment's principal cannot be changed (ARM refuses with
+// RoleAssignmentUpdateNotPermitted), so a user-assigned identity is part of the name: moving an
+// app from its system-assigned identity to a user-assigned one (the federated Graph credential)
+// creates new assignments instead of rewriting the old ones. System-assigned names are unchanged.
+var assignmentKey = useUserAssigned ? '${site.id}|${userAssignedIdentityId}' : site.id
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: hostStorageName
@@ -240,7 +245,7 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
 // narrowest useful one (the host creates its containers itself).
 resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: hostStorage
-  name: guid(hostStorage.id, site.id, storageBlobDataOwner)
+  name: guid(hostStorage.id, assignmentKey, storageBlobDataOwner)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
     principalId: principalId
@@ -250,7 +255,7 @@ resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: hostStorage
-  name: guid(hostStorage.id, site.id, storageTableDataContributor)
+  name: guid(hostStorage.id, assignmentKey, storageTableDataContributor)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: principalId
@@ -261,7 +266,7 @@ resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
 // Entra-authenticated telemetry ingestion (local auth is disabled on the component).
 resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: appInsights
-  name: guid(appInsights.id, site.id, monitoringMetricsPublisher)
+  name: guid(appInsights.id, assignmentKey, monitoringMetricsPublisher)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
     principalId: principalId
