@@ -72,7 +72,7 @@ param billedSchedule string = '0 30 6 * * *'
 param unbilledSchedule string = '0 0 5 * * *'
 @description('NCRONTAB of the Watchdog timer (resumes or fails runs that stopped moving).')
 param watchdogSchedule string = '0 */5 * * * *'
-@description('Comma-separated export kinds. With graphCredentialKind=managed-identity (no app registration) and no exportInvoiceIds, only the unbilled ones are deployed (see effectiveExportKinds).')
+@description('Comma-separated export kinds. With graphCredentialKind=managed-identity (no app registration), no exportInvoiceIds and no partners list, only the unbilled ones are deployed (output effectiveExportKinds).')
 param exportKinds string = 'billedUsage,billedReconciliation,unbilledUsage,unbilledReconciliation'
 @allowed([
   'full'
@@ -87,7 +87,7 @@ param outputFormats string = 'jsonl.gz'
 param hubsIngestionContainer string = ''
 param exportUnbilledCurrencies string = 'USD'
 param exportUnbilledPeriods string = 'current'
-@description('partner-center: list the invoices in Partner Center (needs an app registration registered there: graphClientId); off: use exportInvoiceIds only. With graphCredentialKind=managed-identity it is always off (see effectiveInvoiceDiscovery).')
+@description('partner-center: list the invoices in Partner Center (needs an app registration registered there: graphClientId); off: use exportInvoiceIds only. With graphCredentialKind=managed-identity and no partners list it is always off (output effectiveInvoiceDiscovery).')
 @allowed([
   'partner-center'
   'off'
