@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use partner_billing_export::auth::Audience;
 use partner_billing_local::graph_sandbox::{
     default_invoices, GraphRefusal, GraphSandbox, SandboxConfig,
 };
-use partner_billing_local::tokens::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
+use partner_billing_local::tokens::local_token;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -53,8 +54,11 @@ fn export(sb: &GraphSandbox, out: &Path) -> Command {
             "PARTNER_CENTER_BASE_URL",
             sb.partner_center_base_url().as_str(),
         )
-        .env("GRAPH_ACCESS_TOKEN", LOCAL_GRAPH_TOKEN)
-        .env("PARTNER_CENTER_ACCESS_TOKEN", LOCAL_PARTNER_CENTER_TOKEN)
+        .env("GRAPH_ACCESS_TOKEN", local_token(Audience::Graph))
+        .env(
+            "PARTNER_CENTER_ACCESS_TOKEN",
+            local_token(Audience::PartnerCenter),
+        )
         .env("MIN_RETRY_AFTER_SECONDS", "0")
         .env("DEFAULT_RETRY_AFTER_SECONDS", "1")
         .stdin(Stdio::null())
@@ -84,7 +88,11 @@ async fn run(mut c: Command) -> Ran {
 }
 
 fn assert_no_secrets(text: &str) {
-    for secret in [LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN, "sig="] {
+    for secret in [
+        local_token(Audience::Graph),
+        local_token(Audience::PartnerCenter),
+        "sig=",
+    ] {
         assert!(!text.contains(secret), "output shows {secret:?}:\n{text}");
     }
 }

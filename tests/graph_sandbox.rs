@@ -5,12 +5,13 @@
 use std::io::Read;
 use std::time::Duration;
 
+use partner_billing_export::auth::Audience;
 use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 use partner_billing_local::graph_sandbox::data::columns;
 use partner_billing_local::graph_sandbox::{
     GraphSandbox, ManifestShape, SandboxConfig, SandboxInvoice,
 };
-use partner_billing_local::tokens::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
+use partner_billing_local::tokens::local_token;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -54,7 +55,7 @@ fn body_for(kind: ExportKind, set: &str) -> Value {
 async fn post(sb: &GraphSandbox, kind: ExportKind, body: &Value) -> Response {
     client()
         .post(export_url(sb, "v1.0", kind))
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .json(body)
         .send()
         .await
@@ -71,7 +72,7 @@ async fn start(sb: &GraphSandbox, kind: ExportKind, body: &Value) -> String {
 async fn get_graph(url: &str) -> Response {
     client()
         .get(url)
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .send()
         .await
         .unwrap()
@@ -152,7 +153,7 @@ async fn every_kind_and_version_answers_202_with_an_absolute_location() {
         for kind in ExportKind::ALL {
             let r = client()
                 .post(export_url(&sb, version, kind))
-                .bearer_auth(LOCAL_GRAPH_TOKEN)
+                .bearer_auth(local_token(Audience::Graph))
                 .json(&body_for(kind, "basic"))
                 .send()
                 .await
@@ -225,7 +226,7 @@ async fn bad_bodies_are_refused_naming_the_field() {
     let url = export_url(&sb, "v1.0", ExportKind::BilledUsage);
     let r = client()
         .post(&url)
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -234,7 +235,7 @@ async fn bad_bodies_are_refused_naming_the_field() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = client()
         .post(&url)
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .header("content-type", "text/plain")
         .body(r#"{"invoiceId":"G1"}"#)
         .send()
@@ -245,7 +246,7 @@ async fn bad_bodies_are_refused_naming_the_field() {
     let big = format!(r#"{{"invoiceId":"{}"}}"#, "G".repeat(100 * 1024));
     let r = client()
         .post(&url)
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .header("content-type", "application/json")
         .body(big)
         .send()
@@ -264,8 +265,8 @@ async fn graph_needs_the_graph_token_and_partner_center_its_own() {
     for auth in [
         None,
         Some("Bearer wrong"),
-        Some(&*format!("Bearer {LOCAL_PARTNER_CENTER_TOKEN}")),
-        Some(&*format!("Basic {LOCAL_GRAPH_TOKEN}")),
+        Some(&*format!("Bearer {}", local_token(Audience::PartnerCenter))),
+        Some(&*format!("Basic {}", local_token(Audience::Graph))),
     ] {
         let mut rb = client().post(&url).json(&body);
         if let Some(a) = auth {
@@ -285,14 +286,14 @@ async fn graph_needs_the_graph_token_and_partner_center_its_own() {
     let invoices = format!("{}/v1/invoices", sb.partner_center_base_url());
     let r = client()
         .get(&invoices)
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = client()
         .get(&invoices)
-        .bearer_auth(LOCAL_PARTNER_CENTER_TOKEN)
+        .bearer_auth(local_token(Audience::PartnerCenter))
         .send()
         .await
         .unwrap();
@@ -808,7 +809,7 @@ async fn partner_center_pages_invoices() {
     loop {
         let v: Value = client()
             .get(&url)
-            .bearer_auth(LOCAL_PARTNER_CENTER_TOKEN)
+            .bearer_auth(local_token(Audience::PartnerCenter))
             .send()
             .await
             .unwrap()
@@ -839,7 +840,7 @@ async fn partner_center_pages_invoices() {
     let sb = sandbox(base()).await;
     let v: Value = client()
         .get(format!("{}/v1/invoices", sb.partner_center_base_url()))
-        .bearer_auth(LOCAL_PARTNER_CENTER_TOKEN)
+        .bearer_auth(local_token(Audience::PartnerCenter))
         .send()
         .await
         .unwrap()
@@ -866,7 +867,7 @@ async fn unknown_paths_and_methods_get_graph_errors() {
     ] {
         let r = client()
             .post(format!("{base_url}{path}"))
-            .bearer_auth(LOCAL_GRAPH_TOKEN)
+            .bearer_auth(local_token(Audience::Graph))
             .json(&json!({"invoiceId": "G1"}))
             .send()
             .await
@@ -885,7 +886,7 @@ async fn unknown_paths_and_methods_get_graph_errors() {
     .await;
     let r = client()
         .post(export_url(&sb2, "beta", ExportKind::BilledUsage))
-        .bearer_auth(LOCAL_GRAPH_TOKEN)
+        .bearer_auth(local_token(Audience::Graph))
         .json(&json!({"invoiceId": "G1"}))
         .send()
         .await

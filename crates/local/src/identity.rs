@@ -15,7 +15,8 @@ use serde_json::json;
 use warp::Filter;
 
 use crate::server::{json_response, spawn, ServerHandle};
-use crate::tokens::{local_token, partner_center_token, partner_graph_token};
+use crate::tokens::{app_token, local_token, LOCAL_APP_ID};
+use partner_billing_export::auth::claims::PARTNER_BILLING_READ_ALL;
 
 pub const API_VERSION: &str = "2019-08-01";
 
@@ -31,7 +32,30 @@ pub struct IdentityConfig {
     /// Further user-assigned identities, one per sandbox partner tenant: (client id, partner
     /// id). Their Graph and Partner Center tokens are that partner's
     /// ([`crate::tokens::partner_graph_token`]), so the sandbox can tell the partners apart.
-    pub partner_clients: Vec<(String, String)>,
+    pub partner_clients: Vec<PartnerClient>,
+    /// The tenant the identity lives in (`tid` of its token-exchange tokens).
+    pub tenant_id: String,
+}
+
+/// A user-assigned identity that signs in as a sandbox partner tenant.
+#[derive(Debug, Clone)]
+pub struct PartnerClient {
+    pub client_id: String,
+    pub partner: String,
+    /// The partner's tenant: the `tid` of the Graph and Partner Center tokens it gets.
+    pub tenant_id: String,
+}
+
+/// The principal (object) id of an identity of this endpoint: the `sub` of its
+/// `api://AzureADTokenExchange` tokens, which an app's federated credential names. Derived from
+/// the client id (`None`: the system-assigned identity), so tests can compute it.
+pub fn principal_id(client_id: Option<&str>) -> String {
+    crate::graph_sandbox::data::Rng::derived(
+        0,
+        &format!("principal#{}", client_id.unwrap_or("system")),
+    )
+    .uuid()
+    .to_string()
 }
 
 /// One token request as the endpoint saw it (tests assert on these).
@@ -104,8 +128,8 @@ impl IdentityEndpoint {
             self.cfg
                 .partner_clients
                 .iter()
-                .find(|(id, _)| id.eq_ignore_ascii_case(c))
-                .map(|(_, p)| p.clone())
+                .find(|p| p.client_id.eq_ignore_ascii_case(c))
+                .cloned()
         });
         let identity_ok = client_id == self.cfg.user_assigned_client_id || partner.is_some();
         let granted = identity_ok
@@ -116,13 +140,32 @@ impl IdentityEndpoint {
             client_id,
             granted,
         });
+        // A token for api://AzureADTokenExchange: the client assertion of an app that trusts
+        // this identity (federated identity credential).
+        if identity_ok && resource.trim_end_matches('/') == crate::entra::TOKEN_EXCHANGE_AUDIENCE {
+            if let Some(last) = self.seen.lock().expect("identity log").last_mut() {
+                last.granted = true;
+            }
+            return json_response(
+                200,
+                &json!({
+                    "access_token": crate::entra::token_exchange_assertion(
+                        &self.cfg.tenant_id,
+                        &principal_id(q.get("client_id").map(String::as_str)),
+                    ),
+                    "expires_on": (time::OffsetDateTime::now_utc().unix_timestamp() + 3600).to_string(),
+                    "resource": resource,
+                    "token_type": "Bearer",
+                }),
+            );
+        }
         match audience {
             Some(a) if granted => json_response(
                 200,
                 &json!({
                     "access_token": match (&partner, a) {
-                        (Some(p), Audience::Graph) => partner_graph_token(p),
-                        (Some(p), Audience::PartnerCenter) => partner_center_token(p),
+                        (Some(p), Audience::Graph) => app_token(a, &p.tenant_id, LOCAL_APP_ID, &[PARTNER_BILLING_READ_ALL]),
+                        (Some(p), Audience::PartnerCenter) => app_token(a, &p.tenant_id, LOCAL_APP_ID, &[]),
                         _ => local_token(a).to_string(),
                     },
                     "expires_on": (time::OffsetDateTime::now_utc().unix_timestamp() + 3600).to_string(),

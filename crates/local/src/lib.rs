@@ -3,6 +3,7 @@
 //! with the production code talking to them over HTTP exactly as it talks to Azure.
 
 pub mod azurite;
+pub mod entra;
 pub mod eventgrid;
 pub mod graph_sandbox;
 pub mod handler_binary;
@@ -11,6 +12,7 @@ pub mod identity;
 pub mod layout;
 pub mod ncrontab;
 pub mod run;
+pub mod script_root;
 pub mod server;
 pub mod servicebus;
 pub mod tokens;

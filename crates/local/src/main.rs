@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use partner_billing_export::auth::Audience;
 use partner_billing_export::telemetry::{init_tracing, shutdown_signal};
 use partner_billing_local::graph_sandbox::{GraphSandbox, ManifestShape, SandboxConfig};
 use partner_billing_local::handler_binary;
 use partner_billing_local::run::{print_summary, run_local, LocalOptions};
-use partner_billing_local::tokens::{LOCAL_GRAPH_TOKEN, LOCAL_PARTNER_CENTER_TOKEN};
+use partner_billing_local::tokens::local_token;
 
 #[derive(Parser)]
 #[command(
@@ -36,16 +37,21 @@ enum Shape {
 enum Command {
     /// Run the whole pipeline locally against the built-in Graph sandbox and Azure stand-ins.
     Local {
-        /// Output directory (partitions, _manifest.json per run, events.jsonl, handler.log).
+        /// Output directory (partitions, _manifest.json per run, events.jsonl, handler.log, and
+        /// functions-app/: the script root the local host ran).
         #[arg(long, default_value = "local-run")]
         out: PathBuf,
         /// Folder with host.json and functions/ (the built-in copies are used if it has none).
         #[arg(long, default_value = ".")]
         app_root: PathBuf,
-        /// The custom handler binary to start (e.g. the packaged `handler`). Default: the
-        /// workspace's `partner-billing-export`, built by cargo when run through cargo.
-        #[arg(long)]
+        /// The custom handler binary to start. Default: the workspace's
+        /// `partner-billing-export`, built by cargo when run through cargo.
+        #[arg(long, conflicts_with = "package")]
         handler: Option<PathBuf>,
+        /// Run a deployment zip (scripts/package.sh) as the host would: unpacked into a script
+        /// root under --out, functions loaded from its layout, its own `handler` started.
+        #[arg(long)]
+        package: Option<PathBuf>,
         /// Seed of the sandbox's generated billing data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -112,12 +118,14 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
 async fn sandbox(cfg: SandboxConfig, port: u16) -> anyhow::Result<()> {
     let sb = GraphSandbox::start_on(cfg, ([127, 0, 0, 1], port).into()).await?;
     println!(
-        "Graph sandbox:   {} (bearer token {LOCAL_GRAPH_TOKEN})",
-        sb.graph_base_url()
+        "Graph sandbox:   {} (bearer token {})",
+        sb.graph_base_url(),
+        local_token(Audience::Graph)
     );
     println!(
-        "Partner Center:  {}/v1/invoices (bearer token {LOCAL_PARTNER_CENTER_TOKEN})",
-        sb.partner_center_base_url().as_str().trim_end_matches('/')
+        "Partner Center:  {}/v1/invoices (bearer token {})",
+        sb.partner_center_base_url().as_str().trim_end_matches('/'),
+        local_token(Audience::PartnerCenter)
     );
     println!("Ctrl-C stops it.");
     sb.run_until(shutdown_signal()).await;
@@ -156,6 +164,7 @@ async fn main() -> ExitCode {
             out,
             app_root,
             handler,
+            package,
             seed,
             partitions,
             rows,
@@ -170,7 +179,13 @@ async fn main() -> ExitCode {
             azurite,
         } => {
             init_tracing(false, "warn");
-            let handler = match handler.map(Ok).unwrap_or_else(handler_binary::locate) {
+            let handler = match (&package, handler) {
+                // The package brings its own handler; nothing to build.
+                (Some(_), _) => Ok(PathBuf::new()),
+                (None, Some(h)) => Ok(h),
+                (None, None) => handler_binary::locate(),
+            };
+            let handler = match handler {
                 Ok(h) => h,
                 Err(e) => {
                     eprintln!("partner-billing-local local: {e:#}");
@@ -195,6 +210,7 @@ async fn main() -> ExitCode {
             let opts = LocalOptions {
                 out_dir: out,
                 app_root,
+                package,
                 sandbox,
                 settings,
                 timeout: Duration::from_secs(timeout),

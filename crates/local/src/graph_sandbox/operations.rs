@@ -438,9 +438,9 @@ impl Export {
     }
 }
 
-/// The partner's tenant: one per seed.
-pub fn partner_tenant_id(seed: u64) -> Uuid {
-    Rng::derived(seed, "partner-tenant").uuid()
+/// The single-tenant sandbox partner's tenant: the one its local tokens name.
+pub fn partner_tenant_id(_seed: u64) -> Uuid {
+    Uuid::parse_str(crate::tokens::LOCAL_TENANT_ID).expect("a GUID")
 }
 
 fn yyyymm(d: Date) -> String {

@@ -5,26 +5,35 @@ use serde_json::json;
 use warp::http::StatusCode;
 
 use super::super::{bump, invoices, Inner};
-use crate::tokens::{partner_center_token, LOCAL_PARTNER_CENTER_TOKEN};
+use crate::tokens::{audience_claim, LOCAL_TENANT_ID};
+use partner_billing_export::auth::claims::TokenClaims;
+use partner_billing_export::auth::Audience;
 
 use super::{bearer, json_reply, Reply, Request};
 
 /// Whose Partner Center token this is: `None` for the single-tenant sandbox's own, the index
-/// of a listed partner, or the refusal for any other token (Graph's included).
+/// of a listed partner, or the refusal for any other token (Graph's included): the claims
+/// decide, `aud` Partner Center and `tid` a tenant the sandbox knows.
 fn caller(inner: &Inner, req: &Request) -> Result<Option<usize>, Box<Reply>> {
-    match bearer(&req.headers) {
-        Some(t) if t == LOCAL_PARTNER_CENTER_TOKEN => Ok(None),
-        Some(t) => match inner
-            .cfg
-            .partners
-            .iter()
-            .position(|p| partner_center_token(&p.id) == t)
-        {
-            Some(i) => Ok(Some(i)),
-            None => Err(Box::new(refusal(inner))),
-        },
-        None => Err(Box::new(refusal(inner))),
+    let claims = bearer(&req.headers)
+        .and_then(TokenClaims::decode)
+        .filter(|c| {
+            c.aud
+                .as_deref()
+                .is_some_and(|a| a.trim_end_matches('/') == audience_claim(Audience::PartnerCenter))
+        })
+        .ok_or_else(|| Box::new(refusal(inner)))?;
+    let tenant = claims.tid.unwrap_or_default();
+    if tenant.eq_ignore_ascii_case(LOCAL_TENANT_ID) {
+        return Ok(None);
     }
+    inner
+        .cfg
+        .partners
+        .iter()
+        .position(|p| p.tenant_id.to_string().eq_ignore_ascii_case(&tenant))
+        .map(Some)
+        .ok_or_else(|| Box::new(refusal(inner)))
 }
 
 fn refusal(inner: &Inner) -> Reply {

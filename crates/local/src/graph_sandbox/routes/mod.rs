@@ -19,9 +19,11 @@ mod invoice_routes;
 
 use super::operations::Poll;
 use super::{blobs, bump, Inner};
-use crate::tokens::{partner_graph_token, LOCAL_GRAPH_TOKEN};
+use crate::tokens::{audience_claim, LOCAL_TENANT_ID};
 use blob_routes::get_blob;
 use invoice_routes::{get_invoice, list_invoices};
+use partner_billing_export::auth::claims::{TokenClaims, PARTNER_BILLING_READ_ALL};
+use partner_billing_export::auth::Audience;
 use partner_billing_export::billing::types::{
     AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, ExportScope, InvoiceId,
 };
@@ -232,44 +234,90 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Which partner a Graph request is from (`None`: the single-tenant partner, the plain local
-/// token), or the answer to give instead: 401 without a Graph token, 429 while the partner is
-/// throttled.
+/// Which partner a Graph request is from (`None`: the single-tenant partner), or the answer to
+/// give instead. As Graph does, the token's claims decide: `aud` must be Graph (401
+/// otherwise), `tid` a tenant the sandbox knows (401), and `roles` (app) or `scp` (delegated)
+/// must grant PartnerBilling.Read.All (403); a throttled partner gets 429.
 fn graph_caller(inner: &Inner, headers: &HeaderMap) -> Result<Option<usize>, Box<Reply>> {
-    let message = match bearer(headers) {
-        Some(t) if t == LOCAL_GRAPH_TOKEN => return Ok(None),
-        Some(t) => match inner
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        bump(&inner.counters.unauthorized, 1);
+        let mut r = graph_error(status, code, message);
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                "WWW-Authenticate",
+                warp::http::HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
+            );
+        }
+        Err(Box::new(r))
+    };
+    let Some(token) = bearer(headers) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        );
+    };
+    let claims = match TokenClaims::decode(token) {
+        Some(c)
+            if c.aud
+                .as_deref()
+                .is_some_and(|a| a.trim_end_matches('/') == audience_claim(Audience::Graph)) =>
+        {
+            c
+        }
+        _ => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            )
+        }
+    };
+    let tenant = claims.tid.clone().unwrap_or_default();
+    let caller = if tenant.eq_ignore_ascii_case(LOCAL_TENANT_ID) {
+        None
+    } else {
+        match inner
             .cfg
             .partners
             .iter()
-            .position(|p| partner_graph_token(&p.id) == t)
+            .position(|p| p.tenant_id.to_string().eq_ignore_ascii_case(&tenant))
         {
-            Some(i) if inner.throttle(i) => {
-                let mut r = graph_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequests",
-                    "Too many requests; retry after the interval in Retry-After.",
-                );
-                r.headers_mut()
-                    .insert("Retry-After", warp::http::HeaderValue::from_static("1"));
-                return Err(Box::new(r));
+            Some(i) => Some(i),
+            None => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "InvalidAuthenticationToken",
+                    "Access token validation failure. The tenant is not a partner tenant.",
+                )
             }
-            Some(i) => return Ok(Some(i)),
-            None => "Access token validation failure. Invalid audience.",
-        },
-        None => "Access token is empty.",
+        }
     };
-    bump(&inner.counters.unauthorized, 1);
-    let mut r = graph_error(
-        StatusCode::UNAUTHORIZED,
-        "InvalidAuthenticationToken",
-        message,
-    );
-    r.headers_mut().insert(
-        "WWW-Authenticate",
-        warp::http::HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
-    );
-    Err(Box::new(r))
+    let granted = if claims.scp.is_empty() {
+        &claims.roles
+    } else {
+        &claims.scp
+    };
+    if !granted.iter().any(|p| p == PARTNER_BILLING_READ_ALL) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Either the signed-in user does not have sufficient privileges, or you need to use one of the following delegated or application permissions: PartnerBilling.Read.All.",
+        );
+    }
+    if let Some(i) = caller {
+        if inner.throttle(i) {
+            let mut r = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests; retry after the interval in Retry-After.",
+            );
+            r.headers_mut()
+                .insert("Retry-After", warp::http::HeaderValue::from_static("1"));
+            return Err(Box::new(r));
+        }
+    }
+    Ok(caller)
 }
 
 // ---------------------------------------------------------------------------------------------
