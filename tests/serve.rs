@@ -16,6 +16,11 @@ struct Handler {
 
 impl Handler {
     async fn start(env: &[(String, String)]) -> Self {
+        Self::start_with(env, Stdio::null).await
+    }
+
+    /// `output` makes the child's stdout and stderr (e.g. `Stdio::piped` to read them).
+    async fn start_with(env: &[(String, String)], output: fn() -> Stdio) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -25,8 +30,8 @@ impl Handler {
             .arg("serve")
             .envs(env.iter().cloned())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -89,7 +94,9 @@ fn env_for(bed: &TestBed) -> Vec<(String, String)> {
             "DESTINATION_DIRECTORY".into(),
             bed.dir.path().display().to_string(),
         ),
-        ("EXPORT_KINDS".into(), "billedUsage".into()),
+        // Unbilled only: a managed identity cannot discover invoices, and billed kinds with
+        // neither discovery nor invoice ids are refused at start-up.
+        ("EXPORT_KINDS".into(), "unbilledUsage".into()),
         ("INVOICE_DISCOVERY".into(), "off".into()),
         ("LOG_FORMAT".into(), "text".into()),
     ]);
@@ -101,7 +108,7 @@ async fn serve_handles_documented_payloads() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
     let h = Handler::start(&env_for(&bed)).await;
 
-    // Timer with ScheduleStatus null (monitoring off); no invoices configured → nothing to start.
+    // Timer with ScheduleStatus null (monitoring off); no billed kind configured → nothing to start.
     let (status, body) = h
         .invoke(
             "StartBilledExports",
@@ -163,4 +170,62 @@ async fn serve_refuses_to_start_with_bad_settings() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DESTINATION_DIRECTORY"), "{err}");
+}
+
+/// The defaults must fit together: a plain managed identity cannot list invoices in Partner
+/// Center, so billed exports with invoice discovery would never start. The handler refuses to
+/// start and names the fix instead of failing every day.
+#[tokio::test]
+async fn serve_refuses_billed_discovery_with_a_plain_managed_identity() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_partner-billing-export"))
+        .arg("serve")
+        .env_clear()
+        .env("DESTINATION_KIND", "filesystem")
+        .env("DESTINATION_DIRECTORY", "/nonexistent-not-used")
+        .env("SERVICEBUS_ENDPOINT", "http://127.0.0.1:9")
+        .env("GRAPH_CREDENTIAL_KIND", "managed-identity")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GRAPH_CREDENTIAL_KIND"), "{err}");
+    assert!(err.contains("cannot list invoices in Partner Center"), "{err}");
+    assert!(err.contains("federated-managed-identity"), "{err}");
+    assert!(err.contains("INVOICE_DISCOVERY=off with EXPORT_INVOICE_IDS"), "{err}");
+}
+
+/// The host grades a handler's stdout lines as Information and its stderr lines as Warning or
+/// Error: info lines must reach stdout, warnings stderr, and neither the other stream.
+#[tokio::test]
+async fn serve_logs_info_to_stdout_and_warnings_to_stderr() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    // Unbilled only: this test is about where lines go, not about planning billed exports.
+    let mut env = env_for(&bed);
+    env.push(("EXPORT_KINDS".into(), "unbilledUsage".into()));
+    let h = Handler::start_with(&env, Stdio::piped).await;
+    // An invocation for a function that does not exist logs a warning.
+    let (status, _) = h
+        .invoke("NoSuchFunction", json!({"Data": {}, "Metadata": {}}))
+        .await;
+    assert_eq!(status, 404);
+    let mut child = h.child;
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("custom handler listening"),
+        "stdout: {stdout}"
+    );
+    assert!(!stdout.contains("unknown function"), "stdout: {stdout}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("unknown function"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("listening"), "stderr: {stderr}");
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "no colour codes in pipes"
+    );
 }

@@ -391,7 +391,25 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
         }
     };
     let is_set = |n: &str| (st.get)(n).map(|v| !v.trim().is_empty()).unwrap_or(false);
-    partners::parse(&json, plan, &is_set).map_err(|e| err(name, e.to_string()))
+    let mut list = partners::parse(&json, plan, &is_set).map_err(|e| err(name, e.to_string()))?;
+    // A federated partner credential without its own identity uses the app's user-assigned
+    // identity (AZURE_CLIENT_ID): Entra trusts only user-assigned identities as federated
+    // credentials, so that is the one infra/ creates.
+    let app_identity = match &credentials.azure {
+        CredentialKind::ManagedIdentity { client_id } => client_id.clone(),
+        _ => None,
+    };
+    for p in &mut list {
+        if let CredentialKind::FederatedManagedIdentity {
+            identity_client_id, ..
+        } = &mut p.credential.kind
+        {
+            if identity_client_id.is_none() {
+                identity_client_id.clone_from(&app_identity);
+            }
+        }
+    }
+    Ok(list)
 }
 
 /// `GRAPH_TENANT_ID` as the tenant the implicit partner's tokens and manifests must name. A

@@ -106,9 +106,10 @@ pub struct SandboxConfig {
     pub root_directory_base: Option<String>,
     /// If set, the blob names of every export (instead of `partitions` Spark-style names).
     pub blob_names: Option<Vec<String>>,
-    /// Further partner tenants, told apart by their tokens ([`crate::tokens::partner_graph_token`]):
-    /// each has its own invoices and tenant, and its exports their own data. The plain local
-    /// tokens keep serving `invoices` as the one partner of a single-tenant sandbox.
+    /// Further partner tenants, told apart by their tokens' `tid` claim
+    /// ([`crate::tokens::partner_graph_token`]): each has its own invoices and tenant, and its
+    /// exports their own data. Tokens of [`crate::tokens::LOCAL_TENANT_ID`] keep serving
+    /// `invoices` as the one partner of a single-tenant sandbox.
     pub partners: Vec<SandboxPartner>,
     /// Invoices whose detail (`GET /v1/invoices/{id}`) reports `totalCharges` one currency
     /// unit above the sum of their reconciliation data: an invoice that does not balance.
@@ -116,6 +117,9 @@ pub struct SandboxConfig {
     /// Invoices whose reconciliation leaves one customer's Azure line out: billed usage that
     /// does not add up to the invoice's Azure lines (the invoice total still matches its data).
     pub unlined_usage_invoices: Vec<String>,
+    /// If set, every manifest names this `partnerTenantId` instead of the caller's tenant: an
+    /// export that is not the configured partner's data, which the handler must refuse.
+    pub manifest_tenant: Option<uuid::Uuid>,
 }
 
 /// A partner tenant of a several-partner sandbox.
@@ -236,6 +240,7 @@ impl Default for SandboxConfig {
             unsupported_versions: Vec::new(),
             mismatched_invoices: Vec::new(),
             unlined_usage_invoices: Vec::new(),
+            manifest_tenant: None,
             blob_delay: Duration::ZERO,
             root_directory_base: None,
             blob_names: None,

@@ -271,7 +271,9 @@ impl Export {
             .partners
             .iter()
             .find(|p| !req.partner.is_default() && p.id == req.partner.as_str());
-        let tenant = partner.map_or_else(|| partner_tenant_id(seed), |p| p.tenant_id);
+        let tenant = cfg
+            .manifest_tenant
+            .unwrap_or_else(|| partner.map_or_else(|| partner_tenant_id(seed), |p| p.tenant_id));
         let invoices = partner.map_or(&cfg.invoices, |p| &p.invoices);
         let mut ids = Rng::derived(seed, &format!("export#{key}"));
         let manifest_id = ids.uuid();
