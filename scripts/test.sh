@@ -31,16 +31,8 @@ tail -n 4 target/test-local-run.txt
 echo "==> package: the portable handler (glibc <= 2.28) and the deployable zip"
 scripts/package.sh target/partner-billing-export.zip
 
-echo "==> the packaged handler runs the local pipeline"
-rm -rf target/package && mkdir -p target/package
-python3 - <<'PY'
-import os, zipfile
-with zipfile.ZipFile("target/partner-billing-export.zip") as z:
-    info = z.getinfo("handler")
-    z.extract(info, "target/package")
-    os.chmod("target/package/handler", (info.external_attr >> 16) & 0o777)
-PY
-cargo run --locked --quiet -- local --handler target/package/handler --out target/test-local-packaged \
+echo "==> the package runs the local pipeline (unpacked as the host's script root, its own handler)"
+cargo run --locked --quiet -- local --package target/partner-billing-export.zip --out target/test-local-packaged \
   --timeout 240 >target/test-local-packaged.txt 2>&1 ||
   { cat target/test-local-packaged.txt >&2; exit 1; }
 tail -n 4 target/test-local-packaged.txt

@@ -13,7 +13,7 @@ use functions_runtime::server;
 use partner_billing_export::app::App;
 use partner_billing_export::config::Config;
 use partner_billing_export::functions;
-use partner_billing_export::telemetry::{init_tracing, shutdown_signal};
+use partner_billing_export::telemetry::{init_handler_tracing, shutdown_signal};
 
 #[derive(Parser)]
 #[command(
@@ -39,7 +39,8 @@ enum Command {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     config.check_deployment()?;
-    init_tracing(config.json_logs, "info");
+    // Info to stdout, warnings and errors to stderr: the host grades lines by stream.
+    init_handler_tracing(config.json_logs, "info");
     let port = server::port_from_env().map_err(anyhow::Error::msg)?;
     let (listener, addr) = server::bind(port).await?;
     let app = App::from_config(config)?;

@@ -48,9 +48,11 @@ fn package_holds_exactly_the_app() {
     assert_eq!(default_executable_path(&host_json).unwrap(), "handler");
     assert_eq!(report.executable, "handler");
 
+    // The zip is the host's script root: one `<Name>/function.json` per function beside
+    // host.json (the host indexes only direct subfolders), nothing under `functions/`.
     let mut expected: Vec<String> = function_dirs()
         .into_iter()
-        .map(|name| format!("functions/{name}/function.json"))
+        .map(|name| format!("{name}/function.json"))
         .collect();
     expected.push("handler".into());
     expected.push("host.json".into());
@@ -84,7 +86,13 @@ fn package_holds_exactly_the_app() {
             );
         } else {
             assert_eq!(mode, 0o644, "{name}");
-            assert_eq!(data, fs::read(root().join(&name)).unwrap(), "{name}");
+            // `<Name>/function.json` in the zip is `functions/<Name>/function.json` here.
+            let source = if name == "host.json" {
+                root().join(&name)
+            } else {
+                root().join("functions").join(&name)
+            };
+            assert_eq!(data, fs::read(&source).unwrap(), "{name}");
         }
     }
 

@@ -282,14 +282,20 @@ async fn functions_host_routes_keys_and_run_now() {
         ..fast_sandbox()
     };
     let bed = TestBed::start(slow, &[]).await;
-    let layout = AppLayout::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &|n| {
+    let dir = tempfile::tempdir().unwrap();
+    // The host reads a script root laid out as the package is, never the repository.
+    let script_root = partner_billing_local::script_root::stage_repository(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &dir.path().join("app"),
+    )
+    .unwrap();
+    let layout = AppLayout::load(&script_root, &|n| {
         partner_billing_export::settings::find(n)
             .and_then(|s| s.default)
             .map(str::to_string)
     })
     .unwrap();
     let sb_http = bed.sb.serve(0).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let mut env = bed.handler_identity.clone();
     env.extend([
         (

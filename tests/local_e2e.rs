@@ -12,6 +12,7 @@ fn options(out: PathBuf, sandbox: SandboxConfig, settings: &[(&str, &str)]) -> L
     LocalOptions {
         out_dir: out,
         app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        package: None,
         sandbox,
         settings: settings
             .iter()

@@ -1,6 +1,7 @@
 //! Build tasks that do not belong in the deployed handler.
-//! - `cargo xtask package`: the deployable Functions zip (host.json, function.json files and
-//!   the handler binary as `handler`, mode 0755).
+//! - `cargo xtask package`: the deployable Functions zip, laid out as the host's script root
+//!   (host.json, `<Name>/function.json` per function and the handler binary as `handler`,
+//!   mode 0755).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the deployable zip: host.json, functions/*/function.json and the binary as `handler`.
+    /// Build the deployable zip: host.json, <Name>/function.json (from functions/<Name>/) and the
+    /// binary as `handler`.
     Package {
         /// Folder with host.json and functions/.
         #[arg(long, default_value = ".")]

@@ -1,10 +1,15 @@
 //! `package`: assemble the deployable Functions app as one zip.
 //!
-//! The zip holds exactly what the Functions host needs and nothing else:
-//! `host.json`, every `functions/<Name>/function.json`, and the handler binary under the name
-//! host.json gives in `customHandler.description.defaultExecutablePath` (mode 0755 so the
-//! Linux host can exec it). Entries are sorted and carry a fixed timestamp, so the same inputs
-//! always give the same bytes (reproducible artifacts, stable hashes in CI).
+//! The zip is a Functions *script root*, exactly what the host needs and nothing else:
+//! `host.json`, one `<Name>/function.json` per function at the zip root (the repository keeps
+//! them as `functions/<Name>/function.json`), and the handler binary under the name host.json
+//! gives in `customHandler.description.defaultExecutablePath` (mode 0755 so the Linux host can
+//! exec it). The host indexes only the *direct* subfolders of the script root that hold their
+//! own function.json (Azure/azure-functions-host,
+//! `src/WebJobs.Script/Host/HostFunctionMetadataProvider.cs`, `ReadFunctionsMetadata`; Microsoft
+//! Learn, "Azure Functions custom handlers", *Application structure*): a `functions/` level in
+//! the zip would load zero functions. Entries are sorted and carry a fixed timestamp, so the
+//! same inputs always give the same bytes (reproducible artifacts, stable hashes in CI).
 //!
 //! The writer is a small hand-rolled one (deflate through `flate2`, which the crate already
 //! uses) instead of the `zip` crate: we only ever write a handful of regular files, so local
@@ -54,18 +59,29 @@ pub struct PackageReport {
     pub executable: String,
 }
 
-/// Build the deployment zip described by `opts`. See the module docs for what goes in.
-pub fn build_package(opts: &PackageOptions) -> Result<PackageReport> {
-    let host_json_path = opts.app_root.join("host.json");
+/// The app's files as the script root holds them, without the handler binary.
+#[derive(Debug, Clone)]
+pub struct AppFiles {
+    /// `customHandler.description.defaultExecutablePath` from host.json.
+    pub executable: String,
+    /// `(path inside the script root, bytes)`: `host.json` and every `<Name>/function.json`,
+    /// sorted by path.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads `host.json` and `functions/<Name>/function.json` of the repository at `app_root` and
+/// maps them to their place in the script root (`host.json`, `<Name>/function.json`). The
+/// package and the local Functions host emulator both start from this, so the emulator loads
+/// what ships.
+pub fn app_files(app_root: &Path) -> Result<AppFiles> {
+    let host_json_path = app_root.join("host.json");
     let host_json = fs::read(&host_json_path)
         .with_context(|| format!("reading {}", host_json_path.display()))?;
     let executable = default_executable_path(&host_json)
         .with_context(|| format!("in {}", host_json_path.display()))?;
 
-    let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
-    files.push(("host.json".to_owned(), host_json, 0o644));
-
-    let functions_dir = opts.app_root.join("functions");
+    let mut files = vec![("host.json".to_owned(), host_json)];
+    let functions_dir = app_root.join("functions");
     let mut names = Vec::new();
     for entry in fs::read_dir(&functions_dir)
         .with_context(|| format!("reading {}", functions_dir.display()))?
@@ -84,13 +100,31 @@ pub fn build_package(opts: &PackageOptions) -> Result<PackageReport> {
         bail!("no function folders under {}", functions_dir.display());
     }
     for name in names {
+        if name == "host.json" || name == executable {
+            bail!("a function may not be named {name:?}: the script root needs that name");
+        }
         let path = functions_dir.join(&name).join("function.json");
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         // A malformed function.json would only surface as a host error after deployment.
         serde_json::from_slice::<serde_json::Value>(&bytes)
             .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        files.push((format!("functions/{name}/function.json"), bytes, 0o644));
+        // At the script root: the host does not look deeper than one folder.
+        files.push((format!("{name}/function.json"), bytes));
     }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(AppFiles { executable, files })
+}
+
+/// Build the deployment zip described by `opts`. See the module docs for what goes in.
+pub fn build_package(opts: &PackageOptions) -> Result<PackageReport> {
+    let AppFiles {
+        executable,
+        files: app,
+    } = app_files(&opts.app_root)?;
+    let mut files: Vec<(String, Vec<u8>, u32)> = app
+        .into_iter()
+        .map(|(name, bytes)| (name, bytes, 0o644))
+        .collect();
 
     let binary = fs::read(&opts.binary)
         .with_context(|| format!("reading handler binary {}", opts.binary.display()))?;

@@ -18,7 +18,71 @@ use crate::invocation::{HttpRequestData, Invocation, ServiceBusDelivery, TimerIn
 use crate::reply::{HttpResponse, InvocationReply};
 
 /// Largest invocation envelope accepted from the host.
-const MAX_ENVELOPE_BYTES: u64 = 4 << 20;
+pub const MAX_ENVELOPE_BYTES: usize = 4 << 20;
+
+/// How much of an over-limit body is read and discarded before answering 413 anyway. Reading
+/// it lets the connection finish the request cleanly (an unread body makes the server close
+/// the connection mid-upload, which the sender sees as a reset instead of our answer); the
+/// bound keeps a runaway sender from holding the handler forever. Service Bus Premium messages
+/// reach 100 MB, so the bound sits above that.
+const MAX_DRAINED_BYTES: usize = 256 << 20;
+
+/// A request body read with a bound.
+enum BoundedBody {
+    Complete(bytes::Bytes),
+    /// Over the limit: `seen` bytes were read (and dropped) before answering.
+    TooLarge {
+        seen: usize,
+    },
+}
+
+/// Reads `body` (with or without Content-Length: chunked bodies too) up to `limit` bytes; past
+/// the limit it keeps reading and discarding, up to `drain` bytes in all.
+async fn read_bounded<S, B>(body: S, limit: usize, drain: usize) -> Result<BoundedBody, warp::Error>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures::StreamExt;
+    let mut body = std::pin::pin!(body);
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk?;
+        seen = seen.saturating_add(chunk.remaining());
+        if seen <= limit {
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                kept.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        } else {
+            kept = bytes::BytesMut::new();
+            if seen > drain {
+                break;
+            }
+        }
+    }
+    Ok(if seen <= limit {
+        BoundedBody::Complete(kept.freeze())
+    } else {
+        BoundedBody::TooLarge { seen }
+    })
+}
+
+/// 413 with a body that says what the limit is, in the `Logs` the host records.
+fn too_large_reply(seen: usize) -> warp::reply::Response {
+    let msg = format!(
+        "invocation envelope too large: {seen} bytes or more, over the handler's limit of \
+         {MAX_ENVELOPE_BYTES} bytes (4 MiB)"
+    );
+    tracing::error!(bytes = seen, limit = MAX_ENVELOPE_BYTES, "{msg}");
+    json_reply(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &serde_json::json!({"Logs": [msg], "limitBytes": MAX_ENVELOPE_BYTES}),
+    )
+}
 
 /// Why an invocation failed; `logs` still reach the caller for diagnostics.
 #[derive(Debug)]
@@ -232,25 +296,28 @@ pub fn routes(
         .and(warp::header::optional::<String>(
             "x-azure-functions-invocationid",
         ))
-        .and(warp::body::content_length_limit(MAX_ENVELOPE_BYTES))
-        .and(warp::body::bytes())
-        .then(
-            move |name: String, id: Option<String>, body: bytes::Bytes| {
-                let router = router.clone();
-                async move { router.dispatch(&name, body, id).await }
-            },
-        );
+        // Not `content_length_limit`: it rejects on the header without reading the body, and
+        // the unread upload then ends in a reset connection instead of our 413.
+        .and(warp::body::stream())
+        .then(move |name: String, id: Option<String>, body| {
+            let router = router.clone();
+            async move {
+                match read_bounded(body, MAX_ENVELOPE_BYTES, MAX_DRAINED_BYTES).await {
+                    Ok(BoundedBody::Complete(body)) => router.dispatch(&name, body, id).await,
+                    Ok(BoundedBody::TooLarge { seen }) => too_large_reply(seen),
+                    Err(e) => json_reply(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"Logs": [format!("reading the invocation envelope failed: {e}")]}),
+                    ),
+                }
+            }
+        });
     ready
         .or(invoke)
         .unify()
         .recover(|rej: warp::Rejection| async move {
             let (status, msg) = if rej.is_not_found() {
                 (StatusCode::NOT_FOUND, "not found".to_string())
-            } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invocation envelope too large".to_string(),
-                )
             } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
                 (
                     StatusCode::METHOD_NOT_ALLOWED,

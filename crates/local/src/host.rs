@@ -1,5 +1,6 @@
-//! Functions host emulator: starts the custom handler as the host does (port variable, `GET /`
-//! readiness), fires timers, forwards HTTP requests in payload mode, and delivers Service Bus
+//! Functions host emulator: runs the functions of a script root ([`AppLayout::load`]), starts
+//! the custom handler as the host does (port variable, working directory, `GET /` readiness),
+//! fires timers, forwards HTTP requests in payload mode, and delivers Service Bus
 //! messages in the host's envelope shape (strings JSON-encoded once more, integers as strings,
 //! `DateTime`s without offset). A non-2xx or non-JSON answer fails the invocation; a failed
 //! queue invocation abandons the message, as the Service Bus extension does.
@@ -26,8 +27,10 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HTTP_BODY: usize = 4 << 20;
 
 pub struct HostOptions {
+    /// The app, loaded from its script root; the handler runs in its working directory.
     pub layout: AppLayout,
-    /// The handler executable (local mode runs this very binary).
+    /// The handler executable: the script root's `defaultExecutablePath` for a package,
+    /// the workspace's build for `local` from the repository.
     pub program: PathBuf,
     pub env: Vec<(String, String)>,
     /// The handler's stdout and stderr go here.
@@ -239,6 +242,8 @@ async fn launch(
         .with_context(|| format!("creating {}", opts.log_file.display()))?;
     let mut child = tokio::process::Command::new(&opts.program)
         .args(&opts.layout.host.arguments)
+        // As the host: the script root unless host.json names another working directory.
+        .current_dir(opts.layout.working_dir())
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)

@@ -1,7 +1,8 @@
-//! The Functions app as the host sees it: `host.json` and `functions/*/function.json`, read from
-//! the app root, or the copies compiled into the binary when run from elsewhere.
+//! The Functions app as the host sees it: a *script root* holding `host.json`, one
+//! `<Name>/function.json` per function and the handler (see [`crate::script_root`] for how
+//! `local` gets one).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -9,8 +10,11 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostSettings {
+    /// `customHandler.description.defaultExecutablePath`.
     pub executable: String,
     pub arguments: Vec<String>,
+    /// `customHandler.description.workingDirectory` as written (empty: the script root).
+    pub working_directory: String,
     pub route_prefix: String,
     pub max_concurrent_calls: usize,
     pub function_timeout: Duration,
@@ -44,45 +48,12 @@ pub struct FunctionDef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppLayout {
+    /// The folder it was loaded from (host.json's folder).
+    pub script_root: PathBuf,
     pub host: HostSettings,
+    /// Sorted by name.
     pub functions: Vec<FunctionDef>,
 }
-
-const EMBEDDED_HOST: &str = include_str!("../../../host.json");
-const EMBEDDED_FUNCTIONS: [(&str, &str); 8] = [
-    (
-        "Plan",
-        include_str!("../../../functions/Plan/function.json"),
-    ),
-    (
-        "Backfill",
-        include_str!("../../../functions/Backfill/function.json"),
-    ),
-    (
-        "StartBilledExports",
-        include_str!("../../../functions/StartBilledExports/function.json"),
-    ),
-    (
-        "StartUnbilledExports",
-        include_str!("../../../functions/StartUnbilledExports/function.json"),
-    ),
-    (
-        "Exports",
-        include_str!("../../../functions/Exports/function.json"),
-    ),
-    (
-        "PollOperation",
-        include_str!("../../../functions/PollOperation/function.json"),
-    ),
-    (
-        "CopyPartition",
-        include_str!("../../../functions/CopyPartition/function.json"),
-    ),
-    (
-        "Watchdog",
-        include_str!("../../../functions/Watchdog/function.json"),
-    ),
-];
 
 /// `%NAME%` → the setting's value (app settings are resolved by the host, not the handler).
 pub fn resolve_setting(
@@ -109,33 +80,39 @@ fn timespan(s: &str) -> Option<Duration> {
 }
 
 impl AppLayout {
-    /// Reads `root`, or falls back to the embedded copies when `root` has no `host.json`.
-    pub fn load_or_embedded(
-        root: &Path,
+    /// Loads the app in `script_root` as the Functions host indexes it: host.json there, and
+    /// a function for each *direct* subfolder that holds its own function.json. Anything
+    /// deeper (`functions/X/function.json`, `A/B/function.json`) is not a function: the host
+    /// enumerates `Directory.EnumerateDirectories(ScriptPath)` and skips a folder without a
+    /// function.json (Azure/azure-functions-host,
+    /// `src/WebJobs.Script/Host/HostFunctionMetadataProvider.cs`, `ReadFunctionsMetadata` and
+    /// `Utility.TryReadFunctionConfig`; Microsoft Learn, "Azure Functions custom handlers",
+    /// *Application structure*).
+    pub fn load(
+        script_root: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
-        if root.join("host.json").exists() {
-            Self::load(root, lookup)
-        } else {
-            Self::embedded(lookup)
+        let host_path = script_root.join("host.json");
+        let host = std::fs::read_to_string(&host_path).with_context(|| {
+            format!(
+                "reading {} (a script root holds host.json)",
+                host_path.display()
+            )
+        })?;
+        let host = parse_host(&host).with_context(|| format!("in {}", host_path.display()))?;
+        let mut names: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(script_root)
+            .with_context(|| format!("reading {}", script_root.display()))?
+        {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() && entry.path().join("function.json").is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
         }
-    }
-
-    pub fn load(root: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let host_path = root.join("host.json");
-        let host = std::fs::read_to_string(&host_path)
-            .with_context(|| format!("reading {}", host_path.display()))?;
-        let mut functions = Vec::new();
-        let dir = root.join("functions");
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .flatten()
-            .filter(|e| e.path().join("function.json").exists())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
         names.sort();
+        let mut functions = Vec::new();
         for name in names {
-            let p = dir.join(&name).join("function.json");
+            let p = script_root.join(&name).join("function.json");
             let text =
                 std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
             functions.push(
@@ -144,22 +121,26 @@ impl AppLayout {
             );
         }
         Ok(Self {
-            host: parse_host(&host).with_context(|| format!("in {}", host_path.display()))?,
+            script_root: script_root.to_path_buf(),
+            host,
             functions,
         })
     }
 
-    pub fn embedded(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let mut functions = EMBEDDED_FUNCTIONS
-            .iter()
-            .map(|(n, t)| parse_function(n, t, lookup))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        // Same order as `load` (folder names sorted).
-        functions.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Self {
-            host: parse_host(EMBEDDED_HOST)?,
-            functions,
-        })
+    /// The handler as the host starts it: `defaultExecutablePath` against the script root
+    /// when relative (`HttpWorkerDescription.ApplyDefaultsAndValidate`).
+    pub fn executable_path(&self) -> PathBuf {
+        self.script_root.join(&self.host.executable)
+    }
+
+    /// The handler's working directory: the script root, or `workingDirectory` against it
+    /// (`HttpWorkerOptionsSetup.ConfigureWorkerDescription`).
+    pub fn working_dir(&self) -> PathBuf {
+        if self.host.working_directory.is_empty() {
+            self.script_root.clone()
+        } else {
+            self.script_root.join(&self.host.working_directory)
+        }
     }
 
     pub fn function(&self, name: &str) -> Option<&FunctionDef> {
@@ -181,9 +162,15 @@ fn parse_host(text: &str) -> anyhow::Result<HostSettings> {
         .context("host.json: customHandler.description.defaultExecutablePath is required")?
         .to_string();
     let arguments = functions_runtime::codec::string_array(desc.get("arguments"));
+    let working_directory = desc
+        .get("workingDirectory")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     Ok(HostSettings {
         executable,
         arguments,
+        working_directory,
         route_prefix: v
             .pointer("/extensions/http/routePrefix")
             .and_then(Value::as_str)
@@ -319,34 +306,46 @@ pub fn match_route(template: &str, path: &str) -> Option<Vec<(String, String)>> 
 mod tests {
     use super::*;
 
+    fn defaults(n: &str) -> Option<String> {
+        partner_billing_export::settings::find(n)
+            .and_then(|s| s.default)
+            .map(str::to_string)
+    }
+
     #[test]
-    fn embedded_layout_matches_the_function_catalog() {
-        let l = AppLayout::embedded(&|n| {
-            partner_billing_export::settings::find(n)
-                .and_then(|s| s.default)
-                .map(str::to_string)
-        })
-        .unwrap();
+    fn embedded_layout_matches_the_function_catalog_and_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = crate::script_root::stage_embedded(&dir.path().join("embedded")).unwrap();
+        let l = AppLayout::load(&embedded, &defaults).unwrap();
         assert_eq!(l.host.executable, "handler");
         assert_eq!(l.host.arguments, vec!["serve"]);
         assert_eq!(l.host.route_prefix, "api");
         assert_eq!(l.host.function_timeout, Duration::from_secs(600));
+        assert_eq!(l.working_dir(), embedded);
+        assert_eq!(l.executable_path(), embedded.join("handler"));
+        assert_eq!(
+            l.functions.len(),
+            partner_billing_export::functions::CATALOG.len()
+        );
         for spec in partner_billing_export::functions::CATALOG {
             let f = l.function(spec.name).unwrap();
             assert_eq!(f.binding, spec.binding);
         }
-        let on_disk = AppLayout::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."), &|n| {
-            partner_billing_export::settings::find(n)
-                .and_then(|s| s.default)
-                .map(str::to_string)
-        })
-        .unwrap();
-        assert_eq!(on_disk, l, "embedded copies must equal the files");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let staged = crate::script_root::stage_repository(&repo, &dir.path().join("repo")).unwrap();
+        let on_disk = AppLayout::load(&staged, &defaults).unwrap();
+        assert_eq!(
+            (on_disk.host, on_disk.functions),
+            (l.host, l.functions),
+            "embedded copies must equal the files"
+        );
     }
 
     #[test]
     fn unresolved_schedule_setting_is_an_error() {
-        assert!(AppLayout::embedded(&|_| None).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let root = crate::script_root::stage_embedded(dir.path()).unwrap();
+        assert!(AppLayout::load(&root, &|_| None).is_err());
     }
 
     #[test]

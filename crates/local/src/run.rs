@@ -18,6 +18,7 @@ use super::eventgrid::{EventGridConfig, EventGridEmulator};
 use super::graph_sandbox::{ExternalBlobStore, GraphSandbox, SandboxConfig, SandboxPartner};
 use super::host::{FunctionsHost, HostOptions};
 use super::layout::{AppLayout, TriggerDef};
+use super::script_root;
 use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
 use crate::identity::{IdentityConfig, IdentityEndpoint};
 use crate::tokens::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
@@ -26,12 +27,18 @@ use partner_billing_export::settings as s;
 /// Marks a directory as ours, so a rerun may clear it without risking a user's files.
 const MARKER: &str = ".partner-billing-export-local";
 pub const LOCAL_FUNCTION_KEY: &str = "local-function-key";
+/// The script root the emulator runs, under the output directory.
+pub const SCRIPT_ROOT: &str = "functions-app";
 
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
     pub out_dir: PathBuf,
-    /// Where `host.json` and `functions/` are (the embedded copies are used if absent).
+    /// Where `host.json` and `functions/` are (the embedded copies are used if absent); staged
+    /// into a script root as the package lays them out. Also where Azurite is looked for.
     pub app_root: PathBuf,
+    /// Run this deployment zip instead: unpacked into the script root, its own `handler`
+    /// started (`app_root`'s function files and `handler_program` are not used).
+    pub package: Option<PathBuf>,
     pub sandbox: SandboxConfig,
     /// Extra app settings for the handler (e.g. `EXPORT_KINDS`).
     pub settings: Vec<(String, String)>,
@@ -97,6 +104,32 @@ impl LocalSummary {
             && self.mismatches.is_empty()
             && self.dead_letters == 0
     }
+}
+
+/// The handler a package brings, where the host would start it; it must be an executable file.
+fn packaged_handler(layout: &AppLayout, zip: &Path) -> anyhow::Result<PathBuf> {
+    let path = layout.executable_path();
+    let meta = std::fs::metadata(&path).with_context(|| {
+        format!(
+            "{} has no handler {:?} (host.json defaultExecutablePath)",
+            zip.display(),
+            layout.host.executable
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            bail!(
+                "{}: the handler {:?} is not executable (mode {:o}); the Linux host could not start it",
+                zip.display(),
+                layout.host.executable,
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+    anyhow::ensure!(meta.is_file(), "{} is not a file", path.display());
+    Ok(path)
 }
 
 fn prepare_out_dir(dir: &Path) -> anyhow::Result<()> {
@@ -179,7 +212,28 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             .or_else(|| std::env::var(name).ok())
             .or_else(|| s::find(name).and_then(|x| x.default).map(str::to_string))
     };
-    let layout = AppLayout::load_or_embedded(&opts.app_root, &lookup)?;
+    // The emulator reads only a script root, laid out as the zip is (see script_root.rs).
+    let script_root = out_dir.join(SCRIPT_ROOT);
+    let script_root = match &opts.package {
+        Some(zip) => script_root::unpack_package(zip, &script_root)?,
+        None => script_root::stage(&opts.app_root, &script_root)?,
+    };
+    let layout = AppLayout::load(&script_root, &lookup)?;
+    let program = match &opts.package {
+        Some(zip) => packaged_handler(&layout, zip)?,
+        None => opts.handler_program.clone(),
+    };
+    if layout.functions.is_empty() {
+        bail!(
+            "no functions in {}: the host loads each direct subfolder holding a function.json",
+            script_root.display()
+        );
+    }
+    progress.say(&format!(
+        "Functions app: {} functions in {}",
+        layout.functions.len(),
+        script_root.display()
+    ));
     let queues: Vec<String> = layout
         .functions
         .iter()
@@ -337,7 +391,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     env.extend(settings.iter().cloned());
     let host = FunctionsHost::start(HostOptions {
         layout: layout.clone(),
-        program: opts.handler_program.clone(),
+        program,
         env,
         log_file: log_file.clone(),
         http_port: opts.http_port,
