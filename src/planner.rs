@@ -215,9 +215,10 @@ impl DiscoveryFailure {
         match &self.error {
             BillingError::Rejected { status: 401 | 403, .. } | BillingError::Auth(_) => {
                 "Partner Center accepts app-only tokens only from an app registered in Partner Center \
-                 (Account settings > App management), which a managed identity cannot be: register an app, \
-                 set GRAPH_CREDENTIAL_KIND=client-secret with GRAPH_TENANT_ID, GRAPH_CLIENT_ID and \
-                 GRAPH_CLIENT_SECRET, or set INVOICE_DISCOVERY=off and list invoice ids in EXPORT_INVOICE_IDS"
+                 (Account settings > App management), which a managed identity cannot be: register an app \
+                 that trusts the Function App's identity and set GRAPH_CREDENTIAL_KIND=federated-managed-identity \
+                 with GRAPH_TENANT_ID and GRAPH_CLIENT_ID (no secret; docs/deploy.md), or use client-secret / \
+                 client-certificate, or set INVOICE_DISCOVERY=off and list invoice ids in EXPORT_INVOICE_IDS"
             }
             BillingError::Unavailable { .. } => {
                 "Partner Center did not answer; the next firing plans these billed exports again \

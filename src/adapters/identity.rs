@@ -448,8 +448,9 @@ fn answer_of(e: &azure_core::Error) -> Answer {
 /// The SDK's message, bounded. Identity errors carry status and service message, never a token.
 fn short(e: &azure_core::Error) -> String {
     let s = e.to_string().replace(['\n', '\r'], " ");
-    if s.chars().count() > 300 {
-        format!("{}…", s.chars().take(300).collect::<String>())
+    // Long enough for Entra's first line and our fix, bounded all the same.
+    if s.chars().count() > 800 {
+        format!("{}…", s.chars().take(800).collect::<String>())
     } else {
         s
     }

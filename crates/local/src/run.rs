@@ -20,8 +20,13 @@ use super::host::{FunctionsHost, HostOptions};
 use super::layout::{AppLayout, TriggerDef};
 use super::script_root;
 use super::servicebus::{ServiceBusConfig, ServiceBusEmulator};
-use crate::identity::{IdentityConfig, IdentityEndpoint};
+use crate::entra::{
+    issuer as entra_issuer, EntraApp, EntraConfig, EntraStandIn, FederatedIdentity,
+};
+use crate::identity::{principal_id, IdentityConfig, IdentityEndpoint, PartnerClient};
+use crate::tokens::{LOCAL_APP_ID, LOCAL_TENANT_ID};
 use crate::tokens::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
+use partner_billing_export::auth::claims::PARTNER_BILLING_READ_ALL;
 use partner_billing_export::settings as s;
 
 /// Marks a directory as ours, so a rerun may clear it without risking a user's files.
@@ -257,8 +262,9 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     };
     let mut sandbox_cfg = opts.sandbox.clone();
     let mut settings = opts.settings.clone();
-    let partner_clients = sandbox_partners(&mut settings, &mut sandbox_cfg)?;
-    if !partner_clients.is_empty() {
+    let sign_ins = sandbox_partners(&mut settings, &mut sandbox_cfg)?;
+    let partner_clients = sign_ins.identities;
+    if !sandbox_cfg.partners.is_empty() {
         progress.say(&format!(
             "{} partner tenants: {}",
             sandbox_cfg.partners.len(),
@@ -300,18 +306,47 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         .await
         .context("starting the Event Grid stand-in")?;
 
-    // The handler signs in as in Azure: managed identity, from the identity endpoint stand-in.
+    // The handler signs in as in Azure with the recommended setup: its managed identity (the
+    // identity endpoint stand-in) for Azure resources, and for Graph and Partner Center the
+    // partner's app registration, which trusts that identity as a federated credential (the
+    // Entra stand-in). The claim checks run on the tokens as on Entra's.
     let identity = IdentityEndpoint::new(IdentityConfig {
         header_secret: uuid::Uuid::new_v4().to_string(),
         partner_clients,
+        tenant_id: LOCAL_TENANT_ID.into(),
         ..IdentityConfig::default()
     });
     let identity_http = identity
         .serve(0)
         .await
         .context("starting the managed-identity endpoint stand-in")?;
+    let mut apps = sign_ins.apps;
+    apps.push(EntraApp {
+        tenant_id: LOCAL_TENANT_ID.into(),
+        client_id: LOCAL_APP_ID.into(),
+        federated: vec![FederatedIdentity {
+            issuer: entra_issuer(LOCAL_TENANT_ID),
+            subject: principal_id(None),
+        }],
+        app_roles: vec![PARTNER_BILLING_READ_ALL.into()],
+        ..EntraApp::default()
+    });
+    let entra = EntraStandIn::new(EntraConfig {
+        apps,
+        pending_polls: 0,
+    });
+    let entra_http = entra
+        .serve(0)
+        .await
+        .context("starting the Entra ID stand-in")?;
     let mut env: Vec<(String, String)> = identity.settings(&identity_http);
     env.extend([
+        (
+            "AZURE_AUTHORITY_HOST".into(),
+            EntraStandIn::authority(&entra_http).to_string(),
+        ),
+        (s::GRAPH_TENANT_ID.into(), LOCAL_TENANT_ID.into()),
+        (s::GRAPH_CLIENT_ID.into(), LOCAL_APP_ID.into()),
         (
             s::GRAPH_BASE_URL.into(),
             sandbox.graph_base_url().to_string(),
@@ -334,7 +369,10 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
             out_dir.display().to_string(),
         ),
         (s::AZURE_CREDENTIAL_KIND.into(), "managed-identity".into()),
-        (s::GRAPH_CREDENTIAL_KIND.into(), "managed-identity".into()),
+        (
+            s::GRAPH_CREDENTIAL_KIND.into(),
+            "federated-managed-identity".into(),
+        ),
         (s::DEFAULT_RETRY_AFTER_SECONDS.into(), "1".into()),
         // The sandbox asks for short waits; the production floor would only slow the demo.
         (s::MIN_RETRY_AFTER_SECONDS.into(), "1".into()),
@@ -420,6 +458,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     let served = sandbox.served_partitions();
     host.shutdown().await;
     sb_http.shutdown().await;
+    entra_http.shutdown().await;
     eg_http.shutdown().await;
     sandbox.shutdown().await;
     let verified = async {
@@ -455,6 +494,14 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     verified
 }
 
+/// How the sandbox partners of a partner list sign in: app registrations for the Entra
+/// stand-in, user-assigned identities for the identity endpoint stand-in.
+#[derive(Debug, Default)]
+struct PartnerSignIns {
+    apps: Vec<EntraApp>,
+    identities: Vec<PartnerClient>,
+}
+
 /// The partner tenants of a `PARTNERS` / `PARTNERS_FILE` setting, as the stand-ins play them:
 /// each becomes a sandbox partner (its tenant id, invoices in its first currency) whose
 /// managed identity (`credential.clientId`) the identity stand-in serves with that partner's
@@ -463,7 +510,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
 fn sandbox_partners(
     settings: &mut [(String, String)],
     sandbox: &mut SandboxConfig,
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> anyhow::Result<PartnerSignIns> {
     let setting = |name: &str| {
         settings
             .iter()
@@ -484,13 +531,13 @@ fn sandbox_partners(
             std::fs::read_to_string(&abs)
                 .with_context(|| format!("{}: reading {}", s::PARTNERS_FILE, abs.display()))?
         }
-        (None, None) => return Ok(Vec::new()),
+        (None, None) => return Ok(PartnerSignIns::default()),
     };
     let doc: Value = serde_json::from_str(&json).context("the partner list is not JSON")?;
     let today = sandbox
         .today
         .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
-    let mut clients = Vec::new();
+    let mut sign_ins = PartnerSignIns::default();
     for p in doc["partners"].as_array().into_iter().flatten() {
         let tenant = p["tenantId"].as_str().unwrap_or_default();
         let id = p["id"].as_str().unwrap_or(tenant).to_ascii_lowercase();
@@ -507,12 +554,40 @@ fn sandbox_partners(
         if let Ok(t) = uuid::Uuid::parse_str(tenant) {
             partner.tenant_id = t;
         }
-        if let Some(client) = p["credential"]["clientId"].as_str() {
-            clients.push((client.to_string(), id.clone()));
+        let tenant_id = partner.tenant_id.to_string();
+        let credential = &p["credential"];
+        match (credential["kind"].as_str(), credential["clientId"].as_str()) {
+            // The partner's app trusts the (system- or user-assigned) identity of the app.
+            (Some("federated-managed-identity"), Some(app)) => {
+                sign_ins.apps.push(EntraApp {
+                    tenant_id: tenant_id.clone(),
+                    client_id: app.to_string(),
+                    federated: vec![FederatedIdentity {
+                        issuer: entra_issuer(LOCAL_TENANT_ID),
+                        subject: principal_id(credential["managedIdentityClientId"].as_str()),
+                    }],
+                    app_roles: vec![PARTNER_BILLING_READ_ALL.into()],
+                    ..EntraApp::default()
+                });
+                // The user-assigned identity the app uses must exist on the identity endpoint.
+                if let Some(identity) = credential["managedIdentityClientId"].as_str() {
+                    sign_ins.identities.push(PartnerClient {
+                        client_id: identity.to_string(),
+                        partner: id.clone(),
+                        tenant_id: tenant_id.clone(),
+                    });
+                }
+            }
+            (_, Some(client)) => sign_ins.identities.push(PartnerClient {
+                client_id: client.to_string(),
+                partner: id.clone(),
+                tenant_id,
+            }),
+            _ => {}
         }
         sandbox.partners.push(partner);
     }
-    Ok(clients)
+    Ok(sign_ins)
 }
 
 /// Fires the timer and waits until every run is finished and announced, showing progress.
