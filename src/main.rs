@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Run as the custom handler (what the Functions host starts); reads app settings from the environment.
     Serve,
-    /// Run exports end to end from this machine (Azure CLI sign-in by default), with progress;
+    /// Run exports end to end from this machine (device sign-in with your app: --client-id), with progress;
     /// resumable. Exit codes: 0 all completed (or no data), 1 some failed, 2 usage or
     /// configuration error, 130 interrupted.
     Export(partner_billing_export::cli::ExportArgs),

@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod certificate;
+pub mod device_code;
 pub mod entra;
 pub mod event_file;
 pub mod events;

@@ -48,6 +48,146 @@ pub struct ExportArgs {
     /// Partitions copied at the same time.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// How to sign in (boxed: the command's arguments stay small).
+    #[command(flatten)]
+    pub sign_in: Box<SignInArgs>,
+}
+
+/// How `export` signs in to Graph and Partner Center (rule: `cli::sign_in`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SignInArgs {
+    /// Sign in with a device code as a user of the partner tenant, through this app
+    /// registration (application id): a public client with the delegated Microsoft Graph
+    /// permission PartnerBilling.Read.All, admin-consented. Default: GRAPH_CLIENT_ID when
+    /// GRAPH_CREDENTIAL_KIND=device-code.
+    #[arg(long, value_name = "GUID", conflicts_with = "credential")]
+    pub client_id: Option<ClientId>,
+    /// The partner tenant to sign in to (tenant id or a domain such as contoso.onmicrosoft.com);
+    /// overrides GRAPH_TENANT_ID. Default: the partner's tenantId in PARTNERS, else
+    /// GRAPH_TENANT_ID.
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<Tenant>,
+    /// How to sign in to Graph and Partner Center instead of GRAPH_CREDENTIAL_KIND: device-code
+    /// (with --client-id or GRAPH_CLIENT_ID) or azure-cli (whose tokens cannot carry
+    /// PartnerBilling.Read.All; for other Graph endpoints only).
+    #[arg(long, value_name = "KIND")]
+    pub credential: Option<CredentialChoice>,
+    /// File that keeps the device sign-in's tokens (created 0600). Default:
+    /// $PARTNER_BILLING_TOKEN_CACHE, else $XDG_CACHE_HOME/partner-billing-export/tokens.json,
+    /// else ~/.cache/partner-billing-export/tokens.json.
+    #[arg(long, value_name = "FILE")]
+    pub token_cache: Option<PathBuf>,
+}
+
+/// An app registration's application (client) id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ClientId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::try_parse(s.trim())
+            .map(|u| Self(u.hyphenated().to_string()))
+            .map_err(|_| {
+                format!(
+                    "{s:?} is not an application (client) id: expected a GUID such as \
+                     11111111-2222-3333-4444-555555555555 (`az ad app list --display-name NAME --query [].appId`)"
+                )
+            })
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant: its id (GUID) or one of its domains (contoso.onmicrosoft.com).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant(String);
+
+impl Tenant {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is a tenant id (which a token's `tid` can be compared with).
+    pub fn is_id(&self) -> bool {
+        uuid::Uuid::try_parse(&self.0).is_ok()
+    }
+}
+
+impl FromStr for Tenant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if let Ok(u) = uuid::Uuid::try_parse(t) {
+            return Ok(Self(u.hyphenated().to_string()));
+        }
+        let domain = t.len() <= 253
+            && t.contains('.')
+            && t.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if domain {
+            Ok(Self(t.to_ascii_lowercase()))
+        } else {
+            Err(format!(
+                "{s:?} is not a tenant: expected the tenant id (a GUID) or a domain of the \
+                 tenant such as contoso.onmicrosoft.com"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `--credential`: the sign-ins a laptop can use without Function app settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialChoice {
+    DeviceCode,
+    AzureCli,
+}
+
+impl CredentialChoice {
+    /// As GRAPH_CREDENTIAL_KIND spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialChoice::DeviceCode => "device-code",
+            CredentialChoice::AzureCli => "azure-cli",
+        }
+    }
+}
+
+impl FromStr for CredentialChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "device-code" => Ok(Self::DeviceCode),
+            "azure-cli" => Ok(Self::AzureCli),
+            other => Err(format!(
+                "{other:?}: expected device-code or azure-cli (client secrets and certificates \
+                 are set with GRAPH_CREDENTIAL_KIND and the GRAPH_* settings)"
+            )),
+        }
+    }
 }
 
 /// The process exit codes of `export` (documented in the README).
@@ -196,6 +336,27 @@ mod tests {
             assert!(bad.parse::<MonthRange>().is_err(), "{bad}");
         }
         assert_eq!(r.to_string(), "2025-11..2026-02");
+    }
+
+    #[test]
+    fn sign_in_arguments() {
+        let id: ClientId = " 11111111-2222-3333-4444-55555555555A ".parse().unwrap();
+        assert_eq!(id.as_str(), "11111111-2222-3333-4444-55555555555a");
+        assert!("my-app".parse::<ClientId>().is_err());
+        let t: Tenant = "Contoso.onmicrosoft.com".parse().unwrap();
+        assert_eq!(t.as_str(), "contoso.onmicrosoft.com");
+        assert!(!t.is_id());
+        let t: Tenant = "AAAAAAAA-1111-2222-3333-444444444444".parse().unwrap();
+        assert!(t.is_id());
+        assert_eq!(t.as_str(), "aaaaaaaa-1111-2222-3333-444444444444");
+        for bad in ["contoso", "a/../b.com", "-x.com", "a..b", "organizations"] {
+            assert!(bad.parse::<Tenant>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "Azure-CLI".parse::<CredentialChoice>(),
+            Ok(CredentialChoice::AzureCli)
+        );
+        assert!("client-secret".parse::<CredentialChoice>().is_err());
     }
 
     #[test]

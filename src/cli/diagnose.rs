@@ -1,9 +1,16 @@
 //! What a failure most likely means for someone running `export` on a laptop, and the fix, in
 //! one sentence each: not signed in, missing permission, not a partner tenant, unknown invoice,
 //! the wrong API version.
+//!
+//! The Azure CLI is never the fix for a permission: its Graph tokens come from Microsoft's own
+//! first-party app, whose permissions tenants cannot extend (Azure/azure-cli issues 12986,
+//! 30149, 26471), so PartnerBilling.Read.All is never in them. The fix is the partner's own app
+//! with a device sign-in (`--client-id`), or an app with a secret or certificate.
 
 use std::fmt;
 
+use crate::adapters::device_code;
+use crate::auth::claims::AccessProblem;
 use crate::auth::AuthError;
 use crate::billing::{BillingError, GraphVersion};
 use crate::pipeline::{Failure, FailureCode};
@@ -13,6 +20,11 @@ use crate::pipeline::{Failure, FailureCode};
 pub enum Problem {
     /// The credential could not produce a token (Azure CLI: not logged in).
     NotSignedIn { credential: String },
+    /// The device sign-in did not complete (unknown app or tenant, public client flows off,
+    /// declined, code expired).
+    DeviceSignInFailed,
+    /// A token of the Azure CLI's own app, which can never hold PartnerBilling.Read.All.
+    AzureCliCannotExport,
     /// Graph or Partner Center refused the token itself (401).
     TokenRefused { service: &'static str },
     /// 403 from Graph: the principal lacks `PartnerBilling.Read.All`.
@@ -114,12 +126,31 @@ pub fn billing(e: &BillingError, service: Service, version: GraphVersion) -> Opt
     }
 }
 
+/// The Azure CLI's application id (Microsoft's first-party client, the same in every tenant).
+pub const AZURE_CLI_APP_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
 /// What a failed token fetch means.
 pub fn auth(e: &AuthError) -> Option<Problem> {
     match e {
+        AuthError::Credential { credential, .. } if credential.starts_with(device_code::LABEL) => {
+            Some(Problem::DeviceSignInFailed)
+        }
         AuthError::Credential { credential, .. } => Some(Problem::NotSignedIn {
             credential: credential.clone(),
         }),
+        AuthError::Access { problem, .. } => access(problem),
+        _ => None,
+    }
+}
+
+/// What a token refused before use means, beyond what the refusal says itself.
+pub fn access(problem: &AccessProblem) -> Option<Problem> {
+    match problem {
+        AccessProblem::MissingPermission { app: Some(app), .. }
+            if app.eq_ignore_ascii_case(AZURE_CLI_APP_ID) =>
+        {
+            Some(Problem::AzureCliCannotExport)
+        }
         _ => None,
     }
 }
@@ -139,30 +170,46 @@ impl fmt::Display for Problem {
         match self {
             Problem::NotSignedIn { credential } if credential == "Azure CLI" => f.write_str(
                 "not signed in: run `az login` (with an account of the partner tenant: \
-                 `az login --tenant <partner tenant id>`) and try again, or set \
-                 GRAPH_CREDENTIAL_KIND=client-secret with GRAPH_TENANT_ID, GRAPH_CLIENT_ID and \
-                 GRAPH_CLIENT_SECRET",
+                 `az login --tenant <partner tenant id>`) and try again. The Azure CLI's tokens \
+                 never carry PartnerBilling.Read.All, so for Microsoft Graph's billing exports \
+                 sign in with your partner tenant's own app instead: --client-id <application \
+                 id> --tenant <partner tenant id>",
             ),
             Problem::NotSignedIn { credential } => write!(
                 f,
                 "the {credential} credential could not sign in: check its settings \
-                 (GRAPH_CREDENTIAL_KIND; on a laptop leave it unset to use `az login`)"
+                 (GRAPH_CREDENTIAL_KIND and the GRAPH_* settings it reads), or sign in as a user \
+                 with --client-id <application id> --tenant <partner tenant id>"
+            ),
+            Problem::DeviceSignInFailed => f.write_str(
+                "the device sign-in did not complete: check --client-id (the application id of \
+                 the app registration) and --tenant (the partner tenant it is registered in), \
+                 that the app allows public client flows, and sign in in the browser with an \
+                 account of that tenant; then run the command again",
+            ),
+            Problem::AzureCliCannotExport => f.write_str(
+                "this token is the Azure CLI's, and the Azure CLI's app cannot be granted \
+                 PartnerBilling.Read.All (Microsoft fixes its permissions; no consent adds it). \
+                 Sign in with your partner tenant's own app: --client-id <application id> \
+                 --tenant <partner tenant id> (README, \"Try it on your own data\")",
             ),
             Problem::TokenRefused { service } => write!(
                 f,
-                "{service} did not accept the token: sign in again with `az login` (to the \
-                 partner tenant: `az login --tenant <partner tenant id>`)"
+                "{service} did not accept the token: check the tenant (--tenant or \
+                 GRAPH_TENANT_ID is the partner tenant) and sign in again (a device sign-in \
+                 asks again with a new --token-cache file)"
             ),
             Problem::MissingPermission => f.write_str(
                 "missing permission PartnerBilling.Read.All: Graph refused the export. Grant \
-                 the Microsoft Graph permission PartnerBilling.Read.All (an application \
-                 permission with admin consent for an app, GRAPH_CREDENTIAL_KIND=client-secret; \
-                 or consented for your account when signed in with `az login`)",
+                 the Microsoft Graph permission PartnerBilling.Read.All, with admin consent, to \
+                 the app you sign in with: delegated for a device sign-in (--client-id), an \
+                 application permission for client-secret or client-certificate. The Azure \
+                 CLI's own app cannot be granted it",
             ),
             Problem::NotPartnerTenant => f.write_str(
                 "not a partner tenant: the billing reports exist only in a CSP partner's tenant. \
-                 Sign in to the partner tenant (`az login --tenant <partner tenant id>`) with an \
-                 account or app of that tenant",
+                 Sign in to the partner tenant (--tenant <partner tenant id>) with an account or \
+                 app of that tenant",
             ),
             Problem::PartnerCenterRefused => f.write_str(
                 "Partner Center refused to list invoices: the account needs a Partner Center \
@@ -251,5 +298,47 @@ mod tests {
         assert!(Problem::ApiVersion { version: v }
             .to_string()
             .contains("GRAPH_API_VERSION=beta"));
+    }
+
+    #[test]
+    fn no_hint_asks_to_consent_a_scope_for_the_azure_cli() {
+        let all = [
+            Problem::NotSignedIn {
+                credential: "Azure CLI".into(),
+            },
+            Problem::NotSignedIn {
+                credential: "client secret".into(),
+            },
+            Problem::DeviceSignInFailed,
+            Problem::AzureCliCannotExport,
+            Problem::TokenRefused {
+                service: "Microsoft Graph",
+            },
+            Problem::MissingPermission,
+            Problem::NotPartnerTenant,
+        ];
+        for p in all {
+            let text = p.to_string();
+            assert!(!text.contains("consented for your account"), "{text}");
+            assert!(!text.contains("signed in with `az login`)"), "{text}");
+        }
+        let cli = AccessProblem::MissingPermission {
+            app: Some(AZURE_CLI_APP_ID.into()),
+            delegated: true,
+            granted: vec!["User.Read".into()],
+        };
+        assert_eq!(access(&cli), Some(Problem::AzureCliCannotExport));
+        let own = AccessProblem::MissingPermission {
+            app: Some("11111111-1111-1111-1111-111111111111".into()),
+            delegated: true,
+            granted: vec![],
+        };
+        assert_eq!(access(&own), None);
+        let e = AuthError::Credential {
+            credential: format!("{} (app a, tenant t)", device_code::LABEL),
+            audience: "Microsoft Graph",
+            reason: "x".into(),
+        };
+        assert_eq!(auth(&e), Some(Problem::DeviceSignInFailed));
     }
 }

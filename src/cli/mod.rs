@@ -10,6 +10,7 @@ mod driver;
 mod plan;
 pub mod progress;
 pub mod setup;
+pub mod sign_in;
 mod summary;
 
 use std::collections::HashMap;
@@ -81,41 +82,14 @@ pub async fn export(args: ExportArgs) -> ExitStatus {
     }
 }
 
-/// The partner `--partner` names; without it, the only one configured.
-fn select_partner(
-    config: &crate::config::Config,
-    wanted: Option<&crate::billing::PartnerId>,
-) -> anyhow::Result<crate::config::PartnerConfig> {
-    let names = || {
-        config
-            .partners
-            .iter()
-            .map(|p| p.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (wanted, config.partners.as_slice()) {
-        (Some(id), _) => config.partner(id).cloned().ok_or_else(|| {
-            anyhow::anyhow!(
-                "--partner {id}: not in the configuration (PARTNERS / PARTNERS_FILE lists {})",
-                names()
-            )
-        }),
-        (None, [only]) => Ok(only.clone()),
-        (None, _) => Err(anyhow::anyhow!(
-            "--partner is required: the configuration lists {}",
-            names()
-        )),
-    }
-}
-
 async fn run(
     args: &ExportArgs,
     mode: Mode,
     settings: &HashMap<String, String>,
 ) -> Result<ExitStatus, Fatal> {
-    let setup = setup::load(settings).map_err(usage)?;
-    let partner = select_partner(&setup.config, args.partner.as_ref()).map_err(usage)?;
+    let env = |n: &str| std::env::var(n).ok();
+    let setup = setup::load(args, settings, &env).map_err(usage)?;
+    let partner = setup.partner.clone();
     let discovery = plan::needs_discovery(args, &partner.plan);
     let mut audiences = vec![Audience::Graph];
     if discovery {
@@ -128,7 +102,7 @@ async fn run(
         DestinationConfig::Blob { sas: None, .. } => audiences.push(Audience::Storage),
         _ => {}
     }
-    setup::check_sign_in(setup.tokens.as_ref(), &audiences)
+    setup::check_sign_in(&setup, &audiences)
         .await
         .map_err(usage)?;
     let queue = Arc::new(MemoryQueue::default());

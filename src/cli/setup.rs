@@ -1,7 +1,7 @@
 //! From command line and environment to a configured app: the Function app's settings with
-//! laptop defaults (Azure CLI sign-in, a local output folder), static test tokens for loopback
-//! endpoints only, and the checks that fail fast with a fix (not signed in, destination not
-//! writable).
+//! laptop defaults (a local output folder; the Azure CLI for Azure resources), the Graph
+//! sign-in `sign_in` chooses, static test tokens for loopback endpoints only, and the checks
+//! that fail fast with a fix (not signed in, missing permission, destination not writable).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +12,16 @@ use async_trait::async_trait;
 
 use super::args::ExportArgs;
 use super::diagnose;
+use super::sign_in;
+use crate::adapters::device_code::DeviceCodeTokens;
 use crate::adapters::event_file::JsonLinesEventFile;
 use crate::adapters::events::{EventPublisher, LogOnlyPublisher};
-use crate::app::token_sources;
-use crate::auth::{is_loopback, redact_url, AccessToken, Audience, AuthError, TokenSource};
-use crate::config::{Config, DestinationConfig, Settings};
+use crate::adapters::identity::token_source;
+use crate::auth::claims::VerifiedTokens;
+use crate::auth::{
+    is_loopback, redact_url, AccessToken, Audience, AuthError, PerServiceTokens, TokenSource,
+};
+use crate::config::{Config, ConfigError, DestinationConfig, PartnerConfig, Settings};
 use crate::settings as s;
 
 /// A bearer token for Graph, accepted only when `GRAPH_BASE_URL` is a loopback test endpoint.
@@ -28,8 +33,9 @@ pub const DEFAULT_OUT: &str = "billing-exports";
 /// The CloudEvents this command records, beside the data.
 pub const EVENTS_FILE: &str = "events.jsonl";
 
-/// The Function app's settings as `export` reads them: the environment, with `--out` and the
-/// laptop defaults (Azure CLI credentials, a filesystem destination) filled in.
+/// The Function app's settings as `export` reads them: the environment, with `--out`,
+/// `--tenant`, `--credential` and the laptop defaults (the Azure CLI for Azure resources, a
+/// filesystem destination) filled in. Graph's credential has no default: see `sign_in`.
 pub fn settings_map(
     args: &ExportArgs,
     env: impl Fn(&str) -> Option<String>,
@@ -43,9 +49,13 @@ pub fn settings_map(
             m.insert(name.to_string(), v);
         }
     }
-    for name in [s::AZURE_CREDENTIAL_KIND, s::GRAPH_CREDENTIAL_KIND] {
-        m.entry(name.to_string())
-            .or_insert_with(|| "azure-cli".to_string());
+    m.entry(s::AZURE_CREDENTIAL_KIND.to_string())
+        .or_insert_with(|| "azure-cli".to_string());
+    if let Some(t) = &args.sign_in.tenant {
+        m.insert(s::GRAPH_TENANT_ID.into(), t.to_string());
+    }
+    if let Some(c) = args.sign_in.credential {
+        m.insert(s::GRAPH_CREDENTIAL_KIND.into(), c.as_str().into());
     }
     let blob = m
         .get(s::DESTINATION_KIND)
@@ -66,27 +76,98 @@ pub fn settings_map(
     m
 }
 
+/// The configuration from `settings`. Names that are not settings of their own (the app
+/// settings a partner list names: `secretSetting`, `certificateSetting`, ...) are read from
+/// `env`, as the Function app reads them from its app settings. `GRAPH_CREDENTIAL_KIND`
+/// device-code is the CLI's own: `Config` sees no Graph credential then.
+pub fn config(
+    settings: &HashMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let own = |n: &str| {
+        s::SETTINGS.iter().any(|x| x.name == n)
+            || n == GRAPH_ACCESS_TOKEN
+            || n == PARTNER_CENTER_ACCESS_TOKEN
+    };
+    let device = sign_in::names_device_code(settings);
+    Config::load(&Settings::new(|n: &str| {
+        if device && n == s::GRAPH_CREDENTIAL_KIND {
+            return None;
+        }
+        match settings.get(n) {
+            Some(v) => Some(v.clone()),
+            None if !own(n) => env(n),
+            None => None,
+        }
+    }))
+}
+
+/// The partner `--partner` names; without it, the only one configured.
+pub fn select_partner(
+    config: &Config,
+    wanted: Option<&crate::billing::PartnerId>,
+) -> anyhow::Result<PartnerConfig> {
+    let names = || {
+        config
+            .partners
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (wanted, config.partners.as_slice()) {
+        (Some(id), _) => config.partner(id).cloned().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--partner {id}: not in the configuration (PARTNERS / PARTNERS_FILE lists {})",
+                names()
+            )
+        }),
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => Err(anyhow::anyhow!(
+            "--partner is required: the configuration lists {}",
+            names()
+        )),
+    }
+}
+
 /// Everything `export` needs before it plans.
 #[derive(Debug)]
 pub struct Setup {
     pub config: Config,
+    /// The partner this run exports for.
+    pub partner: PartnerConfig,
     pub tokens: Arc<dyn TokenSource>,
     pub events: Arc<dyn EventPublisher>,
     /// The events file, for a filesystem destination.
     pub events_file: Option<PathBuf>,
     /// Which credential signs in to Graph, for the plan.
     pub graph_credential: String,
+    /// The device sign-in, when it is the Graph credential.
+    pub device: Option<Arc<DeviceCodeTokens>>,
 }
 
-pub fn load(settings: &HashMap<String, String>) -> anyhow::Result<Setup> {
-    let config = Config::load(&Settings::new(|n| settings.get(n).cloned()))?;
+pub fn load(
+    args: &ExportArgs,
+    settings: &HashMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Setup> {
+    let config = config(settings, env)?;
+    let partner = select_partner(&config, args.partner.as_ref())?;
     let statics = static_tokens(&config, settings)?;
+    let chosen = sign_in::choose(args, settings, &partner)?;
+    sign_in::require_configured(&chosen, statics.contains_key(&Audience::Graph))?;
     let graph_credential = if statics.contains_key(&Audience::Graph) {
         format!("{GRAPH_ACCESS_TOKEN} (loopback test endpoint)")
     } else {
-        format!("{:?}", config.credentials.graph)
+        sign_in::describe(&chosen, &config, &partner)
     };
-    let rest: Arc<dyn TokenSource> = Arc::new(token_sources(&config.credentials)?);
+    let azure =
+        token_source(&config.credentials.azure).context("credential for Azure resources")?;
+    let graph = sign_in::graph_tokens(&chosen, args, &config, &partner, &azure, env)?;
+    let rest: Arc<dyn TokenSource> = Arc::new(PerServiceTokens {
+        graph: graph.tokens,
+        azure,
+    });
     let tokens: Arc<dyn TokenSource> = if statics.is_empty() {
         rest
     } else {
@@ -101,10 +182,12 @@ pub fn load(settings: &HashMap<String, String>) -> anyhow::Result<Setup> {
     };
     Ok(Setup {
         config,
+        partner,
         tokens,
         events,
         events_file,
         graph_credential,
+        device: graph.device,
     })
 }
 
@@ -135,7 +218,8 @@ fn static_tokens(
         if !is_loopback(base) {
             bail!(
                 "{var} is accepted only for a test endpoint on loopback, but {base_name} is {}: \
-                 unset {var} and sign in with `az login` (or set GRAPH_CREDENTIAL_KIND)",
+                 unset {var} and sign in with --client-id <application id> --tenant <partner tenant id> \
+                 (or set GRAPH_CREDENTIAL_KIND)",
                 redact_url(base)
             );
         }
@@ -164,16 +248,34 @@ impl TokenSource for WithStaticTokens {
     }
 }
 
-/// Gets a token for each audience the run will need, so that "not signed in" is said once,
-/// before anything starts.
-pub async fn check_sign_in(tokens: &dyn TokenSource, audiences: &[Audience]) -> anyhow::Result<()> {
+/// Gets a token for each audience the run will need, checked as the pipeline checks it (tenant,
+/// permission), so that "not signed in" or "missing permission" is said once, before anything
+/// starts. A device sign-in whose token is refused is forgotten: once the grant is fixed, the
+/// next run signs in afresh instead of reusing the refused token.
+pub async fn check_sign_in(setup: &Setup, audiences: &[Audience]) -> anyhow::Result<()> {
+    let verified = VerifiedTokens::new(
+        setup.tokens.clone(),
+        setup.partner.id.as_str(),
+        setup.partner.tenant_id.map(|t| t.to_string()),
+    );
     for a in audiences {
-        if let Err(e) = tokens.token(*a).await {
-            let hint = diagnose::auth(&e)
-                .map(|p| format!("\nhint: {p}"))
-                .unwrap_or_default();
+        let Err(e) = verified.token(*a).await else {
+            continue;
+        };
+        let hint = diagnose::auth(&e)
+            .map(|p| format!("\nhint: {p}"))
+            .unwrap_or_default();
+        if !matches!(e, AuthError::Access { .. }) {
             bail!("cannot get a {} token: {e}{hint}", a.name());
         }
+        let forgot = match &setup.device {
+            Some(d) => {
+                d.forget().await;
+                "\nThe saved sign-in was discarded: the next run asks you to sign in again."
+            }
+            None => "",
+        };
+        bail!("signed in, but {e}{hint}{forgot}");
     }
     Ok(())
 }
@@ -208,7 +310,10 @@ mod tests {
     #[test]
     fn laptop_defaults() {
         let m = settings_map(&args(&[]), |_| None, Path::new("/home/me"));
-        assert_eq!(m[s::GRAPH_CREDENTIAL_KIND], "azure-cli");
+        assert!(
+            !m.contains_key(s::GRAPH_CREDENTIAL_KIND),
+            "Graph's credential is chosen, not defaulted"
+        );
         assert_eq!(m[s::AZURE_CREDENTIAL_KIND], "azure-cli");
         assert_eq!(m[s::DESTINATION_KIND], "filesystem");
         assert_eq!(m[s::DESTINATION_DIRECTORY], "/home/me/billing-exports");
@@ -225,15 +330,78 @@ mod tests {
     }
 
     #[test]
+    fn command_line_sign_in_settings() {
+        let tenant = "22222222-2222-2222-2222-222222222222";
+        let m = settings_map(
+            &args(&["--tenant", tenant, "--credential", "azure-cli"]),
+            |_| None,
+            Path::new("/x"),
+        );
+        assert_eq!(m[s::GRAPH_TENANT_ID], tenant);
+        assert_eq!(m[s::GRAPH_CREDENTIAL_KIND], "azure-cli");
+        // device-code is the CLI's own kind: the configuration loads without knowing it, and
+        // the implicit partner's tokens are checked against the tenant.
+        let mut m = settings_map(&args(&[]), |_| None, Path::new("/x"));
+        m.insert(s::GRAPH_CREDENTIAL_KIND.into(), "device-code".into());
+        m.insert(s::GRAPH_TENANT_ID.into(), tenant.into());
+        let c = config(&m, &|_| None).unwrap();
+        assert_eq!(c.partners[0].tenant_id.unwrap().to_string(), tenant);
+    }
+
+    #[test]
+    fn partner_list_secrets_are_read_from_the_environment() {
+        let partners = r#"{"partners": [{"id": "contoso",
+            "tenantId": "11111111-1111-1111-1111-111111111111",
+            "credential": {"kind": "client-secret",
+              "clientId": "22222222-2222-2222-2222-222222222222",
+              "secretSetting": "CONTOSO_SECRET"}}]}"#;
+        let env = |n: &str| match n {
+            "PARTNERS" => Some(partners.to_string()),
+            "CONTOSO_SECRET" => Some("s3cret-value".to_string()),
+            _ => None,
+        };
+        let m = settings_map(&args(&[]), env, Path::new("/x"));
+        assert!(
+            !m.contains_key("CONTOSO_SECRET"),
+            "only settings are copied"
+        );
+        let c = config(&m, &env).unwrap();
+        let p = select_partner(&c, None).unwrap();
+        assert_eq!(p.id.as_str(), "contoso");
+        let e = config(&m, &|n: &str| {
+            (n == "PARTNERS").then(|| partners.to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("app setting CONTOSO_SECRET is not set"), "{e}");
+        // Settings of our own are never read past the map (e.g. a stripped device-code kind).
+        let mut dc = m.clone();
+        dc.insert(s::GRAPH_CREDENTIAL_KIND.into(), "device-code".into());
+        let sneaky = |n: &str| match n {
+            s::GRAPH_CREDENTIAL_KIND => Some("bogus".to_string()),
+            other => env(other),
+        };
+        assert!(config(&dc, &sneaky).is_ok());
+    }
+
+    #[test]
     fn static_tokens_only_for_loopback() {
         let mut m = settings_map(&args(&[]), |_| None, Path::new("/tmp"));
         m.insert(GRAPH_ACCESS_TOKEN.into(), "t0ken-value".into());
-        let e = load(&m).unwrap_err().to_string();
+        let e = load(&args(&[]), &m, &|_| None).unwrap_err().to_string();
         assert!(e.contains("GRAPH_ACCESS_TOKEN is accepted only for a test endpoint on loopback"));
         assert!(e.contains("https://graph.microsoft.com"), "{e}");
         assert!(!e.contains("t0ken-value"), "{e}");
         m.insert(s::GRAPH_BASE_URL.into(), "http://127.0.0.1:9".into());
-        let ok = load(&m).unwrap();
+        let ok = load(&args(&[]), &m, &|_| None).unwrap();
         assert!(ok.graph_credential.contains("loopback"));
+    }
+
+    #[test]
+    fn no_credential_says_how_to_sign_in() {
+        let m = settings_map(&args(&[]), |_| None, Path::new("/tmp"));
+        let e = load(&args(&[]), &m, &|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("not signed in"), "{e}");
+        assert!(e.contains("--client-id"), "{e}");
     }
 }
