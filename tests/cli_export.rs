@@ -459,7 +459,8 @@ async fn api_version_mistakes_name_the_setting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_logged_in_points_to_az_login() {
-    // An `az` that answers as the real one does before `az login`.
+    // The Azure CLI, chosen with --credential; an `az` that answers as the real one does
+    // before `az login`.
     let bin = tempfile::tempdir().unwrap();
     let az = bin.path().join("az");
     std::fs::write(
@@ -482,7 +483,7 @@ async fn not_logged_in_points_to_az_login() {
                 std::env::var("PATH").unwrap()
             ),
         )
-        .args(["--invoice", "G026100001"]);
+        .args(["--invoice", "G026100001", "--credential", "azure-cli"]);
     let ran = run(c).await;
     assert_eq!(ran.code, Some(2), "{}{}", ran.stdout, ran.stderr);
     assert!(
