@@ -190,9 +190,15 @@ async fn serve_refuses_billed_discovery_with_a_plain_managed_identity() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GRAPH_CREDENTIAL_KIND"), "{err}");
-    assert!(err.contains("cannot list invoices in Partner Center"), "{err}");
+    assert!(
+        err.contains("cannot list invoices in Partner Center"),
+        "{err}"
+    );
     assert!(err.contains("federated-managed-identity"), "{err}");
-    assert!(err.contains("INVOICE_DISCOVERY=off with EXPORT_INVOICE_IDS"), "{err}");
+    assert!(
+        err.contains("INVOICE_DISCOVERY=off with EXPORT_INVOICE_IDS"),
+        "{err}"
+    );
 }
 
 /// The host grades a handler's stdout lines as Information and its stderr lines as Warning or
