@@ -142,7 +142,7 @@ async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
     let start = date!(2026 - 11 - 05);
     let clock = SandboxClock::new(start);
     let partner = |id: &str, currency: (&str, &str)| {
-        let mut p = SandboxPartner::new(id, 11, start, currency)
+        let mut p = SandboxPartner::new(id, start, currency)
             .with_invoices_for_months(&[date!(2026 - 10 - 01), date!(2026 - 11 - 01)]);
         for i in &mut p.invoices {
             if i.billing_period_start.month() == time::Month::November {

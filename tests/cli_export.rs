@@ -545,8 +545,8 @@ async fn static_tokens_are_refused_for_real_endpoints() {
 async fn partner_selects_one_partner_of_the_list() {
     use partner_billing_local::graph_sandbox::SandboxPartner;
     use partner_billing_local::tokens::{partner_center_token, partner_graph_token};
-    let contoso = SandboxPartner::new("contoso", 7, today(), ("USD", "$"));
-    let fabrikam = SandboxPartner::new("fabrikam", 7, today(), ("EUR", "€"));
+    let contoso = SandboxPartner::new("contoso", today(), ("USD", "$"));
+    let fabrikam = SandboxPartner::new("fabrikam", today(), ("EUR", "€"));
     let partners = format!(
         r#"{{"partners": [
             {{"id": "contoso", "tenantId": "{}", "credential": {{"kind": "azure-cli"}}}},

@@ -355,7 +355,7 @@ async fn without_a_credential_export_says_how_to_sign_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_lists_secret_setting_is_read_from_the_environment() {
-    let contoso = SandboxPartner::new("contoso", 7, today(), ("USD", "$"));
+    let contoso = SandboxPartner::new("contoso", today(), ("USD", "$"));
     let invoice = contoso.invoices[0].id.clone();
     let partners = format!(
         r#"{{"partners": [{{"id": "contoso", "tenantId": "{}",

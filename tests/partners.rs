@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use functions_runtime::TimerInfo;
-use partner_billing_export::app::{App, PartnerTokens};
+use partner_billing_export::app::App;
 use partner_billing_export::auth::{StaticTokenSource, TokenSource};
-use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::functions::start_exports;
 use partner_billing_export::pipeline::status::ListQuery;
 use partner_billing_export::pipeline::{RunRecord, RunState};
 use partner_billing_export::planner::KindGroup;
 use partner_billing_local::graph_sandbox::{SandboxConfig, SandboxPartner};
-use partner_billing_local::tokens::{local_token_source, partner_token_source};
+use partner_billing_local::tokens::partner_token_source;
 use test_support::{fast_sandbox, TestBed};
 use time::macros::{date, datetime};
 
@@ -23,9 +22,9 @@ const SEED: u64 = 7;
 
 fn sandbox(throttle_contoso: u32) -> SandboxConfig {
     let today = date!(2026 - 12 - 05);
-    let mut contoso = SandboxPartner::new("contoso", SEED, today, ("USD", "$"));
+    let mut contoso = SandboxPartner::new("contoso", today, ("USD", "$"));
     contoso.throttle_requests = throttle_contoso;
-    let fabrikam = SandboxPartner::new("fabrikam", SEED, today, ("EUR", "€"));
+    let fabrikam = SandboxPartner::new("fabrikam", today, ("EUR", "€"));
     SandboxConfig {
         seed: SEED,
         today: Some(today),
@@ -48,17 +47,13 @@ fn partners_json(cfg: &SandboxConfig) -> String {
 async fn bed(cfg: SandboxConfig, fabrikam: Arc<dyn TokenSource>) -> (TestBed, Arc<App>) {
     let json = partners_json(&cfg);
     let bed = TestBed::start(cfg, &[("PARTNERS", json.as_str())]).await;
-    let settings = bed.settings.clone();
-    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
-    let tokens: PartnerTokens = HashMap::from([
+    bed.with_partner_tokens(HashMap::from([
         (
             "contoso".parse().unwrap(),
             Arc::new(partner_token_source("contoso")) as Arc<dyn TokenSource>,
         ),
         ("fabrikam".parse().unwrap(), fabrikam),
-    ]);
-    let app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
-    (bed.with_app(app.clone()), app)
+    ]))
 }
 
 fn timer() -> TimerInfo {

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use functions_runtime::TimerInfo;
-use partner_billing_export::app::{App, PartnerTokens};
+use partner_billing_export::app::App;
 use partner_billing_export::auth::{Audience, StaticTokenSource, TokenSource};
 use partner_billing_export::billing::{ExportKind, ExportRequest, ExportScope, PartnerId};
-use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::functions::start_exports;
 use partner_billing_export::pipeline::{RunRecord, RunState, Trigger};
 use partner_billing_export::planner::KindGroup;
 use partner_billing_local::graph_sandbox::{SandboxConfig, SandboxPartner};
 use partner_billing_local::tokens::{
     app_token, local_token_source, partner_tenant_id, partner_token_source, LOCAL_APP_ID,
+    LOCAL_TENANT_ID,
 };
 use test_support::{fast_sandbox, TestBed};
 use time::macros::{date, datetime};
@@ -31,8 +31,8 @@ fn sandbox() -> SandboxConfig {
         seed: SEED,
         today: Some(today),
         partners: vec![
-            SandboxPartner::new("contoso", SEED, today, ("USD", "$")),
-            SandboxPartner::new("fabrikam", SEED, today, ("EUR", "€")),
+            SandboxPartner::new("contoso", today, ("USD", "$")),
+            SandboxPartner::new("fabrikam", today, ("EUR", "€")),
         ],
         ..fast_sandbox()
     }
@@ -57,17 +57,13 @@ async fn bed(fabrikam: Arc<dyn TokenSource>) -> (TestBed, Arc<App>) {
         &[("PARTNERS", json.as_str()), ("PARTNER_SECRET", "unused")],
     )
     .await;
-    let settings = bed.settings.clone();
-    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
-    let tokens: PartnerTokens = HashMap::from([
+    bed.with_partner_tokens(HashMap::from([
         (
             "contoso".parse().unwrap(),
             Arc::new(partner_token_source("contoso")) as Arc<dyn TokenSource>,
         ),
         ("fabrikam".parse().unwrap(), fabrikam),
-    ]);
-    let app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
-    (bed.with_app(app.clone()), app)
+    ]))
 }
 
 fn timer() -> TimerInfo {
@@ -201,19 +197,9 @@ async fn a_manifest_of_another_tenant_fails_the_run_before_any_copy() {
         manifest_tenant: Some(stranger),
         ..sandbox()
     };
-    let bed = TestBed::start(cfg, &[]).await;
     // The single-tenant partner's tenant: the one the local tokens are issued for.
-    let settings = {
-        let mut s = bed.settings.clone();
-        s.insert(
-            "GRAPH_TENANT_ID".into(),
-            partner_billing_local::tokens::LOCAL_TENANT_ID.into(),
-        );
-        s
-    };
-    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
-    let app = App::with_tokens(config, Arc::new(local_token_source())).unwrap();
-    let bed = bed.with_app(app.clone());
+    let bed = TestBed::start(cfg, &[("GRAPH_TENANT_ID", LOCAL_TENANT_ID)]).await;
+    let app = bed.app.clone();
     let request = ExportRequest {
         partner: PartnerId::default_partner(),
         ..unbilled("contoso")

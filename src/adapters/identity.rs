@@ -194,6 +194,17 @@ pub fn token_source_with(
     Ok(Arc::new(CachingTokenSource::new(label, credential)))
 }
 
+/// The one scope of a token request: every audience of ours is a single `.default` scope.
+fn single_scope<'a>(scopes: &[&'a str]) -> azure_core::Result<&'a str> {
+    match scopes {
+        [scope] => Ok(scope),
+        _ => Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            "exactly one scope is supported",
+        )),
+    }
+}
+
 /// The app registration's tokens, with a managed identity's token as its client assertion.
 #[derive(Debug)]
 struct FederatedCredential {
@@ -210,12 +221,7 @@ impl TokenCredential for FederatedCredential {
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<azure_core::credentials::AccessToken> {
         use azure_core::error::ErrorKind;
-        let [scope] = scopes else {
-            return Err(azure_core::Error::with_message(
-                ErrorKind::Credential,
-                "exactly one scope is supported",
-            ));
-        };
+        let scope = single_scope(scopes)?;
         // The managed identity's own token is short-lived and cached by the SDK; it is never
         // sent anywhere but the tenant's token endpoint.
         let assertion = self
@@ -557,12 +563,7 @@ impl TokenCredential for TokenSourceCredential {
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<azure_core::credentials::AccessToken> {
         use azure_core::error::ErrorKind;
-        let [scope] = scopes else {
-            return Err(azure_core::Error::with_message(
-                ErrorKind::Credential,
-                "exactly one scope is supported",
-            ));
-        };
+        let scope = single_scope(scopes)?;
         let audience = audience_for_scope(scope).ok_or_else(|| {
             azure_core::Error::with_message(
                 ErrorKind::Credential,

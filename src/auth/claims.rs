@@ -10,16 +10,17 @@
 //! a workload identity and the Azure CLI all sign in to their *own* tenant, whatever tenant id
 //! the configuration names.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{AccessToken, Audience, AuthError, TokenSource};
+use super::{AccessToken, Audience, AuthError, Secret, TokenSource};
 
 /// The Graph permission every partner billing export needs (application or delegated).
 pub const PARTNER_BILLING_READ_ALL: &str = "PartnerBilling.Read.All";
@@ -228,6 +229,9 @@ pub struct VerifiedTokens {
     partner: String,
     expected_tenant: Option<String>,
     warned_unreadable: AtomicBool,
+    /// The last token of each audience that passed: a cached token is checked once, not on
+    /// every request it authorizes.
+    passed: Mutex<HashMap<Audience, Secret>>,
 }
 
 impl fmt::Debug for VerifiedTokens {
@@ -251,6 +255,7 @@ impl VerifiedTokens {
             partner: partner.into(),
             expected_tenant,
             warned_unreadable: AtomicBool::new(false),
+            passed: Mutex::default(),
         }
     }
 }
@@ -259,7 +264,9 @@ impl VerifiedTokens {
 impl TokenSource for VerifiedTokens {
     async fn token(&self, audience: Audience) -> Result<AccessToken, AuthError> {
         let token = self.inner.token(audience).await?;
-        if !matches!(audience, Audience::Graph | Audience::PartnerCenter) {
+        if !matches!(audience, Audience::Graph | Audience::PartnerCenter)
+            || self.passed.lock().expect("verdicts").get(&audience) == Some(&token.secret)
+        {
             return Ok(token);
         }
         match TokenClaims::decode(token.secret.expose()) {
@@ -278,6 +285,10 @@ impl TokenSource for VerifiedTokens {
                 }
             }
         }
+        self.passed
+            .lock()
+            .expect("verdicts")
+            .insert(audience, token.secret.clone());
         Ok(token)
     }
 }

@@ -315,6 +315,24 @@ impl fmt::Display for MonthRange {
     }
 }
 
+/// `export`'s arguments parsed from `v` (unit tests of the modules that read them).
+#[cfg(test)]
+pub(crate) fn try_parse_for_test(v: &[&str]) -> Result<ExportArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        export: ExportArgs,
+    }
+    <Cli as clap::Parser>::try_parse_from(std::iter::once("export").chain(v.iter().copied()))
+        .map(|c| c.export)
+}
+
+/// [`try_parse_for_test`] for arguments that parse.
+#[cfg(test)]
+pub(crate) fn parse_for_test(v: &[&str]) -> ExportArgs {
+    try_parse_for_test(v).expect("arguments parse")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

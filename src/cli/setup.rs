@@ -295,17 +295,8 @@ pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: ExportArgs,
-    }
-
-    fn args(v: &[&str]) -> ExportArgs {
-        T::parse_from(std::iter::once("t").chain(v.iter().copied())).a
-    }
+    use crate::cli::args::parse_for_test as args;
 
     #[test]
     fn laptop_defaults() {

@@ -285,17 +285,8 @@ mod tests {
     use super::*;
     use crate::billing::PartnerId;
     use crate::config::{PartnerCredential, TenantId};
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: ExportArgs,
-    }
-
-    fn args(v: &[&str]) -> ExportArgs {
-        T::parse_from(std::iter::once("t").chain(v.iter().copied())).a
-    }
+    use crate::cli::args::parse_for_test as args;
 
     const APP: &str = "11111111-1111-1111-1111-111111111111";
     const TENANT: &str = "22222222-2222-2222-2222-222222222222";
@@ -405,7 +396,13 @@ mod tests {
             "a loopback test token"
         );
         // --client-id and --credential azure-cli contradict each other.
-        assert!(T::try_parse_from(["t", "--client-id", APP, "--credential", "azure-cli"]).is_err());
+        assert!(crate::cli::args::try_parse_for_test(&[
+            "--client-id",
+            APP,
+            "--credential",
+            "azure-cli"
+        ])
+        .is_err());
     }
 
     #[test]

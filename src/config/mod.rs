@@ -487,37 +487,50 @@ fn credentials<F: Fn(&str) -> Option<String>>(
             ))
         }
     };
-    let graph = match kind(s::GRAPH_CREDENTIAL_KIND).as_str() {
+    let graph_kind = kind(s::GRAPH_CREDENTIAL_KIND);
+    // The tenant and the app registration every app-registration kind signs in with.
+    let app = || -> Result<(String, String), ConfigError> {
+        let required = |name: &'static str, what: &str| {
+            st.raw(name).ok_or_else(|| {
+                err(
+                    name,
+                    format!("is required for GRAPH_CREDENTIAL_KIND={graph_kind}{what}"),
+                )
+            })
+        };
+        Ok((
+            required(s::GRAPH_TENANT_ID, "")?,
+            required(s::GRAPH_CLIENT_ID, ": the app registration's client id")?,
+        ))
+    };
+    let graph = match graph_kind.as_str() {
         "managed-identity" | "managedidentity" => CredentialKind::ManagedIdentity {
             client_id: st.raw(s::GRAPH_CLIENT_ID).or(azure_client_id),
         },
-        "client-secret" => CredentialKind::ClientSecret {
-            tenant_id: st.raw(s::GRAPH_TENANT_ID).ok_or_else(|| {
-                err(s::GRAPH_TENANT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-secret")
-            })?,
-            client_id: st.raw(s::GRAPH_CLIENT_ID).ok_or_else(|| {
-                err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-secret")
-            })?,
-        },
-        "federated-managed-identity" => CredentialKind::FederatedManagedIdentity {
-            tenant_id: st.raw(s::GRAPH_TENANT_ID).ok_or_else(|| {
-                err(s::GRAPH_TENANT_ID, "is required for GRAPH_CREDENTIAL_KIND=federated-managed-identity")
-            })?,
-            client_id: st.raw(s::GRAPH_CLIENT_ID).ok_or_else(|| {
-                err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=federated-managed-identity: the client id of the app registration that trusts the managed identity")
-            })?,
-            identity_client_id: azure_client_id,
-        },
+        "client-secret" => {
+            let (tenant_id, client_id) = app()?;
+            CredentialKind::ClientSecret {
+                tenant_id,
+                client_id,
+            }
+        }
+        "client-certificate" => {
+            let (tenant_id, client_id) = app()?;
+            CredentialKind::ClientCertificate {
+                tenant_id,
+                client_id,
+            }
+        }
+        "federated-managed-identity" => {
+            let (tenant_id, client_id) = app()?;
+            CredentialKind::FederatedManagedIdentity {
+                tenant_id,
+                client_id,
+                identity_client_id: azure_client_id,
+            }
+        }
         "workload-identity" => CredentialKind::WorkloadIdentity,
         "azure-cli" => CredentialKind::AzureCli,
-        "client-certificate" => CredentialKind::ClientCertificate {
-            tenant_id: st.raw(s::GRAPH_TENANT_ID).ok_or_else(|| {
-                err(s::GRAPH_TENANT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-certificate")
-            })?,
-            client_id: st.raw(s::GRAPH_CLIENT_ID).ok_or_else(|| {
-                err(s::GRAPH_CLIENT_ID, "is required for GRAPH_CREDENTIAL_KIND=client-certificate")
-            })?,
-        },
         other => {
             return Err(err(
                 s::GRAPH_CREDENTIAL_KIND,

@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use partner_billing_export::auth::claims::{unsigned_jwt, TokenClaims};
+use partner_billing_export::auth::claims::unsigned_jwt;
 use partner_billing_export::auth::Audience;
 use serde_json::json;
 use warp::Filter;
 
 use crate::server::{json_response, spawn, ServerHandle};
-use crate::tokens::audience_claim;
+use crate::tokens::{audience_claim, entra_token, Grant};
 
 /// The application id Entra uses as the `aud` of token-exchange assertions.
 pub const TOKEN_EXCHANGE_APP_ID: &str = "fb60f99c-7a34-4190-8149-302f77469936";
@@ -265,15 +265,7 @@ impl EntraStandIn {
         } else {
             Vec::new()
         };
-        let token = unsigned_jwt(&json!({
-            "aud": resource,
-            "iss": format!("https://sts.windows.net/{}/", app.tenant_id),
-            "tid": app.tenant_id,
-            "appid": app.client_id,
-            "idtyp": "app",
-            "roles": roles,
-            "ver": "1.0",
-        }));
+        let token = entra_token(resource, &app.tenant_id, &app.client_id, Grant::App(&roles));
         json_response(
             200,
             &json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}),
@@ -387,16 +379,7 @@ impl EntraStandIn {
         } else {
             "user_impersonation".to_string()
         };
-        let token = unsigned_jwt(&json!({
-            "aud": resource,
-            "iss": format!("https://sts.windows.net/{}/", app.tenant_id),
-            "tid": app.tenant_id,
-            "appid": app.client_id,
-            "idtyp": "user",
-            "scp": scp,
-            "upn": "billing.admin@sandbox.local",
-            "ver": "1.0",
-        }));
+        let token = entra_token(resource, &app.tenant_id, &app.client_id, Grant::User(&scp));
         let refresh = self.next_id("rt");
         self.state
             .lock()
@@ -446,9 +429,4 @@ pub fn token_exchange_assertion(tenant: &str, principal_id: &str) -> String {
 /// credential.
 pub fn issuer(tenant: &str) -> String {
     format!("https://login.microsoftonline.com/{tenant}/v2.0")
-}
-
-/// Claims of a token the stand-in issued (tests).
-pub fn claims_of(token: &str) -> Option<TokenClaims> {
-    TokenClaims::decode(token)
 }

@@ -132,42 +132,41 @@ impl IdentityEndpoint {
                 .cloned()
         });
         let identity_ok = client_id == self.cfg.user_assigned_client_id || partner.is_some();
+        // api://AzureADTokenExchange: the client assertion of an app that trusts this identity
+        // as a federated identity credential; every identity may ask for it.
+        let exchange = resource.trim_end_matches('/') == crate::entra::TOKEN_EXCHANGE_AUDIENCE;
         let granted = identity_ok
-            && audience
-                .is_some_and(|a| self.cfg.audiences.is_empty() || self.cfg.audiences.contains(&a));
+            && (exchange
+                || audience.is_some_and(|a| {
+                    self.cfg.audiences.is_empty() || self.cfg.audiences.contains(&a)
+                }));
+        let token = match (&partner, audience) {
+            _ if !granted => None,
+            _ if exchange => Some(crate::entra::token_exchange_assertion(
+                &self.cfg.tenant_id,
+                &principal_id(client_id.as_deref()),
+            )),
+            (Some(p), Some(a @ Audience::Graph)) => Some(app_token(
+                a,
+                &p.tenant_id,
+                LOCAL_APP_ID,
+                &[PARTNER_BILLING_READ_ALL],
+            )),
+            (Some(p), Some(a @ Audience::PartnerCenter)) => {
+                Some(app_token(a, &p.tenant_id, LOCAL_APP_ID, &[]))
+            }
+            (_, a) => a.map(|a| local_token(a).to_string()),
+        };
         self.seen.lock().expect("identity log").push(TokenRequest {
             resource: resource.clone(),
             client_id,
             granted,
         });
-        // A token for api://AzureADTokenExchange: the client assertion of an app that trusts
-        // this identity (federated identity credential).
-        if identity_ok && resource.trim_end_matches('/') == crate::entra::TOKEN_EXCHANGE_AUDIENCE {
-            if let Some(last) = self.seen.lock().expect("identity log").last_mut() {
-                last.granted = true;
-            }
-            return json_response(
+        match token {
+            Some(access_token) => json_response(
                 200,
                 &json!({
-                    "access_token": crate::entra::token_exchange_assertion(
-                        &self.cfg.tenant_id,
-                        &principal_id(q.get("client_id").map(String::as_str)),
-                    ),
-                    "expires_on": (time::OffsetDateTime::now_utc().unix_timestamp() + 3600).to_string(),
-                    "resource": resource,
-                    "token_type": "Bearer",
-                }),
-            );
-        }
-        match audience {
-            Some(a) if granted => json_response(
-                200,
-                &json!({
-                    "access_token": match (&partner, a) {
-                        (Some(p), Audience::Graph) => app_token(a, &p.tenant_id, LOCAL_APP_ID, &[PARTNER_BILLING_READ_ALL]),
-                        (Some(p), Audience::PartnerCenter) => app_token(a, &p.tenant_id, LOCAL_APP_ID, &[]),
-                        _ => local_token(a).to_string(),
-                    },
+                    "access_token": access_token,
                     "expires_on": (time::OffsetDateTime::now_utc().unix_timestamp() + 3600).to_string(),
                     "resource": resource,
                     "token_type": "Bearer",

@@ -550,7 +550,7 @@ fn sandbox_partners(
             "GBP" => "£",
             _ => "$",
         };
-        let mut partner = SandboxPartner::new(&id, sandbox.seed, today, (&currency, symbol));
+        let mut partner = SandboxPartner::new(&id, today, (&currency, symbol));
         if let Ok(t) = uuid::Uuid::parse_str(tenant) {
             partner.tenant_id = t;
         }

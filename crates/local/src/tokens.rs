@@ -31,18 +31,40 @@ pub fn audience_claim(audience: Audience) -> &'static str {
     audience.scope().trim_end_matches("/.default")
 }
 
-/// An app-only token of `tenant` for Graph or Partner Center, as Entra issues it to an app
-/// with the Graph application permission PartnerBilling.Read.All.
-pub fn app_token(audience: Audience, tenant: &str, app_id: &str, roles: &[&str]) -> String {
-    unsigned_jwt(&json!({
-        "aud": audience_claim(audience),
+/// What a token grants: an app's application permissions (`roles`) or a signed-in user's
+/// delegated scopes (`scp`, space-separated).
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'a> {
+    App(&'a [&'a str]),
+    User(&'a str),
+}
+
+/// A token for `resource` issued by `tenant` to `app_id`, with the claims Entra's v1 access
+/// tokens carry.
+pub fn entra_token(resource: &str, tenant: &str, app_id: &str, grant: Grant<'_>) -> String {
+    let mut claims = json!({
+        "aud": resource,
         "iss": format!("https://sts.windows.net/{tenant}/"),
         "tid": tenant,
         "appid": app_id,
-        "idtyp": "app",
-        "roles": roles,
         "ver": "1.0",
-    }))
+    });
+    let extra = match grant {
+        Grant::App(roles) => json!({"idtyp": "app", "roles": roles}),
+        Grant::User(scp) => {
+            json!({"idtyp": "user", "scp": scp, "upn": "billing.admin@sandbox.local"})
+        }
+    };
+    if let (Some(c), serde_json::Value::Object(e)) = (claims.as_object_mut(), extra) {
+        c.extend(e);
+    }
+    unsigned_jwt(&claims)
+}
+
+/// An app-only token of `tenant` for Graph or Partner Center, as Entra issues it to an app
+/// with the Graph application permissions `roles`.
+pub fn app_token(audience: Audience, tenant: &str, app_id: &str, roles: &[&str]) -> String {
+    entra_token(audience_claim(audience), tenant, app_id, Grant::App(roles))
 }
 
 static LOCAL_TOKENS: LazyLock<HashMap<Audience, String>> = LazyLock::new(|| {

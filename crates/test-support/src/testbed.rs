@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use partner_billing_export::app::App;
+use partner_billing_export::app::{App, PartnerTokens};
 use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
 use partner_billing_export::pipeline::{CopyJob, Handled, PipelineError, PollJob, RunRecord};
@@ -71,6 +71,16 @@ impl TestBed {
     pub fn with_app(mut self, app: Arc<App>) -> Self {
         self.app = app;
         self
+    }
+
+    /// The bed's app rebuilt with each listed partner's Graph and Partner Center tokens from
+    /// `partners` (the local tokens for Azure resources), as `App::from_config` wires them.
+    pub fn with_partner_tokens(self, partners: PartnerTokens) -> (Self, Arc<App>) {
+        let lookup = self.settings.clone();
+        let config = Config::load(&Settings::new(move |k| lookup.get(k).cloned())).expect("config");
+        let app = App::with_partner_tokens(config, Arc::new(local_token_source()), partners)
+            .expect("app");
+        (self.with_app(app.clone()), app)
     }
 
     pub async fn start_with(auth: StandInAuth, cfg: SandboxConfig, extra: &[(&str, &str)]) -> Self {

@@ -138,7 +138,7 @@ pub struct SandboxPartner {
 impl SandboxPartner {
     /// A partner named `id` with invoices of its own (ids, totals and currencies derived from
     /// `id`), issued on the 8th of the month after their billing month, as [`default_invoices`].
-    pub fn new(id: &str, _seed: u64, today: Date, currency: (&str, &str)) -> Self {
+    pub fn new(id: &str, today: Date, currency: (&str, &str)) -> Self {
         let tenant_id = crate::tokens::partner_tenant_id(id);
         let tag =
             (u64::from_le_bytes(tenant_id.as_bytes()[..8].try_into().expect("8 bytes")) % 90) + 10;
@@ -440,7 +440,7 @@ impl GraphSandbox {
 
     /// The partner tenant id every manifest carries.
     pub fn partner_tenant_id(&self) -> uuid::Uuid {
-        operations::partner_tenant_id(self.inner.cfg.seed)
+        operations::partner_tenant_id()
     }
 
     pub fn config(&self) -> &SandboxConfig {

@@ -273,7 +273,7 @@ impl Export {
             .find(|p| !req.partner.is_default() && p.id == req.partner.as_str());
         let tenant = cfg
             .manifest_tenant
-            .unwrap_or_else(|| partner.map_or_else(|| partner_tenant_id(seed), |p| p.tenant_id));
+            .unwrap_or_else(|| partner.map_or_else(partner_tenant_id, |p| p.tenant_id));
         let invoices = partner.map_or(&cfg.invoices, |p| &p.invoices);
         let mut ids = Rng::derived(seed, &format!("export#{key}"));
         let manifest_id = ids.uuid();
@@ -441,7 +441,7 @@ impl Export {
 }
 
 /// The single-tenant sandbox partner's tenant: the one its local tokens name.
-pub fn partner_tenant_id(_seed: u64) -> Uuid {
+pub fn partner_tenant_id() -> Uuid {
     Uuid::parse_str(crate::tokens::LOCAL_TENANT_ID).expect("a GUID")
 }
 
