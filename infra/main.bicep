@@ -138,7 +138,7 @@ param graphTenantId string = ''
 param graphClientSecretUri string = ''
 @description('client-certificate: Key Vault secret URI of the certificate (created with content type PEM, so the secret holds certificate and key as PEM; the app identity needs Key Vault Secrets User on it).')
 param graphClientCertificateSecretUri string = ''
-@description('Several partner tenants: the partner list as JSON (README, "Several partner tenants"); empty = one partner from the graph* parameters. Its credentials name app settings holding their secrets (Key Vault references), never the secrets. With a list, exportKinds and invoiceDiscovery are passed on as given (each entry may override them).')
+@description('Several partner tenants: the partner list as JSON (docs/operations.md, "Several partner tenants"); empty = one partner from the graph* parameters. Its credentials name app settings holding their secrets (Key Vault references), never the secrets. With a list, exportKinds and invoiceDiscovery are passed on as given (each entry may override them).')
 param partners string = ''
 
 // ---------- notifications and monitoring ----------

@@ -1,5 +1,5 @@
 //! Every app setting the code reads, with its default and an example. This table is the single
-//! source for the README's settings section, `infra/` app settings (checked by a test) and
+//! source for docs/settings.md, `infra/` app settings (checked by a test) and
 //! `Config::from_env`.
 
 /// Where a setting matters.
@@ -193,7 +193,7 @@ pub fn find(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
-/// The README's settings table (a test keeps README.md equal to it).
+/// The settings table of docs/settings.md (a test keeps that file equal to it).
 pub fn markdown_table() -> String {
     let mut out =
         String::from("| setting | default | example | what it does |\n|---|---|---|---|\n");
@@ -217,15 +217,15 @@ pub fn markdown_table() -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn readme_documents_every_setting() {
-        let readme = include_str!("../README.md");
+    fn settings_doc_documents_every_setting() {
+        let doc = include_str!("../docs/settings.md");
         let table = super::markdown_table();
         if std::env::var_os("PRINT_SETTINGS_TABLE").is_some() {
             println!("{table}");
         }
         assert!(
-            readme.contains(&table),
-            "README.md's settings table is out of date; run PRINT_SETTINGS_TABLE=1 cargo test readme_documents -- --nocapture and paste it"
+            doc.contains(&table),
+            "docs/settings.md's settings table is out of date; run PRINT_SETTINGS_TABLE=1 cargo test -p partner-billing-export --lib settings_doc -- --nocapture and paste it there"
         );
     }
 

@@ -138,8 +138,8 @@ pub fn not_configured() -> String {
      \n\
      `export` signs in as you, with a device code, through your partner tenant's own app \
      registration. Once per tenant, an admin registers a public client app with the delegated \
-     Microsoft Graph permission PartnerBilling.Read.All and grants admin consent (README, \
-     \"Try it on your own data\", has the three `az ad` commands). Then:\n\
+     Microsoft Graph permission PartnerBilling.Read.All and grants admin consent (docs/export.md, \
+     \"Signing in\", has the `az` commands). Then:\n\
      \n\
      \x20 partner-billing-export export --client-id <application id> --tenant <partner tenant id> ...\n\
      \n\
