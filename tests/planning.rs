@@ -57,7 +57,7 @@ async fn refused_invoice_discovery_still_starts_unbilled_exports_and_says_how_to
         data["fix"]
             .as_str()
             .unwrap()
-            .contains("GRAPH_CREDENTIAL_KIND=client-secret"),
+            .contains("GRAPH_CREDENTIAL_KIND=federated-managed-identity"),
         "{data}"
     );
     assert!(
