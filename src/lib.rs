@@ -13,3 +13,4 @@ pub mod pipeline;
 pub mod planner;
 pub mod settings;
 pub mod telemetry;
+pub mod usecases;

@@ -1,28 +1,36 @@
 //! Which exports a firing (or a backfill) starts, and what it leaves out and why.
 //!
+//! One planner serves every front end: the timers, `GET /api/plan`, `POST /api/backfill` and
+//! the `export` command.
+//!
 //! - **Billed** (usage and reconciliation per invoice): the invoices of the last
 //!   `BILLED_LOOKBACK_MONTHS` billing months (from Partner Center, or `EXPORT_INVOICE_IDS`),
-//!   minus every invoice the ledger already has a completed run of (a run Graph had no data
-//!   for counts as completed). A daily firing is therefore cheap, catches invoices published
-//!   late, and a second firing starts nothing new.
+//!   minus every invoice the ledger already has a completed run of. A daily firing is
+//!   therefore cheap, catches invoices published late, and a second firing starts nothing new.
+//!   An export Graph had no data for is tried once more `NO_DATA_RETRY_HOURS` later (Graph
+//!   can answer "no data" on the day an invoice appears); one that failed
+//!   `MAX_EXPORT_ATTEMPTS` times is given up, with the reason.
 //! - **Unbilled** (usage and reconciliation per period and currency): every firing refreshes
-//!   them; Graph only serves `current` and `last`.
+//!   them, in the configured currencies and every currency of the partner's recent invoices.
+//!   Graph serves `current` and `last`; `last` holds data only until last month is invoiced.
 //!
 //! Credit notes and legacy (`D…`) invoices are left out deliberately: the async export API
-//! serves new-commerce invoices only (`billed_invoices_for_month`).
+//! serves new-commerce invoices only (`billed_invoices`).
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
 use serde::Serialize;
-use time::{Date, Month};
+use time::{Date, OffsetDateTime};
 
-use crate::billing::invoices::{billed_invoices_for_month, PartnerCenterClient};
+use crate::billing::invoices::{
+    billed_invoices, billed_invoices_for_month, billing_month, Invoice, PartnerCenterClient,
+};
 use crate::billing::{
-    BillingError, BillingMonth, BillingPeriod, ExportKind, ExportRequest, ExportScope, InvoiceId,
-    PartnerId,
+    AttributeSet, BillingError, BillingMonth, BillingPeriod, CurrencyCode, ExportKind,
+    ExportRequest, ExportScope, InvoiceId, PartnerId,
 };
 use crate::config::PlanConfig;
-use crate::pipeline::{Ledger, RunRecord, RunState};
+use crate::pipeline::{Attempts, Ledger, RunId, RunRecord, RunState};
 
 /// The kinds one timer serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +45,19 @@ impl KindGroup {
     pub fn has(self, kind: ExportKind) -> bool {
         kind.is_billed() == (self == KindGroup::Billed)
     }
+
+    /// `billed` or `unbilled`, as events and plan bodies name the group.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindGroup::Billed => "billed",
+            KindGroup::Unbilled => "unbilled",
+        }
+    }
 }
 
-/// What to plan: kinds, the billing months whose invoices count, the unbilled periods.
-#[derive(Debug, Clone, PartialEq)]
+/// What to plan: kinds, the billing months whose invoices count, the unbilled periods, and
+/// what the caller names explicitly.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlanScope {
     pub kinds: Vec<ExportKind>,
     /// Billing months whose invoices the billed kinds export, oldest first.
@@ -48,6 +65,15 @@ pub struct PlanScope {
     pub periods: Vec<BillingPeriod>,
     /// Whether last month's invoices being overdue is news (timer firings).
     pub check_missing: bool,
+    /// Invoices the caller names (`export --invoice`): exported instead of discovered ones.
+    pub invoices: Vec<InvoiceId>,
+    /// Currencies the caller names (`export --currency`): instead of the configured and
+    /// learned ones.
+    pub currencies: Vec<CurrencyCode>,
+    /// Overrides the partner's attribute set.
+    pub attribute_set: Option<AttributeSet>,
+    /// Export again what the ledger has finished or given up (`export --force`).
+    pub force: bool,
 }
 
 impl PlanScope {
@@ -82,6 +108,19 @@ impl PlanScope {
             },
             kinds,
             check_missing: group == KindGroup::Billed,
+            ..Self::default()
+        }
+    }
+
+    /// Both timers' scopes in one (the `export` command without `--months`).
+    pub fn both_timers(cfg: &PlanConfig, today: Date) -> Self {
+        let billed = Self::timer(cfg, KindGroup::Billed, today);
+        let unbilled = Self::timer(cfg, KindGroup::Unbilled, today);
+        Self {
+            kinds: cfg.kinds.clone(),
+            periods: unbilled.periods,
+            check_missing: false,
+            ..billed
         }
     }
 
@@ -141,7 +180,7 @@ impl PlanScope {
             kinds,
             months,
             periods,
-            check_missing: false,
+            ..Self::default()
         };
         (scope, skipped)
     }
@@ -192,13 +231,18 @@ pub struct Plan {
     pub discovery_failure: Option<DiscoveryFailure>,
     /// Last month's invoices were not listed by the configured day (`INVOICES_MISSING_DAY`).
     pub invoices_missing: Option<MissingInvoices>,
+    /// Exports given up after `MAX_EXPORT_ATTEMPTS` failed runs (also in `skipped`).
+    pub abandoned: Vec<Abandoned>,
+    /// Runs still under way for planned exports (also in `skipped`): the `export` command
+    /// resumes them.
+    pub running: Vec<RunRecord>,
 }
 
 /// Partner Center could not list the invoices, and what the operator can do about it.
 #[derive(Debug)]
 pub struct DiscoveryFailure {
-    pub year: i32,
-    pub month: Month,
+    /// The latest billing month whose billed exports were not planned.
+    pub month: BillingMonth,
     pub error: BillingError,
 }
 
@@ -207,6 +251,18 @@ pub struct DiscoveryFailure {
 pub struct MissingInvoices {
     pub month: BillingMonth,
     pub expected_by: Date,
+}
+
+/// An export planning no longer starts: its last `attempts` runs failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Abandoned {
+    pub request: ExportRequest,
+    /// The last failed run.
+    pub run_id: RunId,
+    pub attempts: u32,
+    /// Why the last run failed.
+    pub reason: String,
+    pub billing_month: Option<BillingMonth>,
 }
 
 impl DiscoveryFailure {
@@ -232,34 +288,58 @@ impl DiscoveryFailure {
     }
 }
 
-/// The month before `today`'s.
-pub fn previous_month(today: Date) -> (i32, Month) {
-    let m = BillingMonth::of(today).previous();
-    (m.year, m.month)
+/// What planning does with a candidate, given the ledger's latest run of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Start,
+    /// A run of it is under way.
+    Running,
+    Skip(String),
+    /// Failed too often: skipped, and news once.
+    GiveUp(String),
 }
 
-/// The run the ledger's request index names for each candidate (one index read and one record
-/// read per candidate, however long the history). The index names the latest run that claimed
-/// the request; a failed one does not hold it back. A forced rerun that failed after an earlier
-/// success is planned again, which lands in the same data version and copies nothing new.
-async fn known_runs(
-    ledger: &Ledger,
-    candidates: &[Planned],
-) -> Result<HashMap<String, RunRecord>, String> {
-    let mut known = HashMap::new();
-    for c in candidates {
-        let key = c.request.key();
-        if let Some(r) = ledger
-            .run_of_request(&key)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            if r.state != RunState::Failed {
-                known.insert(key, r);
+/// The rule for one candidate: `run` is the latest run of its request and `attempts` the
+/// outcomes of all its runs (that one included).
+pub fn verdict(
+    request: &ExportRequest,
+    run: &RunRecord,
+    attempts: Attempts,
+    cfg: &PlanConfig,
+    force: bool,
+    now: OffsetDateTime,
+) -> Verdict {
+    match run.state {
+        s if !s.is_terminal() => Verdict::Running,
+        _ if force => Verdict::Start,
+        RunState::Failed if attempts.failed >= cfg.max_attempts => {
+            let why = run
+                .failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .unwrap_or_default();
+            Verdict::GiveUp(format!(
+                "given up after {} failed attempts (MAX_EXPORT_ATTEMPTS; export --force or POST /api/exports starts it again): {why}",
+                attempts.failed
+            ))
+        }
+        RunState::Failed => Verdict::Start,
+        // Unbilled data changes daily: every firing refreshes it.
+        _ if !request.kind.is_billed() => Verdict::Start,
+        _ if !run.no_data => Verdict::Skip("already exported".into()),
+        _ => {
+            let first_no_data = attempts.no_data == 1 && attempts.completed == 0;
+            let finished = run.finished_at.unwrap_or(run.updated_at);
+            match cfg.no_data_retry_after {
+                Some(delay) if first_no_data && now >= finished + delay => Verdict::Start,
+                Some(delay) if first_no_data => Verdict::Skip(format!(
+                    "already exported (Graph had no data for it); tried once more from {}",
+                    (finished + delay).date()
+                )),
+                _ => Verdict::Skip("already exported (Graph had no data for it)".into()),
             }
         }
     }
-    Ok(known)
 }
 
 /// `partner`'s exports for `scope`: `cfg` is that partner's plan, `invoices` its invoice listing.
@@ -269,131 +349,246 @@ pub async fn plan(
     invoices: &PartnerCenterClient,
     ledger: &Ledger,
     scope: &PlanScope,
-    today: Date,
+    now: OffsetDateTime,
 ) -> Plan {
+    let today = now.date();
     let mut out = Plan {
         partner: partner.clone(),
         ..Plan::default()
     };
-    let billed: Vec<_> = scope
-        .kinds
-        .iter()
-        .copied()
-        .filter(|k| k.is_billed())
-        .collect();
-    let unbilled: Vec<_> = scope
-        .kinds
-        .iter()
-        .copied()
-        .filter(|k| !k.is_billed())
-        .collect();
+    let has_billed = scope.kinds.iter().any(|k| k.is_billed());
+    let has_unbilled = scope.kinds.iter().any(|k| !k.is_billed()) && !scope.periods.is_empty();
+    let discover_billed = has_billed
+        && scope.invoices.is_empty()
+        && !scope.months.is_empty()
+        && cfg.invoice_ids.is_empty();
+    let learn_unbilled = has_unbilled
+        && (scope.currencies.is_empty() || scope.periods.contains(&BillingPeriod::Last));
+    let listing = if cfg.discover_invoices && (discover_billed || learn_unbilled) {
+        Some(invoices.list_invoices().await)
+    } else {
+        None
+    };
+    let mut candidates = Vec::new();
+    if has_unbilled {
+        let listed = match &listing {
+            Some(Ok(all)) => Some(all.as_slice()),
+            Some(Err(e)) if !discover_billed => {
+                out.notes.push(format!(
+                    "could not list the partner's invoices in Partner Center ({e}); unbilled exports use the configured currencies"
+                ));
+                None
+            }
+            _ => None,
+        };
+        candidates.extend(unbilled_candidates(
+            partner, cfg, scope, listed, today, &mut out,
+        ));
+    }
+    if has_billed {
+        let mut billed = billed_candidates(partner, cfg, scope, listing, today, &mut out);
+        billed.append(&mut candidates);
+        candidates = billed;
+    }
+    filter_by_ledger(cfg, ledger, scope, candidates, now, &mut out).await;
+    out
+}
 
-    // (invoice, its billing month when known)
+/// The billed exports of the scope's invoices: named ones, configured ones, or those Partner
+/// Center lists for the scope's months.
+fn billed_candidates(
+    partner: &PartnerId,
+    cfg: &PlanConfig,
+    scope: &PlanScope,
+    listing: Option<Result<Vec<Invoice>, BillingError>>,
+    today: Date,
+    out: &mut Plan,
+) -> Vec<Planned> {
     let mut ids: Vec<(InvoiceId, Option<BillingMonth>)> = Vec::new();
-    if !billed.is_empty() && !scope.months.is_empty() {
-        if !cfg.invoice_ids.is_empty() {
-            ids = cfg.invoice_ids.iter().map(|i| (i.clone(), None)).collect();
-        } else if cfg.discover_invoices {
-            match invoices.list_invoices().await {
-                Ok(all) => {
-                    let last = BillingMonth::of(today).previous();
-                    for m in &scope.months {
-                        let found = billed_invoices_for_month(&all, m.year, m.month);
-                        if found.is_empty() {
-                            out.notes.push(format!(
-                                "Partner Center lists no new-commerce invoice for {m} yet; no billed exports started for it"
-                            ));
-                            let due = cfg.invoices_missing_day;
-                            if scope.check_missing && *m == last && due > 0 && today.day() >= due {
-                                out.invoices_missing = Some(MissingInvoices {
-                                    month: *m,
-                                    expected_by: today.replace_day(due).expect("day 1 to 28"),
-                                });
-                            }
+    if !scope.invoices.is_empty() {
+        ids = scope.invoices.iter().map(|i| (i.clone(), None)).collect();
+    } else if scope.months.is_empty() {
+    } else if !cfg.invoice_ids.is_empty() {
+        ids = cfg.invoice_ids.iter().map(|i| (i.clone(), None)).collect();
+    } else if !cfg.discover_invoices {
+        out.notes.push(
+            "billed exports configured but EXPORT_INVOICE_IDS is empty and INVOICE_DISCOVERY=off"
+                .into(),
+        );
+    } else {
+        match listing {
+            Some(Ok(all)) => {
+                let last = BillingMonth::of(today).previous();
+                for m in &scope.months {
+                    let found = billed_invoices_for_month(&all, *m);
+                    if found.is_empty() {
+                        out.notes.push(format!(
+                            "Partner Center lists no new-commerce invoice for {m} yet; no billed exports started for it"
+                        ));
+                        let due = cfg.invoices_missing_day;
+                        if scope.check_missing && *m == last && due > 0 && today.day() >= due {
+                            out.invoices_missing = Some(MissingInvoices {
+                                month: *m,
+                                expected_by: today.replace_day(due).expect("day 1 to 28"),
+                            });
                         }
-                        ids.extend(found.into_iter().map(|i| (i, Some(*m))));
                     }
-                }
-                Err(error) => {
-                    let (year, month) = previous_month(today);
-                    out.discovery_failure = Some(DiscoveryFailure { year, month, error });
+                    ids.extend(found.into_iter().map(|i| (i, Some(*m))));
                 }
             }
-        } else {
-            out.notes.push(
-                "billed exports configured but EXPORT_INVOICE_IDS is empty and INVOICE_DISCOVERY=off"
-                    .into(),
-            );
+            Some(Err(error)) => {
+                let month = *scope.months.last().expect("months is not empty");
+                out.discovery_failure = Some(DiscoveryFailure { month, error });
+            }
+            None => {}
         }
     }
-    let mut candidates: Vec<Planned> = Vec::new();
-    for kind in &billed {
+    let attribute_set = scope.attribute_set.unwrap_or(cfg.attribute_set);
+    let mut candidates = Vec::new();
+    for kind in scope.kinds.iter().filter(|k| k.is_billed()) {
         for (id, month) in &ids {
             candidates.push(Planned {
-                request: ExportRequest::billed(*kind, id.clone(), cfg.attribute_set)
+                request: ExportRequest::billed(*kind, id.clone(), attribute_set)
                     .expect("billed kind")
                     .for_partner(partner.clone()),
                 billing_month: *month,
             });
         }
     }
-    // Billed data does not change once invoiced: skip what the ledger has.
-    if !candidates.is_empty() {
-        match known_runs(ledger, &candidates).await {
-            Ok(known) => {
-                for c in candidates {
-                    let key = c.request.key();
-                    let (run, why) = match known.get(&key) {
-                        Some(r) if r.state == RunState::Completed => {
-                            let how = if r.no_data {
-                                "already exported (Graph had no data for it)"
-                            } else {
-                                "already exported"
-                            };
-                            (Some(r), how)
-                        }
-                        Some(r) => (Some(r), "running"),
-                        None => (None, ""),
-                    };
-                    match run {
-                        Some(r) => out.skipped.push(Skipped {
-                            billing_month: c.billing_month,
-                            what: c.request.to_string(),
-                            run_id: Some(r.run_id.to_string()),
-                            reason: why.into(),
-                        }),
-                        None => out.requests.push(c),
-                    }
-                }
-            }
-            Err(e) => {
-                // Starting again is safe (a running export is a duplicate start; a finished
-                // one lands in the same data version), so a ledger hiccup never skips a month.
+    candidates
+}
+
+/// The unbilled exports of the scope's periods, in the scope's currencies, or the configured
+/// ones plus every currency of the partner's invoices in the look-back window. `last` is
+/// left out once last month is invoiced: Graph serves it only until then.
+fn unbilled_candidates(
+    partner: &PartnerId,
+    cfg: &PlanConfig,
+    scope: &PlanScope,
+    listing: Option<&[Invoice]>,
+    today: Date,
+    out: &mut Plan,
+) -> Vec<Planned> {
+    let this = BillingMonth::of(today);
+    let window = this.previous();
+    let oldest = (1..cfg.billed_lookback_months).fold(window, |m, _| m.previous());
+    let learned: BTreeSet<CurrencyCode> = listing
+        .into_iter()
+        .flat_map(|all| billed_invoices(all))
+        .filter(|i| billing_month(i).is_some_and(|m| m >= oldest && m < this))
+        .filter_map(|i| i.currency_code.clone())
+        .collect();
+    let currencies: Vec<CurrencyCode> = if !scope.currencies.is_empty() {
+        scope.currencies.clone()
+    } else {
+        let mut all: BTreeSet<CurrencyCode> = cfg.currencies.iter().cloned().collect();
+        if !learned.is_empty() {
+            for c in cfg.currencies.iter().filter(|c| !learned.contains(c)) {
                 out.notes.push(format!(
-                    "could not read the run ledger ({e}); planning every invoice"
+                    "{c} is configured for unbilled exports (EXPORT_UNBILLED_CURRENCIES or currencies) but none of the partner's invoices since {oldest} is in {c}; Graph is likely to have no data for it"
                 ));
-                out.requests.extend(candidates);
             }
         }
-    }
-    for kind in &unbilled {
-        for period in &scope.periods {
-            for cur in &cfg.currencies {
-                out.requests.push(Planned {
-                    request: ExportRequest::unbilled(
-                        *kind,
-                        *period,
-                        cur.clone(),
-                        cfg.attribute_set,
-                    )
-                    .expect("unbilled kind")
-                    .for_partner(partner.clone()),
+        all.extend(learned.iter().cloned());
+        if all.is_empty() {
+            out.notes.push(
+                "no invoice currency known yet and none configured; unbilled exports use USD"
+                    .into(),
+            );
+            all.insert("USD".parse().expect("USD is a currency code"));
+        }
+        all.into_iter().collect()
+    };
+    let last_invoiced = match listing {
+        Some(all) => !billed_invoices_for_month(all, this.previous()).is_empty(),
+        // Without a listing, the day invoices are overdue by stands in for it.
+        None => cfg.invoices_missing_day > 0 && today.day() >= cfg.invoices_missing_day,
+    };
+    let attribute_set = scope.attribute_set.unwrap_or(cfg.attribute_set);
+    let mut candidates = Vec::new();
+    for period in &scope.periods {
+        if *period == BillingPeriod::Last && last_invoiced {
+            out.skipped.push(Skipped::month(
+                this.previous(),
+                "unbilled",
+                "last month is invoiced: its data is in the billed exports, and Graph serves unbilled `last` only until then".into(),
+            ));
+            continue;
+        }
+        for kind in scope.kinds.iter().filter(|k| !k.is_billed()) {
+            for cur in &currencies {
+                candidates.push(Planned {
+                    request: ExportRequest::unbilled(*kind, *period, cur.clone(), attribute_set)
+                        .expect("unbilled kind")
+                        .for_partner(partner.clone()),
                     billing_month: None,
                 });
             }
         }
     }
-    out
+    candidates
+}
+
+/// Keeps the candidates the ledger says to start (one index read and one record read each,
+/// however long the history); the rest are skipped with the reason.
+async fn filter_by_ledger(
+    cfg: &PlanConfig,
+    ledger: &Ledger,
+    scope: &PlanScope,
+    candidates: Vec<Planned>,
+    now: OffsetDateTime,
+    out: &mut Plan,
+) {
+    let mut unreadable = None;
+    for c in candidates {
+        let key = c.request.ledger_key(now.date());
+        let found = match ledger.request_history(&key).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Starting again is safe (a running export is a duplicate start; a finished
+                // one lands in the same data version), so a ledger hiccup never skips one.
+                unreadable.get_or_insert(e.to_string());
+                None
+            }
+        };
+        let Some((run, attempts)) = found else {
+            out.requests.push(c);
+            continue;
+        };
+        let skip = |reason: String| Skipped {
+            billing_month: c.billing_month,
+            what: c.request.to_string(),
+            run_id: Some(run.run_id.to_string()),
+            reason,
+        };
+        match verdict(&c.request, &run, attempts, cfg, scope.force, now) {
+            Verdict::Start => out.requests.push(c),
+            Verdict::Running => {
+                out.skipped.push(skip("running".into()));
+                out.running.push(run);
+            }
+            Verdict::Skip(reason) => out.skipped.push(skip(reason)),
+            Verdict::GiveUp(reason) => {
+                out.skipped.push(skip(reason));
+                out.abandoned.push(Abandoned {
+                    request: c.request.clone(),
+                    run_id: run.run_id.clone(),
+                    attempts: attempts.failed,
+                    reason: run
+                        .failure
+                        .as_ref()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default(),
+                    billing_month: c.billing_month,
+                });
+            }
+        }
+    }
+    if let Some(e) = unreadable {
+        out.notes.push(format!(
+            "could not read the run ledger ({e}); planning those exports anyway"
+        ));
+    }
 }
 
 /// The billing month a planned request's scope names, for display.
@@ -438,19 +633,9 @@ mod tests {
             billed_lookback_months: 3,
             invoices_missing_day: 12,
             billed_history_from: "2022-09".parse().unwrap(),
+            max_attempts: 3,
+            no_data_retry_after: Some(std::time::Duration::from_secs(72 * 3600)),
         }
-    }
-
-    #[test]
-    fn previous_month_wraps_the_year() {
-        assert_eq!(
-            previous_month(date!(2026 - 01 - 05)),
-            (2025, Month::December)
-        );
-        assert_eq!(
-            previous_month(date!(2026 - 11 - 25)),
-            (2026, Month::October)
-        );
     }
 
     #[test]
@@ -488,5 +673,171 @@ mod tests {
         assert!(skipped
             .iter()
             .any(|s| s.what == "unbilled" && s.reason.contains("current and the last")));
+    }
+
+    fn run_of(
+        req: &ExportRequest,
+        state: RunState,
+        no_data: bool,
+        at: OffsetDateTime,
+    ) -> RunRecord {
+        let mut r = RunRecord::new(
+            RunId::generate(at),
+            req.clone(),
+            crate::pipeline::Trigger::Timer,
+            at,
+            at + time::Duration::hours(24),
+        );
+        if state.is_terminal() {
+            let failure = (state == RunState::Failed).then(|| crate::pipeline::Failure {
+                code: crate::pipeline::FailureCode::Rejected,
+                message: "Graph refused the request (400): invalid invoice".into(),
+                at,
+            });
+            r.finish(state, failure, at);
+            r.no_data = no_data;
+        } else {
+            r.state = state;
+        }
+        r
+    }
+
+    #[test]
+    fn the_ledger_decides_what_starts_again() {
+        use time::macros::datetime;
+        let cfg = cfg();
+        let at = datetime!(2026-11-08 06:30 UTC);
+        let billed = ExportRequest::billed(
+            ExportKind::BilledUsage,
+            "G1".parse().unwrap(),
+            AttributeSet::Full,
+        )
+        .unwrap();
+        let unbilled = ExportRequest::unbilled(
+            ExportKind::UnbilledUsage,
+            BillingPeriod::Current,
+            "EUR".parse().unwrap(),
+            AttributeSet::Full,
+        )
+        .unwrap();
+        let v = |req: &ExportRequest, run: &RunRecord, a: Attempts, force: bool, now| {
+            verdict(req, run, a, &cfg, force, now)
+        };
+        let once = |run: &RunRecord| Attempts::default().with(run);
+
+        let running = run_of(&billed, RunState::Polling, false, at);
+        assert_eq!(
+            v(&billed, &running, once(&running), true, at),
+            Verdict::Running
+        );
+
+        let done = run_of(&billed, RunState::Completed, false, at);
+        assert_eq!(
+            v(&billed, &done, once(&done), false, at),
+            Verdict::Skip("already exported".into())
+        );
+        assert_eq!(
+            v(&billed, &done, once(&done), true, at),
+            Verdict::Start,
+            "--force"
+        );
+
+        // No data on publication day: once more 72 hours later, then never again.
+        let empty = run_of(&billed, RunState::Completed, true, at);
+        let early = v(
+            &billed,
+            &empty,
+            once(&empty),
+            false,
+            at + time::Duration::hours(71),
+        );
+        assert!(
+            matches!(early, Verdict::Skip(ref r) if r.contains("tried once more from 2026-11-11")),
+            "{early:?}"
+        );
+        assert_eq!(
+            v(
+                &billed,
+                &empty,
+                once(&empty),
+                false,
+                at + time::Duration::hours(72)
+            ),
+            Verdict::Start
+        );
+        let twice = Attempts {
+            no_data: 2,
+            ..Attempts::default()
+        };
+        assert_eq!(
+            v(&billed, &empty, twice, false, at + time::Duration::days(30)),
+            Verdict::Skip("already exported (Graph had no data for it)".into())
+        );
+
+        // Failed: started again until the third failure, then given up (with Graph's reason).
+        let failed = run_of(&billed, RunState::Failed, false, at);
+        let two = Attempts {
+            failed: 2,
+            ..Attempts::default()
+        };
+        assert_eq!(v(&billed, &failed, two, false, at), Verdict::Start);
+        let three = Attempts {
+            failed: 3,
+            ..Attempts::default()
+        };
+        let gave_up = v(&billed, &failed, three, false, at);
+        assert!(
+            matches!(gave_up, Verdict::GiveUp(ref r) if r.contains("3 failed attempts") && r.contains("invalid invoice")),
+            "{gave_up:?}"
+        );
+        assert_eq!(
+            v(&billed, &failed, three, true, at),
+            Verdict::Start,
+            "--force"
+        );
+
+        // Unbilled data is refreshed by every firing, but a refused one is given up too.
+        let refreshed = run_of(&unbilled, RunState::Completed, false, at);
+        assert_eq!(
+            v(&unbilled, &refreshed, once(&refreshed), false, at),
+            Verdict::Start
+        );
+        let refused = run_of(&unbilled, RunState::Failed, false, at);
+        assert!(matches!(
+            v(&unbilled, &refused, three, false, at),
+            Verdict::GiveUp(_)
+        ));
+    }
+
+    #[test]
+    fn unbilled_keys_name_the_billing_month() {
+        use time::macros::date;
+        let req = ExportRequest::unbilled(
+            ExportKind::UnbilledUsage,
+            BillingPeriod::Current,
+            "EUR".parse().unwrap(),
+            AttributeSet::Full,
+        )
+        .unwrap();
+        assert_eq!(
+            req.ledger_key(date!(2026 - 11 - 30)),
+            "unbilled-usage/current-eur/full@202611"
+        );
+        assert_eq!(
+            req.ledger_key(date!(2026 - 12 - 01)),
+            "unbilled-usage/current-eur/full@202612",
+            "a run still active at midnight on the 1st does not hold up December's"
+        );
+        let last = ExportRequest {
+            scope: ExportScope::Period {
+                period: BillingPeriod::Last,
+                currency: "EUR".parse().unwrap(),
+            },
+            ..req
+        };
+        assert_eq!(
+            last.ledger_key(date!(2026 - 12 - 01)),
+            "unbilled-usage/last-eur/full@202611"
+        );
     }
 }

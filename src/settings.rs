@@ -45,6 +45,8 @@ pub const DEFAULT_RETRY_AFTER_SECONDS: &str = "DEFAULT_RETRY_AFTER_SECONDS";
 pub const MAX_RETRY_AFTER_SECONDS: &str = "MAX_RETRY_AFTER_SECONDS";
 pub const MIN_RETRY_AFTER_SECONDS: &str = "MIN_RETRY_AFTER_SECONDS";
 pub const MAX_EXPORT_RESTARTS: &str = "MAX_EXPORT_RESTARTS";
+pub const MAX_EXPORT_ATTEMPTS: &str = "MAX_EXPORT_ATTEMPTS";
+pub const NO_DATA_RETRY_HOURS: &str = "NO_DATA_RETRY_HOURS";
 pub const SERVICEBUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
 pub const SERVICEBUS_ENDPOINT: &str = "SERVICEBUS_ENDPOINT";
 pub const SERVICEBUS_CONNECTION_STRING: &str = "ServiceBusConnection";
@@ -107,8 +109,8 @@ pub const SETTINGS: &[Setting] = &[
         description: "attributeSet for timer-started exports: full or basic." },
     Setting { name: EXPORT_INVOICE_IDS, default: None, example: "G016907411,G016907412", scope: Scope::Handler,
         description: "Invoice ids for billed exports; when empty the timer discovers last month's invoices from Partner Center." },
-    Setting { name: EXPORT_UNBILLED_CURRENCIES, default: Some("USD"), example: "USD,EUR", scope: Scope::Handler,
-        description: "Currencies for unbilled exports (one export per period and currency)." },
+    Setting { name: EXPORT_UNBILLED_CURRENCIES, default: None, example: "USD,EUR", scope: Scope::Handler,
+        description: "Currencies for unbilled exports (one export per period and currency), in addition to every currency on the partner's invoices of the look-back window (BILLED_LOOKBACK_MONTHS), which planning learns from Partner Center. A listed currency no invoice uses is planned but named in a warning. Empty and no invoice known: USD." },
     Setting { name: EXPORT_UNBILLED_PERIODS, default: Some("current"), example: "current,last", scope: Scope::Handler,
         description: "billingPeriod values for unbilled exports: current and/or last." },
     Setting { name: INVOICE_DISCOVERY, default: Some("partner-center"), example: "off", scope: Scope::Handler,
@@ -123,6 +125,10 @@ pub const SETTINGS: &[Setting] = &[
         description: "Floor under the poll delay: a Retry-After of 0 or a date in the past means soon, not a tight loop." },
     Setting { name: MAX_EXPORT_RESTARTS, default: Some("3"), example: "5", scope: Scope::Handler,
         description: "How often an export whose operation answers 410 Gone is started again." },
+    Setting { name: MAX_EXPORT_ATTEMPTS, default: Some("3"), example: "5", scope: Scope::Handler,
+        description: "Runs of one export that may fail (Graph refused it, or it failed) before planning gives it up: the plan then skips it with the reason and one ExportAbandoned event says so. POST /api/exports and export --force still start it." },
+    Setting { name: NO_DATA_RETRY_HOURS, default: Some("72"), example: "48", scope: Scope::Handler,
+        description: "A billed export Graph had no data for (code 5000) is planned once more this many hours later, while its month is inside the look-back window: Graph can answer 5000 on the day an invoice appears, before its daily-rated usage is ready. 0 turns the second try off." },
     Setting { name: SERVICEBUS_NAMESPACE, default: None, example: "contoso-billing.servicebus.windows.net", scope: Scope::Handler,
         description: "Service Bus namespace; the triggers (identity-based connection) and our scheduled sends both use it." },
     Setting { name: SERVICEBUS_ENDPOINT, default: None, example: "http://127.0.0.1:7072", scope: Scope::Handler,

@@ -27,8 +27,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 5),
     ("planner", 6),
     ("app", 6),
-    ("functions", 7),
-    ("cli", 8),
+    ("usecases", 7),
+    ("functions", 8),
+    ("cli", 9),
 ];
 
 /// Crates that must never link into the deployed handler.

@@ -631,10 +631,13 @@ async fn partner_center_invoices_are_paged_with_the_partner_center_token() {
         seen[1].header("ms-requestid")
     );
 
-    let december: Vec<String> = billed_invoices_for_month(&invoices, 2024, time::Month::December)
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let december: Vec<String> = billed_invoices_for_month(
+        &invoices,
+        partner_billing_export::billing::BillingMonth::new(2024, time::Month::December),
+    )
+    .into_iter()
+    .map(String::from)
+    .collect();
     assert_eq!(december, ["G000000001", "G100000005"]);
 }
 

@@ -18,6 +18,7 @@ pub const INVOICE_RECONCILED: &str = "PartnerBillingExport.InvoiceReconciled.v1"
 pub const INVOICE_MISMATCH: &str = "PartnerBillingExport.InvoiceMismatch.v1";
 pub const INVOICES_MISSING: &str = "PartnerBillingExport.InvoicesMissing.v1";
 pub const EXPORTS_NOT_STARTED: &str = "PartnerBillingExport.ExportsNotStarted.v1";
+pub const EXPORT_ABANDONED: &str = "PartnerBillingExport.ExportAbandoned.v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {

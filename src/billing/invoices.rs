@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::Value;
-use time::{Month, OffsetDateTime};
+use time::OffsetDateTime;
 use url::Url;
 
 use super::client::{read_json, send_with_retry, Call, GraphConfig};
 
 use super::error::BillingError;
+use super::month::BillingMonth;
 use super::types::{CurrencyCode, InvoiceId};
 use super::wire::{optional_str, parse_graph_timestamp};
 use crate::auth::{redact_url, Audience, AuthorizedHttp};
@@ -224,17 +225,23 @@ fn parse_invoice(v: &Value) -> Option<Invoice> {
     })
 }
 
-/// New-commerce (`G…`) invoices — not credit notes — whose billing period ends in `year`/`month`
-/// (or, without a period, that were issued the following month). Sorted and deduplicated.
-pub fn billed_invoices_for_month(invoices: &[Invoice], year: i32, month: Month) -> Vec<InvoiceId> {
-    invoices
-        .iter()
-        .filter(|i| is_invoice_document(i) && i.id.as_str().starts_with('G'))
-        .filter(|i| belongs_to_month(i, year, month))
+/// New-commerce (`G…`) invoices — not credit notes — of billing month `month` (see
+/// [`billing_month`]). Sorted and deduplicated.
+pub fn billed_invoices_for_month(invoices: &[Invoice], month: BillingMonth) -> Vec<InvoiceId> {
+    billed_invoices(invoices)
+        .filter(|i| billing_month(i) == Some(month))
         .map(|i| i.id.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
+}
+
+/// The invoices the billed export API serves: documents of type "Invoice" (any case; a missing
+/// type counts as one) with a new-commerce (`G…`) id.
+pub fn billed_invoices(invoices: &[Invoice]) -> impl Iterator<Item = &Invoice> {
+    invoices
+        .iter()
+        .filter(|i| is_invoice_document(i) && i.id.as_str().starts_with('G'))
 }
 
 /// `documentType` "Invoice" (any case); a missing type counts as an invoice.
@@ -244,23 +251,21 @@ fn is_invoice_document(i: &Invoice) -> bool {
         .is_none_or(|d| d.trim().eq_ignore_ascii_case("invoice"))
 }
 
-fn belongs_to_month(i: &Invoice, year: i32, month: Month) -> bool {
-    let in_month = |t: OffsetDateTime, y: i32, m: Month| {
-        let utc = t.to_offset(time::UtcOffset::UTC);
-        utc.year() == y && utc.month() == m
-    };
-    match (i.billing_period_end_date, i.invoice_date) {
-        (Some(end), _) => in_month(end, year, month),
-        (None, Some(issued)) => {
-            let (ny, nm) = if month == Month::December {
-                (year + 1, Month::January)
-            } else {
-                (year, month.next())
-            };
-            in_month(issued, ny, nm)
-        }
-        (None, None) => false,
+/// The billing month an invoice bills: the UTC month its billing period starts in. Partner
+/// Center does not say whether `billingPeriodEndDate` is inclusive, so the end date (one
+/// second before or at midnight of the next month) is only the fallback, taken a day early;
+/// without either date, the month before the invoice was issued.
+pub fn billing_month(i: &Invoice) -> Option<BillingMonth> {
+    let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC).date();
+    if let Some(start) = i.billing_period_start_date {
+        return Some(BillingMonth::of(utc(start)));
     }
+    if let Some(end) = i.billing_period_end_date {
+        let day_before = utc(end).previous_day().unwrap_or(utc(end));
+        return Some(BillingMonth::of(day_before));
+    }
+    i.invoice_date
+        .map(|issued| BillingMonth::of(utc(issued)).previous())
 }
 
 #[cfg(test)]
@@ -268,6 +273,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use time::macros::datetime;
+    use time::Month;
 
     fn inv(
         id: &str,
@@ -336,13 +342,31 @@ mod tests {
                 Some(datetime!(2024-12-08 0:00 UTC)),
             ),
             inv("G0009", Some("Invoice"), None, None),
+            // An exclusive end (midnight of the next month) is still December's invoice.
+            inv(
+                "G0010",
+                Some("Invoice"),
+                Some(datetime!(2025-01-01 0:00 UTC)),
+                None,
+            ),
+            // The period start decides, whatever the end says.
+            Invoice {
+                billing_period_start_date: Some(datetime!(2024-12-01 0:00 UTC)),
+                ..inv(
+                    "G0011",
+                    Some("Invoice"),
+                    Some(datetime!(2025-01-15 0:00 UTC)),
+                    None,
+                )
+            },
         ];
-        let ids: Vec<String> = billed_invoices_for_month(&list, 2024, Month::December)
+        let dec = BillingMonth::new(2024, Month::December);
+        let ids: Vec<String> = billed_invoices_for_month(&list, dec)
             .into_iter()
             .map(String::from)
             .collect();
-        assert_eq!(ids, ["G0001", "G0002", "G0003", "G0007"]);
-        let nov: Vec<String> = billed_invoices_for_month(&list, 2024, Month::November)
+        assert_eq!(ids, ["G0001", "G0002", "G0003", "G0007", "G0010", "G0011"]);
+        let nov: Vec<String> = billed_invoices_for_month(&list, dec.previous())
             .into_iter()
             .map(String::from)
             .collect();

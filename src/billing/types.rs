@@ -315,6 +315,12 @@ impl PartnerId {
         self.0 == Self::DEFAULT_STR
     }
 
+    /// The id of a partner the deployment lists; `None` for the implicit partner of a
+    /// single-tenant deployment, whose outputs, events and notices carry no partner.
+    pub fn listed(&self) -> Option<&PartnerId> {
+        (!self.is_default()).then_some(self)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -485,6 +491,23 @@ impl ExportRequest {
             self.partner_key()
         } else {
             format!("partners/{}/{}", self.partner, self.partner_key())
+        }
+    }
+
+    /// The key the run ledger indexes a run of this export under when it starts on `on`: an
+    /// unbilled export names its billing month too (`current` on 1 December is December's
+    /// data, a different export from November's `current`), so a run still active across
+    /// midnight on the 1st never holds up the new month's first start.
+    pub fn ledger_key(&self, on: time::Date) -> String {
+        match &self.scope {
+            ExportScope::Invoice { .. } => self.key(),
+            ExportScope::Period { period, .. } => {
+                let month = match period {
+                    BillingPeriod::Current => super::BillingMonth::of(on),
+                    BillingPeriod::Last => super::BillingMonth::of(on).previous(),
+                };
+                format!("{}@{}", self.key(), month.compact())
+            }
         }
     }
 

@@ -4,9 +4,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use time::Month;
-
-use crate::billing::{AttributeSet, BillingPeriod, CurrencyCode, ExportKind, InvoiceId, PartnerId};
+use crate::billing::{
+    AttributeSet, BillingMonth, BillingPeriod, CurrencyCode, ExportKind, InvoiceId, PartnerId,
+};
+use crate::usecases::backfill::MAX_BACKFILL_MONTHS;
 
 /// `partner-billing-export export`: run exports end to end from this machine.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,13 +24,16 @@ pub struct ExportArgs {
     #[arg(long = "invoice", value_name = "ID", value_delimiter = ',')]
     pub invoices: Vec<InvoiceId>,
     /// Billing months whose invoices to export, discovered in Partner Center: 2026-10 or
-    /// 2025-09..2026-10. Default (without --invoice): last month.
+    /// 2025-09..2026-10. Default (without --invoice): the timer's look-back window
+    /// (BILLED_LOOKBACK_MONTHS before this month). Months before BILLED_HISTORY_FROM or not
+    /// invoiced yet are skipped, with the reason.
     #[arg(long, value_name = "FROM..TO", conflicts_with = "invoices")]
     pub months: Option<MonthRange>,
     /// Unbilled billing period (repeatable): current or last. Default: EXPORT_UNBILLED_PERIODS (current).
     #[arg(long = "period", value_name = "PERIOD", value_delimiter = ',')]
     pub periods: Vec<BillingPeriod>,
-    /// Currency of unbilled exports (repeatable). Default: EXPORT_UNBILLED_CURRENCIES (USD).
+    /// Currency of unbilled exports (repeatable). Default: EXPORT_UNBILLED_CURRENCIES and the
+    /// currencies of the partner's recent invoices (USD when none is known).
     #[arg(long = "currency", value_name = "CODE", value_delimiter = ',')]
     pub currencies: Vec<CurrencyCode>,
     /// full or basic. Default: EXPORT_ATTRIBUTE_SET (full).
@@ -39,9 +43,14 @@ pub struct ExportArgs {
     /// ./billing-exports, or the blob destination when DESTINATION_KIND=blob is set.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Print the plan (what would be exported, what is already in the ledger) and start nothing.
+    /// Print the plan (what would be exported, what is already in the ledger and why) and
+    /// start nothing: the same plan GET /api/plan shows.
     #[arg(long)]
     pub dry_run: bool,
+    /// Export again what the ledger says is finished (or given up after failing): new Graph
+    /// exports, landing as new versions. Without it a rerun exports only what is missing.
+    #[arg(long)]
+    pub force: bool,
     /// Machine-readable progress: one JSON object per line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -214,71 +223,21 @@ impl ExitStatus {
     }
 }
 
-/// A calendar month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct YearMonth {
-    pub year: i32,
-    pub month: Month,
-}
-
-impl YearMonth {
-    pub fn next(self) -> Self {
-        match self.month {
-            Month::December => Self {
-                year: self.year + 1,
-                month: Month::January,
-            },
-            m => Self {
-                year: self.year,
-                month: m.next(),
-            },
-        }
-    }
-}
-
-impl FromStr for YearMonth {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not a month; expected YYYY-MM, e.g. 2026-10");
-        let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
-        let year: i32 = y.parse().map_err(|_| bad())?;
-        let month: u8 = m.parse().map_err(|_| bad())?;
-        if !(2000..=2100).contains(&year) || y.len() != 4 || m.len() != 2 {
-            return Err(bad());
-        }
-        let month = Month::try_from(month).map_err(|_| bad())?;
-        Ok(Self { year, month })
-    }
-}
-
-impl fmt::Display for YearMonth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, u8::from(self.month))
-    }
-}
-
 /// `2026-10` or `2025-09..2026-10` (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MonthRange {
-    pub from: YearMonth,
-    pub to: YearMonth,
+    pub from: BillingMonth,
+    pub to: BillingMonth,
 }
 
-/// A backfill longer than this is almost certainly a typo.
-pub const MAX_MONTHS: usize = 120;
-
 impl MonthRange {
-    pub fn single(m: YearMonth) -> Self {
+    pub fn single(m: BillingMonth) -> Self {
         Self { from: m, to: m }
     }
 
     /// Every month from `from` to `to`, in order.
-    pub fn months(&self) -> Vec<YearMonth> {
-        let mut out = vec![self.from];
-        while let Some(last) = out.last().copied().filter(|m| *m < self.to) {
-            out.push(last.next());
-        }
-        out
+    pub fn months(&self) -> Vec<BillingMonth> {
+        self.from.through(self.to)
     }
 }
 
@@ -298,8 +257,8 @@ impl FromStr for MonthRange {
                 range.to, range.from
             ));
         }
-        if range.months().len() > MAX_MONTHS {
-            return Err(format!("{s:?}: more than {MAX_MONTHS} months"));
+        if range.months().len() > MAX_BACKFILL_MONTHS {
+            return Err(format!("{s:?}: more than {MAX_BACKFILL_MONTHS} months"));
         }
         Ok(range)
     }

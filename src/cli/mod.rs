@@ -17,26 +17,22 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use serde_json::json;
 
 use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::storage::ObjectPath;
 use crate::app::App;
 use crate::auth::Audience;
-use crate::billing::ExportRequest;
 use crate::config::DestinationConfig;
-use crate::pipeline::{RunRecord, StartOutcome, Trigger};
+use crate::pipeline::{StartOutcome, Trigger};
 use crate::settings as s;
 use crate::telemetry::{init_tracing, shutdown_signal};
+use crate::usecases::starts::start_plan;
 
 pub use args::{ExitStatus, ExportArgs};
 use diagnose::Service;
 use driver::Driver;
 use progress::{label, Mode, Origin, Progress};
-
-/// Exports started at the same time.
-const START_CONCURRENCY: usize = 8;
 
 /// A reason to stop before any export runs, and the exit status it means.
 struct Fatal {
@@ -116,24 +112,30 @@ async fn run(
     .map_err(usage)?;
     let mut progress = Progress::new(mode);
 
-    let today = time::OffsetDateTime::now_utc().date();
-    let plan = plan::plan(args, &partner, app.invoices_for(&partner.id), today)
-        .await
-        .map_err(|e| {
-            let problem = diagnose::billing(&e, Service::PartnerCenter, version);
-            let hint = problem
-                .as_ref()
-                .map(|p| format!("\nhint: {p}"))
-                .unwrap_or_default();
-            Fatal {
-                status: if problem.is_some() {
-                    ExitStatus::Usage
-                } else {
-                    ExitStatus::SomeFailed
-                },
-                error: anyhow::anyhow!("cannot list invoices in Partner Center: {e}{hint}"),
-            }
-        })?;
+    let now = time::OffsetDateTime::now_utc();
+    let (scope, mut skipped) = plan::scope(args, &partner.plan, now.date());
+    let mut plan = crate::usecases::plans::plan_for(&app, &partner, &scope, now).await;
+    skipped.append(&mut plan.skipped);
+    plan.skipped = skipped;
+    if let Some(f) = plan.discovery_failure.take() {
+        let problem = diagnose::billing(&f.error, Service::PartnerCenter, version);
+        let hint = problem
+            .as_ref()
+            .map(|p| format!("\nhint: {p}"))
+            .unwrap_or_default();
+        return Err(Fatal {
+            status: if problem.is_some() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::SomeFailed
+            },
+            error: anyhow::anyhow!("cannot list invoices in Partner Center: {}{hint}", f.error),
+        });
+    }
+    let discovered = (discovery && !scope.months.is_empty()).then(|| args::MonthRange {
+        from: scope.months[0],
+        to: *scope.months.last().expect("not empty"),
+    });
     let prefix = &app.config.pipeline.output_prefix;
     let dest = app.pipeline.destination();
     let output = app
@@ -152,11 +154,11 @@ async fn run(
     }
     progress.emit(json!({
         "event": "plan",
-        "exports": plan.requests.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "exports": plan.requests.iter().map(|p| p.request.to_string()).collect::<Vec<_>>(),
         "graph": format!("{}{}", app.config.graph.base_url, version.segment()),
         "credential": setup.graph_credential,
         "output": locations.output,
-        "invoiceMonths": plan.discovered.map(|m| m.to_string()),
+        "invoiceMonths": discovered.map(|m| m.to_string()),
         "dryRun": args.dry_run,
     }));
     if mode != Mode::Json {
@@ -167,40 +169,47 @@ async fn run(
             app.config.graph.base_url,
             version.segment(),
             setup.graph_credential,
-            plan.discovered
+            discovered
                 .map(|m| format!("; invoices of {m} from Partner Center"))
                 .unwrap_or_default()
         ));
     }
     if args.dry_run {
-        dry_run(&app, &plan.requests, &mut progress).await;
+        dry_run(&plan, &mut progress);
         return Ok(ExitStatus::Completed);
     }
-    if plan.requests.is_empty() {
-        progress.note("nothing to export");
+    for s in &plan.skipped {
+        if s.reason != "running" {
+            progress.note(&format!("skipped {}: {}", s.what, s.reason));
+        }
+    }
+    if plan.requests.is_empty() && plan.running.is_empty() {
+        progress.note("nothing to export (--force exports finished work again)");
         return Ok(ExitStatus::Completed);
     }
 
     let driver = Driver::new(app.clone(), queue, usize::from(args.concurrency));
     let mut stop = Box::pin(shutdown_signal());
-    let starts = futures::stream::iter(plan.requests.iter().cloned())
-        .map(|req| {
-            let app = app.clone();
-            async move {
-                let r = app.pipeline.start(req.clone(), Trigger::Cli).await;
-                (req, r)
-            }
-        })
-        .buffered(START_CONCURRENCY)
-        .collect::<Vec<_>>();
     let started = tokio::select! {
-        s = starts => s,
+        s = start_plan(&app, &plan, Trigger::Cli) => s,
         _ = &mut stop => {
             progress.note("interrupted while starting exports; run the same command again to continue");
             return Ok(ExitStatus::Interrupted);
         }
     };
-    for (req, outcome) in started {
+    // Runs a previous (interrupted) command left under way continue here.
+    let resumed = plan.running.iter().map(|r| {
+        (
+            r.request.clone(),
+            Ok(StartOutcome::Duplicate(Box::new(r.clone()))),
+        )
+    });
+    let outcomes = started
+        .results
+        .into_iter()
+        .map(|r| (r.planned.request, r.outcome))
+        .chain(resumed);
+    for (req, outcome) in outcomes {
         match outcome {
             Ok(StartOutcome::Started(run)) => progress.add_run(*run, Origin::Started),
             Ok(StartOutcome::Rejected(run)) => progress.add_run(*run, Origin::Rejected),
@@ -232,35 +241,18 @@ async fn run(
     Ok(summary::exit_status(&progress, interrupted))
 }
 
-/// What a run would do: start, resume a run in progress, or export again.
-async fn dry_run(app: &App, requests: &[ExportRequest], progress: &mut Progress) {
-    let known: Vec<RunRecord> = app
-        .pipeline
-        .ledger()
-        .list(100_000)
-        .await
-        .unwrap_or_default();
-    for req in requests {
-        // Newest first: the first match is the latest run of this export.
-        let latest = known.iter().find(|r| &r.request == req);
-        let what = match latest {
-            None => "would start".to_string(),
-            Some(r) if !r.state.is_terminal() => format!(
-                "would resume run {} ({}, {}/{} parts done)",
-                r.run_id,
-                r.state.as_str(),
-                r.parts_done(),
-                r.parts.len()
-            ),
-            Some(r) => format!(
-                "would export again (last run {} {}; unchanged partitions are not copied again)",
-                r.run_id,
-                r.state.as_str()
-            ),
-        };
-        progress.emit(json!({"event": "planned", "export": label(req), "request": req.to_string(), "action": what}));
+/// The plan, as `GET /api/plan` shows it: what would start, and what is left out and why.
+fn dry_run(plan: &crate::planner::Plan, progress: &mut Progress) {
+    for p in &plan.requests {
+        progress.emit(json!({"event": "planned", "export": label(&p.request), "request": p.request.to_string(), "action": "would start"}));
         if progress.mode() != Mode::Json {
-            progress.note(&format!("  {:<40} {what}", label(req)));
+            progress.note(&format!("  {:<40} would start", label(&p.request)));
+        }
+    }
+    for s in &plan.skipped {
+        progress.emit(json!({"event": "skipped", "what": s.what, "runId": s.run_id, "billingMonth": s.billing_month, "reason": s.reason}));
+        if progress.mode() != Mode::Json {
+            progress.note(&format!("  {:<40} {}", s.what, s.reason));
         }
     }
 }

@@ -1,36 +1,27 @@
-//! Which exports `export` runs: billed ones per invoice (named, or discovered in Partner Center
-//! for each month of `--months`), unbilled ones per period and currency.
-//! (A planner shared with the timer will replace the discovery here.)
+//! What `export` asks the shared planner for: its arguments become a [`PlanScope`], so the
+//! command plans exactly as the timers do (history floor, not-invoiced-yet guard, the ledger's
+//! finished and running exports), and `--force` exports finished work again.
 
 use std::collections::BTreeSet;
 
 use time::Date;
 
-use super::args::{ExportArgs, MonthRange, YearMonth};
-use crate::billing::invoices::{billed_invoices_for_month, PartnerCenterClient};
-use crate::billing::{BillingError, ExportKind, ExportRequest, InvoiceId};
-use crate::config::{PartnerConfig, PlanConfig};
-use crate::planner::previous_month;
+use super::args::ExportArgs;
+use crate::billing::ExportKind;
+use crate::config::PlanConfig;
+use crate::planner::{PlanScope, Skipped};
 
-#[derive(Debug, Default)]
-pub struct ExportPlan {
-    pub requests: Vec<ExportRequest>,
-    /// Worth telling the user (a month without invoices, ...).
-    pub notes: Vec<String>,
-    /// Whether invoices were looked up in Partner Center.
-    pub discovered: Option<MonthRange>,
-}
-
-/// Whether the plan needs Partner Center (billed kinds without invoice ids).
+/// Whether the plan needs Partner Center to find invoices (billed kinds, no invoice ids).
 pub fn needs_discovery(args: &ExportArgs, cfg: &PlanConfig) -> bool {
-    kinds(args).iter().any(|k| k.is_billed())
+    kinds(args, cfg).iter().any(|k| k.is_billed())
         && args.invoices.is_empty()
-        && (args.months.is_some() || cfg.invoice_ids.is_empty())
+        && cfg.invoice_ids.is_empty()
+        && cfg.discover_invoices
 }
 
-fn kinds(args: &ExportArgs) -> Vec<ExportKind> {
+fn kinds(args: &ExportArgs, cfg: &PlanConfig) -> Vec<ExportKind> {
     if args.kinds.is_empty() {
-        ExportKind::ALL.to_vec()
+        cfg.kinds.clone()
     } else {
         args.kinds
             .iter()
@@ -41,82 +32,70 @@ fn kinds(args: &ExportArgs) -> Vec<ExportKind> {
     }
 }
 
-/// `partner`'s exports as `args` select them (its plan supplies what `args` leave out).
-pub async fn plan(
-    args: &ExportArgs,
-    partner: &PartnerConfig,
-    invoices: &PartnerCenterClient,
-    today: Date,
-) -> Result<ExportPlan, BillingError> {
-    let cfg = &partner.plan;
-    let mut out = ExportPlan::default();
-    let kinds = kinds(args);
-    let attribute_set = args.attribute_set.unwrap_or(cfg.attribute_set);
-    let ids: Vec<InvoiceId> = if !kinds.iter().any(|k| k.is_billed()) {
-        Vec::new()
-    } else if !args.invoices.is_empty() {
-        args.invoices.clone()
-    } else if args.months.is_none() && !cfg.invoice_ids.is_empty() {
-        cfg.invoice_ids.clone()
-    } else {
-        let range = args.months.unwrap_or_else(|| {
-            let (year, month) = previous_month(today);
-            MonthRange::single(YearMonth { year, month })
-        });
-        out.discovered = Some(range);
-        discover(invoices, range, &mut out.notes).await?
+/// The scope `args` select for a partner planned with `cfg` on `today`, and the months it
+/// leaves out with the reason (`--months` before the history floor, or not invoiced yet).
+pub fn scope(args: &ExportArgs, cfg: &PlanConfig, today: Date) -> (PlanScope, Vec<Skipped>) {
+    let kinds = kinds(args, cfg);
+    let (mut scope, skipped) = match args.months {
+        Some(range) => PlanScope::backfill(cfg, range.from, range.to, Some(kinds), today),
+        None => (
+            PlanScope {
+                kinds,
+                ..PlanScope::both_timers(cfg, today)
+            },
+            Vec::new(),
+        ),
     };
-    for kind in kinds.iter().filter(|k| k.is_billed()) {
-        for id in &ids {
-            out.requests.push(
-                ExportRequest::billed(*kind, id.clone(), attribute_set).expect("billed kind"),
-            );
-        }
+    if !args.periods.is_empty() {
+        scope.periods = args.periods.clone();
     }
-    let periods = if args.periods.is_empty() {
-        cfg.periods.clone()
-    } else {
-        args.periods.clone()
-    };
-    let currencies = if args.currencies.is_empty() {
-        cfg.currencies.clone()
-    } else {
-        args.currencies.clone()
-    };
-    for kind in kinds.iter().filter(|k| !k.is_billed()) {
-        for period in &periods {
-            for currency in &currencies {
-                out.requests.push(
-                    ExportRequest::unbilled(*kind, *period, currency.clone(), attribute_set)
-                        .expect("unbilled kind"),
-                );
-            }
-        }
-    }
-    for r in &mut out.requests {
-        r.partner = partner.id.clone();
-    }
-    out.requests.sort();
-    out.requests.dedup();
-    Ok(out)
+    scope.invoices = args.invoices.clone();
+    scope.currencies = args.currencies.clone();
+    scope.attribute_set = args.attribute_set;
+    scope.force = args.force;
+    (scope, skipped)
 }
 
-/// The new-commerce invoices of each month of `range`, from one Partner Center listing.
-async fn discover(
-    client: &PartnerCenterClient,
-    range: MonthRange,
-    notes: &mut Vec<String>,
-) -> Result<Vec<InvoiceId>, BillingError> {
-    let all = client.list_invoices().await?;
-    let mut ids = BTreeSet::new();
-    for m in range.months() {
-        let found = billed_invoices_for_month(&all, m.year, m.month);
-        if found.is_empty() {
-            notes.push(format!(
-                "Partner Center lists no new-commerce invoice for {m}"
-            ));
-        }
-        ids.extend(found);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::BillingPeriod;
+    use crate::cli::args::parse_for_test;
+    use time::macros::date;
+
+    fn cfg() -> PlanConfig {
+        crate::config::Config::load(&crate::config::Settings::new(|k| {
+            (k == crate::settings::DESTINATION_ACCOUNT_URL)
+                .then(|| "https://acct.blob.core.windows.net".to_string())
+        }))
+        .expect("defaults load")
+        .partners[0]
+            .plan
+            .clone()
     }
-    Ok(ids.into_iter().collect())
+
+    #[test]
+    fn the_command_plans_the_timers_window_unless_told_otherwise() {
+        let today = date!(2026 - 12 - 05);
+        let (s, skipped) = scope(&parse_for_test(&[]), &cfg(), today);
+        let months: Vec<String> = s.months.iter().map(ToString::to_string).collect();
+        assert_eq!(months, ["2026-09", "2026-10", "2026-11"]);
+        assert_eq!(s.periods, vec![BillingPeriod::Current]);
+        assert!(skipped.is_empty() && !s.force);
+
+        let (s, skipped) = scope(
+            &parse_for_test(&["--months", "2022-07..2026-12", "--force"]),
+            &cfg(),
+            today,
+        );
+        assert_eq!(s.months.first().unwrap().to_string(), "2022-09");
+        assert_eq!(s.months.last().unwrap().to_string(), "2026-11");
+        assert!(s.force);
+        assert!(skipped
+            .iter()
+            .any(|k| k.reason.contains("BILLED_HISTORY_FROM")));
+        assert!(skipped
+            .iter()
+            .any(|k| k.reason.contains("not invoiced yet")));
+    }
 }

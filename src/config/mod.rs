@@ -52,6 +52,10 @@ pub struct PlanConfig {
     pub invoices_missing_day: u8,
     /// First billing month the billed export API serves.
     pub billed_history_from: BillingMonth,
+    /// Failed runs of one export before planning gives it up.
+    pub max_attempts: u32,
+    /// When a billed export Graph had no data for is tried once more (`None`: never).
+    pub no_data_retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +225,11 @@ impl Config {
                 .unwrap_or_default()
                 .parse()
                 .map_err(|e: String| err(s::BILLED_HISTORY_FROM, e))?,
+            max_attempts: st.number(s::MAX_EXPORT_ATTEMPTS)?.clamp(1, 100) as u32,
+            no_data_retry_after: match st.number(s::NO_DATA_RETRY_HOURS)? {
+                0 => None,
+                h => Some(Duration::from_secs(h.min(24 * 90) * 3600)),
+            },
         };
         let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
         let pipeline = PipelineConfig {
@@ -563,7 +572,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.graph.base_url.as_str(), "https://graph.microsoft.com/");
         assert_eq!(c.plan.kinds.len(), 4);
-        assert_eq!(c.plan.currencies, vec!["USD".parse().unwrap()]);
+        assert!(c.plan.currencies.is_empty(), "learned from the invoices");
+        assert_eq!(c.plan.max_attempts, 3);
+        assert_eq!(
+            c.plan.no_data_retry_after,
+            Some(Duration::from_secs(72 * 3600))
+        );
         assert_eq!(c.pipeline.poll_deadline, Duration::from_secs(24 * 3600));
         assert_eq!(
             c.credentials.azure,

@@ -524,6 +524,8 @@ mod tests {
             billed_lookback_months: 3,
             invoices_missing_day: 12,
             billed_history_from: "2022-09".parse::<BillingMonth>().unwrap(),
+            max_attempts: 3,
+            no_data_retry_after: None,
         }
     }
 

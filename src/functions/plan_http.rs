@@ -1,23 +1,23 @@
 //! `Plan` (HTTP `GET /api/plan`): what the next firings of both start timers would start,
 //! without starting anything. `Backfill` (HTTP `POST /api/backfill`): plans a range of billing
 //! months, starts what the ledger lacks, and answers with the plan and what it skipped and why.
+//! Both decode the request, call the use case and render its report.
 
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::billing::{BillingMonth, ExportKind, InvalidInput, PartnerId};
-use crate::pipeline::{StartOutcome, Trigger};
-use crate::planner::{self, KindGroup, Plan, PlanScope};
+use crate::pipeline::StartOutcome;
+use crate::planner::{self, KindGroup, Plan};
+use crate::usecases::backfill::{self, BackfillReport, BackfillRequest};
+use crate::usecases::plans::{known_partner, timer_plans};
 use functions_runtime::{HttpRequestData, HttpResponse};
-
-/// A backfill longer than this is almost certainly a typo (ten years).
-pub const MAX_BACKFILL_MONTHS: usize = 120;
 
 fn plan_json(plan: &Plan) -> Value {
     let mut v = plan_json_of(plan);
-    if !plan.partner.is_default() {
-        v["partner"] = json!(plan.partner);
+    if let Some(p) = plan.partner.listed() {
+        v["partner"] = json!(p);
     }
     v
 }
@@ -32,7 +32,7 @@ fn plan_json_of(plan: &Plan) -> Value {
             "expectedBy": m.expected_by.to_string(),
         })),
         "discoveryFailure": plan.discovery_failure.as_ref().map(|f| json!({
-            "billingMonth": format!("{}-{:02}", f.year, u8::from(f.month)),
+            "billingMonth": f.month,
             "reason": f.error.to_string(),
             "fix": f.hint(),
         })),
@@ -73,20 +73,20 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
     let listed = app.config.has_partner_list();
     let mut timers = serde_json::Map::new();
     for group in groups {
-        let plans = super::start_exports::timer_plans(app, group, today, only.as_ref()).await;
+        let plans = timer_plans(app, group, now, only.as_ref()).await;
         // The timers' names come from the function catalogue.
         let name = match group {
             KindGroup::Billed => super::START_BILLED_EXPORTS.name,
             KindGroup::Unbilled => super::START_UNBILLED_EXPORTS.name,
         };
         let mut per_partner = serde_json::Map::new();
-        for (scope, p) in plans {
-            let mut v = plan_json(&p);
-            v["billingMonths"] = json!(scope.months);
+        for pp in plans {
+            let mut v = plan_json(&pp.plan);
+            v["billingMonths"] = json!(pp.scope.months);
             if listed {
-                per_partner.insert(p.partner.to_string(), v);
+                per_partner.insert(pp.plan.partner.to_string(), v);
             } else {
-                // One implicit partner: the answer is shaped as before partners existed.
+                // One implicit partner: its plan is the timer's entry itself.
                 timers.insert(name.into(), v);
             }
         }
@@ -95,16 +95,6 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
         }
     }
     HttpResponse::json(200, json!({ "asOf": today.to_string(), "timers": timers }))
-}
-
-#[derive(Debug, PartialEq)]
-pub struct BackfillRequest {
-    pub from: BillingMonth,
-    pub to: BillingMonth,
-    pub kinds: Option<Vec<ExportKind>>,
-    /// Only these partners (all when `None`).
-    pub partners: Option<Vec<PartnerId>>,
-    pub dry_run: bool,
 }
 
 pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInput> {
@@ -142,18 +132,6 @@ pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInpu
     };
     let from = month("from")?.ok_or_else(|| InvalidInput::new("from", "is required"))?;
     let to = month("to")?.unwrap_or(from);
-    if to < from {
-        return Err(InvalidInput::new(
-            "to",
-            format!("the range ends ({to}) before it starts ({from})"),
-        ));
-    }
-    if from.through(to).len() > MAX_BACKFILL_MONTHS {
-        return Err(InvalidInput::new(
-            "to",
-            format!("more than {MAX_BACKFILL_MONTHS} months"),
-        ));
-    }
     let kinds = match obj.get("kinds") {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(
@@ -199,13 +177,15 @@ pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInpu
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(InvalidInput::new("dryRun", "expected true or false")),
     };
-    Ok(BackfillRequest {
+    let req = BackfillRequest {
         from,
         to,
         kinds,
         partners,
         dry_run,
-    })
+    };
+    req.validate()?;
+    Ok(req)
 }
 
 /// `POST /api/backfill` with `{"from": "2025-01", "to": "2025-06", "kinds"?: [...], "dryRun"?: bool}`.
@@ -213,99 +193,70 @@ pub async fn backfill(app: &App, req: HttpRequestData, now: OffsetDateTime) -> H
     if req.method != "POST" {
         return HttpResponse::problem(405, "Method not allowed", "use POST /api/backfill", None);
     }
-    let b = match parse_backfill(req.body.as_deref()) {
+    let invalid = |e: InvalidInput| {
+        HttpResponse::problem(
+            400,
+            "Invalid backfill request",
+            &e.to_string(),
+            Some(e.field),
+        )
+    };
+    let request = match parse_backfill(req.body.as_deref()) {
         Ok(b) => b,
-        Err(e) => {
-            return HttpResponse::problem(
-                400,
-                "Invalid backfill request",
-                &e.to_string(),
-                Some(e.field),
-            )
-        }
+        Err(e) => return invalid(e),
     };
-    let selected = match &b.partners {
-        None => app.config.partners.iter().collect::<Vec<_>>(),
-        Some(ids) => {
-            let mut out = Vec::new();
-            for id in ids {
-                match known_partner(app, id.as_str()) {
-                    Ok(id) => out.extend(app.config.partner(&id)),
-                    Err(e) => {
-                        return HttpResponse::problem(
-                            400,
-                            "Invalid backfill request",
-                            &InvalidInput::new("partners", e.reason).to_string(),
-                            Some("partners"),
-                        )
-                    }
-                }
-            }
-            out
-        }
-    };
-    let today = now.date();
-    // Each partner is planned with its own kinds and invoices; the answer lists them together
-    // (each entry names its partner when the deployment lists partners).
-    let plans = futures::future::join_all(selected.iter().map(|partner| {
-        let kinds = b.kinds.clone();
-        async move {
-            let (scope, month_skips) =
-                PlanScope::backfill(&partner.plan, b.from, b.to, kinds, today);
-            let mut p = planner::plan(
-                &partner.id,
-                &partner.plan,
-                app.invoices_for(&partner.id),
-                app.pipeline.ledger(),
-                &scope,
-                today,
-            )
-            .await;
-            let mut skipped = month_skips;
-            skipped.append(&mut p.skipped);
-            p.skipped = skipped;
-            p
-        }
-    }))
-    .await;
+    match backfill::backfill(app, request, now).await {
+        Ok(report) => render_backfill(app, &report),
+        Err(e) => invalid(e),
+    }
+}
+
+/// The backfill's answer: the plans of every partner merged (entries name their partner when
+/// the deployment lists partners), then each start's outcome.
+fn render_backfill(app: &App, report: &BackfillReport) -> HttpResponse {
     let listed = app.config.has_partner_list();
-    let mut p = Plan::default();
+    let mut merged = Plan::default();
     let mut failures = Vec::new();
-    for mut one in plans {
-        let who = one.partner.clone();
-        p.requests.append(&mut one.requests);
-        for mut s in one.skipped {
+    for plan in &report.plans {
+        let who = &plan.partner;
+        merged.requests.extend(plan.requests.iter().cloned());
+        for s in &plan.skipped {
+            let mut s = s.clone();
             if listed && s.billing_month.is_some() && s.run_id.is_none() {
                 s.what = format!("{who}: {}", s.what);
             }
-            p.skipped.push(s);
+            merged.skipped.push(s);
         }
-        p.notes.extend(one.notes.into_iter().map(
-            |n| {
-                if listed {
-                    format!("{who}: {n}")
-                } else {
-                    n
-                }
-            },
-        ));
-        if let Some(f) = one.discovery_failure {
+        merged.notes.extend(plan.notes.iter().map(|n| {
             if listed {
-                failures.push(json!({
-                    "partner": who,
-                    "billingMonth": format!("{}-{:02}", f.year, u8::from(f.month)),
-                    "reason": f.error.to_string(),
-                    "fix": f.hint(),
-                }));
+                format!("{who}: {n}")
+            } else {
+                n.clone()
             }
-            p.discovery_failure.get_or_insert(f);
+        }));
+        if let Some(f) = &plan.discovery_failure {
+            failures.push(json!({
+                "partner": who,
+                "billingMonth": f.month,
+                "reason": f.error.to_string(),
+                "fix": f.hint(),
+            }));
         }
     }
-    let mut body = plan_json(&p);
+    let mut body = plan_json(&merged);
+    // The first partner's discovery failure stands for all in `discoveryFailure`.
+    if let Some(first) = failures.first() {
+        let mut f = first.clone();
+        if let Some(o) = f.as_object_mut() {
+            o.remove("partner");
+        }
+        body["discoveryFailure"] = f;
+    }
     if listed {
-        body["partners"] = json!(selected.iter().map(|p| p.id.as_str()).collect::<Vec<_>>());
+        body["partners"] = json!(report.partners);
         body["discoveryFailures"] = json!(failures);
     }
+    let b = &report.request;
     body["from"] = json!(b.from);
     body["to"] = json!(b.to);
     body["dryRun"] = json!(b.dry_run);
@@ -314,15 +265,11 @@ pub async fn backfill(app: &App, req: HttpRequestData, now: OffsetDateTime) -> H
     }
     let mut started = Vec::new();
     let mut failed = 0;
-    for planned in &p.requests {
-        let mut v = planner::describe(planned);
-        match app
-            .pipeline
-            .start(planned.request.clone(), Trigger::Http)
-            .await
-        {
+    for r in report.starts.iter().flat_map(|s| &s.results) {
+        let mut v = planner::describe(&r.planned);
+        match &r.outcome {
             Ok(outcome) => {
-                let (what, run) = match &outcome {
+                let (what, run) = match outcome {
                     StartOutcome::Started(r) => ("started", r),
                     StartOutcome::Duplicate(r) => ("duplicate", r),
                     StartOutcome::Rejected(r) => ("rejected", r),
@@ -336,15 +283,15 @@ pub async fn backfill(app: &App, req: HttpRequestData, now: OffsetDateTime) -> H
             }
             Err(e) => {
                 failed += 1;
-                tracing::error!(request = %planned.request, error = %e, "backfill could not start an export");
                 v["outcome"] = json!("error");
                 v["reason"] = json!(e.to_string());
             }
         }
         started.push(v);
     }
+    let total = started.len();
     body["start"] = json!(started);
-    let status = if failed > 0 && failed == p.requests.len() {
+    let status = if failed > 0 && failed == total {
         503
     } else {
         202
@@ -354,23 +301,6 @@ pub async fn backfill(app: &App, req: HttpRequestData, now: OffsetDateTime) -> H
         res = res.header("Retry-After", "30");
     }
     res
-}
-
-/// `id` if the configuration has that partner, else why not (naming the field `partner`).
-fn known_partner(app: &App, id: &str) -> Result<PartnerId, InvalidInput> {
-    let id: PartnerId = id.parse()?;
-    if app.config.partner(&id).is_some() {
-        return Ok(id);
-    }
-    let names: Vec<&str> = app.config.partners.iter().map(|p| p.id.as_str()).collect();
-    Err(InvalidInput::new(
-        "partner",
-        format!(
-            "{:?} is not configured; expected one of {}",
-            id.as_str(),
-            names.join(", ")
-        ),
-    ))
 }
 
 #[cfg(test)]

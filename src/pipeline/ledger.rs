@@ -11,7 +11,7 @@ use super::current::{CurrentDoc, CurrentPointer};
 use super::fanin::{
     apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Shards,
 };
-use super::run::{RequestIndex, RunId, RunRecord};
+use super::run::{Attempts, RequestIndex, RunId, RunRecord};
 
 const MAX_CAS_ATTEMPTS: u32 = 64;
 
@@ -39,6 +39,14 @@ pub enum Claim {
     New,
     /// Another run is still active for the key.
     Active(Box<RunRecord>),
+}
+
+fn index_body(rec: &RunRecord, earlier: Attempts) -> Vec<u8> {
+    serde_json::to_vec(&RequestIndex {
+        run_id: rec.run_id.clone(),
+        earlier,
+    })
+    .expect("index serializes")
 }
 
 impl Ledger {
@@ -126,32 +134,31 @@ impl Ledger {
     }
 
     /// Makes `run` the active run of its request key unless another active run holds it.
-    /// `load` reads the holder's record to decide whether it is still active.
+    /// `load` reads the holder's record to decide whether it is still active; a finished
+    /// holder's outcome is added to the index's attempt counts.
     pub async fn claim_request(&self, rec: &RunRecord) -> Result<Claim, LedgerError> {
-        let key = Self::request_key(&rec.request.key())?;
-        let body = serde_json::to_vec(&RequestIndex {
-            run_id: rec.run_id.clone(),
-        })
-        .expect("index serializes");
+        let key = Self::request_key(&rec.ledger_key())?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             match self.read_json::<RequestIndex>(&key).await? {
                 None => {
-                    if self.store.create(&key, body.clone()).await?.is_some() {
+                    let body = index_body(rec, Attempts::default());
+                    if self.store.create(&key, body).await?.is_some() {
                         return Ok(Claim::New);
                     }
                 }
                 Some((idx, etag)) => {
-                    if let Some(holder) = self.get(&idx.run_id).await? {
+                    let holder = self.get(&idx.run_id).await?;
+                    if let Some(holder) = &holder {
                         if !holder.state.is_terminal() {
-                            return Ok(Claim::Active(Box::new(holder)));
+                            return Ok(Claim::Active(Box::new(holder.clone())));
                         }
                     }
-                    if self
-                        .store
-                        .replace(&key, body.clone(), &etag)
-                        .await?
-                        .is_some()
-                    {
+                    let earlier = match &holder {
+                        Some(h) => idx.earlier.with(h),
+                        None => idx.earlier,
+                    };
+                    let body = index_body(rec, earlier);
+                    if self.store.replace(&key, body, &etag).await?.is_some() {
                         return Ok(Claim::New);
                     }
                 }
@@ -166,11 +173,23 @@ impl Ledger {
         &self,
         request_key: &str,
     ) -> Result<Option<RunRecord>, LedgerError> {
+        Ok(self.request_history(request_key).await?.map(|(r, _)| r))
+    }
+
+    /// The latest run of `request_key` and the outcomes of every run of it, that one included.
+    pub async fn request_history(
+        &self,
+        request_key: &str,
+    ) -> Result<Option<(RunRecord, Attempts)>, LedgerError> {
         let key = Self::request_key(request_key)?;
-        match self.read_json::<RequestIndex>(&key).await? {
-            Some((idx, _)) => self.get(&idx.run_id).await,
-            None => Ok(None),
-        }
+        let Some((idx, _)) = self.read_json::<RequestIndex>(&key).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&idx.run_id)
+            .await?
+            .map(|run| (idx.earlier.with(&run), run))
+            .map(|(attempts, run)| (run, attempts)))
     }
 
     /// Creates-or-updates a small document with compare-and-swap; `f` returns `None` when there

@@ -18,7 +18,7 @@ pub mod status;
 pub use decide::PollPolicy;
 pub use ledger::Ledger;
 pub use messages::{CopyJob, PollJob};
-pub use run::{Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
+pub use run::{Attempts, Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
 pub use service::{
     Handled, PartnerRuntime, Pipeline, PipelineConfig, PipelineError, StartOutcome, WatchdogReport,
     MAX_COPY_ATTEMPTS,

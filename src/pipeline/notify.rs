@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::run::RunRecord;
 use crate::adapters::events::{
-    CloudEvent, EXPORTS_NOT_STARTED, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED,
-    INVOICES_MISSING, INVOICE_DISCOVERY_FAILED,
+    CloudEvent, EXPORTS_NOT_STARTED, EXPORT_ABANDONED, EXPORT_COMPLETED, EXPORT_FAILED,
+    EXPORT_STARTED, INVOICES_MISSING, INVOICE_DISCOVERY_FAILED,
 };
 use crate::billing::{ExportScope, PartnerId};
 
@@ -203,6 +203,39 @@ pub fn invoices_missing(
                     "Partner Center lists no new-commerce invoice for {billing_month}; invoices are usually published by about the 8th of the following month. \
                      Billed exports start on the first firing that finds them."
                 ),
+            }),
+        ),
+    )
+}
+
+/// Planning gave an export up after `attempts` failed runs: one event per export and last
+/// failed run, however many firings see it.
+pub fn export_abandoned(
+    source: &str,
+    request: &crate::billing::ExportRequest,
+    last_run: &super::run::RunId,
+    attempts: u32,
+    reason: &str,
+) -> CloudEvent {
+    let scope = match &request.scope {
+        ExportScope::Invoice { invoice_id } => format!("invoices/{invoice_id}"),
+        ExportScope::Period { period, currency } => {
+            format!("periods/{period}/currencies/{currency}")
+        }
+    };
+    partner_news(
+        &request.partner,
+        CloudEvent::new(
+            source,
+            EXPORT_ABANDONED,
+            format!("{last_run}-abandoned"),
+            format!("exports/{}/{scope}", request.kind.slug()),
+            json!({
+                "request": request.to_string(),
+                "lastRunId": last_run,
+                "attempts": attempts,
+                "reason": reason,
+                "fix": "planning no longer starts this export; once the cause is fixed, start it with POST /api/exports or export --force",
             }),
         ),
     )

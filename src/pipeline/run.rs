@@ -345,6 +345,11 @@ impl RunRecord {
         self.parts.iter().map(|p| p.rows).sum()
     }
 
+    /// The key the ledger indexes this run's request under (see [`ExportRequest::ledger_key`]).
+    pub fn ledger_key(&self) -> String {
+        self.request.ledger_key(self.created_at.date())
+    }
+
     /// Moves to a terminal state and claims the final event for the caller.
     pub fn finish(&mut self, state: RunState, failure: Option<Failure>, now: OffsetDateTime) {
         debug_assert!(state.is_terminal());
@@ -356,11 +361,47 @@ impl RunRecord {
     }
 }
 
-/// Which run currently serves a request key (for duplicate-start detection).
+/// Which run currently serves a request key (for duplicate-start detection), and what the
+/// request's earlier runs came to (planning's retry and give-up rules read it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestIndex {
     pub run_id: RunId,
+    #[serde(default, skip_serializing_if = "Attempts::is_empty")]
+    pub earlier: Attempts,
+}
+
+/// Outcomes of a request's runs (the runs an index entry has replaced, or those plus its
+/// current run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempts {
+    /// Runs that failed (Graph refused the export or the run could not finish).
+    #[serde(default)]
+    pub failed: u32,
+    /// Runs Graph had no data for (`5000`).
+    #[serde(default)]
+    pub no_data: u32,
+    /// Runs that completed with data.
+    #[serde(default)]
+    pub completed: u32,
+}
+
+impl Attempts {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// These attempts plus `run`'s outcome (nothing for a run still under way).
+    pub fn with(mut self, run: &RunRecord) -> Self {
+        match run.state {
+            RunState::Failed => self.failed += 1,
+            RunState::Completed if run.no_data => self.no_data += 1,
+            RunState::Completed => self.completed += 1,
+            _ => {}
+        }
+        self
+    }
 }
 
 #[cfg(test)]
