@@ -236,6 +236,8 @@ pub struct Plan {
     /// Runs still under way for planned exports (also in `skipped`): the `export` command
     /// resumes them.
     pub running: Vec<RunRecord>,
+    /// Finished runs of planned exports, skipped as already exported (also in `skipped`).
+    pub finished: Vec<RunRecord>,
 }
 
 /// Partner Center could not list the invoices, and what the operator can do about it.
@@ -567,7 +569,12 @@ async fn filter_by_ledger(
                 out.skipped.push(skip("running".into()));
                 out.running.push(run);
             }
-            Verdict::Skip(reason) => out.skipped.push(skip(reason)),
+            Verdict::Skip(reason) => {
+                out.skipped.push(skip(reason));
+                if run.state == RunState::Completed {
+                    out.finished.push(run);
+                }
+            }
             Verdict::GiveUp(reason) => {
                 out.skipped.push(skip(reason));
                 out.abandoned.push(Abandoned {

@@ -192,6 +192,8 @@ async fn lands_every_partition_and_resumes_after_an_interrupt() {
         .args([
             "--months",
             "2026-09..2026-10",
+            "--currency",
+            "USD",
             "--json",
             "--concurrency",
             "2",
@@ -247,7 +249,13 @@ async fn lands_every_partition_and_resumes_after_an_interrupt() {
 
     // Second invocation: the same command completes; nothing done before is copied again.
     let mut second = export(&sb, &out);
-    second.args(["--months", "2026-09..2026-10", "--json"]);
+    second.args([
+        "--months",
+        "2026-09..2026-10",
+        "--currency",
+        "USD",
+        "--json",
+    ]);
     let ran = run(second).await;
     assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
     let lines = json_lines(&ran.stdout);
@@ -312,6 +320,8 @@ async fn plain_output_shows_progress_and_the_closing_table() {
         "billedUsage,unbilledUsage",
         "--invoice",
         "G026100001",
+        "--currency",
+        "USD",
     ]);
     let ran = run(c).await;
     assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
@@ -330,6 +340,74 @@ async fn plain_output_shows_progress_and_the_closing_table() {
     assert!(
         !ran.stdout.contains('\x1b'),
         "no escape codes when not a terminal"
+    );
+    sb.shutdown().await;
+}
+
+/// Running the same command again over finished invoices asks Graph for nothing and reads no
+/// blob (the ledger says they are exported); `--force` exports them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_over_finished_invoices_exports_nothing_unless_forced() {
+    let sb = GraphSandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "--kind",
+        "billedUsage,billedReconciliation",
+        "--months",
+        "2026-09..2026-10",
+        "--json",
+    ];
+    let mut c = export(&sb, &out);
+    c.args(args);
+    let first = run(c).await;
+    assert_eq!(first.code, Some(0), "{}{}", first.stdout, first.stderr);
+    let exported = summary(&json_lines(&first.stdout))["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(exported >= 4, "{}", first.stdout);
+    let before = sb.stats();
+    assert_eq!(before.exports_started, exported as u64);
+
+    let mut c = export(&sb, &out);
+    c.args(args);
+    let second = run(c).await;
+    assert_eq!(second.code, Some(0), "{}{}", second.stdout, second.stderr);
+    let after = sb.stats();
+    assert_eq!(
+        after.exports_started, before.exports_started,
+        "no new Graph export"
+    );
+    assert_eq!(after.blob_gets, before.blob_gets, "no blob read");
+    let lines = json_lines(&second.stdout);
+    let s = summary(&lines);
+    let runs = s["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), exported, "{s}");
+    assert!(
+        runs.iter()
+            .all(|r| r["origin"] == "already exported" && r["status"] == "completed"),
+        "{s}"
+    );
+    assert_eq!(
+        verify(&sb, runs),
+        s["partitions"].as_u64().unwrap() as usize
+    );
+
+    // The dry run says so, and --force exports them again.
+    let mut c = export(&sb, &out);
+    c.args(args).arg("--dry-run");
+    let dry = run(c).await;
+    assert!(dry.stdout.contains("already exported"), "{}", dry.stdout);
+    assert!(!dry.stdout.contains("would start"), "{}", dry.stdout);
+    let mut c = export(&sb, &out);
+    c.args(args).arg("--force");
+    let forced = run(c).await;
+    assert_eq!(forced.code, Some(0), "{}{}", forced.stdout, forced.stderr);
+    assert_eq!(
+        sb.stats().exports_started,
+        before.exports_started + exported as u64,
+        "each export started again"
     );
     sb.shutdown().await;
 }

@@ -178,14 +178,35 @@ async fn run(
         dry_run(&plan, &mut progress);
         return Ok(ExitStatus::Completed);
     }
+    let listed: std::collections::HashSet<_> = plan
+        .running
+        .iter()
+        .chain(&plan.finished)
+        .map(|r| r.run_id.to_string())
+        .collect();
     for s in &plan.skipped {
-        if s.reason != "running" {
+        if !s.run_id.as_ref().is_some_and(|id| listed.contains(id)) {
             progress.note(&format!("skipped {}: {}", s.what, s.reason));
         }
     }
+    for run in &plan.finished {
+        progress.add_run(run.clone(), Origin::Exported);
+        let manifest = run
+            .output_folder
+            .as_ref()
+            .and_then(|f| f.join(crate::pipeline::layout::RUN_MANIFEST_NAME).ok())
+            .map(|p| dest.locate(&p));
+        if let Some(v) = progress.run_mut(&run.run_id) {
+            v.manifest = manifest;
+        }
+    }
     if plan.requests.is_empty() && plan.running.is_empty() {
-        progress.note("nothing to export (--force exports finished work again)");
-        return Ok(ExitStatus::Completed);
+        if !plan.finished.is_empty() {
+            progress.note("nothing new to export (--force exports finished work again)");
+        }
+        progress.finish();
+        summary::print(&progress, &locations, version, false);
+        return Ok(summary::exit_status(&progress, false));
     }
 
     let driver = Driver::new(app.clone(), queue, usize::from(args.concurrency));

@@ -34,18 +34,21 @@ fn kinds(args: &ExportArgs, cfg: &PlanConfig) -> Vec<ExportKind> {
 
 /// The scope `args` select for a partner planned with `cfg` on `today`, and the months it
 /// leaves out with the reason (`--months` before the history floor, or not invoiced yet).
+/// `--months` selects invoices; the unbilled periods are `--period` or the configured ones.
 pub fn scope(args: &ExportArgs, cfg: &PlanConfig, today: Date) -> (PlanScope, Vec<Skipped>) {
     let kinds = kinds(args, cfg);
-    let (mut scope, skipped) = match args.months {
-        Some(range) => PlanScope::backfill(cfg, range.from, range.to, Some(kinds), today),
-        None => (
-            PlanScope {
-                kinds,
-                ..PlanScope::both_timers(cfg, today)
-            },
-            Vec::new(),
-        ),
+    let mut scope = PlanScope {
+        kinds: kinds.clone(),
+        ..PlanScope::both_timers(cfg, today)
     };
+    let mut skipped = Vec::new();
+    if let Some(range) = args.months {
+        let billed = kinds.iter().copied().filter(|k| k.is_billed()).collect();
+        let (months, month_skips) =
+            PlanScope::backfill(cfg, range.from, range.to, Some(billed), today);
+        scope.months = months.months;
+        skipped = month_skips;
+    }
     if !args.periods.is_empty() {
         scope.periods = args.periods.clone();
     }

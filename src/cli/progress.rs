@@ -32,6 +32,8 @@ pub enum Origin {
     Resumed,
     /// Graph refused to start it.
     Rejected,
+    /// Exported by an earlier invocation: nothing to do (`--force` exports it again).
+    Exported,
 }
 
 impl Origin {
@@ -40,6 +42,7 @@ impl Origin {
             Origin::Started => "started",
             Origin::Resumed => "resumed",
             Origin::Rejected => "rejected",
+            Origin::Exported => "already exported",
         }
     }
 }
