@@ -301,6 +301,9 @@ pub enum Verdict {
     GiveUp(String),
 }
 
+/// How much earlier than the no-data delay a firing may retry.
+const RETRY_ALLOWANCE: time::Duration = time::Duration::hours(1);
+
 /// The rule for one candidate: `run` is the latest run of its request and `attempts` the
 /// outcomes of all its runs (that one included).
 pub fn verdict(
@@ -331,7 +334,9 @@ pub fn verdict(
         _ if !run.no_data => Verdict::Skip("already exported".into()),
         _ => {
             let first_no_data = attempts.no_data == 1 && attempts.completed == 0;
-            let finished = run.finished_at.unwrap_or(run.updated_at);
+            // A daily timer fires at the same time each day, a little before the minute the
+            // run finished: the hour's allowance lets the firing 72 hours on count.
+            let finished = run.finished_at.unwrap_or(run.updated_at) - RETRY_ALLOWANCE;
             match cfg.no_data_retry_after {
                 Some(delay) if first_no_data && now >= finished + delay => Verdict::Start,
                 Some(delay) if first_no_data => Verdict::Skip(format!(
@@ -476,7 +481,7 @@ fn unbilled_candidates(
     let oldest = (1..cfg.billed_lookback_months).fold(window, |m, _| m.previous());
     let learned: BTreeSet<CurrencyCode> = listing
         .into_iter()
-        .flat_map(|all| billed_invoices(all))
+        .flat_map(billed_invoices)
         .filter(|i| billing_month(i).is_some_and(|m| m >= oldest && m < this))
         .filter_map(|i| i.currency_code.clone())
         .collect();
@@ -756,7 +761,7 @@ mod tests {
             &empty,
             once(&empty),
             false,
-            at + time::Duration::hours(71),
+            at + time::Duration::hours(70),
         );
         assert!(
             matches!(early, Verdict::Skip(ref r) if r.contains("tried once more from 2026-11-11")),

@@ -19,6 +19,7 @@ use partner_billing_local::graph_sandbox::{
     default_invoices, SandboxClock, SandboxConfig, SandboxPartner,
 };
 use partner_billing_local::tokens::{local_token_source, partner_token_source};
+use test_support::clock::ManualClock;
 use test_support::{fast_sandbox, TestBed};
 use time::macros::{date, time};
 use time::{Date, OffsetDateTime};
@@ -579,4 +580,165 @@ async fn a_refused_invoices_missing_event_is_sent_by_the_next_firing() {
     let missing = bed.events_of_type("InvoicesMissing.v1");
     assert_eq!(missing.len(), 1, "{missing:#?}");
     assert_eq!(missing[0]["id"], "invoices-missing-202611");
+}
+
+/// Two months of daily firings for a USD partner and a EUR partner that configure no
+/// currency: unbilled exports run in each partner's invoice currency; an invoice Graph has no
+/// data for on its publication day is tried once more 72 hours later and lands; an invoice
+/// Graph refuses is attempted three times, then given up with one event per export. The
+/// pipeline's clock follows the simulated days.
+#[tokio::test]
+async fn two_months_follow_invoice_currencies_retry_no_data_and_give_up_refusals() {
+    // Simulated days lie in the past: the Service Bus stand-in delivers scheduled polls by
+    // the wall clock, so a simulated day ahead of it would hold them back.
+    let start = date!(2025 - 11 - 05);
+    let clock = SandboxClock::new(start);
+    let partner = |id: &str, currency: (&str, &str)| {
+        SandboxPartner::new(id, start, currency)
+            .with_invoices_for_months(&[date!(2025 - 10 - 01), date!(2025 - 11 - 01)])
+    };
+    let (contoso, fabrikam) = (
+        partner("contoso", ("USD", "$")),
+        partner("fabrikam", ("EUR", "€")),
+    );
+    // Both are November's invoices, published on 8 December.
+    let late_data = contoso.invoices[2].id.clone();
+    let refused = fabrikam.invoices[3].id.clone();
+    assert!(late_data.starts_with("G02511") && refused.starts_with("G02511"));
+    let sandbox = SandboxConfig {
+        seed: 12,
+        clock: Some(clock.clone()),
+        today: Some(start),
+        no_data_until: vec![(late_data.clone(), date!(2025 - 12 - 10))],
+        refuse_invoices: vec![refused.clone()],
+        partners: vec![contoso, fabrikam],
+        ..fast_sandbox()
+    };
+    let partners = format!(
+        r#"{{"partners": [{}]}}"#,
+        sandbox
+            .partners
+            .iter()
+            .map(|p| format!(
+                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}}}"#,
+                p.id, p.tenant_id
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let bed = TestBed::start(sandbox, &[("PARTNERS", partners.as_str())]).await;
+    let settings = bed.settings.clone();
+    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
+    let tokens: PartnerTokens = ["contoso", "fabrikam"]
+        .into_iter()
+        .map(|p| {
+            (
+                p.parse().unwrap(),
+                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
+            )
+        })
+        .collect();
+    let mut app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
+    let pipeline_clock = ManualClock::new(OffsetDateTime::new_utc(start, time!(05:00)));
+    Arc::get_mut(&mut app)
+        .expect("not shared yet")
+        .pipeline
+        .set_clock(Arc::new(pipeline_clock.clone()));
+    let bed = bed.with_app(app.clone());
+
+    let mut day = start;
+    while day <= date!(2025 - 12 - 31) {
+        clock.set(day);
+        pipeline_clock.set(OffsetDateTime::new_utc(day, time!(05:00)));
+        fire_at(&bed, KindGroup::Unbilled, day, time!(05:00)).await;
+        pipeline_clock.set(OffsetDateTime::new_utc(day, time!(06:30)));
+        fire(&bed, KindGroup::Billed, day).await;
+        bed.drain(Duration::from_secs(60)).await;
+        day = day.next_day().unwrap();
+    }
+
+    let runs = app.pipeline.ledger().list(usize::MAX).await.unwrap();
+    // Unbilled: in USD for both until the first invoices appear on 8 November (nothing is
+    // known before), then each in its own invoice currency only.
+    for r in runs.iter().filter(|r| !r.request.kind.is_billed()) {
+        assert_eq!(r.state, RunState::Completed, "{r:#?}");
+        let ExportScope::Period { currency, .. } = &r.request.scope else {
+            unreachable!()
+        };
+        let expected = match (
+            r.request.partner.as_str(),
+            r.created_at.date() >= date!(2025 - 11 - 08),
+        ) {
+            (_, false) => "USD",
+            ("contoso", true) => "USD",
+            (_, true) => "EUR",
+        };
+        assert_eq!(currency.as_str(), expected, "{}", r.request);
+    }
+    let unbilled_days = (date!(2025 - 12 - 31) - start).whole_days() as usize + 1;
+    assert_eq!(
+        runs.iter().filter(|r| !r.request.kind.is_billed()).count(),
+        unbilled_days * 2 * 2,
+        "one run per day, kind and partner"
+    );
+
+    // Billed: each run's outcome per invoice and kind.
+    let of = |invoice: &str| -> Vec<&partner_billing_export::pipeline::RunRecord> {
+        let mut v: Vec<_> = runs
+            .iter()
+            .filter(|r| matches!(&r.request.scope, ExportScope::Invoice { invoice_id } if invoice_id.as_str() == invoice))
+            .collect();
+        v.sort_by_key(|r| r.created_at);
+        v
+    };
+    // No data on 8 December, tried once more on the 11th (72 hours later), and landed.
+    let retried = of(&late_data);
+    assert_eq!(retried.len(), 4, "two kinds, twice each: {retried:#?}");
+    for r in &retried[..2] {
+        assert!(r.no_data, "{r:#?}");
+        assert_eq!(r.created_at.date(), date!(2025 - 12 - 08));
+    }
+    for r in &retried[2..] {
+        assert!(
+            !r.no_data && r.state == RunState::Completed && !r.parts.is_empty(),
+            "{r:#?}"
+        );
+        assert_eq!(r.created_at.date(), date!(2025 - 12 - 11));
+    }
+    // Refused on the 8th, 9th and 10th, then given up: one event per export, once.
+    let refusals = of(&refused);
+    assert_eq!(
+        refusals.len(),
+        6,
+        "two kinds, three attempts each: {refusals:#?}"
+    );
+    assert!(refusals.iter().all(|r| r.state == RunState::Failed));
+    let abandoned = bed.events_of_type("ExportAbandoned.v1");
+    assert_eq!(abandoned.len(), 2, "{abandoned:#?}");
+    for e in &abandoned {
+        assert_eq!(e["data"]["attempts"], 3, "{e}");
+        assert_eq!(e["data"]["partner"], "fabrikam", "{e}");
+        assert!(
+            e["data"]["request"].as_str().unwrap().contains(&refused),
+            "{e}"
+        );
+    }
+    // Every other invoice of both partners: one completed run per kind.
+    for r in runs.iter().filter(|r| r.request.kind.is_billed()) {
+        let ExportScope::Invoice { invoice_id } = &r.request.scope else {
+            unreachable!()
+        };
+        if invoice_id.as_str() != late_data && invoice_id.as_str() != refused {
+            assert!(r.state == RunState::Completed && !r.no_data, "{r:#?}");
+            assert_eq!(of(invoice_id.as_str()).len(), 2, "{invoice_id}");
+        }
+    }
+}
+
+async fn fire_at(bed: &TestBed, group: KindGroup, day: Date, at: time::Time) -> Vec<String> {
+    let now = OffsetDateTime::new_utc(day, at);
+    start_exports::run(&bed.app, timer(), now, group)
+        .await
+        .unwrap_or_else(|e| panic!("{group:?} firing on {day}: {}", e.message))
+        .logs
 }

@@ -1,6 +1,7 @@
 //! The export state machine (docs/architecture.md): start, poll decision, fan-out, copy, fan-in; the
 //! run ledger and the queue message types. It knows which services it needs, not where they run.
 
+pub mod clock;
 pub mod current;
 pub mod decide;
 pub mod derived;

@@ -3,6 +3,7 @@
 //! storage account, the ledger contract, and the payload fixtures under `tests/fixtures/`.
 
 pub mod azurite;
+pub mod clock;
 pub mod duckdb;
 pub mod fixtures;
 pub mod ledger;

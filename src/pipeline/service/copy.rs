@@ -8,7 +8,7 @@ use super::super::run::{Failure, FailureCode, RunId, RunRecord, RunState};
 use crate::adapters::events::CloudEvent;
 use crate::adapters::storage::SourceIdentity;
 
-use super::{now, Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
+use super::{Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
 impl Pipeline {
     pub async fn handle_copy(
@@ -160,7 +160,7 @@ impl Pipeline {
     /// the run, and sends the final event.
     async fn fold_and_finish(&self, run: &RunRecord) -> Result<Handled, PipelineError> {
         let (results, _) = self.ledger.part_results(run).await?;
-        let t = now();
+        let t = self.now();
         let updated = self
             .ledger
             .update(&run.run_id, |r| {
@@ -194,7 +194,7 @@ impl Pipeline {
         }
         let stale = run
             .finish_claimed_at
-            .is_none_or(|c| now() - c > FINISH_CLAIM_TTL);
+            .is_none_or(|c| self.now() - c > FINISH_CLAIM_TTL);
         if !(stale || delivery_count > 1) {
             return Ok(Handled::Ignored("finisher at work"));
         }
@@ -261,7 +261,7 @@ impl Pipeline {
         code: FailureCode,
         message: &str,
     ) -> Result<Option<RunRecord>, PipelineError> {
-        let t = now();
+        let t = self.now();
         let failure = Failure {
             code: code.clone(),
             message: message.chars().take(2000).collect(),

@@ -2,7 +2,7 @@
 
 use super::super::current::{CurrentPointer, SupersededMarker, SUPERSEDED_MARKER_NAME};
 use super::super::run::RunRecord;
-use super::{now, Pipeline, PipelineError};
+use super::{Pipeline, PipelineError};
 use crate::adapters::storage::ObjectPath;
 
 /// Rewrites after a concurrent finisher moved the pointer meanwhile; two suffice in practice
@@ -16,7 +16,7 @@ impl Pipeline {
         &self,
         run: &RunRecord,
     ) -> Result<Option<ObjectPath>, PipelineError> {
-        let Some(candidate) = CurrentPointer::for_run(run, now()) else {
+        let Some(candidate) = CurrentPointer::for_run(run, self.now()) else {
             return Ok(None);
         };
         let path = candidate.path()?;
@@ -39,7 +39,7 @@ impl Pipeline {
             let marker = SupersededMarker {
                 superseded_by: candidate.current_version.clone(),
                 run_id: candidate.run_id.clone(),
-                at: now(),
+                at: self.now(),
             };
             let body = serde_json::to_vec_pretty(&marker)
                 .map_err(|e| PipelineError::Source(e.to_string()))?;

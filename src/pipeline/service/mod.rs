@@ -139,6 +139,7 @@ pub struct Pipeline {
     hubs: Option<Arc<dyn Destination>>,
     /// The implicit partner's tenant (`GRAPH_TENANT_ID`), checked against manifests.
     implicit_tenant: Option<String>,
+    clock: Arc<dyn super::clock::Clock>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -147,10 +148,6 @@ impl std::fmt::Debug for Pipeline {
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()
     }
-}
-
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }
 
 impl Pipeline {
@@ -175,10 +172,21 @@ impl Pipeline {
             invoices: None,
             hubs: None,
             implicit_tenant: None,
+            clock: Arc::new(super::clock::SystemClock),
         }
     }
 
     /// The tenant the implicit partner's manifests must name (`partnerTenantId`).
+    /// Reads time from `clock` instead of the wall clock (tests, the simulation).
+    pub fn set_clock(&mut self, clock: Arc<dyn super::clock::Clock>) {
+        self.clock = clock;
+    }
+
+    /// The pipeline's time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
     pub fn with_implicit_tenant(mut self, tenant: Option<String>) -> Self {
         self.implicit_tenant = tenant;
         self
@@ -265,7 +273,7 @@ impl Pipeline {
     // ---------------------------------------------------------------- manifests and SAS
 
     pub(super) fn cache_manifest(&self, id: &RunId, manifest: impl Into<Arc<Manifest>>) {
-        self.manifests.insert(id, manifest.into(), now());
+        self.manifests.insert(id, manifest.into(), self.now());
     }
 
     pub(super) fn forget_manifest(&self, id: &RunId) {
@@ -305,7 +313,7 @@ impl Pipeline {
         force: bool,
     ) -> Result<Arc<Manifest>, PipelineError> {
         if !force {
-            if let Some(m) = self.manifests.fresh(&run.run_id, now()) {
+            if let Some(m) = self.manifests.fresh(&run.run_id, self.now()) {
                 return Ok(m);
             }
         }

@@ -13,7 +13,7 @@ use crate::billing::Manifest;
 use crate::pipeline::messages::PARTITIONS_QUEUE;
 
 use super::{
-    humanize, now, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY, STALL_GRACE,
+    humanize, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY, STALL_GRACE,
 };
 
 impl Pipeline {
@@ -22,7 +22,7 @@ impl Pipeline {
             tracing::warn!(run_id = %job.run_id, "poll for a run the ledger does not know; dropped");
             return Ok(Handled::Ignored("unknown run"));
         };
-        let t = now();
+        let t = self.now();
         match before_poll(&run, job.seq, t) {
             BeforePoll::Stale => Ok(Handled::Ignored("stale poll")),
             BeforePoll::Done => Ok(Handled::Ignored("run not polling")),
@@ -139,7 +139,7 @@ impl Pipeline {
         // Count the attempt and take the submit lease *before* asking Graph: if what follows
         // the POST fails (a lost send, a crash), the redelivered poll finds the lease and does
         // not start a second export (found by the simulation: one restart, several exports).
-        let t = now();
+        let t = self.now();
         let leased = self
             .ledger
             .update(id, |r| {
@@ -162,7 +162,7 @@ impl Pipeline {
             // Graph is down while the operation is gone: keep the poll chain alive and try the
             // restart again later, instead of failing the delivery (and burning its retries).
             Err(e) if e.is_transient() => {
-                let at = now() + e.retry_after().unwrap_or(self.cfg.poll.default_retry_after);
+                let at = self.now() + e.retry_after().unwrap_or(self.cfg.poll.default_retry_after);
                 tracing::warn!(run_id = %id, error = %e, next_poll_at = %at, "could not restart the expired export; trying again later");
                 // No export was started: the next try may go ahead.
                 self.ledger
@@ -183,7 +183,7 @@ impl Pipeline {
                 return Ok(Handled::Failed);
             }
         };
-        let at = now()
+        let at = self.now()
             + started
                 .retry_after
                 .unwrap_or(self.cfg.poll.default_retry_after);
@@ -243,7 +243,7 @@ impl Pipeline {
             })
             .collect();
         self.cache_manifest(&id, manifest);
-        let t = now();
+        let t = self.now();
         let empty = parts.is_empty();
         let updated = self
             .ledger
@@ -285,7 +285,7 @@ impl Pipeline {
         let id = run.run_id.clone();
         let folder = layout::no_data_folder(&self.output_prefix_for(&run.request.partner)?, &run)?;
         let reason: String = message.chars().take(2000).collect();
-        let t = now();
+        let t = self.now();
         let updated = self
             .ledger
             .update(&id, |r| {

@@ -10,7 +10,7 @@ use crate::adapters::servicebus::{OutgoingMessage, QueueError};
 use crate::billing::ExportRequest;
 use crate::pipeline::messages::OPERATIONS_QUEUE;
 
-use super::{now, Pipeline, PipelineError, StartOutcome, STALL_GRACE};
+use super::{Pipeline, PipelineError, StartOutcome, STALL_GRACE};
 
 impl Pipeline {
     /// Starts `request` unless the same export is already running.
@@ -36,7 +36,7 @@ impl Pipeline {
             .check_access()
             .await
             .or_else(|e| if e.is_access_denied() { Err(e) } else { Ok(()) })?;
-        let t = now();
+        let t = self.now();
         let mut rec = RunRecord::new(
             RunId::generate(t),
             request,
@@ -72,7 +72,7 @@ impl Pipeline {
     pub(super) async fn submit(&self, id: &RunId) -> Result<StartOutcome, PipelineError> {
         // Only the holder of a fresh lease POSTs: two starts of one export (a timer retry and
         // an HTTP POST, or the watchdog) must not create two Graph exports.
-        let t = now();
+        let t = self.now();
         let leased = self
             .ledger
             .update(id, |r| {
@@ -89,7 +89,7 @@ impl Pipeline {
             .await
         {
             Ok(started) => {
-                let at = now()
+                let at = self.now()
                     + started
                         .retry_after
                         .unwrap_or(self.cfg.poll.default_retry_after);

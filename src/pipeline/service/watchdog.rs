@@ -14,7 +14,7 @@ use super::super::fanin::apply_results;
 use super::super::messages::PollJob;
 use super::super::notify;
 use super::super::run::{FailureCode, RunRecord, RunState};
-use super::{humanize, now, Pipeline, PipelineError, FINISH_CLAIM_TTL};
+use super::{humanize, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
 /// What one watchdog pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -103,7 +103,7 @@ impl Pipeline {
 
     /// One pass over the ledger (the `Watchdog` timer function).
     pub async fn watchdog(&self) -> Result<WatchdogReport, PipelineError> {
-        self.watchdog_at(now()).await
+        self.watchdog_at(self.now()).await
     }
 
     /// [`Pipeline::watchdog`] as if the clock said `t` (tests move time forward with it).

@@ -70,6 +70,12 @@ pub struct SandboxConfig {
     /// `failedOperation` with `fail_code` (by default `"5000"` "No data available", which the
     /// pipeline completes as a run without data).
     pub fail_invoices: Vec<String>,
+    /// Billed exports of these invoices answer `5000` "No data available" until the clock's
+    /// day (as Graph can on the day an invoice appears, before its usage is ready).
+    pub no_data_until: Vec<(String, Date)>,
+    /// Export POSTs for these invoice ids are refused with 400 `BadRequest` (an invoice Graph
+    /// will not export, whatever the day).
+    pub refuse_invoices: Vec<String>,
     /// `error.code` of those failed operations: `"5000"` (No data available, the only code
     /// Graph documents) or any other, for a real failure.
     pub fail_code: String,
@@ -228,6 +234,8 @@ impl Default for SandboxConfig {
             rows_per_partition: 200,
             sas_ttl: Duration::from_secs(3600),
             fail_invoices: Vec::new(),
+            no_data_until: Vec::new(),
+            refuse_invoices: Vec::new(),
             fail_code: "5000".into(),
             gone_after_polls: None,
             foreign_location: false,

@@ -59,7 +59,7 @@ impl State {
         version: &str,
         now: OffsetDateTime,
     ) -> Uuid {
-        let key = export_key(&req, today);
+        let key = export_key(cfg, &req, today);
         if !self.exports.contains_key(&key) {
             let export = Export::new(cfg, today, req, &key, now);
             self.manifests.insert(export.manifest_id, key.clone());
@@ -109,7 +109,7 @@ impl State {
         if let Some(p) = partner {
             req.partner = p.parse().ok()?;
         }
-        let key = export_key(&req, today);
+        let key = export_key(cfg, &req, today);
         let mut fresh;
         let export = match self.exports.get_mut(&key) {
             Some(e) => e,
@@ -140,9 +140,20 @@ impl State {
 /// Which export (data version) a request is served from. A billed invoice's data is fixed
 /// once issued. Unbilled data grows every day until the period is invoiced, so each day's
 /// request gets a new snapshot (new eTag, new rows), as Graph serves a new data version.
-fn export_key(req: &ExportRequest, today: Date) -> String {
+/// An invoice whose data is not ready yet (`no_data_until`) is a version of its own.
+fn export_key(cfg: &SandboxConfig, req: &ExportRequest, today: Date) -> String {
     match &req.scope {
-        ExportScope::Invoice { .. } => req.key(),
+        ExportScope::Invoice { invoice_id } => {
+            let not_ready = cfg
+                .no_data_until
+                .iter()
+                .any(|(id, until)| id.eq_ignore_ascii_case(invoice_id.as_str()) && today < *until);
+            if not_ready {
+                format!("{}@not-ready", req.key())
+            } else {
+                req.key()
+            }
+        }
         ExportScope::Period { .. } => format!("{}@{today}", req.key()),
     }
 }
@@ -309,7 +320,10 @@ impl Export {
                 let fails = cfg
                     .fail_invoices
                     .iter()
-                    .any(|f| f.eq_ignore_ascii_case(invoice_id.as_str()));
+                    .any(|f| f.eq_ignore_ascii_case(invoice_id.as_str()))
+                    || cfg.no_data_until.iter().any(|(f, until)| {
+                        f.eq_ignore_ascii_case(invoice_id.as_str()) && today < *until
+                    });
                 (dir, invoice_id.to_string(), ccy, month, fails)
             }
             ExportScope::Period { period, currency } => {
@@ -359,7 +373,7 @@ impl Export {
                 attribute_set: AttributeSet::Full,
                 ..req.clone()
             };
-            let usage_key = export_key(&usage_req, today);
+            let usage_key = export_key(cfg, &usage_req, today);
             let usage = Export::new(cfg, today, usage_req, &usage_key, now);
             let omit_last_line = cfg.unlined_usage_invoices.iter().any(|i| {
                 matches!(&req.scope, ExportScope::Invoice { invoice_id } if i.eq_ignore_ascii_case(invoice_id.as_str()))

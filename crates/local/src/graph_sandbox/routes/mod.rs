@@ -359,6 +359,20 @@ fn start_export(
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
         return graph_error(status, &r.code, &r.message);
     }
+    if let ExportScope::Invoice { invoice_id: id } = &export.scope {
+        if inner
+            .cfg
+            .refuse_invoices
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(id.as_str()))
+        {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Invoice {id} cannot be exported."),
+            );
+        }
+    }
     if let (true, ExportScope::Invoice { invoice_id: id }) =
         (inner.cfg.known_invoices_only, &export.scope)
     {
