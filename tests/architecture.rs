@@ -22,13 +22,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("http_retry", 0),
     ("auth", 1),
     ("billing", 2),
-    ("adapters", 3),
-    ("pipeline", 4),
-    ("config", 5),
-    ("planner", 6),
-    ("app", 6),
-    ("functions", 7),
-    ("cli", 8),
+    ("contracts", 3),
+    ("adapters", 4),
+    ("pipeline", 5),
+    ("config", 6),
+    ("planner", 7),
+    ("app", 7),
+    ("functions", 8),
+    ("cli", 9),
 ];
 
 /// Crates that must never link into the deployed handler.

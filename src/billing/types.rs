@@ -315,6 +315,12 @@ impl PartnerId {
         self.0 == Self::DEFAULT_STR
     }
 
+    /// A listed partner's id; `None` for the implicit partner, whose paths, keys and events
+    /// carry no partner at all.
+    pub fn listed(&self) -> Option<&PartnerId> {
+        (!self.is_default()).then_some(self)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -18,7 +18,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use serde_json::json;
 
 use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::storage::ObjectPath;
@@ -26,6 +25,7 @@ use crate::app::App;
 use crate::auth::Audience;
 use crate::billing::ExportRequest;
 use crate::config::DestinationConfig;
+use crate::contracts::cli::{CliEvent, CliLine};
 use crate::pipeline::{RunRecord, StartOutcome, Trigger};
 use crate::settings as s;
 use crate::telemetry::{init_tracing, shutdown_signal};
@@ -71,10 +71,13 @@ pub async fn export(args: ExportArgs) -> ExitStatus {
         Ok(status) => status,
         Err(Fatal { status, error }) => {
             if mode == Mode::Json {
-                println!(
-                    "{}",
-                    json!({"event": "error", "message": format!("{error:#}"), "exitCode": status.code()})
-                );
+                progress::print_line(&CliLine {
+                    event: CliEvent::Error {
+                        message: format!("{error:#}"),
+                        exit_code: status.code(),
+                    },
+                    elapsed: None,
+                });
             }
             eprintln!("partner-billing-export export: {error:#}");
             status
@@ -150,15 +153,14 @@ async fn run(
     for n in &plan.notes {
         progress.note(n);
     }
-    progress.emit(json!({
-        "event": "plan",
-        "exports": plan.requests.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "graph": format!("{}{}", app.config.graph.base_url, version.segment()),
-        "credential": setup.graph_credential,
-        "output": locations.output,
-        "invoiceMonths": plan.discovered.map(|m| m.to_string()),
-        "dryRun": args.dry_run,
-    }));
+    progress.emit(CliEvent::Plan {
+        exports: plan.requests.iter().map(ToString::to_string).collect(),
+        graph: format!("{}{}", app.config.graph.base_url, version.segment()),
+        credential: setup.graph_credential.clone(),
+        output: locations.output.clone(),
+        invoice_months: plan.discovered.map(|m| m.to_string()),
+        dry_run: args.dry_run,
+    });
     if mode != Mode::Json {
         progress.note(&format!(
             "{} exports to {} (Graph {}{}, signed in with {}{})",
@@ -258,7 +260,11 @@ async fn dry_run(app: &App, requests: &[ExportRequest], progress: &mut Progress)
                 r.state.as_str()
             ),
         };
-        progress.emit(json!({"event": "planned", "export": label(req), "request": req.to_string(), "action": what}));
+        progress.emit(CliEvent::Planned {
+            export: label(req),
+            request: req.to_string(),
+            action: what.clone(),
+        });
         if progress.mode() != Mode::Json {
             progress.note(&format!("  {:<40} {what}", label(req)));
         }

@@ -5,10 +5,10 @@
 
 use crate::app::App;
 use crate::billing::PartnerId;
+use crate::contracts::notices::InvoicesMissingNotice;
 use crate::pipeline::{notify, StartOutcome, Trigger};
 use crate::planner::{self, KindGroup, Plan, PlanScope};
 use functions_runtime::{InvocationFailure, InvocationReply, InvocationResult, TimerInfo};
-use serde_json::json;
 use time::OffsetDateTime;
 
 pub async fn run(
@@ -175,7 +175,10 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
         let first = match ledger
             .record_notice(
                 &notice,
-                &json!({ "checkedOn": today.to_string(), "published": false }),
+                &notice_json(InvoicesMissingNotice {
+                    checked_on: today,
+                    published: false,
+                }),
             )
             .await
         {
@@ -194,7 +197,8 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|v| v.get("published") == Some(&json!(false)));
+                .and_then(|v| serde_json::from_value::<InvoicesMissingNotice>(v).ok())
+                .is_some_and(|n| !n.published);
         if first {
             let line = format!(
                 "no invoice for billing month {} in Partner Center by {} (usually published about the 8th); billed exports start when it appears",
@@ -206,7 +210,10 @@ pub async fn announce_news(app: &App, plan: &Plan, today: time::Date) -> Invocat
         if unsent {
             match app.pipeline.announce(event).await {
                 Ok(()) => {
-                    let sent = json!({ "checkedOn": today.to_string(), "published": true });
+                    let sent = notice_json(InvoicesMissingNotice {
+                        checked_on: today,
+                        published: true,
+                    });
                     if let Err(e) = ledger.update_notice(&notice, &sent).await {
                         tracing::warn!(error = %e, "InvoicesMissing sent, but not marked as sent; the next firing sends it again (same id)");
                     }
@@ -281,4 +288,9 @@ pub async fn start_planned(
     Ok(reply.log(format!(
         "{started} started, {duplicates} already running, {rejected} refused by Graph, {skipped} already exported or running"
     )))
+}
+
+/// The ledger keeps notices as JSON documents.
+fn notice_json(notice: InvoicesMissingNotice) -> serde_json::Value {
+    serde_json::to_value(notice).unwrap_or_default()
 }
