@@ -455,19 +455,16 @@ fn planned_billed(partner: &PartnerId) -> PlannedExport {
     )
     .unwrap()
     .for_partner(partner.clone());
-    PlannedExport {
-        request: request.to_string(),
-        kind: request.kind,
-        partner: partner.listed().cloned(),
-        invoice_id: Some("G026100001".parse().unwrap()),
-        billing_period: None,
-        currency_code: None,
-        billing_month: Some(month("2026-10")),
-        outcome: None,
-        run_id: None,
-        status_url: None,
-        reason: None,
-    }
+    let planned = PlannedExport::of(&request, Some(month("2026-10")));
+    // The same JSON as the planner's own description of it.
+    assert_eq!(
+        serde_json::to_value(&planned).unwrap(),
+        partner_billing_export::planner::describe(&partner_billing_export::planner::Planned {
+            request,
+            billing_month: Some(month("2026-10")),
+        })
+    );
+    planned
 }
 
 fn billed_plan(partner: &PartnerId) -> TimerPlan {
@@ -509,20 +506,15 @@ fn plan_bodies() {
         AttributeSet::Full,
     )
     .unwrap();
-    let unbilled = TimerPlan {
-        start: vec![PlannedExport {
-            request: request.to_string(),
-            kind: request.kind,
-            partner: None,
-            invoice_id: None,
-            billing_period: Some(BillingPeriod::Current),
-            currency_code: Some("USD".parse().unwrap()),
+    assert_eq!(
+        serde_json::to_value(PlannedExport::of(&request, None)).unwrap(),
+        partner_billing_export::planner::describe(&partner_billing_export::planner::Planned {
+            request: request.clone(),
             billing_month: None,
-            outcome: None,
-            run_id: None,
-            status_url: None,
-            reason: None,
-        }],
+        })
+    );
+    let unbilled = TimerPlan {
+        start: vec![PlannedExport::of(&request, None)],
         skipped: Vec::new(),
         notes: Vec::new(),
         invoices_missing: None,
@@ -644,7 +636,7 @@ fn backfill_request() {
         ("", "body"),
         ("[]", "body"),
         ("{", "body"),
-        (r#"{"to": "2025-01"}"#, "body"),
+        (r#"{"to": "2025-01"}"#, "from"),
         (r#"{"from": "2025-13"}"#, "from"),
         (r#"{"from": 202501}"#, "from"),
         (r#"{"from": "2025-01", "kinds": ["usage"]}"#, "kinds"),

@@ -49,15 +49,21 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     let de = &mut serde_json::Deserializer::from_str(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let first = e.path().iter().next().and_then(|seg| match seg {
-            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
             _ => None,
         });
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // A required field that is absent is named by serde's message, not by the path.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
         let field = first
+            .as_deref()
+            .or(missing)
             .and_then(|k| fields.iter().find(|f| **f == k))
             .copied()
             .unwrap_or("body");
-        let inner = e.into_inner();
-        let message = inner.to_string();
         // serde_json appends the position; the field already says where.
         let message = match message.rsplit_once(" at line ") {
             Some((m, _)) if inner.is_data() => m.to_string(),

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::billing::{
-    BillingMonth, BillingPeriod, CurrencyCode, ExportKind, InvalidInput, InvoiceId, PartnerId,
+    BillingMonth, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, ExportScope,
+    InvalidInput, InvoiceId, PartnerId,
 };
 
 /// `GET /api/plan`.
@@ -74,6 +75,31 @@ pub struct PlannedExport {
     /// Why it was rejected, or the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl PlannedExport {
+    /// A planned request, before anything became of it.
+    pub fn of(request: &ExportRequest, billing_month: Option<BillingMonth>) -> Self {
+        let (invoice_id, billing_period, currency_code) = match &request.scope {
+            ExportScope::Invoice { invoice_id } => (Some(invoice_id.clone()), None, None),
+            ExportScope::Period { period, currency } => {
+                (None, Some(*period), Some(currency.clone()))
+            }
+        };
+        Self {
+            request: request.to_string(),
+            kind: request.kind,
+            partner: request.partner.listed().cloned(),
+            invoice_id,
+            billing_period,
+            currency_code,
+            billing_month,
+            outcome: None,
+            run_id: None,
+            status_url: None,
+            reason: None,
+        }
+    }
 }
 
 /// What a backfill did with a planned export.
@@ -161,6 +187,24 @@ impl BackfillRequest {
         }
         r.to.get_or_insert(r.from);
         Ok(r)
+    }
+
+    /// The range, checked: `to` not before `from`, at most `max_months` months.
+    pub fn range(&self, max_months: usize) -> Result<(BillingMonth, BillingMonth), InvalidInput> {
+        let (from, to) = (self.from, self.to.unwrap_or(self.from));
+        if to < from {
+            return Err(InvalidInput::new(
+                "to",
+                format!("the range ends ({to}) before it starts ({from})"),
+            ));
+        }
+        if from.through(to).len() > max_months {
+            return Err(InvalidInput::new(
+                "to",
+                format!("more than {max_months} months"),
+            ));
+        }
+        Ok((from, to))
     }
 }
 

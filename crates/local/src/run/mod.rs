@@ -178,6 +178,8 @@ struct StandIns {
     eg_http: crate::server::ServerHandle,
     event_rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
     entra_http: crate::server::ServerHandle,
+    /// The managed-identity endpoint: serves until dropped.
+    identity_http: crate::server::ServerHandle,
     /// The handler's app settings that point at them.
     env: Vec<(String, String)>,
 }
@@ -246,6 +248,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
         eg_http,
         mut event_rx,
         entra_http,
+        identity_http,
         ..
     } = stand_ins;
     let result = drive(&host, &sb, &eg, &mut event_rx, &mut progress, opts.timeout).await;
@@ -263,6 +266,7 @@ pub async fn run_local(opts: LocalOptions) -> anyhow::Result<LocalSummary> {
     sb_http.shutdown().await;
     entra_http.shutdown().await;
     eg_http.shutdown().await;
+    identity_http.shutdown().await;
     sandbox.shutdown().await;
     let verified = async {
         let mut summary = LocalSummary {
@@ -449,6 +453,7 @@ async fn start_stand_ins(
         eg_http,
         event_rx,
         entra_http,
+        identity_http,
         env,
     })
 }
