@@ -535,11 +535,11 @@ fn plan_bodies() {
             timers: [
                 (
                     "StartBilledExports".to_string(),
-                    TimerPlans::Single(billed_plan(&PartnerId::default())),
+                    TimerPlans::Single(Box::new(billed_plan(&PartnerId::default()))),
                 ),
                 (
                     "StartUnbilledExports".to_string(),
-                    TimerPlans::Single(unbilled),
+                    TimerPlans::Single(Box::new(unbilled)),
                 ),
             ]
             .into(),

@@ -28,7 +28,7 @@ pub enum TimerPlans {
     Partners {
         partners: BTreeMap<PartnerId, TimerPlan>,
     },
-    Single(TimerPlan),
+    Single(Box<TimerPlan>),
 }
 
 /// What one firing would start for one partner, and what it leaves out.
