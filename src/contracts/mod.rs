@@ -8,7 +8,8 @@
 //! `null`, are fixed by `tests/fixtures/contracts/` (`tests/contracts.rs` serialises each type
 //! against its fixture and reads the fixture back). Nothing outside this module builds a
 //! contract with `json!`; the pipeline builds these values from run records and the functions
-//! send them. The module sits low in the layering: it uses only `billing`'s domain types.
+//! send them. The module sits low in the layering: of the product it uses only `billing`'s
+//! domain types (amounts are formatted by `billing-columnar`'s decimal).
 
 pub mod amount;
 pub mod cli;
