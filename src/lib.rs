@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod functions;
 pub mod http_retry;
 pub mod pipeline;

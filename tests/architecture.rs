@@ -22,14 +22,15 @@ const LAYERS: &[(&str, u8)] = &[
     ("http_retry", 0),
     ("auth", 1),
     ("billing", 2),
-    ("adapters", 3),
-    ("pipeline", 4),
-    ("config", 5),
-    ("planner", 6),
-    ("app", 6),
-    ("usecases", 7),
-    ("functions", 8),
-    ("cli", 9),
+    ("contracts", 3),
+    ("adapters", 4),
+    ("pipeline", 5),
+    ("config", 6),
+    ("planner", 7),
+    ("app", 7),
+    ("usecases", 8),
+    ("functions", 9),
+    ("cli", 10),
 ];
 
 /// Crates that must never link into the deployed handler.

@@ -212,10 +212,11 @@ async fn no_data_completes_the_run_without_a_failure() {
     assert_eq!(data["noDataReason"], "No data available");
 
     let view = partner_billing_export::pipeline::status::view(&r, bed.app.pipeline.destination());
-    assert_eq!(view["status"], "completed");
-    assert_eq!(view["result"]["noData"], true);
-    assert_eq!(view["result"]["rowCount"], 0);
-    assert!(view.get("failure").is_none());
+    assert_eq!(view.status, RunState::Completed);
+    let result = view.result.as_ref().expect("a completed run's result");
+    assert!(result.no_data);
+    assert_eq!(result.row_count, Some(0));
+    assert!(view.failure.is_none());
 
     let files = bed.output_files();
     let (path, bytes) = files

@@ -68,7 +68,7 @@ mod tests {
         let ev = |id: &str| {
             CloudEvent::new(
                 "/test",
-                super::super::events::EXPORT_STARTED,
+                crate::contracts::EventType::ExportStarted.as_str(),
                 id.into(),
                 "s".into(),
                 serde_json::json!({}),

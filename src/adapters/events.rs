@@ -7,18 +7,8 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::auth::{Audience, AuthError, AuthorizedHttp, Secret};
+use crate::contracts::events::EventData;
 use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
-
-/// Our event types. Stable names; a breaking change to `data` gets a new `.v2` type.
-pub const EXPORT_STARTED: &str = "PartnerBillingExport.ExportStarted.v1";
-pub const EXPORT_COMPLETED: &str = "PartnerBillingExport.ExportCompleted.v1";
-pub const EXPORT_FAILED: &str = "PartnerBillingExport.ExportFailed.v1";
-pub const INVOICE_DISCOVERY_FAILED: &str = "PartnerBillingExport.InvoiceDiscoveryFailed.v1";
-pub const INVOICE_RECONCILED: &str = "PartnerBillingExport.InvoiceReconciled.v1";
-pub const INVOICE_MISMATCH: &str = "PartnerBillingExport.InvoiceMismatch.v1";
-pub const INVOICES_MISSING: &str = "PartnerBillingExport.InvoicesMissing.v1";
-pub const EXPORTS_NOT_STARTED: &str = "PartnerBillingExport.ExportsNotStarted.v1";
-pub const EXPORT_ABANDONED: &str = "PartnerBillingExport.ExportAbandoned.v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
@@ -36,6 +26,24 @@ pub struct CloudEvent {
 }
 
 impl CloudEvent {
+    /// One of our events: its `type` and `data` from the typed payload
+    /// (`contracts::events`, where the event types are listed).
+    pub fn of(source: &str, id: String, subject: String, payload: &EventData) -> Self {
+        Self::new(
+            source,
+            payload.event_type().as_str(),
+            id,
+            subject,
+            payload.to_data(),
+        )
+    }
+
+    /// The typed payload, read back from `type` and `data`.
+    pub fn payload(&self) -> Result<EventData, serde_json::Error> {
+        EventData::parse(&self.event_type, self.data.clone())
+    }
+
+    /// Any CloudEvent; ours are made with [`CloudEvent::of`].
     pub fn new(
         source: &str,
         event_type: &str,

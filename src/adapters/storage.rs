@@ -73,17 +73,7 @@ pub struct SourceIdentity {
     pub blob_name: String,
 }
 
-/// How the bytes moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum CopyMethod {
-    /// Streamed through this process.
-    Relay,
-    /// Storage pulled it from the source URL itself.
-    ServerSide,
-    /// An identical copy was already there.
-    Skipped,
-}
+pub use crate::contracts::run::CopyMethod;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -315,8 +315,8 @@ impl PartnerId {
         self.0 == Self::DEFAULT_STR
     }
 
-    /// The id of a partner the deployment lists; `None` for the implicit partner of a
-    /// single-tenant deployment, whose outputs, events and notices carry no partner.
+    /// A listed partner's id; `None` for the implicit partner, whose paths, keys and events
+    /// carry no partner at all.
     pub fn listed(&self) -> Option<&PartnerId> {
         (!self.is_default()).then_some(self)
     }

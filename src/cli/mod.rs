@@ -17,13 +17,12 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::storage::ObjectPath;
 use crate::app::App;
 use crate::auth::Audience;
 use crate::config::DestinationConfig;
+use crate::contracts::cli::{CliEvent, CliLine};
 use crate::pipeline::{StartOutcome, Trigger};
 use crate::settings as s;
 use crate::telemetry::{init_tracing, shutdown_signal};
@@ -67,10 +66,13 @@ pub async fn export(args: ExportArgs) -> ExitStatus {
         Ok(status) => status,
         Err(Fatal { status, error }) => {
             if mode == Mode::Json {
-                println!(
-                    "{}",
-                    json!({"event": "error", "message": format!("{error:#}"), "exitCode": status.code()})
-                );
+                progress::print_line(&CliLine {
+                    event: CliEvent::Error {
+                        message: format!("{error:#}"),
+                        exit_code: status.code(),
+                    },
+                    elapsed: None,
+                });
             }
             eprintln!("partner-billing-export export: {error:#}");
             status
@@ -152,15 +154,18 @@ async fn run(
     for n in &plan.notes {
         progress.note(n);
     }
-    progress.emit(json!({
-        "event": "plan",
-        "exports": plan.requests.iter().map(|p| p.request.to_string()).collect::<Vec<_>>(),
-        "graph": format!("{}{}", app.config.graph.base_url, version.segment()),
-        "credential": setup.graph_credential,
-        "output": locations.output,
-        "invoiceMonths": discovered.map(|m| m.to_string()),
-        "dryRun": args.dry_run,
-    }));
+    progress.emit(CliEvent::Plan {
+        exports: plan
+            .requests
+            .iter()
+            .map(|p| p.request.to_string())
+            .collect(),
+        graph: format!("{}{}", app.config.graph.base_url, version.segment()),
+        credential: setup.graph_credential.clone(),
+        output: locations.output.clone(),
+        invoice_months: discovered.map(|m| m.to_string()),
+        dry_run: args.dry_run,
+    });
     if mode != Mode::Json {
         progress.note(&format!(
             "{} exports to {} (Graph {}{}, signed in with {}{})",
@@ -265,13 +270,22 @@ async fn run(
 /// The plan, as `GET /api/plan` shows it: what would start, and what is left out and why.
 fn dry_run(plan: &crate::planner::Plan, progress: &mut Progress) {
     for p in &plan.requests {
-        progress.emit(json!({"event": "planned", "export": label(&p.request), "request": p.request.to_string(), "action": "would start"}));
+        progress.emit(CliEvent::Planned {
+            export: label(&p.request),
+            request: p.request.to_string(),
+            action: "would start".into(),
+        });
         if progress.mode() != Mode::Json {
             progress.note(&format!("  {:<40} would start", label(&p.request)));
         }
     }
     for s in &plan.skipped {
-        progress.emit(json!({"event": "skipped", "what": s.what, "runId": s.run_id, "billingMonth": s.billing_month, "reason": s.reason}));
+        progress.emit(CliEvent::Skipped {
+            what: s.what.clone(),
+            run_id: s.run_id.clone(),
+            billing_month: s.billing_month,
+            reason: s.reason.clone(),
+        });
         if progress.mode() != Mode::Json {
             progress.note(&format!("  {:<40} {}", s.what, s.reason));
         }

@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::adapters::storage::CopyMethod;
 use crate::billing::{ExportRequest, ExportScope};
+use crate::contracts::cli::{CliEvent, CliFailure, CliLine};
 use crate::pipeline::{RunId, RunRecord, RunState};
 
 /// How progress is shown.
@@ -134,6 +134,21 @@ fn short_duration(d: Duration) -> String {
     }
 }
 
+/// Prints one JSON line of `--json` output.
+pub fn print_line(line: &CliLine) {
+    if let Ok(text) = serde_json::to_string(line) {
+        println!("{text}");
+    }
+}
+
+/// A run's failure as the JSON lines show it.
+pub fn cli_failure(f: &crate::pipeline::Failure) -> CliFailure {
+    CliFailure {
+        code: f.code.as_str().to_string(),
+        message: f.message.clone(),
+    }
+}
+
 fn method_name(m: Option<CopyMethod>) -> &'static str {
     match m {
         Some(CopyMethod::Relay) => "relay",
@@ -171,7 +186,10 @@ impl Progress {
 
     /// An export whose start failed before any run was recorded.
     pub fn not_started(&mut self, export: String, reason: String) {
-        self.emit(json!({"event": "notStarted", "export": export, "reason": reason}));
+        self.emit(CliEvent::NotStarted {
+            export: export.clone(),
+            reason: reason.clone(),
+        });
         if self.mode != Mode::Json {
             self.note(&format!("could not start {export}: {reason}"));
         }
@@ -195,17 +213,22 @@ impl Progress {
     }
 
     /// Writes a JSON progress event (in `--json` mode).
-    pub fn emit(&mut self, mut v: Value) {
+    pub fn emit(&mut self, event: CliEvent) {
         if self.mode == Mode::Json {
-            v["elapsed"] = json!((self.elapsed().as_secs_f64() * 10.0).round() / 10.0);
-            println!("{v}");
+            let line = CliLine {
+                event,
+                elapsed: Some((self.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+            };
+            print_line(&line);
         }
     }
 
     /// A line worth reading whatever the mode.
     pub fn note(&mut self, text: &str) {
         match self.mode {
-            Mode::Json => self.emit(json!({"event": "note", "message": text})),
+            Mode::Json => self.emit(CliEvent::Note {
+                message: text.to_string(),
+            }),
             Mode::Plain => self.say(text),
             Mode::Live => {
                 self.clear_live();
@@ -241,9 +264,14 @@ impl Progress {
             view.label(),
             view.record.run_id
         );
-        let ev = json!({"event": "run", "runId": view.record.run_id, "export": view.label(),
-            "outcome": origin.as_str(), "state": view.record.state.as_str(),
-            "partsDone": view.done_before, "partsTotal": view.record.parts.len()});
+        let ev = CliEvent::Run {
+            run_id: view.record.run_id.clone(),
+            export: view.label(),
+            outcome: origin.as_str().to_string(),
+            state: view.record.state,
+            parts_done: view.done_before,
+            parts_total: view.record.parts.len(),
+        };
         self.runs.push(view);
         match self.mode {
             Mode::Json => self.emit(ev),
@@ -278,9 +306,15 @@ impl Progress {
                 v.first_copy.get_or_insert(now);
                 v.last_copy = Some(now);
             }
-            let ev = json!({"event": "partDone", "runId": v.record.run_id, "export": v.label(),
-                "part": part, "method": method_name(*method), "bytes": bytes,
-                "partsDone": v.record.parts_done(), "partsTotal": v.record.parts.len()});
+            let ev = CliEvent::PartDone {
+                run_id: v.record.run_id.clone(),
+                export: v.label(),
+                part: *part,
+                method: method_name(*method).to_string(),
+                bytes: *bytes,
+                parts_done: v.record.parts_done(),
+                parts_total: v.record.parts.len(),
+            };
             self.emit(ev);
         }
         let changed = prev.state != self.runs[i].record.state
@@ -297,7 +331,11 @@ impl Progress {
         };
         let label = self.runs[i].label();
         self.runs[i].gave_up = Some(reason.clone());
-        self.emit(json!({"event": "gaveUp", "runId": id, "export": label, "reason": reason}));
+        self.emit(CliEvent::GaveUp {
+            run_id: id.clone(),
+            export: label.clone(),
+            reason: reason.clone(),
+        });
         if self.mode != Mode::Json {
             self.note(&format!("{label}: giving up: {reason}"));
         }
@@ -308,12 +346,16 @@ impl Progress {
         let r = &v.record;
         match self.mode {
             Mode::Json => {
-                let mut ev = json!({"event": "state", "runId": r.run_id, "export": v.label(),
-                    "state": r.state.as_str(), "polls": r.polls, "partsDone": r.parts_done(),
-                    "partsTotal": r.parts.len(), "bytes": r.bytes_copied()});
-                if let Some(f) = &r.failure {
-                    ev["failure"] = json!({"code": f.code.as_str(), "message": f.message});
-                }
+                let ev = CliEvent::State {
+                    run_id: r.run_id.clone(),
+                    export: v.label(),
+                    state: r.state,
+                    polls: r.polls,
+                    parts_done: r.parts_done(),
+                    parts_total: r.parts.len(),
+                    bytes: r.bytes_copied(),
+                    failure: r.failure.as_ref().map(cli_failure),
+                };
                 if prev != Some(r.state) || r.state == RunState::Copying || prev.is_none() {
                     self.emit(ev);
                 }

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
-
 use super::args::ExitStatus;
 use super::diagnose;
 use super::progress::{human_bytes, Progress, RunView};
 use crate::billing::{ExportScope, GraphVersion};
+use crate::contracts::cli::{CliEvent, CliLine, CliNotStarted, CliRun, CliScope, CliSummary};
 use crate::pipeline::RunState;
 
 /// Where things landed, for the last lines of the table.
@@ -58,36 +57,40 @@ fn hints(p: &Progress, version: GraphVersion) -> Vec<String> {
         .collect()
 }
 
-fn run_json(v: &RunView, interrupted: bool) -> Value {
+fn run_json(v: &RunView, interrupted: bool) -> CliRun {
     let r = &v.record;
-    let mut scope = json!({});
-    match &r.request.scope {
-        ExportScope::Invoice { invoice_id } => scope["invoiceId"] = json!(invoice_id),
-        ExportScope::Period { period, currency } => {
-            scope["billingPeriod"] = json!(period.as_str());
-            scope["currencyCode"] = json!(currency);
-        }
+    let scope = match &r.request.scope {
+        ExportScope::Invoice { invoice_id } => CliScope {
+            invoice_id: Some(invoice_id.clone()),
+            billing_period: None,
+            currency_code: None,
+        },
+        ExportScope::Period { period, currency } => CliScope {
+            invoice_id: None,
+            billing_period: Some(*period),
+            currency_code: Some(currency.clone()),
+        },
+    };
+    CliRun {
+        run_id: r.run_id.clone(),
+        export: v.label(),
+        kind: r.request.kind,
+        scope,
+        attribute_set: r.request.attribute_set.as_str().to_string(),
+        origin: v.origin.as_str().to_string(),
+        status: status(v, interrupted).to_string(),
+        polls: r.polls,
+        files: r.parts.len(),
+        parts_done: r.parts_done(),
+        parts_done_before: v.done_before,
+        parts_copied: v.copied,
+        parts_skipped: v.skipped,
+        bytes: r.bytes_copied(),
+        rows: r.rows_copied(),
+        manifest: v.manifest.clone(),
+        failure: r.failure.as_ref().map(super::progress::cli_failure),
+        gave_up: v.gave_up.clone(),
     }
-    json!({
-        "runId": r.run_id,
-        "export": v.label(),
-        "kind": r.request.kind.as_str(),
-        "scope": scope,
-        "attributeSet": r.request.attribute_set.as_str(),
-        "origin": v.origin.as_str(),
-        "status": status(v, interrupted),
-        "polls": r.polls,
-        "files": r.parts.len(),
-        "partsDone": r.parts_done(),
-        "partsDoneBefore": v.done_before,
-        "partsCopied": v.copied,
-        "partsSkipped": v.skipped,
-        "bytes": r.bytes_copied(),
-        "rows": r.rows_copied(),
-        "manifest": v.manifest,
-        "failure": r.failure.as_ref().map(|f| json!({"code": f.code.as_str(), "message": f.message})),
-        "gaveUp": v.gave_up,
-    })
 }
 
 struct Totals {
@@ -116,28 +119,33 @@ pub fn print(p: &Progress, loc: &Locations, version: GraphVersion, interrupted: 
     let mut runs: Vec<&RunView> = p.runs().iter().collect();
     runs.sort_by_key(|v| v.label());
     if p.mode() == super::progress::Mode::Json {
-        println!(
-            "{}",
-            json!({
-                "event": "summary",
-                "exitCode": exit.code(),
-                "interrupted": interrupted,
-                "runs": runs.iter().map(|v| run_json(v, interrupted)).collect::<Vec<_>>(),
-                "partitions": t.partitions,
-                "partsCopied": t.copied,
-                "partsAlreadyThere": t.in_place,
-                "bytes": t.bytes,
-                "rows": t.rows,
-                "seconds": p.elapsed().as_secs_f64(),
-                "output": loc.output,
-                "ledger": loc.ledger,
-                "events": loc.events,
-                "hints": hints,
-                "notStarted": p.unstarted().iter()
-                    .map(|(e, why)| json!({"export": e, "reason": why}))
-                    .collect::<Vec<_>>(),
-            })
-        );
+        let summary = CliSummary {
+            exit_code: exit.code(),
+            interrupted,
+            runs: runs.iter().map(|v| run_json(v, interrupted)).collect(),
+            partitions: t.partitions,
+            parts_copied: t.copied,
+            parts_already_there: t.in_place,
+            bytes: t.bytes,
+            rows: t.rows,
+            seconds: p.elapsed().as_secs_f64(),
+            output: loc.output.clone(),
+            ledger: loc.ledger.clone(),
+            events: loc.events.clone(),
+            hints,
+            not_started: p
+                .unstarted()
+                .iter()
+                .map(|(e, why)| CliNotStarted {
+                    export: e.clone(),
+                    reason: why.clone(),
+                })
+                .collect(),
+        };
+        super::progress::print_line(&CliLine {
+            event: CliEvent::Summary(Box::new(summary)),
+            elapsed: None,
+        });
         return;
     }
     println!();

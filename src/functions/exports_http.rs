@@ -2,12 +2,12 @@
 //! `Location`), `GET /api/exports/{runId}` reports it (`202` + `Retry-After` while running,
 //! `200` when completed or failed), `GET /api/exports` lists recent runs.
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 use crate::app::App;
-use crate::billing::{
-    AttributeSet, BillingPeriod, CurrencyCode, ExportKind, ExportRequest, InvalidInput, InvoiceId,
-    PartnerId,
+use crate::billing::{ExportRequest, InvalidInput};
+use crate::contracts::status::{
+    ListQuery, RunList, StartExportBody, StartedRun, StateFilter, MAX_PAGE,
 };
 use crate::pipeline::fanin::Shards;
 use crate::pipeline::status;
@@ -45,12 +45,14 @@ async fn start(app: &App, req: &HttpRequestData) -> HttpResponse {
     match app.pipeline.start(request, Trigger::Http).await {
         Ok(outcome) => {
             let run = outcome.run();
-            let mut body = status::view(run, app.pipeline.destination());
-            body["statusUrl"] = json!(status_url(run));
             match &outcome {
                 StartOutcome::Started(_) | StartOutcome::Duplicate(_) => {
-                    body["duplicate"] = json!(matches!(outcome, StartOutcome::Duplicate(_)));
-                    HttpResponse::json(202, body)
+                    let body = StartedRun {
+                        run: status::view(run, app.pipeline.destination()),
+                        status_url: status_url(run),
+                        duplicate: matches!(outcome, StartOutcome::Duplicate(_)),
+                    };
+                    HttpResponse::json(202, to_json(&body))
                         .header("Location", status_url(run))
                         .header("Retry-After", retry_after(run).to_string())
                 }
@@ -64,7 +66,7 @@ async fn start(app: &App, req: &HttpRequestData) -> HttpResponse {
                             .unwrap_or_default(),
                         None,
                     );
-                    p.body["runId"] = json!(run.run_id);
+                    p.body["runId"] = run.run_id.as_str().into();
                     p.header("Location", status_url(run))
                 }
             }
@@ -108,11 +110,11 @@ async fn get(app: &App, id: &str) -> HttpResponse {
                 }
             }
             let mut body = status::view(&run, app.pipeline.destination());
-            body["progress"]["partsDone"] = json!(parts_done);
+            body.progress.parts_done = parts_done;
             if run.state.is_terminal() {
-                HttpResponse::json(200, body)
+                HttpResponse::json(200, to_json(&body))
             } else {
-                HttpResponse::json(202, body)
+                HttpResponse::json(202, to_json(&body))
                     .header("Location", status_url(&run))
                     .header("Retry-After", retry_after(&run).to_string())
             }
@@ -129,7 +131,7 @@ async fn get(app: &App, id: &str) -> HttpResponse {
 
 /// `GET /api/exports[?kind=&state=&billingMonth=&limit=&offset=]`, newest first.
 async fn list(app: &App, req: &HttpRequestData) -> HttpResponse {
-    let query = match status::ListQuery::parse(&req.query) {
+    let query = match parse_list_query(&req.query) {
         Ok(q) => q,
         Err(e) => {
             return HttpResponse::problem(
@@ -142,101 +144,110 @@ async fn list(app: &App, req: &HttpRequestData) -> HttpResponse {
     };
     match app.pipeline.ledger().list(usize::MAX).await {
         Ok(runs) => {
-            let (page, total, next) = query.page(&runs);
-            HttpResponse::json(
-                200,
-                json!({
-                    "runs": page,
-                    "total": total,
-                    "offset": query.offset,
-                    "limit": query.limit,
-                    "next": next.map(|q| format!("/api/exports?{q}")),
-                }),
-            )
+            let page = status::page(&query, &runs);
+            let body = RunList {
+                runs: page.runs,
+                total: page.total,
+                offset: query.offset,
+                limit: query.limit,
+                next: page
+                    .next
+                    .map(|q| format!("/api/exports?{}", list_query_string(&q))),
+            };
+            HttpResponse::json(200, to_json(&body))
         }
         Err(e) => HttpResponse::problem(500, "Could not read the run ledger", &e.to_string(), None),
     }
 }
 
-const START_FIELDS: [&str; 6] = [
-    "partner",
-    "kind",
-    "invoiceId",
-    "billingPeriod",
-    "currencyCode",
-    "attributeSet",
-];
-
-fn field_str<'a>(
-    o: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'a str>, InvalidInput> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(InvalidInput::new(field, "must be a string")),
-    }
+/// A contract as the JSON body of an answer.
+fn to_json<T: serde::Serialize>(body: &T) -> serde_json::Value {
+    // The status contracts are plain fields and strings: serialising cannot fail.
+    serde_json::to_value(body).unwrap_or_default()
 }
 
 /// Parses `POST /api/exports`'s body, naming the offending field on error.
 pub fn parse_start(body: Option<&str>) -> Result<ExportRequest, InvalidInput> {
-    let body = body.ok_or_else(|| InvalidInput::new("body", "a JSON object is required"))?;
-    let v: Value = serde_json::from_str(body)
-        .map_err(|e| InvalidInput::new("body", format!("not valid JSON: {e}")))?;
-    let o = v
-        .as_object()
-        .ok_or_else(|| InvalidInput::new("body", "must be a JSON object"))?;
-    if let Some(unknown) = o.keys().find(|k| !START_FIELDS.contains(&k.as_str())) {
-        // Typos such as "inoiceId" must not silently start the wrong export.
-        let name: String = unknown.chars().take(40).collect();
-        return Err(InvalidInput::new(
-            "body",
-            format!(
-                "unknown field {name:?}; expected {}",
-                START_FIELDS.join(", ")
-            ),
-        ));
-    }
-    let partner = field_str(o, "partner")?
-        .map(str::parse::<PartnerId>)
-        .transpose()?;
-    let kind: ExportKind = field_str(o, "kind")?
-        .ok_or_else(|| InvalidInput::new("kind", "is required"))?
-        .parse()?;
-    let attribute_set = match field_str(o, "attributeSet")? {
-        Some(a) => a.parse()?,
-        None => AttributeSet::Full,
-    };
-    if kind.is_billed() {
-        for f in ["billingPeriod", "currencyCode"] {
-            if o.contains_key(f) {
-                return Err(InvalidInput::new(
-                    f,
-                    format!("does not apply to {kind} (billed exports take invoiceId)"),
-                ));
+    StartExportBody::parse(body)?.into_request()
+}
+
+/// `GET /api/exports`'s query string: `partner`, `kind`, `state` (or `status`), `billingMonth`
+/// (`2026-10`), `limit`, `offset`. Other parameters are ignored: the Functions host adds `code`
+/// (the function key).
+pub fn parse_list_query(q: &BTreeMap<String, String>) -> Result<ListQuery, InvalidInput> {
+    let mut out = ListQuery::default();
+    for (k, v) in q {
+        match k.as_str() {
+            "partner" => {
+                out.partner = Some(
+                    v.parse()
+                        .map_err(|e: InvalidInput| InvalidInput::new("partner", e.reason))?,
+                )
             }
+            "kind" => {
+                out.kind = Some(
+                    v.parse()
+                        .map_err(|e: InvalidInput| InvalidInput::new("kind", e.reason))?,
+                )
+            }
+            "state" | "status" => {
+                let s = StateFilter::ALL
+                    .into_iter()
+                    .find(|s| s.as_str().eq_ignore_ascii_case(v))
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            StateFilter::ALL.iter().map(|s| s.as_str()).collect();
+                        InvalidInput::new(
+                            "state",
+                            format!("{v:?}: expected one of {}", names.join(", ")),
+                        )
+                    })?;
+                out.state = Some(s);
+            }
+            "billingMonth" => {
+                out.billing_month = Some(
+                    v.parse()
+                        .map_err(|e: String| InvalidInput::new("billingMonth", e))?,
+                );
+            }
+            "limit" => {
+                out.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        InvalidInput::new("limit", format!("expected 1 to {MAX_PAGE}"))
+                    })?
+            }
+            "offset" => {
+                out.offset = v
+                    .parse()
+                    .map_err(|_| InvalidInput::new("offset", "expected a whole number"))?
+            }
+            _ => {}
         }
-        let invoice: InvoiceId = field_str(o, "invoiceId")?
-            .ok_or_else(|| InvalidInput::new("invoiceId", format!("is required for {kind}")))?
-            .parse()?;
-        ExportRequest::billed(kind, invoice, attribute_set)
-            .map(|r| r.for_partner(partner.unwrap_or_default()))
-    } else {
-        if o.contains_key("invoiceId") {
-            return Err(InvalidInput::new(
-                "invoiceId",
-                format!("does not apply to {kind} (unbilled exports take billingPeriod and currencyCode)"),
-            ));
-        }
-        let period: BillingPeriod = field_str(o, "billingPeriod")?
-            .ok_or_else(|| InvalidInput::new("billingPeriod", format!("is required for {kind}")))?
-            .parse()?;
-        let currency: CurrencyCode = field_str(o, "currencyCode")?
-            .ok_or_else(|| InvalidInput::new("currencyCode", format!("is required for {kind}")))?
-            .parse()?;
-        ExportRequest::unbilled(kind, period, currency, attribute_set)
-            .map(|r| r.for_partner(partner.unwrap_or_default()))
     }
+    Ok(out)
+}
+
+/// The query string that asks for `q` (the `next` link of a list).
+pub fn list_query_string(q: &ListQuery) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(p) = &q.partner {
+        s.append_pair("partner", p.as_str());
+    }
+    if let Some(k) = q.kind {
+        s.append_pair("kind", k.as_str());
+    }
+    if let Some(st) = q.state {
+        s.append_pair("state", st.as_str());
+    }
+    if let Some(m) = q.billing_month {
+        s.append_pair("billingMonth", &m.compact());
+    }
+    s.append_pair("limit", &q.limit.to_string());
+    s.append_pair("offset", &q.offset.to_string());
+    s.finish()
 }
 
 /// The request's partner checked against the configuration: a deployment with one partner
@@ -283,6 +294,7 @@ fn partner_names(app: &App) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::billing::ExportKind;
 
     fn field(body: &str) -> &'static str {
         parse_start(Some(body)).unwrap_err().field

@@ -22,12 +22,10 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
 use super::derived::{Amount, LineTotals, Product};
 use crate::billing::invoices::{InvoiceTotal, PartnerCenterClient};
 use crate::billing::{BillingError, InvoiceId};
+use async_trait::async_trait;
 
 /// Where invoice totals come from (Partner Center in production and locally).
 #[async_trait]
@@ -42,47 +40,9 @@ impl InvoiceSource for PartnerCenterClient {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Verdict {
-    Reconciled,
-    Mismatch,
-}
-
-/// One customer's share of the reconciliation total.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomerTotal {
-    pub customer_id: String,
-    pub currency: String,
-    pub total: Amount,
-}
-
-/// The result, as `InvoiceReconciled` / `InvoiceMismatch` events carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvoiceCheck {
-    pub verdict: Verdict,
-    pub invoice_id: String,
-    pub currency: String,
-    /// `totalCharges` of the invoice.
-    pub invoice_total: Amount,
-    /// Σ `Total` of the reconciliation rows in the invoice currency.
-    pub data_total: Amount,
-    /// `data_total - invoice_total`.
-    pub difference: Amount,
-    pub tolerance: Amount,
-    /// Totals of rows in other currencies (each one a mismatch).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub other_currencies: Vec<CustomerTotal>,
-    /// Per customer, largest first (at most [`MAX_CUSTOMERS`]).
-    pub customers: Vec<CustomerTotal>,
-    pub customers_truncated: bool,
-    /// Billed usage against the invoice's Azure lines, once the invoice's billed usage has
-    /// landed too (absent before).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure_usage: Option<UsageCheck>,
-}
+pub use crate::contracts::events::{
+    CustomerTotal, InvoiceCheck, UsageCheck, UsageDifference, Verdict,
+};
 
 impl InvoiceCheck {
     /// Adds the usage comparison; a usage mismatch makes the whole check a mismatch.
@@ -93,40 +53,6 @@ impl InvoiceCheck {
         self.azure_usage = Some(usage);
         self
     }
-}
-
-/// One customer's billed usage against its Azure lines on the invoice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageDifference {
-    pub customer_id: String,
-    pub currency: String,
-    /// Σ `BillingPreTaxTotal` of the customer's billed usage.
-    pub usage_total: Amount,
-    /// Σ `Subtotal` of the customer's Azure lines.
-    pub azure_lines_total: Amount,
-    /// `usage_total - azure_lines_total`.
-    pub difference: Amount,
-    /// The rounding the lines may account for (see the module comment).
-    pub allowed: Amount,
-    pub azure_lines: u64,
-}
-
-/// Billed usage summed against the invoice's Azure lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageCheck {
-    pub verdict: Verdict,
-    /// The billed usage run compared.
-    pub usage_run_id: String,
-    /// Distinct products (`ProductId`, `SkuId`) in the billed usage.
-    pub products: usize,
-    pub usage_total: Amount,
-    pub azure_lines_total: Amount,
-    /// Per customer and currency, those beyond their allowance first, then by size of the
-    /// difference (at most [`MAX_CUSTOMERS`]).
-    pub customers: Vec<UsageDifference>,
-    pub customers_truncated: bool,
 }
 
 type ProductTotals = BTreeMap<(String, String, Product), LineTotals>;

@@ -1,18 +1,12 @@
 //! The CloudEvents we publish about runs. Ids are deterministic per run and event type, so a
 //! consumer can drop the rare duplicate a crash-and-retry produces.
 
-use serde_json::json;
-
 use super::run::RunRecord;
-use crate::adapters::events::{
-    CloudEvent, EXPORTS_NOT_STARTED, EXPORT_ABANDONED, EXPORT_COMPLETED, EXPORT_FAILED,
-    EXPORT_STARTED, INVOICES_MISSING, INVOICE_DISCOVERY_FAILED,
-};
+use crate::adapters::events::CloudEvent;
 use crate::billing::{ExportScope, PartnerId};
-
-/// Blobs listed inline in a completion event; beyond this the event points at `_manifest.json`
-/// (Event Grid caps an event at 1 MB).
-pub const MAX_EVENT_BLOBS: usize = 500;
+use crate::contracts::events::{
+    self as data, CompletedBlob, EventData, RequestData, RunData, MAX_EVENT_BLOBS,
+};
 
 pub fn subject(run: &RunRecord) -> String {
     let scope = match &run.request.scope {
@@ -28,55 +22,33 @@ pub fn subject(run: &RunRecord) -> String {
     );
     // Listed partners' subjects are under their own prefix, so a subscription can filter one
     // partner by subject; the implicit partner's subjects are as before.
-    if run.request.partner.is_default() {
-        subject
-    } else {
-        format!("partners/{}/{subject}", run.request.partner)
+    match run.request.partner.listed() {
+        None => subject,
+        Some(p) => format!("partners/{p}/{subject}"),
     }
 }
 
-/// `data.partner` for a listed partner's run (the implicit partner's events are as before).
-fn with_partner(run: &RunRecord, mut data: serde_json::Value) -> serde_json::Value {
-    if !run.request.partner.is_default() {
-        if let Some(o) = data.as_object_mut() {
-            o.insert("partner".into(), json!(run.request.partner));
-        }
+/// What every run event says about its run.
+fn run_data(run: &RunRecord) -> RunData {
+    RunData {
+        run_id: run.run_id.clone(),
+        trigger: run.trigger,
+        request: RequestData::from(&run.request),
+        partner: run.request.partner.listed().cloned(),
+        partner_tenant_id: None,
     }
-    data
-}
-
-fn request_json(run: &RunRecord) -> serde_json::Value {
-    let mut v = serde_json::to_value(&run.request).unwrap_or_default();
-    if let Some(scope) = v.get("scope").cloned() {
-        // Flatten the scope for consumers: {kind, invoiceId | billingPeriod + currencyCode, attributeSet}.
-        if let (Some(o), Some(s)) = (v.as_object_mut(), scope.as_object()) {
-            o.remove("scope");
-            for (k, val) in s {
-                if k != "by" {
-                    o.insert(k.clone(), val.clone());
-                }
-            }
-        }
-    }
-    v
 }
 
 pub fn started(source: &str, run: &RunRecord) -> CloudEvent {
-    CloudEvent::new(
+    CloudEvent::of(
         source,
-        EXPORT_STARTED,
         format!("{}-started-{}", run.run_id, run.restarts),
         subject(run),
-        with_partner(
-            run,
-            json!({
-                "runId": run.run_id,
-                "trigger": run.trigger,
-                "request": request_json(run),
-                "restarts": run.restarts,
-                "pollDeadline": run.poll_deadline.format(&time::format_description::well_known::Rfc3339).ok(),
-            }),
-        ),
+        &EventData::ExportStarted(data::ExportStarted {
+            run: run_data(run),
+            restarts: run.restarts,
+            poll_deadline: Some(run.poll_deadline),
+        }),
     )
 }
 
@@ -87,38 +59,37 @@ pub fn completed(
     manifest_location: &str,
     current_location: Option<&str>,
 ) -> CloudEvent {
-    let blobs: Vec<_> = run
+    let blobs = run
         .parts
         .iter()
         .take(MAX_EVENT_BLOBS)
-        .map(|p| json!({ "path": p.dest, "bytes": p.bytes, "rows": p.rows, "md5": p.md5, "copyMethod": p.method }))
+        .map(|p| CompletedBlob {
+            path: p.dest.to_string(),
+            bytes: p.bytes,
+            rows: p.rows,
+            md5: p.md5.clone(),
+            copy_method: p.method,
+        })
         .collect();
-    let m = run.manifest.as_ref();
-    CloudEvent::new(
+    CloudEvent::of(
         source,
-        EXPORT_COMPLETED,
         format!("{}-completed", run.run_id),
         subject(run),
-        with_partner(
-            run,
-            json!({
-                "runId": run.run_id,
-                "trigger": run.trigger,
-                "request": request_json(run),
-                "folder": folder,
-                "manifest": manifest_location,
-                "current": current_location,
-                "sourceETag": m.map(|m| m.etag.as_str()),
-                "billingMonth": super::layout::run_billing_month(run),
-                "noData": run.no_data,
-                "noDataReason": run.no_data_reason,
-                "blobCount": run.parts.len(),
-                "byteCount": run.bytes_copied(),
-                "rowCount": run.rows_copied(),
-                "blobs": blobs,
-                "blobsTruncated": run.parts.len() > MAX_EVENT_BLOBS,
-            }),
-        ),
+        &EventData::ExportCompleted(data::ExportCompleted {
+            run: run_data(run),
+            folder: folder.to_string(),
+            manifest: manifest_location.to_string(),
+            current: current_location.map(str::to_string),
+            source_etag: run.manifest.as_ref().map(|m| m.etag.clone()),
+            billing_month: super::layout::run_billing_month(run),
+            no_data: run.no_data,
+            no_data_reason: run.no_data_reason.clone(),
+            blob_count: run.parts.len(),
+            byte_count: run.bytes_copied(),
+            row_count: run.rows_copied(),
+            blobs,
+            blobs_truncated: run.parts.len() > MAX_EVENT_BLOBS,
+        }),
     )
 }
 
@@ -132,29 +103,32 @@ pub fn invoice_discovery_failed(
     reason: &str,
     hint: &str,
 ) -> CloudEvent {
-    partner_news(
+    let (id, subject) = partner_news(
         partner,
-        CloudEvent::new(
-            source,
-            INVOICE_DISCOVERY_FAILED,
-            format!("invoice-discovery-{billing_month}-failed-{fired_on}"),
-            format!("invoices/{billing_month}"),
-            json!({ "billingMonth": billing_month, "reason": reason, "fix": hint }),
-        ),
+        format!("invoice-discovery-{billing_month}-failed-{fired_on}"),
+        format!("invoices/{billing_month}"),
+    );
+    CloudEvent::of(
+        source,
+        id,
+        subject,
+        &EventData::InvoiceDiscoveryFailed(data::InvoiceDiscoveryFailed {
+            billing_month: billing_month.to_string(),
+            reason: reason.to_string(),
+            fix: hint.to_string(),
+            partner: partner.listed().cloned(),
+        }),
     )
 }
 
-/// A listed partner's planning news: its id in the event id (so partners' events are not taken
-/// for duplicates of each other), the subject and the data. The implicit partner's are as before.
-fn partner_news(partner: &PartnerId, mut ev: CloudEvent) -> CloudEvent {
-    if !partner.is_default() {
-        ev.id = format!("{partner}-{}", ev.id);
-        ev.subject = format!("partners/{partner}/{}", ev.subject);
-        if let Some(o) = ev.data.as_object_mut() {
-            o.insert("partner".into(), json!(partner));
-        }
+/// The id and subject of a listed partner's planning news: its id in the event id (so
+/// partners' events are not taken for duplicates of each other) and in the subject (its data
+/// names it too). The implicit partner's are as they are.
+fn partner_news(partner: &PartnerId, id: String, subject: String) -> (String, String) {
+    match partner.listed() {
+        None => (id, subject),
+        Some(p) => (format!("{p}-{id}"), format!("partners/{p}/{subject}")),
     }
-    ev
 }
 
 /// A firing could not start some of a partner's exports (its credential failed, Graph did not
@@ -167,15 +141,22 @@ pub fn exports_not_started(
     count: usize,
     reason: &str,
 ) -> CloudEvent {
-    partner_news(
+    let (id, subject) = partner_news(
         partner,
-        CloudEvent::new(
-            source,
-            EXPORTS_NOT_STARTED,
-            format!("exports-not-started-{group}-{fired_on}"),
-            format!("exports/{group}"),
-            json!({ "group": group, "firedOn": fired_on.to_string(), "count": count, "reason": reason }),
-        ),
+        format!("exports-not-started-{group}-{fired_on}"),
+        format!("exports/{group}"),
+    );
+    CloudEvent::of(
+        source,
+        id,
+        subject,
+        &EventData::ExportsNotStarted(data::ExportsNotStarted {
+            group: group.to_string(),
+            fired_on,
+            count,
+            reason: reason.to_string(),
+            partner: partner.listed().cloned(),
+        }),
     )
 }
 
@@ -188,23 +169,25 @@ pub fn invoices_missing(
     expected_by: time::Date,
     checked_on: time::Date,
 ) -> CloudEvent {
-    partner_news(
+    let (id, subject) = partner_news(
         partner,
-        CloudEvent::new(
-            source,
-            INVOICES_MISSING,
-            format!("invoices-missing-{billing_month}"),
-            format!("invoices/{billing_month}"),
-            json!({
-                "billingMonth": billing_month,
-                "expectedBy": expected_by.to_string(),
-                "checkedOn": checked_on.to_string(),
-                "reason": format!(
-                    "Partner Center lists no new-commerce invoice for {billing_month}; invoices are usually published by about the 8th of the following month. \
-                     Billed exports start on the first firing that finds them."
-                ),
-            }),
-        ),
+        format!("invoices-missing-{billing_month}"),
+        format!("invoices/{billing_month}"),
+    );
+    CloudEvent::of(
+        source,
+        id,
+        subject,
+        &EventData::InvoicesMissing(data::InvoicesMissing {
+            billing_month: billing_month.to_string(),
+            expected_by,
+            checked_on,
+            reason: format!(
+                "Partner Center lists no new-commerce invoice for {billing_month}; invoices are usually published by about the 8th of the following month. \
+                 Billed exports start on the first firing that finds them."
+            ),
+            partner: partner.listed().cloned(),
+        }),
     )
 }
 
@@ -223,44 +206,40 @@ pub fn export_abandoned(
             format!("periods/{period}/currencies/{currency}")
         }
     };
-    partner_news(
+    let (id, subject) = partner_news(
         &request.partner,
-        CloudEvent::new(
-            source,
-            EXPORT_ABANDONED,
-            format!("{last_run}-abandoned"),
-            format!("exports/{}/{scope}", request.kind.slug()),
-            json!({
-                "request": request.to_string(),
-                "lastRunId": last_run,
-                "attempts": attempts,
-                "reason": reason,
-                "fix": "planning no longer starts this export; once the cause is fixed, start it with POST /api/exports or export --force",
-            }),
-        ),
+        format!("{last_run}-abandoned"),
+        format!("exports/{}/{scope}", request.kind.slug()),
+    );
+    CloudEvent::of(
+        source,
+        id,
+        subject,
+        &EventData::ExportAbandoned(data::ExportAbandoned {
+            request: request.to_string(),
+            last_run_id: last_run.to_string(),
+            attempts,
+            reason: reason.to_string(),
+            fix: "planning no longer starts this export; once the cause is fixed, start it with POST /api/exports or export --force".into(),
+            partner: request.partner.listed().cloned(),
+        }),
     )
 }
 
 pub fn failed(source: &str, run: &RunRecord) -> CloudEvent {
     let f = run.failure.as_ref();
-    CloudEvent::new(
+    CloudEvent::of(
         source,
-        EXPORT_FAILED,
         format!("{}-failed", run.run_id),
         subject(run),
-        with_partner(
-            run,
-            json!({
-                "runId": run.run_id,
-                "trigger": run.trigger,
-                "request": request_json(run),
-                "code": f.map(|f| f.code.as_str()),
-                "reason": f.map(|f| f.message.as_str()),
-                "polls": run.polls,
-                "restarts": run.restarts,
-                "partsDone": run.parts_done(),
-                "partsTotal": run.parts.len(),
-            }),
-        ),
+        &EventData::ExportFailed(data::ExportFailed {
+            run: run_data(run),
+            code: f.map(|f| f.code.clone()),
+            reason: f.map(|f| f.message.clone()),
+            polls: run.polls,
+            restarts: run.restarts,
+            parts_done: run.parts_done(),
+            parts_total: run.parts.len(),
+        }),
     )
 }

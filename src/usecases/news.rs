@@ -3,23 +3,12 @@
 //! in the ledger remember what was said, so daily firings, retries and several instances do
 //! not multiply them.
 
-use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::app::App;
+use crate::contracts::notices::InvoicesMissingNotice as NewsNotice;
 use crate::pipeline::notify;
 use crate::planner::{Abandoned, DiscoveryFailure, MissingInvoices, Plan};
-
-/// The ledger notice of an overdue month's `InvoicesMissing` (or an export's
-/// `ExportAbandoned`): recorded before the event goes out, marked once it has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewsNotice {
-    /// The day the condition was first seen.
-    pub checked_on: String,
-    /// Whether Event Grid took the event.
-    pub published: bool,
-}
 
 /// Announces `plan`'s news; returns the lines for the invocation's log.
 pub async fn announce(app: &App, plan: &Plan, today: Date) -> Vec<String> {
@@ -130,7 +119,7 @@ async fn once(
 ) -> bool {
     let ledger = app.pipeline.ledger();
     let unsent = NewsNotice {
-        checked_on: today.to_string(),
+        checked_on: today,
         published: false,
     };
     let body = serde_json::to_value(&unsent).expect("notices serialize");

@@ -19,9 +19,10 @@ use super::super::invoice_check::{self, InvoiceCheck, Verdict};
 use super::super::layout;
 use super::super::run::{RunRecord, RunState};
 use super::{Pipeline, PipelineError};
-use crate::adapters::events::{CloudEvent, INVOICE_MISMATCH, INVOICE_RECONCILED};
+use crate::adapters::events::CloudEvent;
 use crate::adapters::storage::ObjectPath;
 use crate::billing::{ExportKind, ExportRequest, ExportScope};
+use crate::contracts::events::{EventData, InvoiceChecked};
 
 /// The hubs dataset our FOCUS files belong to (hubs' FOCUS cost table).
 pub const HUBS_DATASET: &str = "Costs";
@@ -170,29 +171,34 @@ impl Pipeline {
         let (event_type, suffix) = match check.verdict {
             Verdict::Reconciled => {
                 tracing::info!(run_id = %run.run_id, invoice = %invoice_id, total = %check.data_total, usage_compared = check.azure_usage.is_some(), "invoice reconciled");
-                (INVOICE_RECONCILED, "reconciled")
+                (
+                    EventData::InvoiceReconciled as fn(InvoiceChecked) -> EventData,
+                    "reconciled",
+                )
             }
             Verdict::Mismatch => {
                 tracing::error!(run_id = %run.run_id, invoice = %invoice_id, invoice_total = %check.invoice_total, data_total = %check.data_total, difference = %check.difference, usage_mismatch = check.azure_usage.as_ref().is_some_and(|u| u.verdict == Verdict::Mismatch), "invoice mismatch: the data does not add up to the invoice; FinOps hubs ingestion withheld");
-                (INVOICE_MISMATCH, "mismatch")
+                (
+                    EventData::InvoiceMismatch as fn(InvoiceChecked) -> EventData,
+                    "mismatch",
+                )
             }
         };
-        let mut data =
-            serde_json::to_value(&check).map_err(|e| PipelineError::Source(e.to_string()))?;
-        data["runId"] = serde_json::json!(recon_run.run_id);
-        data["reconciliationRunId"] = serde_json::json!(recon_run.run_id);
         // Named by the runs compared, not by the finisher: when both billed runs finish at
         // once and both compare, consumers see one event id twice and drop the duplicate.
         let id = match &check.azure_usage {
             Some(u) => format!("{}-{}-invoice-{suffix}", recon_run.run_id, u.usage_run_id),
             None => format!("{}-invoice-{suffix}", recon_run.run_id),
         };
-        let ev = CloudEvent::new(
+        let ev = CloudEvent::of(
             &self.cfg.event_source,
-            event_type,
             id,
             format!("invoices/{invoice_id}/runs/{}", recon_run.run_id),
-            data,
+            &event_type(InvoiceChecked {
+                run_id: recon_run.run_id.to_string(),
+                reconciliation_run_id: recon_run.run_id.to_string(),
+                check: check.clone(),
+            }),
         );
         self.events.publish(&[ev]).await?;
         let compared = check.azure_usage.is_some();

@@ -219,8 +219,9 @@ impl Pipeline {
     /// A run's event with its listed partner's tenant id in `data.partnerTenantId`.
     pub(super) fn with_partner_tenant(&self, run: &RunRecord, mut ev: CloudEvent) -> CloudEvent {
         if let Some(p) = self.partners.get(&run.request.partner) {
-            if let Some(o) = ev.data.as_object_mut() {
-                o.insert("partnerTenantId".into(), p.tenant_id.clone().into());
+            if let Ok(mut payload) = ev.payload() {
+                payload.set_partner_tenant(&p.tenant_id);
+                ev = CloudEvent::of(&ev.source, ev.id, ev.subject, &payload);
             }
         }
         ev
