@@ -122,7 +122,7 @@ async fn once(
         checked_on: today,
         published: false,
     };
-    let body = serde_json::to_value(&unsent).expect("notices serialize");
+    let body = serde_json::to_value(unsent).expect("notices serialize");
     let first = match ledger.record_notice(notice, &body).await {
         Ok(first) => first,
         Err(e) => {
@@ -146,7 +146,7 @@ async fn once(
                     published: true,
                     ..unsent
                 };
-                let body = serde_json::to_value(&sent).expect("notices serialize");
+                let body = serde_json::to_value(sent).expect("notices serialize");
                 if let Err(e) = ledger.update_notice(notice, &body).await {
                     tracing::warn!(error = %e, event = %ty, "event sent, but not marked as sent; the next firing sends it again (same id)");
                 }
