@@ -1,9 +1,9 @@
 //! Finds the custom handler binary `local` starts, the way the Functions host would start the
 //! deployed `handler`: a separate process, never this one.
 //!
-//! Under `cargo run` the workspace's `partner-billing-export` binary is (re)built first, with
-//! the same profile as this binary, so a newcomer's `cargo run -- local` always runs the
-//! handler as the source stands. Elsewhere (an installed copy) the binary beside this one is
+//! Run by cargo (`cargo local`, a `cargo run` alias) the workspace's `partner-billing-export`
+//! binary is (re)built first, with the same profile as this binary, so a newcomer's
+//! `cargo local` always runs the handler as the source stands. Elsewhere (an installed copy) the binary beside this one is
 //! used. `--handler PATH` overrides both (for example the packaged, glibc-2.28 `handler`).
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ pub fn locate() -> anyhow::Result<PathBuf> {
         return Ok(sibling);
     }
     bail!(
-        "no handler binary: pass --handler PATH, or run through cargo (`cargo run -- local`) \
+        "no handler binary: pass --handler PATH, or run through cargo (`cargo local`) \
          so the workspace's {HANDLER_PACKAGE} is built"
     )
 }
