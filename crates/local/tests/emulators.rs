@@ -1,7 +1,7 @@
 //! The local stand-ins speak the documented wire formats, and the production adapters work
 //! against them through their normal code path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,20 @@ use partner_billing_local::servicebus::{ServiceBusConfig, ServiceBusEmulator};
 use partner_billing_local::tokens::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
 use serde_json::{json, Value};
 use test_support::{fast_sandbox, TestBed};
+
+/// The workspace root: the host stages its script root from the repository's layout.
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The handler binary, built by cargo as `cargo local` builds it (target/<profile>/).
+fn handler_binary() -> PathBuf {
+    let test_exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<this test>
+    let profile_dir = test_exe.parent().and_then(Path::parent).unwrap();
+    partner_billing_local::handler_binary::build_with_cargo(Path::new(env!("CARGO")), profile_dir)
+        .expect("cargo builds the handler")
+}
 
 fn sb() -> Arc<ServiceBusEmulator> {
     ServiceBusEmulator::new(ServiceBusConfig {
@@ -285,7 +299,7 @@ async fn functions_host_routes_keys_and_run_now() {
     let dir = tempfile::tempdir().unwrap();
     // The host reads a script root laid out as the package is, never the repository.
     let script_root = partner_billing_local::script_root::stage_repository(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &repository_root(),
         &dir.path().join("app"),
     )
     .unwrap();
@@ -320,7 +334,7 @@ async fn functions_host_routes_keys_and_run_now() {
     ]);
     let host = FunctionsHost::start(HostOptions {
         layout,
-        program: PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export")),
+        program: handler_binary(),
         env,
         log_file: dir.path().join("handler.log"),
         http_port: 0,
