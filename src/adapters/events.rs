@@ -2,12 +2,11 @@
 //! (`application/cloudevents-batch+json`). Events carry ids, paths and counts, never SAS or tokens.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use url::Url;
 
 use crate::auth::{Audience, AuthError, AuthorizedHttp, Secret};
 use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
+pub use crate::pipeline::ports::events::{CloudEvent, EventError, EventPublisher};
 
 /// Our event types. Stable names; a breaking change to `data` gets a new `.v2` type.
 pub const EXPORT_STARTED: &str = "PartnerBillingExport.ExportStarted.v1";
@@ -18,59 +17,6 @@ pub const INVOICE_RECONCILED: &str = "PartnerBillingExport.InvoiceReconciled.v1"
 pub const INVOICE_MISMATCH: &str = "PartnerBillingExport.InvoiceMismatch.v1";
 pub const INVOICES_MISSING: &str = "PartnerBillingExport.InvoicesMissing.v1";
 pub const EXPORTS_NOT_STARTED: &str = "PartnerBillingExport.ExportsNotStarted.v1";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CloudEvent {
-    pub specversion: String,
-    /// Deterministic per run and type, so a consumer can drop a redelivered event.
-    pub id: String,
-    pub source: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub subject: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub time: OffsetDateTime,
-    pub datacontenttype: String,
-    pub data: serde_json::Value,
-}
-
-impl CloudEvent {
-    pub fn new(
-        source: &str,
-        event_type: &str,
-        id: String,
-        subject: String,
-        data: serde_json::Value,
-    ) -> Self {
-        Self {
-            specversion: "1.0".into(),
-            id,
-            source: source.into(),
-            event_type: event_type.into(),
-            subject,
-            time: OffsetDateTime::now_utc(),
-            datacontenttype: "application/json".into(),
-            data,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EventError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("Event Grid refused the events ({status}): the identity needs the 'EventGrid Data Sender' role on the topic")]
-    Forbidden { status: u16 },
-    #[error("Event Grid rejected the events ({status}): {detail}")]
-    Rejected { status: u16, detail: String },
-    #[error("Event Grid did not accept the events after {attempts} attempts: {last}")]
-    Unavailable { attempts: u32, last: String },
-}
-
-#[async_trait]
-pub trait EventPublisher: Send + Sync + std::fmt::Debug {
-    async fn publish(&self, events: &[CloudEvent]) -> Result<(), EventError>;
-}
 
 /// Publishes to an Event Grid topic (or the local stand-in) with an Entra token.
 #[derive(Debug, Clone)]

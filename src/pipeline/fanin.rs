@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use super::derived::Converted;
 use super::run::{RunId, RunRecord};
-use crate::adapters::storage::{CopyMethod, CopyOutcome, ObjectPath};
+use crate::pipeline::ports::storage::{CopyMethod, CopyOutcome, ObjectPath};
 
 /// Parts per shard document (at most): small documents, little contention.
 pub const PARTS_PER_SHARD: u32 = 32;

@@ -3,10 +3,11 @@
 
 use serde_json::json;
 
+use super::ports::events::CloudEvent;
 use super::run::RunRecord;
 use crate::adapters::events::{
-    CloudEvent, EXPORTS_NOT_STARTED, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED,
-    INVOICES_MISSING, INVOICE_DISCOVERY_FAILED,
+    EXPORTS_NOT_STARTED, EXPORT_COMPLETED, EXPORT_FAILED, EXPORT_STARTED, INVOICES_MISSING,
+    INVOICE_DISCOVERY_FAILED,
 };
 use crate::billing::{ExportScope, PartnerId};
 

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
 use super::run::{RunRecord, RunState};
-use crate::adapters::storage::Destination;
+use crate::pipeline::ports::storage::Destination;
 
 fn ts(t: time::OffsetDateTime) -> Value {
     t.format(&Rfc3339).map(Value::String).unwrap_or(Value::Null)

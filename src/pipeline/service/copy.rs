@@ -5,8 +5,8 @@ use super::super::layout;
 use super::super::messages::CopyJob;
 use super::super::notify;
 use super::super::run::{Failure, FailureCode, RunId, RunRecord, RunState};
-use crate::adapters::events::CloudEvent;
-use crate::adapters::storage::SourceIdentity;
+use crate::pipeline::ports::events::CloudEvent;
+use crate::pipeline::ports::storage::SourceIdentity;
 
 use super::{now, Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
@@ -104,7 +104,7 @@ impl Pipeline {
             Err(e) => return Err(e),
         };
         tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
-        let skipped = outcome.method == crate::adapters::storage::CopyMethod::Skipped;
+        let skipped = outcome.method == crate::pipeline::ports::storage::CopyMethod::Skipped;
         let mut result = PartResult::from(&outcome);
         if self.cfg.formats.parquet {
             // Part of the copy: a part is done only with its derived files, so a failure here
