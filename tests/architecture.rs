@@ -2,6 +2,7 @@
 //! - the deployed handler's normal dependencies reach no emulator, test or build-tool crate;
 //! - inside the product crate, each top-level module uses only the layers below it, and the
 //!   pipeline reaches the outside only through its ports, never through `adapters`;
+//! - only the configuration and the process entry points read the environment;
 //! - no two modules (files) import each other, directly or through others.
 //!
 //! The import graph is read from the source: every `crate::a::b` and `super::` path outside
@@ -322,4 +323,44 @@ fn the_cycle_check_sees_a_cycle() {
     let g = import_graph(src);
     assert!(g["a::x"].contains("a::y"), "{g:?}");
     assert!(g["a::y"].contains("a::x"), "{g:?}");
+}
+
+/// Where the product reads the environment: the settings table and `config` (app settings to
+/// typed values, secrets included), the process entry point `main.rs`, logging set-up, and the
+/// `export` command's entry (`cli/mod.rs`), which is a process entry point too: it gathers its
+/// settings from flags and the environment into the map `config` loads. Adapters get values.
+const ENVIRONMENT_READERS: &[&str] = &[
+    "src/config/",
+    "src/settings.rs",
+    "src/main.rs",
+    "src/telemetry.rs",
+    "src/cli/mod.rs",
+];
+
+#[test]
+fn only_config_and_entry_points_read_the_environment() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut wrong = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if ENVIRONMENT_READERS.iter().any(|a| rel.starts_with(a)) {
+            continue;
+        }
+        let text = fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && line.contains("env::var") {
+                wrong.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "read settings in config and pass values: {wrong:#?}"
+    );
 }

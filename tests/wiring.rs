@@ -119,6 +119,7 @@ async fn every_deployment_mode_uses_its_credentials() {
     //    loopback port, so the attempt fails fast and names the client secret), never from
     //    the identity endpoint.
     {
+        // The SDK's client-secret credential reads its sign-in host from the environment itself.
         std::env::set_var("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/");
         let (ep, _server) = identity(IdentityConfig {
             audiences: vec![Audience::Storage, Audience::ServiceBus, Audience::EventGrid],
@@ -130,8 +131,9 @@ async fn every_deployment_mode_uses_its_credentials() {
             ("GRAPH_CREDENTIAL_KIND", "client-secret"),
             ("GRAPH_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
             ("GRAPH_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+            ("GRAPH_CLIENT_SECRET", "wiring-secret"),
+            ("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/"),
         ];
-        std::env::set_var("GRAPH_CLIENT_SECRET", "wiring-secret");
         let cfg = config(&bed, &mode);
         App::from_config(cfg.clone()).expect("the app builds in this mode");
         let tokens = token_sources(&cfg.credentials).unwrap();
@@ -153,7 +155,6 @@ async fn every_deployment_mode_uses_its_credentials() {
         assert!(!asked_for(&seen, Audience::Graph), "{seen:?}");
         assert!(!asked_for(&seen, Audience::PartnerCenter), "{seen:?}");
         assert!(seen.iter().all(|r| r.granted), "{seen:?}");
-        std::env::remove_var("GRAPH_CLIENT_SECRET");
 
         // 3b. The same with a client certificate (a signed assertion instead of a secret).
         let pem = test_support::fixtures::dir().join("identity/test-client-certificate.pem");
@@ -162,9 +163,10 @@ async fn every_deployment_mode_uses_its_credentials() {
             ("GRAPH_CREDENTIAL_KIND", "client-certificate"),
             ("GRAPH_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
             ("GRAPH_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+            ("GRAPH_CLIENT_CERTIFICATE_PATH", pem.as_str()),
+            ("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/"),
         ];
-        // Like the secret, the certificate is read where the credential is built.
-        std::env::set_var("GRAPH_CLIENT_CERTIFICATE_PATH", &pem);
+        // Like the secret, the certificate's location comes from the settings `config` reads.
         let cfg = config(&bed, &mode);
         App::from_config(cfg.clone()).expect("the app builds with a certificate");
         let tokens = token_sources(&cfg.credentials).unwrap();
@@ -176,7 +178,6 @@ async fn every_deployment_mode_uses_its_credentials() {
             "no key material: {e}"
         );
         assert!(!asked_for(&ep.requests(), Audience::Graph));
-        std::env::remove_var("GRAPH_CLIENT_CERTIFICATE_PATH");
         std::env::remove_var("AZURE_AUTHORITY_HOST");
     }
 

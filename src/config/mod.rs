@@ -9,7 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::blob::CopyStrategy;
-use crate::adapters::identity::CredentialKind;
+use crate::adapters::identity::{CredentialKind, AUTHORITY_HOST};
 use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
 use crate::auth::{HostPattern, Secret};
@@ -383,6 +383,7 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
                 credential: PartnerCredential {
                     kind: credentials.graph.clone(),
                     secret: None,
+                    secrets: credentials.graph_secrets.clone(),
                 },
                 plan: plan.clone(),
                 destination_prefix: None,
@@ -400,6 +401,7 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
         _ => None,
     };
     for p in &mut list {
+        p.credential.secrets = CredentialSecrets::of_partner(st, p.credential.secret.as_ref());
         if let CredentialKind::FederatedManagedIdentity {
             identity_client_id, ..
         } = &mut p.credential.kind
@@ -467,6 +469,71 @@ impl Config {
 pub struct Credentials {
     pub azure: CredentialKind,
     pub graph: CredentialKind,
+    /// The Graph credential's secret material and sign-in host, read here as values.
+    pub graph_secrets: CredentialSecrets,
+}
+
+/// A credential's secret material and sign-in host, as values by setting name
+/// (`GRAPH_CLIENT_SECRET`, `GRAPH_CLIENT_CERTIFICATE`, `GRAPH_CLIENT_CERTIFICATE_PATH`,
+/// `AZURE_AUTHORITY_HOST`): `config` reads the settings, and the identity adapter gets these
+/// through [`CredentialSecrets::get`]. `Debug` shows the names only.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct CredentialSecrets {
+    values: std::collections::BTreeMap<&'static str, Secret>,
+}
+
+impl CredentialSecrets {
+    /// The value stored under `name`, if any.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.values.get(name).map(|v| v.expose().to_string())
+    }
+
+    /// Stores `value` under `name`; an empty value counts as unset.
+    pub fn set(&mut self, name: &'static str, value: Option<String>) {
+        match value.filter(|v| !v.trim().is_empty()) {
+            Some(v) => self.values.insert(name, Secret::new(v)),
+            None => self.values.remove(name),
+        };
+    }
+
+    /// The single-tenant Graph credential's material, from its own settings.
+    fn of_graph<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Self {
+        let mut out = Self::default();
+        for name in [
+            s::GRAPH_CLIENT_SECRET,
+            s::GRAPH_CLIENT_CERTIFICATE,
+            s::GRAPH_CLIENT_CERTIFICATE_PATH,
+            AUTHORITY_HOST,
+        ] {
+            out.set(name, (st.get)(name));
+        }
+        out
+    }
+
+    /// A listed partner's material: the setting its reference names, under the name the
+    /// identity adapter looks up; never the single-tenant secret settings.
+    fn of_partner<F: Fn(&str) -> Option<String>>(
+        st: &Settings<F>,
+        secret: Option<&SecretReference>,
+    ) -> Self {
+        let mut out = Self::default();
+        out.set(AUTHORITY_HOST, (st.get)(AUTHORITY_HOST));
+        if let Some(reference) = secret {
+            let name = match reference {
+                SecretReference::ClientSecret(_) => s::GRAPH_CLIENT_SECRET,
+                SecretReference::Certificate(_) => s::GRAPH_CLIENT_CERTIFICATE,
+                SecretReference::CertificatePath(_) => s::GRAPH_CLIENT_CERTIFICATE_PATH,
+            };
+            out.set(name, (st.get)(reference.setting()));
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for CredentialSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
 }
 
 fn credentials<F: Fn(&str) -> Option<String>>(
@@ -538,7 +605,11 @@ fn credentials<F: Fn(&str) -> Option<String>>(
             ))
         }
     };
-    Ok(Credentials { azure, graph })
+    Ok(Credentials {
+        azure,
+        graph,
+        graph_secrets: CredentialSecrets::of_graph(st),
+    })
 }
 
 #[cfg(test)]
@@ -552,6 +623,46 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(&Settings::new(move |k| m.get(k).cloned()))
+    }
+
+    #[test]
+    fn secrets_are_read_here_as_values_per_credential() {
+        let json = r#"{"partners": [{"id": "contoso",
+            "tenantId": "11111111-1111-1111-1111-111111111111",
+            "credential": {"kind": "client-secret",
+                "clientId": "22222222-2222-2222-2222-222222222222",
+                "secretSetting": "CONTOSO_GRAPH_SECRET"}}]}"#;
+        let c = load(&[
+            (
+                "DESTINATION_ACCOUNT_URL",
+                "https://acct.blob.core.windows.net",
+            ),
+            ("GRAPH_CLIENT_SECRET", "app-secret"),
+            ("CONTOSO_GRAPH_SECRET", "contoso-secret"),
+            ("AZURE_AUTHORITY_HOST", "https://login.example"),
+            ("PARTNERS", json),
+        ])
+        .unwrap();
+        let app = &c.credentials.graph_secrets;
+        assert_eq!(
+            app.get(s::GRAPH_CLIENT_SECRET).as_deref(),
+            Some("app-secret")
+        );
+        // A listed partner gets the setting its reference names, never the app's own secret.
+        let partner = &c.partners[0].credential.secrets;
+        assert_eq!(
+            partner.get(s::GRAPH_CLIENT_SECRET).as_deref(),
+            Some("contoso-secret")
+        );
+        assert_eq!(
+            partner.get(AUTHORITY_HOST).as_deref(),
+            Some("https://login.example")
+        );
+        assert!(
+            !format!("{c:?}").contains("secret\""),
+            "Debug shows names only"
+        );
+        assert!(!format!("{c:?}").contains("contoso-secret"));
     }
 
     #[test]

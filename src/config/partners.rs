@@ -64,6 +64,8 @@ impl SecretReference {
 pub struct PartnerCredential {
     pub kind: CredentialKind,
     pub secret: Option<SecretReference>,
+    /// The material `secret` names, read by `config` (empty until `Config::load` fills it).
+    pub secrets: super::CredentialSecrets,
 }
 
 /// One partner tenant: who it is, how to sign in, what to export and where it lands.
@@ -502,7 +504,11 @@ fn credential(
             }
         };
     no_unknown(c, &at, known)?;
-    Ok(PartnerCredential { kind, secret })
+    Ok(PartnerCredential {
+        kind,
+        secret,
+        secrets: Default::default(),
+    })
 }
 
 #[cfg(test)]
