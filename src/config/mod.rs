@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::adapters::blob::CopyStrategy;
 use crate::adapters::identity::{CredentialKind, AUTHORITY_HOST};
-use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
+use crate::adapters::shared_key::{parse_connection_string, ConnectionString, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
 use crate::auth::{HostPattern, Secret};
 use crate::billing::{
@@ -158,144 +158,204 @@ impl Config {
     }
 
     pub fn load<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Result<Self, ConfigError> {
-        let graph_base = st.url(s::GRAPH_BASE_URL)?.expect("has default");
-        let version: GraphVersion = st
-            .raw(s::GRAPH_API_VERSION)
+        let graph = graph_config(st)?;
+        let plan = plan_config(st)?;
+        let pipeline = pipeline_config(st, &graph)?;
+        let hubs_container = hubs_container(st, &pipeline)?;
+        let (servicebus_endpoint, connection) = servicebus(st)?;
+        let destination = destination_config(st)?;
+        let credentials = credentials(st)?;
+        let partners = partner_list(st, &plan, &credentials)?;
+        Ok(Self {
+            partners,
+            graph,
+            partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
+            plan,
+            pipeline,
+            servicebus_endpoint,
+            servicebus_key: connection.map(|c| c.key),
+            eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
+            eventgrid_key: st.raw(s::EVENTGRID_TOPIC_KEY).map(Secret::new),
+            destination,
+            credentials,
+            json_logs: st
+                .raw(s::LOG_FORMAT)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case("json"),
+            hubs_container,
+        })
+    }
+}
+
+/// Graph's endpoint, API version, `Retry-After` bounds and the hosts a manifest may name.
+fn graph_config<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<GraphConfig, ConfigError> {
+    let graph_base = st.url(s::GRAPH_BASE_URL)?.expect("has default");
+    let version: GraphVersion = st
+        .raw(s::GRAPH_API_VERSION)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: String| err(s::GRAPH_API_VERSION, e))?;
+    let default_retry_after =
+        Duration::from_secs(st.number(s::DEFAULT_RETRY_AFTER_SECONDS)?.clamp(1, 3600));
+    let max_retry_after = Duration::from_secs(st.number(s::MAX_RETRY_AFTER_SECONDS)?.max(1));
+    let source_hosts = st.list(s::SOURCE_STORAGE_HOSTS, HostPattern::parse)?;
+    if source_hosts.is_empty() {
+        return Err(err(s::SOURCE_STORAGE_HOSTS, "lists no host"));
+    }
+    Ok(GraphConfig {
+        base_url: graph_base,
+        version,
+        default_retry_after,
+        max_retry_after,
+        source_hosts: SourceHosts::new(source_hosts),
+        ..GraphConfig::default()
+    })
+}
+
+/// What the timers start: kinds, attribute set, invoices, unbilled periods and currencies,
+/// invoice discovery.
+fn plan_config<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Result<PlanConfig, ConfigError> {
+    let discovery = st
+        .raw(s::INVOICE_DISCOVERY)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let discover_invoices = match discovery.as_str() {
+        "partner-center" | "on" | "true" => true,
+        "off" | "false" | "none" => false,
+        other => {
+            return Err(err(
+                s::INVOICE_DISCOVERY,
+                format!("{other:?}: expected partner-center or off"),
+            ))
+        }
+    };
+    Ok(PlanConfig {
+        kinds: st.list(s::EXPORT_KINDS, str::parse::<ExportKind>)?,
+        attribute_set: st
+            .raw(s::EXPORT_ATTRIBUTE_SET)
             .unwrap_or_default()
             .parse()
-            .map_err(|e: String| err(s::GRAPH_API_VERSION, e))?;
-        let default_retry_after =
-            Duration::from_secs(st.number(s::DEFAULT_RETRY_AFTER_SECONDS)?.clamp(1, 3600));
-        let max_retry_after = Duration::from_secs(st.number(s::MAX_RETRY_AFTER_SECONDS)?.max(1));
-        let source_hosts = st.list(s::SOURCE_STORAGE_HOSTS, HostPattern::parse)?;
-        if source_hosts.is_empty() {
-            return Err(err(s::SOURCE_STORAGE_HOSTS, "lists no host"));
-        }
-        let graph = GraphConfig {
-            base_url: graph_base,
-            version,
-            default_retry_after,
-            max_retry_after,
-            source_hosts: SourceHosts::new(source_hosts),
-            ..GraphConfig::default()
-        };
-        let discovery = st
-            .raw(s::INVOICE_DISCOVERY)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let discover_invoices = match discovery.as_str() {
-            "partner-center" | "on" | "true" => true,
-            "off" | "false" | "none" => false,
-            other => {
+            .map_err(|e: crate::billing::InvalidInput| err(s::EXPORT_ATTRIBUTE_SET, e.reason))?,
+        invoice_ids: st.list(s::EXPORT_INVOICE_IDS, str::parse::<InvoiceId>)?,
+        currencies: st.list(s::EXPORT_UNBILLED_CURRENCIES, str::parse::<CurrencyCode>)?,
+        periods: st.list(s::EXPORT_UNBILLED_PERIODS, str::parse::<BillingPeriod>)?,
+        discover_invoices,
+        billed_lookback_months: st.number(s::BILLED_LOOKBACK_MONTHS)?.clamp(1, 24) as u32,
+        invoices_missing_day: match st.number(s::INVOICES_MISSING_DAY)? {
+            d @ 0..=28 => d as u8,
+            d => {
                 return Err(err(
-                    s::INVOICE_DISCOVERY,
-                    format!("{other:?}: expected partner-center or off"),
+                    s::INVOICES_MISSING_DAY,
+                    format!("{d} is not a day every month has (0 to 28)"),
                 ))
             }
-        };
-        let plan = PlanConfig {
-            kinds: st.list(s::EXPORT_KINDS, str::parse::<ExportKind>)?,
-            attribute_set: st
-                .raw(s::EXPORT_ATTRIBUTE_SET)
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e: crate::billing::InvalidInput| {
-                    err(s::EXPORT_ATTRIBUTE_SET, e.reason)
-                })?,
-            invoice_ids: st.list(s::EXPORT_INVOICE_IDS, str::parse::<InvoiceId>)?,
-            currencies: st.list(s::EXPORT_UNBILLED_CURRENCIES, str::parse::<CurrencyCode>)?,
-            periods: st.list(s::EXPORT_UNBILLED_PERIODS, str::parse::<BillingPeriod>)?,
-            discover_invoices,
-            billed_lookback_months: st.number(s::BILLED_LOOKBACK_MONTHS)?.clamp(1, 24) as u32,
-            invoices_missing_day: match st.number(s::INVOICES_MISSING_DAY)? {
-                d @ 0..=28 => d as u8,
-                d => {
-                    return Err(err(
-                        s::INVOICES_MISSING_DAY,
-                        format!("{d} is not a day every month has (0 to 28)"),
-                    ))
-                }
-            },
-            billed_history_from: st
-                .raw(s::BILLED_HISTORY_FROM)
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e: String| err(s::BILLED_HISTORY_FROM, e))?,
-        };
-        let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
-        let pipeline = PipelineConfig {
-            poll: PollPolicy {
-                default_retry_after,
-                min_retry_after: Duration::from_secs(
-                    st.number(s::MIN_RETRY_AFTER_SECONDS)?.min(300),
-                ),
-                max_retry_after,
-                max_restarts: st.number(s::MAX_EXPORT_RESTARTS)?.min(100) as u32,
-            },
-            poll_deadline: Duration::from_secs(
-                st.number(s::POLL_DEADLINE_MINUTES)?.clamp(1, 60 * 24 * 14) * 60,
-            ),
-            event_source: st.raw(s::EVENT_SOURCE).unwrap_or_default(),
-            output_prefix: ObjectPath::new(prefix.trim_matches('/'))
-                .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
-            max_copy_attempts: st.number(s::MAX_COPY_ATTEMPTS)?.clamp(1, 9) as u32,
-            stall_after: Duration::from_secs(
-                st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60,
-            ),
-            max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
-            formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
-                .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
-            invoice_tolerance: st
-                .raw(s::INVOICE_CHECK_TOLERANCE)
-                .unwrap_or_default()
-                .parse::<Amount>()
-                .ok()
-                .filter(|a| *a >= Amount::default())
-                .ok_or_else(|| {
-                    err(
-                        s::INVOICE_CHECK_TOLERANCE,
-                        "must be a non-negative amount, e.g. 0.01",
-                    )
-                })?,
-        };
-        let hubs_container = st.raw(s::HUBS_INGESTION_CONTAINER);
-        if hubs_container.is_some() && !pipeline.formats.parquet {
+        },
+        billed_history_from: st
+            .raw(s::BILLED_HISTORY_FROM)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: String| err(s::BILLED_HISTORY_FROM, e))?,
+    })
+}
+
+/// The state machine's bounds: polling, deadlines, copies, repairs, output formats.
+fn pipeline_config<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+    graph: &GraphConfig,
+) -> Result<PipelineConfig, ConfigError> {
+    let default_retry_after = graph.default_retry_after;
+    let max_retry_after = graph.max_retry_after;
+    let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
+    Ok(PipelineConfig {
+        poll: PollPolicy {
+            default_retry_after,
+            min_retry_after: Duration::from_secs(st.number(s::MIN_RETRY_AFTER_SECONDS)?.min(300)),
+            max_retry_after,
+            max_restarts: st.number(s::MAX_EXPORT_RESTARTS)?.min(100) as u32,
+        },
+        poll_deadline: Duration::from_secs(
+            st.number(s::POLL_DEADLINE_MINUTES)?.clamp(1, 60 * 24 * 14) * 60,
+        ),
+        event_source: st.raw(s::EVENT_SOURCE).unwrap_or_default(),
+        output_prefix: ObjectPath::new(prefix.trim_matches('/'))
+            .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
+        max_copy_attempts: st.number(s::MAX_COPY_ATTEMPTS)?.clamp(1, 9) as u32,
+        stall_after: Duration::from_secs(st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60),
+        max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
+        formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
+            .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
+        invoice_tolerance: st
+            .raw(s::INVOICE_CHECK_TOLERANCE)
+            .unwrap_or_default()
+            .parse::<Amount>()
+            .ok()
+            .filter(|a| *a >= Amount::default())
+            .ok_or_else(|| {
+                err(
+                    s::INVOICE_CHECK_TOLERANCE,
+                    "must be a non-negative amount, e.g. 0.01",
+                )
+            })?,
+    })
+}
+
+/// The FinOps hubs ingestion container, which needs the Parquet output.
+fn hubs_container<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+    pipeline: &PipelineConfig,
+) -> Result<Option<String>, ConfigError> {
+    let hubs_container = st.raw(s::HUBS_INGESTION_CONTAINER);
+    if hubs_container.is_some() && !pipeline.formats.parquet {
+        return Err(err(
+            s::HUBS_INGESTION_CONTAINER,
+            "FinOps hubs ingest Parquet: add parquet to OUTPUT_FORMATS (jsonl.gz,parquet)",
+        ));
+    }
+    if let Some(c) = &hubs_container {
+        let ok = (3..=63).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
             return Err(err(
                 s::HUBS_INGESTION_CONTAINER,
-                "FinOps hubs ingest Parquet: add parquet to OUTPUT_FORMATS (jsonl.gz,parquet)",
+                format!("{c:?} is not a container name (3-63 lowercase letters, digits, hyphens)"),
             ));
         }
-        if let Some(c) = &hubs_container {
-            let ok = (3..=63).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(err(
-                    s::HUBS_INGESTION_CONTAINER,
-                    format!(
-                        "{c:?} is not a container name (3-63 lowercase letters, digits, hyphens)"
-                    ),
-                ));
-            }
-        }
-        let connection = st
-            .raw(s::SERVICEBUS_CONNECTION_STRING)
-            .map(|c| {
-                parse_connection_string(&c).map_err(|e| err(s::SERVICEBUS_CONNECTION_STRING, e))
+    }
+    Ok(hubs_container)
+}
+
+/// The Service Bus endpoint (explicit, from the connection string, or from the namespace) and
+/// the connection string's key, if one is set.
+fn servicebus<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<(Option<Url>, Option<ConnectionString>), ConfigError> {
+    let connection = st
+        .raw(s::SERVICEBUS_CONNECTION_STRING)
+        .map(|c| parse_connection_string(&c).map_err(|e| err(s::SERVICEBUS_CONNECTION_STRING, e)))
+        .transpose()?;
+    let servicebus_endpoint = match (st.url(s::SERVICEBUS_ENDPOINT)?, &connection) {
+        (Some(u), _) => Some(u),
+        (None, Some(c)) => Some(c.endpoint.clone()),
+        (None, None) => st
+            .raw(s::SERVICEBUS_NAMESPACE)
+            .map(|ns| {
+                crate::adapters::servicebus::ServiceBusRest::endpoint_for_namespace(&ns)
+                    .map_err(|e| err(s::SERVICEBUS_NAMESPACE, e))
             })
-            .transpose()?;
-        let servicebus_endpoint = match (st.url(s::SERVICEBUS_ENDPOINT)?, &connection) {
-            (Some(u), _) => Some(u),
-            (None, Some(c)) => Some(c.endpoint.clone()),
-            (None, None) => st
-                .raw(s::SERVICEBUS_NAMESPACE)
-                .map(|ns| {
-                    crate::adapters::servicebus::ServiceBusRest::endpoint_for_namespace(&ns)
-                        .map_err(|e| err(s::SERVICEBUS_NAMESPACE, e))
-                })
-                .transpose()?,
-        };
-        let destination = match st
+            .transpose()?,
+    };
+    Ok((servicebus_endpoint, connection))
+}
+
+/// Where the exports land: a directory or a blob container.
+fn destination_config<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<DestinationConfig, ConfigError> {
+    Ok(
+        match st
             .raw(s::DESTINATION_KIND)
             .unwrap_or_default()
             .to_ascii_lowercase()
@@ -333,28 +393,8 @@ impl Config {
                     format!("{other:?}: expected blob or filesystem"),
                 ))
             }
-        };
-        let credentials = credentials(st)?;
-        let partners = partner_list(st, &plan, &credentials)?;
-        Ok(Self {
-            partners,
-            graph,
-            partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
-            plan,
-            pipeline,
-            servicebus_endpoint,
-            servicebus_key: connection.map(|c| c.key),
-            eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
-            eventgrid_key: st.raw(s::EVENTGRID_TOPIC_KEY).map(Secret::new),
-            destination,
-            credentials,
-            json_logs: st
-                .raw(s::LOG_FORMAT)
-                .unwrap_or_default()
-                .eq_ignore_ascii_case("json"),
-            hubs_container,
-        })
-    }
+        },
+    )
 }
 
 /// `PARTNERS` or `PARTNERS_FILE` parsed, or the implicit single partner.
@@ -613,227 +653,4 @@ fn credentials<F: Fn(&str) -> Option<String>>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::load(&Settings::new(move |k| m.get(k).cloned()))
-    }
-
-    #[test]
-    fn secrets_are_read_here_as_values_per_credential() {
-        let json = r#"{"partners": [{"id": "contoso",
-            "tenantId": "11111111-1111-1111-1111-111111111111",
-            "credential": {"kind": "client-secret",
-                "clientId": "22222222-2222-2222-2222-222222222222",
-                "secretSetting": "CONTOSO_GRAPH_SECRET"}}]}"#;
-        let c = load(&[
-            (
-                "DESTINATION_ACCOUNT_URL",
-                "https://acct.blob.core.windows.net",
-            ),
-            ("GRAPH_CLIENT_SECRET", "app-secret"),
-            ("CONTOSO_GRAPH_SECRET", "contoso-secret"),
-            ("AZURE_AUTHORITY_HOST", "https://login.example"),
-            ("PARTNERS", json),
-        ])
-        .unwrap();
-        let app = &c.credentials.graph_secrets;
-        assert_eq!(
-            app.get(s::GRAPH_CLIENT_SECRET).as_deref(),
-            Some("app-secret")
-        );
-        // A listed partner gets the setting its reference names, never the app's own secret.
-        let partner = &c.partners[0].credential.secrets;
-        assert_eq!(
-            partner.get(s::GRAPH_CLIENT_SECRET).as_deref(),
-            Some("contoso-secret")
-        );
-        assert_eq!(
-            partner.get(AUTHORITY_HOST).as_deref(),
-            Some("https://login.example")
-        );
-        assert!(
-            !format!("{c:?}").contains("secret\""),
-            "Debug shows names only"
-        );
-        assert!(!format!("{c:?}").contains("contoso-secret"));
-    }
-
-    #[test]
-    fn defaults_need_only_the_destination() {
-        let c = load(&[(
-            "DESTINATION_ACCOUNT_URL",
-            "https://acct.blob.core.windows.net",
-        )])
-        .unwrap();
-        assert_eq!(c.graph.base_url.as_str(), "https://graph.microsoft.com/");
-        assert_eq!(c.plan.kinds.len(), 4);
-        assert_eq!(c.plan.currencies, vec!["USD".parse().unwrap()]);
-        assert_eq!(c.pipeline.poll_deadline, Duration::from_secs(24 * 3600));
-        assert_eq!(
-            c.credentials.azure,
-            CredentialKind::ManagedIdentity { client_id: None }
-        );
-        assert_eq!(c.credentials.graph, c.credentials.azure);
-        assert!(c.json_logs);
-        assert!(c.servicebus_endpoint.is_none());
-    }
-
-    #[test]
-    fn errors_name_the_setting() {
-        let e = load(&[("DESTINATION_KIND", "filesystem")]).unwrap_err();
-        assert_eq!(e.name, "DESTINATION_DIRECTORY");
-        let e = load(&[
-            ("DESTINATION_KIND", "filesystem"),
-            ("DESTINATION_DIRECTORY", "/tmp/x"),
-            ("EXPORT_KINDS", "billedUsage,nonsense"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "EXPORT_KINDS");
-        let e = load(&[
-            ("DESTINATION_KIND", "filesystem"),
-            ("DESTINATION_DIRECTORY", "/tmp/x"),
-            ("POLL_DEADLINE_MINUTES", "soon"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "POLL_DEADLINE_MINUTES");
-        let e = load(&[
-            ("DESTINATION_KIND", "filesystem"),
-            ("DESTINATION_DIRECTORY", "/tmp/x"),
-            ("DESTINATION_PREFIX", "a/../b"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "DESTINATION_PREFIX");
-    }
-
-    #[test]
-    fn source_storage_hosts() {
-        let dest = ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net");
-        let c = load(&[dest]).unwrap();
-        let azure = url::Url::parse("https://x.blob.core.windows.net/c").unwrap();
-        let gov = url::Url::parse("https://x.blob.core.usgovcloudapi.net/c").unwrap();
-        assert!(c.graph.source_hosts.check(&azure).is_ok());
-        assert!(c.graph.source_hosts.check(&gov).is_err());
-        let c = load(&[
-            dest,
-            (
-                "SOURCE_STORAGE_HOSTS",
-                "*.blob.core.usgovcloudapi.net, *.blob.core.chinacloudapi.cn",
-            ),
-        ])
-        .unwrap();
-        assert!(c.graph.source_hosts.check(&gov).is_ok());
-        assert!(c.graph.source_hosts.check(&azure).is_err());
-        for bad in ["https://x.blob.core.windows.net", "*", "*.net", "a.b:443"] {
-            let e = load(&[dest, ("SOURCE_STORAGE_HOSTS", bad)]).unwrap_err();
-            assert_eq!(e.name, "SOURCE_STORAGE_HOSTS", "{bad}");
-        }
-        let e = load(&[dest, ("SOURCE_STORAGE_HOSTS", " , ")]).unwrap_err();
-        assert_eq!(e.name, "SOURCE_STORAGE_HOSTS");
-    }
-
-    #[test]
-    fn keyed_alternatives() {
-        let c = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            ("ServiceBusConnection", "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k"),
-            ("EVENTGRID_TOPIC_KEY", "topic-key"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.servicebus_endpoint.unwrap().as_str(),
-            "https://ns.servicebus.windows.net/"
-        );
-        assert_eq!(c.servicebus_key.unwrap().name, "send");
-        assert_eq!(c.eventgrid_key.unwrap().expose(), "topic-key");
-        let e = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            ("ServiceBusConnection", "Endpoint=nope"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "ServiceBusConnection");
-        assert!(!e.to_string().contains("SharedAccessKey="), "{e}");
-    }
-
-    #[test]
-    fn service_bus_from_namespace_or_override() {
-        let c = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            (
-                "ServiceBusConnection__fullyQualifiedNamespace",
-                "ns.servicebus.windows.net",
-            ),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.servicebus_endpoint.unwrap().as_str(),
-            "https://ns.servicebus.windows.net/"
-        );
-        let c = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            ("SERVICEBUS_ENDPOINT", "http://127.0.0.1:9/"),
-        ])
-        .unwrap();
-        assert_eq!(c.servicebus_endpoint.unwrap().port(), Some(9));
-    }
-
-    #[test]
-    fn partners_from_a_setting_or_a_file() {
-        let dest = ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net");
-        let c = load(&[dest]).unwrap();
-        assert!(!c.has_partner_list());
-        assert!(c.partners[0].id.is_default());
-        assert_eq!(c.partners[0].credential.kind, c.credentials.graph);
-        assert_eq!(c.partners[0].plan, c.plan);
-        let json = r#"{"partners": [
-            {"id": "contoso", "tenantId": "11111111-1111-1111-1111-111111111111",
-             "credential": {"kind": "client-secret", "clientId": "22222222-2222-2222-2222-222222222222", "secretSetting": "CONTOSO_SECRET"}},
-            {"id": "fabrikam", "tenantId": "33333333-3333-3333-3333-333333333333",
-             "credential": {"kind": "managed-identity"}, "currencies": ["EUR"]}]}"#;
-        let c = load(&[
-            dest,
-            ("PARTNERS", json),
-            ("CONTOSO_SECRET", "resolved-by-key-vault"),
-            ("EXPORT_UNBILLED_CURRENCIES", "USD,GBP"),
-        ])
-        .unwrap();
-        assert!(c.has_partner_list());
-        assert_eq!(c.partners.len(), 2);
-        assert_eq!(
-            c.partners[0].plan.currencies.len(),
-            2,
-            "EXPORT_* are the defaults"
-        );
-        assert_eq!(c.partners[1].plan.currencies, vec!["EUR".parse().unwrap()]);
-        let e = load(&[dest, ("PARTNERS", json)]).unwrap_err();
-        assert_eq!(e.name, "PARTNERS");
-        assert_eq!(
-            e.to_string(),
-            "app setting PARTNERS: partners[0].credential.secretSetting: app setting CONTOSO_SECRET is not set"
-        );
-        let e = load(&[dest, ("PARTNERS", r#"{"partners": [{"tenantId": "x"}]}"#)]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "app setting PARTNERS: partners[0].tenantId: \"x\" is not a GUID"
-        );
-
-        let dir = std::env::temp_dir().join(format!("partners-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("partners.json");
-        std::fs::write(&file, json).unwrap();
-        let path = file.to_str().unwrap();
-        let c = load(&[dest, ("PARTNERS_FILE", path), ("CONTOSO_SECRET", "x")]).unwrap();
-        assert_eq!(c.partners[1].id.as_str(), "fabrikam");
-        let e = load(&[dest, ("PARTNERS_FILE", path), ("PARTNERS", json)]).unwrap_err();
-        assert_eq!(e.name, "PARTNERS_FILE");
-        let e = load(&[dest, ("PARTNERS_FILE", "/nonexistent/partners.json")]).unwrap_err();
-        assert_eq!(e.name, "PARTNERS_FILE");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;
