@@ -84,7 +84,8 @@ pub struct Config {
     pub json_logs: bool,
     /// The partner tenants, never empty: those of `PARTNERS` / `PARTNERS_FILE`, or one implicit
     /// partner ([`PartnerId::default_partner`](crate::billing::PartnerId)) built from the
-    /// single-tenant settings (`GRAPH_*`, `EXPORT_*`), which behaves exactly as before.
+    /// single-tenant settings (`GRAPH_*`, `EXPORT_*`), whose paths, keys and events carry no
+    /// partner.
     pub partners: Vec<PartnerConfig>,
     /// FinOps hubs ingestion container (`HUBS_INGESTION_CONTAINER`), when landing is on.
     pub hubs_container: Option<String>,

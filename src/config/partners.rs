@@ -77,10 +77,10 @@ pub struct PartnerConfig {
     pub credential: PartnerCredential,
     pub plan: PlanConfig,
     /// Folder below `DESTINATION_PREFIX` holding this partner's output; `None` for the implicit
-    /// partner (today's layout).
+    /// partner, whose output sits directly under `DESTINATION_PREFIX`.
     pub destination_prefix: Option<ObjectPath>,
-    /// Graph calls in flight for this partner at most; `None`: unbounded (the implicit partner,
-    /// as before partners existed).
+    /// Graph calls in flight for this partner at most; `None`: unbounded (the implicit
+    /// partner).
     pub max_concurrency: Option<usize>,
 }
 

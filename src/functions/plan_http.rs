@@ -86,7 +86,7 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
             if listed {
                 per_partner.insert(p.partner.to_string(), v);
             } else {
-                // One implicit partner: the answer is shaped as before partners existed.
+                // One implicit partner: the answer has no per-partner level.
                 timers.insert(name.into(), v);
             }
         }

@@ -44,7 +44,7 @@ async fn merge_partner_results(
     results: Vec<(PartnerId, InvocationResult)>,
 ) -> InvocationResult {
     if results.len() == 1 && results[0].0.is_default() {
-        // A single-tenant deployment answers exactly as before partners existed.
+        // A single-tenant deployment answers without a per-partner level.
         return results.into_iter().next().expect("one").1;
     }
     let mut logs = Vec::new();

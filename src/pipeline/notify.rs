@@ -28,7 +28,7 @@ pub fn subject(run: &RunRecord) -> String {
         run.run_id
     );
     // Listed partners' subjects are under their own prefix, so a subscription can filter one
-    // partner by subject; the implicit partner's subjects are as before.
+    // partner by subject; the implicit partner's subjects have no partner segment.
     if run.request.partner.is_default() {
         subject
     } else {
@@ -36,7 +36,7 @@ pub fn subject(run: &RunRecord) -> String {
     }
 }
 
-/// `data.partner` for a listed partner's run (the implicit partner's events are as before).
+/// `data.partner` for a listed partner's run (the implicit partner's events have none).
 fn with_partner(run: &RunRecord, mut data: serde_json::Value) -> serde_json::Value {
     if !run.request.partner.is_default() {
         if let Some(o) = data.as_object_mut() {
@@ -146,7 +146,7 @@ pub fn invoice_discovery_failed(
 }
 
 /// A listed partner's planning news: its id in the event id (so partners' events are not taken
-/// for duplicates of each other), the subject and the data. The implicit partner's are as before.
+/// for duplicates of each other), the subject and the data. The implicit partner's carry none.
 fn partner_news(partner: &PartnerId, mut ev: CloudEvent) -> CloudEvent {
     if !partner.is_default() {
         ev.id = format!("{partner}-{}", ev.id);
