@@ -385,8 +385,6 @@ const SIZE_EXEMPT_FILES: &[&str] = &[
 const LONG_FNS_TO_SPLIT: &[&str] = &[
     "crates/sim/src/lib.rs::simulate",
     "crates/sim/src/lib.rs::check",
-    "crates/billing-columnar/src/focus.rs::derive",
-    "crates/billing-columnar/src/generate.rs::write_partition",
     "crates/billing-columnar/tests/duckdb.rs::check",
     "crates/local/src/graph_sandbox/data.rs::draw_row",
     "crates/local/src/graph_sandbox/operations.rs::new",
