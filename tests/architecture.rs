@@ -380,20 +380,6 @@ const SIZE_EXEMPT_FILES: &[&str] = &[
     "crates/local/src/run.rs",
 ];
 
-/// Functions over the limit that are still to be split, as `path::name`; each entry goes when
-/// its function is split.
-const LONG_FNS_TO_SPLIT: &[&str] = &[
-    "crates/billing-columnar/tests/duckdb.rs::check",
-    "crates/local/tests/emulators.rs::functions_host_routes_keys_and_run_now",
-    "tests/catch_up.rs::forty_days_for_two_partners_export_each_invoice_of_each_once",
-    "tests/catch_up.rs::plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks",
-    "tests/finops_output.rs::duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_and_sums",
-    "tests/finops_output.rs::the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a_mismatch",
-    "tests/wiring.rs::every_deployment_mode_uses_its_credentials",
-    "tests/current_version.rs::reading_through_the_current_pointer_counts_each_row_once",
-    "examples/relay_peak_memory.rs::main",
-];
-
 /// Every `.rs` file of the workspace (build output, dependencies and hidden folders aside).
 fn workspace_rust_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -464,7 +450,6 @@ fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
 #[test]
 fn files_and_functions_stay_small() {
     let mut wrong = Vec::new();
-    let mut listed_but_fine = Vec::new();
     for file in workspace_rust_files() {
         let rel = file
             .strip_prefix(root())
@@ -479,28 +464,15 @@ fn files_and_functions_stay_small() {
         if n > MAX_FILE_LINES {
             wrong.push(format!("{rel}: {n} lines (at most {MAX_FILE_LINES})"));
         }
-        let mut longest: BTreeMap<String, usize> = BTreeMap::new();
         for (name, at, len) in function_lengths(&text) {
-            let key = format!("{rel}::{name}");
-            let top = longest.entry(key.clone()).or_default();
-            *top = (*top).max(len);
-            if len > MAX_FN_LINES && !LONG_FNS_TO_SPLIT.contains(&key.as_str()) {
+            if len > MAX_FN_LINES {
                 wrong.push(format!(
                     "{rel}:{at}: fn {name} has {len} lines (at most {MAX_FN_LINES})"
                 ));
             }
         }
-        for (key, len) in longest {
-            if len <= MAX_FN_LINES && LONG_FNS_TO_SPLIT.contains(&key.as_str()) {
-                listed_but_fine.push(key);
-            }
-        }
     }
     assert!(wrong.is_empty(), "split these: {wrong:#?}");
-    assert!(
-        listed_but_fine.is_empty(),
-        "within the limit now, remove from LONG_FNS_TO_SPLIT: {listed_but_fine:#?}"
-    );
 }
 
 #[test]

@@ -286,6 +286,30 @@ async fn status_of(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.unwrap().status().as_u16()
 }
 
+/// The handler's app settings against the bed's stand-ins: unbilled usage into `out`.
+fn handler_env(bed: &TestBed, servicebus: &str, out: &Path) -> Vec<(String, String)> {
+    let mut env = bed.handler_identity.clone();
+    env.extend([
+        (
+            "GRAPH_BASE_URL".to_string(),
+            bed.sandbox.graph_base_url().to_string(),
+        ),
+        (
+            "PARTNER_CENTER_BASE_URL".to_string(),
+            bed.sandbox.partner_center_base_url().to_string(),
+        ),
+        ("SERVICEBUS_ENDPOINT".to_string(), servicebus.to_string()),
+        ("DESTINATION_KIND".to_string(), "filesystem".to_string()),
+        (
+            "DESTINATION_DIRECTORY".to_string(),
+            out.display().to_string(),
+        ),
+        ("EXPORT_KINDS".to_string(), "unbilledUsage".to_string()),
+        ("LOG_FORMAT".to_string(), "text".to_string()),
+    ]);
+    env
+}
+
 #[tokio::test]
 async fn functions_host_routes_keys_and_run_now() {
     // Operations stay running for the whole test: the host's queue workers poll them, and the
@@ -310,28 +334,7 @@ async fn functions_host_routes_keys_and_run_now() {
     })
     .unwrap();
     let sb_http = bed.sb.serve(0).await.unwrap();
-    let mut env = bed.handler_identity.clone();
-    env.extend([
-        (
-            "GRAPH_BASE_URL".to_string(),
-            bed.sandbox.graph_base_url().to_string(),
-        ),
-        (
-            "PARTNER_CENTER_BASE_URL".to_string(),
-            bed.sandbox.partner_center_base_url().to_string(),
-        ),
-        (
-            "SERVICEBUS_ENDPOINT".to_string(),
-            sb_http.base_url().to_string(),
-        ),
-        ("DESTINATION_KIND".to_string(), "filesystem".to_string()),
-        (
-            "DESTINATION_DIRECTORY".to_string(),
-            dir.path().display().to_string(),
-        ),
-        ("EXPORT_KINDS".to_string(), "unbilledUsage".to_string()),
-        ("LOG_FORMAT".to_string(), "text".to_string()),
-    ]);
+    let env = handler_env(&bed, sb_http.base_url().as_str(), dir.path());
     let host = FunctionsHost::start(HostOptions {
         layout,
         program: handler_binary(),
