@@ -70,18 +70,12 @@ struct Sink {
     committed: Option<u64>,
 }
 
-#[tokio::main]
-async fn main() {
-    let mib: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1024);
-    let (member, member_rows) = gzip_member();
-    let count = (mib * 1024 * 1024).div_ceil(member.len() as u64);
+/// Serves the source blob (`count` copies of `member`) and a block-blob sink that counts and
+/// discards what it receives, on a loopback port, which it returns.
+async fn serve_source_and_sink(member: Bytes, count: u64, sink: Arc<Mutex<Sink>>) -> u16 {
     let total = count * member.len() as u64;
-
     // Source: HEAD and GET of one blob, streamed from the repeated member.
-    let m = member.clone();
+    let m = member;
     let source = warp::path!("src" / "part.json.gz").and(warp::method()).map(
         move |method: warp::http::Method| {
             let mut r = if method == warp::http::Method::HEAD {
@@ -102,7 +96,6 @@ async fn main() {
     );
 
     // Sink: Put Block (counted and discarded as it streams in), Put Block List, HEAD.
-    let sink = Arc::new(Mutex::new(Sink::default()));
     let (s1, s2, s3) = (sink.clone(), sink.clone(), sink.clone());
     let comp = |want: &'static str| {
         warp::query::<HashMap<String, String>>().and_then(
@@ -166,6 +159,21 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(warp::serve(routes).incoming(listener).run());
+    port
+}
+
+#[tokio::main]
+async fn main() {
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
+    let (member, member_rows) = gzip_member();
+    let count = (mib * 1024 * 1024).div_ceil(member.len() as u64);
+    let total = count * member.len() as u64;
+
+    let sink = Arc::new(Mutex::new(Sink::default()));
+    let port = serve_source_and_sink(member, count, sink.clone()).await;
 
     let options = BlobOptions {
         strategy: CopyStrategy::Relay,

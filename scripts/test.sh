@@ -23,8 +23,8 @@ fi
 echo "==> deterministic simulation: 1,000 seeds of the whole pipeline under faults"
 scripts/simulate.sh --seeds 1000
 
-echo "==> the README's main command: cargo run -- local"
-cargo run --locked --quiet -- local --out target/test-local-run --timeout 240 >target/test-local-run.txt 2>&1 ||
+echo "==> the README's main command: cargo local"
+cargo --locked --quiet local --out target/test-local-run --timeout 240 >target/test-local-run.txt 2>&1 ||
   { cat target/test-local-run.txt >&2; exit 1; }
 tail -n 4 target/test-local-run.txt
 
@@ -32,7 +32,7 @@ echo "==> package: the portable handler (glibc <= 2.28) and the deployable zip"
 scripts/package.sh target/partner-billing-export.zip
 
 echo "==> the package runs the local pipeline (unpacked as the host's script root, its own handler)"
-cargo run --locked --quiet -- local --package target/partner-billing-export.zip --out target/test-local-packaged \
+cargo --locked --quiet local --package target/partner-billing-export.zip --out target/test-local-packaged \
   --timeout 240 >target/test-local-packaged.txt 2>&1 ||
   { cat target/test-local-packaged.txt >&2; exit 1; }
 tail -n 4 target/test-local-packaged.txt

@@ -20,9 +20,8 @@ use crate::auth::{
 };
 use crate::billing::invoices::PartnerCenterClient;
 use crate::billing::{BillingClient, PartnerId};
-use crate::config::{Config, Credentials, DestinationConfig, PartnerConfig, SecretReference};
+use crate::config::{Config, Credentials, DestinationConfig, PartnerConfig};
 use crate::pipeline::{Ledger, PartnerRuntime, Pipeline};
-use crate::settings;
 
 /// The token sources the settings name: the app's identity for Azure resources, and Graph's
 /// own credential for Graph and Partner Center.
@@ -32,34 +31,21 @@ pub fn token_sources(creds: &Credentials) -> anyhow::Result<PerServiceTokens> {
     let graph = if creds.graph == creds.azure {
         azure.clone()
     } else {
-        token_source(&creds.graph).context("credential for Microsoft Graph and Partner Center")?
+        graph_token_source(creds).context("credential for Microsoft Graph and Partner Center")?
     };
     Ok(PerServiceTokens { graph, azure })
 }
 
-/// The Graph / Partner Center token source of a listed partner: its credential, with its secret
-/// read from the app setting its reference names (instead of `GRAPH_CLIENT_SECRET` & co.).
+/// The single-tenant Graph / Partner Center token source, with the secret material `config`
+/// read for it.
+pub fn graph_token_source(creds: &Credentials) -> Result<Arc<dyn TokenSource>, AuthError> {
+    token_source_with(&creds.graph, |name| creds.graph_secrets.get(name))
+}
+
+/// The Graph / Partner Center token source of a listed partner: its credential, with the secret
+/// `config` read from the app setting its reference names.
 pub fn partner_token_source(p: &PartnerConfig) -> Result<Arc<dyn TokenSource>, AuthError> {
-    let secret = p.credential.secret.clone();
-    token_source_with(&p.credential.kind, move |name| {
-        let mapped = match (&secret, name) {
-            (Some(SecretReference::ClientSecret(s)), settings::GRAPH_CLIENT_SECRET)
-            | (Some(SecretReference::Certificate(s)), settings::GRAPH_CLIENT_CERTIFICATE)
-            | (
-                Some(SecretReference::CertificatePath(s)),
-                settings::GRAPH_CLIENT_CERTIFICATE_PATH,
-            ) => s.as_str(),
-            // The single-tenant secret settings are never another partner's.
-            (
-                _,
-                settings::GRAPH_CLIENT_SECRET
-                | settings::GRAPH_CLIENT_CERTIFICATE
-                | settings::GRAPH_CLIENT_CERTIFICATE_PATH,
-            ) => return None,
-            (_, other) => other,
-        };
-        std::env::var(mapped).ok()
-    })
+    token_source_with(&p.credential.kind, |name| p.credential.secrets.get(name))
 }
 
 /// A partner credential that could not be built: every token request fails with the reason,

@@ -34,7 +34,22 @@ enum Command {
     /// resumable. Exit codes: 0 all completed (or no data), 1 some failed, 2 usage or
     /// configuration error, 130 interrupted.
     Export(partner_billing_export::cli::ExportArgs),
+    /// Not this binary's command: the local runner is the workspace's `cargo local`.
+    #[command(hide = true)]
+    Local {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        _args: Vec<String>,
+    },
+    /// Not this binary's command: the Graph sandbox is the workspace's `cargo sandbox`.
+    #[command(hide = true)]
+    Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        _args: Vec<String>,
+    },
 }
+
+/// The exit code of a usage error, as `export` uses it.
+const USAGE_EXIT: u8 = 2;
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
@@ -56,6 +71,20 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Export(args) => {
             ExitCode::from(partner_billing_export::cli::export(args).await.code())
+        }
+        Command::Local { .. } => {
+            eprintln!(
+                "partner-billing-export: `local` is not a command of the handler; \
+                 run the local pipeline with `cargo local` (see README.md)"
+            );
+            ExitCode::from(USAGE_EXIT)
+        }
+        Command::Sandbox { .. } => {
+            eprintln!(
+                "partner-billing-export: `sandbox` is not a command of the handler; \
+                 run the Graph sandbox with `cargo sandbox` (see docs/development.md)"
+            );
+            ExitCode::from(USAGE_EXIT)
         }
         Command::Serve => match serve().await {
             Ok(()) => ExitCode::SUCCESS,

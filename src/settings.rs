@@ -188,7 +188,7 @@ Setting { name: EVENTGRID_TOPIC_ENDPOINT, default: None, example: "https://billi
     Setting { name: GRAPH_CLIENT_CERTIFICATE_PATH, default: None, example: "/home/site/graph-app.pem", scope: Scope::Handler,
         description: "client-certificate: a PEM file with the certificate and private key, instead of GRAPH_CLIENT_CERTIFICATE." },
     Setting { name: PARTNERS, default: None, example: "{\"partners\": [{\"id\": \"contoso\", \"tenantId\": \"…\", \"credential\": {…}}]}", scope: Scope::Handler,
-        description: "Several partner tenants in one deployment: the partner list as JSON (see Several partner tenants). Unset: one partner from the GRAPH_* and EXPORT_* settings, laid out as before. Secrets are named by app setting, never written here." },
+        description: "Several partner tenants in one deployment: the partner list as JSON (see Several partner tenants). Unset: one partner from the GRAPH_* and EXPORT_* settings, with no partner level in paths, keys or events. Secrets are named by app setting, never written here." },
     Setting { name: PARTNERS_FILE, default: None, example: "/home/site/partners.json", scope: Scope::Handler,
         description: "Path of a file holding the partner list, instead of PARTNERS." },
     Setting { name: LOG_FORMAT, default: Some("json"), example: "text", scope: Scope::Handler,

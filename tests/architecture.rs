@@ -1,6 +1,9 @@
 //! The layout is the architecture (docs/architecture.md), and these checks keep it so:
 //! - the deployed handler's normal dependencies reach no emulator, test or build-tool crate;
-//! - inside the product crate, each top-level module uses only the layers below it;
+//! - inside the product crate, each top-level module uses only the layers below it, and the
+//!   pipeline reaches the outside only through its ports, never through `adapters`;
+//! - only the configuration and the process entry points read the environment;
+//! - no source file exceeds 800 lines and no function 120;
 //! - no two modules (files) import each other, directly or through others.
 //!
 //! The import graph is read from the source: every `crate::a::b` and `super::` path outside
@@ -14,8 +17,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Each top-level module of the product crate and its layer: a module may use only modules of
-/// a strictly lower layer.
+/// Each layer unit of the product crate and its layer: a unit is a top-level module, or a
+/// submodule listed on its own (`pipeline::ports`); a module belongs to the longest unit that
+/// names it and may use only units of a strictly lower layer (and its own unit). `adapters` and
+/// `pipeline` share a layer, so neither may use the other: both meet at the ports below them.
 const LAYERS: &[(&str, u8)] = &[
     ("settings", 0),
     ("telemetry", 0),
@@ -23,7 +28,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("auth", 1),
     ("billing", 2),
     ("contracts", 3),
-    ("adapters", 4),
+    ("pipeline::ports", 4),
+    ("adapters", 5),
     ("pipeline", 5),
     ("config", 6),
     ("planner", 7),
@@ -170,32 +176,55 @@ fn parent_of(me: &str) -> Vec<String> {
     parts
 }
 
-fn top(m: &str) -> &str {
-    m.split("::").next().unwrap()
+/// The layer unit of module `m`: the longest `LAYERS` entry that is `m` or a parent of it.
+fn unit(m: &str) -> (&'static str, u8) {
+    LAYERS
+        .iter()
+        .filter(|(name, _)| m == *name || m.starts_with(&format!("{name}::")))
+        .max_by_key(|(name, _)| name.len())
+        .copied()
+        .unwrap_or_else(|| panic!("module {m} has no layer in tests/architecture.rs"))
 }
 
 #[test]
 fn each_layer_uses_only_the_layers_below_it() {
     let graph = import_graph(&root().join("src"));
-    let layer = |m: &str| {
-        LAYERS
-            .iter()
-            .find(|(name, _)| *name == top(m))
-            .map(|(_, l)| *l)
-            .unwrap_or_else(|| panic!("module {m} has no layer in tests/architecture.rs"))
-    };
     let mut wrong = Vec::new();
     for (from, tos) in &graph {
         if from.is_empty() {
             continue;
         }
+        let (from_unit, from_layer) = unit(from);
         for to in tos {
-            if top(from) != top(to) && layer(to) >= layer(from) {
+            let (to_unit, to_layer) = unit(to);
+            if from_unit != to_unit && to_layer >= from_layer {
                 wrong.push(format!("{from} -> {to}"));
             }
         }
     }
     assert!(wrong.is_empty(), "imports against the layering: {wrong:#?}");
+}
+
+/// The pipeline knows its services through `pipeline::ports` only: no pipeline module imports
+/// an adapter.
+#[test]
+fn the_pipeline_never_imports_adapters() {
+    let src = root().join("src");
+    let graph = import_graph(&src);
+    let mut wrong = Vec::new();
+    for (from, tos) in graph.iter().filter(|(m, _)| top(m) == "pipeline") {
+        for to in tos.iter().filter(|t| top(t) == "adapters") {
+            wrong.push(format!("{from} -> {to}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the pipeline imports adapters: {wrong:#?}"
+    );
+}
+
+fn top(m: &str) -> &str {
+    m.split("::").next().unwrap()
 }
 
 #[test]
@@ -261,4 +290,163 @@ fn the_cycle_check_sees_a_cycle() {
     let g = import_graph(src);
     assert!(g["a::x"].contains("a::y"), "{g:?}");
     assert!(g["a::y"].contains("a::x"), "{g:?}");
+}
+
+/// Where the product reads the environment: the settings table and `config` (app settings to
+/// typed values, secrets included), the process entry point `main.rs`, logging set-up, and the
+/// `export` command's entry (`cli/mod.rs`), which is a process entry point too: it gathers its
+/// settings from flags and the environment into the map `config` loads. Adapters get values.
+const ENVIRONMENT_READERS: &[&str] = &[
+    "src/config/",
+    "src/settings.rs",
+    "src/main.rs",
+    "src/telemetry.rs",
+    "src/cli/mod.rs",
+];
+
+#[test]
+fn only_config_and_entry_points_read_the_environment() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut wrong = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if ENVIRONMENT_READERS.iter().any(|a| rel.starts_with(a)) {
+            continue;
+        }
+        let text = fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && line.contains("env::var") {
+                wrong.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "read settings in config and pass values: {wrong:#?}"
+    );
+}
+
+/// Largest source file, in lines.
+const MAX_FILE_LINES: usize = 800;
+/// Longest function, in lines from its signature to its closing brace.
+const MAX_FN_LINES: usize = 120;
+
+/// Files exempt from the size limits while their owners reshape them; each entry goes when
+/// its file is within the limits.
+const SIZE_EXEMPT_FILES: &[&str] = &[
+];
+
+/// Every `.rs` file of the workspace (build output, dependencies and hidden folders aside).
+fn workspace_rust_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy();
+            if p.is_dir() {
+                if !(name.starts_with('.') || name == "target" || name == "node_modules") {
+                    walk(&p, out);
+                }
+            } else if name.ends_with(".rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root(), &mut out);
+    out
+}
+
+/// Each function with a body in `text`: its name, first line (1-based) and length in lines,
+/// from the signature to the closing brace at the signature's indentation.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let mut rest = trimmed;
+        for prefix in [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ] {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        }
+        let Some(sig) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = sig
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // A declaration without a body ends in `;` before any `{`.
+        let opener = lines[i..]
+            .iter()
+            .map(|l| l.trim_end())
+            .find(|l| l.ends_with('{') || l.ends_with(';') || l.ends_with('}'));
+        if opener.is_none_or(|l| l.ends_with(';')) {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        let end = if line.trim_end().ends_with('}') {
+            Some(i)
+        } else {
+            (i + 1..lines.len()).find(|&j| lines[j].trim_end() == close)
+        };
+        if let Some(end) = end {
+            out.push((name, i + 1, end - i + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let mut wrong = Vec::new();
+    for file in workspace_rust_files() {
+        let rel = file
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if SIZE_EXEMPT_FILES.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        let n = text.lines().count();
+        if n > MAX_FILE_LINES {
+            wrong.push(format!("{rel}: {n} lines (at most {MAX_FILE_LINES})"));
+        }
+        for (name, at, len) in function_lengths(&text) {
+            if len > MAX_FN_LINES {
+                wrong.push(format!(
+                    "{rel}:{at}: fn {name} has {len} lines (at most {MAX_FN_LINES})"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "split these: {wrong:#?}");
+}
+
+#[test]
+fn the_size_check_measures_functions() {
+    let text = "fn a() {\n    x();\n}\n\ntrait T {\n    fn decl(&self);\n    fn body(&self) {\n        y();\n    }\n}\nfn one() {}\n";
+    let got = function_lengths(text);
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_string(), 1, 3),
+            ("body".to_string(), 7, 3),
+            ("one".to_string(), 11, 1)
+        ]
+    );
 }

@@ -141,12 +141,9 @@ async fn forty_days_of_daily_firings_export_each_invoice_once() {
     );
 }
 
-/// Two partner tenants, each with its own invoices (October's published on 8 November,
-/// November's late, on 14 December) and currency, each signed in as itself.
-#[tokio::test]
-async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
-    let start = date!(2026 - 11 - 05);
-    let clock = SandboxClock::new(start);
+/// Contoso (USD) and Fabrikam (EUR), each with October's and November's invoices; November's
+/// published late, on 14 December.
+fn two_partner_sandbox(start: time::Date, clock: &SandboxClock) -> SandboxConfig {
     let partner = |id: &str, currency: (&str, &str)| {
         let mut p = SandboxPartner::new(id, start, currency)
             .with_invoices_for_months(&[date!(2026 - 10 - 01), date!(2026 - 11 - 01)]);
@@ -157,7 +154,7 @@ async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
         }
         p
     };
-    let sandbox = SandboxConfig {
+    SandboxConfig {
         seed: 11,
         clock: Some(clock.clone()),
         today: Some(start),
@@ -166,7 +163,66 @@ async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
             partner("fabrikam", ("EUR", "€")),
         ],
         ..fast_sandbox()
-    };
+    }
+}
+
+/// Plan and backfill per partner, after the forty days of `forty_days_for_two_partners_…`.
+async fn plan_and_backfill_answer_per_partner(app: &App, day: time::Date) {
+    let now = OffsetDateTime::new_utc(day, time!(10:00));
+    let plan = plan_http::plan(app, http("GET", &[("partner", "fabrikam")], None), now).await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let per = &plan.body["timers"]["StartUnbilledExports"]["partners"];
+    assert!(
+        per.get("contoso").is_none() && per.get("fabrikam").is_some(),
+        "{per}"
+    );
+    let unknown = plan_http::plan(app, http("GET", &[("partner", "nobody")], None), now).await;
+    assert_eq!(
+        (unknown.status, unknown.body["field"].as_str()),
+        (400, Some("partner"))
+    );
+    let backfill = plan_http::backfill(
+        app,
+        http(
+            "POST",
+            &[],
+            Some(r#"{"from": "2026-10", "to": "2026-11", "kinds": ["billedUsage"], "partners": ["contoso"], "dryRun": true}"#),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(backfill.status, 200, "{}", backfill.body);
+    assert!(
+        backfill.body["start"].as_array().unwrap().is_empty(),
+        "{}",
+        backfill.body
+    );
+    let done = backfill.body["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "already exported")
+        .count();
+    assert_eq!(done, 4, "contoso's four invoices: {}", backfill.body);
+    let listed = exports_http::run(
+        app,
+        http(
+            "GET",
+            &[("partner", "fabrikam"), ("kind", "billedUsage")],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(listed.body["total"], 4, "{}", listed.body);
+}
+
+/// Two partner tenants, each with its own invoices (October's published on 8 November,
+/// November's late, on 14 December) and currency, each signed in as itself.
+#[tokio::test]
+async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
+    let start = date!(2026 - 11 - 05);
+    let clock = SandboxClock::new(start);
+    let sandbox = two_partner_sandbox(start, &clock);
     let expected: Vec<(String, String)> = sandbox
         .partners
         .iter()
@@ -267,53 +323,7 @@ async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
     );
     assert!(bed.events_of_type("ExportFailed").is_empty());
 
-    // Plan and backfill per partner.
-    let now = OffsetDateTime::new_utc(day, time!(10:00));
-    let plan = plan_http::plan(&app, http("GET", &[("partner", "fabrikam")], None), now).await;
-    assert_eq!(plan.status, 200, "{}", plan.body);
-    let per = &plan.body["timers"]["StartUnbilledExports"]["partners"];
-    assert!(
-        per.get("contoso").is_none() && per.get("fabrikam").is_some(),
-        "{per}"
-    );
-    let unknown = plan_http::plan(&app, http("GET", &[("partner", "nobody")], None), now).await;
-    assert_eq!(
-        (unknown.status, unknown.body["field"].as_str()),
-        (400, Some("partner"))
-    );
-    let backfill = plan_http::backfill(
-        &app,
-        http(
-            "POST",
-            &[],
-            Some(r#"{"from": "2026-10", "to": "2026-11", "kinds": ["billedUsage"], "partners": ["contoso"], "dryRun": true}"#),
-        ),
-        now,
-    )
-    .await;
-    assert_eq!(backfill.status, 200, "{}", backfill.body);
-    assert!(
-        backfill.body["start"].as_array().unwrap().is_empty(),
-        "{}",
-        backfill.body
-    );
-    let done = backfill.body["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["reason"] == "already exported")
-        .count();
-    assert_eq!(done, 4, "contoso's four invoices: {}", backfill.body);
-    let listed = exports_http::run(
-        &app,
-        http(
-            "GET",
-            &[("partner", "fabrikam"), ("kind", "billedUsage")],
-            None,
-        ),
-    )
-    .await;
-    assert_eq!(listed.body["total"], 4, "{}", listed.body);
+    plan_and_backfill_answer_per_partner(&app, day).await;
 }
 
 #[tokio::test]
@@ -367,97 +377,8 @@ fn http(
     }
 }
 
-#[tokio::test]
-async fn plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks() {
-    let mut invoices = default_invoices(date!(2025 - 02 - 10)); // January 2025
-    invoices.extend(default_invoices(date!(2026 - 11 - 20))); // October 2026
-    let bed = TestBed::start(
-        SandboxConfig {
-            invoices,
-            ..fast_sandbox()
-        },
-        &[],
-    )
-    .await;
-    let now = OffsetDateTime::new_utc(date!(2026 - 11 - 20), time!(10:00));
-    let app = &bed.app;
-
-    // What the next firings would start, without starting it.
-    let res = plan_http::plan(app, http("GET", &[], None), now).await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    let billed = &res.body["timers"]["StartBilledExports"];
-    assert_eq!(billed["start"].as_array().unwrap().len(), 6, "{billed}");
-    assert_eq!(
-        billed["billingMonths"],
-        serde_json::json!(["2026-08", "2026-09", "2026-10"])
-    );
-    assert_eq!(billed["start"][0]["billingMonth"], "2026-10");
-    // Unbilled exports in every currency of the partner's invoices (USD, EUR, GBP).
-    let unbilled = &res.body["timers"]["StartUnbilledExports"];
-    assert_eq!(unbilled["start"].as_array().unwrap().len(), 6, "{unbilled}");
-    assert!(
-        app.pipeline.ledger().list(10).await.unwrap().is_empty(),
-        "nothing started"
-    );
-    let only = plan_http::plan(app, http("GET", &[("group", "unbilled")], None), now).await;
-    assert!(only.body["timers"].get("StartBilledExports").is_none());
-    let bad = plan_http::plan(app, http("GET", &[("group", "x")], None), now).await;
-    assert_eq!(bad.status, 400);
-
-    // A backfill names what it skips and why, and starts the rest.
-    let body = r#"{"from": "2022-07", "to": "2026-11", "kinds": ["billedUsage"]}"#;
-    let dry = plan_http::backfill(
-        app,
-        http(
-            "POST",
-            &[],
-            Some(&body.replace('}', r#", "dryRun": true}"#)),
-        ),
-        now,
-    )
-    .await;
-    assert_eq!(dry.status, 200, "{}", dry.body);
-    assert_eq!(
-        dry.body["start"].as_array().unwrap().len(),
-        6,
-        "{}",
-        dry.body
-    );
-    assert!(
-        app.pipeline.ledger().list(10).await.unwrap().is_empty(),
-        "a dry run starts nothing"
-    );
-
-    let res = plan_http::backfill(app, http("POST", &[], Some(body)), now).await;
-    assert_eq!(res.status, 202, "{}", res.body);
-    let start = res.body["start"].as_array().unwrap();
-    assert_eq!(start.len(), 6, "{}", res.body);
-    assert!(start.iter().all(|s| s["outcome"] == "started"), "{start:?}");
-    let months: Vec<&str> = start
-        .iter()
-        .map(|s| s["billingMonth"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        months,
-        ["2025-01", "2025-01", "2025-01", "2026-10", "2026-10", "2026-10"]
-    );
-    let skipped = res.body["skipped"].as_array().unwrap();
-    let reason = |m: &str| {
-        skipped
-            .iter()
-            .find(|s| s["billingMonth"] == m)
-            .map(|s| s["reason"].as_str().unwrap().to_string())
-            .unwrap_or_default()
-    };
-    assert!(
-        reason("2022-07").contains("BILLED_HISTORY_FROM"),
-        "{skipped:?}"
-    );
-    assert!(reason("2022-08").contains("BILLED_HISTORY_FROM"));
-    assert!(reason("2026-11").contains("not invoiced yet"));
-    bed.drain(Duration::from_secs(60)).await;
-
-    // The status API lists them with filters and pages.
+/// The status API lists the six backfilled runs with filters and pages.
+async fn status_api_lists_with_filters_and_pages(app: &App) {
     let list = |q: &[(&str, &str)]| exports_http::run(app, http("GET", q, None));
     let all = list(&[]).await;
     assert_eq!(all.body["total"], 6, "{}", all.body);
@@ -489,6 +410,109 @@ async fn plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks()
         (bad.status, bad.body["field"].as_str()),
         (400, Some("state"))
     );
+}
+
+/// What the next firings would start (January 2025 is beyond the look-back), without
+/// starting it; an unknown group is refused.
+async fn plan_answers_without_starting(app: &App, now: OffsetDateTime) {
+    let res = plan_http::plan(app, http("GET", &[], None), now).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let billed = &res.body["timers"]["StartBilledExports"];
+    assert_eq!(billed["start"].as_array().unwrap().len(), 6, "{billed}");
+    assert_eq!(
+        billed["billingMonths"],
+        serde_json::json!(["2026-08", "2026-09", "2026-10"])
+    );
+    assert_eq!(billed["start"][0]["billingMonth"], "2026-10");
+    // Unbilled exports in every currency of the partner's invoices (USD, EUR, GBP).
+    let unbilled = &res.body["timers"]["StartUnbilledExports"];
+    assert_eq!(unbilled["start"].as_array().unwrap().len(), 6, "{unbilled}");
+    assert!(
+        app.pipeline.ledger().list(10).await.unwrap().is_empty(),
+        "nothing started"
+    );
+    let only = plan_http::plan(app, http("GET", &[("group", "unbilled")], None), now).await;
+    assert!(only.body["timers"].get("StartBilledExports").is_none());
+    let bad = plan_http::plan(app, http("GET", &[("group", "x")], None), now).await;
+    assert_eq!(bad.status, 400);
+}
+
+/// A dry-run backfill of `body` lists what it would start and starts nothing.
+async fn dry_backfill_starts_nothing(app: &App, now: OffsetDateTime, body: &str) {
+    let dry = plan_http::backfill(
+        app,
+        http(
+            "POST",
+            &[],
+            Some(&body.replace('}', r#", "dryRun": true}"#)),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert_eq!(
+        dry.body["start"].as_array().unwrap().len(),
+        6,
+        "{}",
+        dry.body
+    );
+    assert!(
+        app.pipeline.ledger().list(10).await.unwrap().is_empty(),
+        "a dry run starts nothing"
+    );
+}
+
+#[tokio::test]
+async fn plan_shows_the_next_firings_and_backfill_starts_what_the_ledger_lacks() {
+    let mut invoices = default_invoices(date!(2025 - 02 - 10)); // January 2025
+    invoices.extend(default_invoices(date!(2026 - 11 - 20))); // October 2026
+    let bed = TestBed::start(
+        SandboxConfig {
+            invoices,
+            ..fast_sandbox()
+        },
+        &[],
+    )
+    .await;
+    let now = OffsetDateTime::new_utc(date!(2026 - 11 - 20), time!(10:00));
+    let app = &bed.app;
+
+    plan_answers_without_starting(app, now).await;
+
+    // A backfill names what it skips and why, and starts the rest.
+    let body = r#"{"from": "2022-07", "to": "2026-11", "kinds": ["billedUsage"]}"#;
+    dry_backfill_starts_nothing(app, now, body).await;
+
+    let res = plan_http::backfill(app, http("POST", &[], Some(body)), now).await;
+    assert_eq!(res.status, 202, "{}", res.body);
+    let start = res.body["start"].as_array().unwrap();
+    assert_eq!(start.len(), 6, "{}", res.body);
+    assert!(start.iter().all(|s| s["outcome"] == "started"), "{start:?}");
+    let months: Vec<&str> = start
+        .iter()
+        .map(|s| s["billingMonth"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        months,
+        ["2025-01", "2025-01", "2025-01", "2026-10", "2026-10", "2026-10"]
+    );
+    let skipped = res.body["skipped"].as_array().unwrap();
+    let reason = |m: &str| {
+        skipped
+            .iter()
+            .find(|s| s["billingMonth"] == m)
+            .map(|s| s["reason"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("2022-07").contains("BILLED_HISTORY_FROM"),
+        "{skipped:?}"
+    );
+    assert!(reason("2022-08").contains("BILLED_HISTORY_FROM"));
+    assert!(reason("2026-11").contains("not invoiced yet"));
+    bed.drain(Duration::from_secs(60)).await;
+
+    status_api_lists_with_filters_and_pages(app).await;
 
     // Again: the ledger has all of it.
     let again = plan_http::backfill(app, http("POST", &[], Some(body)), now).await;

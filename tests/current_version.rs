@@ -23,8 +23,8 @@ fn rows_of(gz: &[u8]) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-#[tokio::test]
-async fn reading_through_the_current_pointer_counts_each_row_once() {
+/// A bed whose unbilled-usage timer fired on three days of changing data, each run drained.
+async fn three_daily_unbilled_exports() -> TestBed {
     let first = date!(2026 - 11 - 10);
     let clock = SandboxClock::new(first);
     let bed = TestBed::start(
@@ -54,6 +54,12 @@ async fn reading_through_the_current_pointer_counts_each_row_once() {
         bed.drain(Duration::from_secs(60)).await;
         day = day.next_day().unwrap();
     }
+    bed
+}
+
+#[tokio::test]
+async fn reading_through_the_current_pointer_counts_each_row_once() {
+    let bed = three_daily_unbilled_exports().await;
 
     let files = bed.output_files();
     let export = "partner-billing/unbilled-usage/202611/USD/full";

@@ -107,6 +107,43 @@ fn run_manifests(bed: &TestBed) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The FOCUS file of a partition: one row per source row, BilledCost the pre-tax amount, the
+/// billing status of its export kind.
+fn check_focus(
+    root: &Path,
+    focus: &str,
+    dataset: Dataset,
+    kind: &str,
+    rows: &[serde_json::Map<String, Value>],
+) {
+    let billed_source = if dataset == Dataset::Usage {
+        "BillingPreTaxTotal"
+    } else {
+        "Subtotal"
+    };
+    let got = &duckdb::rows(
+        root,
+        &format!("SELECT count(*), coalesce(sum(BilledCost), 0)::VARCHAR, min(x_BillingStatus) FROM '{focus}'"),
+    )[0];
+    assert_eq!(
+        got[0].as_deref(),
+        Some(rows.len().to_string().as_str()),
+        "{focus}"
+    );
+    let want: i128 = rows.iter().map(|r| amount(r.get(billed_source))).sum();
+    assert_eq!(
+        scaled(got[1].as_deref().unwrap()),
+        want,
+        "BilledCost of {focus}"
+    );
+    let status = if kind.starts_with("billed") {
+        "billed"
+    } else {
+        "unbilled"
+    };
+    assert_eq!(got[2].as_deref(), Some(status), "{focus}");
+}
+
 #[tokio::test]
 async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_and_sums() {
     let bed = start_bed(&[], &[], &[]).await;
@@ -186,33 +223,7 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
                 ty(decimals[0])
             );
 
-            // FOCUS: one row per source row; BilledCost is the pre-tax amount.
-            let billed_source = if dataset == Dataset::Usage {
-                "BillingPreTaxTotal"
-            } else {
-                "Subtotal"
-            };
-            let got = &duckdb::rows(
-                root,
-                &format!("SELECT count(*), coalesce(sum(BilledCost), 0)::VARCHAR, min(x_BillingStatus) FROM '{focus}'"),
-            )[0];
-            assert_eq!(
-                got[0].as_deref(),
-                Some(rows.len().to_string().as_str()),
-                "{focus}"
-            );
-            let want: i128 = rows.iter().map(|r| amount(r.get(billed_source))).sum();
-            assert_eq!(
-                scaled(got[1].as_deref().unwrap()),
-                want,
-                "BilledCost of {focus}"
-            );
-            let status = if kind.starts_with("billed") {
-                "billed"
-            } else {
-                "unbilled"
-            };
-            assert_eq!(got[2].as_deref(), Some(status), "{focus}");
+            check_focus(root, &focus, dataset, kind, &rows);
             checked += 1;
         }
     }
@@ -233,6 +244,45 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
         ),
     );
     assert_ne!(per_customer[0][0].as_deref(), Some("0"), "{per_customer:?}");
+}
+
+/// Hubs: every run but the mismatched invoice's reconciliation (and the usage its Azure lines
+/// do not cover) has its manifest.json, written after its FOCUS files, in the documented layout.
+fn check_hub_manifests(files: &BTreeMap<String, Vec<u8>>, bad: &str, unlined: &str) {
+    let hub_manifests: BTreeMap<&String, Value> = files
+        .iter()
+        .filter(|(k, _)| k.starts_with("ingestion/Costs/") && k.ends_with("/manifest.json"))
+        .map(|(k, v)| (k, serde_json::from_slice(v).unwrap()))
+        .collect();
+    assert!(
+        !hub_manifests
+            .keys()
+            .any(|k| k.contains(&format!("/billed-reconciliation/{bad}"))),
+        "no ingestion for an invoice that does not balance: {hub_manifests:?}"
+    );
+    assert!(
+        !hub_manifests
+            .keys()
+            .any(|k| k.contains(&format!("/billed-usage/{unlined}"))),
+        "no ingestion of usage that the invoice's Azure lines do not cover: {hub_manifests:?}"
+    );
+    assert!(
+        hub_manifests
+            .keys()
+            .any(|k| k.contains("/billed-usage/G026100001/")),
+        "usage of a sound invoice is ingested once its invoice is checked: {hub_manifests:?}"
+    );
+    assert!(hub_manifests
+        .keys()
+        .any(|k| k.starts_with("ingestion/Costs/2026/10/csp/")
+            && k.contains("/billed-reconciliation/G026100001/")));
+    for (k, doc) in &hub_manifests {
+        let dir = k.trim_end_matches("manifest.json");
+        for (name, _) in doc["files"].as_object().unwrap() {
+            assert!(name.contains("__"), "{{ingestion id}}__{{file}}: {name}");
+            assert!(files.contains_key(&format!("{dir}{name}")), "{dir}{name}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -329,43 +379,7 @@ async fn the_invoice_check_reconciles_balanced_invoices_and_withholds_hubs_for_a
         "per-customer totals: {m}"
     );
 
-    // Hubs: every run but the mismatched invoice's reconciliation has its manifest.json,
-    // written after its FOCUS files, in the documented layout.
-    let files = bed.output_files();
-    let hub_manifests: BTreeMap<&String, Value> = files
-        .iter()
-        .filter(|(k, _)| k.starts_with("ingestion/Costs/") && k.ends_with("/manifest.json"))
-        .map(|(k, v)| (k, serde_json::from_slice(v).unwrap()))
-        .collect();
-    assert!(
-        !hub_manifests
-            .keys()
-            .any(|k| k.contains(&format!("/billed-reconciliation/{bad}"))),
-        "no ingestion for an invoice that does not balance: {hub_manifests:?}"
-    );
-    assert!(
-        !hub_manifests
-            .keys()
-            .any(|k| k.contains(&format!("/billed-usage/{unlined}"))),
-        "no ingestion of usage that the invoice's Azure lines do not cover: {hub_manifests:?}"
-    );
-    assert!(
-        hub_manifests
-            .keys()
-            .any(|k| k.contains("/billed-usage/G026100001/")),
-        "usage of a sound invoice is ingested once its invoice is checked: {hub_manifests:?}"
-    );
-    assert!(hub_manifests
-        .keys()
-        .any(|k| k.starts_with("ingestion/Costs/2026/10/csp/")
-            && k.contains("/billed-reconciliation/G026100001/")));
-    for (k, doc) in &hub_manifests {
-        let dir = k.trim_end_matches("manifest.json");
-        for (name, _) in doc["files"].as_object().unwrap() {
-            assert!(name.contains("__"), "{{ingestion id}}__{{file}}: {name}");
-            assert!(files.contains_key(&format!("{dir}{name}")), "{dir}{name}");
-        }
-    }
+    check_hub_manifests(&bed.output_files(), bad, unlined);
 }
 
 /// Partner Center cannot answer for the invoice (here: it does not know it): no verdict is

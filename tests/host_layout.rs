@@ -45,7 +45,7 @@ fn a_function_one_folder_too_deep_does_not_load() {
         &fs::read(repo().join("host.json")).unwrap(),
     );
     put(root, "Plan/function.json", &function_json("Plan"));
-    // One level too deep: the layout the zip used to have, and any nested folder.
+    // One level too deep (a nested folder): the host does not load it.
     put(
         root,
         "functions/Backfill/function.json",

@@ -186,7 +186,7 @@ async fn local_run_with_no_data_succeeds() {
         .all(|e| !e["type"].as_str().unwrap().contains("ExportFailed")));
 }
 
-/// Issue 3's local chain: sandbox Graph → Azurite "Microsoft" account → server-side copy →
+/// The Azurite chain: sandbox Graph → Azurite "Microsoft" account → server-side copy →
 /// Azurite partner account. Needs Azurite from `npm ci` (scripts/test.sh installs it).
 #[tokio::test]
 async fn local_run_against_azurite_copies_server_side() {
@@ -280,7 +280,7 @@ async fn local_run_with_two_partners() {
     assert!(unbilled_eur, "{:#?}", summary.runs);
 }
 
-/// Issue 12's local run: `--setting OUTPUT_FORMATS=jsonl.gz,parquet` lands typed Parquet and a
+/// Derived formats in a local run: `--setting OUTPUT_FORMATS=jsonl.gz,parquet` lands typed Parquet and a
 /// FOCUS view for every partition; DuckDB (not our code) reads them, and row counts and the
 /// sums of the amount columns equal the JSON source; every billed invoice is reconciled.
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! No run is stuck, lost or doubled: each scenario below used to leave a run without a final
-//! event, or burn its retries, and now ends `Completed` or `Failed` with exactly one event.
+//! No run is stuck, lost or doubled: each scenario below could leave a run without a final
+//! event, or burn its retries, and must end `Completed` or `Failed` with exactly one event.
 //! Time is moved forward with `Pipeline::watchdog_at`, never slept.
 
 use std::sync::Arc;
@@ -53,7 +53,7 @@ async fn only_run(bed: &TestBed) -> RunRecord {
     runs.into_iter().next().unwrap()
 }
 
-/// Point 1: the start fails after the run is claimed (Graph 503 at 06:00). The watchdog
+/// The start fails after the run is claimed (Graph 503 at 06:00). The watchdog
 /// submits it again; the run completes with one Graph export and one final event.
 #[tokio::test]
 async fn a_start_that_failed_after_the_claim_is_resumed() {
@@ -79,7 +79,7 @@ async fn a_start_that_failed_after_the_claim_is_resumed() {
     assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
 }
 
-/// Point 8, with several instances: two watchdogs resuming the same stuck start at once ask
+/// With several instances, two watchdogs resuming the same stuck start at once ask
 /// Graph for one export, not two.
 #[tokio::test]
 async fn concurrent_resumptions_start_one_graph_export() {
@@ -102,7 +102,7 @@ async fn concurrent_resumptions_start_one_graph_export() {
     assert_eq!(only_run(&bed).await.state, RunState::Completed);
 }
 
-/// Point 3: a partition that keeps failing (here the destination refuses it: a folder sits
+/// A partition that keeps failing (here the destination refuses it: a folder sits
 /// where the file must go) fails the run with `copyFailed` and ExportFailed after the bounded
 /// attempts, instead of dead-lettering and leaving the run `Copying` forever.
 #[tokio::test]
@@ -133,7 +133,7 @@ async fn a_copy_that_keeps_failing_fails_its_run_with_an_event() {
     assert_eq!(failed[0]["data"]["code"], "copyFailed");
 }
 
-/// Point 5: the final event of a run that failed on the poll path could not be published
+/// The final event of a run that failed on the poll path could not be published
 /// (Event Grid down). The watchdog publishes it, once.
 #[tokio::test]
 async fn an_unpublished_final_event_is_sent_by_the_watchdog() {
@@ -165,7 +165,7 @@ async fn an_unpublished_final_event_is_sent_by_the_watchdog() {
     assert_eq!(failed[0]["data"]["code"], "5001");
 }
 
-/// Point 6: the operation expired (410) while Graph refuses new exports (an outage): the poll
+/// The operation expired (410) while Graph refuses new exports (an outage): the poll
 /// is rescheduled, not failed back to the host where it would burn its deliveries.
 #[tokio::test]
 async fn a_restart_during_an_outage_is_rescheduled() {
@@ -199,7 +199,7 @@ async fn a_restart_during_an_outage_is_rescheduled() {
     );
 }
 
-/// Point 9: stalled copies are re-sent once per stall period, with fresh message ids, not on
+/// Stalled copies are re-sent once per stall period, with fresh message ids, not on
 /// every look at the run.
 #[tokio::test]
 async fn stalled_copies_are_resent_once_per_stall() {

@@ -72,6 +72,71 @@ fn asked_for(requests: &[TokenRequest], a: Audience) -> bool {
     requests.iter().any(|r| r.resource == resource(a))
 }
 
+/// Mode 3 of `every_deployment_mode_uses_its_credentials`: Graph signs in with a client secret
+/// or certificate, Azure resources with the managed identity.
+async fn graph_with_an_app_credential_and_azure_with_the_identity() {
+    // The SDK's client-secret credential reads its sign-in host from the environment itself.
+    std::env::set_var("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/");
+    let (ep, _server) = identity(IdentityConfig {
+        audiences: vec![Audience::Storage, Audience::ServiceBus, Audience::EventGrid],
+        ..IdentityConfig::default()
+    })
+    .await;
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let mode = [
+        ("GRAPH_CREDENTIAL_KIND", "client-secret"),
+        ("GRAPH_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
+        ("GRAPH_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+        ("GRAPH_CLIENT_SECRET", "wiring-secret"),
+        ("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/"),
+    ];
+    let cfg = config(&bed, &mode);
+    App::from_config(cfg.clone()).expect("the app builds in this mode");
+    let tokens = token_sources(&cfg.credentials).unwrap();
+    for a in [Audience::Storage, Audience::ServiceBus, Audience::EventGrid] {
+        tokens
+            .token(a)
+            .await
+            .unwrap_or_else(|e| panic!("{a:?}: {e}"));
+    }
+    for a in [Audience::Graph, Audience::PartnerCenter] {
+        let e = tokens.token(a).await.unwrap_err().to_string();
+        assert!(
+            e.contains("client secret"),
+            "{a:?} uses the client secret: {e}"
+        );
+        assert!(!e.contains("wiring-secret"), "the secret never shows: {e}");
+    }
+    let seen = ep.requests();
+    assert!(!asked_for(&seen, Audience::Graph), "{seen:?}");
+    assert!(!asked_for(&seen, Audience::PartnerCenter), "{seen:?}");
+    assert!(seen.iter().all(|r| r.granted), "{seen:?}");
+
+    // 3b. The same with a client certificate (a signed assertion instead of a secret).
+    let pem = test_support::fixtures::dir().join("identity/test-client-certificate.pem");
+    let pem = pem.to_str().unwrap().to_string();
+    let mode = [
+        ("GRAPH_CREDENTIAL_KIND", "client-certificate"),
+        ("GRAPH_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
+        ("GRAPH_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+        ("GRAPH_CLIENT_CERTIFICATE_PATH", pem.as_str()),
+        ("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/"),
+    ];
+    // Like the secret, the certificate's location comes from the settings `config` reads.
+    let cfg = config(&bed, &mode);
+    App::from_config(cfg.clone()).expect("the app builds with a certificate");
+    let tokens = token_sources(&cfg.credentials).unwrap();
+    tokens.token(Audience::ServiceBus).await.unwrap();
+    let e = tokens.token(Audience::Graph).await.unwrap_err().to_string();
+    assert!(e.contains("client certificate"), "{e}");
+    assert!(
+        !e.contains("PRIVATE KEY") && !e.contains("MII"),
+        "no key material: {e}"
+    );
+    assert!(!asked_for(&ep.requests(), Audience::Graph));
+    std::env::remove_var("AZURE_AUTHORITY_HOST");
+}
+
 #[tokio::test]
 async fn every_deployment_mode_uses_its_credentials() {
     // 1. System-assigned managed identity for everything.
@@ -118,67 +183,7 @@ async fn every_deployment_mode_uses_its_credentials() {
     //    Graph access: Graph tokens must come from Entra ID's token endpoint (here a closed
     //    loopback port, so the attempt fails fast and names the client secret), never from
     //    the identity endpoint.
-    {
-        std::env::set_var("AZURE_AUTHORITY_HOST", "https://127.0.0.1:9/");
-        let (ep, _server) = identity(IdentityConfig {
-            audiences: vec![Audience::Storage, Audience::ServiceBus, Audience::EventGrid],
-            ..IdentityConfig::default()
-        })
-        .await;
-        let bed = TestBed::start(fast_sandbox(), &[]).await;
-        let mode = [
-            ("GRAPH_CREDENTIAL_KIND", "client-secret"),
-            ("GRAPH_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
-            ("GRAPH_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
-        ];
-        std::env::set_var("GRAPH_CLIENT_SECRET", "wiring-secret");
-        let cfg = config(&bed, &mode);
-        App::from_config(cfg.clone()).expect("the app builds in this mode");
-        let tokens = token_sources(&cfg.credentials).unwrap();
-        for a in [Audience::Storage, Audience::ServiceBus, Audience::EventGrid] {
-            tokens
-                .token(a)
-                .await
-                .unwrap_or_else(|e| panic!("{a:?}: {e}"));
-        }
-        for a in [Audience::Graph, Audience::PartnerCenter] {
-            let e = tokens.token(a).await.unwrap_err().to_string();
-            assert!(
-                e.contains("client secret"),
-                "{a:?} uses the client secret: {e}"
-            );
-            assert!(!e.contains("wiring-secret"), "the secret never shows: {e}");
-        }
-        let seen = ep.requests();
-        assert!(!asked_for(&seen, Audience::Graph), "{seen:?}");
-        assert!(!asked_for(&seen, Audience::PartnerCenter), "{seen:?}");
-        assert!(seen.iter().all(|r| r.granted), "{seen:?}");
-        std::env::remove_var("GRAPH_CLIENT_SECRET");
-
-        // 3b. The same with a client certificate (a signed assertion instead of a secret).
-        let pem = test_support::fixtures::dir().join("identity/test-client-certificate.pem");
-        let pem = pem.to_str().unwrap().to_string();
-        let mode = [
-            ("GRAPH_CREDENTIAL_KIND", "client-certificate"),
-            ("GRAPH_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
-            ("GRAPH_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
-        ];
-        // Like the secret, the certificate is read where the credential is built.
-        std::env::set_var("GRAPH_CLIENT_CERTIFICATE_PATH", &pem);
-        let cfg = config(&bed, &mode);
-        App::from_config(cfg.clone()).expect("the app builds with a certificate");
-        let tokens = token_sources(&cfg.credentials).unwrap();
-        tokens.token(Audience::ServiceBus).await.unwrap();
-        let e = tokens.token(Audience::Graph).await.unwrap_err().to_string();
-        assert!(e.contains("client certificate"), "{e}");
-        assert!(
-            !e.contains("PRIVATE KEY") && !e.contains("MII"),
-            "no key material: {e}"
-        );
-        assert!(!asked_for(&ep.requests(), Audience::Graph));
-        std::env::remove_var("GRAPH_CLIENT_CERTIFICATE_PATH");
-        std::env::remove_var("AZURE_AUTHORITY_HOST");
-    }
+    graph_with_an_app_credential_and_azure_with_the_identity().await;
 
     // 4. Keyed alternatives: Service Bus accepts only SAS tokens signed with its key, Event Grid
     //    only the topic key, and the identity has no role on either.

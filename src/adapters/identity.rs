@@ -79,14 +79,17 @@ impl CredentialKind {
 /// Tokens are refreshed this long before they expire, so a token never dies mid-request.
 pub const REFRESH_MARGIN: Duration = Duration::minutes(5);
 
-/// The production token source for `kind`.
-/// Reads `GRAPH_CLIENT_SECRET` (client-secret) from the environment; the managed identity and
-/// workload identity credentials read their own variables (`IDENTITY_ENDPOINT`, ...).
+/// The production token source for a credential that needs no secret material (managed
+/// identity, workload identity, Azure CLI; the SDK credentials read their own variables such
+/// as `IDENTITY_ENDPOINT`). A client secret or certificate comes through [`token_source_with`].
 pub fn token_source(kind: &CredentialKind) -> Result<Arc<dyn TokenSource>, AuthError> {
-    token_source_with(kind, |name| std::env::var(name).ok())
+    token_source_with(kind, |_| None)
 }
 
-/// [`token_source`] with settings read through `get` (tests pass a map).
+/// The token source for `kind`, with its secret material and sign-in host (`GRAPH_CLIENT_SECRET`,
+/// `GRAPH_CLIENT_CERTIFICATE`, `GRAPH_CLIENT_CERTIFICATE_PATH`, `AZURE_AUTHORITY_HOST`) as values
+/// looked up by name through `get`: `config` reads them, this adapter never reads the
+/// environment.
 pub fn token_source_with(
     kind: &CredentialKind,
     get: impl Fn(&str) -> Option<String>,
@@ -308,10 +311,12 @@ fn client_certificate_pem(get: &impl Fn(&str) -> Option<String>) -> Result<Secre
         })
 }
 
+/// The SDK's variable naming Entra ID's sign-in host (sovereign clouds, the local stand-in).
+pub const AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+
 /// Entra ID's sign-in host (`AZURE_AUTHORITY_HOST` for sovereign clouds, as the SDK reads it).
 fn authority_host(get: &impl Fn(&str) -> Option<String>) -> String {
-    get("AZURE_AUTHORITY_HOST")
-        .or_else(|| std::env::var("AZURE_AUTHORITY_HOST").ok())
+    get(AUTHORITY_HOST)
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "https://login.microsoftonline.com".into())
 }

@@ -11,77 +11,22 @@ use url::Url;
 use super::shared_key::{service_bus_token, SharedAccessKey, TOKEN_LIFETIME_SECS};
 use crate::auth::{redact_url, Audience, AuthError, AuthorizedHttp};
 use crate::http_retry::{error_detail, send_with_retry, RetryPolicy, Sent};
+pub use crate::pipeline::ports::queue::{MessageQueue, OutgoingMessage, QueueError};
 
-/// A message to send.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingMessage {
-    /// JSON body.
-    pub body: Vec<u8>,
-    /// Deterministic id, so the queue's duplicate detection drops a resend.
-    pub message_id: String,
-    /// Deliver no earlier than this (UTC); `None` = now.
-    pub scheduled_enqueue_time: Option<OffsetDateTime>,
-}
-
-impl OutgoingMessage {
-    pub fn json<T: serde::Serialize>(
-        body: &T,
-        message_id: impl Into<String>,
-        at: Option<OffsetDateTime>,
-    ) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            body: serde_json::to_vec(body)?,
-            message_id: message_id.into(),
-            scheduled_enqueue_time: at,
-        })
+/// The `BrokerProperties` header of `msg`: JSON with `MessageId` and an RFC 1123
+/// `ScheduledEnqueueTimeUtc`.
+pub fn broker_properties(msg: &OutgoingMessage) -> String {
+    let mut props = serde_json::Map::new();
+    props.insert("MessageId".into(), msg.message_id.clone().into());
+    if let Some(at) = msg.scheduled_enqueue_time {
+        props.insert("ScheduledEnqueueTimeUtc".into(), rfc1123(at).into());
     }
-
-    /// The `BrokerProperties` header: JSON with `MessageId` and an RFC 1123 `ScheduledEnqueueTimeUtc`.
-    pub fn broker_properties(&self) -> String {
-        let mut props = serde_json::Map::new();
-        props.insert("MessageId".into(), self.message_id.clone().into());
-        if let Some(at) = self.scheduled_enqueue_time {
-            props.insert("ScheduledEnqueueTimeUtc".into(), rfc1123(at).into());
-        }
-        serde_json::Value::Object(props).to_string()
-    }
+    serde_json::Value::Object(props).to_string()
 }
 
 /// `Wed, 25 Nov 2026 09:20:36 GMT`, the format Service Bus documents.
 pub fn rfc1123(t: OffsetDateTime) -> String {
     httpdate::fmt_http_date(SystemTime::from(t))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("Service Bus refused the send to queue {queue:?} ({status}): the identity needs the 'Azure Service Bus Data Sender' role on the queue or namespace")]
-    Forbidden { queue: String, status: u16 },
-    #[error("Service Bus queue {queue:?} does not exist at {endpoint}")]
-    NotFound { queue: String, endpoint: String },
-    #[error("Service Bus rejected the message for {queue:?} ({status}): {detail}")]
-    Rejected {
-        queue: String,
-        status: u16,
-        detail: String,
-    },
-    #[error(
-        "Service Bus did not accept the message for {queue:?} after {attempts} attempts: {last}"
-    )]
-    Unavailable {
-        queue: String,
-        attempts: u32,
-        last: String,
-    },
-    #[error("cannot encode queue message: {0}")]
-    Encode(#[from] serde_json::Error),
-}
-
-/// Sends messages to a queue.
-#[async_trait]
-pub trait MessageQueue: Send + Sync + std::fmt::Debug {
-    async fn send(&self, queue: &str, msg: &OutgoingMessage) -> Result<(), QueueError>;
 }
 
 /// How sends are authorized.
@@ -187,7 +132,7 @@ impl MessageQueue for ServiceBusRest {
             Ok::<_, QueueError>(
                 self.authorized_post(url_ref)
                     .await?
-                    .header("BrokerProperties", msg.broker_properties())
+                    .header("BrokerProperties", broker_properties(msg))
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .timeout(std::time::Duration::from_secs(30))
                     .body(msg.body.clone()),
@@ -235,14 +180,14 @@ mod tests {
         let at = time::macros::datetime!(2026-11-25 09:20:36 UTC);
         let m =
             OutgoingMessage::json(&serde_json::json!({"a": 1}), "run-1-poll-2", Some(at)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&m.broker_properties()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&broker_properties(&m)).unwrap();
         assert_eq!(
             v["ScheduledEnqueueTimeUtc"],
             "Wed, 25 Nov 2026 09:20:36 GMT"
         );
         assert_eq!(v["MessageId"], "run-1-poll-2");
         let now = OutgoingMessage::json(&1, "x", None).unwrap();
-        assert!(!now.broker_properties().contains("Scheduled"));
+        assert!(!broker_properties(&now).contains("Scheduled"));
     }
 
     #[test]

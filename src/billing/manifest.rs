@@ -484,7 +484,7 @@ pub(crate) mod tests {
 
     #[test]
     fn root_directory_must_be_on_an_allowed_storage_host() {
-        // Any https host used to pass: the copy path would then fetch from it, or make the
+        // A foreign https host must not pass: the copy path would fetch from it, or make the
         // partner's storage account fetch from it.
         for foreign in [
             "https://billing.evil.example/c/PartnerTenantId=x",

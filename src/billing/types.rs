@@ -298,7 +298,7 @@ impl FromStr for AttributeSet {
 /// Which partner tenant an export is for: a path-safe slug (lower-case letters, digits, `-`),
 /// used in output paths, ledger keys, events and the status API. [`PartnerId::DEFAULT`] is the
 /// implicit partner of a single-tenant deployment (no `PARTNERS`), whose paths and keys carry no
-/// partner at all, so records written before partners existed keep their meaning.
+/// partner at all, so a record without a partner is the implicit partner's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(try_from = "String", into = "String")]
 pub struct PartnerId(String);
@@ -399,8 +399,8 @@ pub struct ExportRequest {
     pub scope: ExportScope,
     #[serde(default)]
     pub attribute_set: AttributeSet,
-    /// Left out for the implicit partner, so single-tenant records, keys and events read (and
-    /// are written) exactly as before partners existed.
+    /// Left out for the implicit partner: single-tenant records, keys and events carry no
+    /// partner field.
     #[serde(default, skip_serializing_if = "PartnerId::is_default")]
     pub partner: PartnerId,
 }
@@ -485,7 +485,8 @@ impl ExportRequest {
     }
 
     /// Stable, path-safe identity of the request: the same export asked twice has the same key.
-    /// A listed partner's keys live under `partners/{id}/`; the implicit partner's are as before.
+    /// A listed partner's keys live under `partners/{id}/`; the implicit partner's have no
+    /// `partners/` segment.
     pub fn key(&self) -> String {
         if self.partner.is_default() {
             self.partner_key()
@@ -645,7 +646,7 @@ mod tests {
         }
         let inv: InvoiceId = "G1".parse().unwrap();
         let r = ExportRequest::billed(ExportKind::BilledUsage, inv, AttributeSet::Full).unwrap();
-        // The implicit partner is invisible: same key and same JSON as before partners.
+        // The implicit partner is invisible: no partner in the key or the JSON.
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(
             json,

@@ -27,7 +27,7 @@ use crate::adapters::device_code::cache::{CacheKey, TokenCache};
 use crate::adapters::device_code::{DeviceCodeTokens, Prompt, PublicClient};
 use crate::adapters::entra::{EntraTokenClient, DEFAULT_AUTHORITY};
 use crate::adapters::identity::{token_source, CredentialKind};
-use crate::app::partner_token_source;
+use crate::app::{graph_token_source, partner_token_source};
 use crate::auth::{http_client, AccessToken, Audience, AuthError, TokenSource};
 use crate::config::{Config, PartnerConfig};
 use crate::settings as s;
@@ -206,7 +206,7 @@ pub fn graph_tokens(
             plain(azure.clone())
         }
         GraphSignIn::Settings => plain(
-            token_source(&config.credentials.graph)
+            graph_token_source(&config.credentials)
                 .context("credential for Microsoft Graph and Partner Center")?,
         ),
         GraphSignIn::Unset => plain(Arc::new(NotConfigured)),
@@ -304,6 +304,7 @@ mod tests {
             p.credential = PartnerCredential {
                 kind: CredentialKind::AzureCli,
                 secret: None,
+                secrets: Default::default(),
             };
         }
         p

@@ -9,8 +9,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::blob::CopyStrategy;
-use crate::adapters::identity::CredentialKind;
-use crate::adapters::shared_key::{parse_connection_string, SharedAccessKey};
+use crate::adapters::identity::{CredentialKind, AUTHORITY_HOST};
+use crate::adapters::shared_key::{parse_connection_string, ConnectionString, SharedAccessKey};
 use crate::adapters::storage::ObjectPath;
 use crate::auth::{HostPattern, Secret};
 use crate::billing::{
@@ -88,7 +88,8 @@ pub struct Config {
     pub json_logs: bool,
     /// The partner tenants, never empty: those of `PARTNERS` / `PARTNERS_FILE`, or one implicit
     /// partner ([`PartnerId::default_partner`](crate::billing::PartnerId)) built from the
-    /// single-tenant settings (`GRAPH_*`, `EXPORT_*`), which behaves exactly as before.
+    /// single-tenant settings (`GRAPH_*`, `EXPORT_*`), whose paths, keys and events carry no
+    /// partner.
     pub partners: Vec<PartnerConfig>,
     /// FinOps hubs ingestion container (`HUBS_INGESTION_CONTAINER`), when landing is on.
     pub hubs_container: Option<String>,
@@ -162,149 +163,209 @@ impl Config {
     }
 
     pub fn load<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Result<Self, ConfigError> {
-        let graph_base = st.url(s::GRAPH_BASE_URL)?.expect("has default");
-        let version: GraphVersion = st
-            .raw(s::GRAPH_API_VERSION)
+        let graph = graph_config(st)?;
+        let plan = plan_config(st)?;
+        let pipeline = pipeline_config(st, &graph)?;
+        let hubs_container = hubs_container(st, &pipeline)?;
+        let (servicebus_endpoint, connection) = servicebus(st)?;
+        let destination = destination_config(st)?;
+        let credentials = credentials(st)?;
+        let partners = partner_list(st, &plan, &credentials)?;
+        Ok(Self {
+            partners,
+            graph,
+            partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
+            plan,
+            pipeline,
+            servicebus_endpoint,
+            servicebus_key: connection.map(|c| c.key),
+            eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
+            eventgrid_key: st.raw(s::EVENTGRID_TOPIC_KEY).map(Secret::new),
+            destination,
+            credentials,
+            json_logs: st
+                .raw(s::LOG_FORMAT)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case("json"),
+            hubs_container,
+        })
+    }
+}
+
+/// Graph's endpoint, API version, `Retry-After` bounds and the hosts a manifest may name.
+fn graph_config<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<GraphConfig, ConfigError> {
+    let graph_base = st.url(s::GRAPH_BASE_URL)?.expect("has default");
+    let version: GraphVersion = st
+        .raw(s::GRAPH_API_VERSION)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: String| err(s::GRAPH_API_VERSION, e))?;
+    let default_retry_after =
+        Duration::from_secs(st.number(s::DEFAULT_RETRY_AFTER_SECONDS)?.clamp(1, 3600));
+    let max_retry_after = Duration::from_secs(st.number(s::MAX_RETRY_AFTER_SECONDS)?.max(1));
+    let source_hosts = st.list(s::SOURCE_STORAGE_HOSTS, HostPattern::parse)?;
+    if source_hosts.is_empty() {
+        return Err(err(s::SOURCE_STORAGE_HOSTS, "lists no host"));
+    }
+    Ok(GraphConfig {
+        base_url: graph_base,
+        version,
+        default_retry_after,
+        max_retry_after,
+        source_hosts: SourceHosts::new(source_hosts),
+        ..GraphConfig::default()
+    })
+}
+
+/// What the timers start: kinds, attribute set, invoices, unbilled periods and currencies,
+/// invoice discovery.
+fn plan_config<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Result<PlanConfig, ConfigError> {
+    let discovery = st
+        .raw(s::INVOICE_DISCOVERY)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let discover_invoices = match discovery.as_str() {
+        "partner-center" | "on" | "true" => true,
+        "off" | "false" | "none" => false,
+        other => {
+            return Err(err(
+                s::INVOICE_DISCOVERY,
+                format!("{other:?}: expected partner-center or off"),
+            ))
+        }
+    };
+    Ok(PlanConfig {
+        kinds: st.list(s::EXPORT_KINDS, str::parse::<ExportKind>)?,
+        attribute_set: st
+            .raw(s::EXPORT_ATTRIBUTE_SET)
             .unwrap_or_default()
             .parse()
-            .map_err(|e: String| err(s::GRAPH_API_VERSION, e))?;
-        let default_retry_after =
-            Duration::from_secs(st.number(s::DEFAULT_RETRY_AFTER_SECONDS)?.clamp(1, 3600));
-        let max_retry_after = Duration::from_secs(st.number(s::MAX_RETRY_AFTER_SECONDS)?.max(1));
-        let source_hosts = st.list(s::SOURCE_STORAGE_HOSTS, HostPattern::parse)?;
-        if source_hosts.is_empty() {
-            return Err(err(s::SOURCE_STORAGE_HOSTS, "lists no host"));
-        }
-        let graph = GraphConfig {
-            base_url: graph_base,
-            version,
-            default_retry_after,
-            max_retry_after,
-            source_hosts: SourceHosts::new(source_hosts),
-            ..GraphConfig::default()
-        };
-        let discovery = st
-            .raw(s::INVOICE_DISCOVERY)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let discover_invoices = match discovery.as_str() {
-            "partner-center" | "on" | "true" => true,
-            "off" | "false" | "none" => false,
-            other => {
+            .map_err(|e: crate::billing::InvalidInput| err(s::EXPORT_ATTRIBUTE_SET, e.reason))?,
+        invoice_ids: st.list(s::EXPORT_INVOICE_IDS, str::parse::<InvoiceId>)?,
+        currencies: st.list(s::EXPORT_UNBILLED_CURRENCIES, str::parse::<CurrencyCode>)?,
+        periods: st.list(s::EXPORT_UNBILLED_PERIODS, str::parse::<BillingPeriod>)?,
+        discover_invoices,
+        billed_lookback_months: st.number(s::BILLED_LOOKBACK_MONTHS)?.clamp(1, 24) as u32,
+        invoices_missing_day: match st.number(s::INVOICES_MISSING_DAY)? {
+            d @ 0..=28 => d as u8,
+            d => {
                 return Err(err(
-                    s::INVOICE_DISCOVERY,
-                    format!("{other:?}: expected partner-center or off"),
+                    s::INVOICES_MISSING_DAY,
+                    format!("{d} is not a day every month has (0 to 28)"),
                 ))
             }
-        };
-        let plan = PlanConfig {
-            kinds: st.list(s::EXPORT_KINDS, str::parse::<ExportKind>)?,
-            attribute_set: st
-                .raw(s::EXPORT_ATTRIBUTE_SET)
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e: crate::billing::InvalidInput| {
-                    err(s::EXPORT_ATTRIBUTE_SET, e.reason)
-                })?,
-            invoice_ids: st.list(s::EXPORT_INVOICE_IDS, str::parse::<InvoiceId>)?,
-            currencies: st.list(s::EXPORT_UNBILLED_CURRENCIES, str::parse::<CurrencyCode>)?,
-            periods: st.list(s::EXPORT_UNBILLED_PERIODS, str::parse::<BillingPeriod>)?,
-            discover_invoices,
-            billed_lookback_months: st.number(s::BILLED_LOOKBACK_MONTHS)?.clamp(1, 24) as u32,
-            invoices_missing_day: match st.number(s::INVOICES_MISSING_DAY)? {
-                d @ 0..=28 => d as u8,
-                d => {
-                    return Err(err(
-                        s::INVOICES_MISSING_DAY,
-                        format!("{d} is not a day every month has (0 to 28)"),
-                    ))
-                }
-            },
-            billed_history_from: st
-                .raw(s::BILLED_HISTORY_FROM)
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e: String| err(s::BILLED_HISTORY_FROM, e))?,
-            max_attempts: st.number(s::MAX_EXPORT_ATTEMPTS)?.clamp(1, 100) as u32,
-            no_data_retry_after: match st.number(s::NO_DATA_RETRY_HOURS)? {
-                0 => None,
-                h => Some(Duration::from_secs(h.min(24 * 90) * 3600)),
-            },
-        };
-        let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
-        let pipeline = PipelineConfig {
-            poll: PollPolicy {
-                default_retry_after,
-                min_retry_after: Duration::from_secs(
-                    st.number(s::MIN_RETRY_AFTER_SECONDS)?.min(300),
-                ),
-                max_retry_after,
-                max_restarts: st.number(s::MAX_EXPORT_RESTARTS)?.min(100) as u32,
-            },
-            poll_deadline: Duration::from_secs(
-                st.number(s::POLL_DEADLINE_MINUTES)?.clamp(1, 60 * 24 * 14) * 60,
-            ),
-            event_source: st.raw(s::EVENT_SOURCE).unwrap_or_default(),
-            output_prefix: ObjectPath::new(prefix.trim_matches('/'))
-                .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
-            max_copy_attempts: st.number(s::MAX_COPY_ATTEMPTS)?.clamp(1, 9) as u32,
-            stall_after: Duration::from_secs(
-                st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60,
-            ),
-            max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
-            formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
-                .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
-            invoice_tolerance: st
-                .raw(s::INVOICE_CHECK_TOLERANCE)
-                .unwrap_or_default()
-                .parse::<Amount>()
-                .ok()
-                .filter(|a| *a >= Amount::default())
-                .ok_or_else(|| {
-                    err(
-                        s::INVOICE_CHECK_TOLERANCE,
-                        "must be a non-negative amount, e.g. 0.01",
-                    )
-                })?,
-        };
-        let hubs_container = st.raw(s::HUBS_INGESTION_CONTAINER);
-        if hubs_container.is_some() && !pipeline.formats.parquet {
+        },
+        billed_history_from: st
+            .raw(s::BILLED_HISTORY_FROM)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: String| err(s::BILLED_HISTORY_FROM, e))?,
+        max_attempts: st.number(s::MAX_EXPORT_ATTEMPTS)?.clamp(1, 100) as u32,
+        no_data_retry_after: match st.number(s::NO_DATA_RETRY_HOURS)? {
+            0 => None,
+            h => Some(Duration::from_secs(h.min(24 * 90) * 3600)),
+        },
+    })
+}
+
+/// The state machine's bounds: polling, deadlines, copies, repairs, output formats.
+fn pipeline_config<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+    graph: &GraphConfig,
+) -> Result<PipelineConfig, ConfigError> {
+    let default_retry_after = graph.default_retry_after;
+    let max_retry_after = graph.max_retry_after;
+    let prefix = st.raw(s::DESTINATION_PREFIX).unwrap_or_default();
+    Ok(PipelineConfig {
+        poll: PollPolicy {
+            default_retry_after,
+            min_retry_after: Duration::from_secs(st.number(s::MIN_RETRY_AFTER_SECONDS)?.min(300)),
+            max_retry_after,
+            max_restarts: st.number(s::MAX_EXPORT_RESTARTS)?.min(100) as u32,
+        },
+        poll_deadline: Duration::from_secs(
+            st.number(s::POLL_DEADLINE_MINUTES)?.clamp(1, 60 * 24 * 14) * 60,
+        ),
+        event_source: st.raw(s::EVENT_SOURCE).unwrap_or_default(),
+        output_prefix: ObjectPath::new(prefix.trim_matches('/'))
+            .map_err(|e| err(s::DESTINATION_PREFIX, e.to_string()))?,
+        max_copy_attempts: st.number(s::MAX_COPY_ATTEMPTS)?.clamp(1, 9) as u32,
+        stall_after: Duration::from_secs(st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60),
+        max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
+        formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
+            .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
+        invoice_tolerance: st
+            .raw(s::INVOICE_CHECK_TOLERANCE)
+            .unwrap_or_default()
+            .parse::<Amount>()
+            .ok()
+            .filter(|a| *a >= Amount::default())
+            .ok_or_else(|| {
+                err(
+                    s::INVOICE_CHECK_TOLERANCE,
+                    "must be a non-negative amount, e.g. 0.01",
+                )
+            })?,
+    })
+}
+
+/// The FinOps hubs ingestion container, which needs the Parquet output.
+fn hubs_container<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+    pipeline: &PipelineConfig,
+) -> Result<Option<String>, ConfigError> {
+    let hubs_container = st.raw(s::HUBS_INGESTION_CONTAINER);
+    if hubs_container.is_some() && !pipeline.formats.parquet {
+        return Err(err(
+            s::HUBS_INGESTION_CONTAINER,
+            "FinOps hubs ingest Parquet: add parquet to OUTPUT_FORMATS (jsonl.gz,parquet)",
+        ));
+    }
+    if let Some(c) = &hubs_container {
+        let ok = (3..=63).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
             return Err(err(
                 s::HUBS_INGESTION_CONTAINER,
-                "FinOps hubs ingest Parquet: add parquet to OUTPUT_FORMATS (jsonl.gz,parquet)",
+                format!("{c:?} is not a container name (3-63 lowercase letters, digits, hyphens)"),
             ));
         }
-        if let Some(c) = &hubs_container {
-            let ok = (3..=63).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(err(
-                    s::HUBS_INGESTION_CONTAINER,
-                    format!(
-                        "{c:?} is not a container name (3-63 lowercase letters, digits, hyphens)"
-                    ),
-                ));
-            }
-        }
-        let connection = st
-            .raw(s::SERVICEBUS_CONNECTION_STRING)
-            .map(|c| {
-                parse_connection_string(&c).map_err(|e| err(s::SERVICEBUS_CONNECTION_STRING, e))
+    }
+    Ok(hubs_container)
+}
+
+/// The Service Bus endpoint (explicit, from the connection string, or from the namespace) and
+/// the connection string's key, if one is set.
+fn servicebus<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<(Option<Url>, Option<ConnectionString>), ConfigError> {
+    let connection = st
+        .raw(s::SERVICEBUS_CONNECTION_STRING)
+        .map(|c| parse_connection_string(&c).map_err(|e| err(s::SERVICEBUS_CONNECTION_STRING, e)))
+        .transpose()?;
+    let servicebus_endpoint = match (st.url(s::SERVICEBUS_ENDPOINT)?, &connection) {
+        (Some(u), _) => Some(u),
+        (None, Some(c)) => Some(c.endpoint.clone()),
+        (None, None) => st
+            .raw(s::SERVICEBUS_NAMESPACE)
+            .map(|ns| {
+                crate::adapters::servicebus::ServiceBusRest::endpoint_for_namespace(&ns)
+                    .map_err(|e| err(s::SERVICEBUS_NAMESPACE, e))
             })
-            .transpose()?;
-        let servicebus_endpoint = match (st.url(s::SERVICEBUS_ENDPOINT)?, &connection) {
-            (Some(u), _) => Some(u),
-            (None, Some(c)) => Some(c.endpoint.clone()),
-            (None, None) => st
-                .raw(s::SERVICEBUS_NAMESPACE)
-                .map(|ns| {
-                    crate::adapters::servicebus::ServiceBusRest::endpoint_for_namespace(&ns)
-                        .map_err(|e| err(s::SERVICEBUS_NAMESPACE, e))
-                })
-                .transpose()?,
-        };
-        let destination = match st
+            .transpose()?,
+    };
+    Ok((servicebus_endpoint, connection))
+}
+
+/// Where the exports land: a directory or a blob container.
+fn destination_config<F: Fn(&str) -> Option<String>>(
+    st: &Settings<F>,
+) -> Result<DestinationConfig, ConfigError> {
+    Ok(
+        match st
             .raw(s::DESTINATION_KIND)
             .unwrap_or_default()
             .to_ascii_lowercase()
@@ -342,28 +403,8 @@ impl Config {
                     format!("{other:?}: expected blob or filesystem"),
                 ))
             }
-        };
-        let credentials = credentials(st)?;
-        let partners = partner_list(st, &plan, &credentials)?;
-        Ok(Self {
-            partners,
-            graph,
-            partner_center_base_url: st.url(s::PARTNER_CENTER_BASE_URL)?.expect("has default"),
-            plan,
-            pipeline,
-            servicebus_endpoint,
-            servicebus_key: connection.map(|c| c.key),
-            eventgrid_endpoint: st.url(s::EVENTGRID_TOPIC_ENDPOINT)?,
-            eventgrid_key: st.raw(s::EVENTGRID_TOPIC_KEY).map(Secret::new),
-            destination,
-            credentials,
-            json_logs: st
-                .raw(s::LOG_FORMAT)
-                .unwrap_or_default()
-                .eq_ignore_ascii_case("json"),
-            hubs_container,
-        })
-    }
+        },
+    )
 }
 
 /// `PARTNERS` or `PARTNERS_FILE` parsed, or the implicit single partner.
@@ -392,6 +433,7 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
                 credential: PartnerCredential {
                     kind: credentials.graph.clone(),
                     secret: None,
+                    secrets: credentials.graph_secrets.clone(),
                 },
                 plan: plan.clone(),
                 destination_prefix: None,
@@ -409,6 +451,7 @@ fn partner_list<F: Fn(&str) -> Option<String>>(
         _ => None,
     };
     for p in &mut list {
+        p.credential.secrets = CredentialSecrets::of_partner(st, p.credential.secret.as_ref());
         if let CredentialKind::FederatedManagedIdentity {
             identity_client_id, ..
         } = &mut p.credential.kind
@@ -476,6 +519,71 @@ impl Config {
 pub struct Credentials {
     pub azure: CredentialKind,
     pub graph: CredentialKind,
+    /// The Graph credential's secret material and sign-in host, read here as values.
+    pub graph_secrets: CredentialSecrets,
+}
+
+/// A credential's secret material and sign-in host, as values by setting name
+/// (`GRAPH_CLIENT_SECRET`, `GRAPH_CLIENT_CERTIFICATE`, `GRAPH_CLIENT_CERTIFICATE_PATH`,
+/// `AZURE_AUTHORITY_HOST`): `config` reads the settings, and the identity adapter gets these
+/// through [`CredentialSecrets::get`]. `Debug` shows the names only.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct CredentialSecrets {
+    values: std::collections::BTreeMap<&'static str, Secret>,
+}
+
+impl CredentialSecrets {
+    /// The value stored under `name`, if any.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.values.get(name).map(|v| v.expose().to_string())
+    }
+
+    /// Stores `value` under `name`; an empty value counts as unset.
+    pub fn set(&mut self, name: &'static str, value: Option<String>) {
+        match value.filter(|v| !v.trim().is_empty()) {
+            Some(v) => self.values.insert(name, Secret::new(v)),
+            None => self.values.remove(name),
+        };
+    }
+
+    /// The single-tenant Graph credential's material, from its own settings.
+    fn of_graph<F: Fn(&str) -> Option<String>>(st: &Settings<F>) -> Self {
+        let mut out = Self::default();
+        for name in [
+            s::GRAPH_CLIENT_SECRET,
+            s::GRAPH_CLIENT_CERTIFICATE,
+            s::GRAPH_CLIENT_CERTIFICATE_PATH,
+            AUTHORITY_HOST,
+        ] {
+            out.set(name, (st.get)(name));
+        }
+        out
+    }
+
+    /// A listed partner's material: the setting its reference names, under the name the
+    /// identity adapter looks up; never the single-tenant secret settings.
+    fn of_partner<F: Fn(&str) -> Option<String>>(
+        st: &Settings<F>,
+        secret: Option<&SecretReference>,
+    ) -> Self {
+        let mut out = Self::default();
+        out.set(AUTHORITY_HOST, (st.get)(AUTHORITY_HOST));
+        if let Some(reference) = secret {
+            let name = match reference {
+                SecretReference::ClientSecret(_) => s::GRAPH_CLIENT_SECRET,
+                SecretReference::Certificate(_) => s::GRAPH_CLIENT_CERTIFICATE,
+                SecretReference::CertificatePath(_) => s::GRAPH_CLIENT_CERTIFICATE_PATH,
+            };
+            out.set(name, (st.get)(reference.setting()));
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for CredentialSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
 }
 
 fn credentials<F: Fn(&str) -> Option<String>>(
@@ -547,196 +655,12 @@ fn credentials<F: Fn(&str) -> Option<String>>(
             ))
         }
     };
-    Ok(Credentials { azure, graph })
+    Ok(Credentials {
+        azure,
+        graph,
+        graph_secrets: CredentialSecrets::of_graph(st),
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::load(&Settings::new(move |k| m.get(k).cloned()))
-    }
-
-    #[test]
-    fn defaults_need_only_the_destination() {
-        let c = load(&[(
-            "DESTINATION_ACCOUNT_URL",
-            "https://acct.blob.core.windows.net",
-        )])
-        .unwrap();
-        assert_eq!(c.graph.base_url.as_str(), "https://graph.microsoft.com/");
-        assert_eq!(c.plan.kinds.len(), 4);
-        assert!(c.plan.currencies.is_empty(), "learned from the invoices");
-        assert_eq!(c.plan.max_attempts, 3);
-        assert_eq!(
-            c.plan.no_data_retry_after,
-            Some(Duration::from_secs(72 * 3600))
-        );
-        assert_eq!(c.pipeline.poll_deadline, Duration::from_secs(24 * 3600));
-        assert_eq!(
-            c.credentials.azure,
-            CredentialKind::ManagedIdentity { client_id: None }
-        );
-        assert_eq!(c.credentials.graph, c.credentials.azure);
-        assert!(c.json_logs);
-        assert!(c.servicebus_endpoint.is_none());
-    }
-
-    #[test]
-    fn errors_name_the_setting() {
-        let e = load(&[("DESTINATION_KIND", "filesystem")]).unwrap_err();
-        assert_eq!(e.name, "DESTINATION_DIRECTORY");
-        let e = load(&[
-            ("DESTINATION_KIND", "filesystem"),
-            ("DESTINATION_DIRECTORY", "/tmp/x"),
-            ("EXPORT_KINDS", "billedUsage,nonsense"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "EXPORT_KINDS");
-        let e = load(&[
-            ("DESTINATION_KIND", "filesystem"),
-            ("DESTINATION_DIRECTORY", "/tmp/x"),
-            ("POLL_DEADLINE_MINUTES", "soon"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "POLL_DEADLINE_MINUTES");
-        let e = load(&[
-            ("DESTINATION_KIND", "filesystem"),
-            ("DESTINATION_DIRECTORY", "/tmp/x"),
-            ("DESTINATION_PREFIX", "a/../b"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "DESTINATION_PREFIX");
-    }
-
-    #[test]
-    fn source_storage_hosts() {
-        let dest = ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net");
-        let c = load(&[dest]).unwrap();
-        let azure = url::Url::parse("https://x.blob.core.windows.net/c").unwrap();
-        let gov = url::Url::parse("https://x.blob.core.usgovcloudapi.net/c").unwrap();
-        assert!(c.graph.source_hosts.check(&azure).is_ok());
-        assert!(c.graph.source_hosts.check(&gov).is_err());
-        let c = load(&[
-            dest,
-            (
-                "SOURCE_STORAGE_HOSTS",
-                "*.blob.core.usgovcloudapi.net, *.blob.core.chinacloudapi.cn",
-            ),
-        ])
-        .unwrap();
-        assert!(c.graph.source_hosts.check(&gov).is_ok());
-        assert!(c.graph.source_hosts.check(&azure).is_err());
-        for bad in ["https://x.blob.core.windows.net", "*", "*.net", "a.b:443"] {
-            let e = load(&[dest, ("SOURCE_STORAGE_HOSTS", bad)]).unwrap_err();
-            assert_eq!(e.name, "SOURCE_STORAGE_HOSTS", "{bad}");
-        }
-        let e = load(&[dest, ("SOURCE_STORAGE_HOSTS", " , ")]).unwrap_err();
-        assert_eq!(e.name, "SOURCE_STORAGE_HOSTS");
-    }
-
-    #[test]
-    fn keyed_alternatives() {
-        let c = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            ("ServiceBusConnection", "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k"),
-            ("EVENTGRID_TOPIC_KEY", "topic-key"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.servicebus_endpoint.unwrap().as_str(),
-            "https://ns.servicebus.windows.net/"
-        );
-        assert_eq!(c.servicebus_key.unwrap().name, "send");
-        assert_eq!(c.eventgrid_key.unwrap().expose(), "topic-key");
-        let e = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            ("ServiceBusConnection", "Endpoint=nope"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.name, "ServiceBusConnection");
-        assert!(!e.to_string().contains("SharedAccessKey="), "{e}");
-    }
-
-    #[test]
-    fn service_bus_from_namespace_or_override() {
-        let c = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            (
-                "ServiceBusConnection__fullyQualifiedNamespace",
-                "ns.servicebus.windows.net",
-            ),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.servicebus_endpoint.unwrap().as_str(),
-            "https://ns.servicebus.windows.net/"
-        );
-        let c = load(&[
-            ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net"),
-            ("SERVICEBUS_ENDPOINT", "http://127.0.0.1:9/"),
-        ])
-        .unwrap();
-        assert_eq!(c.servicebus_endpoint.unwrap().port(), Some(9));
-    }
-
-    #[test]
-    fn partners_from_a_setting_or_a_file() {
-        let dest = ("DESTINATION_ACCOUNT_URL", "https://a.blob.core.windows.net");
-        let c = load(&[dest]).unwrap();
-        assert!(!c.has_partner_list());
-        assert!(c.partners[0].id.is_default());
-        assert_eq!(c.partners[0].credential.kind, c.credentials.graph);
-        assert_eq!(c.partners[0].plan, c.plan);
-        let json = r#"{"partners": [
-            {"id": "contoso", "tenantId": "11111111-1111-1111-1111-111111111111",
-             "credential": {"kind": "client-secret", "clientId": "22222222-2222-2222-2222-222222222222", "secretSetting": "CONTOSO_SECRET"}},
-            {"id": "fabrikam", "tenantId": "33333333-3333-3333-3333-333333333333",
-             "credential": {"kind": "managed-identity"}, "currencies": ["EUR"]}]}"#;
-        let c = load(&[
-            dest,
-            ("PARTNERS", json),
-            ("CONTOSO_SECRET", "resolved-by-key-vault"),
-            ("EXPORT_UNBILLED_CURRENCIES", "USD,GBP"),
-        ])
-        .unwrap();
-        assert!(c.has_partner_list());
-        assert_eq!(c.partners.len(), 2);
-        assert_eq!(
-            c.partners[0].plan.currencies.len(),
-            2,
-            "EXPORT_* are the defaults"
-        );
-        assert_eq!(c.partners[1].plan.currencies, vec!["EUR".parse().unwrap()]);
-        let e = load(&[dest, ("PARTNERS", json)]).unwrap_err();
-        assert_eq!(e.name, "PARTNERS");
-        assert_eq!(
-            e.to_string(),
-            "app setting PARTNERS: partners[0].credential.secretSetting: app setting CONTOSO_SECRET is not set"
-        );
-        let e = load(&[dest, ("PARTNERS", r#"{"partners": [{"tenantId": "x"}]}"#)]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "app setting PARTNERS: partners[0].tenantId: \"x\" is not a GUID"
-        );
-
-        let dir = std::env::temp_dir().join(format!("partners-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("partners.json");
-        std::fs::write(&file, json).unwrap();
-        let path = file.to_str().unwrap();
-        let c = load(&[dest, ("PARTNERS_FILE", path), ("CONTOSO_SECRET", "x")]).unwrap();
-        assert_eq!(c.partners[1].id.as_str(), "fabrikam");
-        let e = load(&[dest, ("PARTNERS_FILE", path), ("PARTNERS", json)]).unwrap_err();
-        assert_eq!(e.name, "PARTNERS_FILE");
-        let e = load(&[dest, ("PARTNERS_FILE", "/nonexistent/partners.json")]).unwrap_err();
-        assert_eq!(e.name, "PARTNERS_FILE");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

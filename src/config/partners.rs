@@ -64,6 +64,8 @@ impl SecretReference {
 pub struct PartnerCredential {
     pub kind: CredentialKind,
     pub secret: Option<SecretReference>,
+    /// The material `secret` names, read by `config` (empty until `Config::load` fills it).
+    pub secrets: super::CredentialSecrets,
 }
 
 /// One partner tenant: who it is, how to sign in, what to export and where it lands.
@@ -75,10 +77,10 @@ pub struct PartnerConfig {
     pub credential: PartnerCredential,
     pub plan: PlanConfig,
     /// Folder below `DESTINATION_PREFIX` holding this partner's output; `None` for the implicit
-    /// partner (today's layout).
+    /// partner, whose output sits directly under `DESTINATION_PREFIX`.
     pub destination_prefix: Option<ObjectPath>,
-    /// Graph calls in flight for this partner at most; `None`: unbounded (the implicit partner,
-    /// as before partners existed).
+    /// Graph calls in flight for this partner at most; `None`: unbounded (the implicit
+    /// partner).
     pub max_concurrency: Option<usize>,
 }
 
@@ -365,6 +367,38 @@ fn setting_name(path: &str, s: &str) -> Result<String, PartnerError> {
     }
 }
 
+/// A secret written into the partner list itself is refused: only setting names belong there.
+fn refuse_literal_secrets(c: &Map<String, Value>, at: &str) -> Result<(), PartnerError> {
+    for k in c.keys() {
+        if LITERAL_SECRET_FIELDS.contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(perr(
+                format!("{at}.{k}"),
+                "secrets are never written in the partner list: put the secret in an app setting (a Key Vault reference is best) and name that setting in secretSetting, certificateSetting or certificatePathSetting",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The GUID in `field`, hyphenated, if the field is there.
+fn guid(c: &Map<String, Value>, at: &str, field: &str) -> Result<Option<String>, PartnerError> {
+    string(c, at, field)?
+        .map(|id| {
+            uuid::Uuid::try_parse(id)
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|_| perr(format!("{at}.{field}"), format!("{id:?} is not a GUID")))
+        })
+        .transpose()
+}
+
+/// The fields of a `client-certificate` credential.
+const CERTIFICATE_FIELDS: &[&str] = &[
+    "kind",
+    "clientId",
+    "certificateSetting",
+    "certificatePathSetting",
+];
+
 fn credential(
     o: &Map<String, Value>,
     at: &str,
@@ -377,22 +411,13 @@ fn credential(
         .ok_or_else(|| perr(&at, "is required"))?
         .as_object()
         .ok_or_else(|| perr(&at, "must be an object"))?;
-    for k in c.keys() {
-        if LITERAL_SECRET_FIELDS.contains(&k.to_ascii_lowercase().as_str()) {
-            return Err(perr(
-                format!("{at}.{k}"),
-                "secrets are never written in the partner list: put the secret in an app setting (a Key Vault reference is best) and name that setting in secretSetting, certificateSetting or certificatePathSetting",
-            ));
-        }
-    }
+    refuse_literal_secrets(c, &at)?;
     let kind = string(c, &at, "kind")?
         .ok_or_else(|| perr(format!("{at}.kind"), "is required"))?
         .to_ascii_lowercase();
     let client_id = |required: bool| -> Result<Option<String>, PartnerError> {
-        match string(c, &at, "clientId")? {
-            Some(id) => uuid::Uuid::try_parse(id)
-                .map(|u| Some(u.hyphenated().to_string()))
-                .map_err(|_| perr(format!("{at}.clientId"), format!("{id:?} is not a GUID"))),
+        match guid(c, &at, "clientId")? {
+            Some(id) => Ok(Some(id)),
             None if required => Err(perr(
                 format!("{at}.clientId"),
                 format!("is required for kind {kind}"),
@@ -423,19 +448,7 @@ fn credential(
             ),
             "federated-managed-identity" => {
                 let client_id = client_id(true)?.expect("required");
-                let identity_client_id = match string(c, &at, "managedIdentityClientId")? {
-                    Some(id) => Some(
-                        uuid::Uuid::try_parse(id)
-                            .map(|u| u.hyphenated().to_string())
-                            .map_err(|_| {
-                                perr(
-                                    format!("{at}.managedIdentityClientId"),
-                                    format!("{id:?} is not a GUID"),
-                                )
-                            })?,
-                    ),
-                    None => None,
-                };
+                let identity_client_id = guid(c, &at, "managedIdentityClientId")?;
                 (
                     CredentialKind::FederatedManagedIdentity {
                         tenant_id,
@@ -486,12 +499,7 @@ fn credential(
                         client_id,
                     },
                     Some(secret),
-                    &[
-                        "kind",
-                        "clientId",
-                        "certificateSetting",
-                        "certificatePathSetting",
-                    ],
+                    CERTIFICATE_FIELDS,
                 )
             }
             other => {
@@ -502,7 +510,11 @@ fn credential(
             }
         };
     no_unknown(c, &at, known)?;
-    Ok(PartnerCredential { kind, secret })
+    Ok(PartnerCredential {
+        kind,
+        secret,
+        secrets: Default::default(),
+    })
 }
 
 #[cfg(test)]

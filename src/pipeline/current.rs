@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::run::{RunId, RunRecord};
-use crate::adapters::storage::{ObjectPath, StorageError};
+use crate::pipeline::ports::storage::{ObjectPath, StorageError};
 
 pub const CURRENT_POINTER_NAME: &str = "_current.json";
 pub const SUPERSEDED_MARKER_NAME: &str = "_superseded.json";

@@ -9,8 +9,8 @@ use billing_columnar as columnar;
 use serde::{Deserialize, Serialize};
 
 use super::run::PartRecord;
-use crate::adapters::storage::{ObjectPath, StorageError};
 use crate::billing::{AttributeSet, ExportKind};
+use crate::pipeline::ports::storage::{ObjectPath, StorageError};
 
 /// Sub-folders of a version folder holding the derived files, one per partition.
 pub const TYPED_FOLDER: &str = "parquet";

@@ -1,8 +1,8 @@
 //! Fan-in that costs the same at part 10 and at part 10,000.
 //!
-//! Marking a part done used to rewrite the whole run record (every part in it), one
+//! Rewriting the whole run record (every part in it) to mark a part done would be one
 //! compare-and-swap per part: quadratic in the number of partitions, with every copy of a run
-//! contending for one document. Now a part's result is a *marker* of its own
+//! contending for one document. Instead a part's result is a *marker* of its own
 //! (`parts/{run}/{shard}/{part}.json`, created once, no contention); parts are grouped in
 //! shards of [`PARTS_PER_SHARD`] consecutive parts, and a copy that finds its shard's markers
 //! all present (one listing of at most that many names) adds the shard to the run's fan-in
@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use super::derived::Converted;
 use super::run::{RunId, RunRecord};
-use crate::adapters::storage::{CopyMethod, CopyOutcome, ObjectPath};
+use crate::pipeline::ports::storage::{CopyMethod, CopyOutcome, ObjectPath};
 
 /// Parts per shard document (at most): small documents, little contention.
 pub const PARTS_PER_SHARD: u32 = 32;

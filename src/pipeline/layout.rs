@@ -6,8 +6,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::run::RunRecord;
-use crate::adapters::storage::{ObjectPath, StorageError};
 use crate::billing::{ExportScope, ManifestSummary};
+use crate::pipeline::ports::storage::{ObjectPath, StorageError};
 
 pub const RUN_MANIFEST_NAME: &str = "_manifest.json";
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::storage::{ETag, LedgerStore, ObjectPath, StorageError};
+use crate::pipeline::ports::storage::{ETag, LedgerStore, ObjectPath, StorageError};
 
 use super::current::{CurrentDoc, CurrentPointer};
 use super::fanin::{

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod manifest_cache;
 pub mod messages;
 pub mod notify;
+pub mod ports;
 pub mod run;
 pub mod service;
 pub mod status;

@@ -2,11 +2,11 @@
 //! consumer can drop the rare duplicate a crash-and-retry produces.
 
 use super::run::RunRecord;
-use crate::adapters::events::CloudEvent;
 use crate::billing::{ExportScope, PartnerId};
 use crate::contracts::events::{
     self as data, CompletedBlob, EventData, RequestData, RunData, MAX_EVENT_BLOBS,
 };
+use crate::pipeline::ports::events::CloudEvent;
 
 pub fn subject(run: &RunRecord) -> String {
     let scope = match &run.request.scope {

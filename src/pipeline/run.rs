@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::adapters::storage::{CopyMethod, ObjectPath};
 use crate::billing::{ExportRequest, ManifestSummary};
 pub use crate::contracts::run::{FailureCode, RunId, RunState, Trigger};
+use crate::pipeline::ports::storage::{CopyMethod, ObjectPath};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -3,10 +3,10 @@
 //! Never includes a SAS or token (the ledger holds none).
 
 use super::run::{RunRecord, RunState};
-use crate::adapters::storage::Destination;
 use crate::contracts::status::{
     ListQuery, RunBrief, RunFailure, RunFile, RunProgress, RunResult, RunView, StateFilter,
 };
+use crate::pipeline::ports::storage::Destination;
 
 pub fn view(run: &RunRecord, dest: &dyn Destination) -> RunView {
     let result = (run.state == RunState::Completed).then(|| RunResult {

@@ -308,39 +308,43 @@ pub(crate) fn derive(
                 }
             }
             Expr::Mul(names) => {
-                let Values::Dec(vals) = &mut b.values else {
-                    return Err(crate::Error::Internal(
-                        "FOCUS product column is not a decimal",
-                    ));
-                };
                 let srcs: Option<Vec<&ColBuf>> = names.iter().map(|n| col(n)).collect();
-                match srcs {
-                    None => (0..rows).for_each(|_| b.defs.push(0)),
-                    Some(srcs) => {
-                        let mut iters: Vec<_> = srcs.iter().map(|c| rows_of(c)).collect();
-                        for _ in 0..rows {
-                            let mut acc = Some(Decimal::from_scaled(10i128.pow(18)));
-                            for (c, it) in srcs.iter().zip(iters.iter_mut()) {
-                                let v = it.next().flatten().and_then(|i| match &c.values {
-                                    Values::Dec(v) => Some(Decimal::from_scaled(v[i])),
-                                    Values::Int(v) => Some(Decimal::from_scaled(
-                                        i128::from(v[i]) * 10i128.pow(18),
-                                    )),
-                                    _ => None,
-                                });
-                                acc = acc.zip(v).and_then(|(a, v)| a.checked_mul(v));
-                            }
-                            match acc {
-                                Some(d) => {
-                                    vals.push(d.scaled());
-                                    b.defs.push(1);
-                                }
-                                None => b.defs.push(0),
-                            }
-                        }
-                    }
-                }
+                product(b, srcs.as_deref(), rows)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The exact product of `srcs` row by row into `b` (null where a factor is null or the
+/// product overflows); all null when a source column is missing.
+fn product(b: &mut ColBuf, srcs: Option<&[&ColBuf]>, rows: usize) -> Result<(), crate::Error> {
+    let Values::Dec(vals) = &mut b.values else {
+        return Err(crate::Error::Internal(
+            "FOCUS product column is not a decimal",
+        ));
+    };
+    let Some(srcs) = srcs else {
+        (0..rows).for_each(|_| b.defs.push(0));
+        return Ok(());
+    };
+    let mut iters: Vec<_> = srcs.iter().map(|c| rows_of(c)).collect();
+    for _ in 0..rows {
+        let mut acc = Some(Decimal::from_scaled(10i128.pow(18)));
+        for (c, it) in srcs.iter().zip(iters.iter_mut()) {
+            let v = it.next().flatten().and_then(|i| match &c.values {
+                Values::Dec(v) => Some(Decimal::from_scaled(v[i])),
+                Values::Int(v) => Some(Decimal::from_scaled(i128::from(v[i]) * 10i128.pow(18))),
+                _ => None,
+            });
+            acc = acc.zip(v).and_then(|(a, v)| a.checked_mul(v));
+        }
+        match acc {
+            Some(d) => {
+                vals.push(d.scaled());
+                b.defs.push(1);
+            }
+            None => b.defs.push(0),
         }
     }
     Ok(())

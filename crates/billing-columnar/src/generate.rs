@@ -174,6 +174,204 @@ fn iso_day(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
 }
 
+/// The values one generated row draws its columns from.
+struct Row<'a> {
+    cfg: &'a GeneratorConfig,
+    partner: &'a str,
+    ci: usize,
+    cust_id: &'a str,
+    cust_name: &'a str,
+    domain: &'a str,
+    country: &'a str,
+    sub: &'a str,
+    entitlement: &'a str,
+    p: &'a Product,
+    region: &'a str,
+    day: i64,
+    period_start: i64,
+    rg: String,
+    resource: String,
+    quantity: i64,
+    effective: i64,
+    unit_price: i64,
+    pricing_10: i64,
+    billing_10: i64,
+    rate_1e4: i64,
+    refund: bool,
+    tags: String,
+    additional: String,
+}
+
+impl Row<'_> {
+    /// The JSON value of column `name` in this row (drawing from `rng` where the value varies).
+    fn field(&self, name: &str, rng: &mut Rng) -> String {
+        let Row {
+            cfg,
+            ci,
+            cust_id,
+            cust_name,
+            domain,
+            country,
+            p,
+            day,
+            period_start,
+            pricing_10,
+            billing_10,
+            refund,
+            additional,
+            ..
+        } = self;
+        let (ci, day, period_start) = (*ci, *day, *period_start);
+        let (pricing_10, billing_10, refund) = (*pricing_10, *billing_10, *refund);
+        let edge = cfg.edge_cases;
+        let pick = |rng: &mut Rng, n: u64| edge && rng.below(n) == 0;
+        match name {
+            "AdditionalInfo" => json_str(additional),
+            "AvailabilityId" => json_str(&format!("DZH318Z0{}", &p.product[8..])),
+            "BenefitID"
+            | "BenefitOrderID"
+            | "BenefitType"
+            | "PublisherId"
+            | "ServiceInfo1"
+            | "ServiceInfo2"
+            | "ReservationOrderId"
+            | "CreditReasonCode"
+            | "PromotionId"
+            | "PriceAdjustmentDescription" => json_str(""),
+            "BillingCurrency" | "Currency" => json_str("EUR"),
+            "PricingCurrency" => json_str("USD"),
+            "BillingPreTaxTotal" | "Subtotal" => {
+                let v = fixed(billing_10, 10);
+                if pick(rng, 7) {
+                    json_str(&v)
+                } else {
+                    v
+                }
+            }
+            "TaxTotal" => fixed(billing_10 / 5, 10),
+            "Total" => fixed(billing_10 + billing_10 / 5, 10),
+            "PricingPreTaxTotal" => {
+                if pick(rng, 9) {
+                    "null".into()
+                } else {
+                    fixed(pricing_10, 10)
+                }
+            }
+            "ChargeStartDate" => json_str(&iso_day(period_start)),
+            "ChargeEndDate" => json_str(&iso_day(period_start + 29)),
+            "UsageDate" => json_str(&iso_day(day)),
+            "OrderDate" => json_str(&format!(
+                "{}T07:52:32.9930816Z",
+                &iso_day(period_start - 40)[..10]
+            )),
+            "SubscriptionStartDate" => json_str(&iso_day(period_start - 200)),
+            "SubscriptionEndDate" => json_str(&iso_day(period_start + 165)),
+            "PCToBCExchangeRateDate" => json_str(&iso_day(period_start)),
+            "ChargeType" => json_str(if refund { "refund" } else { "new" }),
+            "ConsumedService" => json_str(p.service),
+            "CreditPercentage" | "PartnerEarnedCreditPercentage" => {
+                if pick(rng, 11) {
+                    json_str("15")
+                } else {
+                    "0".into()
+                }
+            }
+            "CreditType" => json_str("Credit Not Applied"),
+            "CustomerCountry" => json_str(country),
+            "CustomerDomainName" => json_str(domain),
+            "CustomerId" => json_str(cust_id),
+            "CustomerName" => {
+                if edge && ci == 3 {
+                    // Raw UTF-8 and \u escapes (é, 😀).
+                    "\"Tailspin Spielwaren Zürich \\u00e9\\ud83d\\ude00\"".into()
+                } else {
+                    json_str(cust_name)
+                }
+            }
+            _ => self.more(name, rng),
+        }
+    }
+
+    /// The columns `field` leaves: descriptions, identifiers, prices and quantities.
+    fn more(&self, name: &str, rng: &mut Rng) -> String {
+        let Row {
+            cfg,
+            partner,
+            cust_name,
+            sub,
+            entitlement,
+            p,
+            region,
+            rg,
+            resource,
+            quantity,
+            effective,
+            unit_price,
+            rate_1e4,
+            tags,
+            ..
+        } = self;
+        let (quantity, effective, unit_price, rate_1e4) =
+            (*quantity, *effective, *unit_price, *rate_1e4);
+        let edge = cfg.edge_cases;
+        let pick = |rng: &mut Rng, n: u64| edge && rng.below(n) == 0;
+        match name {
+            "EffectiveUnitPrice" => fixed(effective, 8),
+            "EntitlementDescription" => json_str(&format!("Azure plan for {cust_name}")),
+            "EntitlementId" => json_str(entitlement),
+            "InvoiceNumber" => json_str("G026100001"),
+            "MeterCategory" => json_str(p.meter_category),
+            "MeterId" => json_str(&format!(
+                "{:08x}-0000-4000-8000-{:012x}",
+                p.price_micros, p.price_micros
+            )),
+            "MeterName" | "MeterDescription" => json_str(p.meter_name),
+            "MeterRegion" | "ResourceLocation" => json_str(region),
+            "MeterSubCategory" => json_str(p.meter_sub),
+            "MeterType" | "Unit" => json_str(p.unit),
+            "MpnId" => json_str("4390934"),
+            "Tier2MpnId" => json_str("6048879"),
+            "PartnerId" => json_str(partner),
+            "PartnerName" => json_str("Sandbox Partner Ltd"),
+            "PCToBCExchangeRate" => fixed(rate_1e4, 4),
+            "ProductId" => json_str(p.product),
+            "ProductName" => json_str(p.name),
+            "PublisherName" => json_str("Microsoft"),
+            "Quantity" => {
+                if cfg.dataset == Dataset::Reconciliation {
+                    format!("{}", quantity / 100_000_000 + 1)
+                } else if pick(rng, 13) {
+                    // Exponent form, as some serialisers write small numbers.
+                    format!("{}E-8", quantity)
+                } else {
+                    fixed(quantity, 8)
+                }
+            }
+            "BillableQuantity" => fixed(quantity, 8),
+            "ResourceGroup" => json_str(rg),
+            "ResourceURI" => json_str(&format!(
+                "/subscriptions/{sub}/resourceGroups/{rg}/providers/{}/virtualMachines/{resource}",
+                p.service
+            )),
+            "SkuId" => json_str(p.sku),
+            "SkuName" => json_str(p.meter_name),
+            "SubscriptionDescription" => json_str(&format!("{cust_name} Azure plan")),
+            "SubscriptionId" => json_str(sub),
+            "Tags" => json_str(tags),
+            "UnitPrice" => fixed(unit_price, 8),
+            "UnitType" => json_str(p.unit),
+            "OrderId" => json_str(&format!("{:012}", rng.below(1_000_000_000_000))),
+            "TermAndBillingCycle" => json_str("1 Month Subscription"),
+            "AlternateId" => json_str(&format!("{:012x}", rng.below(1 << 48))),
+            "BillingFrequency" => json_str("Monthly"),
+            "ReferenceId" => json_str(&rng.guid()),
+            "ProductQualifiers" => json_str("[\"Consumption\"]"),
+            "ProductCategory" => json_str("Azure"),
+            _ => json_str(""),
+        }
+    }
+}
+
 /// Writes the partition as JSON Lines (one object per line, keys in the documented order).
 pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result<()> {
     let schema = Schema::new(cfg.dataset, cfg.attribute_set);
@@ -232,8 +430,6 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
         let pricing_16 = i128::from(effective) * i128::from(quantity) * if refund { -1 } else { 1 };
         let pricing_10 = (pricing_16 / 1_000_000) as i64;
         let billing_10 = (pricing_16 * i128::from(rate_1e4) / 10_000_000_000) as i64;
-        let edge = cfg.edge_cases;
-        let pick = |rng: &mut Rng, n: u64| edge && rng.below(n) == 0;
         let tags = format!(
             "{{\"env\":\"{}\",\"costCenter\":\"{}\"}}",
             ["prod", "dev", "test"][rng.below(3) as usize],
@@ -242,6 +438,33 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
         let additional = format!(
             "{{\"ImageType\":null,\"ServiceType\":\"Standard_D2s_v3\",\"VMName\":\"{resource}\",\"VCPUs\":2}}"
         );
+        let edge = cfg.edge_cases;
+        let row_values = Row {
+            cfg,
+            partner: &partner,
+            ci: *ci,
+            cust_id,
+            cust_name,
+            domain,
+            country,
+            sub,
+            entitlement,
+            p,
+            region,
+            day,
+            period_start,
+            rg,
+            resource,
+            quantity,
+            effective,
+            unit_price,
+            pricing_10,
+            billing_10,
+            rate_1e4,
+            refund,
+            tags,
+            additional,
+        };
         line.push(b'{');
         let mut first = true;
         for name in schema.names() {
@@ -251,101 +474,7 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
             {
                 continue; // missing key
             }
-            let value: String = match name {
-                "AdditionalInfo" => json_str(&additional),
-                "AvailabilityId" => json_str(&format!("DZH318Z0{}", &p.product[8..])),
-                "BenefitID" | "BenefitOrderID" | "BenefitType" | "PublisherId" | "ServiceInfo1"
-                | "ServiceInfo2" | "ReservationOrderId" | "CreditReasonCode" | "PromotionId"
-                | "PriceAdjustmentDescription" => json_str(""),
-                "BillingCurrency" | "Currency" => json_str("EUR"),
-                "PricingCurrency" => json_str("USD"),
-                "BillingPreTaxTotal" | "Subtotal" => {
-                    let v = fixed(billing_10, 10);
-                    if pick(&mut rng, 7) { json_str(&v) } else { v }
-                }
-                "TaxTotal" => fixed(billing_10 / 5, 10),
-                "Total" => fixed(billing_10 + billing_10 / 5, 10),
-                "PricingPreTaxTotal" => {
-                    if pick(&mut rng, 9) {
-                        "null".into()
-                    } else {
-                        fixed(pricing_10, 10)
-                    }
-                }
-                "ChargeStartDate" => json_str(&iso_day(period_start)),
-                "ChargeEndDate" => json_str(&iso_day(period_start + 29)),
-                "UsageDate" => json_str(&iso_day(day)),
-                "OrderDate" => json_str(&format!("{}T07:52:32.9930816Z", &iso_day(period_start - 40)[..10])),
-                "SubscriptionStartDate" => json_str(&iso_day(period_start - 200)),
-                "SubscriptionEndDate" => json_str(&iso_day(period_start + 165)),
-                "PCToBCExchangeRateDate" => json_str(&iso_day(period_start)),
-                "ChargeType" => json_str(if refund { "refund" } else { "new" }),
-                "ConsumedService" => json_str(p.service),
-                "CreditPercentage" | "PartnerEarnedCreditPercentage" => {
-                    if pick(&mut rng, 11) { json_str("15") } else { "0".into() }
-                }
-                "CreditType" => json_str("Credit Not Applied"),
-                "CustomerCountry" => json_str(country),
-                "CustomerDomainName" => json_str(domain),
-                "CustomerId" => json_str(cust_id),
-                "CustomerName" => {
-                    if edge && *ci == 3 {
-                        // Raw UTF-8 and \u escapes (é, 😀).
-                        "\"Tailspin Spielwaren Zürich \\u00e9\\ud83d\\ude00\"".into()
-                    } else {
-                        json_str(cust_name)
-                    }
-                }
-                "EffectiveUnitPrice" => fixed(effective, 8),
-                "EntitlementDescription" => json_str(&format!("Azure plan for {cust_name}")),
-                "EntitlementId" => json_str(entitlement),
-                "InvoiceNumber" => json_str("G026100001"),
-                "MeterCategory" => json_str(p.meter_category),
-                "MeterId" => json_str(&format!("{:08x}-0000-4000-8000-{:012x}", p.price_micros, p.price_micros)),
-                "MeterName" | "MeterDescription" => json_str(p.meter_name),
-                "MeterRegion" | "ResourceLocation" => json_str(region),
-                "MeterSubCategory" => json_str(p.meter_sub),
-                "MeterType" | "Unit" => json_str(p.unit),
-                "MpnId" => json_str("4390934"),
-                "Tier2MpnId" => json_str("6048879"),
-                "PartnerId" => json_str(&partner),
-                "PartnerName" => json_str("Sandbox Partner Ltd"),
-                "PCToBCExchangeRate" => fixed(rate_1e4, 4),
-                "ProductId" => json_str(p.product),
-                "ProductName" => json_str(p.name),
-                "PublisherName" => json_str("Microsoft"),
-                "Quantity" => {
-                    if cfg.dataset == Dataset::Reconciliation {
-                        format!("{}", quantity / 100_000_000 + 1)
-                    } else if pick(&mut rng, 13) {
-                        // Exponent form, as some serialisers write small numbers.
-                        format!("{}E-8", quantity)
-                    } else {
-                        fixed(quantity, 8)
-                    }
-                }
-                "BillableQuantity" => fixed(quantity, 8),
-                "ResourceGroup" => json_str(&rg),
-                "ResourceURI" => json_str(&format!(
-                    "/subscriptions/{sub}/resourceGroups/{rg}/providers/{}/virtualMachines/{resource}",
-                    p.service
-                )),
-                "SkuId" => json_str(p.sku),
-                "SkuName" => json_str(p.meter_name),
-                "SubscriptionDescription" => json_str(&format!("{cust_name} Azure plan")),
-                "SubscriptionId" => json_str(sub),
-                "Tags" => json_str(&tags),
-                "UnitPrice" => fixed(unit_price, 8),
-                "UnitType" => json_str(p.unit),
-                "OrderId" => json_str(&format!("{:012}", rng.below(1_000_000_000_000))),
-                "TermAndBillingCycle" => json_str("1 Month Subscription"),
-                "AlternateId" => json_str(&format!("{:012x}", rng.below(1 << 48))),
-                "BillingFrequency" => json_str("Monthly"),
-                "ReferenceId" => json_str(&rng.guid()),
-                "ProductQualifiers" => json_str("[\"Consumption\"]"),
-                "ProductCategory" => json_str("Azure"),
-                _ => json_str(""),
-            };
+            let value = row_values.field(name, &mut rng);
             if !first {
                 line.push(b',');
             }

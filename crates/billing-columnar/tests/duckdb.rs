@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use billing_columnar::generate::{write_partition, GeneratorConfig};
 use billing_columnar::{
-    convert_both, AttributeSet, BillingStatus, ColumnType, ConvertOptions, Dataset, Schema,
-    UnknownPlacement, FOCUS_VERSION, LATE_UNKNOWN_COLUMN,
+    convert_both, AttributeSet, BillingStatus, ColumnType, ConvertOptions, ConvertReport, Dataset,
+    Schema, UnknownPlacement, FOCUS_VERSION, LATE_UNKNOWN_COLUMN,
 };
 use serde_json::{Map, Value};
 use support::{duckdb_rows, gzip, json_amount, scaled, scratch};
@@ -120,8 +120,24 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
         ])
     );
 
-    let t = typed_path.display();
-    let f = focus_path.display();
+    let t = typed_path.display().to_string();
+    let f = focus_path.display().to_string();
+    check_typed_sums(&name, &t, &schema, &report, &exp, amounts, ccy);
+    check_typed_columns(&name, &t, &schema, dataset, &exp);
+    check_focus_file(&name, &f, dataset, status, &exp);
+}
+
+/// Row count, every decimal sum and the per-customer totals of the typed file, as DuckDB reads
+/// them and as the report has them, against the JSON.
+fn check_typed_sums(
+    name: &str,
+    t: &str,
+    schema: &Schema,
+    report: &ConvertReport,
+    exp: &Expected,
+    amounts: &[&str],
+    ccy: &str,
+) {
     // Row count and every decimal sum, as DuckDB reads them.
     let dec_cols: Vec<&str> = schema
         .columns()
@@ -181,7 +197,10 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
             "{name}: DuckDB {key:?}"
         );
     }
+}
 
+/// The typed file's logical types, late keys, unicode and dates, as DuckDB sees them.
+fn check_typed_columns(name: &str, t: &str, schema: &Schema, dataset: Dataset, exp: &Expected) {
     // Logical types as DuckDB sees them.
     let types: BTreeMap<String, String> = duckdb_rows(&format!(
         "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{t}'))"
@@ -227,7 +246,11 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
         assert_eq!(text(&d[0]), "2026-09-01");
         assert_eq!(text(&d[1]), "2026-09-01 00:00:00");
     }
+}
 
+/// The FOCUS file: same rows, BilledCost the source amount, the version in the metadata,
+/// unknown and late keys kept, periods that end after they start.
+fn check_focus_file(name: &str, f: &str, dataset: Dataset, status: BillingStatus, exp: &Expected) {
     // The FOCUS view: same rows, BilledCost = the source amount, version in the metadata.
     let billed_src = match dataset {
         Dataset::Usage => "BillingPreTaxTotal",

@@ -37,6 +37,7 @@ use partner_billing_export::billing::{
     AttributeSet, BillingClient, BillingPeriod, ExportKind, ExportRequest, GraphConfig,
 };
 use partner_billing_export::pipeline::messages::OPERATIONS_QUEUE;
+use partner_billing_export::pipeline::ports::events::CloudEvent;
 use partner_billing_export::pipeline::{
     CopyJob, Ledger, Pipeline, PipelineConfig, PollJob, PollPolicy, RunRecord, RunState, Trigger,
 };
@@ -304,33 +305,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     };
 
     // The storm: timer firings, deliveries, watchdog passes, in a seeded order.
-    for i in 0..sim.requests.len() {
-        sim.start(i).await;
-    }
-    let mut steps = 0;
-    for _ in 0..opts.storm_steps {
-        steps += 1;
-        sim.clock += Duration::from_secs(60);
-        match chaos.below(100) {
-            0..=69 => {
-                sim.deliver().await;
-            }
-            70..=77 if opts.concurrent => {
-                sim.deliver_two().await;
-            }
-            70..=77 => {
-                sim.deliver().await;
-            }
-            78..=79 => sandbox.expire_all_sas(),
-            80..=89 => {
-                let _ = sim.pick().watchdog_at(sim.clock).await;
-            }
-            _ => {
-                let i = chaos.below(sim.requests.len());
-                sim.start(i).await;
-            }
-        }
-    }
+    let mut steps = storm(&mut sim, &sandbox, opts).await;
 
     // Calm: faults stop; the timer fires again (runs that never got created get one), and
     // time moves on in watchdog periods until everything is terminal and announced.
@@ -388,9 +363,43 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     })
 }
 
+/// The storm: `opts.storm_steps` seeded steps of deliveries, SAS expiries, watchdog passes and
+/// timer firings, after every request is started once. Returns the steps taken.
+async fn storm(sim: &mut Sim, sandbox: &GraphSandbox, opts: &SimOptions) -> usize {
+    for i in 0..sim.requests.len() {
+        sim.start(i).await;
+    }
+    let mut steps = 0;
+    for _ in 0..opts.storm_steps {
+        steps += 1;
+        sim.clock += Duration::from_secs(60);
+        match sim.chaos.below(100) {
+            0..=69 => {
+                sim.deliver().await;
+            }
+            70..=77 if opts.concurrent => {
+                sim.deliver_two().await;
+            }
+            70..=77 => {
+                sim.deliver().await;
+            }
+            78..=79 => sandbox.expire_all_sas(),
+            80..=89 => {
+                let _ = sim.pick().watchdog_at(sim.clock).await;
+            }
+            _ => {
+                let i = sim.chaos.below(sim.requests.len());
+                sim.start(i).await;
+            }
+        }
+    }
+    steps
+}
+
 async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<String> {
     let mut v = Vec::new();
     let runs = sim.runs().await;
+    let events = sim.events.accepted.lock().unwrap().clone();
     // Every request has a run; every run is terminal.
     for req in &sim.requests {
         if !runs.iter().any(|r| r.request.key() == req.key()) {
@@ -402,9 +411,15 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<Stri
             v.push(format!("run {} stuck in {:?}", r.run_id, r.state));
         }
     }
-    // Exactly one final event id per run, of the kind its state says.
-    let events = sim.events.accepted.lock().unwrap().clone();
-    for r in &runs {
+    check_final_events(&runs, &events, &mut v);
+    check_output(sim, sandbox, &runs, lost_posts, &mut v);
+    check_no_secret(sim, &events, &mut v);
+    v
+}
+
+/// Exactly one final event id per run, of the kind its state says.
+fn check_final_events(runs: &[RunRecord], events: &[CloudEvent], v: &mut Vec<String>) {
+    for r in runs {
         let mut finals: Vec<(&str, &str)> = events
             .iter()
             .filter(|e| e.data.get("runId").and_then(|x| x.as_str()) == Some(r.run_id.as_str()))
@@ -433,6 +448,17 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<Stri
             ));
         }
     }
+}
+
+/// What landed: `_current.json` per export, every partition of a completed run once and
+/// byte-identical, and no export started more often than its runs explain.
+fn check_output(
+    sim: &Sim,
+    sandbox: &GraphSandbox,
+    runs: &[RunRecord],
+    lost_posts: usize,
+    v: &mut Vec<String>,
+) {
     // Each export's `_current.json` names its newest completed run, whatever order runs
     // finished in and whatever writes failed on the way.
     let mut newest: std::collections::BTreeMap<String, &RunRecord> = Default::default();
@@ -509,7 +535,10 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<Stri
             runs.len()
         ));
     }
-    // No secret anywhere.
+}
+
+/// No secret in a message, a ledger record or an event.
+fn check_no_secret(sim: &Sim, events: &[CloudEvent], v: &mut Vec<String>) {
     let mut texts: Vec<String> = sim
         .queue
         .sent_bodies
@@ -536,5 +565,4 @@ async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<Stri
             break;
         }
     }
-    v
 }

@@ -48,8 +48,8 @@ async fn a_seed_replays_the_same_way() {
     assert_eq!((a.runs, a.steps), (b.runs, b.steps));
 }
 
-/// Issue 9, point 12: marking a part done no longer rewrites the run record, so a run of 200
-/// partitions writes its record about as often as a run of 2 (before, at least once per part).
+/// Marking a part done does not rewrite the run record, so a run of 200 partitions writes its
+/// record about as often as a run of 2 (not once per part).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_record_is_not_rewritten_per_part() {
     let calm = |partitions| SimOptions {

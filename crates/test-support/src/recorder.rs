@@ -135,6 +135,68 @@ fn source_len(st: &State, copy_source: &str) -> Option<u64> {
     st.sources.get(u.path()).map(|b| b.len() as u64)
 }
 
+/// Get Blob Properties of a stored blob: its length, metadata and copy status (an async copy
+/// stays pending for the configured number of looks).
+fn head_blob(st: &mut State, path: &str) -> warp::reply::Response {
+    let etag = ("etag", "\"0x1\"".to_string());
+    let Some((len, meta)) = st.blobs.get(path).cloned() else {
+        return error(404, "BlobNotFound");
+    };
+    let mut h = vec![
+        ("content-length", len.to_string()),
+        ("x-ms-blob-type", "BlockBlob".into()),
+        etag,
+    ];
+    let outcome = st.copy_outcome.clone();
+    if let Some(left) = st.copies.get_mut(path) {
+        if *left > 0 {
+            *left -= 1;
+            h.push(("x-ms-copy-status", "pending".into()));
+        } else {
+            h.push(("x-ms-copy-status", outcome.0));
+            h.push(("x-ms-copy-status-description", outcome.1));
+        }
+    }
+    let meta_headers: Vec<(String, String)> = meta
+        .iter()
+        .map(|(k, v)| (format!("x-ms-meta-{k}"), v.clone()))
+        .collect();
+    for (k, v) in &meta_headers {
+        h.push((k.as_str(), v.clone()));
+    }
+    reply(200, &h, Bytes::new())
+}
+
+/// Copy Blob (async): the blob exists at once, its copy pending for the configured looks.
+fn start_async_copy(
+    st: &mut State,
+    path: String,
+    copy_source: &str,
+    meta: HashMap<String, String>,
+) -> warp::reply::Response {
+    let etag = ("etag", "\"0x1\"".to_string());
+    let Some(len) = source_len(st, copy_source) else {
+        return error(404, "CannotVerifyCopySource");
+    };
+    let polls = st.copy_polls;
+    st.copies.insert(path.clone(), polls);
+    st.blobs.insert(path, (len, meta));
+    let status = if polls > 0 {
+        "pending".to_string()
+    } else {
+        st.copy_outcome.0.clone()
+    };
+    reply(
+        202,
+        &[
+            ("x-ms-copy-id", "copy-1".into()),
+            ("x-ms-copy-status", status),
+            etag,
+        ],
+        Bytes::new(),
+    )
+}
+
 fn handle(
     state: &Arc<Mutex<State>>,
     method: Method,
@@ -186,34 +248,7 @@ fn handle(
             ),
             None => error(404, "BlobNotFound"),
         },
-        ("HEAD", None) => match st.blobs.get(&path).cloned() {
-            Some((len, meta)) => {
-                let mut h = vec![
-                    ("content-length", len.to_string()),
-                    ("x-ms-blob-type", "BlockBlob".into()),
-                    etag,
-                ];
-                let outcome = st.copy_outcome.clone();
-                if let Some(left) = st.copies.get_mut(&path) {
-                    if *left > 0 {
-                        *left -= 1;
-                        h.push(("x-ms-copy-status", "pending".into()));
-                    } else {
-                        h.push(("x-ms-copy-status", outcome.0));
-                        h.push(("x-ms-copy-status-description", outcome.1));
-                    }
-                }
-                let meta_headers: Vec<(String, String)> = meta
-                    .iter()
-                    .map(|(k, v)| (format!("x-ms-meta-{k}"), v.clone()))
-                    .collect();
-                for (k, v) in &meta_headers {
-                    h.push((k.as_str(), v.clone()));
-                }
-                reply(200, &h, Bytes::new())
-            }
-            None => error(404, "BlobNotFound"),
-        },
+        ("HEAD", None) => head_blob(&mut st, &path),
         ("PUT", Some("block")) => {
             let id = rec.query_param("blockid").unwrap_or_default();
             let len = match rec.header("x-ms-source-range") {
@@ -241,26 +276,7 @@ fn handle(
         }
         // Copy Blob (async) has a copy source but no blob type.
         ("PUT", None) if copy_source.is_some() && rec.header("x-ms-blob-type").is_none() => {
-            let Some(len) = source_len(&st, copy_source.as_deref().unwrap()) else {
-                return error(404, "CannotVerifyCopySource");
-            };
-            let polls = st.copy_polls;
-            st.copies.insert(path.clone(), polls);
-            st.blobs.insert(path, (len, meta));
-            let status = if polls > 0 {
-                "pending".to_string()
-            } else {
-                st.copy_outcome.0.clone()
-            };
-            reply(
-                202,
-                &[
-                    ("x-ms-copy-id", "copy-1".into()),
-                    ("x-ms-copy-status", status),
-                    etag,
-                ],
-                Bytes::new(),
-            )
+            start_async_copy(&mut st, path, copy_source.as_deref().unwrap(), meta)
         }
         ("PUT", None) => {
             let len = match &copy_source {

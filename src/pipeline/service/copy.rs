@@ -4,9 +4,9 @@ use super::super::fanin::{apply_results, PartResult, Shards};
 use super::super::layout;
 use super::super::messages::CopyJob;
 use super::super::notify;
-use super::super::run::{Failure, FailureCode, RunId, RunRecord, RunState};
-use crate::adapters::events::CloudEvent;
-use crate::adapters::storage::SourceIdentity;
+use super::super::run::{Failure, FailureCode, PartRecord, RunId, RunRecord, RunState};
+use crate::pipeline::ports::events::CloudEvent;
+use crate::pipeline::ports::storage::{CopyMethod, CopyOutcome, SourceIdentity};
 
 use super::{Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
@@ -41,52 +41,10 @@ impl Pipeline {
             return Ok(Handled::Ignored("run has no manifest"));
         };
         let identity = SourceIdentity {
-            manifest_etag: expected_etag.clone(),
+            manifest_etag: expected_etag,
             blob_name: part.name.clone(),
         };
-        let copied = async {
-        let mut refreshed = false;
-        let outcome = loop {
-            let manifest = self.manifest_for(&run, refreshed).await?;
-            if manifest.etag != expected_etag {
-                let msg = format!(
-                    "the source data changed while copying (eTag {expected_etag} became {}); start the export again",
-                    manifest.etag
-                );
-                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
-                    .await?;
-                return Ok(None);
-            }
-            // Parts are numbered in manifest order: look there first, not through every blob.
-            let blob = manifest
-                .blobs
-                .get(part.index as usize)
-                .filter(|b| b.name == part.name)
-                .or_else(|| manifest.blobs.iter().find(|b| b.name == part.name));
-            let Some(blob) = blob else {
-                let msg = format!(
-                    "partition {} is no longer in the source manifest",
-                    part.name
-                );
-                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
-                    .await?;
-                return Ok(None);
-            };
-            let url = manifest.blob_url(blob).map_err(|e| {
-                PipelineError::Source(format!("bad blob URL for {}: {e}", part.name))
-            })?;
-            match self.dest.copy_from_url(&url, &part.dest, &identity).await {
-                Err(e) if e.is_sas_expired() && !refreshed => {
-                    tracing::warn!(run_id = %run.run_id, part = part.index, "source refused the SAS; fetching a fresh manifest");
-                    self.forget_manifest(&run.run_id);
-                    refreshed = true;
-                }
-                other => break other?,
-            }
-        };
-        Ok::<_, PipelineError>(Some(outcome))
-        }
-        .await;
+        let copied = self.copy_source(&run, &part, &identity).await;
         let outcome = match copied {
             Ok(Some(outcome)) => outcome,
             Ok(None) => return Ok(Handled::Failed),
@@ -104,7 +62,7 @@ impl Pipeline {
             Err(e) => return Err(e),
         };
         tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
-        let skipped = outcome.method == crate::adapters::storage::CopyMethod::Skipped;
+        let skipped = outcome.method == CopyMethod::Skipped;
         let mut result = PartResult::from(&outcome);
         if self.cfg.formats.parquet {
             // Part of the copy: a part is done only with its derived files, so a failure here
@@ -136,6 +94,56 @@ impl Pipeline {
                 part: part.index,
                 skipped,
             }),
+        }
+    }
+
+    /// Copies `part` from the source manifest (fetched again once if the SAS has expired);
+    /// `None` when the source changed, which fails the run.
+    async fn copy_source(
+        &self,
+        run: &RunRecord,
+        part: &PartRecord,
+        identity: &SourceIdentity,
+    ) -> Result<Option<CopyOutcome>, PipelineError> {
+        let expected_etag = &identity.manifest_etag;
+        let mut refreshed = false;
+        loop {
+            let manifest = self.manifest_for(run, refreshed).await?;
+            if manifest.etag != *expected_etag {
+                let msg = format!(
+                    "the source data changed while copying (eTag {expected_etag} became {}); start the export again",
+                    manifest.etag
+                );
+                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
+                    .await?;
+                return Ok(None);
+            }
+            // Parts are numbered in manifest order: look there first, not through every blob.
+            let blob = manifest
+                .blobs
+                .get(part.index as usize)
+                .filter(|b| b.name == part.name)
+                .or_else(|| manifest.blobs.iter().find(|b| b.name == part.name));
+            let Some(blob) = blob else {
+                let msg = format!(
+                    "partition {} is no longer in the source manifest",
+                    part.name
+                );
+                self.fail_run(&run.run_id, FailureCode::SourceChanged, &msg)
+                    .await?;
+                return Ok(None);
+            };
+            let url = manifest.blob_url(blob).map_err(|e| {
+                PipelineError::Source(format!("bad blob URL for {}: {e}", part.name))
+            })?;
+            match self.dest.copy_from_url(&url, &part.dest, identity).await {
+                Err(e) if e.is_sas_expired() && !refreshed => {
+                    tracing::warn!(run_id = %run.run_id, part = part.index, "source refused the SAS; fetching a fresh manifest");
+                    self.forget_manifest(&run.run_id);
+                    refreshed = true;
+                }
+                other => return Ok(Some(other?)),
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use super::super::current::{CurrentPointer, SupersededMarker, SUPERSEDED_MARKER_NAME};
 use super::super::run::RunRecord;
 use super::{Pipeline, PipelineError};
-use crate::adapters::storage::ObjectPath;
+use crate::pipeline::ports::storage::ObjectPath;
 
 /// Rewrites after a concurrent finisher moved the pointer meanwhile; two suffice in practice
 /// (each round only follows a newer run), the bound keeps a pathological store from looping.

@@ -19,10 +19,10 @@ use super::super::invoice_check::{self, InvoiceCheck, Verdict};
 use super::super::layout;
 use super::super::run::{RunRecord, RunState};
 use super::{Pipeline, PipelineError};
-use crate::adapters::events::CloudEvent;
-use crate::adapters::storage::ObjectPath;
 use crate::billing::{ExportKind, ExportRequest, ExportScope};
 use crate::contracts::events::{EventData, InvoiceChecked};
+use crate::pipeline::ports::events::CloudEvent;
+use crate::pipeline::ports::storage::ObjectPath;
 
 /// The hubs dataset our FOCUS files belong to (hubs' FOCUS cost table).
 pub const HUBS_DATASET: &str = "Costs";

@@ -22,12 +22,12 @@ use super::decide::PollPolicy;
 use super::ledger::{Ledger, LedgerError};
 use super::manifest_cache::ManifestCache;
 use super::run::{RunId, RunRecord};
-use crate::adapters::events::{CloudEvent, EventError, EventPublisher};
-use crate::adapters::servicebus::{MessageQueue, QueueError};
-use crate::adapters::storage::{Destination, ObjectPath, StorageError};
 use crate::billing::{
     BillingClient, BillingError, InvalidInput, Manifest, OperationState, PartnerId, PollOutcome,
 };
+use crate::pipeline::ports::events::{CloudEvent, EventError, EventPublisher};
+use crate::pipeline::ports::queue::{MessageQueue, QueueError};
+use crate::pipeline::ports::storage::{Destination, ObjectPath, StorageError};
 
 /// A run that has stood still this long past its next poll gets its poll message sent again.
 pub(super) const STALL_GRACE: Duration = Duration::from_secs(300);

@@ -8,9 +8,9 @@ use super::super::decide::{after_poll, before_poll, AfterPoll, BeforePoll};
 use super::super::layout;
 use super::super::messages::{CopyJob, PollJob};
 use super::super::run::{FailureCode, PartRecord, RunId, RunRecord, RunState};
-use crate::adapters::servicebus::OutgoingMessage;
 use crate::billing::Manifest;
 use crate::pipeline::messages::PARTITIONS_QUEUE;
+use crate::pipeline::ports::queue::OutgoingMessage;
 
 use super::{
     humanize, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY, STALL_GRACE,

@@ -6,9 +6,9 @@ use super::super::ledger::{Claim, LedgerError};
 use super::super::messages::PollJob;
 use super::super::notify;
 use super::super::run::{FailureCode, RunId, RunRecord, RunState, Trigger};
-use crate::adapters::servicebus::{OutgoingMessage, QueueError};
 use crate::billing::ExportRequest;
 use crate::pipeline::messages::OPERATIONS_QUEUE;
+use crate::pipeline::ports::queue::{OutgoingMessage, QueueError};
 
 use super::{Pipeline, PipelineError, StartOutcome, STALL_GRACE};
 

@@ -554,87 +554,126 @@ fn draw_row(
     let charge_end = facts.period_end;
     let usage = facts.kind.is_usage();
 
-    let mut m = serde_json::Map::new();
-    let mut put = |k: &str, v: Value| {
-        m.insert(k.to_string(), v);
-    };
-    put("PartnerId", json!(facts.partner_tenant_id.to_string()));
-    put("PartnerName", json!(facts.partner_name));
-    put("MpnId", json!(facts.mpn_id));
-    put("Tier2MpnId", json!(tier2));
-    put("CustomerId", json!(c.id.to_string()));
-    put("CustomerName", json!(c.name));
-    put("CustomerDomainName", json!(c.domain));
-    put("CustomerCountry", json!(c.country));
-    put("InvoiceNumber", json!(facts.invoice_number));
-    put("PublisherId", json!(""));
+    let mut row = serde_json::Map::new();
+    let m = &mut row;
+    put_parties(m, facts, c, tier2);
+    put(m, "SubscriptionId", json!(subscription_id.to_string()));
+    put(m, "ChargeStartDate", json!(iso_midnight(charge_start)));
+    put(m, "ChargeEndDate", json!(iso_midnight(charge_end)));
+    put(m, "UnitPrice", money(unit_price, 6));
+    put(m, "EffectiveUnitPrice", money(effective, 6));
+    put(m, "PricingCurrency", json!("USD"));
+    put(m, "PCToBCExchangeRate", money(rate, 4));
     put(
-        "SubscriptionDescription",
-        json!(format!("{} subscription", c.name)),
+        m,
+        "PCToBCExchangeRateDate",
+        json!(iso_midnight(charge_start)),
     );
-    put("SubscriptionId", json!(subscription_id.to_string()));
-    put("ChargeStartDate", json!(iso_midnight(charge_start)));
-    put("ChargeEndDate", json!(iso_midnight(charge_end)));
-    put("UnitPrice", money(unit_price, 6));
-    put("EffectiveUnitPrice", money(effective, 6));
-    put("PricingCurrency", json!("USD"));
-    put("PCToBCExchangeRate", money(rate, 4));
-    put("PCToBCExchangeRateDate", json!(iso_midnight(charge_start)));
-    put("UnitType", json!(if usage { "1 Hour" } else { "Licenses" }));
-    put("AdditionalInfo", json!(""));
-    put("BenefitID", json!(""));
-    put("BenefitOrderID", json!(""));
-    put("BenefitType", json!(""));
-    put("CreditPercentage", json!(0));
-    put("CreditType", json!("Credit Not Applied"));
-    put("PartnerEarnedCreditPercentage", json!(0));
-    if usage {
-        put("ChargeType", json!(charge_usage));
-        put("Quantity", money(quantity, 6));
-    } else {
-        put("ChargeType", json!(charge_recon));
-        put("Quantity", money(quantity.ceil(), 0));
-    }
-    put("BillingCurrency", json!(facts.currency));
-    put("BillingPreTaxTotal", money(billing_total, 6));
-    put("PricingPreTaxTotal", money(pricing_total, 6));
-    put("EntitlementId", json!(entitlement_id.to_string()));
     put(
+        m,
+        "UnitType",
+        json!(if usage { "1 Hour" } else { "Licenses" }),
+    );
+    put_no_credit(m);
+    if usage {
+        put(m, "ChargeType", json!(charge_usage));
+        put(m, "Quantity", money(quantity, 6));
+    } else {
+        put(m, "ChargeType", json!(charge_recon));
+        put(m, "Quantity", money(quantity.ceil(), 0));
+    }
+    put(m, "BillingCurrency", json!(facts.currency));
+    put(m, "BillingPreTaxTotal", money(billing_total, 6));
+    put(m, "PricingPreTaxTotal", money(pricing_total, 6));
+    put(m, "EntitlementId", json!(entitlement_id.to_string()));
+    put(
+        m,
         "EntitlementDescription",
         json!(format!("Azure plan for {}", c.name)),
     );
-    put("MeterId", json!(meter_id.to_string()));
-    put("MeterRegion", json!(region));
-    put("ResourceGroup", json!(rg));
-    put("ResourceLocation", json!(region));
-    put("ResourceURI", json!(resource_uri));
-    put("ServiceInfo1", json!(""));
-    put("ServiceInfo2", json!(""));
-    put("Tags", json!(""));
-    put("UsageDate", json!(iso_midnight(day)));
-    put("OrderId", json!(order_id));
-    put("OrderDate", json!(iso_midnight(sub_start)));
-    put("Subtotal", money(subtotal, 2));
-    put("TaxTotal", money(tax, 2));
-    put("Total", money(subtotal + tax, 2));
-    put("Currency", json!(facts.currency));
-    put("PriceAdjustmentDescription", json!(""));
-    put("TermAndBillingCycle", json!("1 Month Subscription"));
-    put("BillableQuantity", money(quantity, 6));
-    put("BillingFrequency", json!("Monthly"));
-    put("AlternateId", json!(rng_hex(&reference_id)));
-    put("ReservationOrderId", json!(""));
-    put("CreditReasonCode", json!(""));
-    put("SubscriptionStartDate", json!(iso_midnight(sub_start)));
+    put(m, "MeterId", json!(meter_id.to_string()));
+    put(m, "MeterRegion", json!(region));
+    put(m, "ResourceGroup", json!(rg));
+    put(m, "ResourceLocation", json!(region));
+    put(m, "ResourceURI", json!(resource_uri));
+    put(m, "ServiceInfo1", json!(""));
+    put(m, "ServiceInfo2", json!(""));
+    put(m, "Tags", json!(""));
+    put(m, "UsageDate", json!(iso_midnight(day)));
+    put(m, "OrderId", json!(order_id));
+    put(m, "OrderDate", json!(iso_midnight(sub_start)));
+    put(m, "Subtotal", money(subtotal, 2));
+    put(m, "TaxTotal", money(tax, 2));
+    put(m, "Total", money(subtotal + tax, 2));
+    put(m, "Currency", json!(facts.currency));
+    put_terms(m, quantity, &reference_id, sub_start);
+    put_product(m, p);
+    row
+}
+
+/// Inserts column `k`; the map keeps insertion order, which is the file's column order.
+fn put(m: &mut serde_json::Map<String, Value>, k: &str, v: Value) {
+    m.insert(k.to_string(), v);
+}
+
+/// The partner, customer and invoice columns.
+fn put_parties(
+    m: &mut serde_json::Map<String, Value>,
+    facts: &ExportFacts,
+    c: &Customer,
+    tier2: &str,
+) {
+    put(m, "PartnerId", json!(facts.partner_tenant_id.to_string()));
+    put(m, "PartnerName", json!(facts.partner_name));
+    put(m, "MpnId", json!(facts.mpn_id));
+    put(m, "Tier2MpnId", json!(tier2));
+    put(m, "CustomerId", json!(c.id.to_string()));
+    put(m, "CustomerName", json!(c.name));
+    put(m, "CustomerDomainName", json!(c.domain));
+    put(m, "CustomerCountry", json!(c.country));
+    put(m, "InvoiceNumber", json!(facts.invoice_number));
+    put(m, "PublisherId", json!(""));
     put(
+        m,
+        "SubscriptionDescription",
+        json!(format!("{} subscription", c.name)),
+    );
+}
+
+/// The benefit and credit columns: no benefit, no credit.
+fn put_no_credit(m: &mut serde_json::Map<String, Value>) {
+    put(m, "AdditionalInfo", json!(""));
+    put(m, "BenefitID", json!(""));
+    put(m, "BenefitOrderID", json!(""));
+    put(m, "BenefitType", json!(""));
+    put(m, "CreditPercentage", json!(0));
+    put(m, "CreditType", json!("Credit Not Applied"));
+    put(m, "PartnerEarnedCreditPercentage", json!(0));
+}
+
+/// The billing terms, subscription dates and references.
+fn put_terms(
+    m: &mut serde_json::Map<String, Value>,
+    quantity: f64,
+    reference_id: &Uuid,
+    sub_start: Date,
+) {
+    put(m, "PriceAdjustmentDescription", json!(""));
+    put(m, "TermAndBillingCycle", json!("1 Month Subscription"));
+    put(m, "BillableQuantity", money(quantity, 6));
+    put(m, "BillingFrequency", json!("Monthly"));
+    put(m, "AlternateId", json!(rng_hex(reference_id)));
+    put(m, "ReservationOrderId", json!(""));
+    put(m, "CreditReasonCode", json!(""));
+    put(m, "SubscriptionStartDate", json!(iso_midnight(sub_start)));
+    put(
+        m,
         "SubscriptionEndDate",
         json!(iso_midnight(sub_start + Duration::days(365))),
     );
-    put("ReferenceId", json!(reference_id.to_string()));
-    put("ProductQualifiers", json!("[]"));
-    put("PromotionId", json!(""));
-    put_product(&mut m, p);
-    m
+    put(m, "ReferenceId", json!(reference_id.to_string()));
+    put(m, "ProductQualifiers", json!("[]"));
+    put(m, "PromotionId", json!(""));
 }
 
 /// The columns that name the product (and its meter).

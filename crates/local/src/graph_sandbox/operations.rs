@@ -268,6 +268,16 @@ pub struct Export {
     pub upload_started: bool,
 }
 
+/// The storage container Microsoft's export of `kind` lands in.
+fn container_of(kind: ExportKind) -> &'static str {
+    match (kind.is_usage(), kind.is_billed()) {
+        (true, true) => "billedusagefastpath",
+        (true, false) => "unbilledusagefastpath",
+        (false, true) => "billedreconfastpath",
+        (false, false) => "unbilledreconfastpath",
+    }
+}
+
 impl Export {
     fn new(
         cfg: &SandboxConfig,
@@ -292,12 +302,7 @@ impl Export {
         let spark_job = ids.uuid();
         let this_month = today.replace_day(1).expect("day 1");
         let fragment = req.attribute_set.as_str();
-        let container = match (req.kind.is_usage(), req.kind.is_billed()) {
-            (true, true) => "billedusagefastpath",
-            (true, false) => "unbilledusagefastpath",
-            (false, true) => "billedreconfastpath",
-            (false, false) => "unbilledreconfastpath",
-        };
+        let container = container_of(req.kind);
         let (dir, invoice_number, currency, month, fails) = match &req.scope {
             ExportScope::Invoice { invoice_id } => {
                 let known = invoices
@@ -362,29 +367,7 @@ impl Export {
             ManifestShape::Link => false,
             ManifestShape::Alternate => ids.below(2) == 0,
         };
-        // A reconciliation export ends with the Azure lines of the same scope's usage.
-        let azure_usage = (!req.kind.is_usage()).then(|| {
-            let usage_req = ExportRequest {
-                kind: if req.kind.is_billed() {
-                    ExportKind::BilledUsage
-                } else {
-                    ExportKind::UnbilledUsage
-                },
-                attribute_set: AttributeSet::Full,
-                ..req.clone()
-            };
-            let usage_key = export_key(cfg, &usage_req, today);
-            let usage = Export::new(cfg, today, usage_req, &usage_key, now);
-            let omit_last_line = cfg.unlined_usage_invoices.iter().any(|i| {
-                matches!(&req.scope, ExportScope::Invoice { invoice_id } if i.eq_ignore_ascii_case(invoice_id.as_str()))
-            });
-            Box::new(UsageSource {
-                omit_last_line,
-                partitions: usage.blob_names.len() as u32,
-                rows_per_partition: cfg.rows_per_partition,
-                facts: usage.facts,
-            })
-        });
+        let azure_usage = Self::azure_usage(cfg, today, &req, now);
         Self {
             facts: ExportFacts {
                 azure_usage,
@@ -416,6 +399,39 @@ impl Export {
             uploaded: Default::default(),
             upload_started: false,
         }
+    }
+
+    /// A reconciliation export ends with the Azure lines of the same scope's usage: that
+    /// usage export, as a source of lines.
+    fn azure_usage(
+        cfg: &SandboxConfig,
+        today: Date,
+        req: &ExportRequest,
+        now: OffsetDateTime,
+    ) -> Option<Box<UsageSource>> {
+        if req.kind.is_usage() {
+            return None;
+        }
+        let usage_req = ExportRequest {
+            kind: if req.kind.is_billed() {
+                ExportKind::BilledUsage
+            } else {
+                ExportKind::UnbilledUsage
+            },
+            attribute_set: AttributeSet::Full,
+            ..req.clone()
+        };
+        let usage_key = export_key(cfg, &usage_req, today);
+        let usage = Export::new(cfg, today, usage_req, &usage_key, now);
+        let omit_last_line = cfg.unlined_usage_invoices.iter().any(|i| {
+            matches!(&req.scope, ExportScope::Invoice { invoice_id } if i.eq_ignore_ascii_case(invoice_id.as_str()))
+        });
+        Some(Box::new(UsageSource {
+            omit_last_line,
+            partitions: usage.blob_names.len() as u32,
+            rows_per_partition: cfg.rows_per_partition,
+            facts: usage.facts,
+        }))
     }
 
     /// The manifest (docs/graph-api.md §3) with `root` (absolute URL of the blob endpoint, no

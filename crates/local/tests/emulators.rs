@@ -1,13 +1,13 @@
 //! The local stand-ins speak the documented wire formats, and the production adapters work
 //! against them through their normal code path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use partner_billing_export::adapters::events::{CloudEvent, EventGridPublisher, EventPublisher};
 use partner_billing_export::adapters::servicebus::{
-    rfc1123, MessageQueue, OutgoingMessage, QueueError, ServiceBusRest,
+    broker_properties, rfc1123, MessageQueue, OutgoingMessage, QueueError, ServiceBusRest,
 };
 use partner_billing_export::auth::{
     http_client, AllowList, Audience, AuthorizedHttp, StaticTokenSource,
@@ -19,6 +19,20 @@ use partner_billing_local::servicebus::{ServiceBusConfig, ServiceBusEmulator};
 use partner_billing_local::tokens::{LOCAL_EVENTGRID_TOKEN, LOCAL_SERVICEBUS_TOKEN};
 use serde_json::{json, Value};
 use test_support::{fast_sandbox, TestBed};
+
+/// The workspace root: the host stages its script root from the repository's layout.
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The handler binary, built by cargo as `cargo local` builds it (target/<profile>/).
+fn handler_binary() -> PathBuf {
+    let test_exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<this test>
+    let profile_dir = test_exe.parent().and_then(Path::parent).unwrap();
+    partner_billing_local::handler_binary::build_with_cargo(Path::new(env!("CARGO")), profile_dir)
+        .expect("cargo builds the handler")
+}
 
 fn sb() -> Arc<ServiceBusEmulator> {
     ServiceBusEmulator::new(ServiceBusConfig {
@@ -141,7 +155,7 @@ async fn service_bus_adapter_schedules_through_the_stand_in() {
     );
     let at = time::OffsetDateTime::now_utc() + Duration::from_secs(2);
     let msg = OutgoingMessage::json(&json!({"v": 1}), "run-x-poll-3", Some(at)).unwrap();
-    assert!(msg.broker_properties().contains(&rfc1123(at)));
+    assert!(broker_properties(&msg).contains(&rfc1123(at)));
     adapter.send("q", &msg).await.unwrap();
     // Not before its time (RFC 1123 has whole seconds, so allow for truncation).
     assert!(
@@ -272,6 +286,30 @@ async fn status_of(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.unwrap().status().as_u16()
 }
 
+/// The handler's app settings against the bed's stand-ins: unbilled usage into `out`.
+fn handler_env(bed: &TestBed, servicebus: &str, out: &Path) -> Vec<(String, String)> {
+    let mut env = bed.handler_identity.clone();
+    env.extend([
+        (
+            "GRAPH_BASE_URL".to_string(),
+            bed.sandbox.graph_base_url().to_string(),
+        ),
+        (
+            "PARTNER_CENTER_BASE_URL".to_string(),
+            bed.sandbox.partner_center_base_url().to_string(),
+        ),
+        ("SERVICEBUS_ENDPOINT".to_string(), servicebus.to_string()),
+        ("DESTINATION_KIND".to_string(), "filesystem".to_string()),
+        (
+            "DESTINATION_DIRECTORY".to_string(),
+            out.display().to_string(),
+        ),
+        ("EXPORT_KINDS".to_string(), "unbilledUsage".to_string()),
+        ("LOG_FORMAT".to_string(), "text".to_string()),
+    ]);
+    env
+}
+
 #[tokio::test]
 async fn functions_host_routes_keys_and_run_now() {
     // Operations stay running for the whole test: the host's queue workers poll them, and the
@@ -285,7 +323,7 @@ async fn functions_host_routes_keys_and_run_now() {
     let dir = tempfile::tempdir().unwrap();
     // The host reads a script root laid out as the package is, never the repository.
     let script_root = partner_billing_local::script_root::stage_repository(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &repository_root(),
         &dir.path().join("app"),
     )
     .unwrap();
@@ -296,31 +334,10 @@ async fn functions_host_routes_keys_and_run_now() {
     })
     .unwrap();
     let sb_http = bed.sb.serve(0).await.unwrap();
-    let mut env = bed.handler_identity.clone();
-    env.extend([
-        (
-            "GRAPH_BASE_URL".to_string(),
-            bed.sandbox.graph_base_url().to_string(),
-        ),
-        (
-            "PARTNER_CENTER_BASE_URL".to_string(),
-            bed.sandbox.partner_center_base_url().to_string(),
-        ),
-        (
-            "SERVICEBUS_ENDPOINT".to_string(),
-            sb_http.base_url().to_string(),
-        ),
-        ("DESTINATION_KIND".to_string(), "filesystem".to_string()),
-        (
-            "DESTINATION_DIRECTORY".to_string(),
-            dir.path().display().to_string(),
-        ),
-        ("EXPORT_KINDS".to_string(), "unbilledUsage".to_string()),
-        ("LOG_FORMAT".to_string(), "text".to_string()),
-    ]);
+    let env = handler_env(&bed, sb_http.base_url().as_str(), dir.path());
     let host = FunctionsHost::start(HostOptions {
         layout,
-        program: PathBuf::from(env!("CARGO_BIN_EXE_partner-billing-export")),
+        program: handler_binary(),
         env,
         log_file: dir.path().join("handler.log"),
         http_port: 0,

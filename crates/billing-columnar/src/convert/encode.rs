@@ -1,0 +1,267 @@
+//! The encoder thread: opens the Parquet sinks once the unknown columns are known and writes
+//! each row group to the typed view, the FOCUS view, or both (on two threads).
+
+use std::io::Write;
+use std::sync::mpsc::{Receiver, Sender};
+use std::thread;
+
+use tracing::debug;
+
+use super::{ConvertOptions, Group, Outputs, ToEncoder, FOCUS_UNKNOWN_PREFIX, LATE_UNKNOWN_COLUMN};
+use crate::columns::{ColBuf, Sink};
+use crate::focus::{self, FOCUS_VERSION};
+use crate::schema::{ColumnType, Schema};
+use crate::Error;
+
+/// Parquet metadata shared by both views.
+fn metadata(schema: &Schema, view: &str, unknown: &[String]) -> Vec<(String, String)> {
+    let mut m = vec![
+        ("billing_columnar.view".to_string(), view.to_string()),
+        (
+            "billing_columnar.dataset".to_string(),
+            schema.dataset().to_string(),
+        ),
+        (
+            "billing_columnar.attribute_set".to_string(),
+            schema.attribute_set().to_string(),
+        ),
+        (
+            "billing_columnar.unknown_columns".to_string(),
+            unknown.join(","),
+        ),
+    ];
+    if view == "focus" {
+        m.push(("focus_version".to_string(), FOCUS_VERSION.to_string()));
+    }
+    m
+}
+
+/// The typed view's columns: the schema's, then the first group's unknown keys, then the late
+/// keys' JSON column.
+fn typed_fields(schema: &Schema, unknown: &[String]) -> Vec<(String, ColumnType)> {
+    let mut fields: Vec<(String, ColumnType)> = schema
+        .columns()
+        .iter()
+        .map(|c| (c.name.to_string(), c.ty))
+        .collect();
+    fields.extend(unknown.iter().map(|n| (n.clone(), ColumnType::String)));
+    fields.push((LATE_UNKNOWN_COLUMN.to_string(), ColumnType::String));
+    fields
+}
+
+/// The FOCUS view's columns: FOCUS's, then the unknown keys as extension columns, then the late
+/// keys' JSON column.
+fn focus_fields(unknown: &[String]) -> Vec<(String, ColumnType)> {
+    let mut fields = focus::focus_fields();
+    fields.extend(
+        unknown
+            .iter()
+            .map(|n| (format!("{FOCUS_UNKNOWN_PREFIX}{n}"), ColumnType::String)),
+    );
+    fields.push((LATE_UNKNOWN_COLUMN.to_string(), ColumnType::String));
+    fields
+}
+
+/// Columns whose first row group is mostly distinct values are written without a dictionary;
+/// with no row group, every column keeps it.
+fn plain(first: Option<&[&ColBuf]>, n: usize) -> Vec<bool> {
+    match first {
+        Some(cols) => cols.iter().map(|c| c.dictionary_useless()).collect(),
+        None => vec![false; n],
+    }
+}
+
+/// The encoder's state between row groups.
+struct Encoder<'a, T: Write + Send, F: Write + Send> {
+    schema: &'a Schema,
+    options: &'a ConvertOptions,
+    /// Outputs not opened yet; each opens with its first row group (or at the end of an input
+    /// without rows), so that encodings can be chosen from real values.
+    outputs: Outputs<Counting<T>, Counting<F>>,
+    typed: Option<Sink<Counting<T>>>,
+    focus: Option<Sink<Counting<F>>>,
+    focus_cols: Vec<ColBuf>,
+    /// The unknown column names; the column set arrives before the first group.
+    unknown: Vec<String>,
+    groups: u32,
+}
+
+/// Encoder thread: writes the row groups `rx` delivers and hands each back for reuse; returns
+/// the bytes written to each view and the row groups.
+pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
+    schema: &Schema,
+    options: &ConvertOptions,
+    outputs: Outputs<Counting<T>, Counting<F>>,
+    rx: Receiver<ToEncoder>,
+    back: Sender<Group>,
+) -> Result<(u64, u64, u32), Error> {
+    let mut enc = Encoder {
+        schema,
+        options,
+        outputs,
+        typed: None,
+        focus: None,
+        focus_cols: Vec::new(),
+        unknown: Vec::new(),
+        groups: 0,
+    };
+    for msg in rx {
+        match msg {
+            ToEncoder::Open(u) => enc.unknown = u,
+            ToEncoder::Group(g) => {
+                enc.write_group(&g)?;
+                debug!(rows = g.rows, group = enc.groups, "row group written");
+                let _ = back.send(g);
+            }
+            ToEncoder::Finish => return enc.finish(),
+        }
+    }
+    Err(Error::Internal("conversion aborted"))
+}
+
+impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
+    fn write_group(&mut self, g: &Group) -> Result<(), Error> {
+        let mut refs: Vec<&ColBuf> = g.cols.iter().collect();
+        refs.push(&g.late);
+        if let Some(out) = self.outputs.typed.take() {
+            let md = metadata(self.schema, "typed", &self.unknown);
+            let p = plain(Some(&refs), refs.len());
+            let fields = typed_fields(self.schema, &self.unknown);
+            self.typed = Some(Sink::new(out, &fields, &p, md, self.options.zstd_level)?);
+        }
+        let with_focus = self.focus.is_some() || self.outputs.focus.is_some();
+        let Self {
+            schema,
+            options,
+            outputs,
+            typed,
+            focus,
+            focus_cols,
+            unknown,
+            ..
+        } = self;
+        // With both views, the typed file is encoded on a second thread while this one derives
+        // and encodes the FOCUS file: encoding both on one thread made it the slowest stage of
+        // the pipeline.
+        thread::scope(|s| -> Result<(), Error> {
+            let typed_job = match typed.as_mut() {
+                Some(sink) if with_focus => Some(s.spawn(|| sink.write_group(&refs))),
+                Some(sink) => {
+                    sink.write_group(&refs)?;
+                    None
+                }
+                None => None,
+            };
+            let focus_result = if with_focus {
+                let view = FocusView {
+                    schema,
+                    options,
+                    unknown,
+                    cols: focus_cols,
+                    out: &mut outputs.focus,
+                    sink: focus,
+                };
+                view.write(g)
+            } else {
+                Ok(())
+            };
+            if let Some(job) = typed_job {
+                job.join()
+                    .map_err(|_| Error::Internal("typed encoder panicked"))??;
+            }
+            focus_result
+        })?;
+        self.groups += 1;
+        Ok(())
+    }
+
+    /// Opens what no row group opened, writes the footers; returns the bytes of each view and
+    /// the row groups.
+    fn finish(mut self) -> Result<(u64, u64, u32), Error> {
+        let level = self.options.zstd_level;
+        if let Some(out) = self.outputs.typed.take() {
+            let fields = typed_fields(self.schema, &self.unknown);
+            let p = plain(None, fields.len());
+            let md = metadata(self.schema, "typed", &self.unknown);
+            self.typed = Some(Sink::new(out, &fields, &p, md, level)?);
+        }
+        if let Some(out) = self.outputs.focus.take() {
+            let fields = focus_fields(&self.unknown);
+            let p = plain(None, fields.len());
+            let md = metadata(self.schema, "focus", &self.unknown);
+            self.focus = Some(Sink::new(out, &fields, &p, md, level)?);
+        }
+        let t = self
+            .typed
+            .map(Sink::finish)
+            .transpose()?
+            .map_or(0, |c| c.count);
+        let f = self
+            .focus
+            .map(Sink::finish)
+            .transpose()?
+            .map_or(0, |c| c.count);
+        Ok((t, f, self.groups))
+    }
+}
+
+/// The FOCUS side of one row group, borrowed from the encoder while the typed side encodes.
+struct FocusView<'e, F: Write + Send> {
+    schema: &'e Schema,
+    options: &'e ConvertOptions,
+    unknown: &'e [String],
+    cols: &'e mut Vec<ColBuf>,
+    out: &'e mut Option<Counting<F>>,
+    sink: &'e mut Option<Sink<Counting<F>>>,
+}
+
+impl<F: Write + Send> FocusView<'_, F> {
+    /// Derives the FOCUS columns of `g` and writes them (opening the file on the first group).
+    fn write(self, g: &Group) -> Result<(), Error> {
+        let known = self.schema.columns().len();
+        focus::derive(
+            self.schema,
+            &g.cols[..known],
+            g.rows,
+            self.options.billing_status,
+            self.cols,
+        )?;
+        let mut refs: Vec<&ColBuf> = self.cols.iter().collect();
+        refs.extend(g.cols[known..].iter());
+        refs.push(&g.late);
+        if let Some(out) = self.out.take() {
+            let md = metadata(self.schema, "focus", self.unknown);
+            let p = plain(Some(&refs), refs.len());
+            let fields = focus_fields(self.unknown);
+            *self.sink = Some(Sink::new(out, &fields, &p, md, self.options.zstd_level)?);
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            sink.write_group(&refs)?;
+        }
+        Ok(())
+    }
+}
+
+/// A writer that counts what passes through.
+pub(super) struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W> Counting<W> {
+    pub(super) fn new(inner: W) -> Self {
+        Self { inner, count: 0 }
+    }
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

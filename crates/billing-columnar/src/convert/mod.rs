@@ -1,0 +1,330 @@
+//! The streaming converter: gzip JSON Lines in, zstd Parquet out, in bounded row groups.
+//!
+//! Three threads in a pipeline, each bounded by a small channel: gzip decoding (reader thread),
+//! line scanning into column buffers (calling thread) and Parquet encoding (encoder thread).
+//! At most three row groups exist at once (filling, queued, encoding), so memory is bounded by
+//! the row-group limits, not by the input size.
+//!
+//! Unknown keys: Parquet needs its schema before the first row group is written, so keys not
+//! in the schema that appear while the first row group fills become their own string columns
+//! (after the known ones; earlier rows get null). A key first seen later is kept in the last
+//! column, `x_UnknownColumns`: a JSON object of such keys with their values exactly as they
+//! appeared. Both kinds are listed in the report; nothing is dropped.
+//!
+//! `parse` turns lines into column buffers, `encode` writes them as Parquet; this module holds
+//! the options and report types and runs the threads.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::thread;
+
+use tracing::info;
+
+mod encode;
+mod parse;
+
+use crate::columns::ColBuf;
+use crate::schema::{BillingStatus, Schema};
+use crate::value::Decimal;
+use crate::Error;
+use encode::{encode_loop, Counting};
+use parse::Parser;
+
+/// Name of the column holding keys first seen after the first row group.
+pub const LATE_UNKNOWN_COLUMN: &str = "x_UnknownColumns";
+/// Prefix of unknown columns in the FOCUS view (FOCUS extension columns start with `x_`).
+pub const FOCUS_UNKNOWN_PREFIX: &str = "x_PC_";
+
+/// Which Parquet file [`convert`] writes ([`convert_both`] writes both in one pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Microsoft's columns, typed ([`Schema`]).
+    Typed,
+    /// FOCUS-aligned columns (docs/focus.md).
+    Focus,
+}
+
+/// Limits and settings of a conversion; `Default` suits Microsoft's partitions.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub view: View,
+    /// Recorded in the FOCUS view as `x_BillingStatus`.
+    pub billing_status: BillingStatus,
+    /// A row group closes at this many rows...
+    pub row_group_rows: usize,
+    /// ...or when its lines add up to this many bytes of JSON (the memory bound).
+    pub row_group_bytes: usize,
+    /// Longer lines are an error (hostile input).
+    pub max_line_bytes: usize,
+    /// Known plus unknown columns plus distinct late keys above this are an error.
+    pub max_columns: usize,
+    /// zstd level of the Parquet pages.
+    pub zstd_level: i32,
+    /// Also split the per-customer totals by product (`ProductId`, `SkuId`): what matching
+    /// billed usage with the invoice's Azure lines needs. Off, one total per customer.
+    pub totals_by_product: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            view: View::Typed,
+            billing_status: BillingStatus::Billed,
+            row_group_rows: 128 * 1024,
+            row_group_bytes: 12 << 20,
+            max_line_bytes: 1 << 20,
+            max_columns: 512,
+            zstd_level: 1,
+            totals_by_product: false,
+        }
+    }
+}
+
+/// A CSP customer's Entra tenant id, as written in the export.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomerId(pub String);
+
+/// An ISO 4217 currency code, as written in the export.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CurrencyCode(pub String);
+
+/// Where an unknown key's values went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnknownPlacement {
+    /// Its own string column (seen in the first row group).
+    Column,
+    /// Inside the `x_UnknownColumns` JSON column (first seen later).
+    LateKeys,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownColumn {
+    pub name: String,
+    pub placement: UnknownPlacement,
+}
+
+/// Exact total of one decimal column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSum {
+    pub column: &'static str,
+    pub sum: Decimal,
+}
+
+/// A product as the reconciliation and usage files both name it: Microsoft matches usage
+/// with reconciliation rows on these identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProductKey {
+    pub product_id: String,
+    pub sku_id: String,
+}
+
+/// The invoice-relevant amounts of one customer in one currency (reconciliation: `Total`,
+/// `Subtotal` and `PCToBCExchangeRate` by `Currency`; usage: `BillingPreTaxTotal` by
+/// `BillingCurrency`), per product when [`ConvertOptions::totals_by_product`] is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerTotal {
+    pub customer: CustomerId,
+    pub currency: CurrencyCode,
+    pub product: Option<ProductKey>,
+    pub rows: u64,
+    pub amounts: Vec<ColumnSum>,
+}
+
+/// One running total of [`CustomerTotal`] while rows are read.
+struct Tally {
+    customer: String,
+    currency: String,
+    product: Option<ProductKey>,
+    rows: u64,
+    amounts: Vec<i128>,
+}
+
+/// What a conversion read and wrote.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertReport {
+    pub rows: u64,
+    /// Compressed bytes read.
+    pub bytes_in: u64,
+    /// JSON bytes after gzip decoding.
+    pub bytes_json: u64,
+    /// Parquet bytes written (typed view).
+    pub bytes_out_typed: u64,
+    /// Parquet bytes written (FOCUS view).
+    pub bytes_out_focus: u64,
+    pub row_groups: u32,
+    pub unknown_columns: Vec<UnknownColumn>,
+    /// Every decimal column of the schema, in schema order.
+    pub sums: Vec<ColumnSum>,
+    /// Sorted by customer, then currency.
+    pub customer_totals: Vec<CustomerTotal>,
+}
+
+/// Converts one gzip JSON Lines partition to the Parquet view chosen in `options`.
+pub fn convert(
+    input: impl Read + Send,
+    schema: &Schema,
+    output: impl Write + Send,
+    options: &ConvertOptions,
+) -> Result<ConvertReport, Error> {
+    match options.view {
+        View::Typed => run(input, schema, Some(output), None::<std::io::Sink>, options),
+        View::Focus => run(input, schema, None::<std::io::Sink>, Some(output), options),
+    }
+}
+
+/// Converts one partition to both views in a single pass.
+pub fn convert_both(
+    input: impl Read + Send,
+    schema: &Schema,
+    typed: impl Write + Send,
+    focus: impl Write + Send,
+    options: &ConvertOptions,
+) -> Result<ConvertReport, Error> {
+    run(input, schema, Some(typed), Some(focus), options)
+}
+
+/// Decoded JSON handed from the reader thread: a buffer and how much of it is filled.
+type Chunk = (Vec<u8>, usize);
+/// Small enough that the chunks in flight stay a few MiB, large enough to amortise hand-offs.
+const CHUNK: usize = 256 << 10;
+
+/// Reader thread: reads the input and inflates gzip members (concatenated members allowed).
+fn inflate_loop(
+    mut input: impl Read,
+    tx: SyncSender<Result<Chunk, Error>>,
+    recycle: Receiver<Vec<u8>>,
+) -> u64 {
+    let mut bytes_in = 0u64;
+    let result = (|| -> Result<(), Error> {
+        let mut inf = zlib_rs::Inflate::new(true, 31);
+        let mut inbuf = vec![0u8; 256 * 1024];
+        let (mut ipos, mut ilen) = (0usize, 0usize);
+        // Whether the current gzip member has ended (an empty input is an empty partition).
+        let mut ended = true;
+        let mut started = false;
+        let mut eof = false;
+        while !eof {
+            let mut out = recycle.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            let mut filled = 0;
+            while filled < out.len() {
+                if ipos == ilen {
+                    ilen = input.read(&mut inbuf).map_err(Error::Read)?;
+                    ipos = 0;
+                    bytes_in += ilen as u64;
+                    if ilen == 0 {
+                        eof = true;
+                        break;
+                    }
+                }
+                if ended {
+                    if started {
+                        inf = zlib_rs::Inflate::new(true, 31);
+                    }
+                    started = true;
+                    ended = false;
+                }
+                let (in0, out0) = (inf.total_in(), inf.total_out());
+                let status = inf
+                    .decompress(
+                        &inbuf[ipos..ilen],
+                        &mut out[filled..],
+                        zlib_rs::InflateFlush::NoFlush,
+                    )
+                    .map_err(|e| Error::Gzip(e.as_str().to_string()))?;
+                ipos += (inf.total_in() - in0) as usize;
+                filled += (inf.total_out() - out0) as usize;
+                if status == zlib_rs::Status::StreamEnd {
+                    ended = true;
+                }
+            }
+            if eof && !ended {
+                return Err(Error::Gzip("truncated gzip stream".into()));
+            }
+            if filled > 0 && tx.send(Ok((out, filled))).is_err() {
+                // The parser stopped (its own error is reported).
+                return Ok(());
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = tx.send(Err(e));
+    }
+    bytes_in
+}
+
+/// One row group's columns in file order (known, then first-group unknowns) plus late keys.
+struct Group {
+    cols: Vec<ColBuf>,
+    late: ColBuf,
+    rows: usize,
+}
+
+enum ToEncoder {
+    /// The column set is final: the unknown column names, in order.
+    Open(Vec<String>),
+    Group(Group),
+    /// Normal end: write the footers.
+    Finish,
+}
+
+struct Outputs<T: Write + Send, F: Write + Send> {
+    typed: Option<T>,
+    focus: Option<F>,
+}
+
+fn run<T: Write + Send, F: Write + Send>(
+    input: impl Read + Send,
+    schema: &Schema,
+    typed: Option<T>,
+    focus: Option<F>,
+    options: &ConvertOptions,
+) -> Result<ConvertReport, Error> {
+    let typed = typed.map(Counting::new);
+    let focus = focus.map(Counting::new);
+    thread::scope(|s| {
+        let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, Error>>(8);
+        let (recycle_tx, recycle_rx) = channel::<Vec<u8>>();
+        let reader = s.spawn(move || inflate_loop(input, chunk_tx, recycle_rx));
+        // One queued group lets the parser run ahead while the encoder is slower on a group
+        // (measured: ~20% faster than a rendezvous, ~12 MiB more resident).
+        let (group_tx, group_rx) = sync_channel::<ToEncoder>(1);
+        let (back_tx, back_rx) = channel::<Group>();
+        let outputs = Outputs { typed, focus };
+        let encoder = s.spawn(move || encode_loop(schema, options, outputs, group_rx, back_tx));
+
+        let mut parser = Parser::new(schema, options);
+        let parsed = parser.parse_all(&chunk_rx, &recycle_tx, &group_tx, &back_rx);
+        drop(chunk_rx);
+        let bytes_in = reader
+            .join()
+            .map_err(|_| Error::Internal("reader panicked"))?;
+        let sent = match parsed {
+            Ok(()) => parser.finish(&group_tx),
+            Err(e) => {
+                drop(group_tx);
+                // The encoder never writes a footer without Finish. When it stopped first,
+                // its error is the cause.
+                if let (Error::Internal(_), Ok(Err(cause))) = (&e, encoder.join()) {
+                    return Err(cause);
+                }
+                return Err(e);
+            }
+        };
+        drop(group_tx);
+        let (bytes_out_typed, bytes_out_focus, row_groups) = encoder
+            .join()
+            .map_err(|_| Error::Internal("encoder panicked"))??;
+        sent.map_err(|_| Error::Internal("encoder stopped early"))?;
+        let report = parser.into_report(bytes_in, bytes_out_typed, bytes_out_focus, row_groups);
+        info!(
+            rows = report.rows,
+            bytes_in = report.bytes_in,
+            bytes_json = report.bytes_json,
+            row_groups = report.row_groups,
+            unknown = report.unknown_columns.len(),
+            "converted partition"
+        );
+        Ok(report)
+    })
+}
