@@ -613,62 +613,9 @@ async fn a_refused_invoices_missing_event_is_sent_by_the_next_firing() {
 /// pipeline's clock follows the simulated days.
 #[tokio::test]
 async fn two_months_follow_invoice_currencies_retry_no_data_and_give_up_refusals() {
-    // Simulated days lie in the past: the Service Bus stand-in delivers scheduled polls by
-    // the wall clock, so a simulated day ahead of it would hold them back.
     let start = date!(2025 - 11 - 05);
-    let clock = SandboxClock::new(start);
-    let partner = |id: &str, currency: (&str, &str)| {
-        SandboxPartner::new(id, start, currency)
-            .with_invoices_for_months(&[date!(2025 - 10 - 01), date!(2025 - 11 - 01)])
-    };
-    let (contoso, fabrikam) = (
-        partner("contoso", ("USD", "$")),
-        partner("fabrikam", ("EUR", "€")),
-    );
-    // Both are November's invoices, published on 8 December.
-    let late_data = contoso.invoices[2].id.clone();
-    let refused = fabrikam.invoices[3].id.clone();
-    assert!(late_data.starts_with("G02511") && refused.starts_with("G02511"));
-    let sandbox = SandboxConfig {
-        seed: 12,
-        clock: Some(clock.clone()),
-        today: Some(start),
-        no_data_until: vec![(late_data.clone(), date!(2025 - 12 - 10))],
-        refuse_invoices: vec![refused.clone()],
-        partners: vec![contoso, fabrikam],
-        ..fast_sandbox()
-    };
-    let partners = format!(
-        r#"{{"partners": [{}]}}"#,
-        sandbox
-            .partners
-            .iter()
-            .map(|p| format!(
-                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}}}"#,
-                p.id, p.tenant_id
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let bed = TestBed::start(sandbox, &[("PARTNERS", partners.as_str())]).await;
-    let settings = bed.settings.clone();
-    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
-    let tokens: PartnerTokens = ["contoso", "fabrikam"]
-        .into_iter()
-        .map(|p| {
-            (
-                p.parse().unwrap(),
-                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
-            )
-        })
-        .collect();
-    let mut app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
-    let pipeline_clock = ManualClock::new(OffsetDateTime::new_utc(start, time!(05:00)));
-    Arc::get_mut(&mut app)
-        .expect("not shared yet")
-        .pipeline
-        .set_clock(Arc::new(pipeline_clock.clone()));
-    let bed = bed.with_app(app.clone());
+    let (bed, app, clock, pipeline_clock, late_data, refused) =
+        two_partners_with_clock(start).await;
 
     let mut day = start;
     while day <= date!(2025 - 12 - 31) {
@@ -757,6 +704,69 @@ async fn two_months_follow_invoice_currencies_retry_no_data_and_give_up_refusals
             assert_eq!(of(invoice_id.as_str()).len(), 2, "{invoice_id}");
         }
     }
+}
+
+/// Contoso (USD) and Fabrikam (EUR) with October's and November's invoices, a bed whose
+/// pipeline reads `ManualClock`, the invoice whose data is late and the one Graph refuses.
+/// Simulated days lie in the past: the Service Bus stand-in delivers scheduled polls by the
+/// wall clock, so a simulated day ahead of it would hold them back.
+async fn two_partners_with_clock(
+    start: Date,
+) -> (TestBed, Arc<App>, SandboxClock, ManualClock, String, String) {
+    let clock = SandboxClock::new(start);
+    let partner = |id: &str, currency: (&str, &str)| {
+        SandboxPartner::new(id, start, currency)
+            .with_invoices_for_months(&[date!(2025 - 10 - 01), date!(2025 - 11 - 01)])
+    };
+    let (contoso, fabrikam) = (
+        partner("contoso", ("USD", "$")),
+        partner("fabrikam", ("EUR", "€")),
+    );
+    // Both are November's invoices, published on 8 December.
+    let late_data = contoso.invoices[2].id.clone();
+    let refused = fabrikam.invoices[3].id.clone();
+    assert!(late_data.starts_with("G02511") && refused.starts_with("G02511"));
+    let sandbox = SandboxConfig {
+        seed: 12,
+        clock: Some(clock.clone()),
+        today: Some(start),
+        no_data_until: vec![(late_data.clone(), date!(2025 - 12 - 10))],
+        refuse_invoices: vec![refused.clone()],
+        partners: vec![contoso, fabrikam],
+        ..fast_sandbox()
+    };
+    let partners = format!(
+        r#"{{"partners": [{}]}}"#,
+        sandbox
+            .partners
+            .iter()
+            .map(|p| format!(
+                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}}}"#,
+                p.id, p.tenant_id
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let bed = TestBed::start(sandbox, &[("PARTNERS", partners.as_str())]).await;
+    let settings = bed.settings.clone();
+    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
+    let tokens: PartnerTokens = ["contoso", "fabrikam"]
+        .into_iter()
+        .map(|p| {
+            (
+                p.parse().unwrap(),
+                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
+            )
+        })
+        .collect();
+    let mut app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
+    let pipeline_clock = ManualClock::new(OffsetDateTime::new_utc(start, time!(05:00)));
+    Arc::get_mut(&mut app)
+        .expect("not shared yet")
+        .pipeline
+        .set_clock(Arc::new(pipeline_clock.clone()));
+    let bed = bed.with_app(app.clone());
+    (bed, app, clock, pipeline_clock, late_data, refused)
 }
 
 async fn fire_at(bed: &TestBed, group: KindGroup, day: Date, at: time::Time) -> Vec<String> {

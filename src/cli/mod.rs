@@ -114,30 +114,7 @@ async fn run(
     .map_err(usage)?;
     let mut progress = Progress::new(mode);
 
-    let now = time::OffsetDateTime::now_utc();
-    let (scope, mut skipped) = plan::scope(args, &partner.plan, now.date());
-    let mut plan = crate::usecases::plans::plan_for(&app, &partner, &scope, now).await;
-    skipped.append(&mut plan.skipped);
-    plan.skipped = skipped;
-    if let Some(f) = plan.discovery_failure.take() {
-        let problem = diagnose::billing(&f.error, Service::PartnerCenter, version);
-        let hint = problem
-            .as_ref()
-            .map(|p| format!("\nhint: {p}"))
-            .unwrap_or_default();
-        return Err(Fatal {
-            status: if problem.is_some() {
-                ExitStatus::Usage
-            } else {
-                ExitStatus::SomeFailed
-            },
-            error: anyhow::anyhow!("cannot list invoices in Partner Center: {}{hint}", f.error),
-        });
-    }
-    let discovered = (discovery && !scope.months.is_empty()).then(|| args::MonthRange {
-        from: scope.months[0],
-        to: *scope.months.last().expect("not empty"),
-    });
+    let (plan, discovered) = plan_export(args, &app, &partner, discovery).await?;
     let prefix = &app.config.pipeline.output_prefix;
     let dest = app.pipeline.destination();
     let output = app
@@ -183,28 +160,7 @@ async fn run(
         dry_run(&plan, &mut progress);
         return Ok(ExitStatus::Completed);
     }
-    let listed: std::collections::HashSet<_> = plan
-        .running
-        .iter()
-        .chain(&plan.finished)
-        .map(|r| r.run_id.to_string())
-        .collect();
-    for s in &plan.skipped {
-        if !s.run_id.as_ref().is_some_and(|id| listed.contains(id)) {
-            progress.note(&format!("skipped {}: {}", s.what, s.reason));
-        }
-    }
-    for run in &plan.finished {
-        progress.add_run(run.clone(), Origin::Exported);
-        let manifest = run
-            .output_folder
-            .as_ref()
-            .and_then(|f| f.join(crate::pipeline::layout::RUN_MANIFEST_NAME).ok())
-            .map(|p| dest.locate(&p));
-        if let Some(v) = progress.run_mut(&run.run_id) {
-            v.manifest = manifest;
-        }
-    }
+    show_done_and_skipped(&plan, dest, &mut progress);
     if plan.requests.is_empty() && plan.running.is_empty() {
         if !plan.finished.is_empty() {
             progress.note("nothing new to export (--force exports finished work again)");
@@ -236,35 +192,113 @@ async fn run(
         .map(|r| (r.planned.request, r.outcome))
         .chain(resumed);
     for (req, outcome) in outcomes {
-        match outcome {
-            Ok(StartOutcome::Started(run)) => progress.add_run(*run, Origin::Started),
-            Ok(StartOutcome::Rejected(run)) => progress.add_run(*run, Origin::Rejected),
-            Ok(StartOutcome::Duplicate(run)) => {
-                if let Err(e) = driver.requeue(&run).await {
-                    progress.not_started(label(&req), format!("cannot resume: {e}"));
-                    continue;
-                }
-                progress.add_run(*run, Origin::Resumed)
-            }
-            Err(e) => {
-                let hint = match &e {
-                    crate::pipeline::PipelineError::Billing(b) => {
-                        diagnose::billing(b, Service::Graph, version)
-                    }
-                    _ => None,
-                };
-                let why = match hint {
-                    Some(h) => format!("{e} (hint: {h})"),
-                    None => e.to_string(),
-                };
-                progress.not_started(label(&req), why);
-            }
-        }
+        add_outcome(&driver, &mut progress, &req, outcome, version).await;
     }
     let interrupted = driver.run(&mut progress, &mut stop).await;
     progress.finish();
     summary::print(&progress, &locations, version, interrupted);
     Ok(summary::exit_status(&progress, interrupted))
+}
+
+/// Exports the plan leaves out: finished ones join the table (with their manifests), the
+/// others are named with the reason (runs under way are resumed, not listed here).
+fn show_done_and_skipped(
+    plan: &crate::planner::Plan,
+    dest: &dyn crate::pipeline::ports::storage::Destination,
+    progress: &mut Progress,
+) {
+    let listed: std::collections::HashSet<_> = plan
+        .running
+        .iter()
+        .chain(&plan.finished)
+        .map(|r| r.run_id.to_string())
+        .collect();
+    for s in &plan.skipped {
+        if !s.run_id.as_ref().is_some_and(|id| listed.contains(id)) {
+            progress.note(&format!("skipped {}: {}", s.what, s.reason));
+        }
+    }
+    for run in &plan.finished {
+        progress.add_run(run.clone(), Origin::Exported);
+        let manifest = run
+            .output_folder
+            .as_ref()
+            .and_then(|f| f.join(crate::pipeline::layout::RUN_MANIFEST_NAME).ok())
+            .map(|p| dest.locate(&p));
+        if let Some(v) = progress.run_mut(&run.run_id) {
+            v.manifest = manifest;
+        }
+    }
+}
+
+/// One start's outcome in the progress table; a run under way is handed to the driver.
+async fn add_outcome(
+    driver: &Driver,
+    progress: &mut Progress,
+    req: &crate::billing::ExportRequest,
+    outcome: Result<StartOutcome, crate::pipeline::PipelineError>,
+    version: crate::billing::GraphVersion,
+) {
+    match outcome {
+        Ok(StartOutcome::Started(run)) => progress.add_run(*run, Origin::Started),
+        Ok(StartOutcome::Rejected(run)) => progress.add_run(*run, Origin::Rejected),
+        Ok(StartOutcome::Duplicate(run)) => {
+            if let Err(e) = driver.requeue(&run).await {
+                progress.not_started(label(req), format!("cannot resume: {e}"));
+                return;
+            }
+            progress.add_run(*run, Origin::Resumed)
+        }
+        Err(e) => {
+            let hint = match &e {
+                crate::pipeline::PipelineError::Billing(b) => {
+                    diagnose::billing(b, Service::Graph, version)
+                }
+                _ => None,
+            };
+            let why = match hint {
+                Some(h) => format!("{e} (hint: {h})"),
+                None => e.to_string(),
+            };
+            progress.not_started(label(req), why);
+        }
+    }
+}
+
+/// The partner's plan as `args` select it, and the months whose invoices were discovered.
+/// A failed invoice discovery stops the command, with the fix when a user can make it.
+async fn plan_export(
+    args: &ExportArgs,
+    app: &App,
+    partner: &crate::config::PartnerConfig,
+    discovery: bool,
+) -> Result<(crate::planner::Plan, Option<args::MonthRange>), Fatal> {
+    let version = app.config.graph.version;
+    let now = time::OffsetDateTime::now_utc();
+    let (scope, mut skipped) = plan::scope(args, &partner.plan, now.date());
+    let mut plan = crate::usecases::plans::plan_for(app, partner, &scope, now).await;
+    skipped.append(&mut plan.skipped);
+    plan.skipped = skipped;
+    if let Some(f) = plan.discovery_failure.take() {
+        let problem = diagnose::billing(&f.error, Service::PartnerCenter, version);
+        let hint = problem
+            .as_ref()
+            .map(|p| format!("\nhint: {p}"))
+            .unwrap_or_default();
+        return Err(Fatal {
+            status: if problem.is_some() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::SomeFailed
+            },
+            error: anyhow::anyhow!("cannot list invoices in Partner Center: {}{hint}", f.error),
+        });
+    }
+    let discovered = (discovery && !scope.months.is_empty()).then(|| args::MonthRange {
+        from: scope.months[0],
+        to: *scope.months.last().expect("not empty"),
+    });
+    Ok((plan, discovered))
 }
 
 /// The plan, as `GET /api/plan` shows it: what would start, and what is left out and why.

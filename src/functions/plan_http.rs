@@ -3,40 +3,69 @@
 //! months, starts what the ledger lacks, and answers with the plan and what it skipped and why.
 //! Both decode the request, call the use case and render its report.
 
-use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::app::App;
-use crate::billing::{BillingMonth, ExportKind, InvalidInput, PartnerId};
+use crate::billing::{InvalidInput, PartnerId};
+use crate::contracts::plan::{
+    BackfillBody, BackfillOutcome, DiscoveryFailureNote, InvoicesMissingNote, PlanBody,
+    PlannedExport, SkippedExport, TimerPlan, TimerPlans,
+};
 use crate::pipeline::StartOutcome;
 use crate::planner::{self, KindGroup, Plan};
 use crate::usecases::backfill::{self, BackfillReport, BackfillRequest};
 use crate::usecases::plans::{known_partner, timer_plans};
 use functions_runtime::{HttpRequestData, HttpResponse};
 
-fn plan_json(plan: &Plan) -> Value {
-    let mut v = plan_json_of(plan);
-    if let Some(p) = plan.partner.listed() {
-        v["partner"] = json!(p);
+/// A plan as its contract shows it (a listed partner's names the partner).
+fn timer_plan(plan: &Plan) -> TimerPlan {
+    TimerPlan {
+        start: plan
+            .requests
+            .iter()
+            .map(|p| PlannedExport::of(&p.request, p.billing_month))
+            .collect(),
+        skipped: plan.skipped.iter().map(skipped_export).collect(),
+        notes: plan.notes.clone(),
+        invoices_missing: plan.invoices_missing.as_ref().map(|m| InvoicesMissingNote {
+            billing_month: m.month,
+            expected_by: m.expected_by,
+        }),
+        discovery_failure: plan
+            .discovery_failure
+            .as_ref()
+            .map(|f| discovery_note(f, None)),
+        partner: plan.partner.listed().cloned(),
+        billing_months: None,
     }
-    v
 }
 
-fn plan_json_of(plan: &Plan) -> Value {
-    json!({
-        "start": plan.requests.iter().map(planner::describe).collect::<Vec<_>>(),
-        "skipped": plan.skipped,
-        "notes": plan.notes,
-        "invoicesMissing": plan.invoices_missing.as_ref().map(|m| json!({
-            "billingMonth": m.month,
-            "expectedBy": m.expected_by.to_string(),
-        })),
-        "discoveryFailure": plan.discovery_failure.as_ref().map(|f| json!({
-            "billingMonth": f.month,
-            "reason": f.error.to_string(),
-            "fix": f.hint(),
-        })),
-    })
+fn skipped_export(s: &planner::Skipped) -> SkippedExport {
+    SkippedExport {
+        billing_month: s.billing_month,
+        what: s.what.clone(),
+        run_id: s.run_id.clone(),
+        reason: s.reason.clone(),
+    }
+}
+
+fn discovery_note(
+    f: &planner::DiscoveryFailure,
+    partner: Option<&PartnerId>,
+) -> DiscoveryFailureNote {
+    DiscoveryFailureNote {
+        partner: partner.cloned(),
+        billing_month: f.month.to_string(),
+        reason: f.error.to_string(),
+        fix: f.hint().to_string(),
+    }
+}
+
+fn body<T: serde::Serialize>(status: u16, value: &T) -> HttpResponse {
+    HttpResponse::json(
+        status,
+        serde_json::to_value(value).expect("contracts serialize"),
+    )
 }
 
 /// `GET /api/plan[?group=billed|unbilled]`.
@@ -71,7 +100,7 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
     };
     let today = now.date();
     let listed = app.config.has_partner_list();
-    let mut timers = serde_json::Map::new();
+    let mut timers = std::collections::BTreeMap::new();
     for group in groups {
         let plans = timer_plans(app, group, now, only.as_ref()).await;
         // The timers' names come from the function catalogue.
@@ -79,110 +108,40 @@ pub async fn plan(app: &App, req: HttpRequestData, now: OffsetDateTime) -> HttpR
             KindGroup::Billed => super::START_BILLED_EXPORTS.name,
             KindGroup::Unbilled => super::START_UNBILLED_EXPORTS.name,
         };
-        let mut per_partner = serde_json::Map::new();
+        let mut partners = std::collections::BTreeMap::new();
         for pp in plans {
-            let mut v = plan_json(&pp.plan);
-            v["billingMonths"] = json!(pp.scope.months);
+            let mut v = timer_plan(&pp.plan);
+            v.billing_months = Some(pp.scope.months.clone());
             if listed {
-                per_partner.insert(pp.plan.partner.to_string(), v);
+                partners.insert(pp.plan.partner.clone(), v);
             } else {
                 // One implicit partner: its plan is the timer's entry itself.
-                timers.insert(name.into(), v);
+                timers.insert(name.to_string(), TimerPlans::Single(Box::new(v)));
             }
         }
         if listed {
-            timers.insert(name.into(), json!({ "partners": per_partner }));
+            timers.insert(name.to_string(), TimerPlans::Partners { partners });
         }
     }
-    HttpResponse::json(200, json!({ "asOf": today.to_string(), "timers": timers }))
+    body(
+        200,
+        &PlanBody {
+            as_of: today,
+            timers,
+        },
+    )
 }
 
+/// The backfill body, read into its contract (errors name the field), as the use case's request.
 pub fn parse_backfill(body: Option<&str>) -> Result<BackfillRequest, InvalidInput> {
-    let body = body.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
-        InvalidInput::new(
-            "body",
-            "expected {\"from\": \"2025-01\", \"to\": \"2025-06\"}",
-        )
-    })?;
-    let v: Value = serde_json::from_str(body)
-        .map_err(|e| InvalidInput::new("body", format!("not JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| InvalidInput::new("body", "expected a JSON object"))?;
-    for k in obj.keys() {
-        if !["from", "to", "kinds", "partners", "dryRun"].contains(&k.as_str()) {
-            return Err(InvalidInput::new(
-                "body",
-                format!("unknown field {k:?}; expected from, to, kinds, partners, dryRun"),
-            ));
-        }
-    }
-    let month = |field: &'static str| -> Result<Option<BillingMonth>, InvalidInput> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => s
-                .parse()
-                .map(Some)
-                .map_err(|e: String| InvalidInput::new(field, e)),
-            Some(_) => Err(InvalidInput::new(
-                field,
-                "expected a string like \"2025-01\"",
-            )),
-        }
-    };
-    let from = month("from")?.ok_or_else(|| InvalidInput::new("from", "is required"))?;
-    let to = month("to")?.unwrap_or(from);
-    let kinds = match obj.get("kinds") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .map(|k| {
-                    k.as_str()
-                        .ok_or_else(|| InvalidInput::new("kinds", "expected strings"))?
-                        .parse::<ExportKind>()
-                        .map_err(|e| InvalidInput::new("kinds", e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Some(_) => {
-            return Err(InvalidInput::new(
-                "kinds",
-                "expected an array of export kinds",
-            ))
-        }
-    };
-    let partners = match obj.get("partners") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) if !items.is_empty() => Some(
-            items
-                .iter()
-                .map(|p| {
-                    p.as_str()
-                        .ok_or_else(|| InvalidInput::new("partners", "expected strings"))?
-                        .parse::<PartnerId>()
-                        .map_err(|e| InvalidInput::new("partners", e.reason))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Some(_) => {
-            return Err(InvalidInput::new(
-                "partners",
-                "expected a non-empty array of partner ids",
-            ))
-        }
-    };
-    let dry_run = match obj.get("dryRun") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(InvalidInput::new("dryRun", "expected true or false")),
-    };
+    let b = crate::contracts::plan::BackfillRequest::parse(body)?;
+    let (from, to) = b.range(backfill::MAX_BACKFILL_MONTHS)?;
     let req = BackfillRequest {
         from,
         to,
-        kinds,
-        partners,
-        dry_run,
+        kinds: b.kinds,
+        partners: b.partners,
+        dry_run: b.dry_run,
     };
     req.validate()?;
     Ok(req)
@@ -235,68 +194,59 @@ fn render_backfill(app: &App, report: &BackfillReport) -> HttpResponse {
             }
         }));
         if let Some(f) = &plan.discovery_failure {
-            failures.push(json!({
-                "partner": who,
-                "billingMonth": f.month,
-                "reason": f.error.to_string(),
-                "fix": f.hint(),
-            }));
+            failures.push(discovery_note(f, Some(who)));
         }
     }
-    let mut body = plan_json(&merged);
+    let mut plan = timer_plan(&merged);
     // The first partner's discovery failure stands for all in `discoveryFailure`.
-    if let Some(first) = failures.first() {
-        let mut f = first.clone();
-        if let Some(o) = f.as_object_mut() {
-            o.remove("partner");
-        }
-        body["discoveryFailure"] = f;
-    }
-    if listed {
-        body["partners"] = json!(report.partners);
-        body["discoveryFailures"] = json!(failures);
-    }
+    plan.discovery_failure = failures.first().map(|f| DiscoveryFailureNote {
+        partner: None,
+        ..f.clone()
+    });
     let b = &report.request;
-    body["from"] = json!(b.from);
-    body["to"] = json!(b.to);
-    body["dryRun"] = json!(b.dry_run);
+    let mut answer = BackfillBody {
+        plan,
+        from: b.from,
+        to: b.to,
+        dry_run: b.dry_run,
+        partners: listed.then(|| report.partners.clone()),
+        discovery_failures: listed.then_some(failures),
+    };
     if b.dry_run {
-        return HttpResponse::json(200, body);
+        return body(200, &answer);
     }
     let mut started = Vec::new();
     let mut failed = 0;
     for r in report.starts.iter().flat_map(|s| &s.results) {
-        let mut v = planner::describe(&r.planned);
+        let mut v = PlannedExport::of(&r.planned.request, r.planned.billing_month);
         match &r.outcome {
             Ok(outcome) => {
                 let (what, run) = match outcome {
-                    StartOutcome::Started(r) => ("started", r),
-                    StartOutcome::Duplicate(r) => ("duplicate", r),
-                    StartOutcome::Rejected(r) => ("rejected", r),
+                    StartOutcome::Started(r) => (BackfillOutcome::Started, r),
+                    StartOutcome::Duplicate(r) => (BackfillOutcome::Duplicate, r),
+                    StartOutcome::Rejected(r) => (BackfillOutcome::Rejected, r),
                 };
-                v["outcome"] = json!(what);
-                v["runId"] = json!(run.run_id);
-                v["statusUrl"] = json!(format!("/api/exports/{}", run.run_id));
-                if let Some(f) = &run.failure {
-                    v["reason"] = json!(f.message);
-                }
+                v.outcome = Some(what);
+                v.run_id = Some(run.run_id.to_string());
+                v.status_url = Some(format!("/api/exports/{}", run.run_id));
+                v.reason = run.failure.as_ref().map(|f| f.message.clone());
             }
             Err(e) => {
                 failed += 1;
-                v["outcome"] = json!("error");
-                v["reason"] = json!(e.to_string());
+                v.outcome = Some(BackfillOutcome::Error);
+                v.reason = Some(e.to_string());
             }
         }
         started.push(v);
     }
     let total = started.len();
-    body["start"] = json!(started);
+    answer.plan.start = started;
     let status = if failed > 0 && failed == total {
         503
     } else {
         202
     };
-    let mut res = HttpResponse::json(status, body);
+    let mut res = body(status, &answer);
     if status == 503 {
         res = res.header("Retry-After", "30");
     }
@@ -306,6 +256,7 @@ fn render_backfill(app: &App, report: &BackfillReport) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::billing::ExportKind;
 
     #[test]
     fn backfill_bodies_are_validated() {

@@ -140,6 +140,18 @@ impl State {
 /// Which export (data version) a request is served from. A billed invoice's data is fixed
 /// once issued. Unbilled data grows every day until the period is invoiced, so each day's
 /// request gets a new snapshot (new eTag, new rows), as Graph serves a new data version.
+/// Whether an invoice's export ends in `failedOperation`: always (`fail_invoices`) or until
+/// its data is ready (`no_data_until`).
+fn invoice_fails(cfg: &SandboxConfig, invoice_id: &str, today: Date) -> bool {
+    cfg.fail_invoices
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(invoice_id))
+        || cfg
+            .no_data_until
+            .iter()
+            .any(|(f, until)| f.eq_ignore_ascii_case(invoice_id) && today < *until)
+}
+
 /// An invoice whose data is not ready yet (`no_data_until`) is a version of its own.
 fn export_key(cfg: &SandboxConfig, req: &ExportRequest, today: Date) -> String {
     match &req.scope {
@@ -322,13 +334,7 @@ impl Export {
                     yyyymm(month),
                     yyyymm(version)
                 );
-                let fails = cfg
-                    .fail_invoices
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case(invoice_id.as_str()))
-                    || cfg.no_data_until.iter().any(|(f, until)| {
-                        f.eq_ignore_ascii_case(invoice_id.as_str()) && today < *until
-                    });
+                let fails = invoice_fails(cfg, invoice_id.as_str(), today);
                 (dir, invoice_id.to_string(), ccy, month, fails)
             }
             ExportScope::Period { period, currency } => {
