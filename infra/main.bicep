@@ -85,7 +85,8 @@ param exportInvoiceIds string = ''
 param outputFormats string = 'jsonl.gz'
 @description('FinOps hubs ingestion container in the destination account (needs parquet); empty = no hubs landing.')
 param hubsIngestionContainer string = ''
-param exportUnbilledCurrencies string = 'USD'
+@description('Currencies for unbilled exports besides those on the partner\'s invoices (learned from Partner Center); empty = the invoices\' currencies only (USD when none is known).')
+param exportUnbilledCurrencies string = ''
 param exportUnbilledPeriods string = 'current'
 @description('partner-center: list the invoices in Partner Center (needs an app registration registered there: graphClientId); off: use exportInvoiceIds only. With graphCredentialKind=managed-identity and no partners list it is always off (output effectiveInvoiceDiscovery).')
 @allowed([
