@@ -266,6 +266,23 @@ fn planning_events() {
         "event-invoices-missing-listed-partner",
         &missing(&contoso()),
     );
+    let refused = ExportRequest::billed(
+        ExportKind::BilledUsage,
+        "G026100009".parse().unwrap(),
+        AttributeSet::Full,
+    )
+    .unwrap()
+    .for_partner(contoso());
+    check(
+        "event-export-abandoned",
+        &event(notify::export_abandoned(
+            SOURCE,
+            &refused,
+            &"20261110t063000-0a1b2c3d4e5f".parse().unwrap(),
+            3,
+            "Graph refused the request (400 BadRequest): Invoice G026100009 cannot be exported.",
+        )),
+    );
 }
 
 #[test]
@@ -282,6 +299,7 @@ fn event_types_keep_their_names() {
             "PartnerBillingExport.InvoiceMismatch.v1",
             "PartnerBillingExport.InvoicesMissing.v1",
             "PartnerBillingExport.ExportsNotStarted.v1",
+            "PartnerBillingExport.ExportAbandoned.v1",
         ]
     );
     for t in EventType::ALL {
