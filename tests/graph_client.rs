@@ -562,11 +562,13 @@ async fn manifest_is_fetched_through_the_navigation_link() {
     assert_eq!(url.as_str(), format!("{root}/part-00001.json.gz?{sas}"));
 }
 
-/// One Partner Center invoice item: the fixture with its id, document type and period end set.
+/// One Partner Center invoice item: the fixture with its id, document type and billing period
+/// (the month `period_end` falls in) set.
 fn pc_invoice(id: &str, doc: &str, period_end: &str) -> Value {
     let mut item = fixture("partner-center/invoice.json");
     item["id"] = json!(id);
     item["documentType"] = json!(doc);
+    item["billingPeriodStartDate"] = json!(format!("{}-01T00:00:00Z", &period_end[..7]));
     item["billingPeriodEndDate"] = json!(period_end);
     item
 }

@@ -148,7 +148,8 @@ async fn local_run_reports_a_failed_export() {
     .await
     .unwrap();
     assert!(!summary.ok(), "a failed export must make the run fail");
-    assert_eq!(summary.runs.len(), 2);
+    // USD and EUR configured, GBP learned from the sandbox's invoices.
+    assert_eq!(summary.runs.len(), 3);
     assert_eq!(summary.failed(), 1);
     let failed = summary
         .events
