@@ -11,14 +11,13 @@ use functions_runtime::TimerInfo;
 use partner_billing_export::app::{App, PartnerTokens};
 use partner_billing_export::auth::TokenSource;
 use partner_billing_export::billing::ExportScope;
-use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::functions::{exports_http, plan_http, start_exports};
 use partner_billing_export::pipeline::RunState;
 use partner_billing_export::planner::KindGroup;
 use partner_billing_local::graph_sandbox::{
     default_invoices, SandboxClock, SandboxConfig, SandboxPartner,
 };
-use partner_billing_local::tokens::{local_token_source, partner_token_source};
+use partner_billing_local::tokens::partner_token_source;
 use test_support::clock::ManualClock;
 use test_support::{fast_sandbox, TestBed};
 use time::macros::{date, time};
@@ -43,11 +42,37 @@ fn invoices() -> Vec<partner_billing_local::graph_sandbox::SandboxInvoice> {
 }
 
 async fn fire(bed: &TestBed, group: KindGroup, day: Date) -> Vec<String> {
-    let now = OffsetDateTime::new_utc(day, time!(06:30));
-    start_exports::run(&bed.app, timer(), now, group)
-        .await
-        .unwrap_or_else(|e| panic!("{group:?} firing on {day}: {}", e.message))
-        .logs
+    fire_at(bed, group, day, time!(06:30)).await
+}
+
+/// `PARTNERS` for the sandbox's partners, each on the managed identity, with `extra` JSON
+/// members (e.g. `"currencies": ["EUR"]`) per partner when given.
+fn partners_setting(sandbox: &SandboxConfig, extra: &[&str]) -> String {
+    let entries: Vec<String> = sandbox
+        .partners
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let more = extra.get(i).map(|e| format!(", {e}")).unwrap_or_default();
+            format!(
+                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}{more}}}"#,
+                p.id, p.tenant_id
+            )
+        })
+        .collect();
+    format!(r#"{{"partners": [{}]}}"#, entries.join(", "))
+}
+
+/// Each named partner signed in as itself.
+fn partner_tokens(ids: &[&str]) -> PartnerTokens {
+    ids.iter()
+        .map(|p| {
+            (
+                p.parse().unwrap(),
+                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -233,33 +258,15 @@ async fn forty_days_for_two_partners_export_each_invoice_of_each_once() {
         8,
         "two invoices a month, two months, two partners"
     );
-    let partners = format!(
-        r#"{{"partners": [{}]}}"#,
-        sandbox
-            .partners
-            .iter()
-            .zip(["USD", "EUR"])
-            .map(|(p, c)| format!(
-                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}, "currencies": ["{c}"], "unbilledPeriods": ["current"]}}"#,
-                p.id, p.tenant_id
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let partners = partners_setting(
+        &sandbox,
+        &[
+            r#""currencies": ["USD"], "unbilledPeriods": ["current"]"#,
+            r#""currencies": ["EUR"], "unbilledPeriods": ["current"]"#,
+        ],
     );
     let bed = TestBed::start(sandbox, &[("PARTNERS", partners.as_str())]).await;
-    let settings = bed.settings.clone();
-    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
-    let tokens: PartnerTokens = ["contoso", "fabrikam"]
-        .into_iter()
-        .map(|p| {
-            (
-                p.parse().unwrap(),
-                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
-            )
-        })
-        .collect();
-    let app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
-    let bed = bed.with_app(app.clone());
+    let (bed, app) = bed.with_partner_tokens(partner_tokens(&["contoso", "fabrikam"]));
 
     let mut day = start;
     for _ in 0..42 {
@@ -735,37 +742,13 @@ async fn two_partners_with_clock(
         partners: vec![contoso, fabrikam],
         ..fast_sandbox()
     };
-    let partners = format!(
-        r#"{{"partners": [{}]}}"#,
-        sandbox
-            .partners
-            .iter()
-            .map(|p| format!(
-                r#"{{"id": "{}", "tenantId": "{}", "credential": {{"kind": "managed-identity"}}}}"#,
-                p.id, p.tenant_id
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let partners = partners_setting(&sandbox, &[]);
     let bed = TestBed::start(sandbox, &[("PARTNERS", partners.as_str())]).await;
-    let settings = bed.settings.clone();
-    let config = Config::load(&Settings::new(move |k| settings.get(k).cloned())).unwrap();
-    let tokens: PartnerTokens = ["contoso", "fabrikam"]
-        .into_iter()
-        .map(|p| {
-            (
-                p.parse().unwrap(),
-                Arc::new(partner_token_source(p)) as Arc<dyn TokenSource>,
-            )
-        })
-        .collect();
-    let mut app = App::with_partner_tokens(config, Arc::new(local_token_source()), tokens).unwrap();
     let pipeline_clock = ManualClock::new(OffsetDateTime::new_utc(start, time!(05:00)));
-    Arc::get_mut(&mut app)
-        .expect("not shared yet")
-        .pipeline
-        .set_clock(Arc::new(pipeline_clock.clone()));
-    let bed = bed.with_app(app.clone());
+    let (bed, app) = bed.with_partner_tokens_on(
+        partner_tokens(&["contoso", "fabrikam"]),
+        Some(Arc::new(pipeline_clock.clone())),
+    );
     (bed, app, clock, pipeline_clock, late_data, refused)
 }
 

@@ -30,10 +30,10 @@ pub async fn run(
             _ => String::new(),
         };
         logs.extend(lines(p).into_iter().map(|l| format!("{prefix}{l}")));
-        if let Some(why) = p.failure() {
+        if let Some(why) = &p.failure {
             failed.push(match p.start.partner.listed() {
                 Some(id) if listed => format!("partner {id}: {why}"),
-                _ => why,
+                _ => why.clone(),
             });
         }
     }
@@ -72,7 +72,7 @@ fn lines(p: &PartnerFiring) -> Vec<String> {
             Err(_) => {}
         }
     }
-    if p.failure().is_none() {
+    if p.failure.is_none() {
         let c = p.start.counts();
         out.push(format!(
             "{} started, {} already running, {} refused by Graph, {} already exported or running",

@@ -185,11 +185,10 @@ impl Ledger {
         let Some((idx, _)) = self.read_json::<RequestIndex>(&key).await? else {
             return Ok(None);
         };
-        Ok(self
-            .get(&idx.run_id)
-            .await?
-            .map(|run| (idx.earlier.with(&run), run))
-            .map(|(attempts, run)| (run, attempts)))
+        Ok(self.get(&idx.run_id).await?.map(|run| {
+            let attempts = idx.earlier.with(&run);
+            (run, attempts)
+        }))
     }
 
     /// Creates-or-updates a small document with compare-and-swap; `f` returns `None` when there

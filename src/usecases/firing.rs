@@ -17,24 +17,23 @@ pub struct PartnerFiring {
     /// What planning found worth a log line (news, notes).
     pub news: Vec<String>,
     pub start: StartReport,
+    /// Why some exports could not be started, if any could not.
+    pub failure: Option<String>,
 }
 
-impl PartnerFiring {
-    /// Why some exports could not be started, if any could not.
-    pub fn failure(&self) -> Option<String> {
-        let failures: Vec<String> = self
-            .start
-            .failures()
-            .map(|(req, e)| format!("{req}: {e}"))
-            .collect();
-        (!failures.is_empty()).then(|| {
-            format!(
-                "{} export(s) could not be started: {}",
-                failures.len(),
-                failures.join("; ")
-            )
-        })
-    }
+/// The reason line for the exports of `start` that could not be started, if any.
+fn failure_of(start: &StartReport) -> Option<String> {
+    let failures: Vec<String> = start
+        .failures()
+        .map(|(req, e)| format!("{req}: {e}"))
+        .collect();
+    (!failures.is_empty()).then(|| {
+        format!(
+            "{} export(s) could not be started: {}",
+            failures.len(),
+            failures.join("; ")
+        )
+    })
 }
 
 /// What a firing came to, partner by partner.
@@ -51,8 +50,13 @@ pub async fn fire(app: &App, group: KindGroup, now: OffsetDateTime) -> FiringRep
     let partners = futures::future::join_all(plans.into_iter().map(|p| async move {
         let news = news::announce(app, &p.plan, today).await;
         let start = start_plan(app, &p.plan, Trigger::Timer).await;
-        let firing = PartnerFiring { news, start };
-        if let Some(reason) = firing.failure() {
+        let failure = failure_of(&start);
+        let firing = PartnerFiring {
+            news,
+            start,
+            failure,
+        };
+        if let Some(reason) = &firing.failure {
             let partner = &firing.start.partner;
             tracing::error!(partner = %partner, error = %reason, "exports of this partner could not be started; the other partners went on");
             let event = notify::exports_not_started(
@@ -61,7 +65,7 @@ pub async fn fire(app: &App, group: KindGroup, now: OffsetDateTime) -> FiringRep
                 group.as_str(),
                 today,
                 firing.start.counts().failed,
-                &reason,
+                reason,
             );
             if let Err(e) = app.pipeline.announce(event).await {
                 tracing::warn!(partner = %partner, error = %e, "could not publish ExportsNotStarted");

@@ -76,10 +76,25 @@ impl TestBed {
     /// The bed's app rebuilt with each listed partner's Graph and Partner Center tokens from
     /// `partners` (the local tokens for Azure resources), as `App::from_config` wires them.
     pub fn with_partner_tokens(self, partners: PartnerTokens) -> (Self, Arc<App>) {
+        self.with_partner_tokens_on(partners, None)
+    }
+
+    /// [`TestBed::with_partner_tokens`] with the pipeline reading `clock` (when given).
+    pub fn with_partner_tokens_on(
+        self,
+        partners: PartnerTokens,
+        clock: Option<Arc<dyn partner_billing_export::pipeline::clock::Clock>>,
+    ) -> (Self, Arc<App>) {
         let lookup = self.settings.clone();
         let config = Config::load(&Settings::new(move |k| lookup.get(k).cloned())).expect("config");
-        let app = App::with_partner_tokens(config, Arc::new(local_token_source()), partners)
+        let mut app = App::with_partner_tokens(config, Arc::new(local_token_source()), partners)
             .expect("app");
+        if let Some(clock) = clock {
+            Arc::get_mut(&mut app)
+                .expect("not shared yet")
+                .pipeline
+                .set_clock(clock);
+        }
         (self.with_app(app.clone()), app)
     }
 

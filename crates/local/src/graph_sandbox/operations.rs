@@ -146,26 +146,23 @@ fn invoice_fails(cfg: &SandboxConfig, invoice_id: &str, today: Date) -> bool {
     cfg.fail_invoices
         .iter()
         .any(|f| f.eq_ignore_ascii_case(invoice_id))
-        || cfg
-            .no_data_until
-            .iter()
-            .any(|(f, until)| f.eq_ignore_ascii_case(invoice_id) && today < *until)
+        || data_not_ready(cfg, invoice_id, today)
+}
+
+/// Whether `no_data_until` still holds the invoice's data back on `today`.
+fn data_not_ready(cfg: &SandboxConfig, invoice_id: &str, today: Date) -> bool {
+    cfg.no_data_until
+        .iter()
+        .any(|(f, until)| f.eq_ignore_ascii_case(invoice_id) && today < *until)
 }
 
 /// An invoice whose data is not ready yet (`no_data_until`) is a version of its own.
 fn export_key(cfg: &SandboxConfig, req: &ExportRequest, today: Date) -> String {
     match &req.scope {
-        ExportScope::Invoice { invoice_id } => {
-            let not_ready = cfg
-                .no_data_until
-                .iter()
-                .any(|(id, until)| id.eq_ignore_ascii_case(invoice_id.as_str()) && today < *until);
-            if not_ready {
-                format!("{}@not-ready", req.key())
-            } else {
-                req.key()
-            }
+        ExportScope::Invoice { invoice_id } if data_not_ready(cfg, invoice_id.as_str(), today) => {
+            format!("{}@not-ready", req.key())
         }
+        ExportScope::Invoice { .. } => req.key(),
         ExportScope::Period { .. } => format!("{}@{today}", req.key()),
     }
 }
