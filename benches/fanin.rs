@@ -97,6 +97,7 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
             max_repairs: 3,
             formats: Default::default(),
             invoice_tolerance: Default::default(),
+            retention: partner_billing_export::pipeline::current::Retention::KeepAll,
         },
     );
     let request = ExportRequest::unbilled(

@@ -105,6 +105,12 @@ param pollDeadlineMinutes int = 1440
 param defaultRetryAfterSeconds int = 30
 param maxRetryAfterSeconds int = 3600
 param maxExportRestarts int = 3
+@description('Data versions of one export kept besides the current one (KEEP_SUPERSEDED_VERSIONS); all = keep every version.')
+param keepSupersededVersions string = '2'
+@description('Lifecycle alternative to keepSupersededVersions, on a destination account this template creates: unbilled data older than this many days is deleted by the storage account itself (0 = no rule). Daily unbilled exports rewrite the current version every day, so only superseded or no-longer-refreshed versions age out.')
+param unbilledExpiryDays int = 0
+@description('Partner ids of a PARTNERS deployment, for unbilledExpiryDays (each partner has its own folder under destinationPrefix); empty = the single-partner layout.')
+param unbilledExpiryPartnerIds array = []
 param eventSource string = '/partner-billing-export'
 
 // ---------- identities ----------
@@ -248,6 +254,10 @@ module eventTopic 'modules/eventgrid.bicep' = {
   }
 }
 
+// Lifecycle prefixes start with the container: `{container}/{prefix}[/{partner}]/unbilled-`.
+var partnerUnbilledPrefixes = [for id in unbilledExpiryPartnerIds: '${destinationContainer}/${destinationPrefix}/${id}/unbilled-']
+var unbilledExpiryPrefixes = empty(unbilledExpiryPartnerIds) ? ['${destinationContainer}/${destinationPrefix}/unbilled-'] : partnerUnbilledPrefixes
+
 // app-settings:begin (tests/deploy_layout.rs scans the names between these markers)
 var baseHandlerSettings = {
   BILLED_SCHEDULE: billedSchedule
@@ -269,6 +279,7 @@ var baseHandlerSettings = {
   DEFAULT_RETRY_AFTER_SECONDS: string(defaultRetryAfterSeconds)
   MAX_RETRY_AFTER_SECONDS: string(maxRetryAfterSeconds)
   MAX_EXPORT_RESTARTS: string(maxExportRestarts)
+  KEEP_SUPERSEDED_VERSIONS: keepSupersededVersions
   // Identity-based trigger connection and our REST sends (functionapp.bicep adds __credential
   // and, for a user-assigned identity, __clientId).
   ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
@@ -374,6 +385,8 @@ module destination 'modules/destination.bicep' = {
     containerName: destinationContainer
     hubsContainerName: hubsIngestionContainer
     principalId: functionApp.outputs.principalId
+    unbilledExpiryDays: unbilledExpiryDays
+    unbilledExpiryPrefixes: unbilledExpiryPrefixes
   }
 }
 

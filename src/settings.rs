@@ -47,6 +47,7 @@ pub const MIN_RETRY_AFTER_SECONDS: &str = "MIN_RETRY_AFTER_SECONDS";
 pub const MAX_EXPORT_RESTARTS: &str = "MAX_EXPORT_RESTARTS";
 pub const MAX_EXPORT_ATTEMPTS: &str = "MAX_EXPORT_ATTEMPTS";
 pub const NO_DATA_RETRY_HOURS: &str = "NO_DATA_RETRY_HOURS";
+pub const KEEP_SUPERSEDED_VERSIONS: &str = "KEEP_SUPERSEDED_VERSIONS";
 pub const SERVICEBUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
 pub const SERVICEBUS_ENDPOINT: &str = "SERVICEBUS_ENDPOINT";
 pub const SERVICEBUS_CONNECTION_STRING: &str = "ServiceBusConnection";
@@ -129,6 +130,8 @@ pub const SETTINGS: &[Setting] = &[
         description: "Runs of one export that may fail (Graph refused it, or it failed) before planning gives it up: the plan then skips it with the reason and one ExportAbandoned event says so. POST /api/exports and export --force still start it." },
     Setting { name: NO_DATA_RETRY_HOURS, default: Some("72"), example: "48", scope: Scope::Handler,
         description: "A billed export Graph had no data for (code 5000) is planned once more this many hours later, while its month is inside the look-back window: Graph can answer 5000 on the day an invoice appears, before its daily-rated usage is ready. 0 turns the second try off." },
+    Setting { name: KEEP_SUPERSEDED_VERSIONS, default: Some("2"), example: "all", scope: Scope::Handler,
+        description: "Data versions of one export kept besides the current one. A daily unbilled export lands a new version each day; when a run becomes current, older superseded versions beyond this many are deleted (logged, and counted in ExportCompleted's retention). `all` keeps every version, e.g. to let a storage lifecycle rule expire them instead." },
     Setting { name: SERVICEBUS_NAMESPACE, default: None, example: "contoso-billing.servicebus.windows.net", scope: Scope::Handler,
         description: "Service Bus namespace; the triggers (identity-based connection) and our scheduled sends both use it." },
     Setting { name: SERVICEBUS_ENDPOINT, default: None, example: "http://127.0.0.1:7072", scope: Scope::Handler,

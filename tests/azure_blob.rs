@@ -251,6 +251,30 @@ async fn azurite_relay_multi_block_put_bytes_and_locate() {
     assert!(!loc.contains('?'));
 }
 
+/// Retention deletes a superseded version folder: everything below it, nothing beside it
+/// (`v-1` must not take `v-10` along), and a second delete finds nothing left.
+#[tokio::test]
+async fn azurite_delete_folder_takes_the_folder_and_nothing_beside_it() {
+    let bed = Bed::start().await;
+    let dest = bed.dest(CopyStrategy::Auto, |_| {});
+    for p in [
+        "pb/x/v-1/part-1.json.gz",
+        "pb/x/v-1/_manifest.json",
+        "pb/x/v-1/parquet/part-1.parquet",
+        "pb/x/v-10/part-1.json.gz",
+        "pb/x/_current.json",
+    ] {
+        dest.put_bytes(&path(p), Bytes::from_static(b"{}"), "application/json")
+            .await
+            .unwrap();
+    }
+    assert_eq!(dest.delete_folder(&path("pb/x/v-1")).await.unwrap(), 3);
+    assert_eq!(dest.delete_folder(&path("pb/x/v-1")).await.unwrap(), 0);
+    for kept in ["pb/x/v-10/part-1.json.gz", "pb/x/_current.json"] {
+        assert_eq!(bed.fetch(kept).await.0, b"{}", "{kept} survives");
+    }
+}
+
 #[tokio::test]
 async fn azurite_ledger_create_replace_conflicts() {
     let bed = Bed::start().await;

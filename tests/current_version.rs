@@ -15,6 +15,23 @@ use test_support::{fast_sandbox, TestBed};
 use time::macros::{date, time};
 use time::OffsetDateTime;
 
+const EXPORT: &str = "partner-billing/unbilled-usage/202611/USD/full";
+
+/// The export's version folders and the partitions in each.
+fn version_folders(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&str, Vec<&String>> {
+    files
+        .keys()
+        .filter(|k| k.ends_with(".json.gz"))
+        .filter_map(|k| {
+            let rest = k.strip_prefix(EXPORT)?.strip_prefix('/')?;
+            Some((rest.split('/').next()?, k))
+        })
+        .fold(BTreeMap::new(), |mut m, (v, k)| {
+            m.entry(v).or_default().push(k);
+            m
+        })
+}
+
 fn rows_of(gz: &[u8]) -> Vec<String> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(gz)
@@ -23,8 +40,8 @@ fn rows_of(gz: &[u8]) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-/// A bed whose unbilled-usage timer fired on three days of changing data, each run drained.
-async fn three_daily_unbilled_exports() -> TestBed {
+/// A bed whose unbilled-usage timer fired on `days` days of changing data, each run drained.
+async fn daily_unbilled_exports(days: usize, extra: &[(&str, &str)]) -> TestBed {
     let first = date!(2026 - 11 - 10);
     let clock = SandboxClock::new(first);
     let bed = TestBed::start(
@@ -34,14 +51,18 @@ async fn three_daily_unbilled_exports() -> TestBed {
             ..fast_sandbox()
         },
         &[
-            ("EXPORT_UNBILLED_PERIODS", "current"),
-            ("EXPORT_UNBILLED_CURRENCIES", "USD"),
-            ("EXPORT_KINDS", "unbilledUsage"),
-        ],
+            &[
+                ("EXPORT_UNBILLED_PERIODS", "current"),
+                ("EXPORT_UNBILLED_CURRENCIES", "USD"),
+                ("EXPORT_KINDS", "unbilledUsage"),
+            ],
+            extra,
+        ]
+        .concat(),
     )
     .await;
     let mut day = first;
-    for _ in 0..3 {
+    for _ in 0..days {
         clock.set(day);
         let now = OffsetDateTime::new_utc(day, time!(06:30));
         let timer = TimerInfo {
@@ -59,21 +80,10 @@ async fn three_daily_unbilled_exports() -> TestBed {
 
 #[tokio::test]
 async fn reading_through_the_current_pointer_counts_each_row_once() {
-    let bed = three_daily_unbilled_exports().await;
+    let bed = daily_unbilled_exports(3, &[]).await;
 
     let files = bed.output_files();
-    let export = "partner-billing/unbilled-usage/202611/USD/full";
-    let versions: BTreeMap<&str, Vec<&String>> = files
-        .keys()
-        .filter(|k| k.ends_with(".json.gz"))
-        .filter_map(|k| {
-            let rest = k.strip_prefix(export)?.strip_prefix('/')?;
-            Some((rest.split('/').next()?, k))
-        })
-        .fold(BTreeMap::new(), |mut m, (v, k)| {
-            m.entry(v).or_default().push(k);
-            m
-        });
+    let versions = version_folders(&files);
     assert_eq!(
         versions.len(),
         3,
@@ -82,7 +92,7 @@ async fn reading_through_the_current_pointer_counts_each_row_once() {
 
     let pointer: CurrentPointer = serde_json::from_slice(
         files
-            .get(&format!("{export}/_current.json"))
+            .get(&format!("{EXPORT}/_current.json"))
             .expect("the export has a current pointer"),
     )
     .unwrap();
@@ -147,7 +157,7 @@ async fn reading_through_the_current_pointer_counts_each_row_once() {
 
     // The two older versions are marked as superseded; the current one is not.
     for version in versions.keys() {
-        let marker = format!("{export}/{version}/_superseded.json");
+        let marker = format!("{EXPORT}/{version}/_superseded.json");
         let current = *version == pointer.current_version;
         assert_eq!(files.contains_key(&marker), !current, "{marker}");
     }
@@ -160,5 +170,58 @@ async fn reading_through_the_current_pointer_counts_each_row_once() {
             .as_str()
             .is_some_and(|c| c.ends_with("unbilled-usage/202611/USD/full/_current.json")),
         "{last}"
+    );
+}
+
+/// Retention at one previous version: five daily versions land, two stay (the current one and
+/// the day before), and the completion events count what went.
+#[tokio::test]
+async fn retention_deletes_superseded_versions_beyond_the_setting_and_counts_them() {
+    let bed = daily_unbilled_exports(5, &[("KEEP_SUPERSEDED_VERSIONS", "1")]).await;
+
+    let files = bed.output_files();
+    let versions = version_folders(&files);
+    let pointer: CurrentPointer =
+        serde_json::from_slice(&files[&format!("{EXPORT}/_current.json")]).unwrap();
+    let runs = bed.app.pipeline.ledger().list(10).await.unwrap();
+    assert_eq!(runs.len(), 5, "five daily runs");
+    let kept: Vec<_> = runs[..2]
+        .iter()
+        .map(|r| r.output_folder.as_ref().unwrap().file_name().to_string())
+        .collect();
+    assert_eq!(
+        versions.keys().map(|v| v.to_string()).collect::<Vec<_>>(),
+        {
+            let mut k = kept.clone();
+            k.sort();
+            k
+        },
+        "the two newest versions stay"
+    );
+    assert_eq!(pointer.current_version, kept[0], "the newest is current");
+    for gone in &runs[2..] {
+        let folder = gone.output_folder.as_ref().unwrap().as_str();
+        assert!(
+            !files.keys().any(|k| k.starts_with(&format!("{folder}/"))),
+            "nothing of {folder} is left"
+        );
+    }
+
+    let deleted: Vec<(u64, u64)> = bed
+        .events_of_type("ExportCompleted")
+        .iter()
+        .filter_map(|e| {
+            let r = &e["data"]["retention"];
+            Some((r["versionsDeleted"].as_u64()?, r["filesDeleted"].as_u64()?))
+        })
+        .collect();
+    assert_eq!(
+        deleted.iter().map(|d| d.0).sum::<u64>(),
+        3,
+        "three versions deleted in all: {deleted:?}"
+    );
+    assert!(
+        deleted.iter().all(|&(_, files)| files > 1),
+        "each deleted version had its partitions and manifest: {deleted:?}"
     );
 }

@@ -4,6 +4,9 @@
 param location string
 param tags object
 param name string
+@description('Days after which unbilled data under unbilledExpiryPrefixes is deleted; 0 = no such rule.')
+param unbilledExpiryDays int = 0
+param unbilledExpiryPrefixes array = []
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   #checkov:skip=CKV_AZURE_35: Flex/Premium apps without VNet integration reach storage over public endpoints; access is Entra-only (shared keys off), use private endpoints to lock down
@@ -66,6 +69,59 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: 30
+    }
+  }
+}
+
+// Versioning keeps a deleted or overwritten blob as a previous version: without expiring those,
+// retention (KEEP_SUPERSEDED_VERSIONS) would free no space. Previous versions go after the same
+// 30 days the soft delete keeps them; the unbilled rule is the lifecycle alternative to retention.
+var expirePreviousVersions = {
+  enabled: true
+  name: 'expire-previous-versions'
+  type: 'Lifecycle'
+  definition: {
+    actions: {
+      version: {
+        delete: {
+          daysAfterCreationGreaterThan: 30
+        }
+      }
+    }
+    filters: {
+      blobTypes: [
+        'blockBlob'
+      ]
+    }
+  }
+}
+var expireUnbilled = {
+  enabled: true
+  name: 'expire-unbilled-data'
+  type: 'Lifecycle'
+  definition: {
+    actions: {
+      baseBlob: {
+        delete: {
+          daysAfterModificationGreaterThan: unbilledExpiryDays
+        }
+      }
+    }
+    filters: {
+      blobTypes: [
+        'blockBlob'
+      ]
+      prefixMatch: unbilledExpiryPrefixes
+    }
+  }
+}
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: unbilledExpiryDays > 0 ? [expirePreviousVersions, expireUnbilled] : [expirePreviousVersions]
     }
   }
 }

@@ -11,6 +11,9 @@ param containerName string
 @description('FinOps hubs ingestion container in the same account (HUBS_INGESTION_CONTAINER); empty = none.')
 param hubsContainerName string = ''
 param principalId string
+@description('Days after which unbilled data is deleted by a lifecycle rule (new accounts only); 0 = none.')
+param unbilledExpiryDays int = 0
+param unbilledExpiryPrefixes array = []
 
 // Built-in role: Storage Blob Data Contributor (read/write/delete blobs; no ACL or account rights).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
@@ -23,6 +26,8 @@ module newAccount 'destination-account.bicep' = if (createAccount) {
     location: location
     tags: tags
     name: name
+    unbilledExpiryDays: unbilledExpiryDays
+    unbilledExpiryPrefixes: unbilledExpiryPrefixes
   }
 }
 

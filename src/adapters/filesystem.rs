@@ -212,6 +212,49 @@ impl Destination for FilesystemDestination {
             .map_err(|e| dest_err("renaming into", &path, e))?;
         Ok(len)
     }
+
+    async fn delete_folder(&self, folder: &ObjectPath) -> Result<u64, StorageError> {
+        let data = self.path_of(folder);
+        let records = self.root.join(COPY_RECORDS).join(folder.as_str());
+        tokio::task::spawn_blocking(move || {
+            let deleted = remove_tree(&data)?;
+            remove_tree(&records)?;
+            Ok(deleted)
+        })
+        .await
+        .map_err(|e| StorageError::Destination(format!("deleting a folder: {e}")))?
+    }
+}
+
+/// Removes `dir` and everything below it; returns the files removed (0 when it is absent).
+fn remove_tree(dir: &Path) -> Result<u64, StorageError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(dest_err("listing", dir, e)),
+    };
+    let mut files = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| dest_err("listing", dir, e))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| dest_err("inspecting", &path, e))?;
+        if kind.is_dir() {
+            files += remove_tree(&path)?;
+        } else {
+            match std::fs::remove_file(&path) {
+                Ok(()) => files += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(dest_err("deleting", &path, e)),
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(files),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(files),
+        Err(e) => Err(dest_err("deleting", dir, e)),
+    }
 }
 
 /// Ledger documents as files under a directory.

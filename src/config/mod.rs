@@ -308,6 +308,11 @@ fn pipeline_config<F: Fn(&str) -> Option<String>>(
                     "must be a non-negative amount, e.g. 0.01",
                 )
             })?,
+        retention: st
+            .raw(s::KEEP_SUPERSEDED_VERSIONS)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| err(s::KEEP_SUPERSEDED_VERSIONS, e))?,
     })
 }
 

@@ -210,6 +210,23 @@ pub struct ExportCompleted {
     /// The first [`MAX_EVENT_BLOBS`].
     pub blobs: Vec<CompletedBlob>,
     pub blobs_truncated: bool,
+    /// Superseded versions of the export deleted by retention as this run became current;
+    /// absent when there was nothing to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionOutcome>,
+}
+
+/// What retention (`KEEP_SUPERSEDED_VERSIONS`) did to an export's older data versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionOutcome {
+    pub versions_deleted: u32,
+    pub files_deleted: u64,
+    /// Superseded versions still in storage.
+    pub versions_kept: u32,
+    /// Why some deletion failed; it is tried again at the export's next completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `data` of `ExportFailed`.

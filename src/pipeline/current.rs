@@ -65,6 +65,93 @@ pub struct SupersededMarker {
 pub struct CurrentDoc {
     #[serde(default)]
     pub pointer: Option<CurrentPointer>,
+    /// Versions of the export still in storage that are not current, oldest first: what
+    /// retention deletes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededVersion>,
+}
+
+/// A data version folder of an export that is not (or never became) its current one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededVersion {
+    pub folder: ObjectPath,
+    pub run_id: RunId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub run_created_at: OffsetDateTime,
+}
+
+impl SupersededVersion {
+    fn of(p: &CurrentPointer) -> Self {
+        Self {
+            folder: p.folder.clone(),
+            run_id: p.run_id.clone(),
+            run_created_at: p.run_created_at,
+        }
+    }
+}
+
+/// How many superseded versions of an export stay in storage (setting
+/// `KEEP_SUPERSEDED_VERSIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Nothing is deleted (a storage lifecycle rule may expire data instead).
+    KeepAll,
+    /// The current version and this many previous ones stay; older ones are deleted.
+    KeepPrevious(u32),
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(Retention::KeepAll),
+            n => n
+                .parse::<u32>()
+                .map(Retention::KeepPrevious)
+                .map_err(|_| format!("{n:?} is neither a count of versions nor `all`")),
+        }
+    }
+}
+
+impl CurrentDoc {
+    /// Records that `candidate` finished: it becomes the pointer if it is newer, and whichever
+    /// version loses (the old pointer, or the late candidate itself) joins the superseded
+    /// list. Returns whether the document changed.
+    pub fn offer(&mut self, candidate: &CurrentPointer) -> bool {
+        let before = self.clone();
+        let loser = match &self.pointer {
+            Some(held) if held.run_id == candidate.run_id => return false,
+            Some(held) if !candidate.supersedes(held) => Some(candidate.clone()),
+            _ => self.pointer.replace(candidate.clone()),
+        };
+        let current = self.pointer.as_ref().map(|p| &p.folder);
+        // A version whose eTag comes back is current again, not superseded.
+        self.superseded.retain(|v| Some(&v.folder) != current);
+        if let Some(loser) = loser.filter(|l| {
+            Some(&l.folder) != current && self.superseded.iter().all(|v| v.folder != l.folder)
+        }) {
+            self.superseded.push(SupersededVersion::of(&loser));
+            self.superseded
+                .sort_by(|a, b| (a.run_created_at, &a.run_id).cmp(&(b.run_created_at, &b.run_id)));
+        }
+        *self != before
+    }
+
+    /// The superseded versions `retention` no longer keeps, oldest first.
+    pub fn expired(&self, retention: Retention) -> Vec<SupersededVersion> {
+        let Retention::KeepPrevious(keep) = retention else {
+            return Vec::new();
+        };
+        let current = self.pointer.as_ref().map(|p| &p.folder);
+        let candidates: Vec<_> = self
+            .superseded
+            .iter()
+            .filter(|v| Some(&v.folder) != current)
+            .collect();
+        let doomed = candidates.len().saturating_sub(keep as usize);
+        candidates.into_iter().take(doomed).cloned().collect()
+    }
 }
 
 impl CurrentPointer {
@@ -153,6 +240,58 @@ mod tests {
             a.path().unwrap().as_str(),
             "p/unbilled-usage/202611/USD/full/_current.json"
         );
+    }
+
+    fn pointer(day: i64, version: &str) -> CurrentPointer {
+        let at = datetime!(2026-11-20 06:00 UTC) + time::Duration::days(day);
+        let folder = format!("p/unbilled-usage/202611/USD/full/{version}");
+        CurrentPointer::for_run(&run(at, &folder), at).unwrap()
+    }
+
+    fn folders(v: &[SupersededVersion]) -> Vec<&str> {
+        v.iter().map(|v| v.folder.file_name()).collect()
+    }
+
+    #[test]
+    fn retention_keeps_the_current_version_and_the_newest_superseded_ones() {
+        let mut doc = CurrentDoc::default();
+        for day in 0..5 {
+            assert!(doc.offer(&pointer(day, &format!("v-{day}"))));
+        }
+        assert_eq!(doc.pointer.as_ref().unwrap().current_version, "v-4");
+        assert_eq!(folders(&doc.superseded), ["v-0", "v-1", "v-2", "v-3"]);
+        assert_eq!(
+            folders(&doc.expired(Retention::KeepPrevious(2))),
+            ["v-0", "v-1"],
+            "the oldest go first"
+        );
+        assert!(doc.expired(Retention::KeepPrevious(9)).is_empty());
+        assert!(doc.expired(Retention::KeepAll).is_empty());
+        assert_eq!(doc.expired(Retention::KeepPrevious(0)).len(), 4);
+    }
+
+    #[test]
+    fn a_late_finisher_is_superseded_at_once_and_a_returning_version_is_current_again() {
+        let mut doc = CurrentDoc::default();
+        doc.offer(&pointer(2, "v-new"));
+        let late = pointer(1, "v-late");
+        assert!(doc.offer(&late), "the late version is recorded");
+        assert_eq!(doc.pointer.as_ref().unwrap().current_version, "v-new");
+        assert_eq!(folders(&doc.superseded), ["v-late"]);
+        assert!(!doc.offer(&late), "offering it again changes nothing");
+
+        // Graph's data went back to what `v-late` holds: that folder is current again and
+        // must never be deleted as superseded.
+        doc.offer(&pointer(3, "v-late"));
+        assert_eq!(folders(&doc.superseded), ["v-new"]);
+        assert_eq!(folders(&doc.expired(Retention::KeepPrevious(0))), ["v-new"]);
+    }
+
+    #[test]
+    fn retention_reads_a_count_or_all() {
+        assert_eq!("2".parse(), Ok(Retention::KeepPrevious(2)));
+        assert_eq!(" all ".parse(), Ok(Retention::KeepAll));
+        assert!("-1".parse::<Retention>().unwrap_err().contains("all"));
     }
 
     #[test]

@@ -338,28 +338,42 @@ impl Ledger {
 
     /// Offers `candidate` as the current version of its export. Returns the pointer the
     /// ledger holds afterwards (the candidate if it won, else the newer one already there)
-    /// and, when the candidate replaced an older pointer, that older one.
+    /// and, when the candidate replaced an older pointer, that older one; with the whole
+    /// document, whose superseded list retention works from.
     pub async fn advance_current(
         &self,
         candidate: &CurrentPointer,
-    ) -> Result<(CurrentPointer, Option<CurrentPointer>), LedgerError> {
+    ) -> Result<(CurrentPointer, Option<CurrentPointer>, CurrentDoc), LedgerError> {
         let key = CurrentPointer::ledger_key(&candidate.export_folder);
         let mut replaced = None;
         let doc = self
-            .upsert::<CurrentDoc>(&key, |doc| match &doc.pointer {
-                Some(held) if held.run_id == candidate.run_id || !candidate.supersedes(held) => {
-                    false
-                }
-                held => {
-                    replaced = held.clone();
-                    doc.pointer = Some(candidate.clone());
-                    true
-                }
+            .upsert::<CurrentDoc>(&key, |doc| {
+                let before = doc.pointer.clone();
+                let changed = doc.offer(candidate);
+                let won = doc.pointer.as_ref().map(|p| &p.run_id) == Some(&candidate.run_id);
+                replaced = before.filter(|b| won && b.run_id != candidate.run_id);
+                changed
             })
             .await?;
-        let held = doc.pointer.unwrap_or_else(|| candidate.clone());
+        let held = doc.pointer.clone().unwrap_or_else(|| candidate.clone());
         let replaced = replaced.filter(|_| held.run_id == candidate.run_id);
-        Ok((held, replaced))
+        Ok((held, replaced, doc))
+    }
+
+    /// Removes deleted versions from an export's superseded list.
+    pub async fn forget_superseded(
+        &self,
+        export_folder: &ObjectPath,
+        deleted: &[ObjectPath],
+    ) -> Result<(), LedgerError> {
+        let key = CurrentPointer::ledger_key(export_folder);
+        self.upsert::<CurrentDoc>(&key, |doc| {
+            let before = doc.superseded.len();
+            doc.superseded.retain(|v| !deleted.contains(&v.folder));
+            doc.superseded.len() != before
+        })
+        .await?;
+        Ok(())
     }
 
     /// The ledger's current pointer of an export folder, if any.

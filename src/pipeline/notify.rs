@@ -58,6 +58,7 @@ pub fn completed(
     folder: &str,
     manifest_location: &str,
     current_location: Option<&str>,
+    retention: Option<data::RetentionOutcome>,
 ) -> CloudEvent {
     let blobs = run
         .parts
@@ -89,6 +90,7 @@ pub fn completed(
             row_count: run.rows_copied(),
             blobs,
             blobs_truncated: run.parts.len() > MAX_EVENT_BLOBS,
+            retention,
         }),
     )
 }

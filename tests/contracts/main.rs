@@ -203,6 +203,7 @@ fn run_events() {
             "/data/out/folder",
             "/data/out/folder/_manifest.json",
             Some("/data/out/_current.json"),
+            None,
         )),
     );
     check(
@@ -213,6 +214,14 @@ fn run_events() {
             "/data/out/no-data",
             "/data/out/no-data/_manifest.json",
             None,
+            Some(
+                partner_billing_export::contracts::events::RetentionOutcome {
+                    versions_deleted: 1,
+                    files_deleted: 7,
+                    versions_kept: 2,
+                    error: None,
+                },
+            ),
         )),
     );
     check(

@@ -254,6 +254,7 @@ fn pipeline(
             max_repairs: 3,
             formats: Default::default(),
             invoice_tolerance: Default::default(),
+            retention: partner_billing_export::pipeline::current::Retention::KeepAll,
         },
     ))
 }

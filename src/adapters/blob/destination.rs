@@ -10,8 +10,9 @@ use azure_core::http::Url;
 use azure_storage_blob::models::{
     BlobClientGetPropertiesResultHeaders, BlobClientStartCopyFromUrlOptions,
     BlobClientStartCopyFromUrlResultHeaders, BlobClientUploadOptions,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockFromUrlOptions,
-    BlockBlobClientUploadBlobFromUrlOptions, BlockLookupList, CopyStatus, HttpRange,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientStageBlockFromUrlOptions, BlockBlobClientUploadBlobFromUrlOptions,
+    BlockLookupList, CopyStatus, HttpRange,
 };
 use azure_storage_blob::{BlobClient, BlockBlobClient};
 use bytes::{Bytes, BytesMut};
@@ -678,5 +679,37 @@ impl Destination for BlobDestination {
             .await
             .map_err(|e| dest_err("committing blocks of", dest, &e))?;
         Ok(len)
+    }
+
+    async fn delete_folder(&self, folder: &ObjectPath) -> Result<u64, StorageError> {
+        // The trailing slash keeps `v-a` from matching `v-ab/...`.
+        let search = format!("{folder}/");
+        let container = self.account.container_client(&self.container)?;
+        let mut pager = container
+            .list_blobs(Some(BlobContainerClientListBlobsOptions {
+                prefix: Some(search.clone()),
+                ..Default::default()
+            }))
+            .map_err(|e| dest_err("listing", folder, &e))?;
+        let mut names = Vec::new();
+        while let Some(item) = pager.next().await {
+            let item = item.map_err(|e| dest_err("listing", folder, &e))?;
+            names.extend(item.name.and_then(|n| ObjectPath::new(n).ok()));
+        }
+        let mut deleted = 0;
+        for name in names {
+            match self
+                .account
+                .blob_client(&self.container, &name)?
+                .delete(None)
+                .await
+            {
+                Ok(_) => deleted += 1,
+                // Deleted meanwhile by another finisher: the outcome wanted.
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(dest_err("deleting", &name, &e)),
+            }
+        }
+        Ok(deleted)
     }
 }

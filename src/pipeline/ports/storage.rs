@@ -162,6 +162,14 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
             "this destination cannot store files ({dest})"
         )))
     }
+
+    /// Deletes every object below `folder` (a superseded data version folder) and returns how
+    /// many it deleted. Idempotent: a folder already gone deletes nothing.
+    async fn delete_folder(&self, folder: &ObjectPath) -> Result<u64, StorageError> {
+        Err(StorageError::Destination(format!(
+            "this destination cannot delete {folder}"
+        )))
+    }
 }
 
 /// An opaque version tag for compare-and-swap.

@@ -232,14 +232,19 @@ impl Pipeline {
         self.dest
             .put_bytes(&manifest_path, bytes.into(), "application/json")
             .await?;
-        let current = self.publish_current(&run).await?;
+        let published = self.publish_current(&run).await?;
         self.check_and_land(&run).await?;
         let ev = notify::completed(
             &self.cfg.event_source,
             &run,
             &self.dest.locate(&folder),
             &self.dest.locate(&manifest_path),
-            current.as_ref().map(|c| self.dest.locate(c)).as_deref(),
+            published
+                .pointer
+                .as_ref()
+                .map(|c| self.dest.locate(c))
+                .as_deref(),
+            published.retention,
         );
         self.publish_final(&run, ev).await?;
         self.forget_manifest(&run.run_id);

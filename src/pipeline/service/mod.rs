@@ -55,6 +55,8 @@ pub struct PipelineConfig {
     pub formats: super::derived::OutputFormats,
     /// Largest difference between an invoice and its reconciliation data that still balances.
     pub invoice_tolerance: super::derived::Amount,
+    /// How many superseded data versions of an export stay in storage.
+    pub retention: super::current::Retention,
 }
 
 /// Default for [`PipelineConfig::max_copy_attempts`]; the queue's maxDeliveryCount is 10.
