@@ -400,6 +400,24 @@ async fn a_rerun_over_finished_invoices_exports_nothing_unless_forced() {
     let dry = run(c).await;
     assert!(dry.stdout.contains("already exported"), "{}", dry.stdout);
     assert!(!dry.stdout.contains("would start"), "{}", dry.stdout);
+    // Its last line is the plan as GET /api/plan shows it: nothing to start, each export
+    // skipped with its finished run.
+    let plan: partner_billing_export::contracts::plan::TimerPlan = serde_json::from_value(
+        json_lines(&dry.stdout)
+            .iter()
+            .find(|l| l["event"] == "dryRun")
+            .unwrap_or_else(|| panic!("a dryRun line: {}", dry.stdout))["plan"]
+            .clone(),
+    )
+    .unwrap();
+    assert!(plan.start.is_empty(), "{plan:?}");
+    assert_eq!(plan.skipped.len(), exported, "{plan:?}");
+    assert!(
+        plan.skipped
+            .iter()
+            .all(|s| s.reason.starts_with("already exported") && s.run_id.is_some()),
+        "{plan:?}"
+    );
     let mut c = export(&sb, &out);
     c.args(args).arg("--force");
     let forced = run(c).await;

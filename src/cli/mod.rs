@@ -324,4 +324,7 @@ fn dry_run(plan: &crate::planner::Plan, progress: &mut Progress) {
             progress.note(&format!("  {:<40} {}", s.what, s.reason));
         }
     }
+    progress.emit(CliEvent::DryRun {
+        plan: Box::new(crate::usecases::plans::timer_plan(plan)),
+    });
 }

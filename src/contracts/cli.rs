@@ -49,6 +49,10 @@ pub enum CliEvent {
         billing_month: Option<crate::billing::BillingMonth>,
         reason: String,
     },
+    /// `--dry-run`, last: the whole plan, the same document `GET /api/plan` shows for a timer.
+    DryRun {
+        plan: Box<super::plan::TimerPlan>,
+    },
     Note {
         message: String,
     },

@@ -6,60 +6,15 @@
 use time::OffsetDateTime;
 
 use crate::app::App;
-use crate::billing::{InvalidInput, PartnerId};
+use crate::billing::InvalidInput;
 use crate::contracts::plan::{
-    BackfillBody, BackfillOutcome, DiscoveryFailureNote, InvoicesMissingNote, PlanBody,
-    PlannedExport, SkippedExport, TimerPlan, TimerPlans,
+    BackfillBody, BackfillOutcome, DiscoveryFailureNote, PlanBody, PlannedExport, TimerPlans,
 };
 use crate::pipeline::StartOutcome;
-use crate::planner::{self, KindGroup, Plan};
+use crate::planner::{KindGroup, Plan};
 use crate::usecases::backfill::{self, BackfillReport, BackfillRequest};
-use crate::usecases::plans::{known_partner, timer_plans};
+use crate::usecases::plans::{discovery_note, known_partner, timer_plan, timer_plans};
 use functions_runtime::{HttpRequestData, HttpResponse};
-
-/// A plan as its contract shows it (a listed partner's names the partner).
-fn timer_plan(plan: &Plan) -> TimerPlan {
-    TimerPlan {
-        start: plan
-            .requests
-            .iter()
-            .map(|p| PlannedExport::of(&p.request, p.billing_month))
-            .collect(),
-        skipped: plan.skipped.iter().map(skipped_export).collect(),
-        notes: plan.notes.clone(),
-        invoices_missing: plan.invoices_missing.as_ref().map(|m| InvoicesMissingNote {
-            billing_month: m.month,
-            expected_by: m.expected_by,
-        }),
-        discovery_failure: plan
-            .discovery_failure
-            .as_ref()
-            .map(|f| discovery_note(f, None)),
-        partner: plan.partner.listed().cloned(),
-        billing_months: None,
-    }
-}
-
-fn skipped_export(s: &planner::Skipped) -> SkippedExport {
-    SkippedExport {
-        billing_month: s.billing_month,
-        what: s.what.clone(),
-        run_id: s.run_id.clone(),
-        reason: s.reason.clone(),
-    }
-}
-
-fn discovery_note(
-    f: &planner::DiscoveryFailure,
-    partner: Option<&PartnerId>,
-) -> DiscoveryFailureNote {
-    DiscoveryFailureNote {
-        partner: partner.cloned(),
-        billing_month: f.month.to_string(),
-        reason: f.error.to_string(),
-        fix: f.hint().to_string(),
-    }
-}
 
 fn body<T: serde::Serialize>(status: u16, value: &T) -> HttpResponse {
     HttpResponse::json(

@@ -6,6 +6,9 @@ use time::OffsetDateTime;
 use crate::app::App;
 use crate::billing::PartnerId;
 use crate::config::PartnerConfig;
+use crate::contracts::plan::{
+    DiscoveryFailureNote, InvoicesMissingNote, PlannedExport, SkippedExport, TimerPlan,
+};
 use crate::planner::{self, KindGroup, Plan, PlanScope};
 
 /// One partner's plan and the scope it was planned for.
@@ -69,4 +72,49 @@ pub fn known_partner(app: &App, id: &str) -> Result<PartnerId, crate::billing::I
             names.join(", ")
         ),
     ))
+}
+
+/// A plan as its contract shows it (a listed partner's names the partner): `GET /api/plan`,
+/// the backfill answer and `export --dry-run` alike.
+pub fn timer_plan(plan: &Plan) -> TimerPlan {
+    TimerPlan {
+        start: plan
+            .requests
+            .iter()
+            .map(|p| PlannedExport::of(&p.request, p.billing_month))
+            .collect(),
+        skipped: plan.skipped.iter().map(skipped_export).collect(),
+        notes: plan.notes.clone(),
+        invoices_missing: plan.invoices_missing.as_ref().map(|m| InvoicesMissingNote {
+            billing_month: m.month,
+            expected_by: m.expected_by,
+        }),
+        discovery_failure: plan
+            .discovery_failure
+            .as_ref()
+            .map(|f| discovery_note(f, None)),
+        partner: plan.partner.listed().cloned(),
+        billing_months: None,
+    }
+}
+
+fn skipped_export(s: &planner::Skipped) -> SkippedExport {
+    SkippedExport {
+        billing_month: s.billing_month,
+        what: s.what.clone(),
+        run_id: s.run_id.clone(),
+        reason: s.reason.clone(),
+    }
+}
+
+pub fn discovery_note(
+    f: &planner::DiscoveryFailure,
+    partner: Option<&PartnerId>,
+) -> DiscoveryFailureNote {
+    DiscoveryFailureNote {
+        partner: partner.cloned(),
+        billing_month: f.month.to_string(),
+        reason: f.error.to_string(),
+        fix: f.hint().to_string(),
+    }
 }

@@ -100,6 +100,25 @@ fn cli_json_lines() {
             0.4,
         ),
         line(
+            CliEvent::DryRun {
+                plan: Box::new(partner_billing_export::contracts::plan::TimerPlan {
+                    start: vec![],
+                    skipped: vec![partner_billing_export::contracts::plan::SkippedExport {
+                        billing_month: Some("2026-10".parse().unwrap()),
+                        what: "billedUsage G026100001 (full)".into(),
+                        run_id: Some(run_id.to_string()),
+                        reason: "already exported".into(),
+                    }],
+                    notes: vec![],
+                    invoices_missing: None,
+                    discovery_failure: None,
+                    partner: None,
+                    billing_months: None,
+                }),
+            },
+            0.4,
+        ),
+        line(
             CliEvent::Note {
                 message: "1 invoice of 2026-10 listed in Partner Center".into(),
             },
