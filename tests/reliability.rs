@@ -8,8 +8,10 @@ use std::time::Duration;
 use partner_billing_export::app::App;
 use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
 use partner_billing_export::config::{Config, Settings};
+use partner_billing_export::pipeline::run::{FollowUp, FollowUpState};
 use partner_billing_export::pipeline::{
     CopyJob, FailureCode, Handled, PipelineError, RunRecord, RunState, Trigger,
+    MAX_FOLLOW_UP_ATTEMPTS,
 };
 use partner_billing_local::graph_sandbox::SandboxConfig;
 use partner_billing_local::tokens::local_token_source;
@@ -244,4 +246,104 @@ async fn a_run_that_never_moves_fails_as_stalled() {
     let run = only_run(&bed).await;
     assert_eq!(run.failure.unwrap().code, FailureCode::Stalled);
     assert_eq!(bed.events_of_type("ExportFailed").len(), 1);
+}
+
+/// A bed whose single unbilled run completed while the FinOps hubs container could not be
+/// written (a file stands where its folder should be).
+async fn completed_with_hubs_blocked() -> TestBed {
+    let bed = TestBed::start(
+        fast_sandbox(),
+        &[
+            ("OUTPUT_FORMATS", "jsonl.gz,parquet"),
+            ("HUBS_INGESTION_CONTAINER", "ingestion"),
+        ],
+    )
+    .await;
+    std::fs::write(bed.dir.path().join("ingestion"), b"not a folder").unwrap();
+    bed.start_new(usd(), Trigger::Http).await;
+    bed.drain(DRAIN).await;
+    bed
+}
+
+fn follow_up_of(run: &RunRecord) -> FollowUp {
+    run.follow_up
+        .clone()
+        .expect("a completed run with Parquet has a follow-up")
+}
+
+/// The hubs landing fails for good: the run is completed with one `ExportCompleted` at once,
+/// and the landing is retried a bounded number of times, then given up, never repeating the
+/// completion.
+#[tokio::test]
+async fn a_hubs_landing_that_keeps_failing_never_holds_up_or_repeats_the_completion() {
+    let bed = completed_with_hubs_blocked().await;
+    let run = only_run(&bed).await;
+    assert_eq!(run.state, RunState::Completed);
+    assert!(run.final_event_sent);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+    let f = follow_up_of(&run);
+    assert_eq!((f.state, f.attempts), (FollowUpState::Pending, 1), "{f:?}");
+    assert!(f.error.is_some());
+
+    let mut t = OffsetDateTime::now_utc();
+    let mut retried = 0;
+    for _ in 0..10 {
+        t += Duration::from_secs(3 * 3600);
+        retried += bed
+            .app
+            .pipeline
+            .watchdog_at(t)
+            .await
+            .unwrap()
+            .follow_ups_retried;
+    }
+    let f = follow_up_of(&only_run(&bed).await);
+    assert_eq!(f.state, FollowUpState::GaveUp, "{f:?}");
+    assert_eq!(f.attempts, MAX_FOLLOW_UP_ATTEMPTS);
+    assert_eq!(
+        retried as u32,
+        MAX_FOLLOW_UP_ATTEMPTS - 1,
+        "one retry per due pass"
+    );
+    assert_eq!(
+        bed.events_of_type("ExportCompleted").len(),
+        1,
+        "the completion is never repeated"
+    );
+    let status = partner_billing_export::pipeline::status::view(
+        &only_run(&bed).await,
+        bed.app.pipeline.destination(),
+    );
+    assert_eq!(
+        status.result.and_then(|r| r.follow_up).map(|f| f.state),
+        Some(FollowUpState::GaveUp),
+        "the status API shows the outcome"
+    );
+}
+
+/// The hubs container comes back: the next due watchdog pass lands the files, once.
+#[tokio::test]
+async fn a_hubs_landing_that_failed_once_lands_on_the_next_due_pass() {
+    let bed = completed_with_hubs_blocked().await;
+    std::fs::remove_file(bed.dir.path().join("ingestion")).unwrap();
+    let early = bed
+        .app
+        .pipeline
+        .watchdog_at(OffsetDateTime::now_utc() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(early.follow_ups_retried, 0, "not due before its backoff");
+    let due = bed.app.pipeline.watchdog_at(later()).await.unwrap();
+    assert_eq!(due.follow_ups_retried, 1, "{due:?}");
+    let f = follow_up_of(&only_run(&bed).await);
+    assert_eq!((f.state, f.attempts), (FollowUpState::Done, 2), "{f:?}");
+    let manifests = bed
+        .output_files()
+        .into_keys()
+        .filter(|k| k.starts_with("ingestion/") && k.ends_with("/manifest.json"))
+        .count();
+    assert_eq!(manifests, 1, "the hubs files landed with their manifest");
+    let again = bed.app.pipeline.watchdog_at(later()).await.unwrap();
+    assert_eq!(again.follow_ups_retried, 0);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
 }

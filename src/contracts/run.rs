@@ -194,3 +194,30 @@ pub enum CopyMethod {
     /// An identical copy was already there.
     Skipped,
 }
+
+/// The steps after a completed run's data landed and its `ExportCompleted` went out: the
+/// invoice check and the FinOps hubs landing. Kept in the run record and shown by the status
+/// API; their outcome never holds up or repeats the completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowUp {
+    pub state: FollowUpState,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+    /// When the watchdog may try again (while `pending`; also a lease on the attempt under
+    /// way, so a crashed attempt is retried and a live one is not doubled).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FollowUpState {
+    Pending,
+    Done,
+    /// Bounded attempts all failed; nothing retries it (a new run of the export does).
+    GaveUp,
+}

@@ -68,6 +68,9 @@ pub struct RunResult {
     pub files: Vec<RunFile>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
+    /// The invoice check and FinOps hubs landing after completion, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<super::run::FollowUp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

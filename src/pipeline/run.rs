@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::billing::{ExportRequest, ManifestSummary};
-pub use crate::contracts::run::{FailureCode, RunId, RunState, Trigger};
+pub use crate::contracts::run::{FailureCode, FollowUp, FollowUpState, RunId, RunState, Trigger};
 use crate::pipeline::ports::storage::{CopyMethod, ObjectPath};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +109,9 @@ pub struct RunRecord {
     /// without data lands when Graph gives no `rootDirectory` to learn it from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_month: Option<String>,
+    /// The invoice check and hubs landing after completion, when the deployment has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUp>,
 }
 
 impl RunRecord {
@@ -141,6 +144,7 @@ impl RunRecord {
             started_event_sent: false,
             finish_claimed_at: None,
             final_event_sent: false,
+            follow_up: None,
             finished_at: None,
             submit_lease_at: None,
             repairs: 0,

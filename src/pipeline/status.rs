@@ -34,6 +34,7 @@ pub fn view(run: &RunRecord, dest: &dyn Destination) -> RunView {
             })
             .collect(),
         completed_at: run.finished_at,
+        follow_up: run.follow_up.clone(),
     });
     let failure = (run.state == RunState::Failed).then(|| RunFailure {
         code: run.failure.as_ref().map(|f| f.code.clone()),

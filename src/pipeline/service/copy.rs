@@ -233,7 +233,6 @@ impl Pipeline {
             .put_bytes(&manifest_path, bytes.into(), "application/json")
             .await?;
         let published = self.publish_current(&run).await?;
-        self.check_and_land(&run).await?;
         let ev = notify::completed(
             &self.cfg.event_source,
             &run,
@@ -246,9 +245,16 @@ impl Pipeline {
                 .as_deref(),
             published.retention,
         );
-        self.publish_final(&run, ev).await?;
+        // The data is landed: the completion goes out now, and the invoice check and hubs
+        // landing follow as their own step (`follow_up`), never holding it up.
+        let t = self.now();
+        let follow_up = self.first_follow_up(&run, t);
+        let claimed = self.publish_final_with(&run, ev, follow_up).await?;
         self.forget_manifest(&run.run_id);
         tracing::info!(run_id = %run.run_id, blobs = run.parts.len(), bytes = run.bytes_copied(), rows = ?run.rows_copied(), "export run completed");
+        if claimed {
+            self.follow_up(&run, t).await;
+        }
         Ok(())
     }
 
@@ -257,14 +263,31 @@ impl Pipeline {
         run: &RunRecord,
         ev: CloudEvent,
     ) -> Result<(), PipelineError> {
+        self.publish_final_with(run, ev, None).await.map(|_| ())
+    }
+
+    /// Publishes the final event and records it sent, with the run's follow-up when it has
+    /// one. True when this call recorded the follow-up (so it runs the first attempt).
+    async fn publish_final_with(
+        &self,
+        run: &RunRecord,
+        ev: CloudEvent,
+        follow_up: Option<super::super::run::FollowUp>,
+    ) -> Result<bool, PipelineError> {
         let ev = self.with_partner_tenant(run, ev);
         self.events.publish(&[ev]).await?;
-        self.ledger
+        let updated = self
+            .ledger
             .update(&run.run_id, |r| {
-                (!r.final_event_sent).then(|| r.final_event_sent = true)
+                if r.final_event_sent {
+                    return None;
+                }
+                r.final_event_sent = true;
+                r.follow_up = follow_up.clone();
+                Some(follow_up.is_some())
             })
             .await?;
-        Ok(())
+        Ok(updated.is_some_and(|(_, claimed)| claimed))
     }
 
     /// Moves a run to `Failed` (once) and announces it. Returns the failed record if this call did it.

@@ -6,10 +6,12 @@ mod convert;
 mod copy;
 mod current;
 mod finops;
+mod follow_up;
 mod poll;
 mod start;
 mod watchdog;
 
+pub use follow_up::MAX_FOLLOW_UP_ATTEMPTS;
 pub use watchdog::WatchdogReport;
 
 use std::sync::Arc;

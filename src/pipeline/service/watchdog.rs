@@ -14,6 +14,7 @@ use super::super::fanin::apply_results;
 use super::super::messages::PollJob;
 use super::super::notify;
 use super::super::run::{FailureCode, RunRecord, RunState};
+use super::follow_up::is_due;
 use super::{humanize, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
 /// What one watchdog pass did.
@@ -26,6 +27,8 @@ pub struct WatchdogReport {
     pub copies_resent: usize,
     pub failed: usize,
     pub final_events_resent: usize,
+    /// Invoice checks / hubs landings of completed runs tried again (`follow_up`).
+    pub follow_ups_retried: usize,
     /// Runs the pass could not handle this time (logged); the next pass tries again.
     pub errors: usize,
 }
@@ -35,6 +38,8 @@ pub struct WatchdogReport {
 enum Verdict {
     Fine,
     ResendFinalEvent,
+    /// The invoice check or hubs landing after completion is due again.
+    FollowUp,
     Fail(StallKind),
     Resume,
 }
@@ -73,6 +78,8 @@ impl Pipeline {
                 .is_none_or(|c| t - c > FINISH_CLAIM_TTL);
             return if !run.final_event_sent && claim_dead {
                 Verdict::ResendFinalEvent
+            } else if run.final_event_sent && run.follow_up.as_ref().is_some_and(|f| is_due(f, t)) {
+                Verdict::FollowUp
             } else {
                 Verdict::Fine
             };
@@ -181,6 +188,12 @@ impl Pipeline {
                 Ok(())
             }
             Verdict::Resume => self.resume(run, t, report).await,
+            Verdict::FollowUp => {
+                if self.retry_follow_up(&run, t).await?.is_some() {
+                    report.follow_ups_retried += 1;
+                }
+                Ok(())
+            }
         }
     }
 
