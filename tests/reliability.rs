@@ -178,22 +178,28 @@ async fn a_restart_during_an_outage_is_rescheduled() {
     let bed = TestBed::start(cfg, &[]).await;
     bed.start_new(usd(), Trigger::Http).await;
     let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
-    let poll = bed.next(Duration::from_secs(10)).await.expect("first poll");
-    let body: serde_json::Value = serde_json::from_slice(&poll.body).unwrap();
-    let job = partner_billing_export::pipeline::PollJob::try_from(&body).unwrap();
-    let handled = down.pipeline.handle_poll(&job).await.unwrap();
-    assert!(matches!(handled, Handled::Rescheduled), "{handled:?}");
-    bed.sb.complete(&poll);
-    let run = only_run(&bed).await;
-    assert_eq!(run.state, RunState::Polling);
-    assert_eq!(run.polls, job.seq + 1, "the next poll is scheduled");
+    // More refused restarts than MAX_EXPORT_RESTARTS (3): an outage is not a restart.
+    for refused in 1..=5u32 {
+        let poll = bed.next(Duration::from_secs(10)).await.expect("a poll");
+        let body: serde_json::Value = serde_json::from_slice(&poll.body).unwrap();
+        let job = partner_billing_export::pipeline::PollJob::try_from(&body).unwrap();
+        let handled = down.pipeline.handle_poll(&job).await.unwrap();
+        assert!(matches!(handled, Handled::Rescheduled), "{handled:?}");
+        bed.sb.complete(&poll);
+        let run = only_run(&bed).await;
+        assert_eq!(
+            run.state,
+            RunState::Polling,
+            "after {refused} refused restarts"
+        );
+        assert_eq!(run.polls, job.seq + 1, "the next poll is scheduled");
+        assert_eq!(run.restarts, 0, "no export was restarted");
+    }
     // Graph is back: the next poll restarts the export and the run completes.
     bed.drain(DRAIN).await;
     let run = only_run(&bed).await;
     assert_eq!(run.state, RunState::Completed);
-    // Restart attempts are counted before Graph is asked: the one the outage refused, then
-    // the one that started the export again.
-    assert_eq!(run.restarts, 2);
+    assert_eq!(run.restarts, 1, "the one restart that started an export");
     assert_eq!(
         bed.sandbox.stats().exports_started,
         2,

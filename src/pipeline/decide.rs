@@ -21,6 +21,25 @@ pub struct PollPolicy {
     pub max_restarts: u32,
 }
 
+impl PollPolicy {
+    /// When to poll `run` next after Graph asked to wait `wait` (its `Retry-After`; the default
+    /// when it sent none): between the floor and the cap, and never more than a moment past
+    /// the run's deadline, whose poll then fails it. Every reschedule of a poll goes through
+    /// this, so none can push a run past its bound.
+    pub fn next_poll(
+        &self,
+        run: &RunRecord,
+        wait: Option<Duration>,
+        now: OffsetDateTime,
+    ) -> OffsetDateTime {
+        let d = wait
+            .unwrap_or(self.default_retry_after)
+            .max(self.min_retry_after)
+            .min(self.max_retry_after.max(self.min_retry_after));
+        (now + d).min(run.poll_deadline + Duration::from_secs(1))
+    }
+}
+
 /// What to do with a poll message before calling Graph.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BeforePoll {
@@ -84,17 +103,10 @@ pub fn after_poll(
     now: OffsetDateTime,
     policy: &PollPolicy,
 ) -> AfterPoll {
-    let later = |d: Duration| {
-        let d = d
-            .max(policy.min_retry_after)
-            .min(policy.max_retry_after.max(policy.min_retry_after));
-        let at = now + d;
-        // Never schedule past the deadline by more than one poll: the next poll then fails it.
-        at.min(run.poll_deadline + Duration::from_secs(1))
-    };
+    let later = |wait: Option<Duration>| policy.next_poll(run, wait, now);
     match answer {
         Err(e) if e.is_transient() => AfterPoll::RetryLater {
-            at: later(e.retry_after().unwrap_or(policy.default_retry_after)),
+            at: later(e.retry_after()),
             reason: e.to_string(),
         },
         // An inline manifest we refuse (hostile field, foreign storage host) fails like a
@@ -117,7 +129,7 @@ pub fn after_poll(
         },
         Ok(PollOutcome::Operation(op)) => match op.state {
             OperationState::Running { status } => AfterPoll::Reschedule {
-                at: later(op.retry_after.unwrap_or(policy.default_retry_after)),
+                at: later(op.retry_after),
                 status,
             },
             OperationState::Succeeded { manifest } => AfterPoll::Succeeded(manifest),
@@ -411,6 +423,29 @@ mod tests {
             after_poll(&r, Ok(zero), NOW, &policy()),
             AfterPoll::Reschedule { at, .. } if at == NOW + Duration::from_secs(5)
         ));
+    }
+
+    /// Every reschedule (polls, starts and restarts alike) is clamped to the cap and to the
+    /// run's deadline: a day-long `Retry-After` cannot carry a run past its bound.
+    #[test]
+    fn every_reschedule_stays_within_the_cap_and_the_deadline() {
+        let r = run(RunState::Polling, 0);
+        let p = PollPolicy {
+            max_retry_after: Duration::from_secs(3600),
+            ..policy()
+        };
+        let day = Some(Duration::from_secs(24 * 3600));
+        assert_eq!(p.next_poll(&r, day, NOW), NOW + Duration::from_secs(3600));
+        let near_deadline = r.poll_deadline - Duration::from_secs(60);
+        assert_eq!(
+            p.next_poll(&r, day, near_deadline),
+            r.poll_deadline + Duration::from_secs(1)
+        );
+        assert_eq!(
+            p.next_poll(&r, None, NOW),
+            NOW + p.default_retry_after,
+            "no Retry-After: the default"
+        );
     }
 
     /// A long `Retry-After` from a throttled Graph becomes the scheduled time of the next poll,

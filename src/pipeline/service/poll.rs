@@ -162,11 +162,16 @@ impl Pipeline {
             // Graph is down while the operation is gone: keep the poll chain alive and try the
             // restart again later, instead of failing the delivery (and burning its retries).
             Err(e) if e.is_transient() => {
-                let at = self.now() + e.retry_after().unwrap_or(self.cfg.poll.default_retry_after);
+                let at = self.cfg.poll.next_poll(&run, e.retry_after(), self.now());
                 tracing::warn!(run_id = %id, error = %e, next_poll_at = %at, "could not restart the expired export; trying again later");
-                // No export was started: the next try may go ahead.
+                // No export was started: the next try may go ahead, and the restart budget
+                // counts exports restarted, not outages.
                 self.ledger
-                    .update(id, |r| r.submit_lease_at.take().map(|_| ()))
+                    .update(id, |r| {
+                        r.submit_lease_at.take().map(|_| {
+                            r.restarts = r.restarts.saturating_sub(1);
+                        })
+                    })
                     .await?;
                 self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
                     .await?;
@@ -183,10 +188,10 @@ impl Pipeline {
                 return Ok(Handled::Failed);
             }
         };
-        let at = self.now()
-            + started
-                .retry_after
-                .unwrap_or(self.cfg.poll.default_retry_after);
+        let at = self
+            .cfg
+            .poll
+            .next_poll(&run, started.retry_after, self.now());
         self.send_poll(&PollJob::new(id.clone(), seq + 1), at)
             .await?;
         let op = started.operation_url.to_string();

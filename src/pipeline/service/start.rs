@@ -89,10 +89,10 @@ impl Pipeline {
             .await
         {
             Ok(started) => {
-                let at = self.now()
-                    + started
-                        .retry_after
-                        .unwrap_or(self.cfg.poll.default_retry_after);
+                let at = self
+                    .cfg
+                    .poll
+                    .next_poll(&run, started.retry_after, self.now());
                 let op = started.operation_url.to_string();
                 let updated = self
                     .ledger
