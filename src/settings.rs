@@ -95,7 +95,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: MAX_REPAIRS, default: Some("3"), example: "5", scope: Scope::Handler,
         description: "Consecutive watchdog resumptions without progress before a run fails as stalled (with ExportFailed)." },
     Setting { name: MAX_COPY_ATTEMPTS, default: Some("5"), example: "8", scope: Scope::Handler,
-        description: "Deliveries of one partition's copy before its run fails (copyFailed); keep it below the queue's maxDeliveryCount (10) so the run fails with an event instead of a silent dead letter." },
+        description: "Attempts of one partition's copy before its run fails (copyFailed). A failed attempt sends the copy again after a backoff (10 s, 30 s, 90 s, 270 s) rather than an immediate redelivery; redeliveries after a crash count too. Keep it below the queue's maxDeliveryCount (10) so the run fails with an event instead of a silent dead letter." },
     Setting { name: GRAPH_BASE_URL, default: Some("https://graph.microsoft.com"), example: "https://graph.microsoft.com", scope: Scope::Handler,
         description: "Microsoft Graph root, without version. Its host is the only one a Graph token is sent to." },
     Setting { name: GRAPH_API_VERSION, default: Some("v1.0"), example: "beta", scope: Scope::Handler,

@@ -122,10 +122,18 @@ async fn a_copy_that_keeps_failing_fails_its_run_with_an_event() {
         .path()
         .join(run.parts[job.part as usize].dest.as_str());
     std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+    // Each failure sends the copy again after a backoff (a scheduled message with its own
+    // id), instead of an immediate redelivery that would spend the attempts in seconds.
+    let mut job = job;
     for attempt in 1..3 {
-        assert!(bed.app.pipeline.handle_copy(&job, attempt).await.is_err());
+        let scheduled = bed.sb.stats().scheduled;
+        let handled = bed.app.pipeline.handle_copy(&job, 1).await.unwrap();
+        assert!(matches!(handled, Handled::Rescheduled), "{handled:?}");
+        assert_eq!(bed.sb.stats().scheduled, scheduled + 1, "attempt {attempt}");
+        assert_eq!(only_run(&bed).await.state, RunState::Copying);
+        job = job.retry();
     }
-    let last = bed.app.pipeline.handle_copy(&job, 3).await.unwrap();
+    let last = bed.app.pipeline.handle_copy(&job, 1).await.unwrap();
     assert!(matches!(last, Handled::Failed), "{last:?}");
     let run = only_run(&bed).await;
     assert_eq!(run.state, RunState::Failed);

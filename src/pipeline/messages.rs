@@ -47,6 +47,13 @@ pub struct CopyJob {
     pub v: u8,
     pub run_id: RunId,
     pub part: u32,
+    /// Failed attempts before this one, each followed by a backoff (absent: the first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl CopyJob {
@@ -55,10 +62,21 @@ impl CopyJob {
             v: MESSAGE_VERSION,
             run_id,
             part,
+            attempt: 0,
+        }
+    }
+    /// The same copy, once more after a failure.
+    pub fn retry(&self) -> Self {
+        Self {
+            attempt: self.attempt + 1,
+            ..self.clone()
         }
     }
     pub fn message_id(&self) -> String {
-        format!("{}-part-{}", self.run_id, self.part)
+        match self.attempt {
+            0 => format!("{}-part-{}", self.run_id, self.part),
+            n => format!("{}-part-{}-a{n}", self.run_id, self.part),
+        }
     }
     /// A resend by the watchdog (see [`PollJob::repair_message_id`]).
     pub fn repair_message_id(&self, repair: u32) -> String {

@@ -2,10 +2,11 @@
 
 use super::super::fanin::{apply_results, PartResult, Shards};
 use super::super::layout;
-use super::super::messages::CopyJob;
+use super::super::messages::{CopyJob, PARTITIONS_QUEUE};
 use super::super::notify;
 use super::super::run::{Failure, FailureCode, PartRecord, RunId, RunRecord, RunState};
 use crate::pipeline::ports::events::CloudEvent;
+use crate::pipeline::ports::queue::OutgoingMessage;
 use crate::pipeline::ports::storage::{CopyMethod, CopyOutcome, SourceIdentity};
 
 use super::{Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
@@ -48,18 +49,11 @@ impl Pipeline {
         let outcome = match copied {
             Ok(Some(outcome)) => outcome,
             Ok(None) => return Ok(Handled::Failed),
-            // Bounded: a partition that keeps failing fails its run (with ExportFailed) before
-            // Service Bus would dead-letter the message and leave the run `Copying` forever.
-            Err(e) if delivery_count >= self.cfg.max_copy_attempts => {
-                let msg = format!(
-                    "partition {} could not be copied in {delivery_count} attempts: {e}",
-                    part.name
-                );
-                self.fail_run(&run.run_id, FailureCode::CopyFailed, &msg)
-                    .await?;
-                return Ok(Handled::Failed);
+            Err(e) => {
+                return self
+                    .retry_or_fail(&run, job, delivery_count, "copied", e)
+                    .await
             }
-            Err(e) => return Err(e),
         };
         tracing::info!(run_id = %run.run_id, part = part.index, bytes = outcome.bytes, rows = ?outcome.rows, method = ?outcome.method, "partition copied");
         let skipped = outcome.method == CopyMethod::Skipped;
@@ -69,16 +63,11 @@ impl Pipeline {
             // is retried (the copy itself is then skipped) and, past the attempts, fails the run.
             match self.convert_part(&run, &part).await {
                 Ok(c) => result.converted = Some(c),
-                Err(e) if delivery_count >= self.cfg.max_copy_attempts => {
-                    let msg = format!(
-                        "partition {} could not be converted in {delivery_count} attempts: {e}",
-                        part.name
-                    );
-                    self.fail_run(&run.run_id, FailureCode::CopyFailed, &msg)
-                        .await?;
-                    return Ok(Handled::Failed);
+                Err(e) => {
+                    return self
+                        .retry_or_fail(&run, job, delivery_count, "converted", e)
+                        .await
                 }
-                Err(e) => return Err(e),
             }
         }
         let shard_full = self.ledger.record_part(&run, part.index, &result).await?;
@@ -94,6 +83,39 @@ impl Pipeline {
                 part: part.index,
                 skipped,
             }),
+        }
+    }
+
+    /// A copy (or its conversion) failed. Bounded: past `max_copy_attempts` the run fails
+    /// with `ExportFailed` before Service Bus would dead-letter the message and leave the run
+    /// `Copying`. Before that, the copy is sent again after a backoff instead of redelivered
+    /// at once, so a token blip or a storage 5xx lasting seconds spends one attempt, not all.
+    async fn retry_or_fail(
+        &self,
+        run: &RunRecord,
+        job: &CopyJob,
+        delivery_count: u32,
+        what: &str,
+        e: PipelineError,
+    ) -> Result<Handled, PipelineError> {
+        // Redeliveries (a crash, a lost lock) count as attempts too.
+        let attempts = job.attempt + delivery_count.max(1);
+        if attempts >= self.cfg.max_copy_attempts {
+            let name = run.parts.get(job.part as usize).map_or("?", |p| &p.name);
+            let msg = format!("partition {name} could not be {what} in {attempts} attempts: {e}");
+            self.fail_run(&run.run_id, FailureCode::CopyFailed, &msg)
+                .await?;
+            return Ok(Handled::Failed);
+        }
+        let retry = job.retry();
+        let at = self.now() + copy_backoff(job.attempt);
+        tracing::warn!(run_id = %run.run_id, part = job.part, attempt = attempts, error = %e, retry_at = %at, "partition not {what}; trying again after a backoff");
+        let msg = OutgoingMessage::json(&retry, retry.message_id(), Some(at))
+            .map_err(|e| PipelineError::Source(e.to_string()))?;
+        match self.queue.send(PARTITIONS_QUEUE, &msg).await {
+            Ok(()) => Ok(Handled::Rescheduled),
+            // The retry could not be queued: let the host redeliver this one instead.
+            Err(_) => Err(e),
         }
     }
 
@@ -319,4 +341,10 @@ impl Pipeline {
         self.forget_manifest(id);
         Ok(Some(run))
     }
+}
+
+/// Wait before a copy's next attempt: 10 s, 30 s, 90 s, 270 s; together under the watchdog's
+/// stall period, so a retried copy is not also resent as stalled.
+fn copy_backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(10 * 3u64.pow(attempt.min(3)))
 }
