@@ -361,3 +361,36 @@ async fn a_hubs_landing_that_failed_once_lands_on_the_next_due_pass() {
     assert_eq!(again.follow_ups_retried, 0);
     assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
 }
+
+/// A fresh instance receives many copies of a run whose SAS is too short-lived to cache: they
+/// share one manifest refresh instead of each asking Graph.
+#[tokio::test]
+async fn concurrent_copies_share_one_sas_refresh() {
+    let cfg = SandboxConfig {
+        partitions: 8,
+        // Inside the cache's expiry margin: no cached SAS counts as fresh.
+        sas_ttl: Duration::from_secs(100),
+        ..fast_sandbox()
+    };
+    let bed = TestBed::start(cfg, &[]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let copies = bed.pump_until_copies(8).await;
+    let jobs: Vec<CopyJob> = copies
+        .iter()
+        .map(|d| {
+            let body: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
+            CopyJob::try_from(&body).unwrap()
+        })
+        .collect();
+    let fresh = instance(&bed, &[]);
+    let before = bed.sandbox.stats().operation_gets;
+    let handled =
+        futures::future::join_all(jobs.iter().map(|j| fresh.pipeline.handle_copy(j, 1))).await;
+    assert!(handled.iter().all(|h| h.is_ok()), "{handled:?}");
+    assert_eq!(
+        bed.sandbox.stats().operation_gets - before,
+        1,
+        "one Graph call for eight copies"
+    );
+    assert_eq!(only_run(&bed).await.state, RunState::Completed);
+}

@@ -26,16 +26,42 @@ struct Entry {
 #[derive(Default)]
 pub struct ManifestCache {
     entries: Mutex<HashMap<RunId, Entry>>,
+    /// One refresh per run at a time in this instance: the copies of a run that all find the
+    /// SAS expired wait for one Graph call instead of each making their own.
+    refreshing: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ManifestCache {
-    /// The run's manifest, if one is cached whose SAS is still good at `now`.
-    pub fn fresh(&self, id: &RunId, now: OffsetDateTime) -> Option<Arc<Manifest>> {
+    /// The run's manifest, if one is cached whose SAS is still good at `now` and which is not
+    /// `refused` (the one whose SAS the source just turned down).
+    pub fn fresh(
+        &self,
+        id: &RunId,
+        now: OffsetDateTime,
+        refused: Option<&Arc<Manifest>>,
+    ) -> Option<Arc<Manifest>> {
         let entries = self.entries.lock().expect("manifest cache lock");
         entries
             .get(id)
             .filter(|e| e.good_until > now)
+            .filter(|e| refused.is_none_or(|r| !Arc::ptr_eq(r, &e.manifest)))
             .map(|e| e.manifest.clone())
+    }
+
+    /// The run's cached manifest, however old.
+    pub fn current(&self, id: &RunId) -> Option<Arc<Manifest>> {
+        let entries = self.entries.lock().expect("manifest cache lock");
+        entries.get(id).map(|e| e.manifest.clone())
+    }
+
+    /// The lock a refresh of `id`'s manifest holds (see `refreshing`).
+    pub fn refresh_lock(&self, id: &RunId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.refreshing.lock().expect("manifest cache lock");
+        if locks.len() > SWEEP_ABOVE {
+            // Only locks nobody holds or waits for.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id.clone()).or_default().clone()
     }
 
     pub fn insert(&self, id: &RunId, manifest: Arc<Manifest>, now: OffsetDateTime) {
@@ -58,5 +84,9 @@ impl ManifestCache {
 
     pub fn forget(&self, id: &RunId) {
         self.entries.lock().expect("manifest cache lock").remove(id);
+        self.refreshing
+            .lock()
+            .expect("manifest cache lock")
+            .remove(id);
     }
 }

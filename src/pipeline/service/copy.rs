@@ -128,9 +128,9 @@ impl Pipeline {
         identity: &SourceIdentity,
     ) -> Result<Option<CopyOutcome>, PipelineError> {
         let expected_etag = &identity.manifest_etag;
-        let mut refreshed = false;
+        let mut refused: Option<std::sync::Arc<crate::billing::Manifest>> = None;
         loop {
-            let manifest = self.manifest_for(run, refreshed).await?;
+            let manifest = self.manifest_for(run, refused.as_ref()).await?;
             if manifest.etag != *expected_etag {
                 let msg = format!(
                     "the source data changed while copying (eTag {expected_etag} became {}); start the export again",
@@ -159,10 +159,9 @@ impl Pipeline {
                 PipelineError::Source(format!("bad blob URL for {}: {e}", part.name))
             })?;
             match self.dest.copy_from_url(&url, &part.dest, identity).await {
-                Err(e) if e.is_sas_expired() && !refreshed => {
+                Err(e) if e.is_sas_expired() && refused.is_none() => {
                     tracing::warn!(run_id = %run.run_id, part = part.index, "source refused the SAS; fetching a fresh manifest");
-                    self.forget_manifest(&run.run_id);
-                    refreshed = true;
+                    refused = Some(manifest);
                 }
                 other => return Ok(Some(other?)),
             }

@@ -311,16 +311,28 @@ impl Pipeline {
     }
 
     /// The run's manifest with a SAS that should still work; fetched again from Graph when the
-    /// cached one is about to expire or when `force` says the source refused it.
+    /// cached one is about to expire or is `refused` (the source turned its SAS down). One
+    /// refresh per run at a time: concurrent copies wait for it and share its result.
     pub(super) async fn manifest_for(
         &self,
         run: &RunRecord,
-        force: bool,
+        refused: Option<&Arc<Manifest>>,
     ) -> Result<Arc<Manifest>, PipelineError> {
-        if !force {
-            if let Some(m) = self.manifests.fresh(&run.run_id, self.now()) {
-                return Ok(m);
-            }
+        if let Some(m) = self.manifests.fresh(&run.run_id, self.now(), refused) {
+            return Ok(m);
+        }
+        let seen = self.manifests.current(&run.run_id);
+        let lock = self.manifests.refresh_lock(&run.run_id);
+        let _refreshing = lock.lock().await;
+        // Fetched by another copy while this one waited: use it, even if its SAS is short-lived.
+        let other = |m: &Arc<Manifest>| !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, m));
+        let not_refused = |m: &Arc<Manifest>| !refused.is_some_and(|r| Arc::ptr_eq(r, m));
+        if let Some(m) = self
+            .manifests
+            .current(&run.run_id)
+            .filter(|m| other(m) && not_refused(m))
+        {
+            return Ok(m);
         }
         let url = operation_url(run)?;
         let billing = self.billing_for(&run.request.partner)?;
