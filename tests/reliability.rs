@@ -11,7 +11,7 @@ use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::pipeline::run::{FollowUp, FollowUpState};
 use partner_billing_export::pipeline::{
     CopyJob, FailureCode, Handled, PipelineError, RunRecord, RunState, Trigger,
-    MAX_FOLLOW_UP_ATTEMPTS,
+    MAX_FOLLOW_UP_ATTEMPTS, MAX_LANDING_ATTEMPTS,
 };
 use partner_billing_local::graph_sandbox::SandboxConfig;
 use partner_billing_local::tokens::local_token_source;
@@ -393,4 +393,40 @@ async fn concurrent_copies_share_one_sas_refresh() {
         "one Graph call for eight copies"
     );
     assert_eq!(only_run(&bed).await.state, RunState::Completed);
+}
+
+/// Every partition is copied but `_manifest.json` can never be written (a directory stands in
+/// its place, as an immutability policy or a deleted container would refuse it): the landing
+/// is retried a bounded number of times, then the run fails with one `ExportFailed`.
+#[tokio::test]
+async fn a_landing_that_keeps_failing_fails_the_run_with_one_event() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let copies = bed.pump_until_copies(1).await;
+    let folder = only_run(&bed).await.output_folder.expect("folder decided");
+    std::fs::create_dir_all(
+        bed.dir
+            .path()
+            .join(folder.as_str())
+            .join("_manifest.json/x"),
+    )
+    .unwrap();
+    for d in &copies {
+        bed.sb.abandon(d, "handled below");
+    }
+    bed.drain(DRAIN).await;
+    let mut run = only_run(&bed).await;
+    for _ in 0..MAX_LANDING_ATTEMPTS {
+        if run.state == RunState::Failed {
+            break;
+        }
+        bed.app.pipeline.watchdog_at(later()).await.unwrap();
+        run = only_run(&bed).await;
+    }
+    assert_eq!(run.state, RunState::Failed, "{run:#?}");
+    assert_eq!(run.failure.unwrap().code, FailureCode::LandingFailed);
+    assert_eq!(run.landing_attempts, MAX_LANDING_ATTEMPTS);
+    assert!(bed.events_of_type("ExportCompleted").is_empty());
+    assert_eq!(bed.events_of_type("ExportFailed").len(), 1);
+    assert!(bed.sb.dead_letters().is_empty(), "no silent dead letter");
 }

@@ -125,6 +125,9 @@ pub enum FailureCode {
     Stalled,
     /// The manifest names another partner tenant than the one the run is filed under.
     TenantMismatch,
+    /// Every partition was copied, but the run's `_manifest.json` or `_current.json` could
+    /// not be written within the allowed attempts: readers must not take the data as landed.
+    LandingFailed,
     /// A failed operation without a code of its own.
     Failed,
     /// Graph's code for a failed operation, e.g. `5000` (No data available).
@@ -132,7 +135,7 @@ pub enum FailureCode {
 }
 
 impl FailureCode {
-    const OURS: [(FailureCode, &'static str); 10] = [
+    const OURS: [(FailureCode, &'static str); 11] = [
         (FailureCode::Deadline, "deadline"),
         (FailureCode::Rejected, "rejected"),
         (FailureCode::Gone, "gone"),
@@ -142,6 +145,7 @@ impl FailureCode {
         (FailureCode::CopyFailed, "copyFailed"),
         (FailureCode::Stalled, "stalled"),
         (FailureCode::TenantMismatch, "tenantMismatch"),
+        (FailureCode::LandingFailed, "landingFailed"),
         (FailureCode::Failed, "failed"),
     ];
 

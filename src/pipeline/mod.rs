@@ -23,5 +23,5 @@ pub use messages::{CopyJob, PollJob};
 pub use run::{Attempts, Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
 pub use service::{
     Handled, PartnerRuntime, Pipeline, PipelineConfig, PipelineError, StartOutcome, WatchdogReport,
-    MAX_COPY_ATTEMPTS, MAX_FOLLOW_UP_ATTEMPTS,
+    MAX_COPY_ATTEMPTS, MAX_FOLLOW_UP_ATTEMPTS, MAX_LANDING_ATTEMPTS,
 };

@@ -109,6 +109,9 @@ pub struct RunRecord {
     /// without data lands when Graph gives no `rootDirectory` to learn it from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_month: Option<String>,
+    /// Failed attempts to write a completed run's `_manifest.json` and `_current.json`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub landing_attempts: u32,
     /// The invoice check and hubs landing after completion, when the deployment has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<FollowUp>,
@@ -144,6 +147,7 @@ impl RunRecord {
             started_event_sent: false,
             finish_claimed_at: None,
             final_event_sent: false,
+            landing_attempts: 0,
             follow_up: None,
             finished_at: None,
             submit_lease_at: None,
@@ -230,6 +234,10 @@ impl Attempts {
         }
         self
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

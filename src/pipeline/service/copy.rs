@@ -7,7 +7,7 @@ use super::super::notify;
 use super::super::run::{Failure, FailureCode, PartRecord, RunId, RunRecord, RunState};
 use crate::pipeline::ports::events::CloudEvent;
 use crate::pipeline::ports::queue::OutgoingMessage;
-use crate::pipeline::ports::storage::{CopyMethod, CopyOutcome, SourceIdentity};
+use crate::pipeline::ports::storage::{CopyMethod, CopyOutcome, ObjectPath, SourceIdentity};
 
 use super::{Handled, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
@@ -241,19 +241,10 @@ impl Pipeline {
     }
 
     pub(super) async fn finish_completed(&self, run: RunRecord) -> Result<(), PipelineError> {
-        let folder = run
-            .output_folder
-            .clone()
-            .ok_or_else(|| PipelineError::Source("completed run has no output folder".into()))?;
-        let manifest_path = folder.join(layout::RUN_MANIFEST_NAME)?;
-        let doc = layout::run_manifest(&run)
-            .ok_or_else(|| PipelineError::Source("completed run has no manifest".into()))?;
-        let bytes =
-            serde_json::to_vec_pretty(&doc).map_err(|e| PipelineError::Source(e.to_string()))?;
-        self.dest
-            .put_bytes(&manifest_path, bytes.into(), "application/json")
-            .await?;
-        let published = self.publish_current(&run).await?;
+        let (folder, manifest_path, published) = match self.land(&run).await {
+            Ok(landed) => landed,
+            Err(e) => return self.landing_failed(run, e).await,
+        };
         let ev = notify::completed(
             &self.cfg.event_source,
             &run,
@@ -277,6 +268,66 @@ impl Pipeline {
             self.follow_up(&run, t).await;
         }
         Ok(())
+    }
+
+    /// A completed run's own documents: `_manifest.json` beside the data, then `_current.json`
+    /// (with retention). What a reader needs before the data counts as landed.
+    async fn land(
+        &self,
+        run: &RunRecord,
+    ) -> Result<(ObjectPath, ObjectPath, super::current::Published), PipelineError> {
+        let folder = run
+            .output_folder
+            .clone()
+            .ok_or_else(|| PipelineError::Source("completed run has no output folder".into()))?;
+        let manifest_path = folder.join(layout::RUN_MANIFEST_NAME)?;
+        let doc = layout::run_manifest(run)
+            .ok_or_else(|| PipelineError::Source("completed run has no manifest".into()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&doc).map_err(|e| PipelineError::Source(e.to_string()))?;
+        self.dest
+            .put_bytes(&manifest_path, bytes.into(), "application/json")
+            .await?;
+        let published = self.publish_current(run).await?;
+        Ok((folder, manifest_path, published))
+    }
+
+    /// Landing a completed run's documents failed. Retried (redelivery, then the watchdog)
+    /// up to `MAX_LANDING_ATTEMPTS`; then the run fails as `landingFailed` with
+    /// `ExportFailed`, so a permanent refusal (an immutability policy, a deleted container)
+    /// ends with a final event instead of retrying forever.
+    async fn landing_failed(&self, run: RunRecord, e: PipelineError) -> Result<(), PipelineError> {
+        let t = self.now();
+        let message = format!(
+            "every partition was copied, but the run's _manifest.json or _current.json could not be written: {e}"
+        );
+        let updated = self
+            .ledger
+            .update(&run.run_id, |r| {
+                if r.state != RunState::Completed || r.final_event_sent {
+                    return None;
+                }
+                r.landing_attempts += 1;
+                let give_up = r.landing_attempts >= MAX_LANDING_ATTEMPTS;
+                if give_up {
+                    let failure = Failure {
+                        code: FailureCode::LandingFailed,
+                        message: message.chars().take(2000).collect(),
+                        at: t,
+                    };
+                    r.finish(RunState::Failed, Some(failure), t);
+                }
+                Some(give_up)
+            })
+            .await?;
+        match updated {
+            Some((failed, true)) => {
+                tracing::error!(run_id = %run.run_id, error = %e, "landing the completed run failed for good; the run fails");
+                self.publish_final(&failed, notify::failed(&self.cfg.event_source, &failed))
+                    .await
+            }
+            _ => Err(e),
+        }
     }
 
     pub(super) async fn publish_final(
@@ -347,3 +398,7 @@ impl Pipeline {
 fn copy_backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_secs(10 * 3u64.pow(attempt.min(3)))
 }
+
+/// Attempts to write a completed run's `_manifest.json` and `_current.json` before the run
+/// fails as `landingFailed` (each watchdog pass or redelivery is one).
+pub const MAX_LANDING_ATTEMPTS: u32 = 5;

@@ -11,6 +11,7 @@ mod poll;
 mod start;
 mod watchdog;
 
+pub use copy::MAX_LANDING_ATTEMPTS;
 pub use follow_up::MAX_FOLLOW_UP_ATTEMPTS;
 pub use watchdog::WatchdogReport;
 
