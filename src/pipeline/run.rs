@@ -109,6 +109,10 @@ pub struct RunRecord {
     /// without data lands when Graph gives no `rootDirectory` to learn it from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_month: Option<String>,
+    /// POSTs of this run's export (each under a fresh submit lease): more than one when a start
+    /// whose answer or record was lost is submitted again once its lease expires.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub submissions: u32,
     /// Failed attempts to write a completed run's `_manifest.json` and `_current.json`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub landing_attempts: u32,
@@ -147,6 +151,7 @@ impl RunRecord {
             started_event_sent: false,
             finish_claimed_at: None,
             final_event_sent: false,
+            submissions: 0,
             landing_attempts: 0,
             follow_up: None,
             finished_at: None,

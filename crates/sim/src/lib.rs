@@ -36,6 +36,7 @@ use partner_billing_export::auth::{http_client, AllowList, Audience, AuthorizedH
 use partner_billing_export::billing::{
     AttributeSet, BillingClient, BillingPeriod, ExportKind, ExportRequest, GraphConfig,
 };
+use partner_billing_export::pipeline::clock::Clock;
 use partner_billing_export::pipeline::messages::OPERATIONS_QUEUE;
 use partner_billing_export::pipeline::ports::events::CloudEvent;
 use partner_billing_export::pipeline::{
@@ -45,10 +46,14 @@ use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
 use time::OffsetDateTime;
 
 use graph_proxy::{GraphFaults, GraphProxy};
-use world::{Chaos, Faults, SimDestination, SimEvents, SimMessage, SimQueue, SimStore, SimTokens};
+use world::{
+    Chaos, Faults, SimClock, SimDestination, SimEvents, SimMessage, SimQueue, SimStore, SimTokens,
+};
 
 /// Deliveries after which Service Bus dead-letters a message (the queues' maxDeliveryCount).
 const MAX_DELIVERY_COUNT: u32 = 10;
+/// The Watchdog timer's period (`WATCHDOG_SCHEDULE`, every five minutes).
+const WATCHDOG_PERIOD_SECS: u64 = 5 * 60;
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -109,7 +114,7 @@ struct Sim {
     dest: Arc<SimDestination>,
     instances: Vec<Pipeline>,
     requests: Vec<ExportRequest>,
-    clock: OffsetDateTime,
+    clock: SimClock,
     dead_letters: usize,
 }
 
@@ -153,7 +158,13 @@ impl Sim {
             if m.delivery_count >= MAX_DELIVERY_COUNT {
                 self.dead_letters += 1;
             } else {
-                self.queue.enqueue(SimMessage { seq: 0, ..m });
+                // An abandoned message is available again at once.
+                let visible_at = self.clock.now();
+                self.queue.enqueue(SimMessage {
+                    seq: 0,
+                    visible_at,
+                    ..m
+                });
             }
         }
     }
@@ -286,12 +297,17 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         graph_faults.clone(),
     )
     .await?;
-    let queue = Arc::new(SimQueue::new(chaos.clone()));
+    let clock = SimClock::new(OffsetDateTime::now_utc());
+    let queue = Arc::new(SimQueue::new(chaos.clone(), clock.clone()));
     let events = Arc::new(SimEvents::new(chaos.clone(), opts.drop_completed_events));
     let store = Arc::new(SimStore::new(chaos.clone()));
     let dest = Arc::new(SimDestination::new(chaos.clone()));
     let instances = (0..opts.instances.max(1))
-        .map(|_| pipeline(&proxy.base, &chaos, &queue, &events, &store, &dest))
+        .map(|_| {
+            let mut p = pipeline(&proxy.base, &chaos, &queue, &events, &store, &dest)?;
+            p.set_clock(Arc::new(clock.clone()));
+            Ok(p)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut sim = Sim {
         chaos: chaos.clone(),
@@ -301,7 +317,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         dest,
         instances,
         requests: requests(),
-        clock: OffsetDateTime::now_utc(),
+        clock,
         dead_letters: 0,
     };
 
@@ -330,8 +346,15 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         if settled && sim.queue.is_empty() {
             break;
         }
-        sim.clock += Duration::from_secs(20 * 60);
-        let _ = sim.pick().watchdog_at(sim.clock).await;
+        // Up to the next scheduled message, or one watchdog period on.
+        let period = sim.clock.now() + Duration::from_secs(WATCHDOG_PERIOD_SECS);
+        match sim.queue.next_due() {
+            Some(due) if due < period => sim.clock.advance_to(due),
+            _ => {
+                sim.clock.advance_to(period);
+                let _ = sim.pick().watchdog_at(sim.clock.now()).await;
+            }
+        }
     }
 
     let lost_posts = proxy
@@ -373,7 +396,7 @@ async fn storm(sim: &mut Sim, sandbox: &GraphSandbox, opts: &SimOptions) -> usiz
     let mut steps = 0;
     for _ in 0..opts.storm_steps {
         steps += 1;
-        sim.clock += Duration::from_secs(60);
+        sim.clock.advance(Duration::from_secs(60));
         match sim.chaos.below(100) {
             0..=69 => {
                 sim.deliver().await;
@@ -386,7 +409,7 @@ async fn storm(sim: &mut Sim, sandbox: &GraphSandbox, opts: &SimOptions) -> usiz
             }
             78..=79 => sandbox.expire_all_sas(),
             80..=89 => {
-                let _ = sim.pick().watchdog_at(sim.clock).await;
+                let _ = sim.pick().watchdog_at(sim.clock.now()).await;
             }
             _ => {
                 let i = sim.chaos.below(sim.requests.len());
@@ -526,13 +549,15 @@ fn check_output(
             }
         }
     }
-    // No request exported more often than it has runs (plus restarts, plus the exports whose
-    // answer Graph lost: nobody can know about those).
+    // Graph never exports without a recorded submission: each POST of a start or restart is
+    // preceded by a ledger write counting it (plus the restarts whose answer Graph lost, which
+    // are given back as not started: nobody can know about those).
     let exports = sandbox.stats().exports_started as usize;
+    let submissions: usize = runs.iter().map(|r| r.submissions as usize).sum();
     let restarts: usize = runs.iter().map(|r| r.restarts as usize).sum();
-    if exports > runs.len() + restarts + lost_posts {
+    if exports > submissions + restarts + lost_posts {
         v.push(format!(
-            "Graph started {exports} exports for {} runs ({restarts} restarts, {lost_posts} lost answers)",
+            "Graph started {exports} exports for {} runs ({submissions} submissions, {restarts} restarts, {lost_posts} lost answers)",
             runs.len()
         ));
     }

@@ -18,6 +18,8 @@ use partner_billing_export::adapters::storage::{
     StorageError,
 };
 use partner_billing_export::auth::{AccessToken, Audience, AuthError, TokenSource};
+use partner_billing_export::pipeline::clock::Clock;
+use time::OffsetDateTime;
 
 /// xorshift64*: small, fast, and the same sequence for the same seed on every machine.
 #[derive(Debug)]
@@ -108,6 +110,10 @@ impl Chaos {
     pub fn calm(&self) {
         *self.faults.lock().unwrap() = Faults::NONE;
     }
+    /// Whether faults are on (the storm).
+    pub fn faulty(&self) -> bool {
+        self.faults.lock().unwrap().queue_fail_before > 0
+    }
     fn strike(&self, pick: impl Fn(&Faults) -> (u64, u64)) -> Strike {
         let (before, after) = pick(&self.faults.lock().unwrap());
         let mut rng = self.rng.lock().unwrap();
@@ -127,6 +133,34 @@ impl Chaos {
     }
 }
 
+// ------------------------------------------------------------------ time
+
+/// The one clock of a simulation: every pipeline instance reads it (run timestamps, leases,
+/// claims, deadlines, Retry-After), the queue releases scheduled messages by it and forgets
+/// message ids by it, and the watchdog passes at it. Only the simulation moves it.
+#[derive(Debug, Clone)]
+pub struct SimClock(Arc<Mutex<OffsetDateTime>>);
+
+impl SimClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        Self(Arc::new(Mutex::new(start)))
+    }
+    pub fn advance(&self, d: std::time::Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+    /// Moves the clock to `t` if that is later.
+    pub fn advance_to(&self, t: OffsetDateTime) {
+        let mut now = self.0.lock().unwrap();
+        *now = (*now).max(t);
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
 // ------------------------------------------------------------------ Service Bus
 
 /// A message in the simulated queue.
@@ -138,25 +172,36 @@ pub struct SimMessage {
     pub delivery_count: u32,
     /// Arrival order, for deterministic choices.
     pub seq: u64,
+    /// Not delivered before this (a scheduled message), except by the early-delivery fault.
+    pub visible_at: OffsetDateTime,
 }
 
-/// At-least-once queues: the scheduler picks any pending message (reordering, early delivery
-/// of scheduled messages), may deliver one twice, and re-queues what a handler failed.
-/// Duplicate detection drops a resend of a message id already accepted, as Service Bus does.
+/// At-least-once queues: the scheduler picks any message whose time has come (reordering),
+/// now and then one that is not due yet (early delivery of a scheduled message), may deliver
+/// one twice, and re-queues what a handler failed. Duplicate detection drops a resend of a
+/// message id accepted within the last hour of simulated time, as the queues' one-hour
+/// window does (`duplicateDetectionHistoryTimeWindow`, infra/modules/servicebus.bicep).
 #[derive(Debug)]
 pub struct SimQueue {
     chaos: Arc<Chaos>,
+    clock: SimClock,
     pub pending: Mutex<Vec<SimMessage>>,
-    seen_ids: Mutex<std::collections::HashSet<String>>,
+    seen_ids: Mutex<HashMap<String, OffsetDateTime>>,
     arrivals: Mutex<u64>,
     /// Every body ever sent (the no-secret invariant reads them).
     pub sent_bodies: Mutex<Vec<Vec<u8>>>,
 }
 
+/// Service Bus's duplicate detection window on our queues.
+const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Per mille of takes that deliver a message before its scheduled time.
+const EARLY_DELIVERY: u64 = 20;
+
 impl SimQueue {
-    pub fn new(chaos: Arc<Chaos>) -> Self {
+    pub fn new(chaos: Arc<Chaos>, clock: SimClock) -> Self {
         Self {
             chaos,
+            clock,
             pending: Mutex::default(),
             seen_ids: Mutex::default(),
             arrivals: Mutex::new(0),
@@ -171,19 +216,47 @@ impl SimQueue {
         self.pending.lock().unwrap().push(m);
     }
 
-    /// Takes a pending message chosen by the seed.
+    /// Takes a due message chosen by the seed (or, by the early-delivery fault, any).
     pub fn take(&self) -> Option<SimMessage> {
+        let now = self.clock.now();
+        let early = self.chaos.faulty() && self.chaos.chance(EARLY_DELIVERY);
         let mut p = self.pending.lock().unwrap();
-        if p.is_empty() {
+        p.sort_by_key(|m| m.seq);
+        let due: Vec<usize> = (0..p.len())
+            .filter(|&i| early || p[i].visible_at <= now)
+            .collect();
+        if due.is_empty() {
             return None;
         }
-        p.sort_by_key(|m| m.seq);
-        let i = self.chaos.below(p.len());
+        let i = due[self.chaos.below(due.len())];
         Some(p.remove(i))
+    }
+
+    /// When the next scheduled message falls due, if any is waiting.
+    pub fn next_due(&self) -> Option<OffsetDateTime> {
+        self.pending
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.visible_at)
+            .min()
     }
 
     pub fn is_empty(&self) -> bool {
         self.pending.lock().unwrap().is_empty()
+    }
+
+    /// Whether `id` was accepted within the duplicate window (and records it if not).
+    fn duplicate(&self, id: &str) -> bool {
+        let now = self.clock.now();
+        let mut seen = self.seen_ids.lock().unwrap();
+        match seen.get(id) {
+            Some(at) if now - *at < DUPLICATE_WINDOW => true,
+            _ => {
+                seen.insert(id.to_string(), now);
+                false
+            }
+        }
     }
 }
 
@@ -202,13 +275,16 @@ impl MessageQueue for SimQueue {
             return Err(unavailable());
         }
         self.sent_bodies.lock().unwrap().push(msg.body.clone());
-        if self.seen_ids.lock().unwrap().insert(msg.message_id.clone()) {
+        if !self.duplicate(&msg.message_id) {
             self.enqueue(SimMessage {
                 queue: queue.to_string(),
                 message_id: msg.message_id.clone(),
                 body: msg.body.clone(),
                 delivery_count: 0,
                 seq: 0,
+                visible_at: msg
+                    .scheduled_enqueue_time
+                    .unwrap_or_else(|| self.clock.now()),
             });
         }
         match strike {

@@ -76,8 +76,10 @@ impl Pipeline {
         let leased = self
             .ledger
             .update(id, |r| {
-                (r.state == RunState::Starting && r.submit_lease_free(t, STALL_GRACE))
-                    .then(|| r.submit_lease_at = Some(t))
+                (r.state == RunState::Starting && r.submit_lease_free(t, STALL_GRACE)).then(|| {
+                    r.submit_lease_at = Some(t);
+                    r.submissions += 1;
+                })
             })
             .await?;
         let Some((run, ())) = leased else {
