@@ -113,6 +113,10 @@ pub struct RunRecord {
     /// whose answer or record was lost is submitted again once its lease expires.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub submissions: u32,
+    /// The completed run's `_manifest.json` and `_current.json` were written: a later finish
+    /// (re-sending the final event) does not write them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub landed: bool,
     /// Failed attempts to write a completed run's `_manifest.json` and `_current.json`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub landing_attempts: u32,
@@ -152,6 +156,7 @@ impl RunRecord {
             finish_claimed_at: None,
             final_event_sent: false,
             submissions: 0,
+            landed: false,
             landing_attempts: 0,
             follow_up: None,
             finished_at: None,

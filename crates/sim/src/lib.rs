@@ -326,6 +326,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
 
     // Calm: faults stop; the timer fires again (runs that never got created get one), and
     // time moves on in watchdog periods until everything is terminal and announced.
+    let calm_since = sim.clock.now();
     chaos.calm();
     *graph_faults.lock().unwrap() = GraphFaults {
         throttled: 0,
@@ -361,6 +362,23 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         .lost_post_answers
         .load(std::sync::atomic::Ordering::SeqCst) as usize;
     let violations = check(&sim, &sandbox, lost_posts).await;
+    if std::env::var_os("SIM_STATS").is_some() {
+        let runs = sim.runs().await;
+        let events = sim.events.accepted.lock().unwrap().clone();
+        for r in &runs {
+            let pubs = events
+                .iter()
+                .filter(|e| e.data.get("runId").and_then(|x| x.as_str()) == Some(r.run_id.as_str()))
+                .filter(|e| {
+                    e.event_type.ends_with("ExportCompleted.v1")
+                        || e.event_type.ends_with("ExportFailed.v1")
+                })
+                .count();
+            let took = r.finished_at.map(|f| (f - r.created_at).whole_minutes());
+            let failed_after_calm = r.failure.as_ref().map(|f| f.at > calm_since);
+            eprintln!("STAT seed={} pubs={pubs} took_min={took:?} code={:?} after_calm={failed_after_calm:?}", opts.seed, r.failure.as_ref().map(|f| f.code.to_string()));
+        }
+    }
     let all = sim.runs().await;
     let max_run_record_writes = sim
         .store

@@ -241,9 +241,19 @@ impl Pipeline {
     }
 
     pub(super) async fn finish_completed(&self, run: RunRecord) -> Result<(), PipelineError> {
-        let (folder, manifest_path, published) = match self.land(&run).await {
-            Ok(landed) => landed,
-            Err(e) => return self.landing_failed(run, e).await,
+        let (folder, manifest_path, published) = if run.landed {
+            // Landed before; the final event is what is left to send.
+            self.landed_documents(&run)?
+        } else {
+            match self.land(&run).await {
+                Ok(landed) => {
+                    self.ledger
+                        .update(&run.run_id, |r| (!r.landed).then(|| r.landed = true))
+                        .await?;
+                    landed
+                }
+                Err(e) => return self.landing_failed(run, e).await,
+            }
         };
         let ev = notify::completed(
             &self.cfg.event_source,
@@ -276,11 +286,7 @@ impl Pipeline {
         &self,
         run: &RunRecord,
     ) -> Result<(ObjectPath, ObjectPath, super::current::Published), PipelineError> {
-        let folder = run
-            .output_folder
-            .clone()
-            .ok_or_else(|| PipelineError::Source("completed run has no output folder".into()))?;
-        let manifest_path = folder.join(layout::RUN_MANIFEST_NAME)?;
+        let (folder, manifest_path, _) = self.landed_documents(run)?;
         let doc = layout::run_manifest(run)
             .ok_or_else(|| PipelineError::Source("completed run has no manifest".into()))?;
         let bytes =
@@ -290,6 +296,29 @@ impl Pipeline {
             .await?;
         let published = self.publish_current(run).await?;
         Ok((folder, manifest_path, published))
+    }
+
+    /// Where a completed run's documents are (written or to be written).
+    fn landed_documents(
+        &self,
+        run: &RunRecord,
+    ) -> Result<(ObjectPath, ObjectPath, super::current::Published), PipelineError> {
+        let folder = run
+            .output_folder
+            .clone()
+            .ok_or_else(|| PipelineError::Source("completed run has no output folder".into()))?;
+        let manifest_path = folder.join(layout::RUN_MANIFEST_NAME)?;
+        let pointer = super::super::current::CurrentPointer::for_run(run, self.now())
+            .map(|p| p.path())
+            .transpose()?;
+        Ok((
+            folder,
+            manifest_path,
+            super::current::Published {
+                pointer,
+                retention: None,
+            },
+        ))
     }
 
     /// Landing a completed run's documents failed. Retried (redelivery, then the watchdog)
@@ -304,7 +333,8 @@ impl Pipeline {
         let updated = self
             .ledger
             .update(&run.run_id, |r| {
-                if r.state != RunState::Completed || r.final_event_sent {
+                // Landed by another finisher (whose event may be out): not a landing failure.
+                if r.state != RunState::Completed || r.final_event_sent || r.landed {
                     return None;
                 }
                 r.landing_attempts += 1;
