@@ -10,13 +10,23 @@
 //! and the Graph sandbox on loopback, whose operations expire (410 Gone) on every third seed
 //! and which has no data (code 5000) for some exports on every fifth. A seed first
 //! runs a storm (faults on), then calm (faults off, timer retries and the watchdog as time
-//! moves on), and then checks the invariants:
+//! moves on), and then checks the invariants (`check.rs`):
 //! - every request has a run, and every run is terminal;
+//! - every run is terminal within the documented bound (poll deadline + stall period ×
+//!   (repairs + 1) + one watchdog period), in simulated time;
+//! - every failed run failed while faults were on, with a code those faults can cause; a seed
+//!   without faults completes every run;
+//! - every run has exactly one final event id, of the kind its state says, published at most
+//!   `MAX_FINAL_PUBLICATIONS` times (counted before consumers drop duplicates);
 //! - every partition of every completed run is present once and byte-identical to what Graph
-//!   served;
-//! - every run has exactly one final event id, of the kind its state says;
-//! - no request was exported by Graph more often than it has runs;
+//!   served, and each export's `_current.json` names its newest completed run;
+//! - Graph never exported without a submission recorded in a run (or a lost restart answer);
 //! - no message, ledger document or event holds a SAS signature or a token.
+//!
+//! One simulated clock drives everything: every pipeline instance reads it (run timestamps,
+//! leases, finish claims, deadlines, Retry-After), the queue releases scheduled messages by it
+//! and forgets message ids after the one-hour duplicate window, and the watchdog passes at it.
+//! Each invariant has a `--break-<name>` switch (`breaks.rs`) that violates it on purpose.
 //!
 //! The same seed makes the same choices, so a failing seed replays with `simulate --seed N`.
 //! Most steps run one invocation at a time in a seeded order; some run two invocations at
@@ -24,13 +34,17 @@
 //! interleaving follows the scheduler, so such a step may replay differently). Crashes inside
 //! invocations are modelled by the lost-answer faults; SAS tokens are expired at seeded steps.
 
+pub mod breaks;
+mod check;
 pub mod graph_proxy;
 pub mod world;
+
+pub use breaks::Break;
+pub use check::MAX_FINAL_PUBLICATIONS;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
 use partner_billing_export::adapters::storage::ObjectPath;
 use partner_billing_export::auth::{http_client, AllowList, Audience, AuthorizedHttp};
 use partner_billing_export::billing::{
@@ -38,7 +52,6 @@ use partner_billing_export::billing::{
 };
 use partner_billing_export::pipeline::clock::Clock;
 use partner_billing_export::pipeline::messages::OPERATIONS_QUEUE;
-use partner_billing_export::pipeline::ports::events::CloudEvent;
 use partner_billing_export::pipeline::{
     CopyJob, Ledger, Pipeline, PipelineConfig, PollJob, PollPolicy, RunRecord, RunState, Trigger,
 };
@@ -54,6 +67,9 @@ use world::{
 const MAX_DELIVERY_COUNT: u32 = 10;
 /// The Watchdog timer's period (`WATCHDOG_SCHEDULE`, every five minutes).
 const WATCHDOG_PERIOD_SECS: u64 = 5 * 60;
+/// How much simulated time calm may take before the checks run: far beyond the bound, so a run
+/// still open then is stuck, not slow.
+const CALM_HORIZON: Duration = Duration::from_secs(5 * 24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -68,9 +84,8 @@ pub struct SimOptions {
     pub concurrent: bool,
     /// Partitions per export (default: 1 to 4, from the seed).
     pub partitions: Option<u32>,
-    /// Break an invariant on purpose: Event Grid swallows completion events (the check must
-    /// catch it).
-    pub drop_completed_events: bool,
+    /// Invariants to break on purpose (the checks must report them).
+    pub breaks: Vec<Break>,
 }
 
 impl SimOptions {
@@ -87,7 +102,7 @@ impl SimOptions {
             storm_steps: 150,
             concurrent: true,
             partitions: None,
-            drop_completed_events: false,
+            breaks: Vec::new(),
         }
     }
 }
@@ -223,7 +238,40 @@ fn requests() -> Vec<ExportRequest> {
     out
 }
 
+/// The instances' configuration, as deployed but with the simulation's short periods.
+fn config(breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
+    // Graph's days-long waits are let through, and the deadline stretched to allow them.
+    let slow = breaks.contains(&Break::TimeBound);
+    Ok(PipelineConfig {
+        poll: PollPolicy {
+            default_retry_after: Duration::ZERO,
+            min_retry_after: Duration::ZERO,
+            max_retry_after: Duration::from_secs(if slow { 2 * 86_400 } else { 60 }),
+            max_restarts: 2,
+        },
+        poll_deadline: Duration::from_secs(if slow { 10 } else { 1 } * 86_400),
+        event_source: "/sim".into(),
+        output_prefix: ObjectPath::new("sim")?,
+        max_copy_attempts: 5,
+        stall_after: Duration::from_secs(15 * 60),
+        max_repairs: 3,
+        formats: Default::default(),
+        invoice_tolerance: Default::default(),
+        retention: partner_billing_export::pipeline::current::Retention::KeepAll,
+    })
+}
+
+/// The documented bound on a run's life (docs/architecture.md): poll deadline + stall period
+/// × (repairs + 1) + one watchdog period, for the configuration as deployed.
+fn bound() -> anyhow::Result<Duration> {
+    let c = config(&[])?;
+    Ok(c.poll_deadline
+        + c.stall_after * (c.max_repairs + 1)
+        + Duration::from_secs(WATCHDOG_PERIOD_SECS))
+}
+
 fn pipeline(
+    config: &PipelineConfig,
     graph_base: &url::Url,
     chaos: &Arc<Chaos>,
     queue: &Arc<SimQueue>,
@@ -235,6 +283,10 @@ fn pipeline(
         base_url: graph_base.clone(),
         max_attempts: 1,
         backoff_base: Duration::from_millis(1),
+        max_retry_after: config
+            .poll
+            .max_retry_after
+            .max(GraphConfig::default().max_retry_after),
         ..GraphConfig::default()
     };
     let mut allow = AllowList::default();
@@ -250,43 +302,35 @@ fn pipeline(
         events.clone(),
         dest.clone(),
         Ledger::new(store.clone()),
-        PipelineConfig {
-            poll: PollPolicy {
-                default_retry_after: Duration::ZERO,
-                min_retry_after: Duration::ZERO,
-                max_retry_after: Duration::from_secs(60),
-                max_restarts: 2,
-            },
-            poll_deadline: Duration::from_secs(24 * 3600),
-            event_source: "/sim".into(),
-            output_prefix: ObjectPath::new("sim")?,
-            max_copy_attempts: 5,
-            stall_after: Duration::from_secs(15 * 60),
-            max_repairs: 3,
-            formats: Default::default(),
-            invoice_tolerance: Default::default(),
-            retention: partner_billing_export::pipeline::current::Retention::KeepAll,
-        },
+        config.clone(),
     ))
 }
 
 /// Runs one seed and checks the invariants.
 pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     let chaos = Chaos::new(opts.seed, opts.faults);
+    let broken = |b| opts.breaks.contains(&b);
+    let slow = broken(Break::TimeBound);
     let sandbox = GraphSandbox::start(SandboxConfig {
         seed: opts.seed,
         partitions: opts.partitions.unwrap_or(1 + (opts.seed % 4) as u32),
         rows_per_partition: 5,
-        polls_before_done: 1,
-        retry_after_secs: 0,
+        polls_before_done: if slow { 3 } else { 1 },
+        retry_after_secs: if slow { 86_400 } else { 0 },
         // Every third seed: each export's first operation expires (410 Gone) and is restarted.
         gone_after_polls: opts.seed.is_multiple_of(3).then_some(0),
         // Every fifth seed: Graph has no data for the EUR exports (code 5000).
-        fail_invoices: if opts.seed.is_multiple_of(5) {
+        fail_invoices: if opts.seed.is_multiple_of(5) || broken(Break::Unexplained) {
             vec!["EUR".into()]
         } else {
             Vec::new()
         },
+        fail_code: if broken(Break::Unexplained) {
+            "5001"
+        } else {
+            "5000"
+        }
+        .into(),
         ..SandboxConfig::default()
     })
     .await?;
@@ -299,12 +343,21 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     .await?;
     let clock = SimClock::new(OffsetDateTime::now_utc());
     let queue = Arc::new(SimQueue::new(chaos.clone(), clock.clone()));
-    let events = Arc::new(SimEvents::new(chaos.clone(), opts.drop_completed_events));
+    let events = Arc::new(SimEvents::new(
+        chaos.clone(),
+        broken(Break::FinalEvent),
+        if broken(Break::DuplicateEvents) {
+            10
+        } else {
+            1
+        },
+    ));
     let store = Arc::new(SimStore::new(chaos.clone()));
     let dest = Arc::new(SimDestination::new(chaos.clone()));
+    let config = config(&opts.breaks)?;
     let instances = (0..opts.instances.max(1))
         .map(|_| {
-            let mut p = pipeline(&proxy.base, &chaos, &queue, &events, &store, &dest)?;
+            let mut p = pipeline(&config, &proxy.base, &chaos, &queue, &events, &store, &dest)?;
             p.set_clock(Arc::new(clock.clone()));
             Ok(p)
         })
@@ -321,64 +374,43 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         dead_letters: 0,
     };
 
-    // The storm: timer firings, deliveries, watchdog passes, in a seeded order.
-    let mut steps = storm(&mut sim, &sandbox, opts).await;
-
-    // Calm: faults stop; the timer fires again (runs that never got created get one), and
-    // time moves on in watchdog periods until everything is terminal and announced.
+    let mut steps = 0;
+    if broken(Break::Terminal) {
+        // Started, then nothing is ever delivered or repaired.
+        for i in 0..sim.requests.len() {
+            sim.start(i).await;
+        }
+    } else {
+        // The storm: timer firings, deliveries, watchdog passes, in a seeded order.
+        steps += storm(&mut sim, &sandbox, opts).await;
+    }
     let calm_since = sim.clock.now();
-    chaos.calm();
-    *graph_faults.lock().unwrap() = GraphFaults {
-        throttled: 0,
-        unavailable: 0,
-        lost_answer: 0,
-    };
-    for i in 0..sim.requests.len() {
-        sim.start(i).await;
+    if !broken(Break::Terminal) {
+        chaos.calm();
+        *graph_faults.lock().unwrap() = GraphFaults {
+            throttled: 0,
+            unavailable: 0,
+            lost_answer: 0,
+        };
+        steps += calm(&mut sim).await;
     }
-    for _ in 0..200 {
-        while sim.deliver().await {
-            steps += 1;
-        }
-        let runs = sim.runs().await;
-        let settled = runs
-            .iter()
-            .all(|r| r.state.is_terminal() && r.final_event_sent);
-        if settled && sim.queue.is_empty() {
-            break;
-        }
-        // Up to the next scheduled message, or one watchdog period on.
-        let period = sim.clock.now() + Duration::from_secs(WATCHDOG_PERIOD_SECS);
-        match sim.queue.next_due() {
-            Some(due) if due < period => sim.clock.advance_to(due),
-            _ => {
-                sim.clock.advance_to(period);
-                let _ = sim.pick().watchdog_at(sim.clock.now()).await;
-            }
-        }
-    }
+    break_after(&sim, opts).await?;
 
-    let lost_posts = proxy
-        .lost_post_answers
-        .load(std::sync::atomic::Ordering::SeqCst) as usize;
-    let violations = check(&sim, &sandbox, lost_posts).await;
-    if std::env::var_os("SIM_STATS").is_some() {
-        let runs = sim.runs().await;
-        let events = sim.events.accepted.lock().unwrap().clone();
-        for r in &runs {
-            let pubs = events
-                .iter()
-                .filter(|e| e.data.get("runId").and_then(|x| x.as_str()) == Some(r.run_id.as_str()))
-                .filter(|e| {
-                    e.event_type.ends_with("ExportCompleted.v1")
-                        || e.event_type.ends_with("ExportFailed.v1")
-                })
-                .count();
-            let took = r.finished_at.map(|f| (f - r.created_at).whole_minutes());
-            let failed_after_calm = r.failure.as_ref().map(|f| f.at > calm_since);
-            eprintln!("STAT seed={} pubs={pubs} took_min={took:?} code={:?} after_calm={failed_after_calm:?}", opts.seed, r.failure.as_ref().map(|f| f.code.to_string()));
-        }
-    }
+    let seed = check::Seed {
+        sandbox: &sandbox,
+        lost_posts: proxy
+            .lost_post_answers
+            .load(std::sync::atomic::Ordering::SeqCst) as usize,
+        calm_since,
+        bound: bound()?,
+        faulty: opts.storm_steps > 0 && opts.faults.queue_fail_before > 0,
+        gone: opts.seed.is_multiple_of(3),
+    };
+    let violations = check::check(&sim, &seed).await;
+    Ok(outcome(&sim, opts.seed, steps, violations).await)
+}
+
+async fn outcome(sim: &Sim, seed: u64, steps: usize, violations: Vec<String>) -> SimOutcome {
     let all = sim.runs().await;
     let max_run_record_writes = sim
         .store
@@ -390,8 +422,8 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         .map(|(_, (_, version))| *version)
         .max()
         .unwrap_or(0);
-    Ok(SimOutcome {
-        seed: opts.seed,
+    SimOutcome {
+        seed,
         runs: all.len(),
         completed: all
             .iter()
@@ -402,7 +434,81 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         max_run_record_writes,
         steps,
         violations,
-    })
+    }
+}
+
+/// Calm: faults have stopped; the timer fires again (requests that never got a run get one),
+/// and time moves on, to each scheduled message or by watchdog periods, until everything is
+/// terminal and announced (or the horizon passes). Returns the deliveries made.
+async fn calm(sim: &mut Sim) -> usize {
+    let mut steps = 0;
+    for i in 0..sim.requests.len() {
+        sim.start(i).await;
+    }
+    let horizon = sim.clock.now() + CALM_HORIZON;
+    while sim.clock.now() < horizon {
+        while sim.deliver().await {
+            steps += 1;
+        }
+        let runs = sim.runs().await;
+        let settled = runs
+            .iter()
+            .all(|r| r.state.is_terminal() && r.final_event_sent);
+        if settled && sim.queue.is_empty() {
+            break;
+        }
+        let period = sim.clock.now() + Duration::from_secs(WATCHDOG_PERIOD_SECS);
+        match sim.queue.next_due() {
+            Some(due) if due < period => sim.clock.advance_to(due),
+            _ => {
+                sim.clock.advance_to(period);
+                let _ = sim.pick().watchdog_at(sim.clock.now()).await;
+            }
+        }
+    }
+    steps
+}
+
+/// The breaks that tamper with the world once the pipeline is done.
+async fn break_after(sim: &Sim, opts: &SimOptions) -> anyhow::Result<()> {
+    let broken = |b| opts.breaks.contains(&b);
+    let runs = sim.runs().await;
+    let completed = runs.iter().find(|r| r.state == RunState::Completed);
+    if broken(Break::Output) {
+        if let Some(part) = completed.and_then(|r| r.parts.first()) {
+            sim.dest.objects.lock().unwrap().remove(part.dest.as_str());
+        }
+    }
+    if broken(Break::Current) {
+        let mut objects = sim.dest.objects.lock().unwrap();
+        if let Some(key) = objects
+            .keys()
+            .find(|k| k.ends_with("/_current.json"))
+            .cloned()
+        {
+            objects.insert(
+                key,
+                br#"{"runId":"20000101t000000-000000000000"}"#.as_slice().into(),
+            );
+        }
+    }
+    if broken(Break::Exports) {
+        // More than the check's slack (submissions whose POST never reached Graph).
+        let p = &sim.instances[0];
+        for _ in 0..20 {
+            p.billing_for(&sim.requests[0].partner)?
+                .start_export(&sim.requests[0])
+                .await?;
+        }
+    }
+    if broken(Break::Secret) {
+        sim.queue
+            .sent_bodies
+            .lock()
+            .unwrap()
+            .push(b"https://x.blob.core.windows.net/c/b?sv=2024&sig=abc".to_vec());
+    }
+    Ok(())
 }
 
 /// The storm: `opts.storm_steps` seeded steps of deliveries, SAS expiries, watchdog passes and
@@ -436,177 +542,4 @@ async fn storm(sim: &mut Sim, sandbox: &GraphSandbox, opts: &SimOptions) -> usiz
         }
     }
     steps
-}
-
-async fn check(sim: &Sim, sandbox: &GraphSandbox, lost_posts: usize) -> Vec<String> {
-    let mut v = Vec::new();
-    let runs = sim.runs().await;
-    let events = sim.events.accepted.lock().unwrap().clone();
-    // Every request has a run; every run is terminal.
-    for req in &sim.requests {
-        if !runs.iter().any(|r| r.request.key() == req.key()) {
-            v.push(format!("request {req} never got a run"));
-        }
-    }
-    for r in &runs {
-        if !r.state.is_terminal() {
-            v.push(format!("run {} stuck in {:?}", r.run_id, r.state));
-        }
-    }
-    check_final_events(&runs, &events, &mut v);
-    check_output(sim, sandbox, &runs, lost_posts, &mut v);
-    check_no_secret(sim, &events, &mut v);
-    v
-}
-
-/// Exactly one final event id per run, of the kind its state says.
-fn check_final_events(runs: &[RunRecord], events: &[CloudEvent], v: &mut Vec<String>) {
-    for r in runs {
-        let mut finals: Vec<(&str, &str)> = events
-            .iter()
-            .filter(|e| e.data.get("runId").and_then(|x| x.as_str()) == Some(r.run_id.as_str()))
-            .filter_map(|e| {
-                let kind = if e.event_type.ends_with("ExportCompleted.v1") {
-                    "completed"
-                } else if e.event_type.ends_with("ExportFailed.v1") {
-                    "failed"
-                } else {
-                    return None;
-                };
-                Some((kind, e.id.as_str()))
-            })
-            .collect();
-        finals.sort_unstable();
-        finals.dedup();
-        let want = match r.state {
-            RunState::Completed => "completed",
-            RunState::Failed => "failed",
-            _ => continue,
-        };
-        if finals.len() != 1 || finals[0].0 != want {
-            v.push(format!(
-                "run {} ({want}) has final events {finals:?}",
-                r.run_id
-            ));
-        }
-    }
-}
-
-/// What landed: `_current.json` per export, every partition of a completed run once and
-/// byte-identical, and no export started more often than its runs explain.
-fn check_output(
-    sim: &Sim,
-    sandbox: &GraphSandbox,
-    runs: &[RunRecord],
-    lost_posts: usize,
-    v: &mut Vec<String>,
-) {
-    // Each export's `_current.json` names its newest completed run, whatever order runs
-    // finished in and whatever writes failed on the way.
-    let mut newest: std::collections::BTreeMap<String, &RunRecord> = Default::default();
-    for r in runs.iter().filter(|r| r.state == RunState::Completed) {
-        let Some(p) =
-            partner_billing_export::pipeline::current::CurrentPointer::for_run(r, r.updated_at)
-        else {
-            continue;
-        };
-        let slot = newest.entry(p.export_folder.to_string()).or_insert(r);
-        if (r.created_at, &r.run_id) > (slot.created_at, &slot.run_id) {
-            *slot = r;
-        }
-    }
-    {
-        let objects = sim.dest.objects.lock().unwrap();
-        for (export, want) in &newest {
-            let named = objects
-                .get(&format!("{export}/_current.json"))
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .and_then(|v| v["runId"].as_str().map(str::to_string));
-            if named.as_deref() != Some(want.run_id.as_str()) {
-                v.push(format!(
-                    "{export}/_current.json names {named:?}, not the newest completed run {}",
-                    want.run_id
-                ));
-            }
-        }
-    }
-    // Completed runs: every partition present once, byte-identical to what Graph served.
-    let served = sandbox.served_partitions();
-    let objects = sim.dest.objects.lock().unwrap().clone();
-    for r in runs.iter().filter(|r| r.state == RunState::Completed) {
-        let Some(folder) = &r.output_folder else {
-            v.push(format!("run {} completed without a folder", r.run_id));
-            continue;
-        };
-        // A version that is no longer current carries a `_superseded.json` marker besides.
-        let in_folder = objects
-            .keys()
-            .filter(|k| k.starts_with(&format!("{folder}/")) && !k.ends_with("/_superseded.json"))
-            .count();
-        if in_folder != r.parts.len() + 1 {
-            v.push(format!(
-                "run {}: {in_folder} objects in its folder for {} parts and a manifest",
-                r.run_id,
-                r.parts.len()
-            ));
-        }
-        for p in &r.parts {
-            let Some(bytes) = objects.get(p.dest.as_str()) else {
-                v.push(format!(
-                    "run {} part {} missing at {}",
-                    r.run_id, p.index, p.dest
-                ));
-                continue;
-            };
-            let md5 = format!("{:x}", Md5::digest(bytes));
-            if !served.iter().any(|s| s.name == p.name && s.md5 == md5) {
-                v.push(format!(
-                    "run {} part {} differs from the source",
-                    r.run_id, p.index
-                ));
-            }
-        }
-    }
-    // Graph never exports without a recorded submission: each POST of a start or restart is
-    // preceded by a ledger write counting it (plus the restarts whose answer Graph lost, which
-    // are given back as not started: nobody can know about those).
-    let exports = sandbox.stats().exports_started as usize;
-    let submissions: usize = runs.iter().map(|r| r.submissions as usize).sum();
-    let restarts: usize = runs.iter().map(|r| r.restarts as usize).sum();
-    if exports > submissions + restarts + lost_posts {
-        v.push(format!(
-            "Graph started {exports} exports for {} runs ({submissions} submissions, {restarts} restarts, {lost_posts} lost answers)",
-            runs.len()
-        ));
-    }
-}
-
-/// No secret in a message, a ledger record or an event.
-fn check_no_secret(sim: &Sim, events: &[CloudEvent], v: &mut Vec<String>) {
-    let mut texts: Vec<String> = sim
-        .queue
-        .sent_bodies
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .collect();
-    texts.extend(
-        sim.store
-            .docs
-            .lock()
-            .unwrap()
-            .values()
-            .map(|(b, _)| String::from_utf8_lossy(b).into_owned()),
-    );
-    texts.extend(events.iter().map(|e| e.data.to_string()));
-    for t in &texts {
-        if t.contains("sig=")
-            || t.contains("local-graph-token")
-            || t.contains("local-storage-token")
-        {
-            v.push("a secret reached a message, record or event".into());
-            break;
-        }
-    }
 }

@@ -1,12 +1,20 @@
 //! `simulate --seeds N` (or `--seed S` to replay one): runs the deterministic simulation and
 //! ends with the line `N seeds, M violations`; exits non-zero when there is any violation.
+//! `--break-<invariant>` breaks one invariant on purpose (see `Break`), to watch it caught.
 
 use std::process::ExitCode;
 
-use partner_billing_sim::{simulate, SimOptions};
+use partner_billing_sim::{simulate, Break, SimOptions};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: simulate [--seeds N] [--seed S] [--first F] [--break-final-event]");
+    let breaks: Vec<String> = Break::ALL
+        .iter()
+        .map(|b| format!("--break-{}", b.name()))
+        .collect();
+    eprintln!(
+        "usage: simulate [--seeds N] [--seed S] [--first F] [{}]",
+        breaks.join(" | ")
+    );
     ExitCode::from(2)
 }
 
@@ -15,7 +23,7 @@ async fn main() -> ExitCode {
     let mut seeds: u64 = 100;
     let mut first: u64 = 1;
     let mut only: Option<u64> = None;
-    let mut break_final = false;
+    let mut breaks = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || args.next().and_then(|v| v.parse::<u64>().ok());
@@ -32,8 +40,10 @@ async fn main() -> ExitCode {
                 Some(n) => only = Some(n),
                 None => return usage(),
             },
-            "--break-final-event" => break_final = true,
-            _ => return usage(),
+            flag => match Break::from_flag(flag) {
+                Some(b) => breaks.push(b),
+                None => return usage(),
+            },
         }
     }
     let list: Vec<u64> = match only {
@@ -45,7 +55,7 @@ async fn main() -> ExitCode {
     let started = std::time::Instant::now();
     for (i, seed) in list.iter().enumerate() {
         let opts = SimOptions {
-            drop_completed_events: break_final,
+            breaks: breaks.clone(),
             ..SimOptions::seed(*seed)
         };
         let outcome = simulate(&opts).await;

@@ -303,14 +303,17 @@ pub struct SimEvents {
     pub accepted: Mutex<Vec<CloudEvent>>,
     /// For the broken-invariant check: swallow completion events while answering success.
     pub drop_completed: bool,
+    /// For the broken-invariant check: keep each final event this many times.
+    pub final_copies: usize,
 }
 
 impl SimEvents {
-    pub fn new(chaos: Arc<Chaos>, drop_completed: bool) -> Self {
+    pub fn new(chaos: Arc<Chaos>, drop_completed: bool, final_copies: usize) -> Self {
         Self {
             chaos,
             accepted: Mutex::default(),
             drop_completed,
+            final_copies,
         }
     }
 }
@@ -333,7 +336,14 @@ impl EventPublisher for SimEvents {
             if self.drop_completed && e.event_type.ends_with("ExportCompleted.v1") {
                 continue;
             }
-            acc.push(e.clone());
+            let is_final = e.event_type.ends_with("ExportCompleted.v1")
+                || e.event_type.ends_with("ExportFailed.v1");
+            let copies = if is_final {
+                self.final_copies.max(1)
+            } else {
+                1
+            };
+            acc.extend(std::iter::repeat_n(e.clone(), copies));
         }
         match strike {
             Strike::AfterLostAnswer => Err(unavailable()),
