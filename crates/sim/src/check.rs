@@ -47,11 +47,36 @@ pub(crate) async fn check(sim: &Sim, seed: &Seed<'_>) -> Vec<String> {
         }
     }
     check_final_events(&runs, &events, &mut v);
+    check_one_run_at_a_time(&runs, &mut v);
     check_time_bound(&runs, seed, &mut v);
     check_failures(&runs, seed, &mut v);
     check_output(sim, seed, &runs, &mut v);
     check_no_secret(sim, &events, &mut v);
     v
+}
+
+/// One run per request at a time: no run of an export starts while another is open, however
+/// the starts interleave.
+fn check_one_run_at_a_time(runs: &[RunRecord], v: &mut Vec<String>) {
+    let mut by_request: std::collections::BTreeMap<String, Vec<&RunRecord>> = Default::default();
+    for r in runs {
+        let key = r.request.ledger_key(r.created_at.date());
+        by_request.entry(key).or_default().push(r);
+    }
+    for (key, mut rs) in by_request {
+        rs.sort_by_key(|r| (r.created_at, r.run_id.clone()));
+        for pair in rs.windows(2) {
+            let still_open = pair[0]
+                .finished_at
+                .is_none_or(|done| pair[1].created_at < done);
+            if still_open {
+                v.push(format!(
+                    "runs {} and {} of {key} were open at once",
+                    pair[0].run_id, pair[1].run_id
+                ));
+            }
+        }
+    }
 }
 
 /// Every run terminal within the documented bound, in simulated time.

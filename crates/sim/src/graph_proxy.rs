@@ -66,7 +66,10 @@ impl GraphProxy {
                         let f = *faults.lock().unwrap();
                         let roll = chaos.below(1000) as u64;
                         if roll < f.throttled {
-                            return reply(StatusCode::TOO_MANY_REQUESTS, Some("2"), Bytes::new());
+                            // Short, zero, day-long and past (an HTTP date) waits alike.
+                            let wait = ["2", "0", "86400", "Wed, 21 Oct 2015 07:28:00 GMT"]
+                                [chaos.below(4)];
+                            return reply(StatusCode::TOO_MANY_REQUESTS, Some(wait), Bytes::new());
                         }
                         if roll < f.throttled + f.unavailable {
                             return reply(StatusCode::SERVICE_UNAVAILABLE, None, Bytes::new());

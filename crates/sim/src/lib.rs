@@ -82,7 +82,7 @@ pub struct SimOptions {
     pub storm_steps: usize,
     /// Some steps run two invocations at once (their interleaving is not part of the seed).
     pub concurrent: bool,
-    /// Partitions per export (default: 1 to 4, from the seed).
+    /// Partitions per export (default: from the seed, see `partitions`).
     pub partitions: Option<u32>,
     /// Invariants to break on purpose (the checks must report them).
     pub breaks: Vec<Break>,
@@ -131,6 +131,9 @@ struct Sim {
     requests: Vec<ExportRequest>,
     clock: SimClock,
     dead_letters: usize,
+    /// What a new instance is built from (a crashed one is replaced by a fresh one).
+    config: PipelineConfig,
+    graph_base: url::Url,
 }
 
 impl Sim {
@@ -209,6 +212,36 @@ impl Sim {
     async fn start(&self, i: usize) {
         let req = self.requests[i].clone();
         let _ = self.pick().start(req, Trigger::Timer).await;
+    }
+
+    /// The same export started on two instances at once (the timer and an HTTP request, or a
+    /// backfill): one run must serve both.
+    async fn start_twice(&self, i: usize) {
+        let req = self.requests[i].clone();
+        let n = self.instances.len();
+        let k = self.chaos.below(n);
+        let (a, b) = (&self.instances[k], &self.instances[(k + 1) % n]);
+        let _ = tokio::join!(
+            a.start(req.clone(), Trigger::Timer),
+            b.start(req, Trigger::Http)
+        );
+    }
+
+    /// An instance crashes: a fresh one (empty caches) takes its place.
+    fn crash(&mut self) -> anyhow::Result<()> {
+        let i = self.chaos.below(self.instances.len());
+        let mut p = pipeline(
+            &self.config,
+            &self.graph_base,
+            &self.chaos,
+            &self.queue,
+            &self.events,
+            &self.store,
+            &self.dest,
+        )?;
+        p.set_clock(Arc::new(self.clock.clone()));
+        self.instances[i] = p;
+        Ok(())
     }
 
     async fn runs(&self) -> Vec<RunRecord> {
@@ -306,6 +339,16 @@ fn pipeline(
     ))
 }
 
+/// Partitions per export: 1 to 4 mostly; every twentieth seed a large export of 33 to 300
+/// (more than one fan-in shard of 32).
+fn partitions(seed: u64) -> u32 {
+    if seed.is_multiple_of(20) {
+        33 + (seed * 7 % 268) as u32
+    } else {
+        1 + (seed % 4) as u32
+    }
+}
+
 /// Runs one seed and checks the invariants.
 pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     let chaos = Chaos::new(opts.seed, opts.faults);
@@ -313,7 +356,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     let slow = broken(Break::TimeBound);
     let sandbox = GraphSandbox::start(SandboxConfig {
         seed: opts.seed,
-        partitions: opts.partitions.unwrap_or(1 + (opts.seed % 4) as u32),
+        partitions: opts.partitions.unwrap_or(partitions(opts.seed)),
         rows_per_partition: 5,
         polls_before_done: if slow { 3 } else { 1 },
         retry_after_secs: if slow { 86_400 } else { 0 },
@@ -372,6 +415,8 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         requests: requests(),
         clock,
         dead_letters: 0,
+        config,
+        graph_base: proxy.base.clone(),
     };
 
     let mut steps = 0;
@@ -532,8 +577,15 @@ async fn storm(sim: &mut Sim, sandbox: &GraphSandbox, opts: &SimOptions) -> usiz
                 sim.deliver().await;
             }
             78..=79 => sandbox.expire_all_sas(),
-            80..=89 => {
+            80..=88 => {
                 let _ = sim.pick().watchdog_at(sim.clock.now()).await;
+            }
+            89 => {
+                let _ = sim.crash();
+            }
+            90..=93 if opts.concurrent => {
+                let i = sim.chaos.below(sim.requests.len());
+                sim.start_twice(i).await;
             }
             _ => {
                 let i = sim.chaos.below(sim.requests.len());

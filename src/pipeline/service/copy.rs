@@ -345,7 +345,10 @@ impl Pipeline {
                         message: message.chars().take(2000).collect(),
                         at: t,
                     };
+                    // Terminal since it completed: the end of its life does not move.
+                    let ended = r.finished_at;
                     r.finish(RunState::Failed, Some(failure), t);
+                    r.finished_at = ended.or(Some(t));
                 }
                 Some(give_up)
             })

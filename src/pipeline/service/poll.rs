@@ -1,7 +1,7 @@
 //! One poll of a Graph operation: reschedule at Retry-After, restart after 410, fail, or fan out
 //! the copies of a succeeded export.
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use time::OffsetDateTime;
 
 use super::super::decide::{after_poll, before_poll, AfterPoll, BeforePoll};
@@ -10,11 +10,14 @@ use super::super::messages::{CopyJob, PollJob};
 use super::super::run::{FailureCode, PartRecord, RunId, RunRecord, RunState};
 use crate::billing::Manifest;
 use crate::pipeline::messages::PARTITIONS_QUEUE;
-use crate::pipeline::ports::queue::OutgoingMessage;
+use crate::pipeline::ports::queue::{OutgoingMessage, QueueError};
 
 use super::{
     humanize, operation_url, Handled, Pipeline, PipelineError, FANOUT_CONCURRENCY, STALL_GRACE,
 };
+
+/// Rounds of sending a fan-out's copy jobs before the poll gives up and is redelivered.
+const FANOUT_SEND_ROUNDS: usize = 3;
 
 impl Pipeline {
     pub async fn handle_poll(&self, job: &PollJob) -> Result<Handled, PipelineError> {
@@ -330,18 +333,38 @@ impl Pipeline {
             .map(|p| CopyJob::new(run.run_id.clone(), p.index))
             .collect();
         let n = jobs.len();
-        futures::stream::iter(jobs)
-            .map(|job| async move {
-                let id = match repair {
-                    Some(n) => job.repair_message_id(n),
-                    None => job.message_id(),
-                };
-                let msg = OutgoingMessage::json(&job, id, None)?;
-                self.queue.send(PARTITIONS_QUEUE, &msg).await
-            })
-            .buffer_unordered(FANOUT_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(n)
+        // Sends that failed are tried again at once, a few rounds: with thousands of parts,
+        // a brief queue outage would otherwise fail almost every fan-out, and the redelivered
+        // poll would resend everything until its deliveries ran out.
+        let mut pending = jobs;
+        let mut last_error = None;
+        for _ in 0..FANOUT_SEND_ROUNDS {
+            let sent: Vec<(CopyJob, Result<(), QueueError>)> = futures::stream::iter(pending)
+                .map(|job| async move {
+                    let id = match repair {
+                        Some(n) => job.repair_message_id(n),
+                        None => job.message_id(),
+                    };
+                    let result = match OutgoingMessage::json(&job, id, None) {
+                        Ok(msg) => self.queue.send(PARTITIONS_QUEUE, &msg).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    (job, result)
+                })
+                .buffer_unordered(FANOUT_CONCURRENCY)
+                .collect()
+                .await;
+            pending = Vec::new();
+            for (job, result) in sent {
+                if let Err(e) = result {
+                    pending.push(job);
+                    last_error = Some(e);
+                }
+            }
+            if pending.is_empty() {
+                return Ok(n);
+            }
+        }
+        Err(last_error.expect("a failed send left a job pending").into())
     }
 }
