@@ -76,8 +76,8 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
     allow.allow_url(Audience::Graph, &graph.base_url);
     let http = AuthorizedHttp::new(http_client(), Arc::new(local_token_source()), allow);
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600)));
+    let billing = BillingClient::new(http, graph);
     let pipeline = Pipeline::new(
-        BillingClient::new(http, graph),
         queue.clone(),
         Arc::new(LogOnlyPublisher),
         Arc::new(InstantDestination),
@@ -99,6 +99,10 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
             invoice_tolerance: Default::default(),
             retention: partner_billing_export::pipeline::current::Retention::KeepAll,
         },
+    )
+    .with_partner(
+        partner_billing_export::billing::PartnerId::default_partner(),
+        partner_billing_export::pipeline::PartnerRuntime::new(billing),
     );
     let request = ExportRequest::unbilled(
         ExportKind::UnbilledUsage,

@@ -76,9 +76,7 @@ pub type PartnerTokens = HashMap<PartnerId, Arc<dyn TokenSource>>;
 pub struct App {
     pub config: Config,
     pub pipeline: Pipeline,
-    /// The implicit partner's invoice listing.
-    pub invoices: PartnerCenterClient,
-    /// Each listed partner's invoice listing, signed in as that partner.
+    /// Each partner's invoice listing, signed in as that partner.
     partner_invoices: HashMap<PartnerId, PartnerCenterClient>,
 }
 
@@ -87,7 +85,12 @@ impl App {
     pub fn from_config(config: Config) -> anyhow::Result<Arc<Self>> {
         let tokens = token_sources(&config.credentials)?;
         let mut partners = PartnerTokens::new();
-        for p in config.partners.iter().filter(|p| !p.id.is_default()) {
+        // A partner signing in with the app's own Graph credential shares its token source.
+        let own = |p: &&PartnerConfig| {
+            p.credential.kind != config.credentials.graph
+                || p.credential.secrets != config.credentials.graph_secrets
+        };
+        for p in config.partners.iter().filter(own) {
             let graph = match partner_token_source(p) {
                 Ok(t) => t,
                 Err(e) => {
@@ -104,28 +107,35 @@ impl App {
         Self::with_partner_tokens(config, Arc::new(tokens), partners)
     }
 
-    /// [`App::with_tokens`] with each listed partner's Graph / Partner Center tokens from
-    /// `partners` (Azure resources stay on `tokens`).
+    /// [`App::with_tokens`] with partners' own Graph / Partner Center tokens from `partners`
+    /// (a partner missing there, and Azure resources, use `tokens`).
     pub fn with_partner_tokens(
         config: Config,
         tokens: Arc<dyn TokenSource>,
         partners: PartnerTokens,
     ) -> anyhow::Result<Arc<Self>> {
-        let app = Self::with_tokens(config, tokens.clone())?;
-        let mut app = Arc::into_inner(app).expect("not shared yet");
-        app.register_partners(&tokens, &partners);
-        Ok(Arc::new(app))
+        let (queue, events) = Self::azure_services(&config, &tokens)?;
+        Self::assemble(config, tokens, queue, events, &partners)
     }
 
-    /// The invoice listing of `partner`'s tenant.
-    pub fn invoices_for(&self, partner: &PartnerId) -> &PartnerCenterClient {
-        self.partner_invoices.get(partner).unwrap_or(&self.invoices)
+    /// The invoice listing of a configured partner's tenant.
+    pub fn invoices_for(&self, partner: &PartnerConfig) -> &PartnerCenterClient {
+        self.partner_invoices
+            .get(&partner.id)
+            .expect("every configured partner is registered when the app is built")
     }
 
-    /// Gives each listed partner its own Graph client (its own tokens, its own concurrency
-    /// bound, so its throttling stays its own) and its own invoice listing.
-    fn register_partners(&mut self, azure: &Arc<dyn TokenSource>, tokens: &PartnerTokens) {
-        for p in self.config.partners.iter().filter(|p| !p.id.is_default()) {
+    /// Gives each configured partner its own Graph client (its own tokens, checked against its
+    /// tenant; its own concurrency bound, so its throttling stays its own), its invoice listing
+    /// and its place in the pipeline, all as `config` describes it.
+    fn register_partners(
+        config: &Config,
+        mut pipeline: Pipeline,
+        azure: &Arc<dyn TokenSource>,
+        tokens: &PartnerTokens,
+    ) -> (Pipeline, HashMap<PartnerId, PartnerCenterClient>) {
+        let mut invoices = HashMap::new();
+        for p in &config.partners {
             let graph = tokens.get(&p.id).cloned().unwrap_or_else(|| azure.clone());
             let per_service: Arc<dyn TokenSource> = Arc::new(VerifiedTokens::new(
                 Arc::new(PerServiceTokens {
@@ -135,35 +145,37 @@ impl App {
                 p.id.as_str(),
                 p.tenant_id.map(|t| t.to_string()),
             ));
-            let authed =
-                AuthorizedHttp::new(http_client(), per_service, graph_allow_list(&self.config));
-            let mut billing = BillingClient::new(authed.clone(), self.config.graph.clone());
+            let authed = AuthorizedHttp::new(http_client(), per_service, graph_allow_list(config));
+            let mut billing = BillingClient::new(authed.clone(), config.graph.clone());
             if let Some(n) = p.max_concurrency {
                 billing = billing.with_concurrency_limit(n);
             }
-            let folder = p
-                .destination_prefix
-                .clone()
-                .expect("a listed partner has a folder");
-            let tenant_id = p.tenant_id.map(|t| t.to_string()).unwrap_or_default();
-            let invoices =
-                PartnerCenterClient::new(authed, self.config.partner_center_base_url.clone());
-            self.pipeline.add_partner(
+            let listing = PartnerCenterClient::new(authed, config.partner_center_base_url.clone());
+            pipeline = pipeline.with_partner(
                 p.id.clone(),
                 PartnerRuntime {
                     billing,
-                    folder,
-                    tenant_id,
-                    invoices: Some(Arc::new(invoices.clone())),
+                    folder: p.destination_prefix.clone(),
+                    tenant_id: p.tenant_id.map(|t| t.to_string()),
+                    invoices: Some(Arc::new(listing.clone())),
                 },
             );
-            self.partner_invoices.insert(p.id.clone(), invoices);
+            invoices.insert(p.id.clone(), listing);
         }
+        (pipeline, invoices)
     }
 
     /// The app with a given token source (in-process tests and tools that hold their own):
     /// messages go to Service Bus, events to Event Grid (or the log), as the settings say.
     pub fn with_tokens(config: Config, tokens: Arc<dyn TokenSource>) -> anyhow::Result<Arc<Self>> {
+        Self::with_partner_tokens(config, tokens, PartnerTokens::new())
+    }
+
+    /// Service Bus and Event Grid as the settings name them.
+    fn azure_services(
+        config: &Config,
+        tokens: &Arc<dyn TokenSource>,
+    ) -> anyhow::Result<(Arc<dyn MessageQueue>, Arc<dyn EventPublisher>)> {
         let queue_endpoint = config.servicebus_endpoint.clone().ok_or_else(|| {
             anyhow::anyhow!(
                 "app setting {}: is required (or {} to override the endpoint)",
@@ -171,7 +183,7 @@ impl App {
                 crate::settings::SERVICEBUS_ENDPOINT
             )
         })?;
-        let mut allow = graph_allow_list(&config);
+        let mut allow = graph_allow_list(config);
         allow.allow_url(Audience::ServiceBus, &queue_endpoint);
         if let Some(eg) = &config.eventgrid_endpoint {
             allow.allow_url(Audience::EventGrid, eg);
@@ -193,7 +205,7 @@ impl App {
             }
             None => Arc::new(LogOnlyPublisher),
         };
-        Self::assemble(config, tokens, queue, events)
+        Ok((queue, events))
     }
 
     /// The app with the queue and event publisher given (a process that runs the pipeline
@@ -205,7 +217,7 @@ impl App {
         queue: Arc<dyn MessageQueue>,
         events: Arc<dyn EventPublisher>,
     ) -> anyhow::Result<Arc<Self>> {
-        Self::assemble(config, tokens, queue, events)
+        Self::assemble(config, tokens, queue, events, &PartnerTokens::new())
     }
 
     fn assemble(
@@ -213,46 +225,27 @@ impl App {
         tokens: Arc<dyn TokenSource>,
         queue: Arc<dyn MessageQueue>,
         events: Arc<dyn EventPublisher>,
+        partner_tokens: &PartnerTokens,
     ) -> anyhow::Result<Arc<Self>> {
-        // The implicit partner's Graph and Partner Center tokens are checked against
-        // GRAPH_TENANT_ID (when it is a tenant id) before use.
-        let implicit_tenant = config
-            .partners
-            .iter()
-            .find(|p| p.id.is_default())
-            .and_then(|p| p.tenant_id)
-            .map(|t| t.to_string());
-        let verified: Arc<dyn TokenSource> = Arc::new(VerifiedTokens::new(
-            tokens.clone(),
-            PartnerId::default_partner().as_str(),
-            implicit_tenant.clone(),
-        ));
-        let graph_http = AuthorizedHttp::new(http_client(), verified, graph_allow_list(&config));
-        let billing = BillingClient::new(graph_http.clone(), config.graph.clone());
-        let invoices = PartnerCenterClient::new(graph_http, config.partner_center_base_url.clone());
         let hubs = hubs_destination(&config, transfer_client(), tokens.clone())?;
         let (dest, ledger_store) = destination(&config, transfer_client(), tokens.clone())?;
         let mut pipeline = Pipeline::new(
-            billing,
             queue,
             events,
             dest,
             Ledger::new(ledger_store),
             config.pipeline.clone(),
-        )
-        .with_invoice_check(Arc::new(invoices.clone()))
-        .with_implicit_tenant(implicit_tenant);
+        );
         if let Some(hubs) = hubs {
             pipeline = pipeline.with_hubs(hubs);
         }
-        let mut app = Self {
+        let (pipeline, partner_invoices) =
+            Self::register_partners(&config, pipeline, &tokens, partner_tokens);
+        let app = Self {
             config,
             pipeline,
-            invoices,
-            partner_invoices: HashMap::new(),
+            partner_invoices,
         };
-        // In-process callers (tests, the CLI) share one token source across partners.
-        app.register_partners(&tokens, &PartnerTokens::new());
         Ok(Arc::new(app))
     }
 }

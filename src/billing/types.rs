@@ -488,10 +488,9 @@ impl ExportRequest {
     /// A listed partner's keys live under `partners/{id}/`; the implicit partner's have no
     /// `partners/` segment.
     pub fn key(&self) -> String {
-        if self.partner.is_default() {
-            self.partner_key()
-        } else {
-            format!("partners/{}/{}", self.partner, self.partner_key())
+        match self.partner.listed() {
+            Some(p) => format!("partners/{p}/{}", self.partner_key()),
+            None => self.partner_key(),
         }
     }
 
@@ -536,8 +535,8 @@ impl ExportRequest {
 
 impl fmt::Display for ExportRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.partner.is_default() {
-            write!(f, "partner {}: ", self.partner)?;
+        if let Some(p) = self.partner.listed() {
+            write!(f, "partner {p}: ")?;
         }
         match &self.scope {
             ExportScope::Invoice { invoice_id } => {

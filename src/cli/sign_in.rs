@@ -94,15 +94,9 @@ pub fn choose(
                 .parse()
                 .map_err(|e| anyhow!("app setting {}: {e}", s::GRAPH_CLIENT_ID))?,
         };
-        let tenant = match (
-            &args.sign_in.tenant,
-            partner.id.is_default(),
-            partner.tenant_id,
-        ) {
-            (Some(t), _, _) => t.clone(),
-            (None, false, Some(listed)) => {
-                listed.to_string().parse().expect("a tenant id is a tenant")
-            }
+        let tenant = match (&args.sign_in.tenant, partner.tenant_id) {
+            (Some(t), _) => t.clone(),
+            (None, Some(known)) => known.to_string().parse().expect("a tenant id is a tenant"),
             _ => settings
                 .get(s::GRAPH_TENANT_ID)
                 .ok_or_else(|| {

@@ -28,7 +28,7 @@ pub async fn plan_for(
     planner::plan(
         &partner.id,
         &partner.plan,
-        app.invoices_for(&partner.id),
+        app.invoices_for(partner),
         app.pipeline.ledger(),
         scope,
         now,

@@ -47,13 +47,15 @@ use std::time::Duration;
 
 use partner_billing_export::adapters::storage::ObjectPath;
 use partner_billing_export::auth::{http_client, AllowList, Audience, AuthorizedHttp};
+use partner_billing_export::billing::PartnerId;
 use partner_billing_export::billing::{
     AttributeSet, BillingClient, BillingPeriod, ExportKind, ExportRequest, GraphConfig,
 };
 use partner_billing_export::pipeline::clock::Clock;
 use partner_billing_export::pipeline::messages::OPERATIONS_QUEUE;
 use partner_billing_export::pipeline::{
-    CopyJob, Ledger, Pipeline, PipelineConfig, PollJob, PollPolicy, RunRecord, RunState, Trigger,
+    CopyJob, Ledger, PartnerRuntime, Pipeline, PipelineConfig, PollJob, PollPolicy, RunRecord,
+    RunState, Trigger,
 };
 use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
 use time::OffsetDateTime;
@@ -330,12 +332,15 @@ fn pipeline(
         allow,
     );
     Ok(Pipeline::new(
-        BillingClient::new(http, graph),
         queue.clone(),
         events.clone(),
         dest.clone(),
         Ledger::new(store.clone()),
         config.clone(),
+    )
+    .with_partner(
+        PartnerId::default_partner(),
+        PartnerRuntime::new(BillingClient::new(http, graph)),
     ))
 }
 

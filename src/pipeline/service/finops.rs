@@ -99,11 +99,11 @@ impl Pipeline {
     /// reconciliation against `totalCharges`, and billed usage against the invoice's Azure
     /// lines once both exports have landed (whichever completes second compares them).
     pub(super) async fn check_invoice(&self, run: &RunRecord) -> Result<Checked, PipelineError> {
-        // A listed partner's invoices are read with its own credential.
-        let source = match self.partners.get(&run.request.partner) {
-            Some(p) => p.invoices.as_ref(),
-            None => self.invoices.as_ref(),
-        };
+        // A partner's invoices are read with its own credential.
+        let source = self
+            .partners
+            .get(&run.request.partner)
+            .and_then(|p| p.invoices.as_ref());
         let (Some(source), ExportScope::Invoice { invoice_id }) = (source, &run.request.scope)
         else {
             return Ok(Checked::NotMade);

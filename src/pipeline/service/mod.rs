@@ -115,21 +115,35 @@ pub enum Handled {
     Restarted,
 }
 
-/// One listed partner tenant as the pipeline sees it: its own Graph client (own credential,
-/// own concurrency bound, own throttling) and its folder below the output prefix.
+/// One partner tenant as the pipeline sees it: its own Graph client (own credential, own
+/// concurrency bound, own throttling), where its output goes, the tenant its data must come
+/// from, and its invoices. Built from the configuration (`config` decides every field).
 #[derive(Debug, Clone)]
 pub struct PartnerRuntime {
     pub billing: BillingClient,
-    pub folder: ObjectPath,
-    /// The partner's Entra ID tenant, carried in its runs' events (`data.partnerTenantId`).
-    pub tenant_id: String,
+    /// Folder below the output prefix; `None`: the output prefix itself.
+    pub folder: Option<ObjectPath>,
+    /// The partner's Entra ID tenant, when known: its manifests must name it, and its runs'
+    /// events carry it (`data.partnerTenantId`).
+    pub tenant_id: Option<String>,
     /// Its invoices, for the invoice check (its own Partner Center credential).
     pub invoices: Option<Arc<dyn super::invoice_check::InvoiceSource>>,
 }
 
+impl PartnerRuntime {
+    /// A partner served by `billing` alone: output under the prefix itself, no tenant to check,
+    /// no invoice check.
+    pub fn new(billing: BillingClient) -> Self {
+        Self {
+            billing,
+            folder: None,
+            tenant_id: None,
+            invoices: None,
+        }
+    }
+}
+
 pub struct Pipeline {
-    /// The implicit partner's client (single-tenant deployments).
-    billing: BillingClient,
     partners: std::collections::HashMap<PartnerId, PartnerRuntime>,
     queue: Arc<dyn MessageQueue>,
     events: Arc<dyn EventPublisher>,
@@ -138,12 +152,8 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     manifests: ManifestCache,
     copying: std::sync::Mutex<std::collections::HashMap<RunId, Arc<RunRecord>>>,
-    /// Invoice totals for the invoice check (none: no check).
-    invoices: Option<Arc<dyn super::invoice_check::InvoiceSource>>,
     /// The FinOps hubs ingestion container (none: no hubs landing).
     hubs: Option<Arc<dyn Destination>>,
-    /// The implicit partner's tenant (`GRAPH_TENANT_ID`), checked against manifests.
-    implicit_tenant: Option<String>,
     clock: Arc<dyn super::clock::Clock>,
 }
 
@@ -156,8 +166,8 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline serving no partner yet: register each with [`Pipeline::with_partner`].
     pub fn new(
-        billing: BillingClient,
         queue: Arc<dyn MessageQueue>,
         events: Arc<dyn EventPublisher>,
         dest: Arc<dyn Destination>,
@@ -165,7 +175,6 @@ impl Pipeline {
         cfg: PipelineConfig,
     ) -> Self {
         Self {
-            billing,
             partners: Default::default(),
             queue,
             events,
@@ -174,14 +183,11 @@ impl Pipeline {
             cfg,
             manifests: ManifestCache::default(),
             copying: Default::default(),
-            invoices: None,
             hubs: None,
-            implicit_tenant: None,
             clock: Arc::new(super::clock::SystemClock),
         }
     }
 
-    /// The tenant the implicit partner's manifests must name (`partnerTenantId`).
     /// Reads time from `clock` instead of the wall clock (tests, the simulation).
     pub fn set_clock(&mut self, clock: Arc<dyn super::clock::Clock>) {
         self.clock = clock;
@@ -192,40 +198,37 @@ impl Pipeline {
         self.clock.now()
     }
 
-    pub fn with_implicit_tenant(mut self, tenant: Option<String>) -> Self {
-        self.implicit_tenant = tenant;
+    /// Registers (or replaces) a partner tenant.
+    pub fn with_partner(mut self, id: PartnerId, partner: PartnerRuntime) -> Self {
+        self.partners.insert(id, partner);
         self
     }
 
-    /// Registers (or replaces) a listed partner tenant.
-    pub fn add_partner(&mut self, id: PartnerId, partner: PartnerRuntime) {
-        self.partners.insert(id, partner);
+    fn partner(&self, partner: &PartnerId) -> Result<&PartnerRuntime, PipelineError> {
+        self.partners
+            .get(partner)
+            .ok_or_else(|| PipelineError::UnknownPartner(partner.clone()))
     }
 
     /// The Graph client of `partner`'s tenant. A run of a partner no longer configured fails
     /// here instead of reaching Graph with another tenant's credential.
     pub fn billing_for(&self, partner: &PartnerId) -> Result<&BillingClient, PipelineError> {
-        match self.partners.get(partner) {
-            Some(p) => Ok(&p.billing),
-            None if partner.is_default() => Ok(&self.billing),
-            None => Err(PipelineError::UnknownPartner(partner.clone())),
-        }
+        Ok(&self.partner(partner)?.billing)
     }
 
-    /// The tenant `partner`'s data must come from: a listed partner's `tenantId`, or
-    /// `GRAPH_TENANT_ID` for the implicit partner (when set).
+    /// The tenant `partner`'s data must come from, when known.
     pub(super) fn expected_tenant(&self, partner: &PartnerId) -> Option<&str> {
-        match self.partners.get(partner) {
-            Some(p) => Some(p.tenant_id.as_str()).filter(|t| !t.is_empty()),
-            None => self.implicit_tenant.as_deref(),
-        }
+        self.partners
+            .get(partner)
+            .and_then(|p| p.tenant_id.as_deref())
+            .filter(|t| !t.is_empty())
     }
 
-    /// A run's event with its listed partner's tenant id in `data.partnerTenantId`.
+    /// A run's event with its partner's tenant id in `data.partnerTenantId`, when known.
     pub(super) fn with_partner_tenant(&self, run: &RunRecord, mut ev: CloudEvent) -> CloudEvent {
-        if let Some(p) = self.partners.get(&run.request.partner) {
+        if let Some(tenant) = self.expected_tenant(&run.request.partner) {
             if let Ok(mut payload) = ev.payload() {
-                payload.set_partner_tenant(&p.tenant_id);
+                payload.set_partner_tenant(tenant);
                 ev = CloudEvent::of(&ev.source, ev.id, ev.subject, &payload);
             }
         }
@@ -233,25 +236,14 @@ impl Pipeline {
     }
 
     /// Folder prefix of `partner`'s output: `{DESTINATION_PREFIX}/{partner folder}`, or the
-    /// prefix itself for the implicit partner.
+    /// prefix itself for a partner without a folder.
     pub fn output_prefix_for(&self, partner: &PartnerId) -> Result<ObjectPath, PipelineError> {
-        match self.partners.get(partner) {
-            Some(p) => Ok(self.cfg.output_prefix.join(p.folder.as_str())?),
-            None if partner.is_default() => Ok(self.cfg.output_prefix.clone()),
-            None => Err(PipelineError::UnknownPartner(partner.clone())),
-        }
+        Ok(match &self.partner(partner)?.folder {
+            Some(folder) => self.cfg.output_prefix.join(folder.as_str())?,
+            None => self.cfg.output_prefix.clone(),
+        })
     }
 
-    /// Checks billed reconciliation data against invoices read from `source`.
-    pub fn with_invoice_check(
-        mut self,
-        source: Arc<dyn super::invoice_check::InvoiceSource>,
-    ) -> Self {
-        self.invoices = Some(source);
-        self
-    }
-
-    /// Lands each run's FOCUS files in a FinOps hubs ingestion container.
     pub fn with_hubs(mut self, hubs: Arc<dyn Destination>) -> Self {
         self.hubs = Some(hubs);
         self
@@ -319,10 +311,11 @@ impl Pipeline {
         run: &RunRecord,
         refused: Option<&Arc<Manifest>>,
     ) -> Result<Arc<Manifest>, PipelineError> {
+        // Taken first: a refresh finishing between the two looks is then seen as new.
+        let seen = self.manifests.current(&run.run_id);
         if let Some(m) = self.manifests.fresh(&run.run_id, self.now(), refused) {
             return Ok(m);
         }
-        let seen = self.manifests.current(&run.run_id);
         let lock = self.manifests.refresh_lock(&run.run_id);
         let _refreshing = lock.lock().await;
         // Fetched by another copy while this one waited: use it, even if its SAS is short-lived.
