@@ -29,6 +29,37 @@ pub(crate) struct Seed<'a> {
     pub faulty: bool,
     /// Whether Graph expired operations (410 Gone) on this seed.
     pub gone: bool,
+    /// Whether runs land typed Parquet and FOCUS files with each partition.
+    pub parquet: bool,
+    /// How long after the faults stop a run may still fail as stalled: the stall period plus
+    /// one watchdog period.
+    pub stall_grace: Duration,
+}
+
+/// A completed part's typed Parquet and FOCUS files are both there, and not empty.
+fn check_derived(
+    r: &RunRecord,
+    folder: &partner_billing_export::pipeline::ports::storage::ObjectPath,
+    p: &partner_billing_export::pipeline::run::PartRecord,
+    objects: &std::collections::HashMap<String, bytes::Bytes>,
+    v: &mut Vec<String>,
+) {
+    let Ok((typed, focus)) = partner_billing_export::pipeline::derived::derived_paths(folder, p)
+    else {
+        v.push(format!(
+            "run {} part {}: no derived paths",
+            r.run_id, p.index
+        ));
+        return;
+    };
+    for file in [typed, focus] {
+        if objects.get(file.as_str()).is_none_or(|b| b.is_empty()) {
+            v.push(format!(
+                "run {} part {}: derived file missing at {file}",
+                r.run_id, p.index
+            ));
+        }
+    }
 }
 
 pub(crate) async fn check(sim: &Sim, seed: &Seed<'_>) -> Vec<String> {
@@ -107,7 +138,16 @@ fn check_failures(runs: &[RunRecord], seed: &Seed<'_>, v: &mut Vec<String>) {
             FailureCode::CopyFailed | FailureCode::LandingFailed | FailureCode::Stalled => true,
             _ => false,
         };
-        if !seed.faulty || f.at > seed.calm_since || !explained {
+        // A stall is judged on the time before it: a run whose repairs all fell in the storm
+        // is failed by the first watchdog pass a stall period later.
+        let grace = match f.code {
+            FailureCode::Stalled => seed.stall_grace,
+            _ => Duration::ZERO,
+        };
+        // Expiring operations are the seed's, not the storm's: they go on after it.
+        let any_time = matches!(f.code, FailureCode::Gone);
+        let in_time = any_time || f.at <= seed.calm_since + grace;
+        if !(seed.faulty || any_time) || !in_time || !explained {
             v.push(format!(
                 "run {} failed ({}: {}) without a fault that explains it",
                 r.run_id, f.code, f.message
@@ -197,10 +237,12 @@ fn check_output(sim: &Sim, seed: &Seed<'_>, runs: &[RunRecord], v: &mut Vec<Stri
             v.push(format!("run {} completed without a folder", r.run_id));
             continue;
         };
-        // A version that is no longer current carries a `_superseded.json` marker besides.
+        // A version that is no longer current carries a `_superseded.json` marker besides;
+        // derived formats live in sub-folders (checked below).
         let in_folder = objects
             .keys()
-            .filter(|k| k.starts_with(&format!("{folder}/")) && !k.ends_with("/_superseded.json"))
+            .filter_map(|k| k.strip_prefix(&format!("{folder}/")))
+            .filter(|rest| !rest.contains('/') && *rest != "_superseded.json")
             .count();
         if in_folder != r.parts.len() + 1 {
             v.push(format!(
@@ -210,6 +252,9 @@ fn check_output(sim: &Sim, seed: &Seed<'_>, runs: &[RunRecord], v: &mut Vec<Stri
             ));
         }
         for p in &r.parts {
+            if seed.parquet {
+                check_derived(r, folder, p, &objects, v);
+            }
             let Some(bytes) = objects.get(p.dest.as_str()) else {
                 v.push(format!(
                     "run {} part {} missing at {}",

@@ -5,10 +5,14 @@
 //! stand-ins: at-least-once queues (redelivery, duplicates, reordering, early delivery of
 //! scheduled messages, lock loss), a ledger store and a partner storage whose writes fail
 //! before or after applying (lost answers, crashes between side effects), an Event Grid that
-//! fails or loses answers, identity outages, Graph itself throttling (429 with Retry-After),
-//! failing (503) or losing its answers (through a fault-injecting proxy, `graph_proxy`),
-//! and the Graph sandbox on loopback, whose operations expire (410 Gone) on every third seed
-//! and which has no data (code 5000) for some exports on every fifth. A seed first
+//! fails or loses answers, identity outages, Graph itself throttling (429 with a zero,
+//! short, day-long or past Retry-After), failing (503) or losing its answers (through a
+//! fault-injecting proxy, `graph_proxy`), instances that crash and come back with empty
+//! caches, the same export started on two instances at once, and the Graph sandbox on
+//! loopback, whose operations expire (410 Gone) on every third seed and which has no data
+//! (code 5000) for some exports on every fifth. Every third seed lands typed Parquet and the
+//! FOCUS view too, every fourth exports for a second, listed partner, and every twentieth
+//! exports 33 to 300 partitions (several fan-in shards). A seed first
 //! runs a storm (faults on), then calm (faults off, timer retries and the watchdog as time
 //! moves on), and then checks the invariants (`check.rs`):
 //! - every request has a run, and every run is terminal;
@@ -149,6 +153,7 @@ impl Sim {
         let Some(m) = self.queue.take() else {
             return false;
         };
+        self.tick();
         let p = self.pick();
         let redeliver = Self::invoke(p, &self.chaos, m).await;
         self.settle(redeliver);
@@ -211,7 +216,14 @@ impl Sim {
         (!ok || lock_lost).then_some(m)
     }
 
+    /// Each invocation starts a second later: run ids (second resolution, then random) and
+    /// everything ordered by them follow the seed, not the random suffix.
+    fn tick(&self) {
+        self.clock.advance(Duration::from_secs(1));
+    }
+
     async fn start(&self, i: usize) {
+        self.tick();
         let req = self.requests[i].clone();
         let _ = self.pick().start(req, Trigger::Timer).await;
     }
@@ -252,8 +264,12 @@ impl Sim {
     }
 }
 
-fn requests() -> Vec<ExportRequest> {
+/// A second partner tenant, listed (its own folder and keys), in every fourth seed.
+const SECOND_PARTNER: &str = "contoso";
+
+fn requests(seed: u64) -> Vec<ExportRequest> {
     let mut out = Vec::new();
+    let second: PartnerId = SECOND_PARTNER.parse().expect("a partner id");
     for kind in [
         ExportKind::UnbilledUsage,
         ExportKind::UnbilledReconciliation,
@@ -270,11 +286,18 @@ fn requests() -> Vec<ExportRequest> {
             );
         }
     }
+    if seed % 4 == 1 {
+        let more: Vec<ExportRequest> = out
+            .iter()
+            .map(|r| r.clone().for_partner(second.clone()))
+            .collect();
+        out.extend(more);
+    }
     out
 }
 
 /// The instances' configuration, as deployed but with the simulation's short periods.
-fn config(breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
+fn config(seed: u64, breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
     // Graph's days-long waits are let through, and the deadline stretched to allow them.
     let slow = breaks.contains(&Break::TimeBound);
     Ok(PipelineConfig {
@@ -290,7 +313,10 @@ fn config(breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
         max_copy_attempts: 5,
         stall_after: Duration::from_secs(15 * 60),
         max_repairs: 3,
-        formats: Default::default(),
+        // Every third seed lands typed Parquet and the FOCUS view with each partition.
+        formats: partner_billing_export::pipeline::derived::OutputFormats {
+            parquet: seed % 3 == 2,
+        },
         invoice_tolerance: Default::default(),
         retention: partner_billing_export::pipeline::current::Retention::KeepAll,
     })
@@ -299,7 +325,7 @@ fn config(breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
 /// The documented bound on a run's life (docs/architecture.md): poll deadline + stall period
 /// × (repairs + 1) + one watchdog period, for the configuration as deployed.
 fn bound() -> anyhow::Result<Duration> {
-    let c = config(&[])?;
+    let c = config(0, &[])?;
     Ok(c.poll_deadline
         + c.stall_after * (c.max_repairs + 1)
         + Duration::from_secs(WATCHDOG_PERIOD_SECS))
@@ -340,7 +366,14 @@ fn pipeline(
     )
     .with_partner(
         PartnerId::default_partner(),
-        PartnerRuntime::new(BillingClient::new(http, graph)),
+        PartnerRuntime::new(BillingClient::new(http.clone(), graph.clone())),
+    )
+    .with_partner(
+        SECOND_PARTNER.parse()?,
+        PartnerRuntime {
+            folder: Some(ObjectPath::new(SECOND_PARTNER)?),
+            ..PartnerRuntime::new(BillingClient::new(http, graph).with_concurrency_limit(2))
+        },
     ))
 }
 
@@ -402,7 +435,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     ));
     let store = Arc::new(SimStore::new(chaos.clone()));
     let dest = Arc::new(SimDestination::new(chaos.clone()));
-    let config = config(&opts.breaks)?;
+    let config = config(opts.seed, &opts.breaks)?;
     let instances = (0..opts.instances.max(1))
         .map(|_| {
             let mut p = pipeline(&config, &proxy.base, &chaos, &queue, &events, &store, &dest)?;
@@ -417,7 +450,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         store,
         dest,
         instances,
-        requests: requests(),
+        requests: requests(opts.seed),
         clock,
         dead_letters: 0,
         config,
@@ -426,7 +459,8 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
 
     let mut steps = 0;
     if broken(Break::Terminal) {
-        // Started, then nothing is ever delivered or repaired.
+        // Started without faults, then nothing is ever delivered or repaired.
+        chaos.calm();
         for i in 0..sim.requests.len() {
             sim.start(i).await;
         }
@@ -455,6 +489,8 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         bound: bound()?,
         faulty: opts.storm_steps > 0 && opts.faults.queue_fail_before > 0,
         gone: opts.seed.is_multiple_of(3),
+        parquet: sim.config.formats.parquet,
+        stall_grace: sim.config.stall_after + Duration::from_secs(WATCHDOG_PERIOD_SECS),
     };
     let violations = check::check(&sim, &seed).await;
     Ok(outcome(&sim, opts.seed, steps, violations).await)

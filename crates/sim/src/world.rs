@@ -539,6 +539,39 @@ impl Destination for SimDestination {
         }
     }
 
+    async fn fetch_to_file(
+        &self,
+        src: &ObjectPath,
+        file: &std::path::Path,
+    ) -> Result<u64, StorageError> {
+        if self.chaos.strike(|f| (f.copy_fail_before, 0)) == Strike::Before {
+            return Err(StorageError::Destination("simulated read failure".into()));
+        }
+        let bytes = self
+            .objects
+            .lock()
+            .unwrap()
+            .get(src.as_str())
+            .cloned()
+            .ok_or_else(|| StorageError::Destination(format!("{src} does not exist")))?;
+        std::fs::write(file, &bytes)
+            .map_err(|e| StorageError::Destination(format!("writing {}: {e}", file.display())))?;
+        Ok(bytes.len() as u64)
+    }
+
+    async fn put_file(
+        &self,
+        dest: &ObjectPath,
+        file: &std::path::Path,
+        content_type: &str,
+    ) -> Result<u64, StorageError> {
+        let bytes = std::fs::read(file)
+            .map_err(|e| StorageError::Destination(format!("reading {}: {e}", file.display())))?;
+        let len = bytes.len() as u64;
+        self.put_bytes(dest, bytes.into(), content_type).await?;
+        Ok(len)
+    }
+
     fn locate(&self, dest: &ObjectPath) -> String {
         format!("sim://{dest}")
     }
