@@ -75,6 +75,7 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
         seed: 42,
         edge_cases: true,
         late_unknown_from: rows / 2,
+        dotnet_doubles: false,
     };
     let mut json = Vec::new();
     write_partition(&cfg, &mut json).unwrap();
@@ -211,7 +212,7 @@ fn check_typed_columns(name: &str, t: &str, schema: &Schema, dataset: Dataset, e
     for c in schema.columns() {
         let want = match c.ty {
             ColumnType::String => "VARCHAR",
-            ColumnType::Decimal => "DECIMAL(38,18)",
+            ColumnType::Decimal => "DECIMAL(38,12)",
             ColumnType::Integer => "BIGINT",
             ColumnType::Date => "DATE",
             ColumnType::Timestamp => "TIMESTAMP WITH TIME ZONE",
@@ -331,4 +332,78 @@ fn unbilled_reconciliation_basic_reads_back_in_duckdb() {
         1500,
         BillingStatus::Unbilled,
     );
+}
+
+/// A month of billed usage whose amounts are .NET doubles (`3.5999999999999998E-06`, up to 22
+/// decimal places): the partition converts, the values past the scale are rounded half to even
+/// and counted, and DuckDB multiplies prices by quantities without overflowing.
+#[test]
+fn dotnet_doubles_convert_and_multiply_in_duckdb() {
+    let dir = scratch("dotnet-doubles");
+    let schema = Schema::new(Dataset::Usage, AttributeSet::Full);
+    let cfg = GeneratorConfig {
+        dotnet_doubles: true,
+        ..GeneratorConfig::usage(20_000, 7)
+    };
+    let mut json = Vec::new();
+    write_partition(&cfg, &mut json).unwrap();
+    let text = String::from_utf8_lossy(&json);
+    let longest = text
+        .split([',', ':', '{', '}'])
+        .filter(|v| v.contains("E-"))
+        .map(|v| {
+            let (m, e) = v.split_once("E-").unwrap();
+            m.split_once('.').map_or(0, |(_, f)| f.len()) + e.parse::<usize>().unwrap()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(longest >= 22, "values with 22 decimal places ({longest})");
+    let typed_path = dir.join("typed.parquet");
+    let focus_path = dir.join("focus.parquet");
+    let report = convert_both(
+        &gzip(&json)[..],
+        &schema,
+        std::fs::File::create(&typed_path).unwrap(),
+        std::fs::File::create(&focus_path).unwrap(),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.rows, 20_000);
+    assert!(report.rounded_values > 20_000, "{}", report.rounded_values);
+
+    // Sums of the stored (rounded) values, by DuckDB and the report, against the JSON rounded
+    // value by value.
+    let exp = expected(&json, &schema, &["BillingPreTaxTotal"], "BillingCurrency");
+    let t = typed_path.display().to_string();
+    let f = focus_path.display().to_string();
+    let row = one(&format!(
+        "SELECT sum(\"BillingPreTaxTotal\")::VARCHAR, sum(\"Quantity\")::VARCHAR FROM read_parquet('{t}')"
+    ));
+    assert_eq!(scaled(text_of(&row[0])), exp.sums["BillingPreTaxTotal"]);
+    assert_eq!(scaled(text_of(&row[1])), exp.sums["Quantity"]);
+    let ours = report
+        .sums
+        .iter()
+        .find(|s| s.column == "BillingPreTaxTotal")
+        .unwrap();
+    assert_eq!(ours.sum.scaled(), exp.sums["BillingPreTaxTotal"]);
+
+    // The products FOCUS users write, over the whole month, in both files.
+    let products = one(&format!(
+        "SELECT count(*), sum(\"ListUnitPrice\" * \"PricingQuantity\")::VARCHAR, \
+         max(\"ListUnitPrice\" * \"PricingQuantity\" * 1000000)::VARCHAR, \
+         sum(\"ContractedUnitPrice\" * \"PricingQuantity\")::VARCHAR, \
+         count(DISTINCT date_trunc('day', \"ChargePeriodStart\" AT TIME ZONE 'UTC')) \
+         FROM read_parquet('{f}')"
+    ));
+    assert_eq!(text_of(&products[0]), "20000");
+    assert_eq!(text_of(&products[4]), "30", "a month of days");
+    let typed = one(&format!(
+        "SELECT sum(\"UnitPrice\" * \"Quantity\")::VARCHAR, sum(\"PricingPreTaxTotal\" * \"PCToBCExchangeRate\")::VARCHAR FROM read_parquet('{t}')"
+    ));
+    assert!(!text_of(&typed[0]).is_empty());
+}
+
+fn text_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
 }

@@ -152,6 +152,10 @@ pub struct ConvertReport {
     /// Parquet bytes written (FOCUS view).
     pub bytes_out_focus: u64,
     pub row_groups: u32,
+    /// Decimal values with more places than [`crate::DECIMAL_SCALE`] (such as
+    /// `3.5999999999999998E-06`, a .NET double), stored rounded half to even. Sums and totals
+    /// are of the stored values.
+    pub rounded_values: u64,
     pub unknown_columns: Vec<UnknownColumn>,
     /// Every decimal column of the schema, in schema order.
     pub sums: Vec<ColumnSum>,
@@ -322,6 +326,7 @@ fn run<T: Write + Send, F: Write + Send>(
             bytes_in = report.bytes_in,
             bytes_json = report.bytes_json,
             row_groups = report.row_groups,
+            rounded_values = report.rounded_values,
             unknown = report.unknown_columns.len(),
             "converted partition"
         );
