@@ -44,7 +44,8 @@ pub fn schema_markdown() -> String {
          of distinct columns (512), nesting inside a value (64), and a key twice in a row is an \
          error. Nested objects or arrays in a string column are kept as their JSON text; raw \
          control characters inside strings (invalid JSON, harmless here) are kept as is.\n\
-         - Statistics: chunk min/max for integers, dates and timestamps only.\n\
+         - Row groups of 65,536 rows; chunk min/max statistics on every column (strings up to \
+         64 bytes); dictionaries chosen per row group (docs/parquet.md).\n\
          - Key-value metadata: `billing_columnar.view` (`typed`), `billing_columnar.dataset`, \
          `billing_columnar.attribute_set`, `billing_columnar.unknown_columns`.\n",
         p = crate::DECIMAL_PRECISION,
