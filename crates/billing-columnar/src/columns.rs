@@ -528,7 +528,8 @@ impl<W: Write + Send> Sink<W> {
             let defs = Some(defs);
             match (&mut oc.writer, &col.values) {
                 (ColumnWriter::ByteArrayColumnWriter(w), Values::Str { bytes, ends }) => {
-                    if let Some(b) = oc.bounds.as_mut() {
+                    let via_arena = oc.arena.as_ref().is_some_and(Arena::active);
+                    if let Some(b) = oc.bounds.as_mut().filter(|_| !via_arena) {
                         for i in v0..v1 {
                             b.add_str(col.str_at(i));
                         }
@@ -538,9 +539,15 @@ impl<W: Write + Send> Sink<W> {
                     if let Some(arena) = oc.arena.as_mut().filter(|a| a.active()) {
                         // The dictionary keeps its distinct values until the row group
                         // closes: they are given as views of the arena, which lives as long.
+                        // Bounds only change with a value not seen before in the row group.
                         for &to in &ends[v0..v1] {
                             let to = to as usize;
-                            let v = arena.intern(&bytes[from..to]);
+                            let (v, new) = arena.intern(&bytes[from..to]);
+                            if new {
+                                if let Some(b) = oc.bounds.as_mut() {
+                                    b.add_str(v);
+                                }
+                            }
                             self.scratch.push(ByteArray::from(Bytes::from_static(v)));
                             from = to;
                         }
@@ -562,6 +569,7 @@ impl<W: Write + Send> Sink<W> {
                 (ColumnWriter::FixedLenByteArrayColumnWriter(w), Values::Dec(v)) => {
                     let v = &v[v0..v1];
                     self.raw.clear();
+                    // Decimal bounds are cheap: every value, arena or not.
                     for &x in v {
                         if let Some(b) = oc.bounds.as_mut() {
                             b.add_dec(x);
@@ -571,7 +579,7 @@ impl<W: Write + Send> Sink<W> {
                     self.flba.clear();
                     if let Some(arena) = oc.arena.as_mut().filter(|a| a.active()) {
                         for k in 0..v.len() {
-                            let v = arena.intern(&self.raw[k * 16..k * 16 + 16]);
+                            let (v, _) = arena.intern(&self.raw[k * 16..k * 16 + 16]);
                             self.flba.push(FixedLenByteArray::from(ByteArray::from(
                                 Bytes::from_static(v),
                             )));
@@ -662,10 +670,10 @@ impl Arena {
         self.bytes < ARENA_LIMIT
     }
 
-    /// The arena's copy of `v`.
-    fn intern(&mut self, v: &[u8]) -> &'static [u8] {
+    /// The arena's copy of `v`, and whether it is new.
+    fn intern(&mut self, v: &[u8]) -> (&'static [u8], bool) {
         if let Some((&k, _)) = self.seen.get_key_value(v) {
-            return k;
+            return (k, false);
         }
         let fits = self
             .chunks
@@ -684,7 +692,7 @@ impl Arena {
         let view = unsafe { borrowed(&chunk[start..]) };
         self.bytes += v.len();
         self.seen.insert(view, ());
-        view
+        (view, true)
     }
 }
 
