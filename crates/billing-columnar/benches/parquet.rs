@@ -4,7 +4,11 @@
 //!
 //! `parquet: typed+focus ours X MiB/s, duckdb Y MiB/s, ratio R, peak RSS ours A MiB, duckdb B MiB, row groups G`
 //!
-//! (MiB/s of gzip input). Ours runs as the pipeline runs it: typed and FOCUS views in one
+//! `focus query: ours X ms, duckdb's parquet Y ms, ratio R`
+//!
+//! (MiB/s of gzip input; the query line: a FOCUS group-by in DuckDB, best of five, on our
+//! FOCUS file and on DuckDB's own Parquet of the same rows; ratio > 1 when ours is faster).
+//! Ours runs as the pipeline runs it: typed and FOCUS views in one
 //! pass, with the pipeline's batch size (BENCH_TYPED_ONLY=1: the typed view alone). Each
 //! converter runs as a child process so its wall time and peak RSS (wait4's ru_maxrss) are its
 //! own. BENCH_ROWS changes the partition size (default 400,000 rows); the partition is
@@ -69,6 +73,9 @@ fn main() {
         size(&ours_out),
         size(&duck_out)
     );
+    if !typed_only {
+        focus_query(&python, &ours_out.with_extension("focus.parquet"), &dir);
+    }
     let (ours, duck) = (mib / ours_secs, mib / duck_secs);
     let groups = std::fs::read_to_string(dir.join("ours.groups")).unwrap_or_default();
     println!(
@@ -128,6 +135,43 @@ fn child_convert(input: &Path, output: &Path) {
         output.with_extension("groups"),
         report.row_groups.to_string(),
     );
+}
+
+/// Times a FOCUS query in DuckDB on our FOCUS file and on DuckDB's rewrite of it.
+fn focus_query(python: &Path, ours: &Path, dir: &Path) {
+    let theirs = dir.join("duckdb.focus.parquet");
+    let code = r#"
+import duckdb, sys, time
+ours, theirs = sys.argv[1], sys.argv[2]
+c = duckdb.connect()
+c.execute("SET enable_progress_bar = false")
+c.execute("SET TimeZone = 'UTC'")
+c.execute(f"COPY (SELECT * FROM read_parquet('{ours}')) TO '{theirs}' (FORMAT parquet, COMPRESSION zstd)")
+q = ("SELECT SubAccountId, BillingCurrency, date_trunc('day', ChargePeriodStart) AS day, "
+     "sum(BilledCost), sum(EffectiveCost), sum(ListUnitPrice * PricingQuantity), count(*) "
+     "FROM read_parquet('{}') WHERE BilledCost > 0 GROUP BY ALL")
+def best(path):
+    t = []
+    for _ in range(5):
+        s = time.perf_counter()
+        c.execute("SELECT count(*) FROM (" + q.format(path) + ")").fetchall()
+        t.append(time.perf_counter() - s)
+    return min(t) * 1000
+o, d = best(ours), best(theirs)
+print(f"focus query: ours {o:.0f} ms, duckdb's parquet {d:.0f} ms, ratio {d / o:.2f}")
+"#;
+    let out = Command::new(python)
+        .args(["-c", code])
+        .arg(ours)
+        .arg(&theirs)
+        .output()
+        .expect("running DuckDB");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// Runs the command to completion: (wall seconds, peak RSS in MiB).
