@@ -3,7 +3,8 @@
 use billing_columnar as columnar;
 use serde::{Deserialize, Serialize};
 
-/// An exact amount with 18 fractional digits (the converter's decimal), as a string in JSON.
+/// An amount with the converter's decimal scale (`columnar::DECIMAL_SCALE` fractional digits),
+/// as a string in JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Amount(i128);
@@ -35,11 +36,11 @@ impl Amount {
         Self(i128::from(n) * 10i128.pow(Self::SCALE))
     }
 
-    /// `self × o`, to 9 fractional digits of `o` (enough for rates and tolerances, and the
-    /// product of two 18-digit scales would not fit an i128).
+    /// `self × o`, rounded half away from zero to the scale.
     pub fn checked_mul(self, o: Amount) -> Option<Amount> {
-        let half = 10i128.pow(Self::SCALE / 2);
-        self.0.checked_mul(o.0 / half).map(|v| v / half).map(Amount)
+        columnar::Decimal::from_scaled(self.0)
+            .checked_mul(columnar::Decimal::from_scaled(o.0))
+            .map(|d| Amount(d.scaled()))
     }
 }
 

@@ -1,11 +1,18 @@
 //! Throughput and peak memory of the converter against DuckDB on one real-shaped billed-usage
-//! partition (full attribute set). Figures are printed, never asserted:
+//! partition (full attribute set) whose amounts are printed as .NET doubles (17 significant
+//! digits, exponents below 10^-4). Figures are printed, never asserted:
 //!
-//! `parquet: ours X MiB/s, duckdb Y MiB/s, ratio R, peak RSS ours A MiB, duckdb B MiB`
+//! `parquet: typed+focus ours X MiB/s, duckdb Y MiB/s, ratio R, peak RSS ours A MiB, duckdb B MiB, row groups G`
 //!
-//! (MiB/s of gzip input). Each converter runs as a child process so its wall time and peak
-//! RSS (wait4's ru_maxrss) are its own. BENCH_ROWS changes the partition size (default
-//! 400,000 rows, about 60 MB of gzip); the partition is generated once under target/.
+//! `focus query: ours X ms, duckdb's parquet Y ms, ratio R`
+//!
+//! (MiB/s of gzip input; the query line: a FOCUS group-by in DuckDB, best of five, on our
+//! FOCUS file and on DuckDB's own Parquet of the same rows; ratio > 1 when ours is faster).
+//! Ours runs as the pipeline runs it: typed and FOCUS views in one
+//! pass, with the pipeline's batch size (BENCH_TYPED_ONLY=1: the typed view alone). Each
+//! converter runs as a child process so its wall time and peak RSS (wait4's ru_maxrss) are its
+//! own. BENCH_ROWS changes the partition size (default 400,000 rows); the partition is
+//! generated once under target/.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -30,7 +37,7 @@ fn main() {
         .unwrap_or(400_000);
     let dir = root.join("target/bench-data");
     std::fs::create_dir_all(&dir).expect("creating target/bench-data");
-    let input = dir.join(format!("billed-usage-full-{rows}.json.gz"));
+    let input = dir.join(format!("billed-usage-full-dotnet-{rows}.json.gz"));
     if !input.exists() {
         generate(&input, rows);
     }
@@ -39,6 +46,7 @@ fn main() {
 
     let ours_out = dir.join("ours.parquet");
     let exe = std::env::current_exe().expect("current exe");
+    let typed_only = std::env::var_os("BENCH_TYPED_ONLY").is_some();
     let (ours_secs, ours_rss) = measure(
         Command::new(&exe)
             .arg("--child-convert")
@@ -65,21 +73,32 @@ fn main() {
         size(&ours_out),
         size(&duck_out)
     );
+    if !typed_only {
+        focus_query(&python, &ours_out.with_extension("focus.parquet"), &dir);
+    }
     let (ours, duck) = (mib / ours_secs, mib / duck_secs);
+    let groups = std::fs::read_to_string(dir.join("ours.groups")).unwrap_or_default();
     println!(
-        "parquet: ours {ours:.1} MiB/s, duckdb {duck:.1} MiB/s, ratio {:.2}, peak RSS ours {:.0} MiB, duckdb {:.0} MiB",
+        "parquet: {} ours {ours:.1} MiB/s, duckdb {duck:.1} MiB/s, ratio {:.2}, peak RSS ours {:.0} MiB, duckdb {:.0} MiB, row groups {}",
+        if typed_only { "typed" } else { "typed+focus" },
         ours / duck,
         ours_rss,
-        duck_rss
+        duck_rss,
+        groups.trim()
     );
 }
 
-/// The measured child: converts `input` to `output` (typed view) with default options.
+/// The measured child: converts `input` to `output` (and the FOCUS view next to it) with the
+/// options the pipeline uses for billed usage.
 fn child_convert(input: &Path, output: &Path) {
     let schema = Schema::new(Dataset::Usage, AttributeSet::Full);
     let out = BufWriter::new(File::create(output).expect("creating the output"));
     let inp = File::open(input).expect("opening the input");
-    let mut options = ConvertOptions::default();
+    let mut options = ConvertOptions {
+        // As src/pipeline/derived.rs sets them for billed usage.
+        totals_by_product: true,
+        ..ConvertOptions::default()
+    };
     // Knobs for exploring the memory/throughput trade-off by hand.
     if let Some(mib) = std::env::var("BENCH_ROW_GROUP_MIB")
         .ok()
@@ -87,14 +106,19 @@ fn child_convert(input: &Path, output: &Path) {
     {
         options.row_group_bytes = mib << 20;
     }
+    if let Some(rows) = std::env::var("BENCH_GROUP_ROWS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        options.row_group_rows = rows;
+    }
     if let Some(level) = std::env::var("BENCH_ZSTD_LEVEL")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         options.zstd_level = level;
     }
-    // BENCH_BOTH=1: typed and FOCUS in one pass (what the product does), for its figures.
-    let report = if std::env::var_os("BENCH_BOTH").is_some() {
+    let report = if std::env::var_os("BENCH_TYPED_ONLY").is_none() {
         let focus = BufWriter::new(
             File::create(output.with_extension("focus.parquet")).expect("creating the output"),
         );
@@ -104,9 +128,50 @@ fn child_convert(input: &Path, output: &Path) {
     }
     .expect("converting");
     eprintln!(
-        "ours: {} rows, {} row groups, {} JSON bytes",
-        report.rows, report.row_groups, report.bytes_json
+        "ours: {} rows, {} row groups, {} JSON bytes, {} values rounded",
+        report.rows, report.row_groups, report.bytes_json, report.rounded_values
     );
+    let _ = std::fs::write(
+        output.with_extension("groups"),
+        report.row_groups.to_string(),
+    );
+}
+
+/// Times a FOCUS query in DuckDB on our FOCUS file and on DuckDB's rewrite of it.
+fn focus_query(python: &Path, ours: &Path, dir: &Path) {
+    let theirs = dir.join("duckdb.focus.parquet");
+    let code = r#"
+import duckdb, sys, time
+ours, theirs = sys.argv[1], sys.argv[2]
+c = duckdb.connect()
+c.execute("SET enable_progress_bar = false")
+c.execute("SET TimeZone = 'UTC'")
+c.execute(f"COPY (SELECT * FROM read_parquet('{ours}')) TO '{theirs}' (FORMAT parquet, COMPRESSION zstd)")
+q = ("SELECT SubAccountId, BillingCurrency, date_trunc('day', ChargePeriodStart) AS day, "
+     "sum(BilledCost), sum(EffectiveCost), sum(ListUnitPrice * PricingQuantity), count(*) "
+     "FROM read_parquet('{}') WHERE BilledCost > 0 GROUP BY ALL")
+def best(path):
+    t = []
+    for _ in range(5):
+        s = time.perf_counter()
+        c.execute("SELECT count(*) FROM (" + q.format(path) + ")").fetchall()
+        t.append(time.perf_counter() - s)
+    return min(t) * 1000
+o, d = best(ours), best(theirs)
+print(f"focus query: ours {o:.0f} ms, duckdb's parquet {d:.0f} ms, ratio {d / o:.2f}")
+"#;
+    let out = Command::new(python)
+        .args(["-c", code])
+        .arg(ours)
+        .arg(&theirs)
+        .output()
+        .expect("running DuckDB");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// Runs the command to completion: (wall seconds, peak RSS in MiB).
@@ -133,7 +198,11 @@ fn generate(path: &Path, rows: u64) {
     let tmp = path.with_extension("tmp");
     let file = BufWriter::new(File::create(&tmp).expect("creating the partition"));
     let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::new(6));
-    write_partition(&GeneratorConfig::usage(rows, 2026), &mut gz).expect("generating");
+    let cfg = GeneratorConfig {
+        dotnet_doubles: true,
+        ..GeneratorConfig::usage(rows, 2026)
+    };
+    write_partition(&cfg, &mut gz).expect("generating");
     gz.finish().expect("gzip").flush().expect("flush");
     std::fs::rename(&tmp, path).expect("rename");
     eprintln!(

@@ -26,10 +26,12 @@ pub fn schema_markdown() -> String {
          `BenefitId` / `BenefitID` both ways).\n\
          - Typed columns accept the JSON type or a string holding it (`\"12.5\"`); an empty \
          string is null. Anything else is an error naming the line and the column.\n\
-         - Decimals are DECIMAL({p},{sc}) (16-byte FIXED_LEN_BYTE_ARRAY), parsed exactly from the \
-         JSON text (no floating point; exponents allowed). {sc} places cover the prices and \
-         rates seen in Microsoft's files with room to spare; a value with more places, or more \
-         than 38 significant digits, is an error rather than a silent rounding. Sums in the report are exact (i128).\n\
+         - Decimals are DECIMAL({p},{sc}) (16-byte FIXED_LEN_BYTE_ARRAY), parsed from the JSON \
+         text without floating point (exponents allowed). Digits past {sc} places, as in a .NET \
+         double printed with 17 significant digits (`3.5999999999999998E-06`), are rounded half \
+         to even and counted in the report (`rounded_values`); more than 38 significant digits, \
+         or a value of 10^{int} or more, is an error. Why {sc} places: docs/parquet.md. Sums in the \
+         report are exact sums of the stored values (i128).\n\
          - Timestamps are TIMESTAMP(MICROS, UTC); a missing zone means UTC (Microsoft writes `Z`), \
          offsets are normalised, digits below a microsecond (.NET writes 7) are truncated.\n\
          - Dates are DATE; a time part is accepted only at midnight.\n\
@@ -42,11 +44,13 @@ pub fn schema_markdown() -> String {
          of distinct columns (512), nesting inside a value (64), and a key twice in a row is an \
          error. Nested objects or arrays in a string column are kept as their JSON text; raw \
          control characters inside strings (invalid JSON, harmless here) are kept as is.\n\
-         - Statistics: chunk min/max for integers, dates and timestamps only.\n\
+         - Row groups of 65,536 rows; chunk min/max statistics on every column (strings up to \
+         64 bytes); dictionaries chosen per row group (docs/parquet.md).\n\
          - Key-value metadata: `billing_columnar.view` (`typed`), `billing_columnar.dataset`, \
          `billing_columnar.attribute_set`, `billing_columnar.unknown_columns`.\n",
         p = crate::DECIMAL_PRECISION,
         sc = crate::DECIMAL_SCALE,
+        int = crate::DECIMAL_PRECISION - crate::DECIMAL_SCALE,
     );
     for d in Dataset::ALL {
         let all = Schema::all_columns(d);
@@ -91,8 +95,8 @@ pub fn focus_markdown() -> String {
          One row per Partner Center row; no row is split or merged, so sums of `BilledCost` equal \
          the source sums (`BillingPreTaxTotal` for usage, `Subtotal` for reconciliation).\n\n\
          Conventions:\n\n\
-         - Costs and prices are DECIMAL(38,18); products (`×`) are exact products rounded half \
-         away from zero to 18 places. Microsoft rounds its own totals differently (ROUNDDOWN to \
+         - Costs and prices are DECIMAL(38,12) (docs/parquet.md); products (`×`) are exact \
+         products rounded half away from zero to 12 places. Microsoft rounds its own totals differently (ROUNDDOWN to \
          cents), so derived costs are approximations; BilledCost is Microsoft's amount as is.\n\
          - Period columns are TIMESTAMP(MICROS, UTC); ends are exclusive (midnight after the \
          last day).\n\

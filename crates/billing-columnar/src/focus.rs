@@ -29,7 +29,7 @@ pub(crate) enum Expr {
     MonthStart(&'static str),
     /// Midnight of the first day of the following month.
     NextMonthStart(&'static str),
-    /// Product of decimal columns, rounded half away from zero to 18 places.
+    /// Product of decimal columns, rounded half away from zero to the decimal scale.
     Mul(&'static [&'static str]),
     /// A value mapping of a string column (`None` when absent): name for docs, function.
     Map(
@@ -330,11 +330,11 @@ fn product(b: &mut ColBuf, srcs: Option<&[&ColBuf]>, rows: usize) -> Result<(), 
     };
     let mut iters: Vec<_> = srcs.iter().map(|c| rows_of(c)).collect();
     for _ in 0..rows {
-        let mut acc = Some(Decimal::from_scaled(10i128.pow(18)));
+        let mut acc = Some(Decimal::ONE);
         for (c, it) in srcs.iter().zip(iters.iter_mut()) {
             let v = it.next().flatten().and_then(|i| match &c.values {
                 Values::Dec(v) => Some(Decimal::from_scaled(v[i])),
-                Values::Int(v) => Some(Decimal::from_scaled(i128::from(v[i]) * 10i128.pow(18))),
+                Values::Int(v) => Some(Decimal::from_integer(v[i])),
                 _ => None,
             });
             acc = acc.zip(v).and_then(|(a, v)| a.checked_mul(v));

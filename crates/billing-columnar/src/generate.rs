@@ -4,7 +4,9 @@
 //! `AdditionalInfo`/`Tags`, prices with many decimals. With `edge_cases`, rows also carry
 //! numbers given as strings, exponents, negative amounts, nulls, missing keys, an unknown key
 //! from the first row and another from row `late_unknown_from`, and non-ASCII text both raw
-//! and `\u`-escaped.
+//! and `\u`-escaped. With `dotnet_doubles`, amounts, prices and quantities are printed the way
+//! .NET prints a double with 17 significant digits (`0.10000000000000001`,
+//! `3.5999999999999998E-06`), over a wider range of magnitudes.
 
 use std::io::{self, Write};
 
@@ -21,6 +23,8 @@ pub struct GeneratorConfig {
     pub edge_cases: bool,
     /// With `edge_cases`: the row from which the late unknown key `LateExtra` appears.
     pub late_unknown_from: u64,
+    /// Decimals as .NET doubles (`G17`), exponents included.
+    pub dotnet_doubles: bool,
 }
 
 impl GeneratorConfig {
@@ -33,6 +37,7 @@ impl GeneratorConfig {
             seed,
             edge_cases: false,
             late_unknown_from: u64::MAX,
+            dotnet_doubles: false,
         }
     }
 }
@@ -169,6 +174,42 @@ fn fixed(v: i64, places: u32) -> String {
     format!("{sign}{i}.{f:0width$}", width = places as usize)
 }
 
+/// `v` × 10^-places as .NET formats a double with `G17` (and as `R` did): 17 significant
+/// digits, trailing zeros dropped, scientific notation below 10^-4 or from 10^17, with an
+/// exponent of at least two digits (`E-06`).
+pub fn dotnet_g17(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{x:.16e}");
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("exponent");
+    let neg = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_end_matches('0');
+    let sign = if neg { "-" } else { "" };
+    if (-4..17).contains(&exp) {
+        if exp >= 0 {
+            let e = exp as usize;
+            let int: String = format!("{digits:0<width$}", width = e + 1);
+            let (i, f) = int.split_at(e + 1);
+            if f.is_empty() {
+                format!("{sign}{i}")
+            } else {
+                format!("{sign}{i}.{f}")
+            }
+        } else {
+            let zeros = "0".repeat((-exp - 1) as usize);
+            format!("{sign}0.{zeros}{digits}")
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{first}{dot}{rest}E{esign}{:02}", exp.abs())
+    }
+}
+
 fn iso_day(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
@@ -203,6 +244,16 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// A decimal with `places` decimals from an integer count of 10^-places units, as
+    /// Microsoft's exact decimals or as a .NET double.
+    fn num(&self, v: i64, places: u32) -> String {
+        if self.cfg.dotnet_doubles {
+            dotnet_g17(v as f64 / 10f64.powi(places as i32))
+        } else {
+            fixed(v, places)
+        }
+    }
+
     /// The JSON value of column `name` in this row (drawing from `rng` where the value varies).
     fn field(&self, name: &str, rng: &mut Rng) -> String {
         let Row {
@@ -241,20 +292,20 @@ impl Row<'_> {
             "BillingCurrency" | "Currency" => json_str("EUR"),
             "PricingCurrency" => json_str("USD"),
             "BillingPreTaxTotal" | "Subtotal" => {
-                let v = fixed(billing_10, 10);
+                let v = self.num(billing_10, 10);
                 if pick(rng, 7) {
                     json_str(&v)
                 } else {
                     v
                 }
             }
-            "TaxTotal" => fixed(billing_10 / 5, 10),
-            "Total" => fixed(billing_10 + billing_10 / 5, 10),
+            "TaxTotal" => self.num(billing_10 / 5, 10),
+            "Total" => self.num(billing_10 + billing_10 / 5, 10),
             "PricingPreTaxTotal" => {
                 if pick(rng, 9) {
                     "null".into()
                 } else {
-                    fixed(pricing_10, 10)
+                    self.num(pricing_10, 10)
                 }
             }
             "ChargeStartDate" => json_str(&iso_day(period_start)),
@@ -316,7 +367,7 @@ impl Row<'_> {
         let edge = cfg.edge_cases;
         let pick = |rng: &mut Rng, n: u64| edge && rng.below(n) == 0;
         match name {
-            "EffectiveUnitPrice" => fixed(effective, 8),
+            "EffectiveUnitPrice" => self.num(effective, 8),
             "EntitlementDescription" => json_str(&format!("Azure plan for {cust_name}")),
             "EntitlementId" => json_str(entitlement),
             "InvoiceNumber" => json_str("G026100001"),
@@ -333,7 +384,7 @@ impl Row<'_> {
             "Tier2MpnId" => json_str("6048879"),
             "PartnerId" => json_str(partner),
             "PartnerName" => json_str("Sandbox Partner Ltd"),
-            "PCToBCExchangeRate" => fixed(rate_1e4, 4),
+            "PCToBCExchangeRate" => self.num(rate_1e4, 4),
             "ProductId" => json_str(p.product),
             "ProductName" => json_str(p.name),
             "PublisherName" => json_str("Microsoft"),
@@ -344,10 +395,10 @@ impl Row<'_> {
                     // Exponent form, as some serialisers write small numbers.
                     format!("{}E-8", quantity)
                 } else {
-                    fixed(quantity, 8)
+                    self.num(quantity, 8)
                 }
             }
-            "BillableQuantity" => fixed(quantity, 8),
+            "BillableQuantity" => self.num(quantity, 8),
             "ResourceGroup" => json_str(rg),
             "ResourceURI" => json_str(&format!(
                 "/subscriptions/{sub}/resourceGroups/{rg}/providers/{}/virtualMachines/{resource}",
@@ -358,7 +409,7 @@ impl Row<'_> {
             "SubscriptionDescription" => json_str(&format!("{cust_name} Azure plan")),
             "SubscriptionId" => json_str(sub),
             "Tags" => json_str(tags),
-            "UnitPrice" => fixed(unit_price, 8),
+            "UnitPrice" => self.num(unit_price, 8),
             "UnitType" => json_str(p.unit),
             "OrderId" => json_str(&format!("{:012}", rng.below(1_000_000_000_000))),
             "TermAndBillingCycle" => json_str("1 Month Subscription"),
@@ -419,7 +470,11 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
             rng.below(40)
         );
         let resource = format!("vm-{}-{:03}", region, rng.below(500));
-        let quantity = rng.below(48_000_000) as i64 + 1; // 8 decimals
+        let mut quantity = rng.below(48_000_000) as i64 + 1; // 8 decimals
+        if cfg.dotnet_doubles {
+            // Small quantities too, so that costs print with exponents.
+            quantity = (quantity >> rng.below(20)).max(1);
+        }
         let discount = [0, 0, 5, 15][rng.below(4) as usize];
         let refund = rng.below(50) == 0;
         let rate_1e4: i64 = 9213; // USD → EUR
@@ -507,4 +562,21 @@ fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dotnet_g17;
+
+    #[test]
+    fn doubles_print_like_dotnet() {
+        assert_eq!(dotnet_g17(3.6e-6), "3.5999999999999998E-06");
+        assert_eq!(dotnet_g17(0.1), "0.10000000000000001");
+        assert_eq!(dotnet_g17(1e-5), "1.0000000000000001E-05");
+        assert_eq!(dotnet_g17(0.0001), "0.0001");
+        assert_eq!(dotnet_g17(-12.5), "-12.5");
+        assert_eq!(dotnet_g17(250.0), "250");
+        assert_eq!(dotnet_g17(1e17), "1E+17");
+        assert_eq!(dotnet_g17(0.0), "0");
+    }
 }

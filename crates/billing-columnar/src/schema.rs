@@ -65,17 +65,24 @@ impl BillingStatus {
     }
 }
 
-/// Scale of every [`ColumnType::Decimal`] column: 18 fractional digits.
-pub const DECIMAL_SCALE: u32 = 18;
+/// Scale of every [`ColumnType::Decimal`] column: 12 fractional digits. The product of two
+/// such columns has scale 24, so readers that keep the full scale (DuckDB, Trino) can hold
+/// products up to 10^14 in DECIMAL(38); with 18 places they overflow at 100. Values with more
+/// places are rounded half to even and counted (docs/parquet.md).
+pub const DECIMAL_SCALE: u32 = 12;
 /// Precision of every [`ColumnType::Decimal`] column (16-byte two's complement in Parquet).
 pub const DECIMAL_PRECISION: u32 = 38;
+
+/// [`DECIMAL_PRECISION`] and [`DECIMAL_SCALE`] as SQL spells them.
+const DECIMAL_TYPE: &str = "DECIMAL(38,12)";
+const _: () = assert!(DECIMAL_PRECISION == 38 && DECIMAL_SCALE == 12);
 
 /// The logical type a column is written with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ColumnType {
     /// UTF-8 string (Parquet BYTE_ARRAY / STRING).
     String,
-    /// Exact decimal, DECIMAL(38, 18) as a 16-byte FIXED_LEN_BYTE_ARRAY.
+    /// Decimal, DECIMAL(38, 12) as a 16-byte FIXED_LEN_BYTE_ARRAY.
     Decimal,
     /// Whole number, INT64.
     Integer,
@@ -90,7 +97,7 @@ impl ColumnType {
     pub fn describe(self) -> &'static str {
         match self {
             ColumnType::String => "STRING",
-            ColumnType::Decimal => "DECIMAL(38,18)",
+            ColumnType::Decimal => DECIMAL_TYPE,
             ColumnType::Integer => "INT64",
             ColumnType::Date => "DATE",
             ColumnType::Timestamp => "TIMESTAMP(MICROS, UTC)",

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::schema::DECIMAL_SCALE;
 
-/// An exact decimal with [`DECIMAL_SCALE`] fractional digits (value = `scaled` / 10^18).
+/// A decimal with [`DECIMAL_SCALE`] fractional digits (value = `scaled` / 10^DECIMAL_SCALE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Decimal {
     scaled: i128,
@@ -22,12 +22,13 @@ const POW10: [i128; 39] = {
 };
 
 const ONE: i128 = POW10[DECIMAL_SCALE as usize];
+/// Exclusive bound of `scaled`: the 38 digits of DECIMAL(38, s).
+const LIMIT: i128 = POW10[38];
 
 /// Why a value could not be read as its column's type (the caller adds line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ValueError {
     NotANumber,
-    TooPrecise,
     OutOfRange,
     NotIntegral,
     NotADate,
@@ -38,8 +39,7 @@ impl fmt::Display for ValueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ValueError::NotANumber => "not a decimal number",
-            ValueError::TooPrecise => "more than 18 decimal places",
-            ValueError::OutOfRange => "out of the DECIMAL(38,18) / INT64 range",
+            ValueError::OutOfRange => "out of the DECIMAL(38) / INT64 range",
             ValueError::NotIntegral => "not a whole number",
             ValueError::NotADate => "not an ISO 8601 date or date-time",
             ValueError::NotMidnight => "a date column with a time other than midnight",
@@ -49,13 +49,21 @@ impl fmt::Display for ValueError {
 
 impl Decimal {
     pub const ZERO: Decimal = Decimal { scaled: 0 };
+    pub const ONE: Decimal = Decimal { scaled: ONE };
 
-    /// From the integer holding value × 10^18.
+    /// From the integer holding value × 10^[`DECIMAL_SCALE`].
     pub fn from_scaled(scaled: i128) -> Self {
         Self { scaled }
     }
 
-    /// The integer holding value × 10^18.
+    /// A whole number.
+    pub fn from_integer(n: i64) -> Self {
+        Self {
+            scaled: i128::from(n) * ONE,
+        }
+    }
+
+    /// The integer holding value × 10^[`DECIMAL_SCALE`].
     pub fn scaled(self) -> i128 {
         self.scaled
     }
@@ -66,15 +74,19 @@ impl Decimal {
             .map(Decimal::from_scaled)
     }
 
-    /// Parses a JSON number (`-12.5`, `1E-3`, `0.000168`) exactly; `+` and surrounding
-    /// whitespace are rejected like JSON does.
-    pub(crate) fn parse(s: &[u8]) -> Result<Decimal, ValueError> {
+    /// Parses a JSON number (`-12.5`, `1E-3`, `3.5999999999999998E-06`); `+` and surrounding
+    /// whitespace are rejected like JSON does. Digits past [`DECIMAL_SCALE`] places are rounded
+    /// half to even (the flag says so); anything else is exact.
+    pub(crate) fn parse(s: &[u8]) -> Result<(Decimal, bool), ValueError> {
         let (neg, mut rest) = match s.split_first() {
             Some((b'-', r)) => (true, r),
             _ => (false, s),
         };
         if let Some(scaled) = parse_short(rest) {
-            return Ok(Decimal::from_scaled(if neg { -scaled } else { scaled }));
+            return Ok((
+                Decimal::from_scaled(if neg { -scaled } else { scaled }),
+                false,
+            ));
         }
         // Digits gather in a u64 (18 at a time), cheaper than an i128 step per digit.
         let mut mantissa = Digits::default();
@@ -154,19 +166,37 @@ impl Decimal {
         }
         let mantissa = mantissa.value();
         let shift = i64::from(DECIMAL_SCALE) - frac_digits + exp;
-        let scaled = if mantissa == 0 {
-            0
+        let (scaled, rounded) = if mantissa == 0 {
+            (0, false)
         } else if shift >= 0 {
             let p = *POW10.get(shift as usize).ok_or(ValueError::OutOfRange)?;
-            mantissa.checked_mul(p).ok_or(ValueError::OutOfRange)?
+            (
+                mantissa.checked_mul(p).ok_or(ValueError::OutOfRange)?,
+                false,
+            )
         } else {
-            let p = *POW10.get((-shift) as usize).ok_or(ValueError::TooPrecise)?;
-            if mantissa % p != 0 {
-                return Err(ValueError::TooPrecise);
+            match POW10.get((-shift) as usize) {
+                Some(&p) => {
+                    let (q, r) = (mantissa / p, mantissa % p);
+                    // Half to even: the rounding that does not drift sums of many values.
+                    let up = match (2 * r).cmp(&p) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Equal => q % 2 == 1,
+                        std::cmp::Ordering::Less => false,
+                    };
+                    (q + i128::from(up), r != 0)
+                }
+                // 10^39 or more: a mantissa below 10^38 rounds to zero.
+                None => (0, true),
             }
-            mantissa / p
         };
-        Ok(Decimal::from_scaled(if neg { -scaled } else { scaled }))
+        if scaled >= LIMIT {
+            return Err(ValueError::OutOfRange);
+        }
+        Ok((
+            Decimal::from_scaled(if neg { -scaled } else { scaled }),
+            rounded,
+        ))
     }
 
     /// The value as a whole number, if it is one.
@@ -177,7 +207,8 @@ impl Decimal {
         i64::try_from(self.scaled / ONE).map_err(|_| ValueError::OutOfRange)
     }
 
-    /// `self × other`, rounded half away from zero to 18 places; `None` on overflow.
+    /// `self × other`, rounded half away from zero to [`DECIMAL_SCALE`] places; `None` when
+    /// the product has more than 38 digits.
     pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
         let neg = (self.scaled < 0) != (other.scaled < 0);
         let (hi, lo) = mul_u128(self.scaled.unsigned_abs(), other.scaled.unsigned_abs());
@@ -189,14 +220,15 @@ impl Decimal {
             div_u256(hi, lo, ONE as u128)?
         };
         let q = if r * 2 >= ONE as u128 { q + 1 } else { q };
-        let q = i128::try_from(q).ok()?;
+        let q = i128::try_from(q).ok().filter(|q| *q < LIMIT)?;
         Some(Decimal::from_scaled(if neg { -q } else { q }))
     }
 }
 
-/// The scaled value of `digits[.digits]` with at most 18 digits in all (nearly every amount
-/// Microsoft writes), in one pass without the general parser's per-digit bookkeeping; `None`
-/// for anything else, which the general parser then reads or rejects.
+/// The scaled value of `digits[.digits]` with at most 18 digits in all and at most
+/// [`DECIMAL_SCALE`] decimals (nearly every amount Microsoft writes), in one pass without the
+/// general parser's per-digit bookkeeping; `None` for anything else, which the general parser
+/// then reads, rounds or rejects.
 #[inline]
 fn parse_short(s: &[u8]) -> Option<i128> {
     if s.len() > 19 {
@@ -221,7 +253,11 @@ fn parse_short(s: &[u8]) -> Option<i128> {
         }
     }
     // 19 bytes hold at most 18 digits when there is a dot; 19 digits could overflow.
-    if int_digits == 0 || (dot && frac_digits == 0) || int_digits + frac_digits > 18 {
+    if int_digits == 0
+        || (dot && frac_digits == 0)
+        || int_digits + frac_digits > 18
+        || frac_digits > DECIMAL_SCALE as usize
+    {
         return None;
     }
     Some(i128::from(mantissa) * POW10[DECIMAL_SCALE as usize - frac_digits])
@@ -273,7 +309,7 @@ impl fmt::Display for Decimal {
         }
         write!(f, "{int}")?;
         if frac != 0 {
-            let s = format!("{frac:018}");
+            let s = format!("{frac:0width$}", width = DECIMAL_SCALE as usize);
             write!(f, ".{}", s.trim_end_matches('0'))?;
         }
         Ok(())
@@ -441,35 +477,65 @@ mod tests {
     use super::*;
 
     fn dec(s: &str) -> Result<String, ValueError> {
-        Decimal::parse(s.as_bytes()).map(|d| d.to_string())
+        Decimal::parse(s.as_bytes()).map(|(d, _)| d.to_string())
+    }
+
+    fn rounded(s: &str) -> bool {
+        Decimal::parse(s.as_bytes()).unwrap().1
     }
 
     #[test]
-    fn decimals_are_exact() {
+    fn decimals_are_exact_to_the_scale() {
+        assert_eq!(
+            DECIMAL_SCALE, 12,
+            "the tests below are written for 12 places"
+        );
         assert_eq!(dec("0.1").unwrap(), "0.1");
         assert_eq!(dec("-12.500").unwrap(), "-12.5");
         assert_eq!(dec("1E-3").unwrap(), "0.001");
         assert_eq!(dec("2.5e2").unwrap(), "250");
-        assert_eq!(dec("0.000000000000000001").unwrap(), "0.000000000000000001");
-        assert_eq!(
-            dec("0.0000000000000000010").unwrap(),
-            "0.000000000000000001"
-        );
+        assert_eq!(dec("0.000000000001").unwrap(), "0.000000000001");
+        assert_eq!(dec("0.0000000000010").unwrap(), "0.000000000001");
+        assert!(!rounded("0.0000000000010"), "trailing zeros are exact");
         assert_eq!(dec("-0").unwrap(), "0");
-        assert_eq!(dec("0.0000000000000000001"), Err(ValueError::TooPrecise));
-        assert_eq!(dec("1e30"), Err(ValueError::OutOfRange));
+        assert_eq!(dec("1e25").unwrap(), "10000000000000000000000000");
+        assert_eq!(
+            dec("1e26"),
+            Err(ValueError::OutOfRange),
+            "39 digits at scale 12"
+        );
         for bad in ["", "-", "1.", ".5", "+1", "1e", "0x10", " 1", "1 ", "NaN"] {
             assert_eq!(dec(bad), Err(ValueError::NotANumber), "{bad:?}");
         }
+        assert_eq!(Decimal::parse(b"15").unwrap().0.to_integer(), Ok(15));
         assert_eq!(
-            Decimal::parse(b"15").unwrap().to_integer(),
-            Ok(15),
-            "integral"
-        );
-        assert_eq!(
-            Decimal::parse(b"1.5").unwrap().to_integer(),
+            Decimal::parse(b"1.5").unwrap().0.to_integer(),
             Err(ValueError::NotIntegral)
         );
+    }
+
+    #[test]
+    fn extra_places_round_half_to_even() {
+        // .NET prints doubles with up to 17 significant digits and exponents.
+        assert_eq!(dec("3.5999999999999998E-06").unwrap(), "0.0000036");
+        assert!(rounded("3.5999999999999998E-06"));
+        assert_eq!(dec("0.10000000000000001").unwrap(), "0.1");
+        assert_eq!(dec("-1.2345678901234567E-05").unwrap(), "-0.000012345679");
+        // Ties go to the even neighbour, in both directions.
+        assert_eq!(dec("0.0000000000005").unwrap(), "0");
+        assert_eq!(dec("0.0000000000015").unwrap(), "0.000000000002");
+        assert_eq!(dec("0.0000000000025").unwrap(), "0.000000000002");
+        assert_eq!(dec("-0.0000000000025").unwrap(), "-0.000000000002");
+        assert_eq!(dec("0.00000000000250001").unwrap(), "0.000000000003");
+        assert_eq!(dec("2.4999999999999E-12").unwrap(), "0.000000000002");
+        // System.Decimal's 28 digits and far-off exponents.
+        assert_eq!(
+            dec("0.1234567890123456789012345678").unwrap(),
+            "0.123456789012"
+        );
+        assert_eq!(dec("1E-50").unwrap(), "0");
+        assert!(rounded("1E-50"));
+        assert!(!rounded("0E-50"));
     }
 
     #[test]
@@ -497,7 +563,7 @@ mod tests {
                 // The general path alone: an exponent of zero keeps the value and skips the
                 // short path.
                 let with_exp = format!("{text}e0");
-                Decimal::parse(with_exp.as_bytes())
+                Decimal::parse(with_exp.as_bytes()).map(|(d, _)| d)
             };
             let short = parse_short(text.as_bytes());
             if let Some(v) = short {
@@ -506,7 +572,11 @@ mod tests {
             if text.contains('e') || text.contains('a') || text.is_empty() {
                 assert_eq!(short, None, "{text}");
             } else {
-                assert_eq!(Decimal::parse(text.as_bytes()), general, "{text}");
+                assert_eq!(
+                    Decimal::parse(text.as_bytes()).map(|(d, _)| d),
+                    general,
+                    "{text}"
+                );
             }
         }
     }
@@ -523,7 +593,7 @@ mod tests {
             let frac = len.min(DECIMAL_SCALE as usize);
             let text = format!("000{}.{}", &digits[..len - frac], &digits[len - frac..]);
             let text = text.replace("000.", "0.");
-            let parsed = Decimal::parse(text.as_bytes()).map(Decimal::scaled);
+            let parsed = Decimal::parse(text.as_bytes()).map(|(d, _)| d.scaled());
             let expected = whole.checked_mul(POW10[DECIMAL_SCALE as usize - frac]);
             match expected {
                 Some(v) if len <= 38 => assert_eq!(parsed, Ok(v), "{text}"),
@@ -535,8 +605,8 @@ mod tests {
             Err(ValueError::OutOfRange)
         );
         assert_eq!(
-            Decimal::parse(b"-0.000000000000000000000").map(Decimal::scaled),
-            Ok(0)
+            Decimal::parse(b"-0.000000000000000000000").map(|(d, r)| (d.scaled(), r)),
+            Ok((0, false))
         );
     }
 
@@ -545,13 +615,14 @@ mod tests {
         let m = |a: &str, b: &str| {
             Decimal::parse(a.as_bytes())
                 .unwrap()
-                .checked_mul(Decimal::parse(b.as_bytes()).unwrap())
+                .0
+                .checked_mul(Decimal::parse(b.as_bytes()).unwrap().0)
                 .unwrap()
                 .to_string()
         };
         assert_eq!(m("0.096", "47.5"), "4.56");
         assert_eq!(m("-2", "0.9213"), "-1.8426");
-        assert_eq!(m("0.000000000000000001", "0.5"), "0.000000000000000001");
+        assert_eq!(m("0.000000000001", "0.5"), "0.000000000001");
         assert_eq!(m("123456789012.5", "1000000"), "123456789012500000");
     }
 

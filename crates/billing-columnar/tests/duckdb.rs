@@ -75,6 +75,7 @@ fn check(dataset: Dataset, set: AttributeSet, rows: u64, status: BillingStatus) 
         seed: 42,
         edge_cases: true,
         late_unknown_from: rows / 2,
+        dotnet_doubles: false,
     };
     let mut json = Vec::new();
     write_partition(&cfg, &mut json).unwrap();
@@ -211,7 +212,7 @@ fn check_typed_columns(name: &str, t: &str, schema: &Schema, dataset: Dataset, e
     for c in schema.columns() {
         let want = match c.ty {
             ColumnType::String => "VARCHAR",
-            ColumnType::Decimal => "DECIMAL(38,18)",
+            ColumnType::Decimal => "DECIMAL(38,12)",
             ColumnType::Integer => "BIGINT",
             ColumnType::Date => "DATE",
             ColumnType::Timestamp => "TIMESTAMP WITH TIME ZONE",
@@ -331,4 +332,189 @@ fn unbilled_reconciliation_basic_reads_back_in_duckdb() {
         1500,
         BillingStatus::Unbilled,
     );
+}
+
+/// A month of billed usage whose amounts are .NET doubles (`3.5999999999999998E-06`, up to 22
+/// decimal places): the partition converts, the values past the scale are rounded half to even
+/// and counted, and DuckDB multiplies prices by quantities without overflowing.
+#[test]
+fn dotnet_doubles_convert_and_multiply_in_duckdb() {
+    let dir = scratch("dotnet-doubles");
+    let schema = Schema::new(Dataset::Usage, AttributeSet::Full);
+    let cfg = GeneratorConfig {
+        dotnet_doubles: true,
+        ..GeneratorConfig::usage(20_000, 7)
+    };
+    let mut json = Vec::new();
+    write_partition(&cfg, &mut json).unwrap();
+    let text = String::from_utf8_lossy(&json);
+    let longest = text
+        .split([',', ':', '{', '}'])
+        .filter(|v| v.contains("E-"))
+        .map(|v| {
+            let (m, e) = v.split_once("E-").unwrap();
+            m.split_once('.').map_or(0, |(_, f)| f.len()) + e.parse::<usize>().unwrap()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(longest >= 22, "values with 22 decimal places ({longest})");
+    let typed_path = dir.join("typed.parquet");
+    let focus_path = dir.join("focus.parquet");
+    let report = convert_both(
+        &gzip(&json)[..],
+        &schema,
+        std::fs::File::create(&typed_path).unwrap(),
+        std::fs::File::create(&focus_path).unwrap(),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.rows, 20_000);
+    assert!(report.rounded_values > 20_000, "{}", report.rounded_values);
+
+    // Sums of the stored (rounded) values, by DuckDB and the report, against the JSON rounded
+    // value by value.
+    let exp = expected(&json, &schema, &["BillingPreTaxTotal"], "BillingCurrency");
+    let t = typed_path.display().to_string();
+    let f = focus_path.display().to_string();
+    let row = one(&format!(
+        "SELECT sum(\"BillingPreTaxTotal\")::VARCHAR, sum(\"Quantity\")::VARCHAR FROM read_parquet('{t}')"
+    ));
+    assert_eq!(scaled(text_of(&row[0])), exp.sums["BillingPreTaxTotal"]);
+    assert_eq!(scaled(text_of(&row[1])), exp.sums["Quantity"]);
+    let ours = report
+        .sums
+        .iter()
+        .find(|s| s.column == "BillingPreTaxTotal")
+        .unwrap();
+    assert_eq!(ours.sum.scaled(), exp.sums["BillingPreTaxTotal"]);
+
+    // The products FOCUS users write, over the whole month, in both files.
+    let products = one(&format!(
+        "SELECT count(*), sum(\"ListUnitPrice\" * \"PricingQuantity\")::VARCHAR, \
+         max(\"ListUnitPrice\" * \"PricingQuantity\" * 1000000)::VARCHAR, \
+         sum(\"ContractedUnitPrice\" * \"PricingQuantity\")::VARCHAR, \
+         count(DISTINCT date_trunc('day', \"ChargePeriodStart\" AT TIME ZONE 'UTC')) \
+         FROM read_parquet('{f}')"
+    ));
+    assert_eq!(text_of(&products[0]), "20000");
+    assert_eq!(text_of(&products[4]), "30", "a month of days");
+    let typed = one(&format!(
+        "SELECT sum(\"UnitPrice\" * \"Quantity\")::VARCHAR, sum(\"PricingPreTaxTotal\" * \"PCToBCExchangeRate\")::VARCHAR FROM read_parquet('{t}')"
+    ));
+    assert!(!text_of(&typed[0]).is_empty());
+}
+
+fn text_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// Row groups span many parsed batches, string and decimal columns carry min/max statistics,
+/// and a column that is constant over the first rows keeps its dictionary: as DuckDB's
+/// `parquet_metadata()` reads the files.
+#[test]
+fn row_groups_statistics_and_dictionaries_in_the_metadata() {
+    assert!(ConvertOptions::default().row_group_rows >= 50_000);
+    let dir = scratch("layout");
+    let schema = Schema::new(Dataset::Usage, AttributeSet::Full);
+    let mut json = Vec::new();
+    write_partition(&GeneratorConfig::usage(45_000, 11), &mut json).unwrap();
+    // The first 3,000 rows all name one customer, as files clustered by customer do.
+    let mut clustered = Vec::with_capacity(json.len());
+    for (i, line) in json.split_inclusive(|&b| b == b'\n').enumerate() {
+        if i < 3000 {
+            let row: Map<String, Value> = serde_json::from_slice(line).unwrap();
+            let mut row = row;
+            row.insert("CustomerName".into(), Value::from("Contoso Ltd"));
+            clustered.extend_from_slice(serde_json::to_string(&row).unwrap().as_bytes());
+            clustered.push(b'\n');
+        } else {
+            clustered.extend_from_slice(line);
+        }
+    }
+    let typed_path = dir.join("typed.parquet");
+    let focus_path = dir.join("focus.parquet");
+    let options = ConvertOptions {
+        row_group_rows: 20_000,
+        // Batches of about 700 rows: each row group spans many of them.
+        row_group_bytes: 1 << 20,
+        ..ConvertOptions::default()
+    };
+    let report = convert_both(
+        &gzip(&clustered)[..],
+        &schema,
+        std::fs::File::create(&typed_path).unwrap(),
+        std::fs::File::create(&focus_path).unwrap(),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(report.row_groups, 3);
+    for path in [&typed_path, &focus_path] {
+        let p = path.display().to_string();
+        let groups = duckdb_rows(&format!(
+            "SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata('{p}') ORDER BY 1"
+        ));
+        let sizes: Vec<&str> = groups.iter().map(|r| text_of(&r[1])).collect();
+        assert_eq!(sizes, ["20000", "20000", "5000"], "{p}");
+    }
+
+    let t = typed_path.display().to_string();
+    let f = focus_path.display().to_string();
+    // Statistics against the values, for strings and decimals, per row group.
+    for (path, column) in [
+        (&t, "CustomerId"),
+        (&t, "BillingCurrency"),
+        (&t, "BillingPreTaxTotal"),
+        (&t, "UnitPrice"),
+        (&f, "BilledCost"),
+        (&f, "SubAccountId"),
+        (&f, "ListUnitPrice"),
+    ] {
+        let stats = duckdb_rows(&format!(
+            "SELECT row_group_id, stats_min_value, stats_max_value, stats_null_count FROM parquet_metadata('{path}') WHERE path_in_schema = '{column}' ORDER BY 1"
+        ));
+        assert_eq!(stats.len(), 3, "{column}");
+        let actual = duckdb_rows(&format!(
+            "SELECT min(\"{column}\")::VARCHAR, max(\"{column}\")::VARCHAR, count(*) - count(\"{column}\") FROM read_parquet('{path}')"
+        ));
+        let mins: Vec<&str> = stats.iter().map(|r| text_of(&r[1])).collect();
+        let maxs: Vec<&str> = stats.iter().map(|r| text_of(&r[2])).collect();
+        assert!(mins.iter().all(|m| !m.is_empty()), "{column}: min written");
+        let norm = |s: &str| {
+            if s.contains('.') {
+                scaled(s).to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let overall_min = mins
+            .iter()
+            .map(|m| norm(m))
+            .min_by(|a, b| cmp_num(a, b))
+            .unwrap();
+        let overall_max = maxs
+            .iter()
+            .map(|m| norm(m))
+            .max_by(|a, b| cmp_num(a, b))
+            .unwrap();
+        assert_eq!(overall_min, norm(text_of(&actual[0][0])), "{column}: min");
+        assert_eq!(overall_max, norm(text_of(&actual[0][1])), "{column}: max");
+    }
+    // The customer name is constant over the first 3,000 rows, yet keeps a dictionary.
+    let enc = duckdb_rows(&format!(
+        "SELECT encodings FROM parquet_metadata('{t}') WHERE path_in_schema = 'CustomerName' AND row_group_id = 0"
+    ));
+    assert!(text_of(&enc[0][0]).contains("DICTIONARY"), "{enc:?}");
+    // Nearly unique columns go without one.
+    let enc = duckdb_rows(&format!(
+        "SELECT encodings FROM parquet_metadata('{t}') WHERE path_in_schema = 'ResourceURI' AND row_group_id = 0"
+    ));
+    assert!(!text_of(&enc[0][0]).contains("DICTIONARY"), "{enc:?}");
+}
+
+/// Numbers (as scaled integers) compare as numbers, other text as text.
+fn cmp_num(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<i128>(), b.parse::<i128>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
 }

@@ -40,8 +40,8 @@ fn malformed_rows_name_their_line() {
         "line 1, column SubscriptionStartDate: a date column with a time other than midnight: \"2026-01-01T10:00:00Z\""
     );
     assert_eq!(
-        err(r#"{"Total":0.0000000000000000001}"#),
-        "line 1, column Total: more than 18 decimal places: \"0.0000000000000000001\""
+        err(r#"{"Total":1e26}"#),
+        "line 1, column Total: out of the DECIMAL(38) / INT64 range: \"1e26\""
     );
     assert!(err("[1,2]").starts_with("line 1: expected '{'"));
 }

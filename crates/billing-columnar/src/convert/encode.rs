@@ -62,16 +62,23 @@ fn focus_fields(unknown: &[String]) -> Vec<(String, ColumnType)> {
     fields
 }
 
-/// Columns whose first row group is mostly distinct values are written without a dictionary;
-/// with no row group, every column keeps it.
-fn plain(first: Option<&[&ColBuf]>, n: usize) -> Vec<bool> {
-    match first {
-        Some(cols) => cols.iter().map(|c| c.dictionary_useless()).collect(),
-        None => vec![false; n],
-    }
+/// Opens a view's file with the options' row-group bounds.
+fn open_sink<W: Write + Send>(
+    out: W,
+    fields: &[(String, ColumnType)],
+    md: Vec<(String, String)>,
+    options: &ConvertOptions,
+) -> Result<Sink<W>, Error> {
+    Sink::new(
+        out,
+        fields,
+        md,
+        options.zstd_level,
+        (options.row_group_rows, options.row_group_encoded_bytes),
+    )
 }
 
-/// The encoder's state between row groups.
+/// The encoder's state between batches.
 struct Encoder<'a, T: Write + Send, F: Write + Send> {
     schema: &'a Schema,
     options: &'a ConvertOptions,
@@ -83,11 +90,11 @@ struct Encoder<'a, T: Write + Send, F: Write + Send> {
     focus_cols: Vec<ColBuf>,
     /// The unknown column names; the column set arrives before the first group.
     unknown: Vec<String>,
-    groups: u32,
+    batches: u32,
 }
 
-/// Encoder thread: writes the row groups `rx` delivers and hands each back for reuse; returns
-/// the bytes written to each view and the row groups.
+/// Encoder thread: writes the batches `rx` delivers and hands each back for reuse; returns
+/// the bytes written to each view and its Parquet row groups.
 pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
     schema: &Schema,
     options: &ConvertOptions,
@@ -103,14 +110,14 @@ pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
         focus: None,
         focus_cols: Vec::new(),
         unknown: Vec::new(),
-        groups: 0,
+        batches: 0,
     };
     for msg in rx {
         match msg {
             ToEncoder::Open(u) => enc.unknown = u,
             ToEncoder::Group(g) => {
                 enc.write_group(&g)?;
-                debug!(rows = g.rows, group = enc.groups, "row group written");
+                debug!(rows = g.rows, batch = enc.batches, "batch written");
                 let _ = back.send(g);
             }
             ToEncoder::Finish => return enc.finish(),
@@ -125,9 +132,8 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
         refs.push(&g.late);
         if let Some(out) = self.outputs.typed.take() {
             let md = metadata(self.schema, "typed", &self.unknown);
-            let p = plain(Some(&refs), refs.len());
             let fields = typed_fields(self.schema, &self.unknown);
-            self.typed = Some(Sink::new(out, &fields, &p, md, self.options.zstd_level)?);
+            self.typed = Some(open_sink(out, &fields, md, self.options)?);
         }
         let with_focus = self.focus.is_some() || self.outputs.focus.is_some();
         let Self {
@@ -145,9 +151,9 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
         // the pipeline.
         thread::scope(|s| -> Result<(), Error> {
             let typed_job = match typed.as_mut() {
-                Some(sink) if with_focus => Some(s.spawn(|| sink.write_group(&refs))),
+                Some(sink) if with_focus => Some(s.spawn(|| sink.write_batch(&refs))),
                 Some(sink) => {
-                    sink.write_group(&refs)?;
+                    sink.write_batch(&refs)?;
                     None
                 }
                 None => None,
@@ -171,37 +177,37 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             }
             focus_result
         })?;
-        self.groups += 1;
+        self.batches += 1;
         Ok(())
     }
 
     /// Opens what no row group opened, writes the footers; returns the bytes of each view and
     /// the row groups.
     fn finish(mut self) -> Result<(u64, u64, u32), Error> {
-        let level = self.options.zstd_level;
         if let Some(out) = self.outputs.typed.take() {
             let fields = typed_fields(self.schema, &self.unknown);
-            let p = plain(None, fields.len());
             let md = metadata(self.schema, "typed", &self.unknown);
-            self.typed = Some(Sink::new(out, &fields, &p, md, level)?);
+            self.typed = Some(open_sink(out, &fields, md, self.options)?);
         }
         if let Some(out) = self.outputs.focus.take() {
             let fields = focus_fields(&self.unknown);
-            let p = plain(None, fields.len());
             let md = metadata(self.schema, "focus", &self.unknown);
-            self.focus = Some(Sink::new(out, &fields, &p, md, level)?);
+            self.focus = Some(open_sink(out, &fields, md, self.options)?);
         }
-        let t = self
-            .typed
-            .map(Sink::finish)
-            .transpose()?
-            .map_or(0, |c| c.count);
-        let f = self
-            .focus
-            .map(Sink::finish)
-            .transpose()?
-            .map_or(0, |c| c.count);
-        Ok((t, f, self.groups))
+        let t = self.typed.map(Sink::finish).transpose()?;
+        let f = self.focus.map(Sink::finish).transpose()?;
+        // Both views close their row groups on the same rows unless one reaches its byte
+        // bound first; the report gives the typed view's count when there is one.
+        let groups = t
+            .as_ref()
+            .map(|(_, g)| *g)
+            .or(f.as_ref().map(|(_, g)| *g))
+            .unwrap_or(0);
+        Ok((
+            t.map_or(0, |(c, _)| c.count),
+            f.map_or(0, |(c, _)| c.count),
+            groups,
+        ))
     }
 }
 
@@ -231,12 +237,11 @@ impl<F: Write + Send> FocusView<'_, F> {
         refs.push(&g.late);
         if let Some(out) = self.out.take() {
             let md = metadata(self.schema, "focus", self.unknown);
-            let p = plain(Some(&refs), refs.len());
             let fields = focus_fields(self.unknown);
-            *self.sink = Some(Sink::new(out, &fields, &p, md, self.options.zstd_level)?);
+            *self.sink = Some(open_sink(out, &fields, md, self.options)?);
         }
         if let Some(sink) = self.sink.as_mut() {
-            sink.write_group(&refs)?;
+            sink.write_batch(&refs)?;
         }
         Ok(())
     }

@@ -40,6 +40,8 @@ pub(super) struct Parser<'a> {
     rows: u64,
     bytes_json: u64,
     sums: Vec<i128>,
+    /// Decimal values with more places than the scale, rounded.
+    rounded: u64,
     totals_index: HashMap<Vec<u8>, usize>,
     totals: Vec<Tally>,
     invoice: (Option<usize>, Option<usize>, Vec<usize>),
@@ -76,6 +78,7 @@ impl<'a> Parser<'a> {
             rows: 0,
             bytes_json: 0,
             sums: vec![0; schema.columns().len()],
+            rounded: 0,
             totals_index: HashMap::new(),
             totals: Vec::new(),
             invoice: (None, None, Vec::new()),
@@ -435,15 +438,22 @@ impl<'a> Parser<'a> {
         };
         match &mut col.values {
             Values::Dec(v) => {
-                let d = Decimal::parse(text).map_err(reason)?;
+                let (d, rounded) = Decimal::parse(text).map_err(reason)?;
+                self.rounded += u64::from(rounded);
                 self.sums[ci] = self.sums[ci]
                     .checked_add(d.scaled())
-                    .ok_or_else(|| "the column's sum overflows DECIMAL(38,18)".to_string())?;
+                    .ok_or_else(|| "the column's sum overflows DECIMAL(38)".to_string())?;
                 v.push(d.scaled());
             }
             Values::Int(v) => v.push(
                 Decimal::parse(text)
-                    .and_then(Decimal::to_integer)
+                    .and_then(|(d, rounded)| {
+                        if rounded {
+                            Err(crate::value::ValueError::NotIntegral)
+                        } else {
+                            d.to_integer()
+                        }
+                    })
                     .map_err(reason)?,
             ),
             Values::Date(v) => v.push(parse_date(text).map_err(reason)?),
@@ -511,7 +521,7 @@ impl<'a> Parser<'a> {
                     t.amounts[k] = t.amounts[k].checked_add(last).ok_or_else(|| Error::Value {
                         line: self.line_no,
                         column: String::from_utf8_lossy(&self.names[ai]).into_owned(),
-                        reason: "the customer total overflows DECIMAL(38,18)".into(),
+                        reason: "the customer total overflows DECIMAL(38)".into(),
                     })?;
                 }
             }
@@ -636,6 +646,7 @@ impl<'a> Parser<'a> {
             bytes_out_typed,
             bytes_out_focus,
             row_groups,
+            rounded_values: self.rounded,
             unknown_columns,
             sums,
             customer_totals,
