@@ -214,6 +214,10 @@ pub struct ExportCompleted {
     /// absent when there was nothing to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionOutcome>,
+    /// Values the Parquet and FOCUS files could not hold exactly, rounded half to even
+    /// (docs/parquet.md); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounded_values: Option<u64>,
 }
 
 /// What retention (`KEEP_SUPERSEDED_VERSIONS`) did to an export's older data versions.

@@ -90,6 +90,13 @@ pub struct Converted {
     pub unknown_columns: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amounts: Vec<CustomerAmount>,
+    /// Values the Parquet decimal type could not hold exactly, rounded half to even.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rounded_values: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Per-product totals kept in one part's ledger record at most; past this (a partition of
@@ -141,6 +148,7 @@ impl Converted {
             focus_bytes: r.bytes_out_focus,
             unknown_columns: r.unknown_columns.iter().map(|u| u.name.clone()).collect(),
             amounts,
+            rounded_values: r.rounded_values,
         }
     }
 }

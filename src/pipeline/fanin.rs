@@ -129,6 +129,11 @@ pub fn apply_results(run: &mut RunRecord, results: &BTreeMap<u32, PartResult>) {
             p.rows = r.rows.or(r.converted.as_ref().map(|c| c.rows));
             p.method = Some(r.method);
             p.parquet_bytes = r.converted.as_ref().map(|c| c.typed_bytes + c.focus_bytes);
+            p.rounded_values = r
+                .converted
+                .as_ref()
+                .map(|c| c.rounded_values)
+                .filter(|n| *n > 0);
         }
     }
 }

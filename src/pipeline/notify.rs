@@ -91,6 +91,8 @@ pub fn completed(
             blobs,
             blobs_truncated: run.parts.len() > MAX_EVENT_BLOBS,
             retention,
+            rounded_values: Some(run.parts.iter().filter_map(|p| p.rounded_values).sum())
+                .filter(|n: &u64| *n > 0),
         }),
     )
 }

@@ -28,6 +28,9 @@ pub struct PartRecord {
     /// Bytes of the typed Parquet and FOCUS files derived from this part, when written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parquet_bytes: Option<u64>,
+    /// Values of this part its Parquet decimal type could not hold, rounded half to even.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounded_values: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -248,6 +248,7 @@ impl Pipeline {
                 rows: None,
                 method: None,
                 parquet_bytes: None,
+                rounded_values: None,
             })
             .collect();
         self.cache_manifest(&id, manifest);
