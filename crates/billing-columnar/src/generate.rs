@@ -423,12 +423,9 @@ impl Row<'_> {
     }
 }
 
-/// Writes the partition as JSON Lines (one object per line, keys in the documented order).
-pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result<()> {
-    let schema = Schema::new(cfg.dataset, cfg.attribute_set);
-    let mut rng = Rng(cfg.seed ^ 0x005E_ED0F_B111);
-    let partner = rng.guid();
-    let customers: Vec<(String, &str, String, &str)> = CUSTOMERS
+/// The customers: (tenant id, name, domain, country).
+fn customers(rng: &mut Rng) -> Vec<(String, &'static str, String, &'static str)> {
+    CUSTOMERS
         .iter()
         .map(|(name, country)| {
             let slug: String = name
@@ -443,7 +440,15 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
                 *country,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Writes the partition as JSON Lines (one object per line, keys in the documented order).
+pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result<()> {
+    let schema = Schema::new(cfg.dataset, cfg.attribute_set);
+    let mut rng = Rng(cfg.seed ^ 0x005E_ED0F_B111);
+    let partner = rng.guid();
+    let customers = customers(&mut rng);
     // A few hundred subscriptions, as a partner's customer base has.
     let subscriptions: Vec<(usize, String, String)> = (0..300)
         .map(|_| {

@@ -164,32 +164,8 @@ impl Decimal {
         if !rest.is_empty() {
             return Err(ValueError::NotANumber);
         }
-        let mantissa = mantissa.value();
         let shift = i64::from(DECIMAL_SCALE) - frac_digits + exp;
-        let (scaled, rounded) = if mantissa == 0 {
-            (0, false)
-        } else if shift >= 0 {
-            let p = *POW10.get(shift as usize).ok_or(ValueError::OutOfRange)?;
-            (
-                mantissa.checked_mul(p).ok_or(ValueError::OutOfRange)?,
-                false,
-            )
-        } else {
-            match POW10.get((-shift) as usize) {
-                Some(&p) => {
-                    let (q, r) = (mantissa / p, mantissa % p);
-                    // Half to even: the rounding that does not drift sums of many values.
-                    let up = match (2 * r).cmp(&p) {
-                        std::cmp::Ordering::Greater => true,
-                        std::cmp::Ordering::Equal => q % 2 == 1,
-                        std::cmp::Ordering::Less => false,
-                    };
-                    (q + i128::from(up), r != 0)
-                }
-                // 10^39 or more: a mantissa below 10^38 rounds to zero.
-                None => (0, true),
-            }
-        };
+        let (scaled, rounded) = rescale(mantissa.value(), shift)?;
         if scaled >= LIMIT {
             return Err(ValueError::OutOfRange);
         }
@@ -470,6 +446,35 @@ impl Digits {
     fn value(&self) -> i128 {
         self.high * POW10[self.low_digits] + i128::from(self.low)
     }
+}
+
+/// `mantissa × 10^shift` as a scaled integer, rounded half to even when `shift` drops digits
+/// (the flag says whether any non-zero digit went).
+fn rescale(mantissa: i128, shift: i64) -> Result<(i128, bool), ValueError> {
+    if mantissa == 0 {
+        return Ok((0, false));
+    }
+    if shift >= 0 {
+        let p = *POW10.get(shift as usize).ok_or(ValueError::OutOfRange)?;
+        return Ok((
+            mantissa.checked_mul(p).ok_or(ValueError::OutOfRange)?,
+            false,
+        ));
+    }
+    Ok(match POW10.get((-shift) as usize) {
+        Some(&p) => {
+            let (q, r) = (mantissa / p, mantissa % p);
+            // Half to even: the rounding that does not drift sums of many values.
+            let up = match (2 * r).cmp(&p) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => q % 2 == 1,
+                std::cmp::Ordering::Less => false,
+            };
+            (q + i128::from(up), r != 0)
+        }
+        // 10^39 or more: a mantissa below 10^38 rounds to zero.
+        None => (0, true),
+    })
 }
 
 #[cfg(test)]
