@@ -1,7 +1,7 @@
 //! The typed run ledger over a [`LedgerStore`]: read-modify-write with compare-and-swap, retried
 //! on conflicts, so concurrent invocations (fan-in of many copies) never lose an update.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use crate::pipeline::ports::storage::{ETag, LedgerStore, ObjectPath, StorageErro
 
 use super::current::{CurrentDoc, CurrentPointer};
 use super::fanin::{
-    apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Shards,
+    apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Progress,
+    ShardCompletion, Shards,
 };
 use super::run::{Attempts, RequestIndex, RunId, RunRecord};
 
@@ -133,7 +134,8 @@ impl Ledger {
         Err(LedgerError::Contention(key.to_string()))
     }
 
-    /// Makes `run` the active run of its request key unless another active run holds it.
+    /// Makes `run` the active run of its request key unless another active run holds it. A
+    /// holder without a record (its claimer has not created it yet) is adopted, never replaced.
     /// `load` reads the holder's record to decide whether it is still active; a finished
     /// holder's outcome is added to the index's attempt counts.
     pub async fn claim_request(&self, rec: &RunRecord) -> Result<Claim, LedgerError> {
@@ -147,7 +149,16 @@ impl Ledger {
                     }
                 }
                 Some((idx, etag)) => {
-                    let holder = self.get(&idx.run_id).await?;
+                    let mut holder = self.get(&idx.run_id).await?;
+                    if holder.is_none() {
+                        // The holder claimed the key and has not written its run yet (or died
+                        // in between): adopt its run by writing it under its id, so every
+                        // claimer of the key ends up with one run, whoever writes first.
+                        let mut adopted = rec.clone();
+                        adopted.run_id = idx.run_id.clone();
+                        self.create_run(&adopted).await?;
+                        holder = self.get(&idx.run_id).await?;
+                    }
                     if let Some(holder) = &holder {
                         if !holder.state.is_terminal() {
                             return Ok(Claim::Active(Box::new(holder.clone())));
@@ -270,15 +281,55 @@ impl Ledger {
         Ok(present >= Shards::of(run).members(shard))
     }
 
-    /// Marks a shard complete (once). Returns whether every shard of the run is complete.
-    pub async fn complete_shard(&self, run: &RunRecord, shard: u32) -> Result<bool, LedgerError> {
+    /// Marks a shard complete (once), and says whether every shard of the run is now complete
+    /// and whether this call added the shard: of all the calls that see the run complete, only
+    /// the one that added the last shard goes on to fold it.
+    pub async fn complete_shard(
+        &self,
+        run: &RunRecord,
+        shard: u32,
+    ) -> Result<ShardCompletion, LedgerError> {
         let shards = Shards::of(run);
+        let now = time::OffsetDateTime::now_utc();
+        let mut added = false;
         let doc: FaninDoc = self
             .upsert(&fanin_key(&run.run_id), |d: &mut FaninDoc| {
-                d.completed.insert(shard)
+                added = d.completed.insert(shard);
+                if added {
+                    d.last_at = Some(now);
+                }
+                added
             })
             .await?;
-        Ok(doc.completed.len() as u32 >= shards.count)
+        Ok(ShardCompletion {
+            all: doc.completed.len() as u32 >= shards.count,
+            added,
+        })
+    }
+
+    /// A copying run's progress: the fan-in document, then a listing and the markers of each
+    /// shard not complete yet. Costs what is still missing, not what was copied.
+    pub async fn progress(&self, run: &RunRecord) -> Result<Progress, LedgerError> {
+        let shards = Shards::of(run);
+        let fanin = self.fanin(&run.run_id).await?;
+        let mut out = Progress {
+            done: BTreeSet::new(),
+            last_at: fanin.last_at,
+        };
+        for k in 0..shards.count {
+            if fanin.completed.contains(&k) {
+                let first = k * super::fanin::PARTS_PER_SHARD;
+                out.done.extend(first..first + shards.members(k));
+                continue;
+            }
+            for key in self.store.list(&shard_prefix(&run.run_id, k)).await? {
+                if let Some((m, _)) = self.read_json::<PartMarker>(&key).await? {
+                    out.last_at = out.last_at.max(Some(m.at));
+                    out.done.insert(m.part);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The run's fan-in progress: completed shards (one small read).
