@@ -446,20 +446,35 @@ impl Ledger {
         Ok(())
     }
 
-    /// All runs, newest first.
+    /// All runs, newest first. A record that cannot be read or understood is skipped (and
+    /// logged), so one bad document never hides the others.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
+        Ok(self.list_readable(limit).await?.0)
+    }
+
+    /// [`Ledger::list`], with the keys it skipped and why.
+    pub async fn list_readable(
+        &self,
+        limit: usize,
+    ) -> Result<(Vec<RunRecord>, Vec<(String, String)>), LedgerError> {
         let keys = self
             .store
             .list(&ObjectPath::new("runs").expect("static"))
             .await?;
         let mut runs = Vec::new();
+        let mut bad = Vec::new();
         for k in keys.iter().rev().take(limit) {
-            if let Some((r, _)) = self.read_json::<RunRecord>(k).await? {
-                runs.push(r);
+            match self.read_json::<RunRecord>(k).await {
+                Ok(Some((r, _))) => runs.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(key = %k, error = %e, "run record skipped: unreadable");
+                    bad.push((k.to_string(), e.to_string()));
+                }
             }
         }
         runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(runs)
+        Ok((runs, bad))
     }
 }
 
@@ -523,8 +538,16 @@ mod tests {
             }
             Ok(Some(ETag((v + 1).to_string())))
         }
-        async fn list(&self, _prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
-            Ok(Vec::new())
+        async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
+            let p = format!("{}/", prefix.as_str());
+            let docs = self.docs.lock().unwrap();
+            let mut keys: Vec<ObjectPath> = docs
+                .keys()
+                .filter(|k| k.starts_with(&p))
+                .filter_map(|k| ObjectPath::new(k.clone()).ok())
+                .collect();
+            keys.sort();
+            Ok(keys)
         }
     }
 
@@ -550,5 +573,54 @@ mod tests {
             .unwrap();
         let (stored, ()) = out.expect("the caller learns its write was applied");
         assert_eq!(stored.state, RunState::Polling);
+    }
+
+    fn usd() -> ExportRequest {
+        ExportRequest::unbilled(
+            ExportKind::UnbilledUsage,
+            BillingPeriod::Current,
+            "USD".parse().unwrap(),
+            AttributeSet::Full,
+        )
+        .unwrap()
+    }
+
+    /// A plain store (its one lost answer already spent).
+    fn plain() -> Ledger {
+        let store = LostAnswerStore::default();
+        store.lost_once.store(true, Ordering::SeqCst);
+        Ledger::new(Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn a_claimer_that_finds_the_holder_unwritten_adopts_its_run() {
+        let ledger = plain();
+        let t = time::OffsetDateTime::now_utc();
+        let a = RunRecord::new(RunId::generate(t), usd(), Trigger::Timer, t, t);
+        let b = RunRecord::new(RunId::generate(t), usd(), Trigger::Http, t, t);
+        assert_eq!(ledger.claim_request(&a).await.unwrap(), Claim::New);
+        // `a` has not written its run yet when `b` claims the same request.
+        let Claim::Active(held) = ledger.claim_request(&b).await.unwrap() else {
+            panic!("the second claimer took the key over");
+        };
+        assert_eq!(held.run_id, a.run_id);
+        assert!(!ledger.create_run(&a).await.unwrap(), "one record, one id");
+        assert_eq!(ledger.list(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_is_skipped_not_fatal() {
+        let ledger = plain();
+        let t = time::OffsetDateTime::now_utc();
+        let a = RunRecord::new(RunId::generate(t), usd(), Trigger::Timer, t, t);
+        ledger.create_run(&a).await.unwrap();
+        ledger
+            .store
+            .create(&ObjectPath::new("runs/stray.json").unwrap(), b"{".to_vec())
+            .await
+            .unwrap();
+        let (runs, bad) = ledger.list_readable(usize::MAX).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(bad.len(), 1, "{bad:?}");
     }
 }
