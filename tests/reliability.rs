@@ -430,3 +430,49 @@ async fn a_landing_that_keeps_failing_fails_the_run_with_one_event() {
     assert_eq!(bed.events_of_type("ExportFailed").len(), 1);
     assert!(bed.sb.dead_letters().is_empty(), "no silent dead letter");
 }
+
+/// One copy message of a 40-part run (two shards) is lost: the repair resends that part only,
+/// not the 39 whose markers are there, and the run completes with one event.
+#[tokio::test]
+async fn a_repair_resends_only_the_parts_without_a_marker() {
+    let mut cfg = fast_sandbox();
+    cfg.partitions = 40;
+    cfg.rows_per_partition = 2;
+    let bed = TestBed::start(cfg, &[]).await;
+    bed.start_new(usd(), Trigger::Http).await;
+    let copies = bed.pump_until_copies(40).await;
+    let (lost, rest) = copies.split_first().unwrap();
+    bed.sb.complete(lost);
+    for d in rest {
+        bed.process(d).await.unwrap();
+        bed.sb.complete(d);
+    }
+    let report = bed.app.pipeline.watchdog_at(later()).await.unwrap();
+    assert_eq!(report.copies_resent, 1, "{report:?}");
+    bed.drain(DRAIN).await;
+    assert_eq!(only_run(&bed).await.state, RunState::Completed);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}
+
+/// Starts of one export from the timer, HTTP and the CLI at once, on separate instances:
+/// one run, one Graph export, one completion.
+#[tokio::test]
+async fn concurrent_starts_make_one_run() {
+    let bed = TestBed::start(fast_sandbox(), &[]).await;
+    let apps: Vec<Arc<App>> = (0..6).map(|_| instance(&bed, &[])).collect();
+    let triggers = [Trigger::Timer, Trigger::Http, Trigger::Cli];
+    let starts = apps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| a.pipeline.start(usd(), triggers[i % 3]));
+    let outcomes = futures::future::join_all(starts).await;
+    let ids: std::collections::BTreeSet<_> = outcomes
+        .iter()
+        .map(|o| o.as_ref().unwrap().run().run_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "{outcomes:#?}");
+    bed.drain(DRAIN).await;
+    assert_eq!(only_run(&bed).await.state, RunState::Completed);
+    assert_eq!(bed.sandbox.stats().exports_started, 1);
+    assert_eq!(bed.events_of_type("ExportCompleted").len(), 1);
+}

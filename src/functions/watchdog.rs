@@ -11,13 +11,15 @@ pub async fn run(app: &App, timer: TimerInfo) -> InvocationResult {
     }
     let report = app.pipeline.watchdog().await?;
     Ok(InvocationReply::new().log(format!(
-        "watchdog: {} runs checked, {} resubmitted, {} polls and {} copies re-sent, {} failed, {} final events re-sent, {} errors",
+        "watchdog: {} runs checked, {} resubmitted, {} polls and {} copies re-sent, {} failed, {} final events re-sent, {} finished, {} errors, {} unreadable records skipped",
         report.checked,
         report.resubmitted,
         report.polls_resent,
         report.copies_resent,
         report.failed,
         report.final_events_resent,
-        report.errors
+        report.finished,
+        report.errors,
+        report.skipped
     )))
 }

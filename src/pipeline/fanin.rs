@@ -73,6 +73,43 @@ pub struct PartMarker {
 #[serde(rename_all = "camelCase")]
 pub struct FaninDoc {
     pub completed: BTreeSet<u32>,
+    /// When the last shard was added: the run's latest progress among complete shards, so a
+    /// check of a copying run reads markers of incomplete shards only.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub last_at: Option<OffsetDateTime>,
+}
+
+/// What one completion of a shard found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardCompletion {
+    /// Every shard of the run is complete.
+    pub all: bool,
+    /// This call added the shard (so, with `all`, it is the one call that folds the run).
+    pub added: bool,
+}
+
+/// A copying run's progress, from the fan-in document and the markers of incomplete shards.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Parts with a marker.
+    pub done: BTreeSet<u32>,
+    /// When the latest progress was recorded.
+    pub last_at: Option<OffsetDateTime>,
+}
+
+impl Progress {
+    /// Marks the recorded parts done in `run` (results themselves stay in the markers).
+    pub fn apply(&self, run: &mut RunRecord) {
+        for p in &mut run.parts {
+            if self.done.contains(&p.index) {
+                p.done = true;
+            }
+        }
+    }
 }
 
 /// The folder of one shard's markers.

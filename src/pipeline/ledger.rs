@@ -1,7 +1,7 @@
 //! The typed run ledger over a [`LedgerStore`]: read-modify-write with compare-and-swap, retried
 //! on conflicts, so concurrent invocations (fan-in of many copies) never lose an update.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use crate::pipeline::ports::storage::{ETag, LedgerStore, ObjectPath, StorageErro
 
 use super::current::{CurrentDoc, CurrentPointer};
 use super::fanin::{
-    apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Shards,
+    apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Progress,
+    ShardCompletion, Shards,
 };
 use super::run::{Attempts, RequestIndex, RunId, RunRecord};
 
@@ -133,7 +134,8 @@ impl Ledger {
         Err(LedgerError::Contention(key.to_string()))
     }
 
-    /// Makes `run` the active run of its request key unless another active run holds it.
+    /// Makes `run` the active run of its request key unless another active run holds it. A
+    /// holder without a record (its claimer has not created it yet) is adopted, never replaced.
     /// `load` reads the holder's record to decide whether it is still active; a finished
     /// holder's outcome is added to the index's attempt counts.
     pub async fn claim_request(&self, rec: &RunRecord) -> Result<Claim, LedgerError> {
@@ -147,7 +149,16 @@ impl Ledger {
                     }
                 }
                 Some((idx, etag)) => {
-                    let holder = self.get(&idx.run_id).await?;
+                    let mut holder = self.get(&idx.run_id).await?;
+                    if holder.is_none() {
+                        // The holder claimed the key and has not written its run yet (or died
+                        // in between): adopt its run by writing it under its id, so every
+                        // claimer of the key ends up with one run, whoever writes first.
+                        let mut adopted = rec.clone();
+                        adopted.run_id = idx.run_id.clone();
+                        self.create_run(&adopted).await?;
+                        holder = self.get(&idx.run_id).await?;
+                    }
                     if let Some(holder) = &holder {
                         if !holder.state.is_terminal() {
                             return Ok(Claim::Active(Box::new(holder.clone())));
@@ -270,15 +281,55 @@ impl Ledger {
         Ok(present >= Shards::of(run).members(shard))
     }
 
-    /// Marks a shard complete (once). Returns whether every shard of the run is complete.
-    pub async fn complete_shard(&self, run: &RunRecord, shard: u32) -> Result<bool, LedgerError> {
+    /// Marks a shard complete (once), and says whether every shard of the run is now complete
+    /// and whether this call added the shard: of all the calls that see the run complete, only
+    /// the one that added the last shard goes on to fold it.
+    pub async fn complete_shard(
+        &self,
+        run: &RunRecord,
+        shard: u32,
+    ) -> Result<ShardCompletion, LedgerError> {
         let shards = Shards::of(run);
+        let now = time::OffsetDateTime::now_utc();
+        let mut added = false;
         let doc: FaninDoc = self
             .upsert(&fanin_key(&run.run_id), |d: &mut FaninDoc| {
-                d.completed.insert(shard)
+                added = d.completed.insert(shard);
+                if added {
+                    d.last_at = Some(now);
+                }
+                added
             })
             .await?;
-        Ok(doc.completed.len() as u32 >= shards.count)
+        Ok(ShardCompletion {
+            all: doc.completed.len() as u32 >= shards.count,
+            added,
+        })
+    }
+
+    /// A copying run's progress: the fan-in document, then a listing and the markers of each
+    /// shard not complete yet. Costs what is still missing, not what was copied.
+    pub async fn progress(&self, run: &RunRecord) -> Result<Progress, LedgerError> {
+        let shards = Shards::of(run);
+        let fanin = self.fanin(&run.run_id).await?;
+        let mut out = Progress {
+            done: BTreeSet::new(),
+            last_at: fanin.last_at,
+        };
+        for k in 0..shards.count {
+            if fanin.completed.contains(&k) {
+                let first = k * super::fanin::PARTS_PER_SHARD;
+                out.done.extend(first..first + shards.members(k));
+                continue;
+            }
+            for key in self.store.list(&shard_prefix(&run.run_id, k)).await? {
+                if let Some((m, _)) = self.read_json::<PartMarker>(&key).await? {
+                    out.last_at = out.last_at.max(Some(m.at));
+                    out.done.insert(m.part);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The run's fan-in progress: completed shards (one small read).
@@ -409,20 +460,35 @@ impl Ledger {
         Ok(())
     }
 
-    /// All runs, newest first.
+    /// All runs, newest first. A record that cannot be read or understood is skipped (and
+    /// logged), so one bad document never hides the others.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
+        Ok(self.list_readable(limit).await?.0)
+    }
+
+    /// [`Ledger::list`], with the keys it skipped and why.
+    pub async fn list_readable(
+        &self,
+        limit: usize,
+    ) -> Result<(Vec<RunRecord>, Vec<(String, String)>), LedgerError> {
         let keys = self
             .store
             .list(&ObjectPath::new("runs").expect("static"))
             .await?;
         let mut runs = Vec::new();
+        let mut bad = Vec::new();
         for k in keys.iter().rev().take(limit) {
-            if let Some((r, _)) = self.read_json::<RunRecord>(k).await? {
-                runs.push(r);
+            match self.read_json::<RunRecord>(k).await {
+                Ok(Some((r, _))) => runs.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(key = %k, error = %e, "run record skipped: unreadable");
+                    bad.push((k.to_string(), e.to_string()));
+                }
             }
         }
         runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(runs)
+        Ok((runs, bad))
     }
 }
 
@@ -486,8 +552,16 @@ mod tests {
             }
             Ok(Some(ETag((v + 1).to_string())))
         }
-        async fn list(&self, _prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
-            Ok(Vec::new())
+        async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
+            let p = format!("{}/", prefix.as_str());
+            let docs = self.docs.lock().unwrap();
+            let mut keys: Vec<ObjectPath> = docs
+                .keys()
+                .filter(|k| k.starts_with(&p))
+                .filter_map(|k| ObjectPath::new(k.clone()).ok())
+                .collect();
+            keys.sort();
+            Ok(keys)
         }
     }
 
@@ -513,5 +587,54 @@ mod tests {
             .unwrap();
         let (stored, ()) = out.expect("the caller learns its write was applied");
         assert_eq!(stored.state, RunState::Polling);
+    }
+
+    fn usd() -> ExportRequest {
+        ExportRequest::unbilled(
+            ExportKind::UnbilledUsage,
+            BillingPeriod::Current,
+            "USD".parse().unwrap(),
+            AttributeSet::Full,
+        )
+        .unwrap()
+    }
+
+    /// A plain store (its one lost answer already spent).
+    fn plain() -> Ledger {
+        let store = LostAnswerStore::default();
+        store.lost_once.store(true, Ordering::SeqCst);
+        Ledger::new(Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn a_claimer_that_finds_the_holder_unwritten_adopts_its_run() {
+        let ledger = plain();
+        let t = time::OffsetDateTime::now_utc();
+        let a = RunRecord::new(RunId::generate(t), usd(), Trigger::Timer, t, t);
+        let b = RunRecord::new(RunId::generate(t), usd(), Trigger::Http, t, t);
+        assert_eq!(ledger.claim_request(&a).await.unwrap(), Claim::New);
+        // `a` has not written its run yet when `b` claims the same request.
+        let Claim::Active(held) = ledger.claim_request(&b).await.unwrap() else {
+            panic!("the second claimer took the key over");
+        };
+        assert_eq!(held.run_id, a.run_id);
+        assert!(!ledger.create_run(&a).await.unwrap(), "one record, one id");
+        assert_eq!(ledger.list(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_is_skipped_not_fatal() {
+        let ledger = plain();
+        let t = time::OffsetDateTime::now_utc();
+        let a = RunRecord::new(RunId::generate(t), usd(), Trigger::Timer, t, t);
+        ledger.create_run(&a).await.unwrap();
+        ledger
+            .store
+            .create(&ObjectPath::new("runs/stray.json").unwrap(), b"{".to_vec())
+            .await
+            .unwrap();
+        let (runs, bad) = ledger.list_readable(usize::MAX).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(bad.len(), 1, "{bad:?}");
     }
 }

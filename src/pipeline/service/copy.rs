@@ -36,7 +36,7 @@ impl Pipeline {
         if self.ledger.part_result(&run, part.index).await?.is_some() {
             // Copied before (a redelivery, or the watchdog's resend): make sure what follows
             // the copy happened too, then stop.
-            return self.fan_in_from(&run, part.index).await;
+            return self.fan_in_from(&run, part.index, delivery_count).await;
         }
         let Some(expected_etag) = run.manifest.as_ref().map(|m| m.etag.clone()) else {
             return Ok(Handled::Ignored("run has no manifest"));
@@ -77,7 +77,7 @@ impl Pipeline {
                 skipped,
             });
         }
-        match self.fan_in_from(&run, part.index).await? {
+        match self.fan_in_from(&run, part.index, delivery_count).await? {
             Handled::Completed => Ok(Handled::Completed),
             _ => Ok(Handled::Copied {
                 part: part.index,
@@ -171,23 +171,45 @@ impl Pipeline {
     /// After part `index` is recorded: completes its shard if it holds all its parts, and the
     /// run if that was the last shard. Idempotent, so it also finishes what a crash between
     /// these steps left undone.
+    ///
+    /// Only the call that added the last shard folds the run (one read per marker, once). Any
+    /// other call that sees every shard complete (a duplicate, a resend, an instance whose
+    /// cached record is stale) reads the run record only: a run that has moved on is dropped
+    /// from the cache; a redelivered message finishes a run whose folder crashed; anything else
+    /// is left to the folder or, if it died, to the watchdog.
     pub(super) async fn fan_in_from(
         &self,
         run: &RunRecord,
         index: u32,
+        delivery_count: u32,
     ) -> Result<Handled, PipelineError> {
         let shard = Shards::of(run).shard_of(index);
-        if !self.ledger.shard_complete(run, shard).await?
-            || !self.ledger.complete_shard(run, shard).await?
-        {
+        if !self.ledger.shard_complete(run, shard).await? {
             return Ok(Handled::Ignored("part already copied"));
+        }
+        let completion = self.ledger.complete_shard(run, shard).await?;
+        if !completion.all {
+            return Ok(Handled::Ignored("part already copied"));
+        }
+        if !completion.added {
+            let current = self.ledger.get(&run.run_id).await?;
+            if current
+                .as_ref()
+                .is_none_or(|r| r.state != RunState::Copying)
+            {
+                self.forget_manifest(&run.run_id);
+                return Ok(Handled::Ignored("run already finished"));
+            }
+            if delivery_count <= 1 {
+                return Ok(Handled::Ignored("finisher at work"));
+            }
         }
         self.fold_and_finish(run).await
     }
 
     /// Every shard is complete: folds all part results into the run record once, completes
     /// the run, and sends the final event.
-    async fn fold_and_finish(&self, run: &RunRecord) -> Result<Handled, PipelineError> {
+    pub(super) async fn fold_and_finish(&self, run: &RunRecord) -> Result<Handled, PipelineError> {
         let (results, _) = self.ledger.part_results(run).await?;
         let t = self.now();
         let updated = self

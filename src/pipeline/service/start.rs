@@ -53,14 +53,17 @@ impl Pipeline {
         match self.ledger.claim_request(&rec).await? {
             Claim::Active(existing) => {
                 tracing::info!(run_id = %existing.run_id, request = %existing.request, "export already running; duplicate start ignored");
-                // A start that died after claiming the run: this start finishes the job
-                // (the submit lease keeps two starts from both asking Graph).
-                if existing.state == RunState::Starting && t - existing.updated_at > STALL_GRACE {
+                // A run not submitted yet (its start is under way, died, or this call adopted
+                // it): whoever takes the submit lease asks Graph, the others answer Duplicate.
+                if existing.state == RunState::Starting
+                    && existing.submit_lease_free(t, STALL_GRACE)
+                {
                     return self.submit(&existing.run_id).await;
                 }
                 Ok(StartOutcome::Duplicate(existing))
             }
             Claim::New => {
+                // False when a concurrent claimer adopted this run first: same id, same run.
                 self.ledger.create_run(&rec).await?;
                 tracing::info!(run_id = %rec.run_id, request = %rec.request, ?trigger, "export run claimed");
                 self.submit(&rec.run_id).await

@@ -10,7 +10,6 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::super::fanin::apply_results;
 use super::super::messages::PollJob;
 use super::super::notify;
 use super::super::run::{FailureCode, RunRecord, RunState};
@@ -29,6 +28,10 @@ pub struct WatchdogReport {
     pub final_events_resent: usize,
     /// Invoice checks / hubs landings of completed runs tried again (`follow_up`).
     pub follow_ups_retried: usize,
+    /// Copying runs whose parts were all copied, folded and completed by the pass.
+    pub finished: usize,
+    /// Run records that could not be read or understood (logged with their keys).
+    pub skipped: usize,
     /// Runs the pass could not handle this time (logged); the next pass tries again.
     pub errors: usize,
 }
@@ -115,9 +118,11 @@ impl Pipeline {
 
     /// [`Pipeline::watchdog`] as if the clock said `t` (tests move time forward with it).
     pub async fn watchdog_at(&self, t: OffsetDateTime) -> Result<WatchdogReport, PipelineError> {
-        let runs = self.ledger.list(usize::MAX).await?;
+        // An unreadable record is reported and skipped: the other runs still get their pass.
+        let (runs, bad) = self.ledger.list_readable(usize::MAX).await?;
         let mut report = WatchdogReport {
             checked: runs.len(),
+            skipped: bad.len(),
             ..WatchdogReport::default()
         };
         for run in runs {
@@ -146,9 +151,10 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let mut copied_at = None;
         if run.state == RunState::Copying {
-            let (results, last) = self.ledger.part_results(&run).await?;
-            apply_results(&mut run, &results);
-            copied_at = last;
+            // The fan-in document and the markers of incomplete shards only.
+            let progress = self.ledger.progress(&run).await?;
+            progress.apply(&mut run);
+            copied_at = progress.last_at;
         }
         match self.verdict(&run, copied_at, t) {
             Verdict::Fine => Ok(()),
@@ -187,6 +193,15 @@ impl Pipeline {
                 }
                 Ok(())
             }
+            // Every part copied but nobody folded the run (its folder died): fold it here.
+            Verdict::Resume
+                if run.state == RunState::Copying && run.parts.iter().all(|p| p.done) =>
+            {
+                if self.fold_and_finish(&run).await? == super::Handled::Completed {
+                    report.finished += 1;
+                }
+                Ok(())
+            }
             Verdict::Resume => self.resume(run, t, report).await,
             Verdict::FollowUp => {
                 if self.retry_follow_up(&run, t).await?.is_some() {
@@ -207,6 +222,14 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let mark = progress_mark(&run);
         let seen = run.write_id.clone();
+        // The stored record does not hold the copied parts (their markers do): carry them
+        // over, so only the parts without a marker are sent again.
+        let copied: std::collections::BTreeSet<u32> = run
+            .parts
+            .iter()
+            .filter(|p| p.done)
+            .map(|p| p.index)
+            .collect();
         let recorded = self
             .ledger
             .update(&run.run_id, |r| {
@@ -223,9 +246,12 @@ impl Pipeline {
                 })
             })
             .await?;
-        let Some((run, repair)) = recorded else {
+        let Some((mut run, repair)) = recorded else {
             return Ok(());
         };
+        for p in &mut run.parts {
+            p.done |= copied.contains(&p.index);
+        }
         tracing::warn!(run_id = %run.run_id, state = run.state.as_str(), repair, "run stalled; watchdog resumes it");
         match run.state {
             RunState::Starting => {
