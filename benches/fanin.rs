@@ -7,56 +7,19 @@
 //! is the real filesystem ledger; Graph is the loopback sandbox. Figures are printed, never
 //! asserted. `cargo bench --bench fanin -- 100 1000` picks the sizes.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
-use partner_billing_export::adapters::events::LogOnlyPublisher;
 use partner_billing_export::adapters::filesystem::FilesystemLedger;
 use partner_billing_export::adapters::memory_queue::MemoryQueue;
-use partner_billing_export::adapters::storage::{
-    CopyMethod, CopyOutcome, Destination, ObjectPath, SourceIdentity, StorageError,
-};
-use partner_billing_export::auth::{http_client, AllowList, Audience, AuthorizedHttp};
-use partner_billing_export::billing::{
-    AttributeSet, BillingClient, BillingPeriod, ExportKind, ExportRequest, GraphConfig,
-};
+use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
 use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
-use partner_billing_export::pipeline::{
-    CopyJob, Handled, Ledger, Pipeline, PipelineConfig, PollJob, PollPolicy, RunState, Trigger,
-};
+use partner_billing_export::pipeline::{CopyJob, Handled, PollJob, RunState, Trigger};
 use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
-use partner_billing_local::tokens::local_token_source;
 use time::OffsetDateTime;
-
-/// Answers every copy at once: the bench measures orchestration, not bytes.
-#[derive(Debug)]
-struct InstantDestination;
-
-#[async_trait]
-impl Destination for InstantDestination {
-    async fn copy_from_url(
-        &self,
-        _source: &url::Url,
-        _dest: &ObjectPath,
-        _identity: &SourceIdentity,
-    ) -> Result<CopyOutcome, StorageError> {
-        Ok(CopyOutcome {
-            bytes: 1024,
-            md5: Some("0123456789abcdef0123456789abcdef".into()),
-            rows: Some(10),
-            method: CopyMethod::ServerSide,
-        })
-    }
-    async fn put_bytes(&self, _: &ObjectPath, _: Bytes, _: &str) -> Result<(), StorageError> {
-        Ok(())
-    }
-    fn locate(&self, dest: &ObjectPath) -> String {
-        dest.to_string()
-    }
-}
 
 async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
     let sandbox = GraphSandbox::start(SandboxConfig {
@@ -68,42 +31,12 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
     })
     .await?;
     let dir = tempfile::tempdir()?;
-    let graph = GraphConfig {
-        base_url: sandbox.graph_base_url(),
-        ..GraphConfig::default()
-    };
-    let mut allow = AllowList::default();
-    allow.allow_url(Audience::Graph, &graph.base_url);
-    let http = AuthorizedHttp::new(http_client(), Arc::new(local_token_source()), allow);
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600)));
-    let billing = BillingClient::new(http, graph);
-    let pipeline = Pipeline::new(
+    let pipeline = support::pipeline(
+        &sandbox,
+        Arc::new(FilesystemLedger::new(dir.path().join("_ledger"))),
         queue.clone(),
-        Arc::new(LogOnlyPublisher),
-        Arc::new(InstantDestination),
-        Ledger::new(Arc::new(FilesystemLedger::new(dir.path().join("_ledger")))),
-        PipelineConfig {
-            poll: PollPolicy {
-                default_retry_after: Duration::ZERO,
-                min_retry_after: Duration::ZERO,
-                max_retry_after: Duration::from_secs(1),
-                max_restarts: 1,
-            },
-            poll_deadline: Duration::from_secs(3600),
-            event_source: "/bench".into(),
-            output_prefix: ObjectPath::new("bench")?,
-            max_copy_attempts: 5,
-            stall_after: Duration::from_secs(900),
-            max_repairs: 3,
-            formats: Default::default(),
-            invoice_tolerance: Default::default(),
-            retention: partner_billing_export::pipeline::current::Retention::KeepAll,
-        },
-    )
-    .with_partner(
-        partner_billing_export::billing::PartnerId::default_partner(),
-        partner_billing_export::pipeline::PartnerRuntime::new(billing),
-    );
+    )?;
     let request = ExportRequest::unbilled(
         ExportKind::UnbilledUsage,
         BillingPeriod::Current,
