@@ -10,26 +10,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
 use partner_billing_export::adapters::filesystem::FilesystemLedger;
 use partner_billing_export::adapters::memory_queue::MemoryQueue;
-use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
-use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
-use partner_billing_export::pipeline::{CopyJob, Handled, PollJob, RunState, Trigger};
-use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
-use time::OffsetDateTime;
+use partner_billing_export::pipeline::RunState;
 
 async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
-    let sandbox = GraphSandbox::start(SandboxConfig {
-        partitions,
-        rows_per_partition: 1,
-        polls_before_done: 0,
-        retry_after_secs: 0,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = support::sandbox(partitions).await?;
     let dir = tempfile::tempdir()?;
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600)));
     let pipeline = support::pipeline(
@@ -37,47 +25,16 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
         Arc::new(FilesystemLedger::new(dir.path().join("_ledger"))),
         queue.clone(),
     )?;
-    let request = ExportRequest::unbilled(
-        ExportKind::UnbilledUsage,
-        BillingPeriod::Current,
-        "USD".parse()?,
-        AttributeSet::Full,
-    )?;
-    let run = pipeline.start(request, Trigger::Cli).await?.run().clone();
-    let far = OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600);
-
-    // Poll until the operation succeeds; the clock starts at that poll.
-    let t0 = loop {
-        let d = queue
-            .receive_due(OPERATIONS_QUEUE, far)
-            .ok_or_else(|| anyhow::anyhow!("no poll queued"))?;
-        let job = PollJob::try_from(&d.json()?)?;
-        let t = Instant::now();
-        if let Handled::FannedOut(_) = pipeline.handle_poll(&job).await? {
-            break t;
-        }
-    };
+    // The clock starts at the poll that sees the operation succeed.
+    let (run, t0) = support::start_and_fan_out(&pipeline, &queue).await?;
     let mut handled = 0usize;
     loop {
-        let mut batch = Vec::new();
-        while let Some(d) = queue.receive_due(PARTITIONS_QUEUE, far) {
-            batch.push(CopyJob::try_from(&d.json()?)?);
-        }
+        let batch = support::due_copies(&queue)?;
         if batch.is_empty() {
             break;
         }
         handled += batch.len();
-        let results: Vec<_> = futures::stream::iter(batch)
-            .map(|job| {
-                let p = &pipeline;
-                async move { p.handle_copy(&job, 1).await }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
+        support::handle_all(&pipeline, batch, 1).await?;
     }
     let elapsed = t0.elapsed();
     let done = pipeline

@@ -13,15 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use partner_billing_export::adapters::filesystem::FilesystemLedger;
 use partner_billing_export::adapters::memory_queue::MemoryQueue;
 use partner_billing_export::adapters::storage::{ETag, LedgerStore, ObjectPath, StorageError};
-use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
-use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
-use partner_billing_export::pipeline::{CopyJob, Handled, Pipeline, PollJob, RunState, Trigger};
-use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
-use time::OffsetDateTime;
+use partner_billing_export::pipeline::{CopyJob, RunState};
 
 /// The ledger store with every read (a document, or one key of a listing) counted.
 #[derive(Debug)]
@@ -61,40 +56,8 @@ impl LedgerStore for Counted {
     }
 }
 
-fn far() -> OffsetDateTime {
-    OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600)
-}
-
-/// Every copy job due now, parsed.
-fn due_copies(queue: &MemoryQueue) -> anyhow::Result<Vec<CopyJob>> {
-    let mut jobs = Vec::new();
-    while let Some(d) = queue.receive_due(PARTITIONS_QUEUE, far()) {
-        jobs.push(CopyJob::try_from(&d.json()?)?);
-    }
-    Ok(jobs)
-}
-
-async fn handle_all(p: &Pipeline, jobs: Vec<CopyJob>, delivery: u32) -> anyhow::Result<()> {
-    let results: Vec<_> = futures::stream::iter(jobs)
-        .map(|job| async move { p.handle_copy(&job, delivery).await })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(())
-}
-
 async fn one_run(partitions: u32) -> anyhow::Result<()> {
-    let sandbox = GraphSandbox::start(SandboxConfig {
-        partitions,
-        rows_per_partition: 1,
-        polls_before_done: 0,
-        retry_after_secs: 0,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = support::sandbox(partitions).await?;
     let dir = tempfile::tempdir()?;
     let store = Arc::new(Counted {
         inner: FilesystemLedger::new(dir.path().join("_ledger")),
@@ -103,37 +66,23 @@ async fn one_run(partitions: u32) -> anyhow::Result<()> {
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600)));
     let a = support::pipeline(&sandbox, store.clone(), queue.clone())?;
     let b = support::pipeline(&sandbox, store.clone(), queue.clone())?;
-    let request = ExportRequest::unbilled(
-        ExportKind::UnbilledUsage,
-        BillingPeriod::Current,
-        "USD".parse()?,
-        AttributeSet::Full,
-    )?;
-    let run = a.start(request, Trigger::Cli).await?.run().clone();
-    loop {
-        let d = queue
-            .receive_due(OPERATIONS_QUEUE, far())
-            .ok_or_else(|| anyhow::anyhow!("no poll queued"))?;
-        if let Handled::FannedOut(_) = a.handle_poll(&PollJob::try_from(&d.json()?)?).await? {
-            break;
-        }
-    }
-    let mut jobs = due_copies(&queue)?;
+    let (run, _) = support::start_and_fan_out(&a, &queue).await?;
+    let mut jobs = support::due_copies(&queue)?;
     let lost = jobs.remove(0);
     let duplicates: Vec<CopyJob> = jobs.iter().take(100).cloned().collect();
     let n_dup = duplicates.len() as u64;
 
     let r0 = store.reads();
-    handle_all(&a, jobs, 1).await?;
+    support::handle_all(&a, jobs, 1).await?;
     let copy_reads = store.reads() - r0;
 
     let r1 = store.reads();
-    handle_all(&b, duplicates, 2).await?;
+    support::handle_all(&b, duplicates, 2).await?;
     let dup_reads = store.reads() - r1;
 
     let r2 = store.reads();
-    let report = b.watchdog_at(far()).await?;
-    let resent = due_copies(&queue)?;
+    let report = b.watchdog_at(support::far()).await?;
+    let resent = support::due_copies(&queue)?;
     let repair_reads = store.reads() - r2;
     anyhow::ensure!(
         resent.iter().any(|j| j.part == lost.part),
@@ -141,7 +90,7 @@ async fn one_run(partitions: u32) -> anyhow::Result<()> {
     );
 
     let r3 = store.reads();
-    handle_all(&b, resent.clone(), 1).await?;
+    support::handle_all(&b, resent.clone(), 1).await?;
     let finish_reads = store.reads() - r3;
     let done = b
         .ledger()

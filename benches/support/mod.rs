@@ -3,23 +3,29 @@
 //! ledger store of the caller's choosing.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use partner_billing_export::adapters::events::LogOnlyPublisher;
 use partner_billing_export::adapters::memory_queue::MemoryQueue;
 use partner_billing_export::adapters::storage::{
     CopyMethod, CopyOutcome, Destination, LedgerStore, ObjectPath, SourceIdentity, StorageError,
 };
 use partner_billing_export::auth::{http_client, AllowList, Audience, AuthorizedHttp};
-use partner_billing_export::billing::{BillingClient, GraphConfig, PartnerId};
-use partner_billing_export::pipeline::current::Retention;
-use partner_billing_export::pipeline::{
-    Ledger, PartnerRuntime, Pipeline, PipelineConfig, PollPolicy,
+use partner_billing_export::billing::{
+    AttributeSet, BillingClient, BillingPeriod, ExportKind, ExportRequest, GraphConfig, PartnerId,
 };
-use partner_billing_local::graph_sandbox::GraphSandbox;
+use partner_billing_export::pipeline::current::Retention;
+use partner_billing_export::pipeline::messages::{OPERATIONS_QUEUE, PARTITIONS_QUEUE};
+use partner_billing_export::pipeline::{
+    CopyJob, Handled, Ledger, PartnerRuntime, Pipeline, PipelineConfig, PollJob, PollPolicy,
+    RunRecord, Trigger,
+};
+use partner_billing_local::graph_sandbox::{GraphSandbox, SandboxConfig};
 use partner_billing_local::tokens::local_token_source;
+use time::OffsetDateTime;
 
 /// Answers every copy at once.
 #[derive(Debug)]
@@ -88,4 +94,68 @@ pub fn pipeline(
         PartnerId::default_partner(),
         PartnerRuntime::new(BillingClient::new(http, graph)),
     ))
+}
+
+/// The loopback Graph sandbox with one export of `partitions` one-row partitions, done at once.
+pub async fn sandbox(partitions: u32) -> anyhow::Result<GraphSandbox> {
+    GraphSandbox::start(SandboxConfig {
+        partitions,
+        rows_per_partition: 1,
+        polls_before_done: 0,
+        retry_after_secs: 0,
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+/// Far enough ahead that every scheduled message is due.
+pub fn far() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600)
+}
+
+/// Starts an unbilled USD export on `p` and polls it until it fans out. Returns the run and
+/// when the fanning poll began.
+pub async fn start_and_fan_out(
+    p: &Pipeline,
+    queue: &MemoryQueue,
+) -> anyhow::Result<(RunRecord, Instant)> {
+    let request = ExportRequest::unbilled(
+        ExportKind::UnbilledUsage,
+        BillingPeriod::Current,
+        "USD".parse()?,
+        AttributeSet::Full,
+    )?;
+    let run = p.start(request, Trigger::Cli).await?.run().clone();
+    loop {
+        let d = queue
+            .receive_due(OPERATIONS_QUEUE, far())
+            .ok_or_else(|| anyhow::anyhow!("no poll queued"))?;
+        let job = PollJob::try_from(&d.json()?)?;
+        let t = Instant::now();
+        if let Handled::FannedOut(_) = p.handle_poll(&job).await? {
+            return Ok((run, t));
+        }
+    }
+}
+
+/// Every copy job due now, parsed.
+pub fn due_copies(queue: &MemoryQueue) -> anyhow::Result<Vec<CopyJob>> {
+    let mut jobs = Vec::new();
+    while let Some(d) = queue.receive_due(PARTITIONS_QUEUE, far()) {
+        jobs.push(CopyJob::try_from(&d.json()?)?);
+    }
+    Ok(jobs)
+}
+
+/// Handles `jobs` on `p`, 16 at a time, as deliveries number `delivery`.
+pub async fn handle_all(p: &Pipeline, jobs: Vec<CopyJob>, delivery: u32) -> anyhow::Result<()> {
+    let results: Vec<_> = futures::stream::iter(jobs)
+        .map(|job| async move { p.handle_copy(&job, delivery).await })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(())
 }
