@@ -48,6 +48,9 @@ impl LedgerStore for Counted {
     ) -> Result<Option<ETag>, StorageError> {
         self.inner.replace(key, body, if_match).await
     }
+    async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError> {
+        self.inner.delete(key).await
+    }
     async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
         let keys = self.inner.list(prefix).await?;
         self.reads

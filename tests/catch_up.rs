@@ -403,10 +403,30 @@ async fn status_api_lists_with_filters_and_pages(app: &App) {
         .all(|r| r["billingMonth"] == "202501"));
     let page = list(&[("limit", "4")]).await;
     assert_eq!(page.body["runs"].as_array().unwrap().len(), 4);
-    assert_eq!(page.body["next"], "/api/exports?limit=4&offset=4");
-    let rest = list(&[("limit", "4"), ("offset", "4")]).await;
+    // `next` carries a cursor: the id of the page's last (oldest) run.
+    let last = page.body["runs"][3]["runId"].as_str().unwrap().to_string();
+    assert_eq!(
+        page.body["next"],
+        format!("/api/exports?limit=4&after={last}").as_str()
+    );
+    let rest = list(&[("limit", "4"), ("after", last.as_str())]).await;
     assert_eq!(rest.body["runs"].as_array().unwrap().len(), 2);
     assert!(rest.body["next"].is_null());
+    let mut ids: Vec<&str> = page.body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest.body["runs"].as_array().unwrap())
+        .map(|r| r["runId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no run twice: {ids:?}"
+    );
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    let skipped = list(&[("limit", "4"), ("offset", "4")]).await;
+    assert_eq!(skipped.body["runs"].as_array().unwrap().len(), 2);
     assert_eq!(list(&[("state", "failed")]).await.body["total"], 0);
     assert_eq!(
         list(&[("kind", "billedReconciliation")]).await.body["total"],

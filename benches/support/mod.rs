@@ -85,6 +85,7 @@ pub fn pipeline(
             max_copy_attempts: 5,
             stall_after: Duration::from_secs(900),
             max_repairs: 3,
+            watchdog_budget: partner_billing_export::pipeline::WATCHDOG_BUDGET,
             formats: Default::default(),
             invoice_tolerance: Default::default(),
             retention: Retention::KeepAll,

@@ -377,6 +377,19 @@ impl LedgerStore for FilesystemLedger {
         .await
     }
 
+    async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError> {
+        let path = self.path_of(key);
+        self.locked(move |_| match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StorageError::Ledger(format!(
+                "deleting {}: {e}",
+                path.display()
+            ))),
+        })
+        .await
+    }
+
     async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
         let root = self.root.clone();
         let start = self.path_of(prefix);

@@ -294,6 +294,7 @@ fn pipeline_config<F: Fn(&str) -> Option<String>>(
         max_copy_attempts: st.number(s::MAX_COPY_ATTEMPTS)?.clamp(1, 9) as u32,
         stall_after: Duration::from_secs(st.number(s::STALL_AFTER_MINUTES)?.clamp(1, 24 * 60) * 60),
         max_repairs: st.number(s::MAX_REPAIRS)?.clamp(1, 100) as u32,
+        watchdog_budget: crate::pipeline::service::WATCHDOG_BUDGET,
         formats: OutputFormats::parse(&st.raw(s::OUTPUT_FORMATS).unwrap_or_default())
             .map_err(|e| err(s::OUTPUT_FORMATS, e))?,
         invoice_tolerance: st

@@ -124,8 +124,10 @@ pub struct RunBrief {
 #[serde(rename_all = "camelCase")]
 pub struct RunList {
     pub runs: Vec<RunBrief>,
-    /// Runs that matched.
-    pub total: usize,
+    /// Runs that matched, when the listing got to the end of them (a first page without
+    /// `after` that holds every match); absent when counting would mean reading all history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<usize>,
     pub offset: usize,
     pub limit: usize,
     /// The next page's URL, while more match.
@@ -180,6 +182,9 @@ pub struct ListQuery {
     pub billing_month: Option<BillingMonth>,
     pub limit: usize,
     pub offset: usize,
+    /// Runs older than this one only: the cursor `next` links carry, so a page costs the same
+    /// however deep into history it is.
+    pub after: Option<RunId>,
 }
 
 impl Default for ListQuery {
@@ -191,6 +196,7 @@ impl Default for ListQuery {
             billing_month: None,
             limit: DEFAULT_PAGE,
             offset: 0,
+            after: None,
         }
     }
 }

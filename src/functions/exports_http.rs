@@ -129,7 +129,7 @@ async fn get(app: &App, id: &str) -> HttpResponse {
     }
 }
 
-/// `GET /api/exports[?kind=&state=&billingMonth=&limit=&offset=]`, newest first.
+/// `GET /api/exports[?kind=&state=&billingMonth=&limit=&offset=&after=]`, newest first.
 async fn list(app: &App, req: &HttpRequestData) -> HttpResponse {
     let query = match parse_list_query(&req.query) {
         Ok(q) => q,
@@ -142,9 +142,8 @@ async fn list(app: &App, req: &HttpRequestData) -> HttpResponse {
             )
         }
     };
-    match app.pipeline.ledger().list(usize::MAX).await {
-        Ok(runs) => {
-            let page = status::page(&query, &runs);
+    match status::list(app.pipeline.ledger(), &query, app.pipeline.now()).await {
+        Ok(page) => {
             let body = RunList {
                 runs: page.runs,
                 total: page.total,
@@ -172,7 +171,7 @@ pub fn parse_start(body: Option<&str>) -> Result<ExportRequest, InvalidInput> {
 }
 
 /// `GET /api/exports`'s query string: `partner`, `kind`, `state` (or `status`), `billingMonth`
-/// (`2026-10`), `limit`, `offset`. Other parameters are ignored: the Functions host adds `code`
+/// (`2026-10`), `limit`, `offset`, `after` (a run id: older runs only). Other parameters are ignored: the Functions host adds `code`
 /// (the function key).
 pub fn parse_list_query(q: &BTreeMap<String, String>) -> Result<ListQuery, InvalidInput> {
     let mut out = ListQuery::default();
@@ -224,6 +223,12 @@ pub fn parse_list_query(q: &BTreeMap<String, String>) -> Result<ListQuery, Inval
                     .parse()
                     .map_err(|_| InvalidInput::new("offset", "expected a whole number"))?
             }
+            "after" => {
+                out.after = Some(
+                    v.parse()
+                        .map_err(|e: InvalidInput| InvalidInput::new("after", e.reason))?,
+                )
+            }
             _ => {}
         }
     }
@@ -246,7 +251,12 @@ pub fn list_query_string(q: &ListQuery) -> String {
         s.append_pair("billingMonth", &m.compact());
     }
     s.append_pair("limit", &q.limit.to_string());
-    s.append_pair("offset", &q.offset.to_string());
+    if q.offset > 0 {
+        s.append_pair("offset", &q.offset.to_string());
+    }
+    if let Some(a) = &q.after {
+        s.append_pair("after", a.as_str());
+    }
     s.finish()
 }
 

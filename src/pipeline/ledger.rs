@@ -30,7 +30,7 @@ pub enum LedgerError {
 
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    store: Arc<dyn LedgerStore>,
+    pub(super) store: Arc<dyn LedgerStore>,
 }
 
 /// What a claim of a request key found.
@@ -55,7 +55,7 @@ impl Ledger {
         Self { store }
     }
 
-    fn run_key(id: &RunId) -> ObjectPath {
+    pub(super) fn run_key(id: &RunId) -> ObjectPath {
         ObjectPath::new(format!("runs/{id}.json")).expect("run ids are path-safe")
     }
 
@@ -63,7 +63,7 @@ impl Ledger {
         ObjectPath::new(format!("requests/{request_key}.json"))
     }
 
-    async fn read_json<T: serde::de::DeserializeOwned>(
+    pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         key: &ObjectPath,
     ) -> Result<Option<(T, ETag)>, LedgerError> {
@@ -82,7 +82,10 @@ impl Ledger {
         Ok(self.read_json(&Self::run_key(id)).await?.map(|(r, _)| r))
     }
 
+    /// Creates the run's record, after its open-run marker: a crash between the two leaves a
+    /// marker the watchdog clears, never a run the watchdog cannot see.
     pub async fn create_run(&self, rec: &RunRecord) -> Result<bool, LedgerError> {
+        self.mark_open(rec).await?;
         let body = serde_json::to_vec_pretty(rec).expect("run records serialize");
         Ok(self
             .store
@@ -562,6 +565,9 @@ mod tests {
                 .collect();
             keys.sort();
             Ok(keys)
+        }
+        async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError> {
+            Ok(self.docs.lock().unwrap().remove(key.as_str()).is_some())
         }
     }
 

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod manifest_cache;
 pub mod messages;
 pub mod notify;
+pub mod open_runs;
 pub mod ports;
 pub mod run;
 pub mod service;
@@ -23,5 +24,5 @@ pub use messages::{CopyJob, PollJob};
 pub use run::{Attempts, Failure, FailureCode, RunId, RunRecord, RunState, Trigger};
 pub use service::{
     Handled, PartnerRuntime, Pipeline, PipelineConfig, PipelineError, StartOutcome, WatchdogReport,
-    MAX_COPY_ATTEMPTS, MAX_FOLLOW_UP_ATTEMPTS, MAX_LANDING_ATTEMPTS,
+    MAX_COPY_ATTEMPTS, MAX_FOLLOW_UP_ATTEMPTS, MAX_LANDING_ATTEMPTS, WATCHDOG_BUDGET,
 };

@@ -177,6 +177,17 @@ impl RunRecord {
         self.submit_lease_at.is_none_or(|at| now - at > grace)
     }
 
+    /// Whether nothing is left for the watchdog: terminal, final event out, and no invoice
+    /// check or hubs landing still to try. A settled run leaves the open-run index.
+    pub fn is_settled(&self) -> bool {
+        self.state.is_terminal()
+            && self.final_event_sent
+            && self
+                .follow_up
+                .as_ref()
+                .is_none_or(|f| f.state != crate::contracts::run::FollowUpState::Pending)
+    }
+
     pub fn parts_done(&self) -> usize {
         self.parts.iter().filter(|p| p.done).count()
     }

@@ -319,6 +319,7 @@ fn config(seed: u64, breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
         },
         invoice_tolerance: Default::default(),
         retention: partner_billing_export::pipeline::current::Retention::KeepAll,
+        watchdog_budget: partner_billing_export::pipeline::WATCHDOG_BUDGET,
     })
 }
 

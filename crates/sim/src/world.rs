@@ -433,6 +433,18 @@ impl LedgerStore for SimStore {
         }
     }
 
+    async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError> {
+        let strike = self
+            .chaos
+            .strike(|f| (f.store_fail_before, f.store_lost_answer));
+        if strike == Strike::Before {
+            return Err(Self::fail());
+        }
+        let gone = self.docs.lock().unwrap().remove(key.as_str()).is_some();
+        // A retried delete whose first answer was lost meets 404.
+        Ok(gone && strike != Strike::AfterLostAnswer)
+    }
+
     async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
         if self.chaos.strike(|f| (f.store_fail_before, 0)) == Strike::Before {
             return Err(Self::fail());

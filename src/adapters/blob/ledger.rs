@@ -45,6 +45,33 @@ impl BlobLedger {
         Ok((self.account.blob_client(&self.container, &full)?, full))
     }
 
+    /// Ledger keys of the blobs whose full name starts with `search`, sorted.
+    async fn list_names(&self, search: &str) -> Result<Vec<ObjectPath>, StorageError> {
+        let strip = format!("{}/", self.prefix);
+        let container = self.account.container_client(&self.container)?;
+        let mut pager = container
+            .list_blobs(Some(BlobContainerClientListBlobsOptions {
+                prefix: Some(search.to_string()),
+                ..Default::default()
+            }))
+            .map_err(|e| StorageError::Ledger(format!("listing {search}: {}", describe(&e))))?;
+        let mut out = Vec::new();
+        while let Some(item) = pager.next().await {
+            let item = item
+                .map_err(|e| StorageError::Ledger(format!("listing {search}: {}", describe(&e))))?;
+            let Some(name) = item.name else {
+                continue;
+            };
+            if let Some(rel) = name.strip_prefix(&strip) {
+                if let Ok(k) = ObjectPath::new(rel) {
+                    out.push(k);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn put(
         &self,
         key: &ObjectPath,
@@ -125,31 +152,30 @@ impl LedgerStore for BlobLedger {
     }
 
     async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError> {
-        let full = self.full(prefix)?;
         // The trailing slash keeps `runs` from matching `runs2/...`.
-        let search = format!("{full}/");
-        let strip = format!("{}/", self.prefix);
-        let container = self.account.container_client(&self.container)?;
-        let mut pager = container
-            .list_blobs(Some(BlobContainerClientListBlobsOptions {
-                prefix: Some(search.clone()),
-                ..Default::default()
-            }))
-            .map_err(|e| StorageError::Ledger(format!("listing {search}: {}", describe(&e))))?;
-        let mut out = Vec::new();
-        while let Some(item) = pager.next().await {
-            let item = item
-                .map_err(|e| StorageError::Ledger(format!("listing {search}: {}", describe(&e))))?;
-            let Some(name) = item.name else {
-                continue;
-            };
-            if let Some(rel) = name.strip_prefix(&strip) {
-                if let Ok(k) = ObjectPath::new(rel) {
-                    out.push(k);
-                }
-            }
+        self.list_names(&format!("{}/", self.full(prefix)?)).await
+    }
+
+    async fn list_starting(
+        &self,
+        folder: &ObjectPath,
+        starts: &str,
+    ) -> Result<Vec<ObjectPath>, StorageError> {
+        // Blob storage filters by name prefix itself: one month of run records is listed
+        // without paging through the years before it.
+        self.list_names(&format!("{}/{starts}", self.full(folder)?))
+            .await
+    }
+
+    async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError> {
+        let (blob, full) = self.client(key)?;
+        match blob.delete(None).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(StorageError::Ledger(format!(
+                "deleting {full}: {}",
+                describe(&e)
+            ))),
         }
-        out.sort();
-        Ok(out)
     }
 }

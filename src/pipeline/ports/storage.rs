@@ -191,6 +191,28 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<ETag>, StorageError>;
     /// Keys directly or indirectly below `prefix`.
     async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, StorageError>;
+    /// Deletes `key`; `Ok(false)` when it was already gone.
+    async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError>;
+    /// Keys below `folder` whose path under it starts with `starts` (`runs` + `202612` lists
+    /// one month's run records). Stores that can filter by prefix server-side override this,
+    /// so the cost follows the keys that match rather than everything in the folder.
+    async fn list_starting(
+        &self,
+        folder: &ObjectPath,
+        starts: &str,
+    ) -> Result<Vec<ObjectPath>, StorageError> {
+        let skip = folder.as_str().len() + 1;
+        Ok(self
+            .list(folder)
+            .await?
+            .into_iter()
+            .filter(|k| {
+                k.as_str()
+                    .get(skip..)
+                    .is_some_and(|n| n.starts_with(starts))
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

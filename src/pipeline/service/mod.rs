@@ -60,7 +60,13 @@ pub struct PipelineConfig {
     pub invoice_tolerance: super::derived::Amount,
     /// How many superseded data versions of an export stay in storage.
     pub retention: super::current::Retention,
+    /// How long one watchdog pass may work before it leaves the rest to the next pass.
+    pub watchdog_budget: Duration,
 }
+
+/// Default for [`PipelineConfig::watchdog_budget`]: half the host's ten-minute function
+/// timeout (host.json), so a pass always ends and records where it stopped.
+pub const WATCHDOG_BUDGET: Duration = Duration::from_secs(300);
 
 /// Default for [`PipelineConfig::max_copy_attempts`]; the queue's maxDeliveryCount is 10.
 pub const MAX_COPY_ATTEMPTS: u32 = 5;

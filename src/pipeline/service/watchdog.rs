@@ -10,9 +10,10 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::super::ledger::LedgerError;
 use super::super::messages::PollJob;
 use super::super::notify;
-use super::super::run::{FailureCode, RunRecord, RunState};
+use super::super::run::{FailureCode, RunId, RunRecord, RunState};
 use super::follow_up::is_due;
 use super::{humanize, Pipeline, PipelineError, FINISH_CLAIM_TTL};
 
@@ -34,7 +35,18 @@ pub struct WatchdogReport {
     pub skipped: usize,
     /// Runs the pass could not handle this time (logged); the next pass tries again.
     pub errors: usize,
+    /// Runs in the open-run index when the pass began.
+    pub open: usize,
+    /// Settled runs the pass took out of the open-run index.
+    pub closed: usize,
+    /// Open runs left for the next pass, which starts where this one stopped, because the
+    /// pass ran out of its time budget.
+    pub deferred: usize,
 }
+
+/// An open-run marker whose record never appeared (its creator crashed in between) is dropped
+/// after this long; a creator that is merely slow has long written its record by then.
+const ORPHAN_MARKER_AFTER: time::Duration = time::Duration::days(1);
 
 /// What the watchdog decided for one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,30 +129,94 @@ impl Pipeline {
     }
 
     /// [`Pipeline::watchdog`] as if the clock said `t` (tests move time forward with it).
+    ///
+    /// The pass reads the open-run index, not every record: settled runs leave the index on
+    /// the pass after they settle. It stops when its time budget is spent and the next pass
+    /// starts after the last run it handled, so a long list is covered over several passes.
     pub async fn watchdog_at(&self, t: OffsetDateTime) -> Result<WatchdogReport, PipelineError> {
-        // An unreadable record is reported and skipped: the other runs still get their pass.
-        let (runs, bad) = self.ledger.list_readable(usize::MAX).await?;
+        let began = std::time::Instant::now();
+        self.ledger.open_index(t).await?;
+        let ids = self.ledger.open_run_ids().await?;
+        let cursor = self.ledger.watchdog_cursor().await?;
+        // Resume after the cursor, then wrap around to the runs before it.
+        let split = cursor
+            .as_ref()
+            .map_or(0, |c| ids.partition_point(|id| id <= c));
+        let order: Vec<&RunId> = ids[split..].iter().chain(&ids[..split]).collect();
         let mut report = WatchdogReport {
-            checked: runs.len(),
-            skipped: bad.len(),
+            open: ids.len(),
             ..WatchdogReport::default()
         };
-        for run in runs {
-            let id = run.run_id.clone();
-            if let Err(e) = self.watch_one(run, t, &mut report).await {
+        let mut stopped_after = None;
+        for (n, id) in order.iter().enumerate() {
+            if n > 0 && began.elapsed() >= self.cfg.watchdog_budget {
+                report.deferred = order.len() - n;
+                stopped_after = Some((*id).clone());
+                break;
+            }
+            if let Err(e) = self.watch_id(id, t, &mut report).await {
                 report.errors += 1;
                 tracing::warn!(run_id = %id, error = %e, "watchdog could not handle a run; next pass retries");
             }
         }
-        if report
-            != (WatchdogReport {
-                checked: report.checked,
-                ..WatchdogReport::default()
-            })
-        {
+        // `stopped_after` is the first run not handled; the cursor names the one before it.
+        let resume_at = stopped_after.map(|first| {
+            let i = ids.partition_point(|x| *x < first);
+            ids.get(i.wrapping_sub(1)).cloned()
+        });
+        match resume_at {
+            Some(before) => self.ledger.set_watchdog_cursor(before).await?,
+            None if cursor.is_some() => self.ledger.set_watchdog_cursor(None).await?,
+            None => {}
+        }
+        let quiet = WatchdogReport {
+            open: report.open,
+            checked: report.checked,
+            closed: report.closed,
+            ..WatchdogReport::default()
+        };
+        if report != quiet {
             tracing::warn!(?report, "watchdog repaired runs");
         }
         Ok(report)
+    }
+
+    /// Reads one indexed run and hands it to [`Self::watch_one`], or takes it out of the index.
+    async fn watch_id(
+        &self,
+        id: &RunId,
+        t: OffsetDateTime,
+        report: &mut WatchdogReport,
+    ) -> Result<(), PipelineError> {
+        let run = match self.ledger.get(id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => {
+                let orphaned = self
+                    .ledger
+                    .open_marker(id)
+                    .await?
+                    .is_none_or(|m| t - m.created_at > ORPHAN_MARKER_AFTER);
+                if orphaned && self.ledger.close_open(id).await? {
+                    tracing::warn!(run_id = %id, "open-run marker without a run record removed");
+                }
+                return Ok(());
+            }
+            // An unreadable record is reported and skipped: the other runs still get their pass.
+            Err(LedgerError::Corrupt { key, reason }) => {
+                tracing::warn!(%key, %reason, "run record skipped: unreadable");
+                report.skipped += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        report.checked += 1;
+        if run.is_settled() {
+            if self.ledger.close_open(id).await? {
+                report.closed += 1;
+            }
+            return Ok(());
+        }
+        self.watch_one(run, t, report).await
     }
 
     async fn watch_one(
