@@ -24,10 +24,13 @@ pub enum Break {
     Exports,
     /// A SAS signature reaches a queue message.
     Secret,
+    /// The ledger acknowledges open-run markers without storing them: runs the watchdog
+    /// cannot see.
+    OpenIndex,
 }
 
 impl Break {
-    pub const ALL: [Break; 9] = [
+    pub const ALL: [Break; 10] = [
         Break::FinalEvent,
         Break::DuplicateEvents,
         Break::Terminal,
@@ -37,6 +40,7 @@ impl Break {
         Break::Current,
         Break::Exports,
         Break::Secret,
+        Break::OpenIndex,
     ];
 
     /// The switch's name: `--break-{name}`.
@@ -51,6 +55,7 @@ impl Break {
             Break::Current => "current",
             Break::Exports => "exports",
             Break::Secret => "secret",
+            Break::OpenIndex => "open-index",
         }
     }
 
@@ -66,6 +71,7 @@ impl Break {
             Break::Current => "_current.json names",
             Break::Exports => "Graph started",
             Break::Secret => "a secret reached",
+            Break::OpenIndex => "outside the open-run index",
         }
     }
 

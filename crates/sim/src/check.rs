@@ -83,6 +83,8 @@ pub(crate) async fn check(sim: &Sim, seed: &Seed<'_>) -> Vec<String> {
     check_failures(&runs, seed, &mut v);
     check_output(sim, seed, &runs, &mut v);
     check_no_secret(sim, &events, &mut v);
+    // The watchdog sees every run that may need it: checked at each write of the index.
+    v.extend(sim.store.index_violations.lock().unwrap().iter().cloned());
     v
 }
 

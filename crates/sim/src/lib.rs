@@ -434,7 +434,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
             1
         },
     ));
-    let store = Arc::new(SimStore::new(chaos.clone()));
+    let store = Arc::new(SimStore::new(chaos.clone(), broken(Break::OpenIndex)));
     let dest = Arc::new(SimDestination::new(chaos.clone()));
     let config = config(opts.seed, &opts.breaks)?;
     let instances = (0..opts.instances.max(1))

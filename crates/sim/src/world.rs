@@ -19,6 +19,7 @@ use partner_billing_export::adapters::storage::{
 };
 use partner_billing_export::auth::{AccessToken, Audience, AuthError, TokenSource};
 use partner_billing_export::pipeline::clock::Clock;
+use partner_billing_export::pipeline::RunRecord;
 use time::OffsetDateTime;
 
 /// xorshift64*: small, fast, and the same sequence for the same seed on every machine.
@@ -359,13 +360,47 @@ impl EventPublisher for SimEvents {
 pub struct SimStore {
     chaos: Arc<Chaos>,
     pub docs: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
+    /// Open-run index violations seen as they happen: a run record created without its
+    /// marker, or a marker removed while its run still needed the watchdog.
+    pub index_violations: Mutex<Vec<String>>,
+    /// `--break-open-index`: markers are acknowledged but never stored.
+    pub drop_open_markers: bool,
 }
 
 impl SimStore {
-    pub fn new(chaos: Arc<Chaos>) -> Self {
+    pub fn new(chaos: Arc<Chaos>, drop_open_markers: bool) -> Self {
         Self {
             chaos,
             docs: Mutex::default(),
+            index_violations: Mutex::default(),
+            drop_open_markers,
+        }
+    }
+
+    /// The run id of a `runs/{id}.json` or `open/{id}.json` key.
+    fn run_id_of<'k>(key: &'k str, folder: &str) -> Option<&'k str> {
+        key.strip_prefix(folder)?
+            .strip_prefix('/')?
+            .strip_suffix(".json")
+    }
+
+    /// Checks a write against the open-run index's promise (called with the documents locked).
+    fn watch_index(&self, docs: &BTreeMap<String, (Vec<u8>, u64)>, key: &str, deleting: bool) {
+        let mut seen = self.index_violations.lock().unwrap();
+        if let (false, Some(id)) = (deleting, Self::run_id_of(key, "runs")) {
+            if !docs.contains_key(&format!("open/{id}.json")) {
+                seen.push(format!("run {id} was created outside the open-run index"));
+            }
+        }
+        if let (true, Some(id)) = (deleting, Self::run_id_of(key, "open")) {
+            let run = docs
+                .get(&format!("runs/{id}.json"))
+                .and_then(|(b, _)| serde_json::from_slice::<RunRecord>(b).ok());
+            if run.is_some_and(|r| !r.is_settled()) {
+                seen.push(format!(
+                    "run {id} left the open-run index before it settled"
+                ));
+            }
         }
     }
     fn fail() -> StorageError {
@@ -398,7 +433,10 @@ impl LedgerStore for SimStore {
         if docs.contains_key(key.as_str()) {
             return Ok(None);
         }
-        docs.insert(key.to_string(), (body, 1));
+        self.watch_index(&docs, key.as_str(), false);
+        if !(self.drop_open_markers && key.as_str().starts_with("open/")) {
+            docs.insert(key.to_string(), (body, 1));
+        }
         match strike {
             // The SDK retried a create that had succeeded: it now sees the blob exists.
             Strike::AfterLostAnswer => Ok(None),
@@ -440,7 +478,9 @@ impl LedgerStore for SimStore {
         if strike == Strike::Before {
             return Err(Self::fail());
         }
-        let gone = self.docs.lock().unwrap().remove(key.as_str()).is_some();
+        let mut docs = self.docs.lock().unwrap();
+        self.watch_index(&docs, key.as_str(), true);
+        let gone = docs.remove(key.as_str()).is_some();
         // A retried delete whose first answer was lost meets 404.
         Ok(gone && strike != Strike::AfterLostAnswer)
     }
