@@ -26,6 +26,8 @@
 //!   served, and each export's `_current.json` names its newest completed run;
 //! - Graph never exported without a submission recorded in a run (or a lost restart answer);
 //! - no message, ledger document or event holds a SAS signature or a token.
+//! - the watchdog can see every run that may need it: no run record is created without its
+//!   open-run marker, and no marker is removed before its run settles (checked at each write).
 //!
 //! One simulated clock drives everything: every pipeline instance reads it (run timestamps,
 //! leases, finish claims, deadlines, Retry-After), the queue releases scheduled messages by it
