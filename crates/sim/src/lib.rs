@@ -4,7 +4,8 @@
 //! with its own caches, as several Function hosts would have), sharing fault-injecting
 //! stand-ins: at-least-once queues (redelivery, duplicates, reordering, early delivery of
 //! scheduled messages, lock loss), a ledger store and a partner storage whose writes fail
-//! before or after applying (lost answers, crashes between side effects), an Event Grid that
+//! before or after applying (lost answers, crashes between side effects; the partner storage
+//! answers 500, 503, 409 pending copy, 412 lease or condition), an Event Grid that
 //! fails or loses answers, identity outages, Graph itself throttling (429 with a zero,
 //! short, day-long or past Retry-After), failing (503) or losing its answers (through a
 //! fault-injecting proxy, `graph_proxy`), instances that crash and come back with empty

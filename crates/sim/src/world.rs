@@ -533,7 +533,7 @@ impl Destination for SimDestination {
             .chaos
             .strike(|f| (f.copy_fail_before, f.copy_lost_answer));
         if strike == Strike::Before {
-            return Err(StorageError::Destination("simulated copy failure".into()));
+            return Err(refusal("copying to", dest));
         }
         let res = self
             .http
@@ -558,9 +558,8 @@ impl Destination for SimDestination {
         let len = bytes.len() as u64;
         self.objects.lock().unwrap().insert(dest.to_string(), bytes);
         match strike {
-            Strike::AfterLostAnswer => Err(StorageError::Destination(
-                "simulated lost answer after the copy".into(),
-            )),
+            // The copy happened; the client saw its retry refused.
+            Strike::AfterLostAnswer => Err(refusal("copying to", dest)),
             _ => Ok(CopyOutcome {
                 bytes: len,
                 md5: Some(md5),
@@ -580,13 +579,11 @@ impl Destination for SimDestination {
             .chaos
             .strike(|f| (f.copy_fail_before, f.copy_lost_answer));
         if strike == Strike::Before {
-            return Err(StorageError::Destination("simulated write failure".into()));
+            return Err(refusal("writing", dest));
         }
         self.objects.lock().unwrap().insert(dest.to_string(), bytes);
         match strike {
-            Strike::AfterLostAnswer => Err(StorageError::Destination(
-                "simulated lost answer after the write".into(),
-            )),
+            Strike::AfterLostAnswer => Err(refusal("writing", dest)),
             _ => Ok(()),
         }
     }
@@ -597,7 +594,7 @@ impl Destination for SimDestination {
         file: &std::path::Path,
     ) -> Result<u64, StorageError> {
         if self.chaos.strike(|f| (f.copy_fail_before, 0)) == Strike::Before {
-            return Err(StorageError::Destination("simulated read failure".into()));
+            return Err(refusal("reading", src));
         }
         let bytes = self
             .objects
@@ -627,6 +624,28 @@ impl Destination for SimDestination {
     fn locate(&self, dest: &ObjectPath) -> String {
         format!("sim://{dest}")
     }
+}
+
+/// What blob storage answers a refused write with, picked by the path so every seed meets
+/// each kind: outages (500, 503) and the conflicts of concurrent writers (409 while a copy
+/// to the blob is pending, 412 while another writer holds its lease or its condition
+/// failed). The pipeline must outlast all of them the same way.
+fn refusal(doing: &str, path: &ObjectPath) -> StorageError {
+    const ANSWERS: [&str; 5] = [
+        "HTTP 500 InternalError",
+        "HTTP 503 ServerBusy",
+        "HTTP 409 PendingCopyOperation: there is currently a pending copy operation",
+        "HTTP 412 LeaseIdMissing: there is currently a lease on the blob",
+        "HTTP 412 ConditionNotMet: the condition specified using HTTP conditional header(s) is not met",
+    ];
+    let pick = path
+        .as_str()
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    StorageError::Destination(format!(
+        "{doing} {path}: simulated {}",
+        ANSWERS[pick % ANSWERS.len()]
+    ))
 }
 
 // ------------------------------------------------------------------ tokens
