@@ -11,7 +11,7 @@
 //!   reconciliation rows that are not the invoice's Azure lines (licences, marketplace,
 //!   reservations...): an Azure line is a reconciliation row whose customer, `ProductId` and
 //!   `SkuId` occur in that invoice's billed usage. Without usage, the reconciliation whole.
-//! - A month not invoiced yet: the newest unbilled run of each currency.
+//! - A month not invoiced yet: the newest unbilled run of each currency still exported.
 //!
 //! The ledger keeps, per partner and month, which runs make up the dataset
 //! ([`HubsMonth`]); the ingestion id is a hash of that composition, so landing the same
@@ -28,6 +28,10 @@ use time::OffsetDateTime;
 
 use super::run::{RunId, RunRecord};
 use crate::billing::ExportScope;
+
+/// An unbilled currency whose newest run is this much older than the month's newest unbilled
+/// run no longer lands: the partner stopped exporting it (a day's failed run is covered).
+pub const UNBILLED_STALE_AFTER: time::Duration = time::Duration::days(3);
 
 /// One run of the dataset, with when it was created (the newer run of a slot wins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,8 +171,12 @@ impl HubsMonth {
             }
             out
         } else {
+            // A currency the partner no longer exports stops counting once it is
+            // [`UNBILLED_STALE_AFTER`] older than the newest unbilled run.
+            let newest = self.unbilled.values().map(|r| r.created_at).max();
             self.unbilled
                 .iter()
+                .filter(|(_, r)| newest.is_some_and(|n| n - r.created_at <= UNBILLED_STALE_AFTER))
                 .map(|(ccy, r)| Component {
                     label: format!("unbilled-{ccy}"),
                     run: r.clone(),

@@ -111,6 +111,8 @@ pub struct ExportFacts {
     /// For reconciliation: the usage export of the same scope whose rows become the Azure
     /// lines of the last partition.
     pub azure_usage: Option<Box<UsageSource>>,
+    /// For reconciliation: end the last partition with a reservation purchase.
+    pub reservation_purchase: bool,
 }
 
 /// The usage export a reconciliation export's Azure lines aggregate.
@@ -293,10 +295,57 @@ pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool
             total += 1;
         }
     }
+    if facts.reservation_purchase && last {
+        write_line(&mut text, &cols, &reservation_purchase(facts, &customers));
+        total += 1;
+    }
     Partition {
         gzip: gzip(text.as_bytes()),
         rows: total,
     }
+}
+
+/// A one-year reservation bought for the first customer: a one-time charge (blank
+/// `BillingFrequency`) on the VM product with a SKU of its own, so no usage row matches it.
+fn reservation_purchase(
+    facts: &ExportFacts,
+    customers: &[Customer],
+) -> serde_json::Map<String, Value> {
+    let mut rng = Rng::derived(facts.seed, &format!("{}#reservation", facts.export_key));
+    let mut row = draw_row(facts, customers, &mut rng);
+    let c = &customers[0];
+    let p = &PRODUCTS[0];
+    put_product(&mut row, p);
+    let rate = usd_rate(&facts.currency);
+    let subtotal = (730.0 * rate * 100.0).round() / 100.0;
+    let tax = (subtotal * 0.19 * 100.0).round() / 100.0;
+    let order = rng.uuid();
+    for (k, v) in [
+        ("CustomerId", json!(c.id.to_string())),
+        ("CustomerName", json!(c.name)),
+        ("CustomerDomainName", json!(c.domain)),
+        ("CustomerCountry", json!(c.country)),
+        ("SkuId", json!("02RX")),
+        ("SkuName", json!("Reserved VM Instance, D2 v3, 1 Year")),
+        ("ProductName", json!("Reserved VM Instance")),
+        ("ChargeType", json!("New")),
+        ("BillingFrequency", json!("")),
+        ("TermAndBillingCycle", json!("One-Year commitment")),
+        ("ReservationOrderId", json!(order.to_string())),
+        ("UnitType", json!("1 Year")),
+        ("UnitPrice", money(730.0, 6)),
+        ("EffectiveUnitPrice", money(730.0, 6)),
+        ("Quantity", json!(1)),
+        ("BillableQuantity", money(1.0, 6)),
+        ("PCToBCExchangeRate", money(rate, 4)),
+        ("Subtotal", money(subtotal, 2)),
+        ("TaxTotal", money(tax, 2)),
+        ("Total", money(subtotal + tax, 2)),
+        ("Currency", json!(facts.currency)),
+    ] {
+        row.insert(k.to_string(), v);
+    }
+    row
 }
 
 /// One JSON line with `cols` in order (absent values as null).
@@ -738,6 +787,7 @@ mod tests {
             period_start: time::macros::date!(2026 - 01 - 01),
             period_end: time::macros::date!(2026 - 01 - 31),
             azure_usage: None,
+            reservation_purchase: false,
         }
     }
 
