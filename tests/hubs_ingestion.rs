@@ -304,6 +304,12 @@ async fn hubs_counts_each_charge_once_across_daily_unbilled_runs_and_the_invoice
         day = day.next_day().unwrap();
     }
 
+    check_invoiced_month(&bed, &app, root).await;
+}
+
+/// At the end: one folder per partner and month; October invoiced and adding up, November
+/// unbilled.
+async fn check_invoiced_month(bed: &TestBed, app: &App, root: &Path) {
     let folders = hubs_folders(root);
     let tenants: BTreeSet<String> = folders
         .keys()
@@ -344,7 +350,7 @@ async fn hubs_counts_each_charge_once_across_daily_unbilled_runs_and_the_invoice
         &format!("SELECT count(*) FROM {costs} WHERE ChargeCategory = 'Tax'"),
     );
     let with_tax = taxed[0][0].as_deref() != Some("0");
-    let want = expected(&bed, &app, with_tax).await;
+    let want = expected(bed, app, with_tax).await;
     assert_eq!(
         want.len(),
         4,

@@ -22,6 +22,8 @@ use uuid::Uuid;
 
 use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 
+mod reservation;
+
 /// The column keys an export of `kind` with `set` carries, in file order. The lists live in
 /// `billing-columnar` (docs/graph-api.md §4, docs/schema.md) so the sandbox writes exactly the
 /// columns the converter types.
@@ -277,8 +279,8 @@ fn usd_rate(ccy: &str) -> f64 {
     }
 }
 
-/// Builds one partition: `rows` lines of flat JSON objects (plus, in the `last` partition of
-/// a reconciliation export, its Azure lines), gzip'd with a fixed header.
+/// Builds one partition: `rows` lines of flat JSON objects (plus, in the `last` partition of a
+/// reconciliation export, its Azure lines and reservation), gzip'd with a fixed header.
 pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool) -> Partition {
     let cols = columns(facts.kind, facts.attribute_set);
     // Customers are shared by all exports of a seed, as a partner's customer base would be.
@@ -288,64 +290,18 @@ pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool
     for _ in 0..rows {
         write_line(&mut text, &cols, &draw_row(facts, &customers, &mut rng));
     }
-    let mut total = rows;
-    if let Some(usage) = facts.azure_usage.as_deref().filter(|_| last) {
-        for line in azure_lines(facts, usage, &customers) {
-            write_line(&mut text, &cols, &line);
-            total += 1;
-        }
-    }
-    if facts.reservation_purchase && last {
-        write_line(&mut text, &cols, &reservation_purchase(facts, &customers));
-        total += 1;
+    let mut closing = match facts.azure_usage.as_deref().filter(|_| last) {
+        Some(usage) => azure_lines(facts, usage, &customers),
+        None => vec![],
+    };
+    closing.extend(reservation::purchase(facts, &customers).filter(|_| last));
+    for line in &closing {
+        write_line(&mut text, &cols, line);
     }
     Partition {
         gzip: gzip(text.as_bytes()),
-        rows: total,
+        rows: rows + closing.len() as u32,
     }
-}
-
-/// A one-year reservation bought for the first customer: a one-time charge (blank
-/// `BillingFrequency`) on the VM product with a SKU of its own, so no usage row matches it.
-fn reservation_purchase(
-    facts: &ExportFacts,
-    customers: &[Customer],
-) -> serde_json::Map<String, Value> {
-    let mut rng = Rng::derived(facts.seed, &format!("{}#reservation", facts.export_key));
-    let mut row = draw_row(facts, customers, &mut rng);
-    let c = &customers[0];
-    let p = &PRODUCTS[0];
-    put_product(&mut row, p);
-    let rate = usd_rate(&facts.currency);
-    let subtotal = (730.0 * rate * 100.0).round() / 100.0;
-    let tax = (subtotal * 0.19 * 100.0).round() / 100.0;
-    let order = rng.uuid();
-    for (k, v) in [
-        ("CustomerId", json!(c.id.to_string())),
-        ("CustomerName", json!(c.name)),
-        ("CustomerDomainName", json!(c.domain)),
-        ("CustomerCountry", json!(c.country)),
-        ("SkuId", json!("02RX")),
-        ("SkuName", json!("Reserved VM Instance, D2 v3, 1 Year")),
-        ("ProductName", json!("Reserved VM Instance")),
-        ("ChargeType", json!("New")),
-        ("BillingFrequency", json!("")),
-        ("TermAndBillingCycle", json!("One-Year commitment")),
-        ("ReservationOrderId", json!(order.to_string())),
-        ("UnitType", json!("1 Year")),
-        ("UnitPrice", money(730.0, 6)),
-        ("EffectiveUnitPrice", money(730.0, 6)),
-        ("Quantity", json!(1)),
-        ("BillableQuantity", money(1.0, 6)),
-        ("PCToBCExchangeRate", money(rate, 4)),
-        ("Subtotal", money(subtotal, 2)),
-        ("TaxTotal", money(tax, 2)),
-        ("Total", money(subtotal + tax, 2)),
-        ("Currency", json!(facts.currency)),
-    ] {
-        row.insert(k.to_string(), v);
-    }
-    row
 }
 
 /// One JSON line with `cols` in order (absent values as null).
