@@ -305,6 +305,85 @@ async fn hubs_counts_each_charge_once_across_daily_unbilled_runs_and_the_invoice
     }
 
     check_invoiced_month(&bed, &app, root).await;
+    crash_between_delete_and_manifest_converges(&bed, &app, root).await;
+}
+
+/// A landing cut short after the folder was deleted and before its manifest: some files
+/// written, one missing, a leftover of an older landing, the month's lease still held by the
+/// crashed run and its follow-up pending. The watchdog's retry of that run's follow-up lands
+/// the folder whole again, and the totals still hold.
+async fn crash_between_delete_and_manifest_converges(bed: &TestBed, app: &App, root: &Path) {
+    use partner_billing_export::contracts::run::{FollowUp, FollowUpState};
+    use partner_billing_export::pipeline::hubs::HubsLease;
+    use partner_billing_export::pipeline::{RunId, RunState};
+
+    let folders = hubs_folders(root);
+    let (dir, folder) = folders
+        .iter()
+        .find(|(k, _)| k.starts_with("ingestion/Costs/2025/10/"))
+        .unwrap();
+    let tenant = dir.rsplit('/').next().unwrap();
+    let (_, charges) = folder.manifest["runs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(label, _)| label.ends_with("-charges"))
+        .unwrap();
+    let crashed: RunId = charges.as_str().unwrap().parse().unwrap();
+    let now = app.pipeline.now();
+    app.pipeline
+        .ledger()
+        .update_hubs_month(tenant, "202510", |d| {
+            d.landed = Some("pbe-older".into());
+            d.lease = Some(HubsLease {
+                holder: crashed.to_string(),
+                until: now + time::Duration::hours(1),
+            });
+            (true, ())
+        })
+        .await
+        .unwrap();
+    std::fs::remove_file(root.join(dir).join("manifest.json")).unwrap();
+    std::fs::remove_file(root.join(&folder.files[0])).unwrap();
+    std::fs::write(root.join(dir).join("pbe-older__stale.parquet"), b"PAR1").unwrap();
+    app.pipeline
+        .ledger()
+        .update(&crashed, |r| {
+            r.follow_up = Some(FollowUp {
+                state: FollowUpState::Pending,
+                attempts: 1,
+                next_attempt_at: Some(now),
+                error: None,
+            });
+            Some(())
+        })
+        .await
+        .unwrap();
+    assert!(
+        hubs_folders(root).get(dir.as_str()).is_none(),
+        "no manifest: hubs ingests nothing from the cut-short folder"
+    );
+
+    let report = app
+        .pipeline
+        .watchdog_at(now + time::Duration::minutes(1))
+        .await
+        .unwrap();
+    let run = app.pipeline.ledger().get(&crashed).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Completed);
+    assert_eq!(
+        run.follow_up.as_ref().map(|f| f.state),
+        Some(FollowUpState::Done),
+        "{report:?}"
+    );
+    let again = hubs_folders(root);
+    check_replaced(&again);
+    assert_eq!(
+        again[dir.as_str()].files,
+        folder.files,
+        "the same landing, whole"
+    );
+    check_invoiced_month(bed, app, root).await;
 }
 
 /// At the end: one folder per partner and month; October invoiced and adding up, November

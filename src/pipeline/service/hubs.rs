@@ -6,10 +6,10 @@
 //! Crash safety: the month's composition is recorded in the ledger before anything is
 //! written, and a landing counts as done only once its manifest is written. A landing cut
 //! short (between the delete and the manifest) leaves the ledger saying the composition has
-//! not landed; the follow-up's retry deletes the folder again and writes it whole. Two
-//! landings of the same month never interleave: a lease in the ledger document admits one
-//! lander, which lands again until what it wrote is what the ledger holds, so a run
-//! registered meanwhile is landed by the lease holder rather than lost.
+//! not landed; the follow-up's retry (the same run, so the lease's holder) deletes the folder
+//! again and writes it whole. Two landings of the same month never interleave: a lease in the
+//! ledger document admits one lander, which lands again until what it wrote is what the ledger
+//! holds, so a run registered meanwhile is landed by the lease holder rather than lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -79,7 +79,9 @@ impl Pipeline {
             return Ok(None);
         };
         let tenant = tenant(run).to_string();
-        let holder = uuid::Uuid::new_v4().simple().to_string();
+        // The run is the holder: a retry of this run's follow-up (after a crash) takes its
+        // own lease back at once rather than waiting it out.
+        let holder = run.run_id.to_string();
         let now = self.clock.now();
         let (doc, took) = self
             .ledger
@@ -88,7 +90,8 @@ impl Pipeline {
                 if d.landed.is_some() && d.landed == d.ingestion_id() {
                     return (changed, false);
                 }
-                (true, d.take_lease(&holder, now, LEASE))
+                let took = d.take_lease(&holder, now, LEASE);
+                (changed || took, took)
             })
             .await?;
         if !took {
