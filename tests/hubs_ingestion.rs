@@ -479,6 +479,27 @@ async fn check_invoiced_month(bed: &TestBed, app: &App, root: &Path) {
         assert!(diff <= allowed, "{tenant}: {r:?} against {amount}");
     }
 
+    // Where the FOCUS view names its source, every row says which export it came from.
+    let named = duckdb::rows(
+        root,
+        &format!("SELECT count(*) FROM (DESCRIBE SELECT * FROM {costs}) WHERE column_name = 'x_SourceType'"),
+    );
+    if named[0][0].as_deref() == Some("1") {
+        let kinds = duckdb::rows(
+            root,
+            &format!(
+                "SELECT count(DISTINCT x_SourceType), count(*) FILTER (WHERE coalesce(x_SourceType, '') = '' \
+                 OR coalesce(x_SourceName, '') = '') FROM {costs} WHERE month = '202510'"
+            ),
+        );
+        assert_eq!(
+            kinds[0][0].as_deref(),
+            Some("2"),
+            "usage and invoice lines: {kinds:?}"
+        );
+        assert_eq!(kinds[0][1].as_deref(), Some("0"), "{kinds:?}");
+    }
+
     // The reservation purchase of each invoice is there, once.
     let reservations = duckdb::rows(
         root,
