@@ -11,7 +11,9 @@
 //!   reconciliation rows that are not the invoice's Azure lines (licences, marketplace,
 //!   reservations...): an Azure line is a reconciliation row whose customer, `ProductId` and
 //!   `SkuId` occur in that invoice's billed usage. Without usage, the reconciliation whole.
-//! - A month not invoiced yet: the newest unbilled run of each currency still exported.
+//! - A month not invoiced yet: per currency still exported, the newest unbilled usage whole
+//!   plus the newest unbilled reconciliation without the lines that usage details (the same
+//!   rule as an invoice's).
 //!
 //! The ledger keeps, per partner and month, which runs make up the dataset
 //! ([`HubsMonth`]); the ingestion id is a hash of that composition, so landing the same
@@ -51,7 +53,7 @@ impl HubsRun {
     }
 }
 
-/// The billed runs of one invoice.
+/// The runs of one invoice, or of one currency's unbilled data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HubsInvoice {
@@ -77,9 +79,9 @@ pub struct HubsMonth {
     /// Invoices whose data may land (a mismatched invoice check never registers one).
     #[serde(default)]
     pub invoices: BTreeMap<String, HubsInvoice>,
-    /// The newest unbilled run per currency.
+    /// The newest unbilled runs per currency.
     #[serde(default)]
-    pub unbilled: BTreeMap<String, HubsRun>,
+    pub unbilled: BTreeMap<String, HubsInvoice>,
     /// The ingestion id whose files and manifest are all in the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landed: Option<String>,
@@ -101,7 +103,7 @@ fn offer(slot: &mut Option<HubsRun>, run: &RunRecord) -> bool {
 /// What a completed run adds to its month.
 #[derive(Debug, Clone, Copy)]
 pub enum Offer<'a> {
-    /// An unbilled run (its currency's slot).
+    /// An unbilled run (its currency's usage or reconciliation slot).
     Unbilled(&'a RunRecord),
     /// An invoice's billed runs, either or both.
     Invoice {
@@ -119,11 +121,12 @@ impl HubsMonth {
                 let ExportScope::Period { currency, .. } = &run.request.scope else {
                     return false;
                 };
-                let mut slot = self.unbilled.remove(currency.as_str());
-                let changed = offer(&mut slot, run);
-                self.unbilled
-                    .insert(currency.to_string(), slot.expect("offered"));
-                changed
+                let entry = self.unbilled.entry(currency.to_string()).or_default();
+                if run.request.kind.is_usage() {
+                    offer(&mut entry.usage, run)
+                } else {
+                    offer(&mut entry.reconciliation, run)
+                }
             }
             Offer::Invoice {
                 invoice,
@@ -149,41 +152,31 @@ impl HubsMonth {
     /// files start with; empty when nothing may land.
     pub fn composition(&self) -> Vec<Component> {
         if self.invoiced() {
-            let mut out = Vec::new();
-            for (invoice, i) in &self.invoices {
-                if let Some(u) = &i.usage {
-                    out.push(Component {
-                        label: format!("{invoice}-usage"),
-                        run: u.clone(),
-                        role: Role::BilledUsage,
-                    });
-                }
-                if let Some(r) = &i.reconciliation {
-                    out.push(Component {
-                        label: format!("{invoice}-charges"),
-                        run: r.clone(),
-                        role: match &i.usage {
-                            Some(u) => Role::ChargesBeside(u.run_id.clone()),
-                            None => Role::Whole,
-                        },
-                    });
-                }
-            }
-            out
-        } else {
-            // A currency the partner no longer exports stops counting once it is
-            // [`UNBILLED_STALE_AFTER`] older than the newest unbilled run.
-            let newest = self.unbilled.values().map(|r| r.created_at).max();
-            self.unbilled
+            return self
+                .invoices
                 .iter()
-                .filter(|(_, r)| newest.is_some_and(|n| n - r.created_at <= UNBILLED_STALE_AFTER))
-                .map(|(ccy, r)| Component {
-                    label: format!("unbilled-{ccy}"),
-                    run: r.clone(),
-                    role: Role::Whole,
-                })
-                .collect()
+                .flat_map(|(invoice, i)| components(invoice, i))
+                .collect();
         }
+        // A currency the partner no longer exports stops counting once it is
+        // [`UNBILLED_STALE_AFTER`] older than the newest unbilled run.
+        let newest_of = |i: &HubsInvoice| {
+            [&i.usage, &i.reconciliation]
+                .into_iter()
+                .flatten()
+                .map(|r| r.created_at)
+                .max()
+        };
+        let newest = self.unbilled.values().filter_map(newest_of).max();
+        self.unbilled
+            .iter()
+            .filter(|(_, i)| {
+                newest
+                    .zip(newest_of(i))
+                    .is_some_and(|(n, t)| n - t <= UNBILLED_STALE_AFTER)
+            })
+            .flat_map(|(ccy, i)| components(&format!("unbilled-{ccy}"), i))
+            .collect()
     }
 
     /// The ingestion id of the composition: the same runs always give the same id, and no
@@ -223,14 +216,38 @@ impl HubsMonth {
     }
 }
 
+/// An invoice's (or a currency's unbilled) files: usage whole, the reconciliation without the
+/// lines the usage details, or whole without usage.
+fn components(name: &str, i: &HubsInvoice) -> Vec<Component> {
+    let mut out = Vec::new();
+    if let Some(u) = &i.usage {
+        out.push(Component {
+            label: format!("{name}-usage"),
+            run: u.clone(),
+            role: Role::Usage,
+        });
+    }
+    if let Some(r) = &i.reconciliation {
+        out.push(Component {
+            label: format!("{name}-charges"),
+            run: r.clone(),
+            role: match &i.usage {
+                Some(u) => Role::ChargesBeside(u.run_id.clone()),
+                None => Role::Whole,
+            },
+        });
+    }
+    out
+}
+
 /// How a run's FOCUS files go into the folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// Every row.
     Whole,
-    /// Billed usage: every row, and its products are what the reconciliation leaves out.
-    BilledUsage,
-    /// A reconciliation without the Azure lines the billed usage run beside it details.
+    /// Usage: every row, and its products are what the reconciliation leaves out.
+    Usage,
+    /// A reconciliation without the Azure lines the usage run beside it details.
     ChargesBeside(RunId),
 }
 
@@ -363,7 +380,7 @@ mod tests {
         });
         let c = m.composition();
         assert_eq!(c.len(), 2, "unbilled left out: {c:?}");
-        assert_eq!(c[0].role, Role::BilledUsage);
+        assert_eq!(c[0].role, Role::Usage);
         assert_eq!(c[1].role, Role::ChargesBeside(usage.run_id.clone()));
         assert_ne!(m.ingestion_id().unwrap(), id);
         let again = m.ingestion_id();

@@ -170,8 +170,8 @@ impl Pipeline {
         let Some(id) = id else {
             return Ok(());
         };
-        // The Azure lines of each invoice, from its billed usage's per-product totals; usage
-        // without them (a partition past the ledger's limit) stays out, and its invoice's
+        // The Azure lines of each invoice (or currency), from its usage's per-product totals;
+        // usage without them (a partition past the ledger's limit) stays out, and the
         // reconciliation lands whole: the same total, invoice-line detail only.
         let mut usage_lines: BTreeMap<String, Option<BTreeSet<LineKey>>> = BTreeMap::new();
         let mut runs = Vec::with_capacity(parts.len());
@@ -179,10 +179,10 @@ impl Pipeline {
             let run = self.ledger.get(&c.run.run_id).await?.ok_or_else(|| {
                 PipelineError::Source(format!("run {} of the hubs dataset is gone", c.run.run_id))
             })?;
-            if c.role == Role::BilledUsage {
+            if c.role == Role::Usage {
                 let lines = self.usage_lines(&run).await?;
                 if lines.is_none() {
-                    tracing::warn!(run_id = %run.run_id, "billed usage kept no per-product totals; its invoice lands in FinOps hubs from the reconciliation alone");
+                    tracing::warn!(run_id = %run.run_id, "usage kept no per-product totals; FinOps hubs gets its charges from the reconciliation alone");
                 }
                 usage_lines.insert(c.run.run_id.to_string(), lines);
             }
@@ -192,7 +192,7 @@ impl Pipeline {
         for (c, run) in parts.iter().zip(&runs) {
             let leave_out = match &c.role {
                 Role::Whole => None,
-                Role::BilledUsage => match usage_lines.get(c.run.run_id.as_str()) {
+                Role::Usage => match usage_lines.get(c.run.run_id.as_str()) {
                     Some(Some(_)) => None,
                     _ => continue,
                 },
@@ -222,8 +222,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The (customer, product, SKU) of every billed usage total: the Azure lines of its
-    /// invoice's reconciliation.
+    /// The (customer, product, SKU) of every usage total: the Azure lines of the
+    /// reconciliation beside it.
     async fn usage_lines(
         &self,
         run: &RunRecord,
