@@ -134,21 +134,28 @@ impl Pipeline {
             self.write_folder(folder, id.as_deref(), &doc.composition())
                 .await?;
             let now = self.clock.now();
-            let (next, done) = self
+            // Done, again with the newer composition, or the lease lost (ran out, and another
+            // lander took the month: it lands what the ledger holds).
+            let (next, (done, kept)) = self
                 .ledger
                 .update_hubs_month(tenant, month, |d| {
                     if d.ingestion_id() == id {
                         d.landed = id.clone();
                         d.lease = None;
-                        return (true, true);
+                        return (true, (true, true));
                     }
-                    d.take_lease(holder, now, LEASE);
-                    (true, false)
+                    let kept = d.take_lease(holder, now, LEASE);
+                    (kept, (false, kept))
                 })
                 .await?;
             if done {
                 tracing::info!(month, folder = %folder, ingestion_id = id.as_deref().unwrap_or(""), "FOCUS files landed for FinOps hubs");
                 return Ok(folder.join(HUBS_MANIFEST)?);
+            }
+            if !kept {
+                return Err(PipelineError::Source(format!(
+                    "FinOps hubs month {folder} was taken over by another lander"
+                )));
             }
             doc = next;
         }
