@@ -261,7 +261,8 @@ impl Pipeline {
         let Some(out) = &run.output_folder else {
             return Ok(files);
         };
-        for p in &run.parts {
+        // Data Explorer refuses a Parquet file without rows.
+        for p in run.parts.iter().filter(|p| p.rows != Some(0)) {
             let (_, focus) = derived::derived_paths(out, p)?;
             let name = format!("{id}__{}-{}", c.label, focus.file_name());
             let scratch = Scratch::new();
@@ -274,7 +275,6 @@ impl Pipeline {
                     self.dest.fetch_to_file(&p.dest, &raw.0).await?;
                     let kept = self.filter_focus(run, &raw.0, &scratch.0, leave).await?;
                     if kept == 0 {
-                        // Data Explorer refuses a Parquet file without rows.
                         continue;
                     }
                 }
