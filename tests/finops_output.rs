@@ -246,42 +246,49 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
     assert_ne!(per_customer[0][0].as_deref(), Some("0"), "{per_customer:?}");
 }
 
-/// Hubs: every run but the mismatched invoice's reconciliation (and the usage its Azure lines
-/// do not cover) has its manifest.json, written after its FOCUS files, in the documented layout.
+/// Hubs: one folder per partner and month, its manifest.json written after its FOCUS files;
+/// no file of the mismatched invoice, nor usage that the invoice's Azure lines do not cover.
 fn check_hub_manifests(files: &BTreeMap<String, Vec<u8>>, bad: &str, unlined: &str) {
     let hub_manifests: BTreeMap<&String, Value> = files
         .iter()
         .filter(|(k, _)| k.starts_with("ingestion/Costs/") && k.ends_with("/manifest.json"))
         .map(|(k, v)| (k, serde_json::from_slice(v).unwrap()))
         .collect();
-    assert!(
-        !hub_manifests
-            .keys()
-            .any(|k| k.contains(&format!("/billed-reconciliation/{bad}"))),
-        "no ingestion for an invoice that does not balance: {hub_manifests:?}"
-    );
-    assert!(
-        !hub_manifests
-            .keys()
-            .any(|k| k.contains(&format!("/billed-usage/{unlined}"))),
-        "no ingestion of usage that the invoice's Azure lines do not cover: {hub_manifests:?}"
-    );
-    assert!(
-        hub_manifests
-            .keys()
-            .any(|k| k.contains("/billed-usage/G026100001/")),
-        "usage of a sound invoice is ingested once its invoice is checked: {hub_manifests:?}"
-    );
-    assert!(hub_manifests
+    let landed: Vec<&String> = files
         .keys()
+        .filter(|k| k.starts_with("ingestion/") && k.ends_with(".parquet"))
+        .collect();
+    assert!(
+        !landed.iter().any(|k| k.contains(&format!("__{bad}-"))),
+        "no ingestion for an invoice that does not balance: {landed:?}"
+    );
+    assert!(
+        !landed
+            .iter()
+            .any(|k| k.contains(&format!("__{unlined}-usage-"))),
+        "no ingestion of usage that the invoice's Azure lines do not cover: {landed:?}"
+    );
+    assert!(
+        landed.iter().any(|k| k.contains("__G026100001-usage-")),
+        "usage of a sound invoice is ingested once its invoice is checked: {landed:?}"
+    );
+    assert!(landed
+        .iter()
         .any(|k| k.starts_with("ingestion/Costs/2026/10/csp/")
-            && k.contains("/billed-reconciliation/G026100001/")));
+            && k.contains("__G026100001-charges-")));
     for (k, doc) in &hub_manifests {
         let dir = k.trim_end_matches("manifest.json");
+        let id = doc["ingestionId"].as_str().unwrap();
         for (name, _) in doc["files"].as_object().unwrap() {
-            assert!(name.contains("__"), "{{ingestion id}}__{{file}}: {name}");
+            assert!(
+                name.starts_with(&format!("{id}__")),
+                "{{ingestion id}}__{{file}}: {name}"
+            );
             assert!(files.contains_key(&format!("{dir}{name}")), "{dir}{name}");
         }
+        // Only the manifest's files are in its folder.
+        let here = landed.iter().filter(|f| f.starts_with(dir)).count();
+        assert_eq!(here, doc["files"].as_object().unwrap().len(), "{dir}");
     }
 }
 
@@ -479,12 +486,22 @@ async fn billed_usage_landing_first_waits_for_the_invoice_check_before_hubs() {
         usage.run_id.as_str()
     );
     let landed = hub_manifests(&bed);
-    for kind in ["billed-usage", "billed-reconciliation"] {
+    let files: Vec<String> = bed
+        .output_files()
+        .into_keys()
+        .filter(|k| k.starts_with("ingestion/") && k.ends_with(".parquet"))
+        .collect();
+    assert_eq!(
+        landed.len(),
+        1,
+        "one folder for the partner's month: {landed:?}"
+    );
+    for kind in ["usage", "charges"] {
         assert!(
-            landed
+            files
                 .iter()
-                .any(|k| k.contains(&format!("/{kind}/G026100001/"))),
-            "{kind}: {landed:?}"
+                .any(|k| k.contains(&format!("__G026100001-{kind}-"))),
+            "{kind}: {files:?}"
         );
     }
 }

@@ -12,6 +12,7 @@ use super::fanin::{
     apply_results, fanin_key, marker_key, shard_prefix, FaninDoc, PartMarker, PartResult, Progress,
     ShardCompletion, Shards,
 };
+use super::hubs::HubsMonth;
 use super::run::{Attempts, RequestIndex, RunId, RunRecord};
 
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -440,6 +441,27 @@ impl Ledger {
             .read_json::<CurrentDoc>(&key)
             .await?
             .and_then(|(d, _)| d.pointer))
+    }
+
+    /// Changes one partner's month in FinOps hubs (`hubs/{tenant}/{yyyymm}.json`) with `f`
+    /// (compare-and-swap; `f` may run more than once and returns whether it changed the
+    /// document); returns the document as stored and what `f` last returned.
+    pub async fn update_hubs_month<R: Default>(
+        &self,
+        tenant: &str,
+        month: &str,
+        mut f: impl FnMut(&mut HubsMonth) -> (bool, R),
+    ) -> Result<(HubsMonth, R), LedgerError> {
+        let key = ObjectPath::new(format!("hubs/{tenant}/{month}.json"))?;
+        let mut out = R::default();
+        let doc = self
+            .upsert::<HubsMonth>(&key, |d| {
+                let (changed, r) = f(d);
+                out = r;
+                changed
+            })
+            .await?;
+        Ok((doc, out))
     }
 
     /// A notice recorded by [`Ledger::record_notice`], if any.

@@ -6,6 +6,7 @@ pub mod current;
 pub mod decide;
 pub mod derived;
 pub mod fanin;
+pub mod hubs;
 pub mod invoice_check;
 pub mod layout;
 pub mod ledger;

@@ -682,7 +682,7 @@ const JSON_MACRO_ALLOWED: &[(&str, &str)] = &[
         "a client assertion's JWT header and claims: a wire request to Entra ID",
     ),
     (
-        "src/pipeline/service/finops.rs",
+        "src/pipeline/service/hubs.rs",
         "the `manifest.json` of FinOps hubs' ingestion container: their format",
     ),
 ];

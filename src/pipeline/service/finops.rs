@@ -2,37 +2,23 @@
 //! invoice, billed usage against its Azure lines) and the FinOps hubs landing of its FOCUS
 //! files (`HUBS_INGESTION_CONTAINER`).
 //!
-//! Hubs layout, as FinOps hubs document their `ingestion` container (finops-toolkit,
-//! docs-mslearn/toolkit/hubs/data-processing.md, "About the ingestion container", hubs 0.7+):
-//! `{dataset}/{yyyy}/{mm}/{scope-path}/{ingestion-id}__{original-file-name}.parquet`, then an
-//! empty-or-any `manifest.json` in the same folder once every file is there, which queues the
-//! Data Explorer ingestion. Files with another ingestion id in the same folder are replaced
-//! by hubs, so each export gets its own scope folder and the run id is the ingestion id: a new
-//! unbilled run replaces the previous day's rows instead of adding to them.
+//! What lands in hubs, and how, is `pipeline::hubs` and `service::hubs`.
 
-use std::collections::BTreeMap;
-
-use super::super::derived::{
-    self, total_by_customer, total_by_product, Converted, PARQUET_CONTENT_TYPE,
-};
+use super::super::derived::{total_by_customer, total_by_product, Converted};
+use super::super::hubs::Offer;
 use super::super::invoice_check::{self, InvoiceCheck, Verdict};
-use super::super::layout;
 use super::super::run::{RunRecord, RunState};
 use super::{Pipeline, PipelineError};
 use crate::billing::{ExportKind, ExportRequest, ExportScope};
 use crate::contracts::events::{EventData, InvoiceChecked};
 use crate::pipeline::ports::events::CloudEvent;
-use crate::pipeline::ports::storage::ObjectPath;
-
-/// The hubs dataset our FOCUS files belong to (hubs' FOCUS cost table).
-pub const HUBS_DATASET: &str = "Costs";
-pub const HUBS_MANIFEST: &str = "manifest.json";
 
 /// What the invoice check made of a completed run.
 #[derive(Debug)]
 pub(super) enum Checked {
-    /// A verdict, announced; with the billed usage run it compared, if any.
-    Made(Box<InvoiceCheck>, Option<Box<RunRecord>>),
+    /// A verdict, announced; with the reconciliation run checked and the billed usage run
+    /// it compared, if any.
+    Made(Box<InvoiceCheck>, Box<RunRecord>, Option<Box<RunRecord>>),
     /// Billed usage whose reconciliation is still running: that run's check compares both
     /// and lands this run's hubs files.
     Waiting,
@@ -45,18 +31,35 @@ impl Pipeline {
     /// which a mismatch withholds.
     pub(super) async fn check_and_land(&self, run: &RunRecord) -> Result<(), PipelineError> {
         match self.check_invoice(run).await? {
-            Checked::Made(check, usage) => {
-                self.land_in_hubs(run, Some(&check)).await?;
-                // Billed usage that completed first waited for this verdict.
-                if let Some(u) = usage.filter(|u| u.run_id != run.run_id) {
-                    self.land_in_hubs(&u, Some(&check)).await?;
+            Checked::Made(check, recon, usage) => {
+                if check.verdict == Verdict::Mismatch {
+                    return Ok(());
+                }
+                if let ExportScope::Invoice { invoice_id } = &recon.request.scope {
+                    let offer = Offer::Invoice {
+                        invoice: invoice_id.as_str(),
+                        usage: usage.as_deref(),
+                        reconciliation: Some(&recon),
+                    };
+                    self.offer_to_hubs(run, offer).await?;
                 }
             }
             Checked::Waiting => {
                 tracing::info!(run_id = %run.run_id, "billed usage waits for its invoice's reconciliation before FinOps hubs ingestion");
             }
             Checked::NotMade => {
-                self.land_in_hubs(run, None).await?;
+                if run.parts.iter().any(|p| p.parquet_bytes.is_none()) {
+                    return Ok(());
+                }
+                let offer = match &run.request.scope {
+                    ExportScope::Period { .. } => Offer::Unbilled(run),
+                    ExportScope::Invoice { invoice_id } => Offer::Invoice {
+                        invoice: invoice_id.as_str(),
+                        usage: run.request.kind.is_usage().then_some(run),
+                        reconciliation: (!run.request.kind.is_usage()).then_some(run),
+                    },
+                };
+                self.offer_to_hubs(run, offer).await?;
             }
         }
         Ok(())
@@ -83,7 +86,7 @@ impl Pipeline {
     }
 
     /// Every part's conversion result, or `None` when some part has none.
-    async fn converted_parts(
+    pub(super) async fn converted_parts(
         &self,
         run: &RunRecord,
     ) -> Result<Option<Vec<Converted>>, PipelineError> {
@@ -204,78 +207,8 @@ impl Pipeline {
         let compared = check.azure_usage.is_some();
         Ok(Checked::Made(
             Box::new(check),
+            Box::new(recon_run),
             usage_run.filter(|_| compared).map(Box::new),
         ))
-    }
-
-    /// Copies the run's FOCUS files into the hubs ingestion container and, last, the
-    /// `manifest.json` that starts ingestion; withheld when the invoice did not balance.
-    pub(super) async fn land_in_hubs(
-        &self,
-        run: &RunRecord,
-        check: Option<&InvoiceCheck>,
-    ) -> Result<Option<ObjectPath>, PipelineError> {
-        let Some(hubs) = self.hubs.as_ref() else {
-            return Ok(None);
-        };
-        if run.no_data || run.parts.iter().any(|p| p.parquet_bytes.is_none()) {
-            return Ok(None);
-        }
-        if check.is_some_and(|c| c.verdict == Verdict::Mismatch) {
-            return Ok(None);
-        }
-        let (Some(folder), Some(month)) = (&run.output_folder, layout::run_billing_month(run))
-        else {
-            return Ok(None);
-        };
-        let tenant = run
-            .manifest
-            .as_ref()
-            .map(|m| m.partner_tenant_id.as_str())
-            .filter(|t| !t.is_empty())
-            .unwrap_or("partner");
-        let who = match &run.request.scope {
-            ExportScope::Invoice { invoice_id } => invoice_id.to_string(),
-            ExportScope::Period { period, currency } => format!("{period}-{currency}"),
-        };
-        let target = ObjectPath::new(format!(
-            "{HUBS_DATASET}/{}/{}/csp/{tenant}/{}/{who}",
-            &month[..4],
-            &month[4..],
-            run.request.kind.slug()
-        ))?;
-        let scratch =
-            std::env::temp_dir().join(format!("pbe-hubs-{}.tmp", uuid::Uuid::new_v4().simple()));
-        let mut files = BTreeMap::new();
-        for p in &run.parts {
-            let (_, focus) = derived::derived_paths(folder, p)?;
-            let name = format!("{}__{}", run.run_id, focus.file_name());
-            let dest = target.join(&name)?;
-            let copied = async {
-                self.dest.fetch_to_file(&focus, &scratch).await?;
-                hubs.put_file(&dest, &scratch, PARQUET_CONTENT_TYPE).await
-            }
-            .await;
-            let _ = std::fs::remove_file(&scratch);
-            files.insert(name, copied?);
-        }
-        let manifest = target.join(HUBS_MANIFEST)?;
-        let body = serde_json::json!({
-            "ingestionId": run.run_id,
-            "dataset": HUBS_DATASET,
-            "focusVersion": billing_columnar::FOCUS_VERSION,
-            "source": "partner-billing-export",
-            "files": files,
-        });
-        hubs.put_bytes(
-            &manifest,
-            serde_json::to_vec_pretty(&body)
-                .map_err(|e| PipelineError::Source(e.to_string()))?
-                .into(),
-            "application/json",
-        )
-        .await?;
-        tracing::info!(run_id = %run.run_id, folder = %target, files = files.len(), "FOCUS files landed for FinOps hubs");
-        Ok(Some(manifest))
     }
 }

@@ -7,6 +7,7 @@ mod copy;
 mod current;
 mod finops;
 mod follow_up;
+mod hubs;
 mod poll;
 mod start;
 mod watchdog;

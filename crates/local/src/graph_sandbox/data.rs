@@ -22,6 +22,8 @@ use uuid::Uuid;
 
 use partner_billing_export::billing::types::{AttributeSet, ExportKind};
 
+mod reservation;
+
 /// The column keys an export of `kind` with `set` carries, in file order. The lists live in
 /// `billing-columnar` (docs/graph-api.md §4, docs/schema.md) so the sandbox writes exactly the
 /// columns the converter types.
@@ -111,6 +113,8 @@ pub struct ExportFacts {
     /// For reconciliation: the usage export of the same scope whose rows become the Azure
     /// lines of the last partition.
     pub azure_usage: Option<Box<UsageSource>>,
+    /// For reconciliation: end the last partition with a reservation purchase.
+    pub reservation_purchase: bool,
 }
 
 /// The usage export a reconciliation export's Azure lines aggregate.
@@ -275,8 +279,8 @@ fn usd_rate(ccy: &str) -> f64 {
     }
 }
 
-/// Builds one partition: `rows` lines of flat JSON objects (plus, in the `last` partition of
-/// a reconciliation export, its Azure lines), gzip'd with a fixed header.
+/// Builds one partition: `rows` lines of flat JSON objects (plus, in the `last` partition of a
+/// reconciliation export, its Azure lines and reservation), gzip'd with a fixed header.
 pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool) -> Partition {
     let cols = columns(facts.kind, facts.attribute_set);
     // Customers are shared by all exports of a seed, as a partner's customer base would be.
@@ -286,16 +290,17 @@ pub fn generate_partition(facts: &ExportFacts, index: u32, rows: u32, last: bool
     for _ in 0..rows {
         write_line(&mut text, &cols, &draw_row(facts, &customers, &mut rng));
     }
-    let mut total = rows;
-    if let Some(usage) = facts.azure_usage.as_deref().filter(|_| last) {
-        for line in azure_lines(facts, usage, &customers) {
-            write_line(&mut text, &cols, &line);
-            total += 1;
-        }
+    let mut closing = match facts.azure_usage.as_deref().filter(|_| last) {
+        Some(usage) => azure_lines(facts, usage, &customers),
+        None => vec![],
+    };
+    closing.extend(reservation::purchase(facts, &customers).filter(|_| last));
+    for line in &closing {
+        write_line(&mut text, &cols, line);
     }
     Partition {
         gzip: gzip(text.as_bytes()),
-        rows: total,
+        rows: rows + closing.len() as u32,
     }
 }
 
@@ -738,6 +743,7 @@ mod tests {
             period_start: time::macros::date!(2026 - 01 - 01),
             period_end: time::macros::date!(2026 - 01 - 31),
             azure_usage: None,
+            reservation_purchase: false,
         }
     }
 

@@ -126,6 +126,9 @@ pub struct SandboxConfig {
     /// If set, every manifest names this `partnerTenantId` instead of the caller's tenant: an
     /// export that is not the configured partner's data, which the handler must refuse.
     pub manifest_tenant: Option<uuid::Uuid>,
+    /// Reconciliation exports end with one reservation purchase (a one-time charge with a
+    /// `ReservationOrderId`), which billed usage never details.
+    pub reservation_purchases: bool,
 }
 
 /// A partner tenant of a several-partner sandbox.
@@ -249,6 +252,7 @@ impl Default for SandboxConfig {
             mismatched_invoices: Vec::new(),
             unlined_usage_invoices: Vec::new(),
             manifest_tenant: None,
+            reservation_purchases: false,
             blob_delay: Duration::ZERO,
             root_directory_base: None,
             blob_names: None,

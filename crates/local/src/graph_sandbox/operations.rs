@@ -373,6 +373,7 @@ impl Export {
         let azure_usage = Self::azure_usage(cfg, today, &req, now);
         Self {
             facts: ExportFacts {
+                reservation_purchase: cfg.reservation_purchases && !req.kind.is_usage(),
                 azure_usage,
                 kind: req.kind,
                 attribute_set: req.attribute_set,
