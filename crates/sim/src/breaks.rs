@@ -27,10 +27,13 @@ pub enum Break {
     /// The ledger acknowledges open-run markers without storing them: runs the watchdog
     /// cannot see.
     OpenIndex,
+    /// A file of an earlier landing stays in a FinOps hubs folder beside the new manifest:
+    /// hubs would ingest it with the new files.
+    Hubs,
 }
 
 impl Break {
-    pub const ALL: [Break; 10] = [
+    pub const ALL: [Break; 11] = [
         Break::FinalEvent,
         Break::DuplicateEvents,
         Break::Terminal,
@@ -41,6 +44,7 @@ impl Break {
         Break::Exports,
         Break::Secret,
         Break::OpenIndex,
+        Break::Hubs,
     ];
 
     /// The switch's name: `--break-{name}`.
@@ -56,6 +60,7 @@ impl Break {
             Break::Exports => "exports",
             Break::Secret => "secret",
             Break::OpenIndex => "open-index",
+            Break::Hubs => "hubs",
         }
     }
 
@@ -72,6 +77,7 @@ impl Break {
             Break::Exports => "Graph started",
             Break::Secret => "a secret reached",
             Break::OpenIndex => "outside the open-run index",
+            Break::Hubs => "its manifest does not list",
         }
     }
 

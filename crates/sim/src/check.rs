@@ -83,6 +83,7 @@ pub(crate) async fn check(sim: &Sim, seed: &Seed<'_>) -> Vec<String> {
     check_failures(&runs, seed, &mut v);
     check_output(sim, seed, &runs, &mut v);
     check_no_secret(sim, &events, &mut v);
+    check_hubs(sim, &runs, &mut v);
     // The watchdog sees every run that may need it: checked at each write of the index.
     v.extend(sim.store.index_violations.lock().unwrap().iter().cloned());
     v
@@ -313,6 +314,62 @@ fn check_no_secret(sim: &Sim, events: &[CloudEvent], v: &mut Vec<String>) {
         {
             v.push("a secret reached a message, record or event".into());
             break;
+        }
+    }
+}
+
+/// FinOps hubs ingests every `.parquet` file of a folder once its `manifest.json` is there, so
+/// a folder with a manifest must hold exactly the files it lists, all of its ingestion id; and
+/// once calm has let every follow-up finish, no folder holds data without a manifest unless a
+/// follow-up gave up under the storm's faults.
+fn check_hubs(sim: &Sim, runs: &[RunRecord], v: &mut Vec<String>) {
+    let Some(hubs) = &sim.hubs else { return };
+    let objects = hubs.objects.lock().unwrap().clone();
+    let mut folders: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for k in objects.keys() {
+        if let Some((folder, name)) = k.rsplit_once('/') {
+            folders.entry(folder).or_default().push(name);
+        }
+    }
+    let gave_up = runs.iter().any(|r| {
+        r.follow_up.as_ref().is_some_and(|f| {
+            f.state == partner_billing_export::pipeline::run::FollowUpState::GaveUp
+        })
+    });
+    for (folder, names) in folders {
+        let parquet: std::collections::BTreeSet<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        let Some(body) = objects.get(&format!("{folder}/manifest.json")) else {
+            if !parquet.is_empty() && !gave_up {
+                v.push(format!(
+                    "hubs folder {folder} holds data but no manifest after calm"
+                ));
+            }
+            continue;
+        };
+        let manifest: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let id = manifest["ingestionId"].as_str().unwrap_or_default();
+        let listed: std::collections::BTreeSet<&str> = manifest["files"]
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        for extra in parquet.difference(&listed) {
+            v.push(format!(
+                "hubs folder {folder} holds {extra}, which its manifest does not list"
+            ));
+        }
+        for missing in listed.difference(&parquet) {
+            v.push(format!(
+                "hubs folder {folder} lacks {missing}, which its manifest lists"
+            ));
+        }
+        if let Some(odd) = parquet.iter().find(|n| !n.starts_with(&format!("{id}__"))) {
+            v.push(format!(
+                "hubs folder {folder} mixes ingestion ids ({odd} beside {id})"
+            ));
         }
     }
 }

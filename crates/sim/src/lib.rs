@@ -12,7 +12,9 @@
 //! caches, the same export started on two instances at once, and the Graph sandbox on
 //! loopback, whose operations expire (410 Gone) on every third seed and which has no data
 //! (code 5000) for some exports on every fifth. Every third seed lands typed Parquet and the
-//! FOCUS view too, every fourth exports for a second, listed partner, and every twentieth
+//! FOCUS view too (every sixth also lands it in a FinOps hubs container, where the four
+//! exports of a partner share one month folder), every fourth exports for a second, listed
+//! partner, and every twentieth
 //! exports 33 to 300 partitions (several fan-in shards). A seed first
 //! runs a storm (faults on), then calm (faults off, timer retries and the watchdog as time
 //! moves on), and then checks the invariants (`check.rs`):
@@ -29,6 +31,8 @@
 //! - no message, ledger document or event holds a SAS signature or a token.
 //! - the watchdog can see every run that may need it: no run record is created without its
 //!   open-run marker, and no marker is removed before its run settles (checked at each write).
+//! - every FinOps hubs folder with a `manifest.json` holds exactly the files it lists, of one
+//!   ingestion id, and after calm no folder holds data without one (unless a follow-up gave up).
 //!
 //! One simulated clock drives everything: every pipeline instance reads it (run timestamps,
 //! leases, finish claims, deadlines, Retry-After), the queue releases scheduled messages by it
@@ -136,6 +140,8 @@ struct Sim {
     events: Arc<SimEvents>,
     store: Arc<SimStore>,
     dest: Arc<SimDestination>,
+    /// The FinOps hubs ingestion container, in the seeds that land there.
+    hubs: Option<Arc<SimDestination>>,
     instances: Vec<Pipeline>,
     requests: Vec<ExportRequest>,
     clock: SimClock,
@@ -257,13 +263,21 @@ impl Sim {
             &self.dest,
         )?;
         p.set_clock(Arc::new(self.clock.clone()));
-        self.instances[i] = p;
+        self.instances[i] = with_hubs(p, &self.hubs);
         Ok(())
     }
 
     async fn runs(&self) -> Vec<RunRecord> {
         let ledger = Ledger::new(self.store.clone());
         ledger.list(usize::MAX).await.unwrap_or_default()
+    }
+}
+
+/// The instance landing FOCUS files in the hubs container too, when the seed has one.
+fn with_hubs(p: Pipeline, hubs: &Option<Arc<SimDestination>>) -> Pipeline {
+    match hubs {
+        Some(h) => p.with_hubs(h.clone()),
+        None => p,
     }
 }
 
@@ -318,7 +332,7 @@ fn config(seed: u64, breaks: &[Break]) -> anyhow::Result<PipelineConfig> {
         max_repairs: 3,
         // Every third seed lands typed Parquet and the FOCUS view with each partition.
         formats: partner_billing_export::pipeline::derived::OutputFormats {
-            parquet: seed % 3 == 2,
+            parquet: seed % 3 == 2 || breaks.contains(&Break::Hubs),
         },
         invoice_tolerance: Default::default(),
         retention: partner_billing_export::pipeline::current::Retention::KeepAll,
@@ -440,11 +454,15 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
     let store = Arc::new(SimStore::new(chaos.clone(), broken(Break::OpenIndex)));
     let dest = Arc::new(SimDestination::new(chaos.clone()));
     let config = config(opts.seed, &opts.breaks)?;
+    // Every other Parquet seed lands in FinOps hubs too: the four exports of a partner share
+    // one month folder, so their landings contend for it.
+    let hubs = (config.formats.parquet && opts.seed % 6 == 5 || broken(Break::Hubs))
+        .then(|| Arc::new(SimDestination::new(chaos.clone())));
     let instances = (0..opts.instances.max(1))
         .map(|_| {
             let mut p = pipeline(&config, &proxy.base, &chaos, &queue, &events, &store, &dest)?;
             p.set_clock(Arc::new(clock.clone()));
-            Ok(p)
+            Ok(with_hubs(p, &hubs))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut sim = Sim {
@@ -453,6 +471,7 @@ pub async fn simulate(opts: &SimOptions) -> anyhow::Result<SimOutcome> {
         events,
         store,
         dest,
+        hubs,
         instances,
         requests: requests(opts.seed),
         clock,
@@ -589,6 +608,19 @@ async fn break_after(sim: &Sim, opts: &SimOptions) -> anyhow::Result<()> {
             p.billing_for(&sim.requests[0].partner)?
                 .start_export(&sim.requests[0])
                 .await?;
+        }
+    }
+    if broken(Break::Hubs) {
+        if let Some(hubs) = &sim.hubs {
+            let mut objects = hubs.objects.lock().unwrap();
+            let manifest = objects
+                .keys()
+                .find(|k| k.ends_with("/manifest.json"))
+                .cloned();
+            if let Some(m) = manifest {
+                let stale = m.replace("/manifest.json", "/0000__stale.parquet");
+                objects.insert(stale, b"PAR1".as_slice().into());
+            }
         }
     }
     if broken(Break::Secret) {

@@ -621,6 +621,17 @@ impl Destination for SimDestination {
         Ok(len)
     }
 
+    async fn delete_folder(&self, folder: &ObjectPath) -> Result<u64, StorageError> {
+        if self.chaos.strike(|f| (f.copy_fail_before, 0)) == Strike::Before {
+            return Err(refusal("deleting", folder));
+        }
+        let prefix = format!("{folder}/");
+        let mut objects = self.objects.lock().unwrap();
+        let before = objects.len();
+        objects.retain(|k, _| !k.starts_with(&prefix));
+        Ok((before - objects.len()) as u64)
+    }
+
     fn locate(&self, dest: &ObjectPath) -> String {
         format!("sim://{dest}")
     }
