@@ -13,4 +13,5 @@ cargo bench --locked -p partner-billing-export --bench repair
 cargo bench --locked -p partner-billing-export --bench watchdog
 # Parquet conversion of one real-shaped billed-usage partition (~400k rows) against DuckDB:
 # throughput and peak RSS of each converter as a child process (BENCH_ROWS=... for another size).
-cargo bench --locked -p billing-columnar --bench parquet
+# Built with the release profile (fat LTO, one codegen unit), as the deployed handler is.
+cargo bench --locked --profile release -p billing-columnar --bench parquet

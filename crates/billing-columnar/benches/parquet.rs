@@ -9,7 +9,8 @@
 //! (MiB/s of gzip input; the query line: a FOCUS group-by in DuckDB, best of five, on our
 //! FOCUS file and on DuckDB's own Parquet of the same rows; ratio > 1 when ours is faster).
 //! Ours runs as the pipeline runs it: typed and FOCUS views in one
-//! pass, with the pipeline's batch size (BENCH_TYPED_ONLY=1: the typed view alone). Each
+//! pass, built as the handler is (`scripts/bench.sh` passes `--profile release`), with the
+//! pipeline's batch size (BENCH_TYPED_ONLY=1: the typed view alone). Each
 //! converter runs as a child process so its wall time and peak RSS (wait4's ru_maxrss) are its
 //! own. BENCH_ROWS changes the partition size (default 400,000 rows); the partition is
 //! generated once under target/.
