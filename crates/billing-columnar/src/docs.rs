@@ -124,5 +124,8 @@ pub fn focus_markdown() -> String {
             c.name, ty, c.usage, c.reconciliation, c.note
         );
     }
+    // Written by the validator test (tests/focus_validator.rs) with UPDATE_DOCS=1.
+    s.push('\n');
+    s.push_str(include_str!("focus_validator_skips.md"));
     s
 }
