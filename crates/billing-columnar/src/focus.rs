@@ -10,6 +10,23 @@ use crate::value::{civil_from_days, days_from_civil, Decimal, MICROS_PER_DAY};
 /// The FOCUS specification version the view follows (also in the Parquet metadata).
 pub const FOCUS_VERSION: &str = "1.2";
 
+/// `x_SourceName` of every row: FinOps hubs keeps this column and its reports use it to tell
+/// data sources apart.
+pub const SOURCE_NAME: &str = "Microsoft Partner Center";
+
+/// `x_SourceType` of a dataset's rows: `BilledUsage`, `BilledReconciliation`,
+/// `UnbilledUsage` or `UnbilledReconciliation`, so that the kinds, which overlap (an invoice's
+/// Azure lines are in both usage and reconciliation), stay apart in hubs.
+pub fn source_type(dataset: crate::Dataset, status: BillingStatus) -> &'static str {
+    use crate::Dataset::{Reconciliation, Usage};
+    match (status, dataset) {
+        (BillingStatus::Billed, Usage) => "BilledUsage",
+        (BillingStatus::Billed, Reconciliation) => "BilledReconciliation",
+        (BillingStatus::Unbilled, Usage) => "UnbilledUsage",
+        (BillingStatus::Unbilled, Reconciliation) => "UnbilledReconciliation",
+    }
+}
+
 /// How a FOCUS column is computed from one Partner Center row.
 #[derive(Clone, Copy)]
 pub(crate) enum Expr {
@@ -21,6 +38,8 @@ pub(crate) enum Expr {
     Const(&'static str),
     /// `billed` or `unbilled`, from the convert options.
     Status,
+    /// The kind of export ([`source_type`]): billing status and dataset.
+    SourceType,
     /// Midnight (UTC) starting the day of a date or timestamp column.
     DayStart(&'static str),
     /// Midnight (UTC) after the day of a date or timestamp column (FOCUS ends are exclusive).
@@ -53,6 +72,7 @@ impl fmt::Display for Expr {
             Expr::Coalesce(cs) => write!(f, "first non-empty of {}", list(cs, ", ")),
             Expr::Const(v) => write!(f, "\"{v}\""),
             Expr::Status => f.write_str("\"billed\" / \"unbilled\" (export kind)"),
+            Expr::SourceType => f.write_str("source_type(export kind, dataset)"),
             Expr::DayStart(c) => write!(f, "day of `{c}`, 00:00Z"),
             Expr::NextDay(c) => write!(f, "day after `{c}`, 00:00Z"),
             Expr::MonthStart(c) => write!(f, "first of the month of `{c}`"),
@@ -180,6 +200,8 @@ pub(crate) const FOCUS_COLUMNS: &[FocusColumn] = &[
     f("x_ProductId", S, Col("ProductId"), Col("ProductId"), ""),
     f("x_PromotionId", S, Expr::Null, Col("PromotionId"), ""),
     f("x_ReferenceId", S, Expr::Null, Col("ReferenceId"), ""),
+    f("x_SourceName", S, Const(SOURCE_NAME), Const(SOURCE_NAME), "a column FinOps hubs keeps"),
+    f("x_SourceType", S, Expr::SourceType, Expr::SourceType, "BilledUsage, BilledReconciliation, UnbilledUsage or UnbilledReconciliation; kept by FinOps hubs"),
     f("x_SubscriptionId", S, Col("SubscriptionId"), Col("SubscriptionId"), ""),
     f("x_Tier2MpnId", S, Col("Tier2MpnId"), Col("Tier2MpnId"), "indirect reseller"),
 ];
@@ -242,6 +264,10 @@ pub(crate) fn derive(
             Expr::Null => (0..rows).for_each(|_| b.push_null()),
             Expr::Const(v) => (0..rows).for_each(|_| b.push_str(v.as_bytes())),
             Expr::Status => (0..rows).for_each(|_| b.push_str(status.as_str().as_bytes())),
+            Expr::SourceType => {
+                let v = source_type(schema.dataset(), status);
+                (0..rows).for_each(|_| b.push_str(v.as_bytes()));
+            }
             Expr::Col(name) => match col(name) {
                 None => (0..rows).for_each(|_| b.push_null()),
                 Some(src) if fc.ty == ColumnType::String => {

@@ -26,7 +26,7 @@ pub use convert::{
     LATE_UNKNOWN_COLUMN,
 };
 pub use docs::{focus_markdown, schema_markdown};
-pub use focus::FOCUS_VERSION;
+pub use focus::{source_type, FOCUS_VERSION, SOURCE_NAME};
 pub use schema::{
     AttributeSet, BillingStatus, ColumnDef, ColumnType, Dataset, Schema, DECIMAL_PRECISION,
     DECIMAL_SCALE,
