@@ -105,9 +105,27 @@ pub fn focus_markdown() -> String {
          - Partner Center specifics are `x_` extension columns. Unknown keys of the source \
          become `{FOCUS_UNKNOWN_PREFIX}<Key>` columns and `{LATE_UNKNOWN_COLUMN}` as in the typed \
          view.\n\
-         - Not derivable from these exports (left out): AvailabilityZone, CapacityReservation*, \
-         CommitmentDiscountCategory/Name/Quantity/Status/Unit, ResourceName, ResourceType, \
-         ServiceSubcategory, SkuMeter, SkuPriceDetails.\n\n\
+         - Columns the exports cannot fill are present and null (AvailabilityZone, \
+         CapacityReservationId/Status, CommitmentDiscountName, SkuPriceDetails), so readers \
+         and the validator find every column Microsoft's platform supports.\n\
+         - Extension columns carry the names of Microsoft's own FOCUS exports and of FinOps \
+         hubs' `Costs_raw` table where Microsoft has one (`x_CustomerId`, `x_ResellerId`, \
+         `x_BillingExchangeRate`, `x_PartnerCreditApplied`, `x_SkuMeterId`, \
+         `x_ResourceGroupName`, …), so hubs keeps them; Partner Center columns Microsoft has no \
+         name for keep theirs (`x_ChargeType`, `x_CreditType`, `x_MpnId`, `x_OrderId`, \
+         `x_SubscriptionId`, …). `x_SourceName`/`x_SourceType` name the export kind.\n\
+         - SubAccount is the subscription, as in Microsoft's exports (usage: the Azure \
+         subscription, `EntitlementId`; reconciliation: Partner Center's billing subscription); \
+         the customer is `x_CustomerId`/`x_CustomerName`.\n\
+         - Where FOCUS and Microsoft's own mapping differ, the view follows FOCUS: `ChargeClass` is \
+         `Correction` only for reversals of an earlier billing period (Microsoft: every \
+         refund); units are in FOCUS's unit format (`GB-Months` for Microsoft's \
+         `1 GB/Month`).\n\
+         - Commitments: reservation and savings-plan purchases have EffectiveCost 0 and usage a \
+         commitment covers is `Committed` with the purchase's order id. Partner Center's usage \
+         carries no amortised cost (covered usage is priced 0), so the commitment's cost is in \
+         the purchase's BilledCost only; amortising it needs the purchase and the usage \
+         together, which a single export does not have.\n\n\
          | FOCUS column | Type | Usage (billed/unbilled) | Reconciliation (billed/unbilled) | Note |\n\
          |---|---|---|---|---|\n"
     );
