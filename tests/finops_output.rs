@@ -108,7 +108,8 @@ fn run_manifests(bed: &TestBed) -> Vec<(String, Value)> {
 }
 
 /// The FOCUS file of a partition: one row per source row, BilledCost the pre-tax amount, the
-/// billing status of its export kind.
+/// billing status of its export kind; reconciliation adds a Tax row per taxed row, whose
+/// BilledCost adds up to the tax, so that the file's BilledCost is Σ Subtotal + Σ TaxTotal.
 fn check_focus(
     root: &Path,
     focus: &str,
@@ -123,7 +124,11 @@ fn check_focus(
     };
     let got = &duckdb::rows(
         root,
-        &format!("SELECT count(*), coalesce(sum(BilledCost), 0)::VARCHAR, min(x_BillingStatus) FROM '{focus}'"),
+        &format!(
+            "SELECT count(*) FILTER (WHERE ChargeCategory <> 'Tax'), \
+             coalesce(sum(BilledCost) FILTER (WHERE ChargeCategory <> 'Tax'), 0)::VARCHAR, \
+             min(x_BillingStatus), coalesce(sum(BilledCost), 0)::VARCHAR FROM '{focus}'"
+        ),
     )[0];
     assert_eq!(
         got[0].as_deref(),
@@ -142,6 +147,17 @@ fn check_focus(
         "unbilled"
     };
     assert_eq!(got[2].as_deref(), Some(status), "{focus}");
+    if dataset == Dataset::Reconciliation {
+        let total: i128 = rows
+            .iter()
+            .map(|r| amount(r.get("Subtotal")) + amount(r.get("TaxTotal")))
+            .sum();
+        assert_eq!(
+            scaled(got[3].as_deref().unwrap()),
+            total,
+            "BilledCost with the Tax rows of {focus} is Subtotal + TaxTotal"
+        );
+    }
 }
 
 #[tokio::test]

@@ -92,8 +92,14 @@ pub fn focus_markdown() -> String {
          `billing-columnar` can write, in the same pass as the typed Parquet (docs/schema.md), a \
          Parquet file aligned with **FOCUS {FOCUS_VERSION}** (FinOps Open Cost and Usage \
          Specification); the file's key-value metadata says `focus_version` = `{FOCUS_VERSION}`. \
-         One row per Partner Center row; no row is split or merged, so sums of `BilledCost` equal \
-         the source sums (`BillingPreTaxTotal` for usage, `Subtotal` for reconciliation).\n\n\
+         One row per Partner Center row, plus, in reconciliation, a `Tax` row (ChargeCategory \
+         `Tax`, BilledCost = `TaxTotal`) after each row with tax, so that BilledCost per \
+         InvoiceId adds up to the invoice, tax included, as FOCUS requires. Without the Tax rows \
+         (`ChargeCategory <> 'Tax'`), sums of `BilledCost` equal the source sums \
+         (`BillingPreTaxTotal` for usage, `Subtotal` for reconciliation). A Tax row repeats its \
+         charge's columns except the amounts (its tax), the price, quantity, SKU and commitment \
+         columns (null) and `x_BilledTax`/`x_BilledTotal` (null: the charge's row has them); \
+         its PricingCurrencyEffectiveCost is the tax ÷ `PCToBCExchangeRate`.\n\n\
          Conventions:\n\n\
          - Costs and prices are DECIMAL(38,12) (docs/parquet.md); products (`×`) are exact \
          products rounded half away from zero to 12 places. Microsoft rounds its own totals differently (ROUNDDOWN to \

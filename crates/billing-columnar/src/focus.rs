@@ -150,7 +150,7 @@ const R_LINE: &[&str] = &["ProductId", "ReservationOrderId"];
 /// Microsoft has one; the rest keep Partner Center's names after `x_`.
 pub(crate) const FOCUS_COLUMNS: &[FocusColumn] = &[
     f("AvailabilityZone", S, Null, Null, "not in the exports"),
-    f("BilledCost", N, Col("BillingPreTaxTotal"), Col("Subtotal"), "pre-tax, billing currency; tax is x_BilledTax"),
+    f("BilledCost", N, Col("BillingPreTaxTotal"), Col("Subtotal"), "pre-tax, billing currency; the tax is in the Tax rows (and x_BilledTax)"),
     f("BillingAccountId", S, Col("PartnerId"), Col("PartnerId"), "the CSP partner's tenant"),
     f("BillingAccountName", S, Expr::Coalesce(&["PartnerName", "PartnerId"]), Expr::Coalesce(&["PartnerName", "PartnerId"]), "reconciliation files carry no partner name: the tenant id there"),
     f("BillingAccountType", S, Const("CSP Partner"), Const("CSP Partner"), ""),
@@ -359,6 +359,98 @@ pub(crate) fn derive(
     Ok(())
 }
 
+/// FOCUS columns a Tax row sets to its tax amount (`TaxTotal`); the rest of
+/// [`TAX_NULL`] are null, and every other column repeats the charge's value.
+const TAX_AMOUNT: &[&str] = &["BilledCost", "EffectiveCost", "ListCost", "ContractedCost"];
+/// Columns that describe a price, a quantity or a commitment: null on Tax rows (FOCUS wants
+/// SkuPriceId, PricingCategory and the pricing columns null for taxes), and the tax columns,
+/// which the charge's row carries.
+const TAX_NULL: &[&str] = &[
+    "CommitmentDiscountCategory",
+    "CommitmentDiscountId",
+    "CommitmentDiscountName",
+    "CommitmentDiscountQuantity",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountType",
+    "CommitmentDiscountUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedUnitPrice",
+    "ListUnitPrice",
+    "PricingCategory",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyListUnitPrice",
+    "PricingQuantity",
+    "PricingUnit",
+    "SkuId",
+    "SkuMeter",
+    "SkuPriceDetails",
+    "SkuPriceId",
+    "x_BilledTax",
+    "x_BilledTotal",
+    "x_EffectiveUnitPrice",
+];
+
+/// Appends a Tax row for each reconciliation row with a non-zero `TaxTotal` (after the row
+/// group's rows), so that BilledCost per InvoiceId adds up to the invoice, tax included, as
+/// FOCUS requires; returns the rows taxed, whose other columns the caller repeats.
+pub(crate) fn append_tax_rows(schema: &Schema, typed: &[ColBuf], out: &mut [ColBuf]) -> Vec<usize> {
+    let Some(tax) = schema.index_of("TaxTotal").map(|i| &typed[i]) else {
+        return Vec::new();
+    };
+    let Values::Dec(amounts) = &tax.values else {
+        return Vec::new();
+    };
+    // The tax in the pricing currency: TaxTotal ÷ PCToBCExchangeRate (null without a rate).
+    let rate = schema.index_of("PCToBCExchangeRate").map(|i| &typed[i]);
+    let rates: Vec<Option<i128>> = match rate.map(|c| (c, &c.values)) {
+        Some((c, Values::Dec(r))) => rows_of(c).map(|v| v.map(|i| r[i])).collect(),
+        _ => vec![None; tax.defs.len()],
+    };
+    let mut rows = Vec::new();
+    let mut values = Vec::new();
+    let mut pricing = Vec::new();
+    for (row, v) in rows_of(tax).enumerate() {
+        if let Some(i) = v.filter(|&i| amounts[i] != 0) {
+            rows.push(row);
+            values.push(amounts[i]);
+            pricing.push(rates[row].and_then(|r| divide(amounts[i], r)));
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    for (fc, b) in FOCUS_COLUMNS.iter().zip(out.iter_mut()) {
+        if fc.name == "ChargeCategory" {
+            (0..rows.len()).for_each(|_| b.push_str(b"Tax"));
+        } else if let ("PricingCurrencyEffectiveCost", Values::Dec(v)) = (fc.name, &mut b.values) {
+            for p in &pricing {
+                v.extend(*p);
+                b.defs.push(i16::from(p.is_some()));
+            }
+        } else if TAX_NULL.contains(&fc.name) {
+            (0..rows.len()).for_each(|_| b.push_null());
+        } else if let (true, Values::Dec(v)) = (TAX_AMOUNT.contains(&fc.name), &mut b.values) {
+            v.extend_from_slice(&values);
+            b.defs.extend(std::iter::repeat_n(1, values.len()));
+        } else {
+            b.repeat_rows(&rows);
+        }
+    }
+    rows
+}
+
+/// `a ÷ b` of two scaled decimals, rounded half away from zero (`None` for 0 or overflow).
+fn divide(a: i128, b: i128) -> Option<i128> {
+    if b == 0 {
+        return None;
+    }
+    let num = a.checked_mul(Decimal::ONE.scaled())?;
+    let (q, r) = (num / b, num % b);
+    let up = r.unsigned_abs().checked_mul(2)? >= b.unsigned_abs();
+    Some(if up { q + num.signum() * b.signum() } else { q })
+}
+
 /// One source value of row `i` of `col` for a rule.
 fn val_at(col: &ColBuf, i: usize) -> Val<'_> {
     match &col.values {
@@ -485,5 +577,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn division_rounds_half_away_from_zero() {
+        let d = |x: i128| x * Decimal::ONE.scaled();
+        assert_eq!(divide(d(1), d(4)), Some(Decimal::ONE.scaled() / 4));
+        assert_eq!(divide(d(-2), d(3)), Some(-666_666_666_667));
+        assert_eq!(divide(d(1), 0), None);
     }
 }

@@ -235,9 +235,28 @@ impl<F: Write + Send> FocusView<'_, F> {
                 .map(|p| (day(p.start), day(p.end))),
         };
         focus::derive(self.schema, &g.cols[..known], g.rows, &ctx, self.cols)?;
+        let taxed = focus::append_tax_rows(self.schema, &g.cols[..known], self.cols);
+        // Unknown columns repeat the taxed rows too (copies only when there are Tax rows).
+        let extra: Vec<ColBuf> = if taxed.is_empty() {
+            Vec::new()
+        } else {
+            g.cols[known..]
+                .iter()
+                .chain([&g.late])
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.repeat_rows(&taxed);
+                    c
+                })
+                .collect()
+        };
         let mut refs: Vec<&ColBuf> = self.cols.iter().collect();
-        refs.extend(g.cols[known..].iter());
-        refs.push(&g.late);
+        if taxed.is_empty() {
+            refs.extend(g.cols[known..].iter());
+            refs.push(&g.late);
+        } else {
+            refs.extend(extra.iter());
+        }
         if let Some(out) = self.out.take() {
             let md = metadata(self.schema, "focus", self.unknown);
             let fields = focus_fields(self.unknown);
