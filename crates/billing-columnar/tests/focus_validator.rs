@@ -335,7 +335,7 @@ fn skip_reason(detail: &str) -> &'static str {
          names a feature Partner Center data does not have (virtual currencies, several \
          sub-account or billing-account types in one dataset)."
     } else {
-        "**Composite rules whose parts are all skipped** (for the reasons above)."
+        "**Composite rules whose parts are all skipped** (for the other reasons of this list)."
     }
 }
 
