@@ -169,13 +169,19 @@ pub(crate) fn recon_category(_: &RowCtx, v: &[Val], _: &mut Vec<u8>) -> Out {
 }
 
 /// Reconciliation `ChargeFrequency`: `ProductId`, `ReservationOrderId`, `BillingFrequency`,
-/// `TermAndBillingCycle`. Microsoft leaves BillingFrequency blank for one-time charges;
-/// `basic` files have no BillingFrequency, so the term's billing cycle decides there.
-pub(crate) fn recon_frequency(_: &RowCtx, v: &[Val], _: &mut Vec<u8>) -> Out {
+/// `TermAndBillingCycle`. Microsoft leaves BillingFrequency blank for one-time charges and
+/// for every unbilled row; there, and in `basic` files (no BillingFrequency), the term's
+/// billing cycle decides.
+pub(crate) fn recon_frequency(ctx: &RowCtx, v: &[Val], _: &mut Vec<u8>) -> Out {
     if is_azure_line(v[0], v[1]) {
         return Out::Str("Usage-Based");
     }
-    let recurring = match (v[2], v[3].str()) {
+    // Unbilled rows leave BillingFrequency blank whatever the charge: the term decides there.
+    let frequency = match (v[2], ctx.status) {
+        (Val::Null, BillingStatus::Unbilled) => Val::Absent,
+        (f, _) => f,
+    };
+    let recurring = match (frequency, v[3].str()) {
         (Val::Str(f), _) => !contains(f, "one"),
         (Val::Absent, Some(term)) => {
             contains(term, "monthly billing")
@@ -555,6 +561,15 @@ mod tests {
             ),
             "Recurring"
         );
+        // Unbilled rows leave BillingFrequency blank: the term decides.
+        let unbilled = RowCtx {
+            status: BillingStatus::Unbilled,
+            period: None,
+        };
+        let monthly = s("One-Year commitment for monthly billing");
+        let row = [lic[0], lic[1], Val::Null, monthly];
+        assert_eq!(run(recon_frequency, &unbilled, &row), "Recurring");
+        assert_eq!(run(recon_frequency, &ctx, &row), "One-Time");
         assert_eq!(
             run(recon_category, &ctx, &[s("DZH318Z0BQ3Q"), Val::Null]),
             "Usage"
