@@ -11,6 +11,7 @@ fi
 
 echo "==> cargo test (every crate of the workspace)"
 crates/billing-columnar/tests/support/duckdb-venv.sh >/dev/null # DuckDB (PyPI) for billing-columnar's read-back tests
+crates/billing-columnar/tests/support/focus-validator-venv.sh >/dev/null # the official FOCUS validator (PyPI)
 cargo test --workspace --locked --lib --bins --tests -- --color never
 
 echo "==> the deployed handler links no emulator, test or build-tool crate"

@@ -8,6 +8,9 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+#[path = "../crates/billing-columnar/tests/support/focus_validator.rs"]
+mod focus_validator;
+
 use billing_columnar::{AttributeSet, ColumnType, Dataset, Schema};
 use functions_runtime::TimerInfo;
 use partner_billing_export::functions::start_exports;
@@ -108,7 +111,8 @@ fn run_manifests(bed: &TestBed) -> Vec<(String, Value)> {
 }
 
 /// The FOCUS file of a partition: one row per source row, BilledCost the pre-tax amount, the
-/// billing status of its export kind.
+/// billing status of its export kind; reconciliation adds a Tax row per taxed row, whose
+/// BilledCost adds up to the tax, so that the file's BilledCost is Σ Subtotal + Σ TaxTotal.
 fn check_focus(
     root: &Path,
     focus: &str,
@@ -123,7 +127,11 @@ fn check_focus(
     };
     let got = &duckdb::rows(
         root,
-        &format!("SELECT count(*), coalesce(sum(BilledCost), 0)::VARCHAR, min(x_BillingStatus) FROM '{focus}'"),
+        &format!(
+            "SELECT count(*) FILTER (WHERE ChargeCategory <> 'Tax'), \
+             coalesce(sum(BilledCost) FILTER (WHERE ChargeCategory <> 'Tax'), 0)::VARCHAR, \
+             min(x_BillingStatus), coalesce(sum(BilledCost), 0)::VARCHAR FROM '{focus}'"
+        ),
     )[0];
     assert_eq!(
         got[0].as_deref(),
@@ -142,6 +150,32 @@ fn check_focus(
         "unbilled"
     };
     assert_eq!(got[2].as_deref(), Some(status), "{focus}");
+    if dataset == Dataset::Reconciliation {
+        let total: i128 = rows
+            .iter()
+            .map(|r| amount(r.get("Subtotal")) + amount(r.get("TaxTotal")))
+            .sum();
+        assert_eq!(
+            scaled(got[3].as_deref().unwrap()),
+            total,
+            "BilledCost with the Tax rows of {focus} is Subtotal + TaxTotal"
+        );
+    }
+}
+
+/// The official FOCUS validator finds no failing rule in a FOCUS file of each export kind
+/// (billing-columnar's validator test covers the basic attribute set and the rule list).
+fn the_official_validator_passes(root: &Path, files: &BTreeMap<String, String>) {
+    assert_eq!(files.len(), 4, "one FOCUS file per export kind: {files:?}");
+    for (kind, focus) in files {
+        let v = focus_validator::check(&root.join(focus));
+        assert!(
+            v.failing.is_empty(),
+            "{kind}: failing FOCUS validator rules {:?}\n{}",
+            v.failing,
+            v.text
+        );
+    }
 }
 
 #[tokio::test]
@@ -155,6 +189,7 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
         manifests.len()
     );
     let mut checked = 0;
+    let mut first_focus = BTreeMap::new();
     for (folder, m) in &manifests {
         let kind = m["request"]["kind"].as_str().unwrap();
         let dataset = if kind.ends_with("Usage") {
@@ -224,10 +259,12 @@ async fn duckdb_reads_our_parquet_and_focus_files_with_the_json_sources_counts_a
             );
 
             check_focus(root, &focus, dataset, kind, &rows);
+            first_focus.entry(kind.to_string()).or_insert(focus);
             checked += 1;
         }
     }
     assert!(checked >= 16, "{checked} partitions checked");
+    the_official_validator_passes(root, &first_focus);
 
     // The README's FOCUS query runs as printed and finds every billed usage row's cost.
     let query = include_str!("../README.md")

@@ -155,6 +155,36 @@ impl ColBuf {
         }
     }
 
+    /// Appends a copy of each row of `rows` (row indices, nulls kept): the Tax rows of the
+    /// FOCUS view repeat their charge's values.
+    pub fn repeat_rows(&mut self, rows: &[usize]) {
+        let mut index = Vec::with_capacity(self.defs.len());
+        let mut k = 0;
+        for &d in &self.defs {
+            index.push((d == 1).then(|| {
+                k += 1;
+                k - 1
+            }));
+        }
+        for &r in rows {
+            let Some(i) = index[r] else {
+                self.defs.push(0);
+                continue;
+            };
+            match &mut self.values {
+                Values::Str { bytes, ends } => {
+                    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                    bytes.extend_from_within(start..ends[i] as usize);
+                    ends.push(bytes.len() as u32);
+                }
+                Values::Dec(v) => v.push(v[i]),
+                Values::Int(v) | Values::Ts(v) => v.push(v[i]),
+                Values::Date(v) => v.push(v[i]),
+            }
+            self.defs.push(1);
+        }
+    }
+
     /// The string at `value_index` (the position among non-null values) of a string column.
     pub fn str_at(&self, value_index: usize) -> &[u8] {
         match &self.values {

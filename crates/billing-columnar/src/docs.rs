@@ -92,8 +92,14 @@ pub fn focus_markdown() -> String {
          `billing-columnar` can write, in the same pass as the typed Parquet (docs/schema.md), a \
          Parquet file aligned with **FOCUS {FOCUS_VERSION}** (FinOps Open Cost and Usage \
          Specification); the file's key-value metadata says `focus_version` = `{FOCUS_VERSION}`. \
-         One row per Partner Center row; no row is split or merged, so sums of `BilledCost` equal \
-         the source sums (`BillingPreTaxTotal` for usage, `Subtotal` for reconciliation).\n\n\
+         One row per Partner Center row, plus, in reconciliation, a `Tax` row (ChargeCategory \
+         `Tax`, BilledCost = `TaxTotal`) after each row with tax, so that BilledCost per \
+         InvoiceId adds up to the invoice, tax included, as FOCUS requires. Without the Tax rows \
+         (`ChargeCategory <> 'Tax'`), sums of `BilledCost` equal the source sums \
+         (`BillingPreTaxTotal` for usage, `Subtotal` for reconciliation). A Tax row repeats its \
+         charge's columns except the amounts (its tax), the price, quantity, SKU and commitment \
+         columns (null) and `x_BilledTax`/`x_BilledTotal` (null: the charge's row has them); \
+         its PricingCurrencyEffectiveCost is the tax ÷ `PCToBCExchangeRate`.\n\n\
          Conventions:\n\n\
          - Costs and prices are DECIMAL(38,12) (docs/parquet.md); products (`×`) are exact \
          products rounded half away from zero to 12 places. Microsoft rounds its own totals differently (ROUNDDOWN to \
@@ -105,9 +111,27 @@ pub fn focus_markdown() -> String {
          - Partner Center specifics are `x_` extension columns. Unknown keys of the source \
          become `{FOCUS_UNKNOWN_PREFIX}<Key>` columns and `{LATE_UNKNOWN_COLUMN}` as in the typed \
          view.\n\
-         - Not derivable from these exports (left out): AvailabilityZone, CapacityReservation*, \
-         CommitmentDiscountCategory/Name/Quantity/Status/Unit, ResourceName, ResourceType, \
-         ServiceSubcategory, SkuMeter, SkuPriceDetails.\n\n\
+         - Columns the exports cannot fill are present and null (AvailabilityZone, \
+         CapacityReservationId/Status, CommitmentDiscountName, SkuPriceDetails), so readers \
+         and the validator find every column Microsoft's platform supports.\n\
+         - Extension columns carry the names of Microsoft's own FOCUS exports and of FinOps \
+         hubs' `Costs_raw` table where Microsoft has one (`x_CustomerId`, `x_ResellerId`, \
+         `x_BillingExchangeRate`, `x_PartnerCreditApplied`, `x_SkuMeterId`, \
+         `x_ResourceGroupName`, …), so hubs keeps them; Partner Center columns Microsoft has no \
+         name for keep theirs (`x_ChargeType`, `x_CreditType`, `x_MpnId`, `x_OrderId`, \
+         `x_SubscriptionId`, …). `x_SourceName`/`x_SourceType` name the export kind.\n\
+         - SubAccount is the subscription, as in Microsoft's exports (usage: the Azure \
+         subscription, `EntitlementId`; reconciliation: Partner Center's billing subscription); \
+         the customer is `x_CustomerId`/`x_CustomerName`.\n\
+         - Where FOCUS and Microsoft's own mapping differ, the view follows FOCUS: `ChargeClass` is \
+         `Correction` only for reversals of an earlier billing period (Microsoft: every \
+         refund); units are in FOCUS's unit format (`GB-Months` for Microsoft's \
+         `1 GB/Month`).\n\
+         - Commitments: reservation and savings-plan purchases have EffectiveCost 0 and usage a \
+         commitment covers is `Committed` with the purchase's order id. Partner Center's usage \
+         carries no amortised cost (covered usage is priced 0), so the commitment's cost is in \
+         the purchase's BilledCost only; amortising it needs the purchase and the usage \
+         together, which a single export does not have.\n\n\
          | FOCUS column | Type | Usage (billed/unbilled) | Reconciliation (billed/unbilled) | Note |\n\
          |---|---|---|---|---|\n"
     );
@@ -124,5 +148,8 @@ pub fn focus_markdown() -> String {
             c.name, ty, c.usage, c.reconciliation, c.note
         );
     }
+    // Written by the validator test (tests/focus_validator.rs) with UPDATE_DOCS=1.
+    s.push('\n');
+    s.push_str(include_str!("focus_validator_skips.md"));
     s
 }

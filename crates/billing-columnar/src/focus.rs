@@ -4,11 +4,30 @@
 use std::fmt;
 
 use crate::columns::{ColBuf, Values};
+use crate::focus_lookup as lookup;
+use crate::focus_rules::{self as rules, Out, RowCtx, RowFn, Val};
 use crate::schema::{BillingStatus, ColumnType, Schema};
-use crate::value::{civil_from_days, days_from_civil, Decimal, MICROS_PER_DAY};
+use crate::value::{Decimal, MICROS_PER_DAY};
 
 /// The FOCUS specification version the view follows (also in the Parquet metadata).
 pub const FOCUS_VERSION: &str = "1.2";
+
+/// `x_SourceName` of every row: FinOps hubs keeps this column and its reports use it to tell
+/// data sources apart.
+pub const SOURCE_NAME: &str = "Microsoft Partner Center";
+
+/// `x_SourceType` of a dataset's rows: `BilledUsage`, `BilledReconciliation`,
+/// `UnbilledUsage` or `UnbilledReconciliation`, so that the kinds, which overlap (an invoice's
+/// Azure lines are in both usage and reconciliation), stay apart in hubs.
+pub fn source_type(dataset: crate::Dataset, status: BillingStatus) -> &'static str {
+    use crate::Dataset::{Reconciliation, Usage};
+    match (status, dataset) {
+        (BillingStatus::Billed, Usage) => "BilledUsage",
+        (BillingStatus::Billed, Reconciliation) => "BilledReconciliation",
+        (BillingStatus::Unbilled, Usage) => "UnbilledUsage",
+        (BillingStatus::Unbilled, Reconciliation) => "UnbilledReconciliation",
+    }
+}
 
 /// How a FOCUS column is computed from one Partner Center row.
 #[derive(Clone, Copy)]
@@ -21,22 +40,17 @@ pub(crate) enum Expr {
     Const(&'static str),
     /// `billed` or `unbilled`, from the convert options.
     Status,
+    /// The kind of export ([`source_type`]): billing status and dataset.
+    SourceType,
     /// Midnight (UTC) starting the day of a date or timestamp column.
     DayStart(&'static str),
     /// Midnight (UTC) after the day of a date or timestamp column (FOCUS ends are exclusive).
     NextDay(&'static str),
-    /// Midnight of the first day of the month of a date or timestamp column.
-    MonthStart(&'static str),
-    /// Midnight of the first day of the following month.
-    NextMonthStart(&'static str),
     /// Product of decimal columns, rounded half away from zero to the decimal scale.
     Mul(&'static [&'static str]),
-    /// A value mapping of a string column (`None` when absent): name for docs, function.
-    Map(
-        &'static str,
-        &'static str,
-        fn(Option<&[u8]>) -> Option<&'static str>,
-    ),
+    /// A rule of `focus_rules` over these columns: the columns, the rule's name for the docs,
+    /// the rule.
+    Row(&'static [&'static str], &'static str, RowFn),
     Null,
 }
 
@@ -53,12 +67,11 @@ impl fmt::Display for Expr {
             Expr::Coalesce(cs) => write!(f, "first non-empty of {}", list(cs, ", ")),
             Expr::Const(v) => write!(f, "\"{v}\""),
             Expr::Status => f.write_str("\"billed\" / \"unbilled\" (export kind)"),
+            Expr::SourceType => f.write_str("source type (export kind, dataset)"),
             Expr::DayStart(c) => write!(f, "day of `{c}`, 00:00Z"),
             Expr::NextDay(c) => write!(f, "day after `{c}`, 00:00Z"),
-            Expr::MonthStart(c) => write!(f, "first of the month of `{c}`"),
-            Expr::NextMonthStart(c) => write!(f, "first of the month after `{c}`"),
             Expr::Mul(cs) => f.write_str(&list(cs, " × ")),
-            Expr::Map(c, name, _) => write!(f, "{name}(`{c}`)"),
+            Expr::Row(cs, name, _) => write!(f, "{name}({})", list(cs, ", ")),
             Expr::Null => f.write_str("null"),
         }
     }
@@ -89,99 +102,142 @@ const fn f(
     }
 }
 
-fn correction(charge_type: Option<&[u8]>) -> Option<&'static str> {
-    let t = charge_type?.to_ascii_lowercase();
-    let corrects = [&b"refund"[..], b"cancel", b"remove"]
-        .iter()
-        .any(|w| t.windows(w.len()).any(|x| x == *w));
-    corrects.then_some("Correction")
-}
-
-fn recon_frequency(freq: Option<&[u8]>) -> Option<&'static str> {
-    match freq.map(<[u8]>::to_ascii_lowercase).as_deref() {
-        Some(b"onetime" | b"one-time" | b"one time") => Some("One-Time"),
-        _ => Some("Recurring"),
-    }
-}
-
-fn service_category(meter_category: Option<&[u8]>) -> Option<&'static str> {
-    Some(match meter_category.unwrap_or_default() {
-        b"Virtual Machines" | b"Container Instances" | b"Functions" | b"App Service" => "Compute",
-        b"Storage" => "Storage",
-        b"Bandwidth" | b"Virtual Network" | b"Load Balancer" | b"VPN Gateway" => "Networking",
-        b"SQL Database" | b"Azure Cosmos DB" | b"Redis Cache" => "Databases",
-        b"Azure Monitor" | b"Log Analytics" => "Management and Governance",
-        _ => "Other",
-    })
-}
-
 use ColumnType::{Decimal as N, Integer as I, String as S, Timestamp as T};
-use Expr::{Col, Const};
+use Expr::{Col, Const, Null, Row};
+
+const U_COMMIT: &[&str] = &[
+    "BenefitOrderID",
+    "ChargeType",
+    "UsageDate",
+    "Quantity",
+    "UnitType",
+];
+const R_COMMIT: &[&str] = &[
+    "ReservationOrderId",
+    "ChargeType",
+    "ChargeStartDate",
+    "BillableQuantity",
+    "UnitType",
+];
+const U_PRICE: &[&str] = &[
+    "EffectiveUnitPrice",
+    "UnitPrice",
+    "BenefitOrderID",
+    "PCToBCExchangeRate",
+    "Quantity",
+    "BillingPreTaxTotal",
+];
+const R_PRICE: &[&str] = &[
+    "EffectiveUnitPrice",
+    "UnitPrice",
+    "ReservationOrderId",
+    "PCToBCExchangeRate",
+    "BillableQuantity",
+    "Subtotal",
+];
+const U_SERVICE: &[&str] = &[
+    "ConsumedService",
+    "ResourceURI",
+    "MeterCategory",
+    "ProductName",
+    "SkuName",
+];
+const R_SERVICE: &[&str] = &["ConsumedService", "ResourceURI", "ProductName", "SkuName"];
+const R_LINE: &[&str] = &["ProductId", "ReservationOrderId"];
 
 /// Partner Center to FOCUS 1.2: the single source of the mapping and of docs/focus.md.
+/// Extension columns use the names Microsoft's own FOCUS exports and FinOps hubs use where
+/// Microsoft has one; the rest keep Partner Center's names after `x_`.
 pub(crate) const FOCUS_COLUMNS: &[FocusColumn] = &[
-    f("BilledCost", N, Col("BillingPreTaxTotal"), Col("Subtotal"), "pre-tax, billing currency; tax is x_BilledTax"),
+    f("AvailabilityZone", S, Null, Null, "not in the exports"),
+    f("BilledCost", N, Col("BillingPreTaxTotal"), Col("Subtotal"), "pre-tax, billing currency; the tax is in the Tax rows (and x_BilledTax)"),
     f("BillingAccountId", S, Col("PartnerId"), Col("PartnerId"), "the CSP partner's tenant"),
-    f("BillingAccountName", S, Col("PartnerName"), Col("PartnerName"), "not in reconciliation files: null there"),
+    f("BillingAccountName", S, Expr::Coalesce(&["PartnerName", "PartnerId"]), Expr::Coalesce(&["PartnerName", "PartnerId"]), "reconciliation files carry no partner name: the tenant id there"),
     f("BillingAccountType", S, Const("CSP Partner"), Const("CSP Partner"), ""),
     f("BillingCurrency", S, Col("BillingCurrency"), Col("Currency"), ""),
-    f("BillingPeriodEnd", T, Expr::NextDay("ChargeEndDate"), Expr::NextMonthStart("ChargeStartDate"), "exclusive end"),
-    f("BillingPeriodStart", T, Expr::DayStart("ChargeStartDate"), Expr::MonthStart("ChargeStartDate"), "usage: the billing cycle; reconciliation: month of the charge start"),
-    f("ChargeCategory", S, Const("Usage"), Const("Purchase"), "reconciliation lines are licence/seat purchases and their changes"),
-    f("ChargeClass", S, Expr::Map("ChargeType", "correction", correction), Expr::Map("ChargeType", "correction", correction), "\"Correction\" when ChargeType names a refund, cancellation or removal"),
-    f("ChargeDescription", S, Col("SkuName"), Col("SkuName"), ""),
-    f("ChargeFrequency", S, Const("Usage-Based"), Expr::Map("BillingFrequency", "frequency", recon_frequency), "OneTime → One-Time, otherwise Recurring"),
+    f("BillingPeriodEnd", T, Row(&["ChargeEndDate"], "period end", rules::usage_period_end), Row(&["ChargeStartDate"], "period end", rules::recon_period_end), "exclusive end of the invoice's billing period (billed) or the export period (unbilled) when the run gives it; otherwise the day after ChargeEndDate (usage) or the month after ChargeStartDate (reconciliation)"),
+    f("BillingPeriodStart", T, Row(&["ChargeStartDate"], "period start", rules::usage_period_start), Row(&["ChargeStartDate"], "period start", rules::recon_period_start), "the invoice's (billed) or the export's (unbilled) billing period when the run gives it; otherwise ChargeStartDate's day (usage) or month (reconciliation)"),
+    f("CapacityReservationId", S, Null, Null, "not in the exports"),
+    f("CapacityReservationStatus", S, Null, Null, "not in the exports"),
+    f("ChargeCategory", S, Const("Usage"), Row(R_LINE, "usage or purchase", rules::recon_category), "the invoice's Azure consumption lines (Azure plan products, no reservation order) are Usage; licences, marketplace and commitment purchases are Purchase"),
+    f("ChargeClass", S, Row(&["ChargeType", "UsageDate"], "correction", rules::charge_class), Row(&["ChargeType", "ChargeStartDate"], "correction", rules::charge_class), "\"Correction\" for a refund, cancellation or removal of a charge that started before the billing period; same-period reversals are not corrections"),
+    f("ChargeDescription", S, Expr::Coalesce(&["ProductName", "MeterName", "SkuName"]), Expr::Coalesce(&["ProductName", "SkuName"]), "the product's name, as Microsoft's own FOCUS export"),
+    f("ChargeFrequency", S, Const("Usage-Based"), Row(&["ProductId", "ReservationOrderId", "BillingFrequency", "TermAndBillingCycle"], "frequency", rules::recon_frequency), "Azure lines Usage-Based; blank BillingFrequency (Microsoft: one-time) One-Time, any other Recurring; unbilled rows (always blank) and basic files (no column): from the term's billing cycle"),
     f("ChargePeriodEnd", T, Expr::NextDay("UsageDate"), Expr::NextDay("ChargeEndDate"), "exclusive end"),
     f("ChargePeriodStart", T, Expr::DayStart("UsageDate"), Expr::DayStart("ChargeStartDate"), ""),
-    f("CommitmentDiscountId", S, Col("BenefitOrderID"), Col("ReservationOrderId"), ""),
-    f("CommitmentDiscountType", S, Col("BenefitType"), Expr::Null, ""),
-    f("ConsumedQuantity", N, Col("Quantity"), Expr::Null, "purchases have no consumed quantity"),
-    f("ConsumedUnit", S, Col("Unit"), Expr::Null, ""),
-    f("ContractedCost", N, Expr::Mul(&["EffectiveUnitPrice", "Quantity", "PCToBCExchangeRate"]), Expr::Mul(&["EffectiveUnitPrice", "BillableQuantity", "PCToBCExchangeRate"]), "unit prices are in the pricing currency; Microsoft's own rounding (ROUNDDOWN to cents) is not replayed"),
-    f("ContractedUnitPrice", N, Expr::Mul(&["EffectiveUnitPrice", "PCToBCExchangeRate"]), Expr::Mul(&["EffectiveUnitPrice", "PCToBCExchangeRate"]), "in the billing currency"),
-    f("EffectiveCost", N, Col("BillingPreTaxTotal"), Col("Subtotal"), "no amortisation data in these exports: equals BilledCost"),
+    f("CommitmentDiscountCategory", S, Row(&["BenefitOrderID", "BenefitType"], "category", rules::commitment_category), Row(&["ReservationOrderId", "ProductName"], "category", rules::commitment_category), "Spend for savings plans, Usage for reservations"),
+    f("CommitmentDiscountId", S, Col("BenefitOrderID"), Col("ReservationOrderId"), "the order id on both sides, so usage joins its purchase"),
+    f("CommitmentDiscountName", S, Null, Null, "not in the exports"),
+    f("CommitmentDiscountQuantity", N, Row(U_COMMIT, "commitment quantity", rules::commitment_quantity), Row(R_COMMIT, "commitment quantity", rules::commitment_quantity), "the pricing quantity of rows with a commitment, except corrections"),
+    f("CommitmentDiscountStatus", S, Row(&["BenefitOrderID"], "used", rules::commitment_status), Null, "Used on usage a commitment covers; the exports show no unused commitment"),
+    f("CommitmentDiscountType", S, Col("BenefitType"), Row(&["ReservationOrderId", "ProductName"], "type", rules::recon_commitment_type), "Microsoft's benefit type (usage); Reservation or Savings Plan (reconciliation)"),
+    f("CommitmentDiscountUnit", S, Row(U_COMMIT, "commitment unit", rules::commitment_unit), Row(R_COMMIT, "commitment unit", rules::commitment_unit), "the pricing unit where there is a commitment quantity"),
+    f("ConsumedQuantity", N, Col("Quantity"), Row(&["ProductId", "ReservationOrderId", "BillableQuantity"], "consumed", rules::recon_consumed_quantity), "Azure lines only in reconciliation: purchases consume nothing"),
+    f("ConsumedUnit", S, Row(&["Unit", "UnitType"], "unit", lookup::unit), Row(&["ProductId", "ReservationOrderId", "BillableQuantity", "UnitType"], "consumed unit", rules::recon_consumed_unit), "FOCUS unit format, as PricingUnit"),
+    f("ContractedCost", N, Row(U_PRICE, "contracted cost", rules::contracted_cost), Row(R_PRICE, "contracted cost", rules::contracted_cost), "contracted unit price × quantity; BilledCost where a factor is missing. Microsoft's own rounding (ROUNDDOWN to cents) is not replayed"),
+    f("ContractedUnitPrice", N, Row(U_PRICE, "contracted price", rules::contracted_price), Row(R_PRICE, "contracted price", rules::contracted_price), "EffectiveUnitPrice × PCToBCExchangeRate; UnitPrice on rows a commitment covers (their effective price is 0, the contracted price is before commitment discounts)"),
+    f("EffectiveCost", N, Col("BillingPreTaxTotal"), Row(&["ProductId", "ReservationOrderId", "Subtotal"], "effective cost", rules::recon_effective_cost), "0 for reservation and savings-plan purchases (FOCUS); usage a commitment covers is 0 in Microsoft's data, which carries no amortised cost"),
     f("InvoiceId", S, Col("InvoiceNumber"), Col("InvoiceNumber"), "null (empty) in unbilled exports"),
     f("InvoiceIssuerName", S, Const("Microsoft"), Const("Microsoft"), "Microsoft invoices the CSP partner"),
-    f("ListCost", N, Expr::Mul(&["UnitPrice", "Quantity", "PCToBCExchangeRate"]), Expr::Mul(&["UnitPrice", "BillableQuantity", "PCToBCExchangeRate"]), "list price converted to the billing currency"),
+    f("ListCost", N, Row(&["UnitPrice", "Quantity", "PCToBCExchangeRate", "BillingPreTaxTotal"], "list cost", rules::list_cost), Row(&["UnitPrice", "BillableQuantity", "PCToBCExchangeRate", "Subtotal"], "list cost", rules::list_cost), "list price converted to the billing currency × quantity; BilledCost where a factor is missing"),
     f("ListUnitPrice", N, Expr::Mul(&["UnitPrice", "PCToBCExchangeRate"]), Expr::Mul(&["UnitPrice", "PCToBCExchangeRate"]), "in the billing currency"),
-    f("PricingCategory", S, Const("Standard"), Const("Standard"), "the exports carry no spot/commitment pricing distinction"),
+    f("PricingCategory", S, Row(&["BenefitOrderID", "MeterName", "MeterSubCategory", "SkuName"], "pricing category", rules::usage_pricing_category), Const("Standard"), "Committed when a reservation or savings plan covers the row, Dynamic for spot meters"),
     f("PricingCurrency", S, Col("PricingCurrency"), Col("PricingCurrency"), ""),
-    f("PricingCurrencyEffectiveCost", N, Col("PricingPreTaxTotal"), Expr::Mul(&["EffectiveUnitPrice", "BillableQuantity"]), ""),
+    f("PricingCurrencyContractedUnitPrice", N, Row(U_PRICE, "contracted price", rules::pricing_contracted_price), Row(R_PRICE, "contracted price", rules::pricing_contracted_price), "as ContractedUnitPrice, in the pricing currency"),
+    f("PricingCurrencyEffectiveCost", N, Col("PricingPreTaxTotal"), Row(&["ProductId", "ReservationOrderId", "EffectiveUnitPrice", "BillableQuantity"], "effective cost", rules::recon_pricing_effective_cost), "0 for commitment purchases"),
+    f("PricingCurrencyListUnitPrice", N, Col("UnitPrice"), Col("UnitPrice"), ""),
     f("PricingQuantity", N, Col("Quantity"), Col("BillableQuantity"), ""),
-    f("PricingUnit", S, Col("UnitType"), Col("UnitType"), "Microsoft's unit text, not normalised"),
+    f("PricingUnit", S, Row(&["UnitType"], "unit", lookup::unit), Row(&["UnitType"], "unit", lookup::unit), "FOCUS unit format: \"1 Hour\" → Hours, \"1 GB/Month\" → GB-Months, \"10K\" → 10000 Units; Units when the export has none"),
     f("ProviderName", S, Const("Microsoft"), Const("Microsoft"), ""),
-    f("PublisherName", S, Col("PublisherName"), Col("PublisherName"), ""),
-    f("RegionId", S, Col("ResourceLocation"), Expr::Null, ""),
-    f("RegionName", S, Col("MeterRegion"), Expr::Null, ""),
-    f("ResourceId", S, Col("ResourceURI"), Expr::Null, ""),
-    f("ServiceCategory", S, Expr::Map("MeterCategory", "category", service_category), Const("Other"), "small lookup of meter categories; Other otherwise"),
-    f("ServiceName", S, Expr::Coalesce(&["MeterCategory", "ProductName", "SkuName"]), Col("ProductName"), ""),
-    f("SkuId", S, Col("SkuId"), Col("SkuId"), ""),
+    f("PublisherName", S, Row(&["PublisherName"], "or Microsoft", rules::or_microsoft), Row(&["PublisherName"], "or Microsoft", rules::or_microsoft), "Microsoft when empty"),
+    f("RegionId", S, Row(&["ResourceLocation"], "region id", rules::region_id), Null, "lower case without spaces"),
+    f("RegionName", S, Col("ResourceLocation"), Null, "the resource's location as Microsoft writes it; the meter's pricing zone is x_SkuRegion"),
+    f("ResourceId", S, Col("ResourceURI"), Null, ""),
+    f("ResourceName", S, Row(&["ResourceURI"], "last segment", rules::resource_name), Null, "last segment of the resource id"),
+    f("ResourceType", S, Row(&["ResourceURI"], "resource type", rules::resource_type), Null, "the Azure resource type in the resource id"),
+    f("ServiceCategory", S, Row(U_SERVICE, "service category", lookup::service_category), Row(R_SERVICE, "service category", lookup::service_category), "from the resource provider (ConsumedService or the resource id), else words of the product's name; Other otherwise"),
+    f("ServiceName", S, Row(U_SERVICE, "service name", lookup::service_name), Row(R_SERVICE, "service name", lookup::service_name), "the provider's service, else the meter category or product name"),
+    f("ServiceSubcategory", S, Row(U_SERVICE, "service subcategory", lookup::service_subcategory), Row(R_SERVICE, "service subcategory", lookup::service_subcategory), "as ServiceCategory; one of FOCUS's subcategories of that category"),
+    f("SkuId", S, Row(&["ProductId", "SkuId"], "product/sku", rules::sku_id), Row(&["ProductId", "SkuId"], "product/sku", rules::sku_id), "ProductId/SkuId: Partner Center's SkuId alone is an index within its product"),
+    f("SkuMeter", S, Expr::Coalesce(&["MeterName", "SkuName"]), Col("SkuName"), ""),
+    f("SkuPriceDetails", S, Null, Null, "not derived"),
     f("SkuPriceId", S, Col("AvailabilityId"), Col("AvailabilityId"), ""),
-    f("SubAccountId", S, Col("CustomerId"), Col("CustomerId"), "the CSP customer's tenant"),
-    f("SubAccountName", S, Col("CustomerName"), Col("CustomerName"), ""),
-    f("SubAccountType", S, Const("Customer"), Const("Customer"), ""),
-    f("Tags", S, Col("Tags"), Expr::Null, "Microsoft's text as is"),
+    f("SubAccountId", S, Col("EntitlementId"), Col("SubscriptionId"), "usage: the Azure subscription (EntitlementId); reconciliation: the billing subscription. The customer is x_CustomerId"),
+    f("SubAccountName", S, Expr::Coalesce(&["EntitlementDescription", "EntitlementId"]), Expr::Coalesce(&["SubscriptionDescription", "SubscriptionId"]), "the subscription's name, else its id"),
+    f("SubAccountType", S, Const("Subscription"), Const("Subscription"), ""),
+    f("Tags", S, Row(&["Tags"], "JSON object", rules::tags), Null, "a JSON object: braces added when Microsoft's text has none"),
+    f("x_BilledTax", N, Null, Col("TaxTotal"), ""),
+    f("x_BilledTotal", N, Null, Col("Total"), "the invoice amount: BilledCost + x_BilledTax"),
+    f("x_BillingAccountId", S, Col("PartnerId"), Col("PartnerId"), "Microsoft's name; with x_BillingProfileId it keeps FinOps hubs from labelling CSP rows EA"),
+    f("x_BillingExchangeRate", N, Col("PCToBCExchangeRate"), Col("PCToBCExchangeRate"), "pricing to billing currency (PCToBCExchangeRate)"),
+    f("x_BillingExchangeRateDate", T, Null, Expr::DayStart("PCToBCExchangeRateDate"), ""),
+    f("x_BillingProfileId", S, Row(&["PartnerId", "BillingCurrency"], "profile", rules::billing_profile), Row(&["PartnerId", "Currency"], "profile", rules::billing_profile), "PartnerId/billing currency: a partner is invoiced per currency; differs from x_BillingAccountId, which FinOps hubs needs to tell CSP from EA"),
     f("x_BillingStatus", S, Expr::Status, Expr::Status, "unbilled rows may still change"),
-    f("x_BilledTax", N, Expr::Null, Col("TaxTotal"), ""),
-    f("x_BilledTotal", N, Expr::Null, Col("Total"), "the invoice amount: BilledCost + x_BilledTax"),
     f("x_ChargeType", S, Col("ChargeType"), Col("ChargeType"), ""),
-    f("x_CreditPercentage", I, Col("CreditPercentage"), Expr::Null, ""),
-    f("x_CreditReasonCode", S, Expr::Null, Col("CreditReasonCode"), ""),
-    f("x_CreditType", S, Col("CreditType"), Expr::Null, ""),
+    f("x_CreditPercentage", I, Col("CreditPercentage"), Null, ""),
+    f("x_CreditReasonCode", S, Null, Col("CreditReasonCode"), ""),
+    f("x_CreditType", S, Col("CreditType"), Null, ""),
     f("x_CustomerCountry", S, Col("CustomerCountry"), Col("CustomerCountry"), ""),
     f("x_CustomerDomainName", S, Col("CustomerDomainName"), Col("CustomerDomainName"), ""),
-    f("x_EntitlementId", S, Col("EntitlementId"), Expr::Null, "the Azure plan entitlement"),
-    f("x_MeterId", S, Col("MeterId"), Expr::Null, ""),
-    f("x_MpnId", S, Col("MpnId"), Col("MpnId"), ""),
-    f("x_OrderId", S, Expr::Null, Col("OrderId"), ""),
-    f("x_PartnerEarnedCreditPercentage", I, Col("PartnerEarnedCreditPercentage"), Expr::Null, ""),
-    f("x_PCToBCExchangeRate", N, Col("PCToBCExchangeRate"), Col("PCToBCExchangeRate"), "pricing to billing currency"),
+    f("x_CustomerId", S, Col("CustomerId"), Col("CustomerId"), "the CSP customer's tenant (Microsoft's name)"),
+    f("x_CustomerName", S, Col("CustomerName"), Col("CustomerName"), ""),
+    f("x_EffectiveUnitPrice", N, Col("EffectiveUnitPrice"), Col("EffectiveUnitPrice"), "pricing currency, after discounts and credits"),
+    f("x_MpnId", S, Col("MpnId"), Col("MpnId"), "the partner's MPN id"),
+    f("x_OrderId", S, Null, Col("OrderId"), ""),
+    f("x_PartnerCreditApplied", S, Row(&["PartnerEarnedCreditPercentage"], "applied", rules::credit_applied), Null, "\"true\" when partner earned credit applies (Microsoft's name, a string as FinOps hubs declares it)"),
+    f("x_PartnerCreditRate", S, Row(&["PartnerEarnedCreditPercentage"], "rate", rules::credit_rate), Null, "the partner earned credit as a fraction (0.15)"),
     f("x_ProductId", S, Col("ProductId"), Col("ProductId"), ""),
-    f("x_PromotionId", S, Expr::Null, Col("PromotionId"), ""),
-    f("x_ReferenceId", S, Expr::Null, Col("ReferenceId"), ""),
-    f("x_SubscriptionId", S, Col("SubscriptionId"), Col("SubscriptionId"), ""),
-    f("x_Tier2MpnId", S, Col("Tier2MpnId"), Col("Tier2MpnId"), "indirect reseller"),
+    f("x_PromotionId", S, Null, Col("PromotionId"), ""),
+    f("x_ReferenceId", S, Null, Col("ReferenceId"), ""),
+    f("x_ResellerId", S, Col("Tier2MpnId"), Col("Tier2MpnId"), "the indirect reseller's MPN id (Tier2MpnId)"),
+    f("x_ResourceGroupName", S, Col("ResourceGroup"), Null, ""),
+    f("x_SkuMeterCategory", S, Col("MeterCategory"), Null, ""),
+    f("x_SkuMeterId", S, Col("MeterId"), Null, ""),
+    f("x_SkuMeterSubcategory", S, Col("MeterSubCategory"), Null, ""),
+    f("x_SkuRegion", S, Col("MeterRegion"), Null, "the meter's pricing zone"),
+    f("x_SourceName", S, Const(SOURCE_NAME), Const(SOURCE_NAME), "a column FinOps hubs keeps"),
+    f("x_SourceType", S, Expr::SourceType, Expr::SourceType, "BilledUsage, BilledReconciliation, UnbilledUsage or UnbilledReconciliation; kept by FinOps hubs"),
+    f("x_SubscriptionId", S, Col("SubscriptionId"), Col("SubscriptionId"), "Partner Center's billing subscription id (not the Azure subscription)"),
 ];
 
 impl FocusColumn {
@@ -213,20 +269,15 @@ fn instant(col: &ColBuf, i: usize) -> i64 {
     }
 }
 
-fn month_start(days: i64, months_after: i64) -> i64 {
-    let (y, m, _) = civil_from_days(days);
-    let total = y * 12 + i64::from(m) - 1 + months_after;
-    days_from_civil(total.div_euclid(12), (total.rem_euclid(12) + 1) as u32, 1)
-}
-
 /// Computes the FOCUS columns of one row group from its typed columns (in schema order).
 pub(crate) fn derive(
     schema: &Schema,
     typed: &[ColBuf],
     rows: usize,
-    status: BillingStatus,
+    ctx: &RowCtx,
     out: &mut Vec<ColBuf>,
 ) -> Result<(), crate::Error> {
+    let status = ctx.status;
     // The buffers are reused from one row group to the next (no allocation per group).
     if out.len() != FOCUS_COLUMNS.len() {
         *out = FOCUS_COLUMNS.iter().map(|fc| ColBuf::new(fc.ty)).collect();
@@ -242,6 +293,10 @@ pub(crate) fn derive(
             Expr::Null => (0..rows).for_each(|_| b.push_null()),
             Expr::Const(v) => (0..rows).for_each(|_| b.push_str(v.as_bytes())),
             Expr::Status => (0..rows).for_each(|_| b.push_str(status.as_str().as_bytes())),
+            Expr::SourceType => {
+                let v = source_type(schema.dataset(), status);
+                (0..rows).for_each(|_| b.push_str(v.as_bytes()));
+            }
             Expr::Col(name) => match col(name) {
                 None => (0..rows).for_each(|_| b.push_null()),
                 Some(src) if fc.ty == ColumnType::String => {
@@ -268,19 +323,8 @@ pub(crate) fn derive(
                     push_str(b, chosen);
                 }
             }
-            Expr::Map(name, _, func) => match col(name) {
-                None => (0..rows).for_each(|_| push_str(b, func(None).map(str::as_bytes))),
-                Some(src) => {
-                    for v in rows_of(src) {
-                        let s = v.map(|i| src.str_at(i));
-                        push_str(b, func(s).map(str::as_bytes));
-                    }
-                }
-            },
-            e @ (Expr::DayStart(name)
-            | Expr::NextDay(name)
-            | Expr::MonthStart(name)
-            | Expr::NextMonthStart(name)) => {
+            Expr::Row(names, _, func) => row_rule(b, names, func, &col, ctx, rows)?,
+            e @ (Expr::DayStart(name) | Expr::NextDay(name)) => {
                 let Values::Ts(vals) = &mut b.values else {
                     return Err(crate::Error::Internal(
                         "FOCUS period column is not a timestamp",
@@ -296,10 +340,8 @@ pub(crate) fn derive(
                             };
                             let day = instant(src, i).div_euclid(MICROS_PER_DAY);
                             let day = match e {
-                                Expr::DayStart(_) => day,
                                 Expr::NextDay(_) => day + 1,
-                                Expr::MonthStart(_) => month_start(day, 0),
-                                _ => month_start(day, 1),
+                                _ => day,
                             };
                             vals.push(day * MICROS_PER_DAY);
                             b.defs.push(1);
@@ -311,6 +353,151 @@ pub(crate) fn derive(
                 let srcs: Option<Vec<&ColBuf>> = names.iter().map(|n| col(n)).collect();
                 product(b, srcs.as_deref(), rows)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// FOCUS columns a Tax row sets to its tax amount (`TaxTotal`); the rest of
+/// [`TAX_NULL`] are null, and every other column repeats the charge's value.
+const TAX_AMOUNT: &[&str] = &["BilledCost", "EffectiveCost", "ListCost", "ContractedCost"];
+/// Columns that describe a price, a quantity or a commitment: null on Tax rows (FOCUS wants
+/// SkuPriceId, PricingCategory and the pricing columns null for taxes), and the tax columns,
+/// which the charge's row carries.
+const TAX_NULL: &[&str] = &[
+    "CommitmentDiscountCategory",
+    "CommitmentDiscountId",
+    "CommitmentDiscountName",
+    "CommitmentDiscountQuantity",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountType",
+    "CommitmentDiscountUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedUnitPrice",
+    "ListUnitPrice",
+    "PricingCategory",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyListUnitPrice",
+    "PricingQuantity",
+    "PricingUnit",
+    "SkuId",
+    "SkuMeter",
+    "SkuPriceDetails",
+    "SkuPriceId",
+    "x_BilledTax",
+    "x_BilledTotal",
+    "x_EffectiveUnitPrice",
+];
+
+/// Appends a Tax row for each reconciliation row with a non-zero `TaxTotal` (after the row
+/// group's rows), so that BilledCost per InvoiceId adds up to the invoice, tax included, as
+/// FOCUS requires; returns the rows taxed, whose other columns the caller repeats.
+pub(crate) fn append_tax_rows(schema: &Schema, typed: &[ColBuf], out: &mut [ColBuf]) -> Vec<usize> {
+    let Some(tax) = schema.index_of("TaxTotal").map(|i| &typed[i]) else {
+        return Vec::new();
+    };
+    let Values::Dec(amounts) = &tax.values else {
+        return Vec::new();
+    };
+    // The tax in the pricing currency: TaxTotal ÷ PCToBCExchangeRate (null without a rate).
+    let rate = schema.index_of("PCToBCExchangeRate").map(|i| &typed[i]);
+    let rates: Vec<Option<i128>> = match rate.map(|c| (c, &c.values)) {
+        Some((c, Values::Dec(r))) => rows_of(c).map(|v| v.map(|i| r[i])).collect(),
+        _ => vec![None; tax.defs.len()],
+    };
+    let mut rows = Vec::new();
+    let mut values = Vec::new();
+    let mut pricing = Vec::new();
+    for (row, v) in rows_of(tax).enumerate() {
+        if let Some(i) = v.filter(|&i| amounts[i] != 0) {
+            rows.push(row);
+            values.push(amounts[i]);
+            pricing.push(rates[row].and_then(|r| divide(amounts[i], r)));
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    for (fc, b) in FOCUS_COLUMNS.iter().zip(out.iter_mut()) {
+        if fc.name == "ChargeCategory" {
+            (0..rows.len()).for_each(|_| b.push_str(b"Tax"));
+        } else if let ("PricingCurrencyEffectiveCost", Values::Dec(v)) = (fc.name, &mut b.values) {
+            for p in &pricing {
+                v.extend(*p);
+                b.defs.push(i16::from(p.is_some()));
+            }
+        } else if TAX_NULL.contains(&fc.name) {
+            (0..rows.len()).for_each(|_| b.push_null());
+        } else if let (true, Values::Dec(v)) = (TAX_AMOUNT.contains(&fc.name), &mut b.values) {
+            v.extend_from_slice(&values);
+            b.defs.extend(std::iter::repeat_n(1, values.len()));
+        } else {
+            b.repeat_rows(&rows);
+        }
+    }
+    rows
+}
+
+/// `a ÷ b` of two scaled decimals, rounded half away from zero (`None` for 0 or overflow).
+fn divide(a: i128, b: i128) -> Option<i128> {
+    if b == 0 {
+        return None;
+    }
+    let num = a.checked_mul(Decimal::ONE.scaled())?;
+    let (q, r) = (num / b, num % b);
+    let up = r.unsigned_abs().checked_mul(2)? >= b.unsigned_abs();
+    Some(if up { q + num.signum() * b.signum() } else { q })
+}
+
+/// One source value of row `i` of `col` for a rule.
+fn val_at(col: &ColBuf, i: usize) -> Val<'_> {
+    match &col.values {
+        Values::Str { .. } => match col.str_at(i) {
+            b"" => Val::Null,
+            s => Val::Str(s),
+        },
+        Values::Dec(v) => Val::Dec(Decimal::from_scaled(v[i])),
+        Values::Int(v) => Val::Int(v[i]),
+        Values::Date(_) | Values::Ts(_) => Val::Time(instant(col, i)),
+    }
+}
+
+/// Fills `b` with a `focus_rules` rule over the columns `names`, row by row.
+fn row_rule<'c>(
+    b: &mut ColBuf,
+    names: &[&str],
+    func: RowFn,
+    col: &dyn Fn(&str) -> Option<&'c ColBuf>,
+    ctx: &RowCtx,
+    rows: usize,
+) -> Result<(), crate::Error> {
+    let srcs: Vec<Option<&ColBuf>> = names.iter().map(|n| col(n)).collect();
+    let mut iters: Vec<_> = srcs.iter().map(|c| c.map(rows_of)).collect();
+    let mut vals = Vec::with_capacity(names.len());
+    let mut scratch = Vec::new();
+    for _ in 0..rows {
+        vals.clear();
+        for (c, it) in srcs.iter().zip(iters.iter_mut()) {
+            vals.push(match (c, it) {
+                (Some(c), Some(it)) => it.next().flatten().map_or(Val::Null, |i| val_at(c, i)),
+                _ => Val::Absent,
+            });
+        }
+        scratch.clear();
+        match (func(ctx, &vals, &mut scratch), &mut b.values) {
+            (Out::Null, _) => b.push_null(),
+            (Out::Str(v), Values::Str { .. }) => b.push_str(v.as_bytes()),
+            (Out::Scratch, Values::Str { .. }) => b.push_str(&scratch),
+            (Out::Dec(d), Values::Dec(v)) => {
+                v.push(d.scaled());
+                b.defs.push(1);
+            }
+            (Out::Time(t), Values::Ts(v)) => {
+                v.push(t);
+                b.defs.push(1);
+            }
+            _ => return Err(crate::Error::Internal("FOCUS rule of the wrong type")),
         }
     }
     Ok(())
@@ -369,9 +556,9 @@ mod tests {
             let s = Schema::new(d, AttributeSet::Full);
             for fc in FOCUS_COLUMNS {
                 let names: Vec<&str> = match fc.expr(&s) {
-                    Expr::Col(c) | Expr::Map(c, ..) => vec![c],
+                    Expr::Col(c) => vec![c],
                     Expr::DayStart(c) | Expr::NextDay(c) => vec![c],
-                    Expr::MonthStart(c) | Expr::NextMonthStart(c) => vec![c],
+                    // A rule's columns may be absent: the rule handles that.
                     Expr::Mul(cs) | Expr::Coalesce(cs) => cs.to_vec(),
                     _ => vec![],
                 };
@@ -392,13 +579,10 @@ mod tests {
     }
 
     #[test]
-    fn mappings() {
-        assert_eq!(correction(Some(b"Refund")), Some("Correction"));
-        assert_eq!(correction(Some(b"new")), None);
-        assert_eq!(recon_frequency(Some(b"OneTime")), Some("One-Time"));
-        assert_eq!(recon_frequency(None), Some("Recurring"));
-        let d = days_from_civil(2026, 12, 15);
-        assert_eq!(month_start(d, 1), days_from_civil(2027, 1, 1));
-        assert_eq!(month_start(d, 0), days_from_civil(2026, 12, 1));
+    fn division_rounds_half_away_from_zero() {
+        let d = |x: i128| x * Decimal::ONE.scaled();
+        assert_eq!(divide(d(1), d(4)), Some(Decimal::ONE.scaled() / 4));
+        assert_eq!(divide(d(-2), d(3)), Some(-666_666_666_667));
+        assert_eq!(divide(d(1), 0), None);
     }
 }

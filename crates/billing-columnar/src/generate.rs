@@ -130,6 +130,17 @@ const PRODUCTS: &[Product] = &[
         price_micros: 252_900,
     },
     Product {
+        product: "DZH318Z0BQ3Q",
+        sku: "00HT",
+        name: "Virtual Machines Dv3 Series",
+        meter_category: "Virtual Machines",
+        meter_sub: "Dv3/DSv3 Series",
+        meter_name: "D2 v3/D2s v3 Spot",
+        service: "Microsoft.Compute",
+        unit: "1 Hour",
+        price_micros: 19_200,
+    },
+    Product {
         product: "DZH318Z0BXSR",
         sku: "000F",
         name: "Log Analytics",
@@ -141,6 +152,44 @@ const PRODUCTS: &[Product] = &[
         price_micros: 2_760_000,
     },
 ];
+
+/// Reconciliation lines that are not Azure consumption: a licence billed monthly and a
+/// reservation paid up front (Microsoft leaves BillingFrequency blank for one-time charges).
+const LICENCE: Product = Product {
+    product: "CFQ7TTC0LF8R",
+    sku: "0002",
+    name: "Microsoft 365 E3",
+    meter_category: "",
+    meter_sub: "",
+    meter_name: "Microsoft 365 E3",
+    service: "",
+    unit: "",
+    price_micros: 36_000_000,
+};
+const RESERVATION: Product = Product {
+    product: "DZH318Z0BQ5S",
+    sku: "00C9",
+    name: "Reserved VM Instance, Standard_D2s_v3, West Europe, 1 Year",
+    meter_category: "",
+    meter_sub: "",
+    meter_name: "Standard_D2s_v3 West Europe 1 Year",
+    service: "",
+    unit: "",
+    price_micros: 512_000_000,
+};
+
+/// What a row is besides its product.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Pay-as-you-go usage or an invoice's Azure consumption line.
+    Azure,
+    /// Usage a reservation or savings plan covers (price 0, the benefit's order id).
+    Covered(&'static str),
+    /// A licence billed monthly (reconciliation).
+    Licence,
+    /// A reservation purchase (reconciliation).
+    Reservation,
+}
 
 const REGIONS: &[&str] = &[
     "westeurope",
@@ -239,6 +288,9 @@ struct Row<'a> {
     billing_10: i64,
     rate_1e4: i64,
     refund: bool,
+    kind: Kind,
+    /// The reservation or savings plan order of the customer (covered usage, purchases).
+    benefit: String,
     tags: String,
     additional: String,
 }
@@ -276,16 +328,31 @@ impl Row<'_> {
         let (pricing_10, billing_10, refund) = (*pricing_10, *billing_10, *refund);
         let edge = cfg.edge_cases;
         let pick = |rng: &mut Rng, n: u64| edge && rng.below(n) == 0;
+        let benefit = |v: &str| match self.kind {
+            Kind::Covered(_) | Kind::Reservation => json_str(v),
+            _ => json_str(""),
+        };
         match name {
             "AdditionalInfo" => json_str(additional),
-            "AvailabilityId" => json_str(&format!("DZH318Z0{}", &p.product[8..])),
-            "BenefitID"
-            | "BenefitOrderID"
-            | "BenefitType"
-            | "PublisherId"
+            "AvailabilityId" => json_str(&format!("DZH318Z0{}{}", &p.product[8..], p.sku)),
+            "BenefitOrderID" | "ReservationOrderId" => benefit(&self.benefit),
+            "BenefitID" => benefit(&format!("{}-0001", self.benefit)),
+            "BenefitType" => match self.kind {
+                Kind::Covered(t) => json_str(t),
+                _ => json_str(""),
+            },
+            "BillingFrequency" => json_str(match self.kind {
+                Kind::Reservation => "",
+                _ => "Monthly",
+            }),
+            "TermAndBillingCycle" => json_str(match self.kind {
+                Kind::Licence => "One-Year commitment for monthly billing",
+                Kind::Reservation => "One-Year commitment, paid up front",
+                _ => "1 Month Subscription",
+            }),
+            "PublisherId"
             | "ServiceInfo1"
             | "ServiceInfo2"
-            | "ReservationOrderId"
             | "CreditReasonCode"
             | "PromotionId"
             | "PriceAdjustmentDescription" => json_str(""),
@@ -307,6 +374,13 @@ impl Row<'_> {
                 } else {
                     self.num(pricing_10, 10)
                 }
+            }
+            // A refund in reconciliation reverses a charge of the previous month.
+            "ChargeStartDate" if refund && cfg.dataset == Dataset::Reconciliation => {
+                json_str(&iso_day(period_start - 31))
+            }
+            "ChargeEndDate" if refund && cfg.dataset == Dataset::Reconciliation => {
+                json_str(&iso_day(period_start - 1))
             }
             "ChargeStartDate" => json_str(&iso_day(period_start)),
             "ChargeEndDate" => json_str(&iso_day(period_start + 29)),
@@ -412,12 +486,13 @@ impl Row<'_> {
             "UnitPrice" => self.num(unit_price, 8),
             "UnitType" => json_str(p.unit),
             "OrderId" => json_str(&format!("{:012}", rng.below(1_000_000_000_000))),
-            "TermAndBillingCycle" => json_str("1 Month Subscription"),
             "AlternateId" => json_str(&format!("{:012x}", rng.below(1 << 48))),
-            "BillingFrequency" => json_str("Monthly"),
             "ReferenceId" => json_str(&rng.guid()),
             "ProductQualifiers" => json_str("[\"Consumption\"]"),
-            "ProductCategory" => json_str("Azure"),
+            "ProductCategory" => json_str(match self.kind {
+                Kind::Licence => "OnlineServicesNCE",
+                _ => "Azure",
+            }),
             _ => json_str(""),
         }
     }
@@ -443,6 +518,26 @@ fn customers(rng: &mut Rng) -> Vec<(String, &'static str, String, &'static str)>
         .collect()
 }
 
+/// What a row is and its product. One usage row in ten is covered by a reservation or
+/// savings plan; in reconciliation, one row in eight is a licence and one in twenty-five a
+/// reservation purchase.
+fn pick_kind(dataset: Dataset, rng: &mut Rng) -> (Kind, &'static Product) {
+    let draw = rng.below(200);
+    let kind = match (dataset, draw) {
+        (Dataset::Usage, 0..=13) => Kind::Covered("Reservation"),
+        (Dataset::Usage, 14..=19) => Kind::Covered("SavingsPlan"),
+        (Dataset::Reconciliation, 0..=24) => Kind::Licence,
+        (Dataset::Reconciliation, 25..=32) => Kind::Reservation,
+        _ => Kind::Azure,
+    };
+    let p = match kind {
+        Kind::Licence => &LICENCE,
+        Kind::Reservation => &RESERVATION,
+        _ => &PRODUCTS[rng.below(PRODUCTS.len() as u64) as usize],
+    };
+    (kind, p)
+}
+
 /// Writes the partition as JSON Lines (one object per line, keys in the documented order).
 pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result<()> {
     let schema = Schema::new(cfg.dataset, cfg.attribute_set);
@@ -462,7 +557,7 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
         line.clear();
         let (ci, sub, entitlement) = &subscriptions[rng.below(subscriptions.len() as u64) as usize];
         let (cust_id, cust_name, domain, country) = &customers[*ci];
-        let p = &PRODUCTS[rng.below(PRODUCTS.len() as u64) as usize];
+        let (kind, p) = pick_kind(cfg.dataset, &mut rng);
         let region = REGIONS[rng.below(REGIONS.len() as u64) as usize];
         let day = period_start + rng.below(30) as i64;
         let rg = format!(
@@ -484,7 +579,10 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
         let refund = rng.below(50) == 0;
         let rate_1e4: i64 = 9213; // USD → EUR
         let unit_price = p.price_micros as i64 * 100; // 8 decimals
-        let effective = unit_price * (100 - discount) / 100;
+        let effective = match kind {
+            Kind::Covered(_) => 0,
+            _ => unit_price * (100 - discount) / 100,
+        };
         // Exact: effective (8 dp) × quantity (8 dp) = 16 dp; × rate (4 dp) = 20 dp, shown
         // rounded to 10 places like Microsoft's long decimals.
         let pricing_16 = i128::from(effective) * i128::from(quantity) * if refund { -1 } else { 1 };
@@ -522,6 +620,8 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
             billing_10,
             rate_1e4,
             refund,
+            kind,
+            benefit: format!("{:08x}-7e57-4000-8000-{:012x}", ci, ci * 7919),
             tags,
             additional,
         };

@@ -15,18 +15,20 @@ mod columns;
 mod convert;
 mod docs;
 mod focus;
+mod focus_lookup;
+mod focus_rules;
 pub mod generate;
 mod scan;
 mod schema;
 mod value;
 
 pub use convert::{
-    convert, convert_both, ColumnSum, ConvertOptions, ConvertReport, CurrencyCode, CustomerId,
-    CustomerTotal, ProductKey, UnknownColumn, UnknownPlacement, View, FOCUS_UNKNOWN_PREFIX,
-    LATE_UNKNOWN_COLUMN,
+    convert, convert_both, BillingPeriod, ColumnSum, ConvertOptions, ConvertReport, CurrencyCode,
+    CustomerId, CustomerTotal, ProductKey, UnknownColumn, UnknownPlacement, View,
+    FOCUS_UNKNOWN_PREFIX, LATE_UNKNOWN_COLUMN,
 };
 pub use docs::{focus_markdown, schema_markdown};
-pub use focus::FOCUS_VERSION;
+pub use focus::{source_type, FOCUS_VERSION, SOURCE_NAME};
 pub use schema::{
     AttributeSet, BillingStatus, ColumnDef, ColumnType, Dataset, Schema, DECIMAL_PRECISION,
     DECIMAL_SCALE,

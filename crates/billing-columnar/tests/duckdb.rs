@@ -249,16 +249,16 @@ fn check_typed_columns(name: &str, t: &str, schema: &Schema, dataset: Dataset, e
     }
 }
 
-/// The FOCUS file: same rows, BilledCost the source amount, the version in the metadata,
+/// The FOCUS file: the source rows plus a Tax row per taxed reconciliation row, BilledCost
+/// the source amount (and the Tax rows' BilledCost the tax), the version in the metadata,
 /// unknown and late keys kept, periods that end after they start.
 fn check_focus_file(name: &str, f: &str, dataset: Dataset, status: BillingStatus, exp: &Expected) {
-    // The FOCUS view: same rows, BilledCost = the source amount, version in the metadata.
     let billed_src = match dataset {
         Dataset::Usage => "BillingPreTaxTotal",
         Dataset::Reconciliation => "Subtotal",
     };
     let row = one(&format!(
-        "SELECT count(*), coalesce(sum(\"BilledCost\"), 0)::VARCHAR, count(DISTINCT \"x_BillingStatus\"), min(\"x_BillingStatus\") FROM read_parquet('{f}')"
+        "SELECT count(*) FILTER (WHERE \"ChargeCategory\" <> 'Tax'), coalesce(sum(\"BilledCost\") FILTER (WHERE \"ChargeCategory\" <> 'Tax'), 0)::VARCHAR, count(DISTINCT \"x_BillingStatus\"), min(\"x_BillingStatus\"), coalesce(sum(\"BilledCost\") FILTER (WHERE \"ChargeCategory\" = 'Tax'), 0)::VARCHAR FROM read_parquet('{f}')"
     ));
     assert_eq!(text(&row[0]), exp.rows.to_string(), "{name}: FOCUS rows");
     assert_eq!(
@@ -267,12 +267,18 @@ fn check_focus_file(name: &str, f: &str, dataset: Dataset, status: BillingStatus
         "{name}: BilledCost"
     );
     assert_eq!(text(&row[3]), status.as_str());
+    let tax = exp.sums.get("TaxTotal").copied().unwrap_or(0);
+    assert_eq!(
+        scaled(text(&row[4])),
+        tax,
+        "{name}: Tax rows carry TaxTotal"
+    );
     let md = duckdb_rows(&format!(
         "SELECT decode(value) FROM parquet_kv_metadata('{f}') WHERE decode(key) = 'focus_version'"
     ));
     assert_eq!(text(&md[0][0]), FOCUS_VERSION);
     let focus_unknown = one(&format!(
-        "SELECT count(\"x_PC_NewColumn\"), count(\"{LATE_UNKNOWN_COLUMN}\") FROM read_parquet('{f}')"
+        "SELECT count(\"x_PC_NewColumn\"), count(\"{LATE_UNKNOWN_COLUMN}\") FILTER (WHERE \"ChargeCategory\" <> 'Tax') FROM read_parquet('{f}')"
     ));
     assert_eq!(
         text(&focus_unknown[1]),

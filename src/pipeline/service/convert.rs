@@ -34,6 +34,27 @@ impl Drop for Scratch {
     }
 }
 
+/// The FOCUS view's billing period of a run: the calendar month of its billing month (the
+/// invoice's service month for billed exports, the export's month for unbilled ones), so that
+/// latent usage and refunds of earlier months stay in the period they are invoiced in.
+fn focus_billing_period(run: &RunRecord) -> Option<billing_columnar::BillingPeriod> {
+    let month = super::super::layout::run_billing_month(run)?;
+    let y: i64 = month.get(..4)?.parse().ok()?;
+    let m: u32 = month.get(4..6)?.parse().ok()?;
+    if !(1..=12).contains(&m) {
+        return None;
+    }
+    let end = if m == 12 {
+        (y + 1, 1, 1)
+    } else {
+        (y, m + 1, 1)
+    };
+    Some(billing_columnar::BillingPeriod {
+        start: (y, m, 1),
+        end,
+    })
+}
+
 impl Pipeline {
     pub(super) async fn convert_part(
         &self,
@@ -52,7 +73,9 @@ impl Pipeline {
             scratch.0[2].clone(),
         );
         self.dest.fetch_to_file(&part.dest, &src).await?;
-        let (schema, options) = derived::schema_for(run.request.kind, run.request.attribute_set);
+        let (schema, mut options) =
+            derived::schema_for(run.request.kind, run.request.attribute_set);
+        options.billing_period = focus_billing_period(run);
         let name = part.name.clone();
         let report = tokio::task::spawn_blocking(move || {
             let open = |p: &PathBuf| std::fs::File::open(p).map(std::io::BufReader::new);

@@ -10,6 +10,7 @@ use tracing::debug;
 use super::{ConvertOptions, Group, Outputs, ToEncoder, FOCUS_UNKNOWN_PREFIX, LATE_UNKNOWN_COLUMN};
 use crate::columns::{ColBuf, Sink};
 use crate::focus::{self, FOCUS_VERSION};
+use crate::focus_rules;
 use crate::schema::{ColumnType, Schema};
 use crate::Error;
 
@@ -225,16 +226,37 @@ impl<F: Write + Send> FocusView<'_, F> {
     /// Derives the FOCUS columns of `g` and writes them (opening the file on the first group).
     fn write(self, g: &Group) -> Result<(), Error> {
         let known = self.schema.columns().len();
-        focus::derive(
-            self.schema,
-            &g.cols[..known],
-            g.rows,
-            self.options.billing_status,
-            self.cols,
-        )?;
+        let day = |(y, m, d): (i64, u32, u32)| crate::value::days_from_civil(y, m, d);
+        let ctx = focus_rules::RowCtx {
+            status: self.options.billing_status,
+            period: self
+                .options
+                .billing_period
+                .map(|p| (day(p.start), day(p.end))),
+        };
+        focus::derive(self.schema, &g.cols[..known], g.rows, &ctx, self.cols)?;
+        let taxed = focus::append_tax_rows(self.schema, &g.cols[..known], self.cols);
+        // Unknown columns repeat the taxed rows too (copies only when there are Tax rows).
+        let extra: Vec<ColBuf> = if taxed.is_empty() {
+            Vec::new()
+        } else {
+            g.cols[known..]
+                .iter()
+                .chain([&g.late])
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.repeat_rows(&taxed);
+                    c
+                })
+                .collect()
+        };
         let mut refs: Vec<&ColBuf> = self.cols.iter().collect();
-        refs.extend(g.cols[known..].iter());
-        refs.push(&g.late);
+        if taxed.is_empty() {
+            refs.extend(g.cols[known..].iter());
+            refs.push(&g.late);
+        } else {
+            refs.extend(extra.iter());
+        }
         if let Some(out) = self.out.take() {
             let md = metadata(self.schema, "focus", self.unknown);
             let fields = focus_fields(self.unknown);
