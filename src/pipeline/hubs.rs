@@ -273,12 +273,13 @@ struct RowKey {
     sku: Option<String>,
 }
 
-/// Copies the gzip JSON Lines partition `src` to `dst` without the rows whose (customer,
-/// product, SKU) is in `leave_out`; returns (rows kept, rows left out). Lines are copied byte
-/// for byte, so the converter sees Microsoft's values exactly.
+/// Splits the gzip JSON Lines partition `src`: the rows whose (customer, product, SKU) is in
+/// `leave_out` go to `left`, the others to `kept`; returns (rows kept, rows left out). Lines
+/// are copied byte for byte, so the converter sees Microsoft's values exactly.
 pub fn filter_partition(
     src: &Path,
-    dst: &Path,
+    kept: &Path,
+    left: &Path,
     leave_out: &BTreeSet<LineKey>,
 ) -> Result<(u64, u64), String> {
     let io = |e: std::io::Error| format!("filtering a reconciliation partition: {e}");
@@ -286,9 +287,15 @@ pub fn filter_partition(
     let mut reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
         std::io::BufReader::new(input),
     ));
-    let out = std::io::BufWriter::new(std::fs::File::create(dst).map_err(io)?);
-    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-    let (mut kept, mut left) = (0u64, 0u64);
+    let gz = |p: &Path| -> Result<_, String> {
+        let out = std::io::BufWriter::new(std::fs::File::create(p).map_err(io)?);
+        Ok(flate2::write::GzEncoder::new(
+            out,
+            flate2::Compression::fast(),
+        ))
+    };
+    let mut outs = [gz(kept)?, gz(left)?];
+    let mut counts = [0u64, 0u64];
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -300,22 +307,21 @@ pub fn filter_partition(
             continue;
         }
         let k: RowKey = serde_json::from_slice(body)
-            .map_err(|e| format!("reconciliation row {}: {e}", kept + left + 1))?;
+            .map_err(|e| format!("reconciliation row {}: {e}", counts[0] + counts[1] + 1))?;
         let key = (
             k.customer.unwrap_or_default(),
             k.product.unwrap_or_default(),
             k.sku.unwrap_or_default(),
         );
-        if leave_out.contains(&key) {
-            left += 1;
-        } else {
-            gz.write_all(body).map_err(io)?;
-            gz.write_all(b"\n").map_err(io)?;
-            kept += 1;
-        }
+        let side = usize::from(leave_out.contains(&key));
+        outs[side].write_all(body).map_err(io)?;
+        outs[side].write_all(b"\n").map_err(io)?;
+        counts[side] += 1;
     }
-    gz.finish().map_err(io)?.flush().map_err(io)?;
-    Ok((kept, left))
+    for out in outs {
+        out.finish().map_err(io)?.flush().map_err(io)?;
+    }
+    Ok((counts[0], counts[1]))
 }
 
 #[cfg(test)]
@@ -404,9 +410,13 @@ mod tests {
     }
 
     #[test]
-    fn filtering_leaves_out_the_azure_lines_and_keeps_the_rest_byte_for_byte() {
+    fn filtering_splits_off_the_azure_lines_and_keeps_the_rest_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let (src, dst) = (dir.path().join("in.gz"), dir.path().join("out.gz"));
+        let (src, dst, left) = (
+            dir.path().join("in.gz"),
+            dir.path().join("out.gz"),
+            dir.path().join("left.gz"),
+        );
         let rows = [
             r#"{"CustomerId":"c1","ProductId":"P1","SkuId":"0001","Subtotal":1.5}"#,
             r#"{"CustomerId":"c1","ProductId":"P2","SkuId":"0001","Subtotal":3.5999999999999998E-06}"#,
@@ -416,13 +426,17 @@ mod tests {
         gz.write_all(rows.join("\n").as_bytes()).unwrap();
         std::fs::write(&src, gz.finish().unwrap()).unwrap();
         let leave: BTreeSet<LineKey> = [("c1".into(), "P1".into(), "0001".into())].into();
-        assert_eq!(filter_partition(&src, &dst, &leave).unwrap(), (2, 1));
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(std::fs::File::open(&dst).unwrap()),
-            &mut text,
-        )
-        .unwrap();
-        assert_eq!(text, format!("{}\n{}\n", rows[1], rows[2]));
+        assert_eq!(filter_partition(&src, &dst, &left, &leave).unwrap(), (2, 1));
+        let read = |p: &Path| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap()),
+                &mut text,
+            )
+            .unwrap();
+            text
+        };
+        assert_eq!(read(&dst), format!("{}\n{}\n", rows[1], rows[2]));
+        assert_eq!(read(&left), format!("{}\n", rows[0]));
     }
 }

@@ -185,6 +185,24 @@ impl ColBuf {
         }
     }
 
+    /// Removes the first `n` rows.
+    pub fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.defs.len());
+        let values = self.defs[..n].iter().filter(|&&d| d == 1).count();
+        self.defs.drain(..n);
+        match &mut self.values {
+            Values::Str { bytes, ends } => {
+                let cut = if values == 0 { 0 } else { ends[values - 1] };
+                bytes.drain(..cut as usize);
+                ends.drain(..values);
+                ends.iter_mut().for_each(|e| *e -= cut);
+            }
+            Values::Dec(v) => drop(v.drain(..values)),
+            Values::Int(v) | Values::Ts(v) => drop(v.drain(..values)),
+            Values::Date(v) => drop(v.drain(..values)),
+        }
+    }
+
     /// The string at `value_index` (the position among non-null values) of a string column.
     pub fn str_at(&self, value_index: usize) -> &[u8] {
         match &self.values {

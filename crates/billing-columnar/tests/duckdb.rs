@@ -524,3 +524,58 @@ fn cmp_num(a: &str, b: &str) -> std::cmp::Ordering {
         _ => a.cmp(b),
     }
 }
+
+/// `tax_rows_only`: the FOCUS file holds the Tax rows of the partition's charges and nothing
+/// else, the same rows and amounts the full FOCUS view gives them. FinOps hubs gets an
+/// invoice's Azure lines this way: their detail comes from billed usage, which has no tax.
+#[test]
+fn tax_rows_only_keeps_exactly_the_tax_rows() {
+    let dir = scratch("tax-rows-only");
+    let schema = Schema::new(Dataset::Reconciliation, AttributeSet::Full);
+    let cfg = GeneratorConfig {
+        dataset: Dataset::Reconciliation,
+        attribute_set: AttributeSet::Full,
+        rows: 3000,
+        seed: 7,
+        edge_cases: true,
+        late_unknown_from: 1500,
+        dotnet_doubles: false,
+    };
+    let mut json = Vec::new();
+    write_partition(&cfg, &mut json).unwrap();
+    let gz = gzip(&json);
+    let convert = |path: &std::path::Path, tax_rows_only: bool| {
+        let options = ConvertOptions {
+            view: billing_columnar::View::Focus,
+            row_group_rows: 700,
+            tax_rows_only,
+            ..ConvertOptions::default()
+        };
+        let out = std::fs::File::create(path).unwrap();
+        billing_columnar::convert(&gz[..], &schema, out, &options).unwrap()
+    };
+    let (all, only) = (dir.join("all.parquet"), dir.join("tax.parquet"));
+    let full = convert(&all, false);
+    let taxes = convert(&only, true);
+    let q = |f: &std::path::Path, filter: &str| {
+        one(&format!(
+            "SELECT count(*), coalesce(sum(\"BilledCost\"), 0)::VARCHAR, count(DISTINCT \"x_CustomerId\") FROM read_parquet('{}') {filter}",
+            f.display()
+        ))
+    };
+    let want = q(&all, "WHERE \"ChargeCategory\" = 'Tax'");
+    let got = q(&only, "");
+    assert!(
+        text(&want[0]) != "0",
+        "the generated partition has taxed rows"
+    );
+    assert_eq!(got, want, "the Tax rows and their amounts");
+    let categories = duckdb_rows(&format!(
+        "SELECT DISTINCT \"ChargeCategory\" FROM read_parquet('{}')",
+        only.display()
+    ));
+    assert_eq!(categories.len(), 1);
+    assert_eq!(text(&categories[0][0]), "Tax");
+    assert_eq!(taxes.focus_rows.to_string(), text(&want[0]));
+    assert_eq!(full.focus_rows, full.rows + taxes.focus_rows);
+}

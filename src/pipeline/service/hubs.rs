@@ -265,64 +265,90 @@ impl Pipeline {
         for p in run.parts.iter().filter(|p| p.rows != Some(0)) {
             let (_, focus) = derived::derived_paths(out, p)?;
             let name = format!("{id}__{}-{}", c.label, focus.file_name());
-            let scratch = Scratch::new();
+            let (scratch, tax) = (Scratch::new(), Scratch::new());
+            // (file, its name in the folder, whether it has rows)
+            let mut landing = Vec::with_capacity(2);
             match leave_out {
                 None => {
                     self.dest.fetch_to_file(&focus, &scratch.0).await?;
+                    landing.push((&scratch, name, true));
                 }
                 Some(leave) => {
                     let raw = Scratch::new();
                     self.dest.fetch_to_file(&p.dest, &raw.0).await?;
-                    let kept = self.filter_focus(run, &raw.0, &scratch.0, leave).await?;
-                    if kept == 0 {
-                        continue;
-                    }
+                    let (kept, taxes) = self
+                        .filter_focus(run, &raw.0, (&scratch.0, &tax.0), leave)
+                        .await?;
+                    // The Azure lines' tax: billed usage details their charges, not their tax.
+                    let tax_name = format!("{id}__{}-azure-tax-{}", c.label, focus.file_name());
+                    landing.push((&scratch, name, kept > 0));
+                    landing.push((&tax, tax_name, taxes > 0));
                 }
             }
-            let size = hubs
-                .put_file(&folder.join(&name)?, &scratch.0, PARQUET_CONTENT_TYPE)
-                .await?;
-            files.insert(name, size);
+            // Data Explorer refuses a Parquet file without rows.
+            for (file, name, _) in landing.into_iter().filter(|(_, _, rows)| *rows) {
+                let size = hubs
+                    .put_file(&folder.join(&name)?, &file.0, PARQUET_CONTENT_TYPE)
+                    .await?;
+                files.insert(name, size);
+            }
         }
         Ok(files)
     }
 
-    /// The FOCUS view of the partition `raw` without the rows of `leave`, into `out`;
-    /// returns the rows it kept.
+    /// The FOCUS view of the partition `raw` without the rows of `leave` into `out.0`, and
+    /// the Tax rows of the rows of `leave` into `out.1`; returns the rows of each.
     async fn filter_focus(
         &self,
         run: &RunRecord,
         raw: &std::path::Path,
-        out: &std::path::Path,
+        out: (&std::path::Path, &std::path::Path),
         leave: &BTreeSet<LineKey>,
-    ) -> Result<u64, PipelineError> {
+    ) -> Result<(u64, u64), PipelineError> {
         let (schema, mut options) =
             derived::schema_for(run.request.kind, run.request.attribute_set);
         options.view = billing_columnar::View::Focus;
         options.totals_by_product = false;
-        let filtered = Scratch::new();
-        let (raw, out, mid, leave) = (
+        let (kept_json, left_json) = (Scratch::new(), Scratch::new());
+        let paths = (
             raw.to_path_buf(),
-            out.to_path_buf(),
-            filtered.0.clone(),
-            leave.clone(),
+            out.0.to_path_buf(),
+            out.1.to_path_buf(),
+            kept_json.0.clone(),
+            left_json.0.clone(),
         );
+        let leave = leave.clone();
         tokio::task::spawn_blocking(move || {
-            let (kept, _) = hubs::filter_partition(&raw, &mid, &leave)?;
-            if kept == 0 {
-                return Ok(0);
-            }
+            let (raw, out_kept, out_tax, mid_kept, mid_left) = paths;
+            let (kept, left) = hubs::filter_partition(&raw, &mid_kept, &mid_left, &leave)?;
             let io = |e: std::io::Error| format!("temporary file: {e}");
-            let input = std::fs::File::open(&mid).map_err(io)?;
-            let output = std::fs::File::create(&out).map_err(io)?;
-            billing_columnar::convert(
-                std::io::BufReader::new(input),
-                &schema,
-                std::io::BufWriter::new(output),
-                &options,
-            )
-            .map_err(|e| format!("converting filtered reconciliation rows: {e}"))?;
-            Ok(kept)
+            let convert = |from: &std::path::Path, to: &std::path::Path, tax_rows_only| {
+                let input = std::fs::File::open(from).map_err(io)?;
+                let output = std::fs::File::create(to).map_err(io)?;
+                let options = billing_columnar::ConvertOptions {
+                    tax_rows_only,
+                    ..options.clone()
+                };
+                billing_columnar::convert(
+                    std::io::BufReader::new(input),
+                    &schema,
+                    std::io::BufWriter::new(output),
+                    &options,
+                )
+                .map(|r| r.focus_rows)
+                .map_err(|e| format!("converting filtered reconciliation rows: {e}"))
+            };
+            let kept = if kept > 0 {
+                convert(&mid_kept, &out_kept, false)?
+            } else {
+                0
+            };
+            let taxes = if left > 0 {
+                convert(&mid_left, &out_tax, true)?
+            } else {
+                0
+            };
+            Ok((kept, taxes))
         })
         .await
         .map_err(|e| PipelineError::Source(format!("filter task: {e}")))?

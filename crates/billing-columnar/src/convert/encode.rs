@@ -92,17 +92,19 @@ struct Encoder<'a, T: Write + Send, F: Write + Send> {
     /// The unknown column names; the column set arrives before the first group.
     unknown: Vec<String>,
     batches: u32,
+    /// Rows written to the FOCUS view (Tax rows included).
+    focus_rows: u64,
 }
 
 /// Encoder thread: writes the batches `rx` delivers and hands each back for reuse; returns
-/// the bytes written to each view and its Parquet row groups.
+/// what it wrote.
 pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
     schema: &Schema,
     options: &ConvertOptions,
     outputs: Outputs<Counting<T>, Counting<F>>,
     rx: Receiver<ToEncoder>,
     back: Sender<Group>,
-) -> Result<(u64, u64, u32), Error> {
+) -> Result<Written, Error> {
     let mut enc = Encoder {
         schema,
         options,
@@ -112,6 +114,7 @@ pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
         focus_cols: Vec::new(),
         unknown: Vec::new(),
         batches: 0,
+        focus_rows: 0,
     };
     for msg in rx {
         match msg {
@@ -145,6 +148,7 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             focus,
             focus_cols,
             unknown,
+            focus_rows,
             ..
         } = self;
         // With both views, the typed file is encoded on a second thread while this one derives
@@ -167,6 +171,7 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
                     cols: focus_cols,
                     out: &mut outputs.focus,
                     sink: focus,
+                    rows: focus_rows,
                 };
                 view.write(g)
             } else {
@@ -182,9 +187,8 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
         Ok(())
     }
 
-    /// Opens what no row group opened, writes the footers; returns the bytes of each view and
-    /// the row groups.
-    fn finish(mut self) -> Result<(u64, u64, u32), Error> {
+    /// Opens what no row group opened, writes the footers; returns what was written.
+    fn finish(mut self) -> Result<Written, Error> {
         if let Some(out) = self.outputs.typed.take() {
             let fields = typed_fields(self.schema, &self.unknown);
             let md = metadata(self.schema, "typed", &self.unknown);
@@ -204,12 +208,21 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             .map(|(_, g)| *g)
             .or(f.as_ref().map(|(_, g)| *g))
             .unwrap_or(0);
-        Ok((
-            t.map_or(0, |(c, _)| c.count),
-            f.map_or(0, |(c, _)| c.count),
-            groups,
-        ))
+        Ok(Written {
+            typed_bytes: t.map_or(0, |(c, _)| c.count),
+            focus_bytes: f.map_or(0, |(c, _)| c.count),
+            row_groups: groups,
+            focus_rows: self.focus_rows,
+        })
     }
+}
+
+/// What the encoder wrote.
+pub(super) struct Written {
+    pub typed_bytes: u64,
+    pub focus_bytes: u64,
+    pub row_groups: u32,
+    pub focus_rows: u64,
 }
 
 /// The FOCUS side of one row group, borrowed from the encoder while the typed side encodes.
@@ -220,11 +233,12 @@ struct FocusView<'e, F: Write + Send> {
     cols: &'e mut Vec<ColBuf>,
     out: &'e mut Option<Counting<F>>,
     sink: &'e mut Option<Sink<Counting<F>>>,
+    rows: &'e mut u64,
 }
 
 impl<F: Write + Send> FocusView<'_, F> {
     /// Derives the FOCUS columns of `g` and writes them (opening the file on the first group).
-    fn write(self, g: &Group) -> Result<(), Error> {
+    fn write(mut self, g: &Group) -> Result<(), Error> {
         let known = self.schema.columns().len();
         let day = |(y, m, d): (i64, u32, u32)| crate::value::days_from_civil(y, m, d);
         let ctx = focus_rules::RowCtx {
@@ -237,7 +251,7 @@ impl<F: Write + Send> FocusView<'_, F> {
         focus::derive(self.schema, &g.cols[..known], g.rows, &ctx, self.cols)?;
         let taxed = focus::append_tax_rows(self.schema, &g.cols[..known], self.cols);
         // Unknown columns repeat the taxed rows too (copies only when there are Tax rows).
-        let extra: Vec<ColBuf> = if taxed.is_empty() {
+        let mut extra: Vec<ColBuf> = if taxed.is_empty() {
             Vec::new()
         } else {
             g.cols[known..]
@@ -250,6 +264,18 @@ impl<F: Write + Send> FocusView<'_, F> {
                 })
                 .collect()
         };
+        if self.options.tax_rows_only {
+            // Only the Tax rows appended after the charges: the charges land elsewhere.
+            if taxed.is_empty() {
+                self.open()?;
+                return Ok(());
+            }
+            for c in self.cols.iter_mut().chain(extra.iter_mut()) {
+                c.drop_front(g.rows);
+            }
+        }
+        *self.rows += (g.rows * usize::from(!self.options.tax_rows_only) + taxed.len()) as u64;
+        self.open()?;
         let mut refs: Vec<&ColBuf> = self.cols.iter().collect();
         if taxed.is_empty() {
             refs.extend(g.cols[known..].iter());
@@ -257,13 +283,18 @@ impl<F: Write + Send> FocusView<'_, F> {
         } else {
             refs.extend(extra.iter());
         }
+        if let Some(sink) = self.sink.as_mut() {
+            sink.write_batch(&refs)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the file on the first group.
+    fn open(&mut self) -> Result<(), Error> {
         if let Some(out) = self.out.take() {
             let md = metadata(self.schema, "focus", self.unknown);
             let fields = focus_fields(self.unknown);
             *self.sink = Some(open_sink(out, &fields, md, self.options)?);
-        }
-        if let Some(sink) = self.sink.as_mut() {
-            sink.write_batch(&refs)?;
         }
         Ok(())
     }

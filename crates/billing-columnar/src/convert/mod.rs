@@ -72,6 +72,10 @@ pub struct ConvertOptions {
     /// Also split the per-customer totals by product (`ProductId`, `SkuId`): what matching
     /// billed usage with the invoice's Azure lines needs. Off, one total per customer.
     pub totals_by_product: bool,
+    /// The FOCUS view holds only the Tax rows of the charges, not the charges: for charges
+    /// whose detail lands from another file that carries no tax (an invoice's Azure lines,
+    /// detailed by billed usage).
+    pub tax_rows_only: bool,
 }
 
 impl Default for ConvertOptions {
@@ -89,6 +93,7 @@ impl Default for ConvertOptions {
             max_columns: 512,
             zstd_level: 1,
             totals_by_product: false,
+            tax_rows_only: false,
         }
     }
 }
@@ -171,6 +176,8 @@ pub struct ConvertReport {
     pub bytes_out_typed: u64,
     /// Parquet bytes written (FOCUS view).
     pub bytes_out_focus: u64,
+    /// Rows written to the FOCUS view: the charges plus their Tax rows.
+    pub focus_rows: u64,
     pub row_groups: u32,
     /// Decimal values with more places than [`crate::DECIMAL_SCALE`] (such as
     /// `3.5999999999999998E-06`, a .NET double), stored rounded half to even. Sums and totals
@@ -336,11 +343,17 @@ fn run<T: Write + Send, F: Write + Send>(
             }
         };
         drop(group_tx);
-        let (bytes_out_typed, bytes_out_focus, row_groups) = encoder
+        let written = encoder
             .join()
             .map_err(|_| Error::Internal("encoder panicked"))??;
         sent.map_err(|_| Error::Internal("encoder stopped early"))?;
-        let report = parser.into_report(bytes_in, bytes_out_typed, bytes_out_focus, row_groups);
+        let mut report = parser.into_report(
+            bytes_in,
+            written.typed_bytes,
+            written.focus_bytes,
+            written.row_groups,
+        );
+        report.focus_rows = written.focus_rows;
         info!(
             rows = report.rows,
             bytes_in = report.bytes_in,

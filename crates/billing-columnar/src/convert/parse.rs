@@ -645,6 +645,7 @@ impl<'a> Parser<'a> {
             bytes_json: self.bytes_json,
             bytes_out_typed,
             bytes_out_focus,
+            focus_rows: 0,
             row_groups,
             rounded_values: self.rounded,
             unknown_columns,
