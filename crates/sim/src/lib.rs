@@ -613,14 +613,19 @@ async fn break_after(sim: &Sim, opts: &SimOptions) -> anyhow::Result<()> {
     if broken(Break::Hubs) {
         if let Some(hubs) = &sim.hubs {
             let mut objects = hubs.objects.lock().unwrap();
+            // A landed folder, or (when faults kept every landing out) one made for the break.
             let manifest = objects
                 .keys()
                 .find(|k| k.ends_with("/manifest.json"))
-                .cloned();
-            if let Some(m) = manifest {
-                let stale = m.replace("/manifest.json", "/0000__stale.parquet");
-                objects.insert(stale, b"PAR1".as_slice().into());
-            }
+                .cloned()
+                .unwrap_or_else(|| {
+                    let m = "Costs/2000/01/csp/break/manifest.json".to_string();
+                    let body = br#"{"ingestionId":"x","files":{}}"#;
+                    objects.insert(m.clone(), body.as_slice().into());
+                    m
+                });
+            let stale = manifest.replace("/manifest.json", "/0000__stale.parquet");
+            objects.insert(stale, b"PAR1".as_slice().into());
         }
     }
     if broken(Break::Secret) {
