@@ -560,9 +560,9 @@ async fn calm(sim: &mut Sim) -> usize {
             steps += 1;
         }
         let runs = sim.runs().await;
-        let settled = runs
-            .iter()
-            .all(|r| r.state.is_terminal() && r.final_event_sent);
+        // Until every run is settled: its final event out and its invoice check and hubs
+        // landing done or given up.
+        let settled = runs.iter().all(RunRecord::is_settled);
         if settled && sim.queue.is_empty() {
             break;
         }

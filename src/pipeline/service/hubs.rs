@@ -91,14 +91,26 @@ impl Pipeline {
                     return (changed, false);
                 }
                 let took = d.take_lease(&holder, now, LEASE);
+                if took {
+                    // The folder is about to be rewritten: until this landing records its
+                    // manifest, nothing in it counts as landed (a crash or a lost lease leaves
+                    // the month for the next lander, never marked done).
+                    d.landed = None;
+                }
                 (changed || took, took)
             })
             .await?;
         if !took {
-            if doc.landed.is_none() || doc.landed != doc.ingestion_id() {
-                tracing::info!(run_id = %run.run_id, month, "another lander holds this month in FinOps hubs; it lands this run too");
+            if doc.landed.is_some() && doc.landed == doc.ingestion_id() {
+                return Ok(None);
             }
-            return Ok(None);
+            // Another lander holds the month and should land this run too, but it may fail or
+            // give up: this run's follow-up stays pending and checks again, so the month
+            // never depends on one lander alone.
+            let holder = doc.lease.as_ref().map_or("", |l| l.holder.as_str());
+            return Err(PipelineError::Source(format!(
+                "FinOps hubs month {month} is being landed by run {holder}; this run's data lands with it or on this step's retry"
+            )));
         }
         let folder = month_folder(&tenant, &month)?;
         let landed = self
@@ -139,6 +151,12 @@ impl Pipeline {
             let (next, (done, kept)) = self
                 .ledger
                 .update_hubs_month(tenant, month, |d| {
+                    let mine = d.lease.as_ref().is_some_and(|l| l.holder == holder);
+                    if !mine {
+                        // Taken over while the lease ran out: the new holder rewrites the
+                        // folder (deleting what this landing wrote) and records it.
+                        return (false, (false, false));
+                    }
                     if d.ingestion_id() == id {
                         d.landed = id.clone();
                         d.lease = None;
