@@ -53,16 +53,7 @@ async fn one_run(partitions: u32) -> anyhow::Result<(Duration, usize)> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let sizes: Vec<u32> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![100, 1_000, 10_000]
-    } else {
-        sizes
-    };
-    for n in sizes {
+    for n in support::sizes(vec![100, 1_000, 10_000]) {
         let (elapsed, jobs) = one_run(n).await?;
         println!(
             "fan-in: {n:>6} partitions  orchestration {:>8.2} s  {:>7.1} µs per partition  ({jobs} copy jobs)",

@@ -124,15 +124,7 @@ async fn one_run(partitions: u32) -> anyhow::Result<()> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let sizes: Vec<u32> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    for n in if sizes.is_empty() {
-        vec![10_000]
-    } else {
-        sizes
-    } {
+    for n in support::sizes(vec![10_000]) {
         one_run(n).await?;
     }
     Ok(())

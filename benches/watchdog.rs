@@ -204,15 +204,7 @@ async fn one_size(settled: usize) -> anyhow::Result<()> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    for n in if sizes.is_empty() {
-        vec![0, 10_000, 100_000]
-    } else {
-        sizes
-    } {
+    for n in support::sizes(vec![0, 10_000, 100_000]) {
         one_size(n).await?;
     }
     Ok(())

@@ -7,29 +7,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use partner_billing_export::app::App;
-use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
 use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::contracts::status::{ListQuery, StateFilter};
 use partner_billing_export::pipeline::{status, Ledger, RunId, RunRecord, RunState, Trigger};
 use partner_billing_local::tokens::local_token_source;
-use test_support::{fast_sandbox, TestBed};
+use test_support::{fast_sandbox, unbilled_usd, TestBed};
 use time::macros::datetime;
 use time::OffsetDateTime;
-
-fn usd() -> ExportRequest {
-    ExportRequest::unbilled(
-        ExportKind::UnbilledUsage,
-        BillingPeriod::Current,
-        "USD".parse().unwrap(),
-        AttributeSet::Full,
-    )
-    .unwrap()
-}
 
 /// A run record created at `at` in `state`; terminal ones have sent their final event.
 async fn seed(ledger: &Ledger, at: OffsetDateTime, state: RunState) -> RunId {
     let deadline = at + Duration::from_secs(60 * 86_400);
-    let rec = RunRecord::new(RunId::generate(at), usd(), Trigger::Timer, at, deadline);
+    let rec = RunRecord::new(
+        RunId::generate(at),
+        unbilled_usd(),
+        Trigger::Timer,
+        at,
+        deadline,
+    );
     assert!(ledger.create_run(&rec).await.unwrap());
     ledger
         .update(&rec.run_id, |r| {
@@ -70,7 +65,7 @@ async fn a_watchdog_pass_reads_open_runs_not_history() {
         };
         seed(ledger, now - Duration::from_secs(86_400 * (1 + i)), state).await;
     }
-    let live = bed.start_new(usd(), Trigger::Timer).await.run_id;
+    let live = bed.start_new(unbilled_usd(), Trigger::Timer).await.run_id;
 
     // The first pass reads each run once and takes the 120 settled ones out of the index.
     let first = bed.app.pipeline.watchdog_at(now).await.unwrap();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use partner_billing_export::app::App;
-use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
 use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::pipeline::run::{FollowUp, FollowUpState};
 use partner_billing_export::pipeline::{
@@ -15,22 +14,12 @@ use partner_billing_export::pipeline::{
 };
 use partner_billing_local::graph_sandbox::SandboxConfig;
 use partner_billing_local::tokens::local_token_source;
-use test_support::{fast_sandbox, TestBed};
+use test_support::{fast_sandbox, unbilled_usd, TestBed};
 use time::OffsetDateTime;
 
 /// A loopback port nothing listens on: calls fail at once with "connection refused".
 const DEAD: &str = "http://127.0.0.1:9/";
 const DRAIN: Duration = Duration::from_secs(60);
-
-fn usd() -> ExportRequest {
-    ExportRequest::unbilled(
-        ExportKind::UnbilledUsage,
-        BillingPeriod::Current,
-        "USD".parse().unwrap(),
-        AttributeSet::Full,
-    )
-    .unwrap()
-}
 
 /// Another instance of the app over the same ledger and stand-ins, with some settings changed
 /// (a dead Graph or Event Grid), and quick retries so an outage is noticed fast.
@@ -63,7 +52,7 @@ async fn a_start_that_failed_after_the_claim_is_resumed() {
     let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
     let err = down
         .pipeline
-        .start(usd(), Trigger::Timer)
+        .start(unbilled_usd(), Trigger::Timer)
         .await
         .unwrap_err();
     assert!(
@@ -88,7 +77,7 @@ async fn concurrent_resumptions_start_one_graph_export() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
     let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
     down.pipeline
-        .start(usd(), Trigger::Timer)
+        .start(unbilled_usd(), Trigger::Timer)
         .await
         .unwrap_err();
     let other = instance(&bed, &[]);
@@ -110,7 +99,7 @@ async fn concurrent_resumptions_start_one_graph_export() {
 #[tokio::test]
 async fn a_copy_that_keeps_failing_fails_its_run_with_an_event() {
     let bed = TestBed::start(fast_sandbox(), &[("MAX_COPY_ATTEMPTS", "3")]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let copies = bed.pump_until_copies(2).await;
     let job: CopyJob = {
         let body: serde_json::Value = serde_json::from_slice(&copies[0].body).unwrap();
@@ -159,7 +148,7 @@ async fn an_unpublished_final_event_is_sent_by_the_watchdog() {
         &[("EVENTGRID_TOPIC_ENDPOINT", &format!("{DEAD}api/events"))],
     );
     let bed = bed.with_app(eg_down);
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     bed.drain(DRAIN).await;
     let run = only_run(&bed).await;
     assert_eq!(run.state, RunState::Failed);
@@ -184,7 +173,7 @@ async fn a_restart_during_an_outage_is_rescheduled() {
         ..fast_sandbox()
     };
     let bed = TestBed::start(cfg, &[]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let down = instance(&bed, &[("GRAPH_BASE_URL", DEAD)]);
     // More refused restarts than MAX_EXPORT_RESTARTS (3): an outage is not a restart.
     for refused in 1..=5u32 {
@@ -220,7 +209,7 @@ async fn a_restart_during_an_outage_is_rescheduled() {
 #[tokio::test]
 async fn stalled_copies_are_resent_once_per_stall() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let lost = bed.pump_until_copies(2).await;
     for d in &lost {
         bed.sb.complete(d); // the copy messages are lost
@@ -240,7 +229,7 @@ async fn stalled_copies_are_resent_once_per_stall() {
 #[tokio::test]
 async fn a_run_that_never_moves_fails_as_stalled() {
     let bed = TestBed::start(fast_sandbox(), &[("MAX_REPAIRS", "2")]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let lost = bed.pump_until_copies(2).await;
     for d in &lost {
         bed.sb.complete(d);
@@ -274,7 +263,7 @@ async fn completed_with_hubs_blocked() -> TestBed {
     )
     .await;
     std::fs::write(bed.dir.path().join("ingestion"), b"not a folder").unwrap();
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     bed.drain(DRAIN).await;
     bed
 }
@@ -373,7 +362,7 @@ async fn concurrent_copies_share_one_sas_refresh() {
         ..fast_sandbox()
     };
     let bed = TestBed::start(cfg, &[]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let copies = bed.pump_until_copies(8).await;
     let jobs: Vec<CopyJob> = copies
         .iter()
@@ -401,7 +390,7 @@ async fn concurrent_copies_share_one_sas_refresh() {
 #[tokio::test]
 async fn a_landing_that_keeps_failing_fails_the_run_with_one_event() {
     let bed = TestBed::start(fast_sandbox(), &[]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let copies = bed.pump_until_copies(1).await;
     let folder = only_run(&bed).await.output_folder.expect("folder decided");
     std::fs::create_dir_all(
@@ -439,7 +428,7 @@ async fn a_repair_resends_only_the_parts_without_a_marker() {
     cfg.partitions = 40;
     cfg.rows_per_partition = 2;
     let bed = TestBed::start(cfg, &[]).await;
-    bed.start_new(usd(), Trigger::Http).await;
+    bed.start_new(unbilled_usd(), Trigger::Http).await;
     let copies = bed.pump_until_copies(40).await;
     let (lost, rest) = copies.split_first().unwrap();
     bed.sb.complete(lost);
@@ -464,7 +453,7 @@ async fn concurrent_starts_make_one_run() {
     let starts = apps
         .iter()
         .enumerate()
-        .map(|(i, a)| a.pipeline.start(usd(), triggers[i % 3]));
+        .map(|(i, a)| a.pipeline.start(unbilled_usd(), triggers[i % 3]));
     let outcomes = futures::future::join_all(starts).await;
     let ids: std::collections::BTreeSet<_> = outcomes
         .iter()

@@ -15,13 +15,12 @@ use std::time::Duration;
 use partner_billing_export::adapters::shared_key::SharedAccessKey;
 use partner_billing_export::app::{token_sources, App};
 use partner_billing_export::auth::{Audience, Secret, TokenSource};
-use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
 use partner_billing_export::config::{Config, Settings};
 use partner_billing_export::pipeline::{RunState, Trigger};
 use partner_billing_local::identity::{IdentityConfig, IdentityEndpoint, TokenRequest};
 use partner_billing_local::server::ServerHandle;
 use test_support::testbed::StandInAuth;
-use test_support::{fast_sandbox, TestBed};
+use test_support::{fast_sandbox, unbilled_usd, TestBed};
 
 const UAMI: &str = "11111111-2222-3333-4444-555555555555";
 
@@ -49,19 +48,9 @@ fn config(bed: &TestBed, mode: &[(&str, &str)]) -> Config {
     Config::load(&Settings::new(move |k| settings.get(k).cloned())).expect("config")
 }
 
-fn unbilled() -> ExportRequest {
-    ExportRequest::unbilled(
-        ExportKind::UnbilledUsage,
-        BillingPeriod::Current,
-        "USD".parse().unwrap(),
-        AttributeSet::Full,
-    )
-    .unwrap()
-}
-
 /// Starts one export with the bed's app and pumps it to the end.
 async fn export_completes(bed: &TestBed) {
-    let run = bed.start_new(unbilled(), Trigger::Http).await;
+    let run = bed.start_new(unbilled_usd(), Trigger::Http).await;
     bed.drain(Duration::from_secs(60)).await;
     let run = bed.run(&run.run_id).await;
     assert_eq!(run.state, RunState::Completed, "{run:#?}");

@@ -160,3 +160,16 @@ pub async fn handle_all(p: &Pipeline, jobs: Vec<CopyJob>, delivery: u32) -> anyh
     }
     Ok(())
 }
+
+/// The sizes given on the command line (`cargo bench --bench x -- 100 1000`), or `default`.
+pub fn sizes<T: std::str::FromStr>(default: Vec<T>) -> Vec<T> {
+    let given: Vec<T> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if given.is_empty() {
+        default
+    } else {
+        given
+    }
+}

@@ -85,12 +85,16 @@ impl Ledger {
 
     /// Adds `rec` to the open-run index (already there is fine).
     pub(super) async fn mark_open(&self, rec: &RunRecord) -> Result<(), LedgerError> {
+        self.put_marker(&rec.run_id, rec.created_at).await
+    }
+
+    async fn put_marker(&self, id: &RunId, created_at: OffsetDateTime) -> Result<(), LedgerError> {
         let marker = OpenMarker {
-            run_id: rec.run_id.clone(),
-            created_at: rec.created_at,
+            run_id: id.clone(),
+            created_at,
         };
         self.store
-            .create(&Self::open_key(&rec.run_id), json(&marker))
+            .create(&Self::open_key(id), json(&marker))
             .await?;
         Ok(())
     }
@@ -145,13 +149,7 @@ impl Ledger {
                 Err(_) => true,
             };
             if open {
-                let marker = OpenMarker {
-                    run_id: id.clone(),
-                    created_at: now,
-                };
-                self.store
-                    .create(&Self::open_key(&id), json(&marker))
-                    .await?;
+                self.put_marker(&id, now).await?;
                 indexed += 1;
             }
         }

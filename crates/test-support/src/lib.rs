@@ -11,3 +11,16 @@ pub mod recorder;
 pub mod testbed;
 
 pub use testbed::{fast_sandbox, TestBed};
+
+use partner_billing_export::billing::{AttributeSet, BillingPeriod, ExportKind, ExportRequest};
+
+/// The export most suites start: unbilled usage of the current period in USD, full set.
+pub fn unbilled_usd() -> ExportRequest {
+    ExportRequest::unbilled(
+        ExportKind::UnbilledUsage,
+        BillingPeriod::Current,
+        "USD".parse().expect("a currency"),
+        AttributeSet::Full,
+    )
+    .expect("a valid request")
+}

@@ -147,11 +147,12 @@ impl Pipeline {
             open: ids.len(),
             ..WatchdogReport::default()
         };
+        // The last run handled when the budget ran out: the next pass starts after it.
         let mut stopped_after = None;
         for (n, id) in order.iter().enumerate() {
             if n > 0 && began.elapsed() >= self.cfg.watchdog_budget {
                 report.deferred = order.len() - n;
-                stopped_after = Some((*id).clone());
+                stopped_after = Some(order[n - 1].clone());
                 break;
             }
             if let Err(e) = self.watch_id(id, t, &mut report).await {
@@ -159,15 +160,8 @@ impl Pipeline {
                 tracing::warn!(run_id = %id, error = %e, "watchdog could not handle a run; next pass retries");
             }
         }
-        // `stopped_after` is the first run not handled; the cursor names the one before it.
-        let resume_at = stopped_after.map(|first| {
-            let i = ids.partition_point(|x| *x < first);
-            ids.get(i.wrapping_sub(1)).cloned()
-        });
-        match resume_at {
-            Some(before) => self.ledger.set_watchdog_cursor(before).await?,
-            None if cursor.is_some() => self.ledger.set_watchdog_cursor(None).await?,
-            None => {}
+        if stopped_after.is_some() || cursor.is_some() {
+            self.ledger.set_watchdog_cursor(stopped_after).await?;
         }
         let quiet = WatchdogReport {
             open: report.open,
