@@ -21,7 +21,13 @@ const WITHOUT_EXPIRY: Duration = Duration::from_secs(300);
 struct Entry {
     manifest: Arc<Manifest>,
     good_until: OffsetDateTime,
+    fetched_at: OffsetDateTime,
 }
+
+/// A manifest fetched this recently is used even when its SAS is inside the expiry margin:
+/// Graph would hand out the same short-lived SAS again, so a copy arriving just after a
+/// refresh shares it instead of refreshing once more.
+const JUST_FETCHED: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct ManifestCache {
@@ -43,7 +49,7 @@ impl ManifestCache {
         let entries = self.entries.lock().expect("manifest cache lock");
         entries
             .get(id)
-            .filter(|e| e.good_until > now)
+            .filter(|e| e.good_until > now || now - e.fetched_at < JUST_FETCHED)
             .filter(|e| refused.is_none_or(|r| !Arc::ptr_eq(r, &e.manifest)))
             .map(|e| e.manifest.clone())
     }
@@ -78,6 +84,7 @@ impl ManifestCache {
             Entry {
                 manifest,
                 good_until,
+                fetched_at: now,
             },
         );
     }
