@@ -1,26 +1,21 @@
-//! Column buffers for one batch of rows, and writing them to Parquet with the low-level column
-//! writer API (no arrow: a much smaller build, and values go straight from our buffers).
+//! Column buffers for one batch of rows, and writing them to Parquet: each column chunk is
+//! encoded by [`crate::chunk`] and the parquet crate's file writer lays out row groups and
+//! the footer (no arrow: a much smaller build, and values go straight from our buffers).
 //!
-//! A row group spans many batches: each column's writer stays open across them and keeps its
-//! compressed pages in memory until the row group closes, so row groups can hold a hundred
-//! thousand rows while only a batch of parsed values exists at a time.
+//! A row group spans many batches: each column's chunk stays open across them and keeps its
+//! compressed pages in memory until the row group closes, so row groups can hold tens of
+//! thousands of rows while only a batch of parsed values exists at a time.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
-use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
-use parquet::column::writer::{get_column_writer, ColumnWriter};
-use parquet::data_type::{ByteArray, FixedLenByteArray};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{
-    EnabledStatistics, WriterProperties, WriterPropertiesBuilder, WriterVersion,
-};
-use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::{ColumnPath, Type};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnDescPtr, Type};
 
+use crate::chunk::{Chunk, Zstd};
 use crate::schema::{ColumnType, DECIMAL_PRECISION, DECIMAL_SCALE};
 use crate::Error;
 
@@ -145,16 +140,6 @@ impl ColBuf {
         }
     }
 
-    /// How many (non-null) values the buffer holds.
-    pub fn values_len(&self) -> usize {
-        match &self.values {
-            Values::Str { ends, .. } => ends.len(),
-            Values::Dec(v) => v.len(),
-            Values::Int(v) | Values::Ts(v) => v.len(),
-            Values::Date(v) => v.len(),
-        }
-    }
-
     /// Appends a copy of each row of `rows` (row indices, nulls kept): the Tax rows of the
     /// FOCUS view repeat their charge's values.
     pub fn repeat_rows(&mut self, rows: &[usize]) {
@@ -247,16 +232,7 @@ fn field(name: &str, ty: ColumnType) -> Result<Type, Error> {
     Ok(b.with_repetition(Repetition::OPTIONAL).build()?)
 }
 
-/// Longest string kept as a min or max statistic; longer bounds are left out (a truncated
-/// maximum would need rounding up, and such columns, URIs and JSON text, are not filtered on).
-const MAX_STAT_BYTES: usize = 64;
-
-/// DuckDB reads 2,048 rows at a time and keeps a dictionary column's values as a dictionary
-/// vector only when a vector does not straddle two pages (measured: grouping on such a column
-/// was 2-4 times slower on pages of unaligned sizes).
-const VECTOR_ROWS: usize = 2048;
-
-/// Target size of a data page before compression.
+/// Target size of a data page of variable-width values before compression.
 fn page_bytes() -> usize {
     std::env::var("BILLING_COLUMNAR_PAGE_KIB")
         .ok()
@@ -264,180 +240,23 @@ fn page_bytes() -> usize {
         .map_or(PAGE_BYTES, |k| k << 10)
 }
 
+/// Every column of a row group is open at once, each filling a page: small pages keep that
+/// memory bounded (columns × page size).
 const PAGE_BYTES: usize = 128 << 10;
-
-/// The compressed pages of one column chunk, kept until its row group is written: pieces of
-/// exactly the size written (a growing vector would hold up to twice the bytes).
-#[derive(Clone, Default)]
-struct Pages(Arc<Mutex<(Vec<Vec<u8>>, usize)>>);
-
-impl Write for Pages {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut p = self
-            .0
-            .lock()
-            .map_err(|_| std::io::Error::other("page buffer poisoned"))?;
-        p.0.push(buf.to_vec());
-        p.1 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Pages {
-    /// The chunk's bytes, in one buffer.
-    fn take(&self) -> Vec<u8> {
-        let Ok(mut p) = self.0.lock() else {
-            return Vec::new();
-        };
-        let mut out = Vec::with_capacity(p.1);
-        for piece in p.0.drain(..) {
-            out.extend_from_slice(&piece);
-        }
-        p.1 = 0;
-        out
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().map(|p| p.1).unwrap_or(0)
-    }
-}
-
-/// One zstd context shared by a file's column writers.
-type Zstd = Arc<Mutex<zstd::bulk::Compressor<'static>>>;
-
-/// Compresses pages with the file's zstd context and writes them (headers and data, as in the
-/// file) into [`Pages`]; offsets are from the start of the chunk, which `append_column`
-/// expects. The column writers themselves are set to UNCOMPRESSED: each would otherwise hold
-/// its own zstd contexts, and a row group has every column open at once (measured: a third of
-/// the peak memory).
-struct MemPageWriter {
-    sink: TrackedWrite<Pages>,
-    zstd: Zstd,
-}
-
-impl PageWriter for MemPageWriter {
-    fn write_page(&mut self, page: CompressedPage) -> parquet::errors::Result<PageWriteSpec> {
-        let uncompressed = page.uncompressed_size();
-        let mut raw = page.compressed_page().clone();
-        let buf = match &mut raw {
-            Page::DataPage { buf, .. } | Page::DictionaryPage { buf, .. } => buf,
-            Page::DataPageV2 { .. } => {
-                return Err(parquet::errors::ParquetError::General(
-                    "v2 data pages are not written".into(),
-                ))
-            }
-        };
-        let compressed = self
-            .zstd
-            .lock()
-            .map_err(|_| parquet::errors::ParquetError::General("zstd poisoned".into()))?
-            .compress(buf)?;
-        *buf = Bytes::from(compressed);
-        SerializedPageWriter::new(&mut self.sink).write_page(CompressedPage::new(raw, uncompressed))
-    }
-
-    fn close(&mut self) -> parquet::errors::Result<()> {
-        self.sink.flush()?;
-        Ok(())
-    }
-}
-
-/// Running min/max of a string or decimal column over a row group (owned: the values given
-/// to the column writers are borrowed, see `borrowed`).
-#[derive(Default)]
-enum Bounds {
-    #[default]
-    Empty,
-    Str(Vec<u8>, Vec<u8>),
-    Dec(i128, i128),
-}
-
-impl Bounds {
-    fn add_str(&mut self, v: &[u8]) {
-        match self {
-            Bounds::Str(min, max) => {
-                if v < min.as_slice() {
-                    min.clear();
-                    min.extend_from_slice(v);
-                }
-                if v > max.as_slice() {
-                    max.clear();
-                    max.extend_from_slice(v);
-                }
-            }
-            _ => *self = Bounds::Str(v.to_vec(), v.to_vec()),
-        }
-    }
-
-    fn add_dec(&mut self, v: i128) {
-        match self {
-            Bounds::Dec(min, max) => {
-                *min = (*min).min(v);
-                *max = (*max).max(v);
-            }
-            _ => *self = Bounds::Dec(v, v),
-        }
-    }
-
-    fn statistics(&self, nulls: u64) -> Statistics {
-        match self {
-            Bounds::Str(min, max) if min.len() <= MAX_STAT_BYTES && max.len() <= MAX_STAT_BYTES => {
-                Statistics::new(
-                    Some(ByteArray::from(min.clone())),
-                    Some(ByteArray::from(max.clone())),
-                    None,
-                    Some(nulls),
-                    false,
-                )
-            }
-            Bounds::Dec(min, max) => Statistics::new(
-                Some(FixedLenByteArray::from(min.to_be_bytes().to_vec())),
-                Some(FixedLenByteArray::from(max.to_be_bytes().to_vec())),
-                None,
-                Some(nulls),
-                false,
-            ),
-            Bounds::Str(..) => Statistics::new::<ByteArray>(None, None, None, Some(nulls), false),
-            Bounds::Empty => Statistics::new::<ByteArray>(None, None, None, Some(nulls), false),
-        }
-    }
-}
-
-/// One column of the row group being written.
-struct OpenColumn {
-    /// Declared before `arena`: dropped first, so no view into the arena outlives it.
-    writer: ColumnWriter<'static>,
-    pages: Pages,
-    /// The distinct values given to a dictionary column's writer (whose dictionary keeps them
-    /// until the row group closes); `None` without a dictionary.
-    arena: Option<Arena>,
-    /// Our own min/max (strings and decimals); `None` where the writer keeps statistics.
-    bounds: Option<Bounds>,
-    nulls: u64,
-}
 
 /// One Parquet file being written, a batch at a time; row groups close at `group_rows` rows
 /// or when their compressed pages reach `group_bytes`.
 pub(crate) struct Sink<W: Write + Send> {
     writer: SerializedFileWriter<W>,
-    base: WriterPropertiesBuilder,
+    descrs: Vec<ColumnDescPtr>,
     codec: Compression,
     zstd: Zstd,
-    names: Vec<String>,
-    types: Vec<ColumnType>,
-    open: Vec<OpenColumn>,
+    open: Vec<Chunk>,
     open_rows: usize,
     group_rows: usize,
     group_bytes: usize,
+    page_bytes: usize,
     groups: u32,
-    scratch: Vec<ByteArray>,
-    flba: Vec<FixedLenByteArray>,
-    /// Big-endian decimal bytes of the column being written.
-    raw: Vec<u8>,
 }
 
 impl<W: Write + Send> Sink<W> {
@@ -456,109 +275,71 @@ impl<W: Write + Send> Sink<W> {
             .with_fields(fields)
             .build()?;
         let codec = Compression::ZSTD(ZstdLevel::try_new(zstd_level)?);
-        let mut base = WriterProperties::builder()
+        // Column chunks are encoded by `Chunk` and appended whole: the file writer only lays
+        // out row groups and the footer.
+        let props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
-            // Pages are compressed by `MemPageWriter`; the chunk metadata names the codec.
-            .set_compression(Compression::UNCOMPRESSED)
-            // A dictionary column buffers 8 bytes per value until its page closes: pages of
-            // at most 8,192 rows bound that for every open column.
-            .set_data_page_row_count_limit(4 * VECTOR_ROWS)
-            // Chunk min/max let readers skip row groups. Strings and decimals get ours (see
-            // `Bounds`): the writer's would keep borrowed values beyond the batch.
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            // Every column of a row group is open at once, each filling a page: small pages
-            // keep that memory bounded (columns × page size).
-            .set_data_page_size_limit(page_bytes())
             .set_created_by(format!("billing-columnar {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(
                 metadata
                     .into_iter()
                     .map(|(k, v)| KeyValue::new(k, v))
                     .collect(),
-            ));
-        for (name, ty) in columns {
-            if matches!(ty, ColumnType::String | ColumnType::Decimal) {
-                base = base.set_column_statistics_enabled(
-                    ColumnPath::from(name.as_str()),
-                    EnabledStatistics::None,
-                );
-            }
-        }
-        let props = base.clone().build();
+            ))
+            .build();
+        let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(props))?;
+        let descr = writer.schema_descr();
+        let descrs = (0..descr.num_columns()).map(|i| descr.column(i)).collect();
         Ok(Self {
-            writer: SerializedFileWriter::new(out, Arc::new(schema), Arc::new(props))?,
-            base,
+            writer,
+            descrs,
             codec,
             zstd: Arc::new(Mutex::new(
                 zstd::bulk::Compressor::new(zstd_level).map_err(Error::Write)?,
             )),
-            names: columns.iter().map(|c| c.0.clone()).collect(),
-            types: columns.iter().map(|c| c.1).collect(),
             open: Vec::new(),
             open_rows: 0,
             group_rows: group_rows.max(1),
             group_bytes,
+            page_bytes: page_bytes(),
             groups: 0,
-            scratch: Vec::new(),
-            flba: Vec::new(),
-            raw: Vec::new(),
         })
     }
 
     /// Opens a row group: each column's dictionary is decided on this first batch.
-    fn open_group(&mut self, cols: &[&ColBuf]) -> Result<(), Error> {
-        let mut props = self.base.clone();
-        let dictionary: Vec<bool> = cols.iter().map(|c| !c.dictionary_useless()).collect();
-        for (name, &dict) in self.names.iter().zip(&dictionary) {
-            if !dict {
-                // Nearly unique columns: plain encoding. The dictionary's hashing was the
-                // encoder's largest cost.
-                props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
-            }
-        }
-        let props = Arc::new(props.build());
-        let descr = self.writer.schema_descr();
-        self.open = (0..self.types.len())
-            .map(|i| {
-                let pages = Pages::default();
-                let page_writer = MemPageWriter {
-                    sink: TrackedWrite::new(pages.clone()),
-                    zstd: self.zstd.clone(),
-                };
-                OpenColumn {
-                    writer: get_column_writer(
-                        descr.column(i),
-                        props.clone(),
-                        Box::new(page_writer),
-                    ),
-                    pages,
-                    arena: dictionary[i].then(Arena::default),
-                    bounds: matches!(self.types[i], ColumnType::String | ColumnType::Decimal)
-                        .then(Bounds::default),
-                    nulls: 0,
-                }
-            })
+    fn open_group(&mut self, cols: &[&ColBuf]) {
+        // Nearly unique columns go PLAIN: a dictionary would cost a hash per value for no
+        // saving.
+        self.open = cols
+            .iter()
+            .map(|c| Chunk::new(!c.dictionary_useless(), self.page_bytes))
             .collect();
-        Ok(())
     }
 
     /// Writes one batch; `cols` are in schema order and all have the same row count. A row
     /// group closes after exactly `group_rows` rows (a batch may straddle two), or earlier at
     /// its byte bound.
     pub fn write_batch(&mut self, cols: &[&ColBuf]) -> Result<(), Error> {
-        debug_assert_eq!(cols.len(), self.types.len());
+        if cols.len() != self.descrs.len() {
+            return Err(Error::Internal("batch does not match the file's columns"));
+        }
         let n = cols.first().map_or(0, |c| c.defs.len());
         let mut start = 0;
         while start < n {
             if self.open.is_empty() {
-                self.open_group(cols)?;
+                self.open_group(cols);
             }
-            // Calls never cross a multiple of VECTOR_ROWS, so dictionary pages (closed by the
-            // row limit, a multiple of it) hold whole reader vectors.
-            let end = n
-                .min(start + (self.group_rows - self.open_rows))
-                .min(start + (VECTOR_ROWS - self.open_rows % VECTOR_ROWS));
-            self.write_rows(cols, start, end)?;
+            let end = n.min(start + (self.group_rows - self.open_rows));
+            for (col, chunk) in cols.iter().zip(self.open.iter_mut()) {
+                let all_rows = start == 0 && end == col.defs.len();
+                // The first value (non-null) of these rows.
+                let v0 = if all_rows {
+                    0
+                } else {
+                    col.defs[..start].iter().filter(|&&d| d == 1).count()
+                };
+                chunk.write(col, start, end, v0, &self.zstd)?;
+            }
             self.open_rows += end - start;
             start = end;
             if self.open_rows >= self.group_rows || self.buffered() >= self.group_bytes {
@@ -568,107 +349,9 @@ impl<W: Write + Send> Sink<W> {
         Ok(())
     }
 
-    /// Writes rows `start..end` of a batch to the open row group.
-    fn write_rows(&mut self, cols: &[&ColBuf], start: usize, end: usize) -> Result<(), Error> {
-        for (col, oc) in cols.iter().zip(self.open.iter_mut()) {
-            let all_rows = start == 0 && end == col.defs.len();
-            let defs = &col.defs[start..end];
-            let count = |d: &[i16]| d.iter().filter(|&&d| d == 1).count();
-            // The batch's values (non-null only) of these rows.
-            let (v0, v1) = if all_rows {
-                (0, col.values_len())
-            } else {
-                let v0 = count(&col.defs[..start]);
-                (v0, v0 + count(defs))
-            };
-            oc.nulls += (defs.len() - (v1 - v0)) as u64;
-            let defs = Some(defs);
-            match (&mut oc.writer, &col.values) {
-                (ColumnWriter::ByteArrayColumnWriter(w), Values::Str { bytes, ends }) => {
-                    let via_arena = oc.arena.as_ref().is_some_and(Arena::active);
-                    if let Some(b) = oc.bounds.as_mut().filter(|_| !via_arena) {
-                        for i in v0..v1 {
-                            b.add_str(col.str_at(i));
-                        }
-                    }
-                    self.scratch.clear();
-                    let mut from = if v0 == 0 { 0 } else { ends[v0 - 1] as usize };
-                    if let Some(arena) = oc.arena.as_mut().filter(|a| a.active()) {
-                        // The dictionary keeps its distinct values until the row group
-                        // closes: they are given as views of the arena, which lives as long.
-                        // Bounds only change with a value not seen before in the row group.
-                        for &to in &ends[v0..v1] {
-                            let to = to as usize;
-                            let (v, new) = arena.intern(&bytes[from..to]);
-                            if new {
-                                if let Some(b) = oc.bounds.as_mut() {
-                                    b.add_str(v);
-                                }
-                            }
-                            self.scratch.push(ByteArray::from(Bytes::from_static(v)));
-                            from = to;
-                        }
-                    } else {
-                        // SAFETY: see `borrowed`; the views die with this call.
-                        let all = unsafe { borrowed(bytes) };
-                        for &to in &ends[v0..v1] {
-                            let to = to as usize;
-                            self.scratch
-                                .push(ByteArray::from(Bytes::from_static(&all[from..to])));
-                            from = to;
-                        }
-                    }
-                    // Cleared before `?` too: no view outlives this call, even on an error.
-                    let written = w.write_batch(&self.scratch, defs, None);
-                    self.scratch.clear();
-                    written?;
-                }
-                (ColumnWriter::FixedLenByteArrayColumnWriter(w), Values::Dec(v)) => {
-                    let v = &v[v0..v1];
-                    self.raw.clear();
-                    // Decimal bounds are cheap: every value, arena or not.
-                    for &x in v {
-                        if let Some(b) = oc.bounds.as_mut() {
-                            b.add_dec(x);
-                        }
-                        self.raw.extend_from_slice(&x.to_be_bytes());
-                    }
-                    self.flba.clear();
-                    if let Some(arena) = oc.arena.as_mut().filter(|a| a.active()) {
-                        for k in 0..v.len() {
-                            let (v, _) = arena.intern(&self.raw[k * 16..k * 16 + 16]);
-                            self.flba.push(FixedLenByteArray::from(ByteArray::from(
-                                Bytes::from_static(v),
-                            )));
-                        }
-                    } else {
-                        // SAFETY: as above; `raw` is not touched again before this returns.
-                        let all = unsafe { borrowed(&self.raw) };
-                        for k in 0..v.len() {
-                            self.flba.push(FixedLenByteArray::from(ByteArray::from(
-                                Bytes::from_static(&all[k * 16..k * 16 + 16]),
-                            )));
-                        }
-                    }
-                    let written = w.write_batch(&self.flba, defs, None);
-                    self.flba.clear();
-                    written?;
-                }
-                (ColumnWriter::Int64ColumnWriter(w), Values::Int(v) | Values::Ts(v)) => {
-                    w.write_batch(&v[v0..v1], defs, None)?;
-                }
-                (ColumnWriter::Int32ColumnWriter(w), Values::Date(v)) => {
-                    w.write_batch(&v[v0..v1], defs, None)?;
-                }
-                _ => return Err(Error::Internal("column buffer does not match its type")),
-            }
-        }
-        Ok(())
-    }
-
     /// Compressed bytes held for the open row group.
     fn buffered(&self) -> usize {
-        self.open.iter().map(|c| c.pages.len()).sum()
+        self.open.iter().map(Chunk::buffered).sum()
     }
 
     /// Writes the open row group (if any) to the file.
@@ -677,15 +360,9 @@ impl<W: Write + Send> Sink<W> {
             return Ok(());
         }
         let mut rg = self.writer.next_row_group()?;
-        for oc in self.open.drain(..) {
-            let mut close = oc.writer.close()?;
-            let mut md = close.metadata.into_builder().set_compression(self.codec);
-            if let Some(b) = &oc.bounds {
-                md = md.set_statistics(b.statistics(oc.nulls));
-            }
-            close.metadata = md.build()?;
-            let data = Bytes::from(oc.pages.take());
-            rg.append_column(&data, close)?;
+        for (chunk, descr) in self.open.drain(..).zip(&self.descrs) {
+            let (bytes, close) = chunk.close(descr.clone(), &self.zstd, self.codec)?;
+            rg.append_column(&bytes, close)?;
         }
         rg.close()?;
         self.open_rows = 0;
@@ -704,93 +381,123 @@ impl<W: Write + Send> Sink<W> {
     }
 }
 
-/// Distinct values of a dictionary column in the open row group, in chunks that never move, so
-/// views of them stay valid until the arena is dropped (after the column's writer).
-///
-/// Once the arena holds [`ARENA_LIMIT`] bytes it stops taking values and the column's values
-/// are borrowed like a plain column's: the writer's dictionary holds the same distinct values
-/// (a few bytes more each), so it has passed its own 1 MiB limit long before and fallen back
-/// to plain encoding, which keeps no value.
-#[derive(Default)]
-struct Arena {
-    chunks: Vec<Vec<u8>>,
-    seen: std::collections::HashMap<&'static [u8], (), std::hash::BuildHasherDefault<FxHasher>>,
-    bytes: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+    use parquet::record::Field;
 
-/// Bytes of distinct values after which an arena stops taking values (see [`Arena`]).
-const ARENA_LIMIT: usize = 4 << 20;
-const ARENA_CHUNK: usize = 64 << 10;
-
-impl Arena {
-    fn active(&self) -> bool {
-        self.bytes < ARENA_LIMIT
-    }
-
-    /// The arena's copy of `v`, and whether it is new.
-    fn intern(&mut self, v: &[u8]) -> (&'static [u8], bool) {
-        if let Some((&k, _)) = self.seen.get_key_value(v) {
-            return (k, false);
+    /// A column of each type with nulls; strings with one in sixteen distinct, long values (a
+    /// dictionary that outgrows its limit and falls back to PLAIN) and with few.
+    fn batch(rows: usize, offset: usize) -> Vec<ColBuf> {
+        let mut cols = vec![
+            ColBuf::new(ColumnType::String),
+            ColBuf::new(ColumnType::String),
+            ColBuf::new(ColumnType::Decimal),
+            ColBuf::new(ColumnType::Integer),
+            ColBuf::new(ColumnType::Date),
+            ColBuf::new(ColumnType::Timestamp),
+        ];
+        for r in offset..offset + rows {
+            if r % 7 == 3 {
+                cols.iter_mut().for_each(ColBuf::push_null);
+                continue;
+            }
+            cols[0].push_str(format!("{:0>1000}", r / 16).as_bytes());
+            cols[1].push_str(["", "EUR", "USD"][r % 3].as_bytes());
+            if let Values::Dec(v) = &mut cols[2].values {
+                v.push(r as i128 * 1_000_000_007 - 5);
+            }
+            if let Values::Int(v) | Values::Ts(v) = &mut cols[3].values {
+                v.push(-(r as i64));
+            }
+            if let Values::Date(v) = &mut cols[4].values {
+                v.push((r % 40) as i32);
+            }
+            if let Values::Int(v) | Values::Ts(v) = &mut cols[5].values {
+                v.push(r as i64 * 1_000_000);
+            }
+            cols[2..].iter_mut().for_each(|c| c.defs.push(1));
         }
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|c| c.capacity() - c.len() >= v.len());
-        if !fits {
-            self.chunks
-                .push(Vec::with_capacity(ARENA_CHUNK.max(v.len())));
+        cols
+    }
+
+    #[test]
+    fn chunks_read_back_in_the_parquet_crates_reader() {
+        let names = ["s", "d", "n", "i", "day", "ts"];
+        let types = [
+            ColumnType::String,
+            ColumnType::String,
+            ColumnType::Decimal,
+            ColumnType::Integer,
+            ColumnType::Date,
+            ColumnType::Timestamp,
+        ];
+        let columns: Vec<(String, ColumnType)> = names
+            .iter()
+            .zip(types)
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        let mut sink = Sink::new(Vec::new(), &columns, Vec::new(), 1, (30_000, 64 << 20)).unwrap();
+        let (batch_rows, batches) = (12_000, 6);
+        for b in 0..batches {
+            let cols = batch(batch_rows, b * batch_rows);
+            sink.write_batch(&cols.iter().collect::<Vec<_>>()).unwrap();
         }
-        let chunk = self.chunks.last_mut().expect("a chunk was pushed");
-        let start = chunk.len();
-        // Within capacity: the chunk's buffer does not move.
-        chunk.extend_from_slice(v);
-        // SAFETY: the bytes stay in place and unchanged until the arena is dropped; the
-        // views go only to this column's writer and `seen`, both gone before that.
-        let view = unsafe { borrowed(&chunk[start..]) };
-        self.bytes += v.len();
-        self.seen.insert(view, ());
-        (view, true)
-    }
-}
-
-/// A small fast hash (FxHash's) for the arenas: their keys are short strings and 16-byte
-/// decimals, hashed once per value of a dictionary column.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        let (bytes, groups) = sink.finish().unwrap();
+        assert_eq!(groups, 3);
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let meta = reader.metadata();
+        let encodings = |c: usize| meta.row_group(0).column(c).encodings().collect::<Vec<_>>();
+        use parquet::basic::Encoding;
+        // The long strings' dictionary outgrows its limit: both encodings in one chunk.
+        assert!(
+            encodings(0).contains(&Encoding::RLE_DICTIONARY),
+            "{:?}",
+            encodings(0)
+        );
+        assert!(
+            encodings(0).contains(&Encoding::PLAIN),
+            "{:?}",
+            encodings(0)
+        );
+        assert!(
+            encodings(1).contains(&Encoding::RLE_DICTIONARY),
+            "{:?}",
+            encodings(1)
+        );
+        let mut n = 0;
+        for (r, row) in reader.get_row_iter(None).unwrap().enumerate() {
+            let row = row.unwrap();
+            let fields: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
+            if r % 7 == 3 {
+                assert!(fields.iter().all(|f| matches!(f, Field::Null)), "row {r}");
+            } else {
+                assert_eq!(
+                    fields[0],
+                    &Field::Str(format!("{:0>1000}", r / 16)),
+                    "row {r}"
+                );
+                assert_eq!(fields[1], &Field::Str(["", "EUR", "USD"][r % 3].into()));
+                let Field::Decimal(d) = fields[2] else {
+                    panic!("row {r}: {:?}", fields[2]);
+                };
+                let expected = r as i128 * 1_000_000_007 - 5;
+                assert_eq!(d.data(), &expected.to_be_bytes()[..], "row {r}");
+                assert_eq!(fields[3], &Field::Long(-(r as i64)));
+                assert_eq!(fields[4], &Field::Date((r % 40) as i32));
+                assert_eq!(fields[5], &Field::TimestampMicros(r as i64 * 1_000_000));
+            }
+            n += 1;
         }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
+        assert_eq!(n, batch_rows * batches);
+        // Chunk statistics: min and max over the non-null values, and the nulls.
+        let stats = meta.row_group(0).column(3).statistics().unwrap();
+        assert_eq!(stats.null_count_opt(), Some(30_000 / 7 + 1));
+        let Statistics::Int64(s) = stats else {
+            panic!("{stats:?}");
+        };
+        assert_eq!((s.min_opt(), s.max_opt()), (Some(&-29_999), Some(&0)));
     }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// `bytes` with a lifetime that lets its pieces become `Bytes` whose clones and drops touch
-/// no reference count (`Bytes::from_static`).
-///
-/// # Safety
-///
-/// Every clone must be gone before `bytes` is changed or freed. `write_rows` guarantees this:
-/// it borrows batch buffers only for columns whose writer keeps no value beyond the call (no
-/// dictionary, no statistics: the plain encoder copies the bytes into its page) and clears
-/// its views before returning; a dictionary column's values are views of its [`Arena`],
-/// dropped after the column's writer.
-unsafe fn borrowed(bytes: &[u8]) -> &'static [u8] {
-    // SAFETY: the caller keeps `bytes` alive and unchanged for as long as any view exists.
-    unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
 }
