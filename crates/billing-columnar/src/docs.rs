@@ -131,7 +131,12 @@ pub fn focus_markdown() -> String {
          commitment covers is `Committed` with the purchase's order id. Partner Center's usage \
          carries no amortised cost (covered usage is priced 0), so the commitment's cost is in \
          the purchase's BilledCost only; amortising it needs the purchase and the usage \
-         together, which a single export does not have.\n\n\
+         together, which a single export does not have.\n\
+         - BillingPeriodStart/End: the pipeline passes the run's billing month, the invoice's \
+         (billed) or the export's (unbilled). Billed exports serve new-commerce invoices only \
+         (`G…` ids; Microsoft answers others with \"no reconciliation data\"), and a \
+         new-commerce invoice bills a calendar month, so the period is the invoice's; latent \
+         usage and refunds of earlier months stay in the period that invoices them.\n\n\
          | FOCUS column | Type | Usage (billed/unbilled) | Reconciliation (billed/unbilled) | Note |\n\
          |---|---|---|---|---|\n"
     );

@@ -36,7 +36,9 @@ impl Drop for Scratch {
 
 /// The FOCUS view's billing period of a run: the calendar month of its billing month (the
 /// invoice's service month for billed exports, the export's month for unbilled ones), so that
-/// latent usage and refunds of earlier months stay in the period they are invoiced in.
+/// latent usage and refunds of earlier months stay in the period they are invoiced in. Exact
+/// for billed runs: the export serves new-commerce invoices only, and those bill a calendar
+/// month.
 fn focus_billing_period(run: &RunRecord) -> Option<billing_columnar::BillingPeriod> {
     let month = super::super::layout::run_billing_month(run)?;
     let y: i64 = month.get(..4)?.parse().ok()?;
