@@ -19,7 +19,7 @@ use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::{ByteArray, FixedLenByteArray};
 use parquet::file::metadata::ColumnChunkMetaData;
-use parquet::file::statistics::Statistics;
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
@@ -235,15 +235,26 @@ impl Bounds {
                     false,
                 )
             }
-            Bounds::Dec(min, max) => Statistics::new(
-                Some(FixedLenByteArray::from(min.to_be_bytes().to_vec())),
-                Some(FixedLenByteArray::from(max.to_be_bytes().to_vec())),
-                None,
-                n,
-                false,
+            // Signed types also fill the deprecated min/max fields, as DuckDB's and
+            // parquet-mr's writers do, for readers that know only those.
+            Bounds::Dec(min, max) => Statistics::FixedLenByteArray(
+                ValueStatistics::new(
+                    Some(FixedLenByteArray::from(min.to_be_bytes().to_vec())),
+                    Some(FixedLenByteArray::from(max.to_be_bytes().to_vec())),
+                    None,
+                    n,
+                    false,
+                )
+                .with_backwards_compatible_min_max(true),
             ),
-            Bounds::Int(min, max) => Statistics::new(Some(*min), Some(*max), None, n, false),
-            Bounds::Date(min, max) => Statistics::new(Some(*min), Some(*max), None, n, false),
+            Bounds::Int(min, max) => Statistics::Int64(
+                ValueStatistics::new(Some(*min), Some(*max), None, n, false)
+                    .with_backwards_compatible_min_max(true),
+            ),
+            Bounds::Date(min, max) => Statistics::Int32(
+                ValueStatistics::new(Some(*min), Some(*max), None, n, false)
+                    .with_backwards_compatible_min_max(true),
+            ),
             Bounds::Bytes(..) | Bounds::Empty => {
                 Statistics::new::<ByteArray>(None, None, None, n, false)
             }
@@ -262,7 +273,7 @@ pub(crate) struct Chunk {
     page_rows: usize,
     levels: Vec<u8>,
     defs: Vec<u8>,
-    indices: Vec<u32>,
+    indices: Indices,
     plain: Vec<u8>,
     /// Byte size at which a PLAIN page of variable-width values closes.
     page_bytes: usize,
@@ -284,7 +295,7 @@ impl Chunk {
             page_rows: 0,
             levels: Vec::new(),
             defs: Vec::with_capacity(LEVEL_PIECE),
-            indices: Vec::new(),
+            indices: Indices::default(),
             plain: Vec::new(),
             page_bytes,
             data: TrackedWrite::new(Pieces::default()),
@@ -412,7 +423,10 @@ impl Chunk {
             Some(d) if !self.dict_full && !self.indices.is_empty() => {
                 let width = bit_width(d.len().saturating_sub(1) as u32).max(1);
                 buf.push(width as u8);
-                hybrid(&self.indices, width, buf);
+                match &self.indices {
+                    Indices::Narrow(v) => hybrid(v, width, buf),
+                    Indices::Wide(v) => hybrid(v, width, buf),
+                }
                 Encoding::RLE_DICTIONARY
             }
             _ => {
@@ -495,9 +509,54 @@ impl Chunk {
     }
 }
 
+/// A page's dictionary indices: two bytes each while the dictionary has at most 65,536
+/// entries (nearly always), four after. An open page holds one per row, in every dictionary
+/// column of both files at once.
+enum Indices {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Default for Indices {
+    fn default() -> Self {
+        Indices::Narrow(Vec::new())
+    }
+}
+
+impl Indices {
+    #[inline]
+    fn push(&mut self, i: u32) {
+        match self {
+            Indices::Narrow(v) => match u16::try_from(i) {
+                Ok(i) => v.push(i),
+                Err(_) => {
+                    let mut wide: Vec<u32> = v.iter().map(|&x| u32::from(x)).collect();
+                    wide.push(i);
+                    *self = Indices::Wide(wide);
+                }
+            },
+            Indices::Wide(v) => v.push(i),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Indices::Narrow(v) => v.is_empty(),
+            Indices::Wide(v) => v.is_empty(),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Indices::Narrow(v) => v.clear(),
+            Indices::Wide(v) => v.clear(),
+        }
+    }
+}
+
 /// Adds a fixed-width value (its PLAIN bytes) to a page: an index, or the bytes.
 #[inline]
-fn fixed(dict: Option<&mut Dict>, indices: &mut Vec<u32>, plain: &mut Vec<u8>, bytes: &[u8]) {
+fn fixed(dict: Option<&mut Dict>, indices: &mut Indices, plain: &mut Vec<u8>, bytes: &[u8]) {
     match dict {
         Some(d) => indices.push(d.intern(bytes, false).0),
         None => plain.extend_from_slice(bytes),

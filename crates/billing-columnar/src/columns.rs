@@ -310,9 +310,16 @@ impl<W: Write + Send> Sink<W> {
     fn open_group(&mut self, cols: &[&ColBuf]) {
         // Nearly unique columns go PLAIN: a dictionary would cost a hash per value for no
         // saving.
+        // Fixed-width values close pages by rows only: 32,768 decimals are 512 KiB.
         self.open = cols
             .iter()
-            .map(|c| Chunk::new(!c.dictionary_useless(), self.page_bytes))
+            .map(|c| {
+                let bytes = match c.values {
+                    Values::Str { .. } => self.page_bytes,
+                    _ => usize::MAX,
+                };
+                Chunk::new(!c.dictionary_useless(), bytes)
+            })
             .collect();
     }
 
@@ -499,5 +506,53 @@ mod tests {
             panic!("{stats:?}");
         };
         assert_eq!((s.min_opt(), s.max_opt()), (Some(&-29_999), Some(&0)));
+    }
+
+    #[test]
+    fn a_dictionary_past_65536_entries_reads_back() {
+        let columns = vec![("i".to_string(), ColumnType::Integer)];
+        let mut sink = Sink::new(Vec::new(), &columns, Vec::new(), 1, (1 << 20, 64 << 20)).unwrap();
+        // The first batch looks low-cardinality, so the column keeps a dictionary; the next
+        // ones are all distinct and take it past two-byte indices.
+        let value = |r: usize| {
+            if r < 10_000 {
+                (r % 10) as i64
+            } else {
+                r as i64
+            }
+        };
+        for b in 0..9 {
+            let mut col = ColBuf::new(ColumnType::Integer);
+            for r in b * 10_000..(b + 1) * 10_000 {
+                if let Values::Int(v) = &mut col.values {
+                    v.push(value(r));
+                }
+                col.defs.push(1);
+            }
+            sink.write_batch(&[&col]).unwrap();
+        }
+        let (bytes, _) = sink.finish().unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let read: Vec<i64> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(
+                |row| match row.unwrap().get_column_iter().next().unwrap().1 {
+                    Field::Long(v) => *v,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(read, (0..90_000).map(value).collect::<Vec<_>>());
+        let encodings: Vec<_> = reader
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .encodings()
+            .collect();
+        assert!(
+            encodings.contains(&parquet::basic::Encoding::RLE_DICTIONARY),
+            "{encodings:?}"
+        );
     }
 }
