@@ -188,6 +188,16 @@ impl ColBuf {
         }
     }
 
+    /// Whether a string column holds an empty string.
+    pub fn has_empty_str(&self) -> bool {
+        match &self.values {
+            Values::Str { ends, .. } => {
+                ends.first() == Some(&0) || ends.windows(2).any(|w| w[0] == w[1])
+            }
+            _ => false,
+        }
+    }
+
     /// The string at `value_index` (the position among non-null values) of a string column.
     pub fn str_at(&self, value_index: usize) -> &[u8] {
         match &self.values {

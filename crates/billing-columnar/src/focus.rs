@@ -300,8 +300,13 @@ pub(crate) fn derive(
             Expr::Col(name) => match col(name) {
                 None => (0..rows).for_each(|_| b.push_null()),
                 Some(src) if fc.ty == ColumnType::String => {
-                    for v in rows_of(src) {
-                        push_str(b, v.map(|i| src.str_at(i)));
+                    if src.has_empty_str() {
+                        for v in rows_of(src) {
+                            push_str(b, v.map(|i| src.str_at(i)));
+                        }
+                    } else {
+                        // No empty string to turn into null: the column as it is.
+                        b.copy_from(src);
                     }
                 }
                 Some(src) => {
