@@ -100,6 +100,9 @@ struct Dict {
     plain: Vec<u8>,
     /// Start and end in `plain` of each entry's value bytes (after a string's length prefix).
     spans: Vec<(u32, u32)>,
+    /// A fixed-width dictionary's entries as integers (numbers, dates, timestamps): compared
+    /// and hashed as one value instead of as bytes.
+    keys: Vec<u128>,
     /// The entry of the previous value: billing rows come clustered by customer and
     /// subscription, and many columns are constant, so a value often repeats the one before
     /// and costs a comparison instead of a hash.
@@ -112,12 +115,39 @@ impl Dict {
             table: HashTable::new(),
             plain: Vec::new(),
             spans: Vec::new(),
+            keys: Vec::new(),
             last: None,
         }
     }
 
     fn len(&self) -> usize {
-        self.spans.len()
+        self.spans.len().max(self.keys.len())
+    }
+
+    /// The entry of a fixed-width value: `key` is the value, `bytes` its PLAIN encoding.
+    #[inline]
+    fn intern_fixed(&mut self, key: u128, bytes: &[u8]) -> u32 {
+        if let Some(i) = self.last {
+            if self.keys[i as usize] == key {
+                return i;
+            }
+        }
+        let wide = (key as u64 ^ (key >> 64) as u64 ^ (key >> 96) as u64) as u128
+            * u128::from(0x9e37_79b9_7f4a_7c15u64);
+        let hash = (wide as u64) ^ ((wide >> 64) as u64);
+        let keys = &self.keys;
+        let i = match self.table.find(hash, |&(_, i)| keys[i as usize] == key) {
+            Some(&(_, i)) => i,
+            None => {
+                let index = self.keys.len() as u32;
+                self.keys.push(key);
+                self.plain.extend_from_slice(bytes);
+                self.table.insert_unique(hash, (hash, index), |&(h, _)| h);
+                index
+            }
+        };
+        self.last = Some(i);
+        i
     }
 
     /// The entry of `key` (a value's PLAIN bytes without length prefix), added if new with
@@ -392,15 +422,15 @@ impl Chunk {
             }
             Values::Dec(v) => {
                 bounds.add_dec(v[k]);
-                fixed(dict, indices, plain, &v[k].to_be_bytes());
+                fixed(dict, indices, plain, v[k] as u128, &v[k].to_be_bytes());
             }
             Values::Int(v) | Values::Ts(v) => {
                 bounds.add_int(v[k]);
-                fixed(dict, indices, plain, &v[k].to_le_bytes());
+                fixed(dict, indices, plain, v[k] as u128, &v[k].to_le_bytes());
             }
             Values::Date(v) => {
                 bounds.add_date(v[k]);
-                fixed(dict, indices, plain, &v[k].to_le_bytes());
+                fixed(dict, indices, plain, v[k] as u128, &v[k].to_le_bytes());
             }
         }
     }
@@ -527,15 +557,18 @@ impl Indices {
     #[inline]
     fn push(&mut self, i: u32) {
         match self {
-            Indices::Narrow(v) => match u16::try_from(i) {
-                Ok(i) => v.push(i),
-                Err(_) => {
-                    let mut wide: Vec<u32> = v.iter().map(|&x| u32::from(x)).collect();
-                    wide.push(i);
-                    *self = Indices::Wide(wide);
-                }
-            },
+            Indices::Narrow(v) if i <= u32::from(u16::MAX) => v.push(i as u16),
             Indices::Wide(v) => v.push(i),
+            Indices::Narrow(_) => self.widen(i),
+        }
+    }
+
+    #[cold]
+    fn widen(&mut self, i: u32) {
+        if let Indices::Narrow(v) = self {
+            let mut wide: Vec<u32> = v.iter().map(|&x| u32::from(x)).collect();
+            wide.push(i);
+            *self = Indices::Wide(wide);
         }
     }
 
@@ -556,9 +589,15 @@ impl Indices {
 
 /// Adds a fixed-width value (its PLAIN bytes) to a page: an index, or the bytes.
 #[inline]
-fn fixed(dict: Option<&mut Dict>, indices: &mut Indices, plain: &mut Vec<u8>, bytes: &[u8]) {
+fn fixed(
+    dict: Option<&mut Dict>,
+    indices: &mut Indices,
+    plain: &mut Vec<u8>,
+    key: u128,
+    bytes: &[u8],
+) {
     match dict {
-        Some(d) => indices.push(d.intern(bytes, false).0),
+        Some(d) => indices.push(d.intern_fixed(key, bytes)),
         None => plain.extend_from_slice(bytes),
     }
 }
