@@ -113,7 +113,9 @@ pub fn focus_markdown() -> String {
          view.\n\
          - Columns the exports cannot fill are present and null (AvailabilityZone, \
          CapacityReservationId/Status, CommitmentDiscountName, SkuPriceDetails), so readers \
-         and the validator find every column Microsoft's platform supports.\n\
+         and the validator find every column Microsoft's platform supports. The exports cannot \
+         tell which charges use a capacity reservation, so the validator is not told the \
+         platform supports them (docs/focus.md, MUST rules the validator skips).\n\
          - Extension columns carry the names of Microsoft's own FOCUS exports and of FinOps \
          hubs' `Costs_raw` table where Microsoft has one (`x_CustomerId`, `x_ResellerId`, \
          `x_BillingExchangeRate`, `x_PartnerCreditApplied`, `x_SkuMeterId`, \
