@@ -9,7 +9,6 @@
 //! RLE_DICTIONARY with one PLAIN dictionary page first in the chunk. Page headers and chunk
 //! metadata are the parquet crate's (`SerializedPageWriter`, `ColumnChunkMetaData`).
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -50,24 +49,11 @@ const DICTIONARY_LIMIT: usize = 1 << 20;
 /// maximum would need rounding up, and such columns, URIs and JSON text, are not filtered on).
 const MAX_STAT_BYTES: usize = 64;
 
-/// Writes the pieces it is given, kept apart: a growing vector would hold up to twice the
-/// bytes of a chunk.
-#[derive(Default)]
+/// Finished pages, kept apart: a growing vector would hold up to twice the bytes of a chunk.
+#[derive(Default, Clone)]
 struct Pieces {
     parts: Vec<Vec<u8>>,
     len: usize,
-}
-
-impl Write for Pieces {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.parts.push(buf.to_vec());
-        self.len += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A small fast hash (FxHash's rounds, then a folded multiply): keys are short strings and fixed-width values, hashed once
@@ -94,6 +80,7 @@ fn fx(bytes: &[u8]) -> u64 {
 
 /// A chunk's dictionary: the dictionary page's PLAIN bytes as entries are added, and a hash
 /// table of entry indices whose keys are read back from those bytes.
+#[derive(Clone)]
 struct Dict {
     table: HashTable<(u64, u32)>,
     plain: Vec<u8>,
@@ -194,7 +181,7 @@ impl Dict {
 }
 
 /// Running min/max and null count of a chunk.
-#[derive(Default)]
+#[derive(Default, Clone)]
 enum Bounds {
     #[default]
     Empty,
@@ -291,7 +278,9 @@ impl Bounds {
     }
 }
 
-/// The column chunk of one column in the open row group.
+/// The column chunk of one column in the open row group. Cloned when a FOCUS column that
+/// repeats a typed one stops being shared mid-group (columns.rs, `Sink::adopt`).
+#[derive(Clone)]
 pub(crate) struct Chunk {
     /// The dictionary while values still go into it; kept after a fallback to PLAIN, as the
     /// pages written before need it.
@@ -307,7 +296,7 @@ pub(crate) struct Chunk {
     /// Byte size at which a PLAIN page of variable-width values closes.
     page_bytes: usize,
     /// Finished data pages, compressed, with their headers.
-    data: TrackedWrite<Pieces>,
+    data: Pieces,
     uncompressed: i64,
     encodings: Vec<Encoding>,
     bounds: Bounds,
@@ -327,7 +316,7 @@ impl Chunk {
             indices: Indices::default(),
             plain: Vec::new(),
             page_bytes,
-            data: TrackedWrite::new(Pieces::default()),
+            data: Pieces::default(),
             uncompressed: 0,
             encodings: vec![Encoding::RLE],
             bounds: Bounds::Empty,
@@ -339,7 +328,7 @@ impl Chunk {
 
     /// Compressed bytes of the pages written so far.
     pub fn buffered(&self) -> usize {
-        self.data.bytes_written()
+        self.data.len
     }
 
     fn dict_active(&self) -> bool {
@@ -474,8 +463,12 @@ impl Chunk {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let spec = SerializedPageWriter::new(&mut self.data)
-            .write_page(CompressedPage::new(page, buf.len()))?;
+        let mut out = TrackedWrite::new(Vec::new());
+        let spec =
+            SerializedPageWriter::new(&mut out).write_page(CompressedPage::new(page, buf.len()))?;
+        let out = out.into_inner()?;
+        self.data.len += out.len();
+        self.data.parts.push(out);
         self.uncompressed += spec.uncompressed_size as i64;
         self.page_rows = 0;
         self.levels.clear();
@@ -485,13 +478,8 @@ impl Chunk {
         Ok(())
     }
 
-    /// Finishes the chunk: its bytes (dictionary page first) and what the row group needs.
-    pub fn close(
-        mut self,
-        descr: ColumnDescPtr,
-        zstd: &Zstd,
-        codec: Compression,
-    ) -> Result<(Bytes, ColumnCloseResult), Error> {
+    /// Finishes the chunk: its bytes (dictionary page first) and what its metadata needs.
+    pub fn finish(mut self, zstd: &Zstd) -> Result<Finished, Error> {
         self.flush_page(zstd)?;
         let mut head = TrackedWrite::new(Vec::new());
         let mut uncompressed = self.uncompressed;
@@ -509,38 +497,67 @@ impl Chunk {
             self.encodings.push(Encoding::PLAIN);
         }
         let head = head.into_inner()?;
-        let pieces = self.data.into_inner()?;
-        let mut bytes = Vec::with_capacity(head.len() + pieces.len);
+        let mut bytes = Vec::with_capacity(head.len() + self.data.len);
         bytes.extend_from_slice(&head);
-        for p in pieces.parts {
+        for p in self.data.parts {
             bytes.extend_from_slice(&p);
         }
-        let encodings = self.encodings;
+        Ok(Finished {
+            bytes: Bytes::from(bytes),
+            encodings: self.encodings,
+            rows: self.rows,
+            uncompressed,
+            dictionary: dictionary.is_some().then_some(head.len()),
+            statistics: self.bounds.statistics(self.nulls),
+        })
+    }
+}
+
+/// A finished column chunk: its bytes and what its metadata says, for any column that holds
+/// the same values (a FOCUS column repeating a typed one takes the typed chunk as it is).
+#[derive(Clone)]
+pub(crate) struct Finished {
+    pub bytes: Bytes,
+    encodings: Vec<Encoding>,
+    rows: u64,
+    uncompressed: i64,
+    /// The dictionary page's length, when there is one (it comes first).
+    dictionary: Option<usize>,
+    statistics: Statistics,
+}
+
+impl Finished {
+    /// The chunk as column `descr` of a row group.
+    pub fn result(
+        &self,
+        descr: ColumnDescPtr,
+        codec: Compression,
+    ) -> Result<ColumnCloseResult, Error> {
         let metadata = ColumnChunkMetaData::builder(descr)
             .set_compression(codec)
-            .set_encodings(encodings)
+            .set_encodings(self.encodings.clone())
             .set_num_values(self.rows as i64)
-            .set_total_compressed_size(bytes.len() as i64)
-            .set_total_uncompressed_size(uncompressed)
-            .set_data_page_offset(head.len() as i64)
-            .set_dictionary_page_offset(dictionary.is_some().then_some(0))
-            .set_statistics(self.bounds.statistics(self.nulls))
+            .set_total_compressed_size(self.bytes.len() as i64)
+            .set_total_uncompressed_size(self.uncompressed)
+            .set_data_page_offset(self.dictionary.unwrap_or(0) as i64)
+            .set_dictionary_page_offset(self.dictionary.map(|_| 0))
+            .set_statistics(self.statistics.clone())
             .build()?;
-        let close = ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
+        Ok(ColumnCloseResult {
+            bytes_written: self.bytes.len() as u64,
             rows_written: self.rows,
             metadata,
             bloom_filter: None,
             column_index: None,
             offset_index: None,
-        };
-        Ok((Bytes::from(bytes), close))
+        })
     }
 }
 
 /// A page's dictionary indices: two bytes each while the dictionary has at most 65,536
 /// entries (nearly always), four after. An open page holds one per row, in every dictionary
 /// column of both files at once.
+#[derive(Clone)]
 enum Indices {
     Narrow(Vec<u16>),
     Wide(Vec<u32>),

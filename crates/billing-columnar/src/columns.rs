@@ -15,7 +15,7 @@ use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, Type};
 
-use crate::chunk::{Chunk, Zstd};
+use crate::chunk::{Chunk, Finished, Zstd};
 use crate::schema::{ColumnType, DECIMAL_PRECISION, DECIMAL_SCALE};
 use crate::Error;
 
@@ -256,6 +256,12 @@ const PAGE_BYTES: usize = 128 << 10;
 
 /// One Parquet file being written, a batch at a time; row groups close at `group_rows` rows
 /// or when their compressed pages reach `group_bytes`.
+///
+/// With both views of a dataset whose FOCUS rows are its typed rows, the two files' row
+/// groups are aligned ([`Sink::set_aligned`]) and a FOCUS column that repeats a typed column
+/// takes the typed chunk as it is: a row group is sealed at `group_rows` inside a batch, or at
+/// the byte bound between batches, and the encoder writes the sealed groups of both files
+/// once both threads are done (convert/encode.rs).
 pub(crate) struct Sink<W: Write + Send> {
     writer: SerializedFileWriter<W>,
     descrs: Vec<ColumnDescPtr>,
@@ -267,6 +273,18 @@ pub(crate) struct Sink<W: Write + Send> {
     group_bytes: usize,
     page_bytes: usize,
     groups: u32,
+    aligned: bool,
+    /// Columns this file takes from the other file's chunks in the open row group: they are
+    /// not encoded here.
+    shared: Vec<bool>,
+    /// Row groups sealed and not yet written, with their shared columns.
+    sealed: Vec<Sealed>,
+}
+
+/// A row group sealed by an aligned sink: its chunks and which of them are shared.
+pub(crate) struct Sealed {
+    chunks: Vec<Chunk>,
+    shared: Vec<bool>,
 }
 
 impl<W: Write + Send> Sink<W> {
@@ -299,55 +317,96 @@ impl<W: Write + Send> Sink<W> {
             .build();
         let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(props))?;
         let descr = writer.schema_descr();
-        let descrs = (0..descr.num_columns()).map(|i| descr.column(i)).collect();
+        let descrs: Vec<ColumnDescPtr> =
+            (0..descr.num_columns()).map(|i| descr.column(i)).collect();
         Ok(Self {
-            writer,
+            shared: vec![false; descrs.len()],
             descrs,
             codec,
             zstd: Arc::new(Mutex::new(
                 zstd::bulk::Compressor::new(zstd_level).map_err(Error::Write)?,
             )),
+            writer,
             open: Vec::new(),
             open_rows: 0,
             group_rows: group_rows.max(1),
             group_bytes,
             page_bytes: page_bytes(),
             groups: 0,
+            aligned: false,
+            sealed: Vec::new(),
         })
+    }
+
+    /// Aligned mode: row groups are sealed at `group_rows` and the byte bound is left to the
+    /// caller, who writes sealed groups with [`Sink::write_sealed`].
+    pub fn set_aligned(&mut self) {
+        self.aligned = true;
+    }
+
+    /// Which columns the open row group takes from the other file (from the next batch on).
+    pub fn set_shared(&mut self, shared: &[bool]) {
+        self.shared.copy_from_slice(shared);
+    }
+
+    /// Rows in the open row group.
+    pub fn open_rows(&self) -> usize {
+        self.open_rows
+    }
+
+    /// The open row group's chunk of column `i`.
+    pub fn chunk(&self, i: usize) -> Option<&Chunk> {
+        self.open.get(i)
+    }
+
+    /// Column `i` of the open row group stops being shared: it continues from `chunk`, a copy
+    /// of the other file's chunk, which held the same values so far.
+    pub fn adopt(&mut self, i: usize, chunk: Chunk) {
+        if let Some(slot) = self.open.get_mut(i) {
+            *slot = chunk;
+        }
+        self.shared[i] = false;
     }
 
     /// Opens a row group: each column's dictionary is decided on this first batch.
     fn open_group(&mut self, cols: &[&ColBuf]) {
         // Nearly unique columns go PLAIN: a dictionary would cost a hash per value for no
-        // saving.
-        // Fixed-width values close pages by rows only: 32,768 decimals are 512 KiB.
+        // saving. Fixed-width values close pages by rows only: 32,768 decimals are 512 KiB.
         self.open = cols
             .iter()
-            .map(|c| {
+            .zip(&self.shared)
+            .map(|(c, &shared)| {
                 let bytes = match c.values {
                     Values::Str { .. } => self.page_bytes,
                     _ => usize::MAX,
                 };
-                Chunk::new(!c.dictionary_useless(), bytes)
+                Chunk::new(!shared && !c.dictionary_useless(), bytes)
             })
             .collect();
     }
 
-    /// Writes one batch; `cols` are in schema order and all have the same row count. A row
-    /// group closes after exactly `group_rows` rows (a batch may straddle two), or earlier at
-    /// its byte bound.
+    /// Writes one batch; `cols` are in schema order and all have the same row count (shared
+    /// columns are left empty). A row group closes after exactly `group_rows` rows (a batch
+    /// may straddle two), or earlier at its byte bound.
     pub fn write_batch(&mut self, cols: &[&ColBuf]) -> Result<(), Error> {
         if cols.len() != self.descrs.len() {
             return Err(Error::Internal("batch does not match the file's columns"));
         }
-        let n = cols.first().map_or(0, |c| c.defs.len());
+        let n = cols
+            .iter()
+            .zip(&self.shared)
+            .find(|(_, &shared)| !shared)
+            .map_or(0, |(c, _)| c.defs.len());
         let mut start = 0;
         while start < n {
             if self.open.is_empty() {
                 self.open_group(cols);
             }
             let end = n.min(start + (self.group_rows - self.open_rows));
-            for (col, chunk) in cols.iter().zip(self.open.iter_mut()) {
+            for ((col, chunk), &shared) in cols.iter().zip(self.open.iter_mut()).zip(&self.shared) {
+                if shared {
+                    continue;
+                }
                 let all_rows = start == 0 && end == col.defs.len();
                 // The first value (non-null) of these rows.
                 let v0 = if all_rows {
@@ -359,37 +418,73 @@ impl<W: Write + Send> Sink<W> {
             }
             self.open_rows += end - start;
             start = end;
-            if self.open_rows >= self.group_rows || self.buffered() >= self.group_bytes {
-                self.close_group()?;
+            if self.aligned {
+                if self.open_rows >= self.group_rows {
+                    self.seal();
+                }
+            } else if self.open_rows >= self.group_rows || self.buffered() >= self.group_bytes {
+                self.seal();
+                for sealed in std::mem::take(&mut self.sealed) {
+                    self.write_sealed(sealed, |_| None)?;
+                }
             }
         }
         Ok(())
     }
 
     /// Compressed bytes held for the open row group.
-    fn buffered(&self) -> usize {
+    pub fn buffered(&self) -> usize {
         self.open.iter().map(Chunk::buffered).sum()
     }
 
-    /// Writes the open row group (if any) to the file.
-    fn close_group(&mut self) -> Result<(), Error> {
-        if self.open.is_empty() {
-            return Ok(());
+    /// Ends the open row group (if any); it waits in [`Sink::take_sealed`].
+    pub fn seal(&mut self) {
+        if !self.open.is_empty() {
+            self.sealed.push(Sealed {
+                chunks: std::mem::take(&mut self.open),
+                shared: self.shared.clone(),
+            });
         }
+        self.open_rows = 0;
+    }
+
+    /// The sealed row groups, oldest first.
+    pub fn take_sealed(&mut self) -> Vec<Sealed> {
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// Writes a sealed row group; a shared column's chunk comes from `import` (the other
+    /// file's chunk of the same rows). Returns every chunk written, for the other file.
+    pub fn write_sealed(
+        &mut self,
+        sealed: Sealed,
+        import: impl Fn(usize) -> Option<Finished>,
+    ) -> Result<Vec<Finished>, Error> {
         let mut rg = self.writer.next_row_group()?;
-        for (chunk, descr) in self.open.drain(..).zip(&self.descrs) {
-            let (bytes, close) = chunk.close(descr.clone(), &self.zstd, self.codec)?;
-            rg.append_column(&bytes, close)?;
+        let mut written = Vec::with_capacity(sealed.chunks.len());
+        for (i, (chunk, shared)) in sealed.chunks.into_iter().zip(sealed.shared).enumerate() {
+            let finished = if shared {
+                import(i).ok_or(Error::Internal("a shared column has no chunk to take"))?
+            } else {
+                chunk.finish(&self.zstd)?
+            };
+            rg.append_column(
+                &finished.bytes,
+                finished.result(self.descrs[i].clone(), self.codec)?,
+            )?;
+            written.push(finished);
         }
         rg.close()?;
-        self.open_rows = 0;
         self.groups += 1;
-        Ok(())
+        Ok(written)
     }
 
     /// Writes the last row group and the footer; returns the output and the row groups.
     pub fn finish(mut self) -> Result<(W, u32), Error> {
-        self.close_group()?;
+        self.seal();
+        for sealed in self.take_sealed() {
+            self.write_sealed(sealed, |_| None)?;
+        }
         let groups = self.groups;
         let mut out = self.writer.into_inner()?;
         // A buffered output would otherwise flush on drop and lose the error.

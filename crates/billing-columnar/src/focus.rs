@@ -240,6 +240,22 @@ pub(crate) const FOCUS_COLUMNS: &[FocusColumn] = &[
     f("x_SubscriptionId", S, Col("SubscriptionId"), Col("SubscriptionId"), "Partner Center's billing subscription id (not the Azure subscription)"),
 ];
 
+/// The FOCUS columns that repeat a typed column as it is, value for value except that FOCUS
+/// turns empty strings into nulls: (FOCUS column, typed column) by index.
+pub(crate) fn repeated_columns(schema: &Schema) -> Vec<(usize, usize)> {
+    FOCUS_COLUMNS
+        .iter()
+        .enumerate()
+        .filter_map(|(k, fc)| match fc.expr(schema) {
+            Expr::Col(name) => schema
+                .index_of(name)
+                .filter(|&j| schema.columns()[j].ty == fc.ty)
+                .map(|j| (k, j)),
+            _ => None,
+        })
+        .collect()
+}
+
 impl FocusColumn {
     pub fn expr(&self, schema: &Schema) -> Expr {
         match schema.dataset() {
@@ -269,12 +285,14 @@ fn instant(col: &ColBuf, i: usize) -> i64 {
     }
 }
 
-/// Computes the FOCUS columns of one row group from its typed columns (in schema order).
+/// Computes the FOCUS columns of one row group from its typed columns (in schema order);
+/// columns marked in `skip` (taken from the typed file as they are) are left empty.
 pub(crate) fn derive(
     schema: &Schema,
     typed: &[ColBuf],
     rows: usize,
     ctx: &RowCtx,
+    skip: &[bool],
     out: &mut Vec<ColBuf>,
 ) -> Result<(), crate::Error> {
     let status = ctx.status;
@@ -283,8 +301,11 @@ pub(crate) fn derive(
         *out = FOCUS_COLUMNS.iter().map(|fc| ColBuf::new(fc.ty)).collect();
     }
     let col = |name: &str| schema.index_of(name).map(|i| &typed[i]);
-    for (fc, b) in FOCUS_COLUMNS.iter().zip(out.iter_mut()) {
+    for (k, (fc, b)) in FOCUS_COLUMNS.iter().zip(out.iter_mut()).enumerate() {
         b.clear();
+        if skip.get(k) == Some(&true) {
+            continue;
+        }
         let push_str = |b: &mut ColBuf, s: Option<&[u8]>| match s {
             Some(s) if !s.is_empty() => b.push_str(s),
             _ => b.push_null(),

@@ -94,6 +94,70 @@ struct Encoder<'a, T: Write + Send, F: Write + Send> {
     batches: u32,
     /// Rows written to the FOCUS view (Tax rows included).
     focus_rows: u64,
+    /// Aligned row groups and the FOCUS columns taken from the typed file; `None` until both
+    /// files are open, and for datasets whose FOCUS rows are not the typed rows (Tax rows).
+    share: Option<Share>,
+}
+
+/// The FOCUS columns that repeat typed ones, and which of them the open row group shares.
+struct Share {
+    /// (FOCUS column, typed column).
+    pairs: Vec<(usize, usize)>,
+    /// The typed column each FOCUS column repeats, by FOCUS column.
+    source: Vec<Option<usize>>,
+    /// The FOCUS columns taken from the typed file in the open row group.
+    mask: Vec<bool>,
+}
+
+impl Share {
+    /// Decides, before a batch, which repeated columns stay shared: a typed string column with
+    /// an empty string differs from its FOCUS copy (null there) from then on, and the FOCUS
+    /// file continues from a copy of the typed chunk, which held the same values until now.
+    fn before_batch<T: Write + Send, F: Write + Send>(
+        &mut self,
+        g: &Group,
+        typed: &Sink<T>,
+        focus: &mut Sink<F>,
+    ) {
+        if typed.open_rows() == 0 {
+            for &(k, _) in &self.pairs {
+                self.mask[k] = true;
+            }
+        }
+        for &(k, j) in &self.pairs {
+            if self.mask[k] && g.cols[j].has_empty_str() {
+                if let Some(chunk) = typed.chunk(j).filter(|_| typed.open_rows() > 0) {
+                    focus.adopt(k, chunk.clone());
+                }
+                self.mask[k] = false;
+            }
+        }
+        focus.set_shared(&self.mask);
+    }
+
+    /// Writes the row groups both files sealed: the typed one first, then the FOCUS one with
+    /// the typed chunks of its shared columns.
+    fn write_sealed<T: Write + Send, F: Write + Send>(
+        &self,
+        typed: &mut Sink<T>,
+        focus: &mut Sink<F>,
+    ) -> Result<(), Error> {
+        let (ts, fs) = (typed.take_sealed(), focus.take_sealed());
+        if ts.len() != fs.len() {
+            return Err(Error::Internal("the two views' row groups are not aligned"));
+        }
+        for (t, f) in ts.into_iter().zip(fs) {
+            let written = typed.write_sealed(t, |_| None)?;
+            focus.write_sealed(f, |k| {
+                self.source
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .and_then(|j| written.get(j).cloned())
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Encoder thread: writes the batches `rx` delivers and hands each back for reuse; returns
@@ -115,6 +179,7 @@ pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
         unknown: Vec::new(),
         batches: 0,
         focus_rows: 0,
+        share: None,
     };
     for msg in rx {
         match msg {
@@ -138,6 +203,10 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             let md = metadata(self.schema, "typed", &self.unknown);
             let fields = typed_fields(self.schema, &self.unknown);
             self.typed = Some(open_sink(out, &fields, md, self.options)?);
+            self.align()?;
+        }
+        if let (Some(share), Some(t), Some(f)) = (&mut self.share, &self.typed, &mut self.focus) {
+            share.before_batch(g, t, f);
         }
         let with_focus = self.focus.is_some() || self.outputs.focus.is_some();
         let Self {
@@ -149,6 +218,7 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             focus_cols,
             unknown,
             focus_rows,
+            share,
             ..
         } = self;
         // With both views, the typed file is encoded on a second thread while this one derives
@@ -172,6 +242,7 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
                     out: &mut outputs.focus,
                     sink: focus,
                     rows: focus_rows,
+                    skip: share.as_ref().map_or(&[][..], |s| &s.mask[..]),
                 };
                 view.write(g)
             } else {
@@ -183,12 +254,57 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             }
             focus_result
         })?;
+        if let (Some(share), Some(t), Some(f)) = (&self.share, &mut self.typed, &mut self.focus) {
+            // The byte bound, between batches: both files' pages count.
+            if t.buffered() + f.buffered() >= self.options.row_group_encoded_bytes {
+                t.seal();
+                f.seal();
+            }
+            share.write_sealed(t, f)?;
+        }
         self.batches += 1;
+        Ok(())
+    }
+
+    /// With both views of a dataset without Tax rows (each FOCUS row is its typed row), opens
+    /// the FOCUS file now and aligns the two files' row groups, so that FOCUS columns that
+    /// repeat typed ones take the typed chunks instead of being encoded twice.
+    fn align(&mut self) -> Result<(), Error> {
+        let taxed = self.schema.index_of("TaxTotal").is_some() || self.options.tax_rows_only;
+        if taxed || self.typed.is_none() {
+            return Ok(());
+        }
+        let Some(out) = self.outputs.focus.take() else {
+            return Ok(());
+        };
+        let fields = focus_fields(&self.unknown);
+        let md = metadata(self.schema, "focus", &self.unknown);
+        let mut focus = open_sink(out, &fields, md, self.options)?;
+        let pairs = focus::repeated_columns(self.schema);
+        let mut source = vec![None; fields.len()];
+        for &(k, j) in &pairs {
+            source[k] = Some(j);
+        }
+        focus.set_aligned();
+        if let Some(t) = self.typed.as_mut() {
+            t.set_aligned();
+        }
+        self.focus = Some(focus);
+        self.share = Some(Share {
+            pairs,
+            source,
+            mask: vec![false; fields.len()],
+        });
         Ok(())
     }
 
     /// Opens what no row group opened, writes the footers; returns what was written.
     fn finish(mut self) -> Result<Written, Error> {
+        if let (Some(share), Some(t), Some(f)) = (&self.share, &mut self.typed, &mut self.focus) {
+            t.seal();
+            f.seal();
+            share.write_sealed(t, f)?;
+        }
         if let Some(out) = self.outputs.typed.take() {
             let fields = typed_fields(self.schema, &self.unknown);
             let md = metadata(self.schema, "typed", &self.unknown);
@@ -234,6 +350,8 @@ struct FocusView<'e, F: Write + Send> {
     out: &'e mut Option<Counting<F>>,
     sink: &'e mut Option<Sink<Counting<F>>>,
     rows: &'e mut u64,
+    /// FOCUS columns taken from the typed file: not derived.
+    skip: &'e [bool],
 }
 
 impl<F: Write + Send> FocusView<'_, F> {
@@ -248,7 +366,14 @@ impl<F: Write + Send> FocusView<'_, F> {
                 .billing_period
                 .map(|p| (day(p.start), day(p.end))),
         };
-        focus::derive(self.schema, &g.cols[..known], g.rows, &ctx, self.cols)?;
+        focus::derive(
+            self.schema,
+            &g.cols[..known],
+            g.rows,
+            &ctx,
+            self.skip,
+            self.cols,
+        )?;
         let taxed = focus::append_tax_rows(self.schema, &g.cols[..known], self.cols);
         // Unknown columns repeat the taxed rows too (copies only when there are Tax rows).
         let mut extra: Vec<ColBuf> = if taxed.is_empty() {
