@@ -72,8 +72,13 @@ fn fx(bytes: &[u8]) -> u64 {
         w[..rest.len()].copy_from_slice(rest);
         h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
-    // Fold the high half into the low: a multiply carries input bits only upwards, and the
-    // table indexes by the low bits (a big-endian decimal's varying bytes are its last).
+    fold(h)
+}
+
+/// A folded multiply: the high half of the product goes into the low. A multiply carries input
+/// bits only upwards, and the table indexes by the low bits (a big-endian decimal's varying
+/// bytes are its last).
+fn fold(h: u64) -> u64 {
     let wide = u128::from(h) * u128::from(0x9e37_79b9_7f4a_7c15u64);
     (wide as u64) ^ ((wide >> 64) as u64)
 }
@@ -118,9 +123,7 @@ impl Dict {
                 return i;
             }
         }
-        let wide = (key as u64 ^ (key >> 64) as u64 ^ (key >> 96) as u64) as u128
-            * u128::from(0x9e37_79b9_7f4a_7c15u64);
-        let hash = (wide as u64) ^ ((wide >> 64) as u64);
+        let hash = fold(key as u64 ^ (key >> 64) as u64 ^ (key >> 96) as u64);
         let keys = &self.keys;
         let i = match self.table.find(hash, |&(_, i)| keys[i as usize] == key) {
             Some(&(_, i)) => i,
@@ -136,22 +139,22 @@ impl Dict {
         i
     }
 
-    /// The entry of `key` (a value's PLAIN bytes without length prefix), added if new with
-    /// `prefix` (a string's length) before it; whether it is new.
+    /// The entry of string `key`, added if new (after its length, as PLAIN writes a string);
+    /// whether it is new.
     #[inline]
-    fn intern(&mut self, key: &[u8], prefixed: bool) -> (u32, bool) {
+    fn intern(&mut self, key: &[u8]) -> (u32, bool) {
         if let Some(i) = self.last {
             let (s, e) = self.spans[i as usize];
             if &self.plain[s as usize..e as usize] == key {
                 return (i, false);
             }
         }
-        let (i, new) = self.lookup(key, prefixed);
+        let (i, new) = self.lookup(key);
         self.last = Some(i);
         (i, new)
     }
 
-    fn lookup(&mut self, key: &[u8], prefixed: bool) -> (u32, bool) {
+    fn lookup(&mut self, key: &[u8]) -> (u32, bool) {
         let hash = fx(key);
         let Self {
             table,
@@ -168,9 +171,7 @@ impl Dict {
         if let Some(&(_, i)) = found {
             return (i, false);
         }
-        if prefixed {
-            plain.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        }
+        plain.extend_from_slice(&(key.len() as u32).to_le_bytes());
         let start = plain.len() as u32;
         plain.extend_from_slice(key);
         let index = spans.len() as u32;
@@ -396,7 +397,7 @@ impl Chunk {
                 let from = if k == 0 { 0 } else { ends[k - 1] as usize };
                 let v = &bytes[from..ends[k] as usize];
                 if let Some(d) = dict {
-                    let (i, new) = d.intern(v, true);
+                    let (i, new) = d.intern(v);
                     indices.push(i);
                     // Bounds change only with a value new to the chunk.
                     if new {

@@ -406,6 +406,17 @@ impl SimStore {
     fn fail() -> StorageError {
         StorageError::Ledger("simulated storage error (HTTP 500)".into())
     }
+
+    /// A write's fault: an error before it acts, or acting and losing its answer.
+    fn strike(&self) -> Result<Strike, StorageError> {
+        let strike = self
+            .chaos
+            .strike(|f| (f.store_fail_before, f.store_lost_answer));
+        if strike == Strike::Before {
+            return Err(Self::fail());
+        }
+        Ok(strike)
+    }
 }
 
 #[async_trait]
@@ -423,12 +434,7 @@ impl LedgerStore for SimStore {
     }
 
     async fn create(&self, key: &ObjectPath, body: Vec<u8>) -> Result<Option<ETag>, StorageError> {
-        let strike = self
-            .chaos
-            .strike(|f| (f.store_fail_before, f.store_lost_answer));
-        if strike == Strike::Before {
-            return Err(Self::fail());
-        }
+        let strike = self.strike()?;
         let mut docs = self.docs.lock().unwrap();
         if docs.contains_key(key.as_str()) {
             return Ok(None);
@@ -450,12 +456,7 @@ impl LedgerStore for SimStore {
         body: Vec<u8>,
         if_match: &ETag,
     ) -> Result<Option<ETag>, StorageError> {
-        let strike = self
-            .chaos
-            .strike(|f| (f.store_fail_before, f.store_lost_answer));
-        if strike == Strike::Before {
-            return Err(Self::fail());
-        }
+        let strike = self.strike()?;
         let mut docs = self.docs.lock().unwrap();
         let Some((_, v)) = docs.get(key.as_str()).cloned() else {
             return Ok(None);
@@ -472,12 +473,7 @@ impl LedgerStore for SimStore {
     }
 
     async fn delete(&self, key: &ObjectPath) -> Result<bool, StorageError> {
-        let strike = self
-            .chaos
-            .strike(|f| (f.store_fail_before, f.store_lost_answer));
-        if strike == Strike::Before {
-            return Err(Self::fail());
-        }
+        let strike = self.strike()?;
         let mut docs = self.docs.lock().unwrap();
         self.watch_index(&docs, key.as_str(), true);
         let gone = docs.remove(key.as_str()).is_some();

@@ -101,8 +101,6 @@ struct Encoder<'a, T: Write + Send, F: Write + Send> {
 
 /// The FOCUS columns that repeat typed ones, and which of them the open row group shares.
 struct Share {
-    /// (FOCUS column, typed column).
-    pairs: Vec<(usize, usize)>,
     /// The typed column each FOCUS column repeats, by FOCUS column.
     source: Vec<Option<usize>>,
     /// The FOCUS columns taken from the typed file in the open row group.
@@ -120,11 +118,10 @@ impl Share {
         focus: &mut Sink<F>,
     ) {
         if typed.open_rows() == 0 {
-            for &(k, _) in &self.pairs {
-                self.mask[k] = true;
-            }
+            self.mask = self.source.iter().map(Option::is_some).collect();
         }
-        for &(k, j) in &self.pairs {
+        for (k, source) in self.source.iter().enumerate() {
+            let Some(j) = *source else { continue };
             if self.mask[k] && g.cols[j].has_empty_str() {
                 if let Some(chunk) = typed.chunk(j).filter(|_| typed.open_rows() > 0) {
                     focus.adopt(k, chunk.clone());
@@ -280,9 +277,8 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
         let fields = focus_fields(&self.unknown);
         let md = metadata(self.schema, "focus", &self.unknown);
         let mut focus = open_sink(out, &fields, md, self.options)?;
-        let pairs = focus::repeated_columns(self.schema);
         let mut source = vec![None; fields.len()];
-        for &(k, j) in &pairs {
+        for (k, j) in focus::repeated_columns(self.schema) {
             source[k] = Some(j);
         }
         focus.set_aligned();
@@ -291,7 +287,6 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
         }
         self.focus = Some(focus);
         self.share = Some(Share {
-            pairs,
             source,
             mask: vec![false; fields.len()],
         });
