@@ -8,7 +8,7 @@ use crate::schema::BillingStatus;
 use crate::value::{civil_from_days, days_from_civil, Decimal, MICROS_PER_DAY};
 
 /// One source value of a row (empty strings and absent columns are `Null`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Val<'a> {
     /// The column is not in the export (`basic`).
     Absent,

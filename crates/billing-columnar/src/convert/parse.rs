@@ -235,11 +235,12 @@ impl<'a> Parser<'a> {
             }
             self.stamp[ci] = row_id;
             set += 1;
-            self.put(ci, token, raw).map_err(|reason| Error::Value {
-                line: line_no,
-                column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
-                reason,
-            })?;
+            self.put(ci, token, raw, line)
+                .map_err(|reason| Error::Value {
+                    line: line_no,
+                    column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
+                    reason,
+                })?;
         }
         self.end_row(row_id, set, line.len(), groups, back)
     }
@@ -379,7 +380,8 @@ impl<'a> Parser<'a> {
     }
 
     /// Appends one value to column `ci`; the error is the reason (the caller adds context).
-    fn put(&mut self, ci: usize, token: Token<'_>, raw: &[u8]) -> Result<(), String> {
+    /// Adds one value to column `ci`; `line` is the line the value is in.
+    fn put(&mut self, ci: usize, token: Token<'_>, raw: &[u8], line: &[u8]) -> Result<(), String> {
         let ty = self.types[ci];
         let col = &mut self.group.cols[ci];
         if token == Token::Null {
@@ -405,7 +407,11 @@ impl<'a> Parser<'a> {
                         ends.push(bytes.len() as u32);
                         col.defs.push(1);
                     }
-                    Token::Str { content, .. } => col.push_str(content),
+                    Token::Str { content, .. } => {
+                        // The line from the string on (the pointers are only compared).
+                        let at = content.as_ptr() as usize - line.as_ptr() as usize;
+                        col.push_str_ahead(content, &line[at..]);
+                    }
                     _ => col.push_str(raw),
                 }
                 return Ok(());
