@@ -12,7 +12,6 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
@@ -23,6 +22,7 @@ use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use crate::columns::{ColBuf, Values};
+use crate::dict::Dict;
 use crate::Error;
 
 /// One zstd context shared by a file's chunks (a context per column would hold a few hundred
@@ -54,158 +54,6 @@ const MAX_STAT_BYTES: usize = 64;
 struct Pieces {
     parts: Vec<Vec<u8>>,
     len: usize,
-}
-
-/// A small fast hash (FxHash's rounds, then a folded multiply): keys are short strings and fixed-width values, hashed once
-/// per value of a dictionary column.
-fn fx(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    fold(h)
-}
-
-/// A folded multiply: the high half of the product goes into the low. A multiply carries input
-/// bits only upwards, and the table indexes by the low bits (a big-endian decimal's varying
-/// bytes are its last).
-fn fold(h: u64) -> u64 {
-    let wide = u128::from(h) * u128::from(0x9e37_79b9_7f4a_7c15u64);
-    (wide as u64) ^ ((wide >> 64) as u64)
-}
-
-/// Whether two byte strings are equal, inline: dictionary keys are mostly short, and for them
-/// a call to `memcmp` cost more than the comparison (profiled: 5% of a conversion). Lengths
-/// of 4 to 32 bytes compare as two overlapping words.
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
-        s[at..at + N].try_into().expect("N bytes")
-    }
-    match n {
-        0..=3 => a == b,
-        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
-        8..=16 => {
-            u64::from_ne_bytes(word(a, 0)) == u64::from_ne_bytes(word(b, 0))
-                && u64::from_ne_bytes(word(a, n - 8)) == u64::from_ne_bytes(word(b, n - 8))
-        }
-        17..=32 => {
-            u128::from_ne_bytes(word(a, 0)) == u128::from_ne_bytes(word(b, 0))
-                && u128::from_ne_bytes(word(a, n - 16)) == u128::from_ne_bytes(word(b, n - 16))
-        }
-        _ => a == b,
-    }
-}
-
-/// A chunk's dictionary: the dictionary page's PLAIN bytes as entries are added, and a hash
-/// table of entry indices whose keys are read back from those bytes.
-#[derive(Clone)]
-struct Dict {
-    table: HashTable<(u64, u32)>,
-    plain: Vec<u8>,
-    /// Start and end in `plain` of each entry's value bytes (after a string's length prefix).
-    spans: Vec<(u32, u32)>,
-    /// A fixed-width dictionary's entries as integers (numbers, dates, timestamps): compared
-    /// and hashed as one value instead of as bytes.
-    keys: Vec<u128>,
-    /// The entry of the previous value: billing rows come clustered by customer and
-    /// subscription, and many columns are constant, so a value often repeats the one before
-    /// and costs a comparison instead of a hash.
-    last: Option<u32>,
-}
-
-impl Dict {
-    fn new() -> Self {
-        Self {
-            table: HashTable::new(),
-            plain: Vec::new(),
-            spans: Vec::new(),
-            keys: Vec::new(),
-            last: None,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.spans.len().max(self.keys.len())
-    }
-
-    /// The entry of a fixed-width value: `key` is the value, `bytes` its PLAIN encoding.
-    #[inline]
-    fn intern_fixed(&mut self, key: u128, bytes: &[u8]) -> u32 {
-        if let Some(i) = self.last {
-            if self.keys[i as usize] == key {
-                return i;
-            }
-        }
-        let hash = fold(key as u64 ^ (key >> 64) as u64 ^ (key >> 96) as u64);
-        let keys = &self.keys;
-        let i = match self.table.find(hash, |&(_, i)| keys[i as usize] == key) {
-            Some(&(_, i)) => i,
-            None => {
-                let index = self.keys.len() as u32;
-                self.keys.push(key);
-                self.plain.extend_from_slice(bytes);
-                self.table.insert_unique(hash, (hash, index), |&(h, _)| h);
-                index
-            }
-        };
-        self.last = Some(i);
-        i
-    }
-
-    /// The entry of string `key`, added if new (after its length, as PLAIN writes a string);
-    /// whether it is new.
-    #[inline]
-    fn intern(&mut self, key: &[u8]) -> (u32, bool) {
-        if let Some(i) = self.last {
-            let (s, e) = self.spans[i as usize];
-            if same(&self.plain[s as usize..e as usize], key) {
-                return (i, false);
-            }
-        }
-        let (i, new) = self.lookup(key);
-        self.last = Some(i);
-        (i, new)
-    }
-
-    fn lookup(&mut self, key: &[u8]) -> (u32, bool) {
-        let hash = fx(key);
-        let Self {
-            table,
-            plain,
-            spans,
-            ..
-        } = self;
-        let found = table.find(hash, |&(h, i)| {
-            h == hash && {
-                let (s, e) = spans[i as usize];
-                same(&plain[s as usize..e as usize], key)
-            }
-        });
-        if let Some(&(_, i)) = found {
-            return (i, false);
-        }
-        plain.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        let start = plain.len() as u32;
-        plain.extend_from_slice(key);
-        let index = spans.len() as u32;
-        spans.push((start, plain.len() as u32));
-        table.insert_unique(hash, (hash, index), |&(h, _)| h);
-        (index, true)
-    }
 }
 
 /// Running min/max and null count of a chunk.
@@ -762,22 +610,6 @@ mod tests {
         }
         out.truncate(n);
         out
-    }
-
-    #[test]
-    fn inline_equality_matches_the_slice_method() {
-        let text: Vec<u8> = (0..48u8).map(|k| b'a' + k % 11).collect();
-        for n in 0..text.len() {
-            let a = &text[..n];
-            let mut b = a.to_vec();
-            assert!(same(a, &b));
-            assert!(!same(a, &text[..n + 1]));
-            for k in 0..n {
-                b[k] ^= 1;
-                assert!(!same(a, &b), "{n} {k}");
-                b[k] ^= 1;
-            }
-        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod chunk;
 mod columns;
 mod convert;
+mod dict;
 mod docs;
 mod focus;
 mod focus_lookup;
