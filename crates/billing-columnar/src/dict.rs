@@ -42,9 +42,9 @@ fn fold(h: u64) -> u64 {
 
 /// Whether two byte strings are equal, inline: dictionary keys are mostly short, and for them
 /// a call to `memcmp` cost more than the comparison (profiled: 5% of a conversion). Lengths
-/// of 4 to 32 bytes compare as two overlapping words.
+/// of 4 to 32 bytes compare as two overlapping words, up to 64 (GUIDs are 36) as up to four.
 #[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -62,6 +62,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         17..=32 => {
             u128::from_ne_bytes(word(a, 0)) == u128::from_ne_bytes(word(b, 0))
                 && u128::from_ne_bytes(word(a, n - 16)) == u128::from_ne_bytes(word(b, n - 16))
+        }
+        33..=64 => {
+            let w = |s: &[u8], at: usize| u128::from_ne_bytes(word(s, at));
+            w(a, 0) == w(b, 0)
+                && w(a, 16) == w(b, 16)
+                && w(a, n.min(48) - 16) == w(b, n.min(48) - 16)
+                && w(a, n - 16) == w(b, n - 16)
         }
         _ => a == b,
     }
@@ -171,7 +178,7 @@ mod tests {
 
     #[test]
     fn inline_equality_matches_the_slice_method() {
-        let text: Vec<u8> = (0..48u8).map(|k| b'a' + k % 11).collect();
+        let text: Vec<u8> = (0..80u8).map(|k| b'a' + k % 11).collect();
         for n in 0..text.len() {
             let a = &text[..n];
             let mut b = a.to_vec();
