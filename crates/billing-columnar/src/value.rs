@@ -78,16 +78,22 @@ impl Decimal {
     /// whitespace are rejected like JSON does. Digits past [`DECIMAL_SCALE`] places are rounded
     /// half to even (the flag says so); anything else is exact.
     pub(crate) fn parse(s: &[u8]) -> Result<(Decimal, bool), ValueError> {
-        let (neg, mut rest) = match s.split_first() {
+        let (neg, rest) = match s.split_first() {
             Some((b'-', r)) => (true, r),
             _ => (false, s),
         };
-        if let Some(scaled) = parse_short(rest) {
+        if let Some((scaled, rounded)) = parse_short(rest) {
             return Ok((
                 Decimal::from_scaled(if neg { -scaled } else { scaled }),
-                false,
+                rounded,
             ));
         }
+        Self::parse_long(neg, rest)
+    }
+
+    /// [`Self::parse`] for any number (after its sign): digits gathered 18 at a time, any
+    /// exponent, rounding and range checks.
+    fn parse_long(neg: bool, mut rest: &[u8]) -> Result<(Decimal, bool), ValueError> {
         // Digits gather in a u64 (18 at a time), cheaper than an i128 step per digit.
         let mut mantissa = Digits::default();
         let mut digits = 0usize;
@@ -201,23 +207,24 @@ impl Decimal {
     }
 }
 
-/// The scaled value of `digits[.digits]` with at most 18 digits in all and at most
-/// [`DECIMAL_SCALE`] decimals (nearly every amount Microsoft writes), in one pass without the
-/// general parser's per-digit bookkeeping; `None` for anything else, which the general parser
-/// then reads, rounds or rejects.
+/// The scaled value (and whether digits were rounded off) of `digits[.digits][e[±]digits]`
+/// with at most 19 digits before the exponent (every amount Microsoft writes, including .NET
+/// doubles such as `3.5999999999999998E-06`), in u64 arithmetic: the general parser's i128
+/// division was a third of reading such a value. `None` for anything else, which the general
+/// parser then reads, rounds or rejects.
 #[inline]
-fn parse_short(s: &[u8]) -> Option<i128> {
-    if s.len() > 19 {
+fn parse_short(s: &[u8]) -> Option<(i128, bool)> {
+    if s.len() > 26 {
         return None;
     }
     let mut mantissa = 0u64;
-    let mut int_digits = 0usize;
-    let mut frac_digits = 0usize;
+    let (mut int_digits, mut frac_digits) = (0usize, 0usize);
     let mut dot = false;
-    for &b in s {
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
         match b {
             b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(b - b'0');
+                mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
                 if dot {
                     frac_digits += 1;
                 } else {
@@ -225,18 +232,51 @@ fn parse_short(s: &[u8]) -> Option<i128> {
                 }
             }
             b'.' if !dot => dot = true,
+            b'e' | b'E' => break,
             _ => return None,
         }
+        i += 1;
     }
-    // 19 bytes hold at most 18 digits when there is a dot; 19 digits could overflow.
-    if int_digits == 0
-        || (dot && frac_digits == 0)
-        || int_digits + frac_digits > 18
-        || frac_digits > DECIMAL_SCALE as usize
-    {
+    if int_digits == 0 || (dot && frac_digits == 0) || int_digits + frac_digits > 19 {
         return None;
     }
-    Some(i128::from(mantissa) * POW10[DECIMAL_SCALE as usize - frac_digits])
+    let mut exp = 0i64;
+    if i < s.len() {
+        let (neg, digits) = match &s[i + 1..] {
+            [b'-', d @ ..] => (true, d),
+            [b'+', d @ ..] => (false, d),
+            d => (false, d),
+        };
+        if digits.is_empty() || digits.len() > 3 {
+            return None;
+        }
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            exp = exp * 10 + i64::from(b - b'0');
+        }
+        if neg {
+            exp = -exp;
+        }
+    }
+    let shift = i64::from(DECIMAL_SCALE) - frac_digits as i64 + exp;
+    match shift {
+        // Below 10^19 × 10^19: within DECIMAL(38).
+        0..=19 => Some((i128::from(mantissa) * POW10[shift as usize], false)),
+        -19..=-1 => {
+            let p = 10u64.pow((-shift) as u32);
+            let (q, r) = (mantissa / p, mantissa % p);
+            // Half to even, as the general parser rounds.
+            let up = match (u128::from(r) * 2).cmp(&u128::from(p)) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => q % 2 == 1,
+                std::cmp::Ordering::Less => false,
+            };
+            Some((i128::from(q) + i128::from(up), r != 0))
+        }
+        _ => None,
+    }
 }
 
 /// Full 256-bit product of two u128 as (high, low).
@@ -489,6 +529,47 @@ mod tests {
         Decimal::parse(s.as_bytes()).unwrap().1
     }
 
+    /// The short path must agree with the general parser wherever it answers: values,
+    /// rounding (half to even, ties included) and the rounded flag.
+    #[test]
+    fn the_short_path_rounds_exponents_as_the_general_one_does() {
+        let mantissas = [
+            "0",
+            "5",
+            "25",
+            "35",
+            "1234567890123456789",
+            "9999999999999999999",
+            "36",
+            "35999999999999998",
+            "5000000000",
+            "15000000000",
+            "25000000000",
+            "25000000001",
+        ];
+        let mut answered = 0;
+        for m in mantissas {
+            for dot in 0..=m.len() {
+                let (int, frac) = m.split_at(dot);
+                let int = if int.is_empty() { "0" } else { int };
+                let body = if frac.is_empty() {
+                    int.to_string()
+                } else {
+                    format!("{int}.{frac}")
+                };
+                for exp in ["", "E-06", "e+3", "E-19", "e-7", "E0", "E-30", "E25", "e-1"] {
+                    let text = format!("{body}{exp}");
+                    if let Some(short) = parse_short(text.as_bytes()) {
+                        answered += 1;
+                        let long = Decimal::parse_long(false, text.as_bytes()).unwrap();
+                        assert_eq!((long.0.scaled(), long.1), short, "{text}");
+                    }
+                }
+            }
+        }
+        assert!(answered > 300, "the short path answered {answered} cases");
+    }
+
     #[test]
     fn decimals_are_exact_to_the_scale() {
         assert_eq!(
@@ -564,25 +645,15 @@ mod tests {
             "1e5",
             "12a",
         ] {
-            let general = {
-                // The general path alone: an exponent of zero keeps the value and skips the
-                // short path.
-                let with_exp = format!("{text}e0");
-                Decimal::parse(with_exp.as_bytes()).map(|(d, _)| d)
-            };
+            let general = Decimal::parse_long(false, text.as_bytes());
             let short = parse_short(text.as_bytes());
-            if let Some(v) = short {
-                assert_eq!(general, Ok(Decimal::from_scaled(v)), "{text}");
+            if let Some((v, rounded)) = short {
+                assert_eq!(general, Ok((Decimal::from_scaled(v), rounded)), "{text}");
             }
-            if text.contains('e') || text.contains('a') || text.is_empty() {
+            if text.contains('a') || text.is_empty() {
                 assert_eq!(short, None, "{text}");
-            } else {
-                assert_eq!(
-                    Decimal::parse(text.as_bytes()).map(|(d, _)| d),
-                    general,
-                    "{text}"
-                );
             }
+            assert_eq!(Decimal::parse(text.as_bytes()), general, "{text}");
         }
     }
 
