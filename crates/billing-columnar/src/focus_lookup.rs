@@ -3,7 +3,7 @@
 //! ServiceSubcategory). Our own tables, after the FinOps toolkit's PricingUnits and Services
 //! lists.
 
-use crate::focus_rules::{contains, Out, RowCtx, Val};
+use crate::focus_rules::{after_providers, contains, Out, RowCtx, Val};
 
 // --- units ---------------------------------------------------------------------------------
 
@@ -142,12 +142,7 @@ fn namespace<'a>(consumed: Val<'a>, resource: Val<'a>) -> Option<&'a [u8]> {
     if let Some(c) = consumed.str() {
         return Some(c);
     }
-    let r = resource.str()?;
-    let mut parts = r.split(|&b| b == b'/');
-    parts
-        .by_ref()
-        .find(|p| p.eq_ignore_ascii_case(b"providers"))?;
-    parts.next()
+    after_providers(resource.str()?)?.next()
 }
 
 /// (ServiceName or `None` for "the row's own name", ServiceCategory, ServiceSubcategory) from
