@@ -1,7 +1,7 @@
 //! Line scanning into column buffers, with the running sums and per-customer totals.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use tracing::debug;
 
@@ -132,12 +132,12 @@ impl<'a> Parser<'a> {
 
     pub(super) fn parse_all(
         &mut self,
-        chunks: &Receiver<Result<Chunk, Error>>,
-        recycle: &Sender<Vec<u8>>,
+        chunks: &mut dyn FnMut(Vec<u8>) -> Option<Result<Chunk, Error>>,
         groups: &SyncSender<ToEncoder>,
         back: &Receiver<Group>,
     ) -> Result<(), Error> {
-        for chunk in chunks {
+        let mut spare = Vec::new();
+        while let Some(chunk) = chunks(std::mem::take(&mut spare)) {
             let (buf, filled) = chunk?;
             self.bytes_json += filled as u64;
             let data = &buf[..filled];
@@ -162,7 +162,7 @@ impl<'a> Parser<'a> {
                     limit: self.options.max_line_bytes,
                 });
             }
-            let _ = recycle.send(buf);
+            spare = buf;
         }
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
