@@ -10,13 +10,13 @@ if [ -f package-lock.json ]; then
 fi
 
 echo "==> cargo test (every crate of the workspace)"
-crates/billing-columnar/tests/support/duckdb-venv.sh >/dev/null # DuckDB (PyPI) for billing-columnar's read-back tests
-crates/billing-columnar/tests/support/focus-validator-venv.sh >/dev/null # the official FOCUS validator (PyPI)
+crates/python-tools/duckdb-venv.sh >/dev/null # DuckDB (PyPI) for billing-columnar's read-back tests
+crates/python-tools/focus-validator-venv.sh >/dev/null # the official FOCUS validator (PyPI)
 cargo test --workspace --locked --lib --bins --tests -- --color never
 
 echo "==> the deployed handler links no emulator, test or build-tool crate"
 if cargo tree --locked -e normal -p partner-billing-export --prefix none |
-  grep -E '^(partner-billing-local|test-support|xtask) '; then
+  grep -E '^(partner-billing-local|python-tools|test-support|xtask) '; then
   echo "the handler's dependency tree contains the crates above" >&2
   exit 1
 fi

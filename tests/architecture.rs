@@ -40,7 +40,12 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// Crates that must never link into the deployed handler.
-const NOT_DEPLOYED: &[&str] = &["partner-billing-local", "test-support", "xtask"];
+const NOT_DEPLOYED: &[&str] = &[
+    "partner-billing-local",
+    "python-tools",
+    "test-support",
+    "xtask",
+];
 
 /// The `[dependencies]` table of a manifest (names only; path dependencies with their path).
 fn normal_dependencies(manifest: &Path) -> Vec<(String, Option<PathBuf>)> {

@@ -18,7 +18,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -49,7 +49,7 @@ fn main() {
     let ours_out = dir.join("ours.parquet");
     let exe = std::env::current_exe().expect("current exe");
     let typed_only = std::env::var_os("BENCH_TYPED_ONLY").is_some();
-    let python = duckdb_python(&root);
+    let python = python_tools::duckdb::python();
     let duck_out = dir.join("duckdb.parquet");
     let sql = format!(
         "COPY (SELECT * FROM read_json('{}', format='newline_delimited')) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
@@ -77,7 +77,7 @@ fn main() {
         );
         duck_best = best(
             duck_best,
-            measure(Command::new(&python).args([
+            measure(Command::new(python).args([
                 "-c",
                 "import duckdb, sys; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); c.execute(sys.argv[1])",
                 &sql,
@@ -93,7 +93,7 @@ fn main() {
         size(&duck_out)
     );
     if !typed_only {
-        focus_query(&python, &ours_out.with_extension("focus.parquet"), &dir);
+        focus_query(python, &ours_out.with_extension("focus.parquet"), &dir);
     }
     let (ours, duck) = (mib / ours_secs, mib / duck_secs);
     let groups = std::fs::read_to_string(dir.join("ours.groups")).unwrap_or_default();
@@ -229,17 +229,4 @@ fn generate(path: &Path, rows: u64) {
         path.display(),
         start.elapsed().as_secs_f64()
     );
-}
-
-fn duckdb_python(root: &Path) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root.join("crates/billing-columnar/tests/support/duckdb-venv.sh"))
-        .output()
-        .expect("preparing the DuckDB venv");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
 }

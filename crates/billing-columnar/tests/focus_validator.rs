@@ -1,5 +1,5 @@
 //! Conformance by the official tool: the FOCUS validator of the FinOps Foundation
-//! (`focus-validator` on PyPI, pinned in tests/support/focus-validator-venv.sh) checks the
+//! (`focus-validator` on PyPI, pinned in crates/python-tools/focus-validator-venv.sh) checks the
 //! FOCUS 1.2 file of each dataset the pipeline writes: billed and unbilled usage and
 //! reconciliation, full and basic attribute sets, from the generator's data.
 //!

@@ -1,5 +1,5 @@
 //! The official FOCUS validator (`focus-validator` on PyPI, pinned in
-//! focus-validator-venv.sh beside this file) as a test helper: installs it, derives from its
+//! crates/python-tools/focus-validator-venv.sh) as a test helper: installs it, derives from its
 //! rule model one in which only the rules whose Condition contradicts the FOCUS text they
 //! quote are corrected (CORRECTIONS), runs its engine on a FOCUS Parquet file with that model
 //! and Microsoft's applicability criteria, and judges the outcome. Shared by
@@ -11,16 +11,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-/// The repository's root, from the including package's manifest folder.
-fn repo_root() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if dir.join("crates/billing-columnar").is_dir() {
-        dir.to_path_buf()
-    } else {
-        dir.join("../..")
-    }
-}
 
 /// What Microsoft's platform supports, in the validator's terms, as far as the dataset can
 /// show it. Left out: virtual currencies, several sub-account or billing-account types in one
@@ -108,23 +98,9 @@ pub const CORRECTIONS: &[Correction] = &[
     },
 ];
 
-/// The venv's python with the pinned validator, created on first use.
+/// The venv's python with the pinned validator, created on first use (`python-tools`).
 fn validator_python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let script =
-            repo_root().join("crates/billing-columnar/tests/support/focus-validator-venv.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("running focus-validator-venv.sh");
-        assert!(
-            out.status.success(),
-            "preparing the FOCUS validator venv failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    python_tools::focus_validator::python()
 }
 
 /// The folder holding the `focus_validator` package: the validator opens

@@ -1,50 +1,27 @@
-//! Helpers shared by the integration tests: the DuckDB venv, running DuckDB queries, gzip,
+//! Helpers shared by the integration tests: running DuckDB queries, gzip,
 //! and an exact decimal reading written independently of the crate's parser.
 
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-/// The venv's python with the pinned duckdb, created on first use (tests/support/duckdb-venv.sh
-/// holds the version and the lock).
+/// The venv's python with the pinned duckdb (made on first use, `python-tools`).
 pub fn duckdb_python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/duckdb-venv.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("running duckdb-venv.sh");
-        assert!(
-            out.status.success(),
-            "preparing the DuckDB venv failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    python_tools::duckdb::python()
 }
 
 /// Runs `sql` (one statement) in DuckDB and returns its rows as JSON arrays of strings
 /// (values are cast to VARCHAR by the caller's SQL where exactness matters).
 pub fn duckdb_rows(sql: &str) -> Vec<Vec<serde_json::Value>> {
-    let code = r#"
-import duckdb, json, sys
-rows = duckdb.connect().execute(sys.argv[1]).fetchall()
-print(json.dumps([[None if v is None else str(v) for v in r] for r in rows]))
-"#;
-    let out = Command::new(duckdb_python())
-        .args(["-c", code, sql])
-        .output()
-        .expect("running DuckDB");
-    assert!(
-        out.status.success(),
-        "DuckDB failed on {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("DuckDB output is JSON")
+    python_tools::duckdb::rows(Path::new("."), sql)
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| v.map_or(serde_json::Value::Null, serde_json::Value::String))
+                .collect()
+        })
+        .collect()
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {

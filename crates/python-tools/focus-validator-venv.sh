@@ -9,7 +9,7 @@ FOCUS_VALIDATOR_VERSION=2.2.1
 # is pinned to a release that loads with numpy 1.26.
 PYARROW_VERSION=19.0.1
 stamp="focus-validator-$FOCUS_VALIDATOR_VERSION-pyarrow-$PYARROW_VERSION"
-root="$(cd "$(dirname "$0")/../../../.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/target/focus-validator-venv"
 mkdir -p "$root/target"
 exec 9>"$root/target/focus-validator-venv.lock"

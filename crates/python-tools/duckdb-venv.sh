@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Prepares target/duckdb-venv with the pinned DuckDB, the independent Parquet reader of the
-# billing-columnar tests and benchmark; prints the venv's python. Idempotent, and parallel
+# tests and benchmarks; prints the venv's python. Idempotent, and parallel
 # callers (test binaries, scripts/test.sh) wait on one lock instead of racing pip.
 set -euo pipefail
 DUCKDB_VERSION=1.4.4
-root="$(cd "$(dirname "$0")/../../../.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/target/duckdb-venv"
 mkdir -p "$root/target"
 exec 9>"$root/target/duckdb-venv.lock"
