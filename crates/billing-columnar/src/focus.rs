@@ -301,7 +301,7 @@ pub(crate) fn derive(
         *out = FOCUS_COLUMNS.iter().map(|fc| ColBuf::new(fc.ty)).collect();
     }
     let col = |name: &str| schema.index_of(name).map(|i| &typed[i]);
-    let mut sources = Sources::new(schema, &col, rows);
+    let mut sources = Sources::new(schema, typed, rows);
     for (k, (fc, b)) in FOCUS_COLUMNS.iter().zip(out.iter_mut()).enumerate() {
         b.clear();
         if skip.get(k) == Some(&true) {
@@ -529,53 +529,35 @@ impl<'c> Source<'c> {
     }
 }
 
-/// The batch's [`Source`]s, by schema column, gathered on first use.
-struct Sources<'c, 'f> {
-    col: &'f dyn Fn(&str) -> Option<&'c ColBuf>,
-    schema: &'f Schema,
+/// The batch's [`Source`]s, by schema column, gathered on first use; columns the export
+/// does not have share one source of `Absent` values.
+struct Sources<'c> {
+    schema: &'c Schema,
+    typed: &'c [ColBuf],
     rows: usize,
-    by_index: Vec<Option<Source<'c>>>,
-    absent: Option<Source<'c>>,
+    /// By schema index, then the absent columns' slot last.
+    gathered: Vec<Option<Source<'c>>>,
 }
 
-impl<'c, 'f> Sources<'c, 'f> {
-    fn new(schema: &'f Schema, col: &'f dyn Fn(&str) -> Option<&'c ColBuf>, rows: usize) -> Self {
+impl<'c> Sources<'c> {
+    fn new(schema: &'c Schema, typed: &'c [ColBuf], rows: usize) -> Self {
         Self {
-            col,
             schema,
+            typed,
             rows,
-            by_index: Vec::new(),
-            absent: None,
+            gathered: (0..=typed.len()).map(|_| None).collect(),
         }
     }
 
-    /// Gathers the columns `names` (once per batch each).
-    fn prepare(&mut self, names: &[&str]) {
-        for n in names {
-            match self.schema.index_of(n) {
-                Some(i) => {
-                    if self.by_index.len() <= i {
-                        self.by_index.resize_with(i + 1, || None);
-                    }
-                    if self.by_index[i].is_none() {
-                        self.by_index[i] = Some(Source::gather((self.col)(n), self.rows));
-                    }
-                }
-                None if self.absent.is_none() => {
-                    self.absent = Some(Source::gather(None, self.rows));
-                }
-                None => {}
-            }
+    /// The slot of column `name`, gathered if it was not yet.
+    fn gather(&mut self, name: &str) -> usize {
+        let index = self.schema.index_of(name);
+        let slot = index.unwrap_or(self.typed.len());
+        if self.gathered[slot].is_none() {
+            let col = index.map(|i| &self.typed[i]);
+            self.gathered[slot] = Some(Source::gather(col, self.rows));
         }
-    }
-
-    /// The gathered column `name` ([`Self::prepare`] first).
-    fn get(&self, name: &str) -> &Source<'c> {
-        let found = match self.schema.index_of(name) {
-            Some(i) => self.by_index[i].as_ref(),
-            None => self.absent.as_ref(),
-        };
-        found.expect("prepared")
+        slot
     }
 }
 
@@ -584,12 +566,15 @@ fn row_rule(
     b: &mut ColBuf,
     names: &[&str],
     func: RowFn,
-    sources: &mut Sources<'_, '_>,
+    sources: &mut Sources<'_>,
     ctx: &RowCtx,
     rows: usize,
 ) -> Result<(), crate::Error> {
-    sources.prepare(names);
-    let srcs: Vec<&Source> = names.iter().map(|n| sources.get(n)).collect();
+    let slots: Vec<usize> = names.iter().map(|n| sources.gather(n)).collect();
+    let srcs: Vec<&Source> = slots
+        .iter()
+        .map(|&i| sources.gathered[i].as_ref().expect("gathered"))
+        .collect();
     let mut vals = Vec::with_capacity(names.len());
     let mut scratch = Vec::new();
     for row in 0..rows {

@@ -2,12 +2,12 @@
 //!
 //! Two stages joined by a one-batch channel: gzip decoding and line scanning into column
 //! buffers (calling thread), and Parquet encoding (encoder thread, which encodes the typed
-//! view on a second thread while it derives the FOCUS view). Decoding used to have its own
-//! thread: on two cores, four threads left the parser waiting for decoded input about a sixth
-//! of the time (the decoder runnable but not running), and on its own thread the parser was
-//! 4% slower in wall time, with more CPU and 2 MiB more memory. At most three batches of parsed rows exist at once (filling, queued, encoding), plus the
-//! compressed pages of the open row group of each view, so memory is bounded by the batch and
-//! row-group limits, not by the input size.
+//! view on a second thread while it derives the FOCUS view). Decoding has no thread of its
+//! own: on two cores a fourth thread left the parser waiting for decoded input (measured: 4%
+//! more wall time, more CPU and 2 MiB more memory). At most three batches of parsed rows
+//! exist at once (filling, queued, encoding), plus the compressed pages of the open row group
+//! of each view, so memory is bounded by the batch and row-group limits, not by the input
+//! size.
 //!
 //! Unknown keys: Parquet needs its schema before the first batch is written, so keys not
 //! in the schema that appear while the first batch fills become their own string columns
@@ -217,8 +217,6 @@ pub fn convert_both(
     run(input, schema, Some(typed), Some(focus), options)
 }
 
-/// Decoded JSON: a buffer and how much of it is filled.
-type Chunk = (Vec<u8>, usize);
 /// Decoded JSON is scanned this many bytes at a time (one buffer, reused).
 const CHUNK: usize = 256 << 10;
 
@@ -230,9 +228,10 @@ struct Inflater<R: Read> {
     inbuf: Vec<u8>,
     ipos: usize,
     ilen: usize,
-    /// Whether the current gzip member has ended (an empty input is an empty partition).
+    out: Vec<u8>,
+    /// Whether the current gzip member has ended (an empty input is an empty partition); the
+    /// next member starts with a fresh decoder.
     ended: bool,
-    started: bool,
     eof: bool,
     bytes_in: u64,
 }
@@ -245,26 +244,22 @@ impl<R: Read> Inflater<R> {
             inbuf: vec![0u8; 256 * 1024],
             ipos: 0,
             ilen: 0,
+            out: vec![0u8; CHUNK],
             ended: true,
-            started: false,
             eof: false,
             bytes_in: 0,
         }
     }
 
-    /// The next chunk of JSON in `out` (reused), `None` at the end of the input.
-    fn next_chunk(&mut self, mut out: Vec<u8>) -> Option<Result<Chunk, Error>> {
+    /// The next chunk of JSON, `None` at the end of the input.
+    fn next_chunk(&mut self) -> Result<Option<&[u8]>, Error> {
         if self.eof {
-            return None;
+            return Ok(None);
         }
-        out.resize(CHUNK, 0);
         let mut filled = 0;
-        while filled < out.len() {
+        while filled < self.out.len() {
             if self.ipos == self.ilen {
-                self.ilen = match self.input.read(&mut self.inbuf) {
-                    Ok(n) => n,
-                    Err(e) => return Some(Err(Error::Read(e))),
-                };
+                self.ilen = self.input.read(&mut self.inbuf).map_err(Error::Read)?;
                 self.ipos = 0;
                 self.bytes_in += self.ilen as u64;
                 if self.ilen == 0 {
@@ -273,21 +268,18 @@ impl<R: Read> Inflater<R> {
                 }
             }
             if self.ended {
-                if self.started {
-                    self.inf = zlib_rs::Inflate::new(true, 31);
-                }
-                self.started = true;
+                self.inf = zlib_rs::Inflate::new(true, 31);
                 self.ended = false;
             }
             let (in0, out0) = (self.inf.total_in(), self.inf.total_out());
-            let status = match self.inf.decompress(
-                &self.inbuf[self.ipos..self.ilen],
-                &mut out[filled..],
-                zlib_rs::InflateFlush::NoFlush,
-            ) {
-                Ok(s) => s,
-                Err(e) => return Some(Err(Error::Gzip(e.as_str().to_string()))),
-            };
+            let status = self
+                .inf
+                .decompress(
+                    &self.inbuf[self.ipos..self.ilen],
+                    &mut self.out[filled..],
+                    zlib_rs::InflateFlush::NoFlush,
+                )
+                .map_err(|e| Error::Gzip(e.as_str().to_string()))?;
             self.ipos += (self.inf.total_in() - in0) as usize;
             filled += (self.inf.total_out() - out0) as usize;
             if status == zlib_rs::Status::StreamEnd {
@@ -295,12 +287,9 @@ impl<R: Read> Inflater<R> {
             }
         }
         if self.eof && !self.ended {
-            return Some(Err(Error::Gzip("truncated gzip stream".into())));
+            return Err(Error::Gzip("truncated gzip stream".into()));
         }
-        if filled == 0 {
-            return None;
-        }
-        Some(Ok((out, filled)))
+        Ok((filled > 0).then(|| &self.out[..filled]))
     }
 }
 
@@ -343,7 +332,7 @@ fn run<T: Write + Send, F: Write + Send>(
 
         let mut parser = Parser::new(schema, options);
         let mut inflater = Inflater::new(input);
-        let parsed = parser.parse_all(&mut |buf| inflater.next_chunk(buf), &group_tx, &back_rx);
+        let parsed = parser.parse_all(&mut inflater, &group_tx, &back_rx);
         let bytes_in = inflater.bytes_in;
         let sent = match parsed {
             Ok(()) => parser.finish(&group_tx),

@@ -132,15 +132,12 @@ impl<'a> Parser<'a> {
 
     pub(super) fn parse_all(
         &mut self,
-        chunks: &mut dyn FnMut(Vec<u8>) -> Option<Result<Chunk, Error>>,
+        input: &mut Inflater<impl std::io::Read>,
         groups: &SyncSender<ToEncoder>,
         back: &Receiver<Group>,
     ) -> Result<(), Error> {
-        let mut spare = Vec::new();
-        while let Some(chunk) = chunks(std::mem::take(&mut spare)) {
-            let (buf, filled) = chunk?;
-            self.bytes_json += filled as u64;
-            let data = &buf[..filled];
+        while let Some(data) = input.next_chunk()? {
+            self.bytes_json += data.len() as u64;
             let mut start = 0;
             while let Some(nl) = memchr::memchr(b'\n', &data[start..]) {
                 let end = start + nl;
@@ -162,7 +159,6 @@ impl<'a> Parser<'a> {
                     limit: self.options.max_line_bytes,
                 });
             }
-            spare = buf;
         }
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
