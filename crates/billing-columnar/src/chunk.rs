@@ -207,10 +207,6 @@ impl Chunk {
         self.data.len
     }
 
-    fn dict_active(&self) -> bool {
-        self.dict.is_some() && !self.dict_full
-    }
-
     /// Writes rows `start..end` of `col`, whose first value (non-null) is value `v0`.
     pub fn write(
         &mut self,
@@ -221,26 +217,25 @@ impl Chunk {
         zstd: &Zstd,
     ) -> Result<(), Error> {
         let mut k = v0;
-        for &d in &col.defs[start..end] {
-            self.defs.push(d as u8);
-            self.page_rows += 1;
+        let mut r = start;
+        while r < end {
+            // Rows up to the next level piece or page boundary; a byte bound may end the page
+            // (and the span) earlier, after the value that reached it.
+            let span = (end - r)
+                .min(LEVEL_PIECE - self.defs.len())
+                .min(PAGE_ROWS - self.page_rows);
+            let defs = &col.defs[r..r + span];
+            let (rows, values, full) = self.put_span(&col.values, defs, k);
+            self.defs.extend(defs[..rows].iter().map(|&d| d as u8));
+            self.nulls += (rows - values) as u64;
+            self.page_rows += rows;
+            k += values;
+            r += rows;
             if self.defs.len() == LEVEL_PIECE {
                 hybrid(&self.defs, 1, &mut self.levels);
                 self.defs.clear();
             }
-            if d == 1 {
-                self.put(&col.values, k);
-                k += 1;
-            } else {
-                self.nulls += 1;
-            }
-            let full = self.page_rows >= PAGE_ROWS
-                || (!self.dict_active() && self.plain.len() >= self.page_bytes)
-                || self
-                    .dict
-                    .as_ref()
-                    .is_some_and(|d| !self.dict_full && d.plain.len() >= DICTIONARY_LIMIT);
-            if full {
+            if full || self.page_rows >= PAGE_ROWS {
                 self.flush_page(zstd)?;
                 if self
                     .dict
@@ -255,47 +250,71 @@ impl Chunk {
         Ok(())
     }
 
-    /// Adds value `k` of `values` to the page.
-    #[inline]
-    fn put(&mut self, values: &Values, k: usize) {
+    /// Adds the values of rows `defs` (definition levels; the first value is value `k0`) to
+    /// the page, one loop per value type and encoding. Returns the rows taken, the values among
+    /// them, and whether a byte bound closed the page after the last row taken.
+    fn put_span(&mut self, values: &Values, defs: &[i16], k0: usize) -> (usize, usize, bool) {
         let Self {
             dict,
             dict_full,
             indices,
             plain,
             bounds,
+            page_bytes,
             ..
         } = self;
+        let page_bytes = *page_bytes;
         let dict = dict.as_mut().filter(|_| !*dict_full);
-        match values {
-            Values::Str { bytes, ends } => {
+        match (values, dict) {
+            (Values::Str { bytes, ends }, Some(d)) => span(defs, k0, |k| {
                 let from = if k == 0 { 0 } else { ends[k - 1] as usize };
                 let v = &bytes[from..ends[k] as usize];
-                if let Some(d) = dict {
-                    let (i, new) = d.intern(v);
-                    indices.push(i);
-                    // Bounds change only with a value new to the chunk.
-                    if new {
-                        bounds.add_bytes(v);
-                    }
-                } else {
-                    plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    plain.extend_from_slice(v);
+                let (i, new) = d.intern(v);
+                indices.push(i);
+                // Bounds change only with a value new to the chunk.
+                if new {
                     bounds.add_bytes(v);
                 }
-            }
-            Values::Dec(v) => {
+                new && d.plain.len() >= DICTIONARY_LIMIT
+            }),
+            (Values::Str { bytes, ends }, None) => span(defs, k0, |k| {
+                let from = if k == 0 { 0 } else { ends[k - 1] as usize };
+                let v = &bytes[from..ends[k] as usize];
+                plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                plain.extend_from_slice(v);
+                bounds.add_bytes(v);
+                plain.len() >= page_bytes
+            }),
+            (Values::Dec(v), Some(d)) => span(defs, k0, |k| {
                 bounds.add_dec(v[k]);
-                fixed(dict, indices, plain, v[k] as u128, &v[k].to_be_bytes());
-            }
-            Values::Int(v) | Values::Ts(v) => {
+                indices.push(d.intern_fixed(v[k] as u128, &v[k].to_be_bytes()));
+                d.plain.len() >= DICTIONARY_LIMIT
+            }),
+            (Values::Dec(v), None) => span(defs, k0, |k| {
+                bounds.add_dec(v[k]);
+                plain.extend_from_slice(&v[k].to_be_bytes());
+                plain.len() >= page_bytes
+            }),
+            (Values::Int(v) | Values::Ts(v), Some(d)) => span(defs, k0, |k| {
                 bounds.add_int(v[k]);
-                fixed(dict, indices, plain, v[k] as u128, &v[k].to_le_bytes());
-            }
-            Values::Date(v) => {
+                indices.push(d.intern_fixed(v[k] as u128, &v[k].to_le_bytes()));
+                d.plain.len() >= DICTIONARY_LIMIT
+            }),
+            (Values::Int(v) | Values::Ts(v), None) => span(defs, k0, |k| {
+                bounds.add_int(v[k]);
+                plain.extend_from_slice(&v[k].to_le_bytes());
+                plain.len() >= page_bytes
+            }),
+            (Values::Date(v), Some(d)) => span(defs, k0, |k| {
                 bounds.add_date(v[k]);
-                fixed(dict, indices, plain, v[k] as u128, &v[k].to_le_bytes());
-            }
+                indices.push(d.intern_fixed(v[k] as u128, &v[k].to_le_bytes()));
+                d.plain.len() >= DICTIONARY_LIMIT
+            }),
+            (Values::Date(v), None) => span(defs, k0, |k| {
+                bounds.add_date(v[k]);
+                plain.extend_from_slice(&v[k].to_le_bytes());
+                plain.len() >= page_bytes
+            }),
         }
     }
 
@@ -479,19 +498,21 @@ impl Indices {
     }
 }
 
-/// Adds a fixed-width value (its PLAIN bytes) to a page: an index, or the bytes.
-#[inline]
-fn fixed(
-    dict: Option<&mut Dict>,
-    indices: &mut Indices,
-    plain: &mut Vec<u8>,
-    key: u128,
-    bytes: &[u8],
-) {
-    match dict {
-        Some(d) => indices.push(d.intern_fixed(key, bytes)),
-        None => plain.extend_from_slice(bytes),
+/// Calls `put` with the index of each value of rows `defs` (from `k0` on) until it answers
+/// that the page is full; returns the rows taken, the values among them, and whether it was.
+#[inline(always)]
+fn span(defs: &[i16], k0: usize, mut put: impl FnMut(usize) -> bool) -> (usize, usize, bool) {
+    let mut k = k0;
+    for (n, &d) in defs.iter().enumerate() {
+        if d == 1 {
+            let full = put(k);
+            k += 1;
+            if full {
+                return (n + 1, k - k0, true);
+            }
+        }
     }
+    (defs.len(), k - k0, false)
 }
 
 fn compress(zstd: &Zstd, buf: &[u8]) -> Result<Bytes, Error> {

@@ -136,25 +136,24 @@ impl ColBuf {
     /// single value keeps its dictionary: files clustered by customer or subscription make
     /// low-cardinality columns look constant over the first rows.
     pub fn dictionary_useless(&self) -> bool {
-        use std::collections::HashSet;
-        fn judge<T: std::hash::Hash + Eq>(n: usize, at: impl Fn(usize) -> T) -> bool {
+        // Distinct 64-bit hashes of the sample, sorted: no hash set per column and row group.
+        fn judge(n: usize, hash: impl Fn(usize) -> u64) -> bool {
             if n < MIN_VALUES_FOR_PLAIN {
                 return false;
             }
             let stride = n.div_ceil(DICTIONARY_SAMPLE);
-            let mut seen = HashSet::with_capacity(DICTIONARY_SAMPLE);
-            let mut taken = 0usize;
-            for i in (0..n).step_by(stride) {
-                seen.insert(at(i));
-                taken += 1;
-            }
+            let mut seen: Vec<u64> = (0..n).step_by(stride).map(hash).collect();
+            let taken = seen.len();
+            seen.sort_unstable();
+            seen.dedup();
             seen.len() * 2 > taken
         }
+        let mix = |v: u128| crate::dict::fx(&v.to_le_bytes());
         match &self.values {
-            Values::Str { ends, .. } => judge(ends.len(), |i| self.str_at(i)),
-            Values::Dec(v) => judge(v.len(), |i| v[i]),
-            Values::Int(v) | Values::Ts(v) => judge(v.len(), |i| v[i]),
-            Values::Date(v) => judge(v.len(), |i| v[i]),
+            Values::Str { ends, .. } => judge(ends.len(), |i| crate::dict::fx(self.str_at(i))),
+            Values::Dec(v) => judge(v.len(), |i| mix(v[i] as u128)),
+            Values::Int(v) | Values::Ts(v) => judge(v.len(), |i| mix(v[i] as u128)),
+            Values::Date(v) => judge(v.len(), |i| mix(v[i] as u128)),
         }
     }
 

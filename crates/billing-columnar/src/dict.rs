@@ -9,7 +9,7 @@ use hashbrown::HashTable;
 /// fixed-width values, hashed once per value of a dictionary column. The tail is read as
 /// overlapping words, not copied into a zero-padded buffer: that copy's store, reloaded at
 /// once, stalled the multiply after it (profiled: 14% of writing a chunk).
-fn fx(bytes: &[u8]) -> u64 {
+pub(crate) fn fx(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
     let n = bytes.len();

@@ -129,6 +129,8 @@ fn totals_split_by_product_when_asked() {
         r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"VM","SkuId":"1","BillingPreTaxTotal":2}"#,
         r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"VM","SkuId":"2","BillingPreTaxTotal":4}"#,
         r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"DISK","SkuId":"1","BillingPreTaxTotal":8}"#,
+        // Back to a product seen before, after others.
+        r#"{"CustomerId":"a","BillingCurrency":"EUR","ProductId":"VM","SkuId":"1","BillingPreTaxTotal":0.5}"#,
     ]
     .join("\n");
     let split = ConvertOptions {
@@ -151,7 +153,7 @@ fn totals_split_by_product_when_asked() {
         .collect();
     let want = [
         ("DISK", "1", 1, "8"),
-        ("VM", "1", 2, "3.5"),
+        ("VM", "1", 3, "4"),
         ("VM", "2", 1, "4"),
     ];
     assert_eq!(got.len(), want.len());

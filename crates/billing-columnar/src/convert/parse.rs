@@ -44,6 +44,9 @@ pub(super) struct Parser<'a> {
     rounded: u64,
     totals_index: HashMap<Vec<u8>, usize>,
     totals: Vec<Tally>,
+    /// The previous row's total and its key.
+    last_total: Option<usize>,
+    last_key: Vec<u8>,
     invoice: (Option<usize>, Option<usize>, Vec<usize>),
     /// `ProductId` and `SkuId` columns when totals are split by product.
     product_cols: Option<(usize, usize)>,
@@ -81,6 +84,8 @@ impl<'a> Parser<'a> {
             rounded: 0,
             totals_index: HashMap::new(),
             totals: Vec::new(),
+            last_total: None,
+            last_key: Vec::new(),
             invoice: (None, None, Vec::new()),
             product_cols: None,
             key_buf: Vec::new(),
@@ -493,8 +498,10 @@ impl<'a> Parser<'a> {
             key.push(0xFF);
             key.extend_from_slice(last_str(self, sku, row_id));
         }
-        let idx = match self.totals_index.get(&key[..]) {
-            Some(&i) => i,
+        // Rows of one customer tend to follow each other: the previous row's total first.
+        let last = self.last_total.filter(|_| self.last_key == key);
+        let idx = match last.or_else(|| self.totals_index.get(&key[..]).copied()) {
+            Some(i) => i,
             None => {
                 let text = |ci| String::from_utf8_lossy(last_str(self, ci, row_id)).into_owned();
                 let i = self.totals.len();
@@ -512,6 +519,10 @@ impl<'a> Parser<'a> {
                 i
             }
         };
+        if last.is_none() {
+            self.last_key.clone_from(&key);
+            self.last_total = Some(idx);
+        }
         self.key_buf = key;
         let t = &mut self.totals[idx];
         t.rows += 1;
