@@ -43,7 +43,7 @@ const LEVEL_PIECE: usize = 4096;
 
 /// Bytes of PLAIN dictionary values after which a chunk stops adding to its dictionary and
 /// writes its remaining pages PLAIN (as the parquet crate's default dictionary page limit).
-const DICTIONARY_LIMIT: usize = 1 << 20;
+pub(crate) const DICTIONARY_LIMIT: usize = 1 << 20;
 
 /// Longest string kept as a min or max statistic; longer bounds are left out (a truncated
 /// maximum would need rounding up, and such columns, URIs and JSON text, are not filtered on).

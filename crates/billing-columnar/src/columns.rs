@@ -16,6 +16,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, Type};
 
 use crate::chunk::{Chunk, Finished, Zstd};
+use crate::dictionary_choice;
 use crate::schema::{ColumnType, DECIMAL_PRECISION, DECIMAL_SCALE};
 use crate::Error;
 
@@ -130,33 +131,6 @@ impl ColBuf {
         });
     }
 
-    /// Whether a dictionary would not pay for this column: more than half of a sample spread
-    /// over the whole batch distinct (UUID-like strings, amounts), where a dictionary costs a
-    /// hash per value and holds every value again for no saving. A column whose sample is a
-    /// single value keeps its dictionary: files clustered by customer or subscription make
-    /// low-cardinality columns look constant over the first rows.
-    pub fn dictionary_useless(&self) -> bool {
-        // Distinct 64-bit hashes of the sample, sorted: no hash set per column and row group.
-        fn judge(n: usize, hash: impl Fn(usize) -> u64) -> bool {
-            if n < MIN_VALUES_FOR_PLAIN {
-                return false;
-            }
-            let stride = n.div_ceil(DICTIONARY_SAMPLE);
-            let mut seen: Vec<u64> = (0..n).step_by(stride).map(hash).collect();
-            let taken = seen.len();
-            seen.sort_unstable();
-            seen.dedup();
-            seen.len() * 2 > taken
-        }
-        let mix = |v: u128| crate::dict::fx(&v.to_le_bytes());
-        match &self.values {
-            Values::Str { ends, .. } => judge(ends.len(), |i| crate::dict::fx(self.str_at(i))),
-            Values::Dec(v) => judge(v.len(), |i| mix(v[i] as u128)),
-            Values::Int(v) | Values::Ts(v) => judge(v.len(), |i| mix(v[i] as u128)),
-            Values::Date(v) => judge(v.len(), |i| mix(v[i] as u128)),
-        }
-    }
-
     /// Appends a copy of each row of `rows` (row indices, nulls kept): the Tax rows of the
     /// FOCUS view repeat their charge's values.
     pub fn repeat_rows(&mut self, rows: &[usize]) {
@@ -254,12 +228,6 @@ impl ColBuf {
         }
     }
 }
-
-/// Below this many values in a row group's first batch a column keeps its dictionary.
-const MIN_VALUES_FOR_PLAIN: usize = 64;
-/// How many values, spread evenly over a row group's first batch, decide whether a column
-/// keeps its dictionary in that row group.
-const DICTIONARY_SAMPLE: usize = 4096;
 
 /// The Parquet field of a column.
 fn field(name: &str, ty: ColumnType) -> Result<Type, Error> {
@@ -421,7 +389,10 @@ impl<W: Write + Send> Sink<W> {
                     Values::Str { .. } => self.page_bytes,
                     _ => usize::MAX,
                 };
-                Chunk::new(!shared && !c.dictionary_useless(), bytes)
+                Chunk::new(
+                    !shared && !dictionary_choice::useless(c, self.group_rows),
+                    bytes,
+                )
             })
             .collect();
     }

@@ -15,6 +15,7 @@ mod chunk;
 mod columns;
 mod convert;
 mod dict;
+mod dictionary_choice;
 mod docs;
 mod focus;
 mod focus_lookup;
