@@ -179,18 +179,15 @@ for _ in range(15):
     o, d = min(o, once(ours)), min(d, once(theirs))
 print(f"focus query: ours {o:.1f} ms, duckdb's parquet {d:.1f} ms, ratio {d / o:.2f}")
 "#;
-    let out = Command::new(python)
-        .args(["-c", code])
-        .arg(ours)
-        .arg(&theirs)
-        .output()
-        .expect("running DuckDB");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let theirs = theirs.as_os_str();
+    let out = python_tools::run(
+        python,
+        None,
+        code,
+        [ours.as_os_str(), theirs],
+        "the FOCUS query",
     );
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    print!("{out}");
 }
 
 /// Runs the command to completion: (wall seconds, peak RSS in MiB).

@@ -225,7 +225,7 @@ impl Chunk {
                 .min(LEVEL_PIECE - self.defs.len())
                 .min(PAGE_ROWS - self.page_rows);
             let defs = &col.defs[r..r + span];
-            let (rows, values, full) = self.put_span(&col.values, defs, k);
+            let (rows, values, full) = self.put_span(col, defs, k);
             self.defs.extend(defs[..rows].iter().map(|&d| d as u8));
             self.nulls += (rows - values) as u64;
             self.page_rows += rows;
@@ -250,10 +250,10 @@ impl Chunk {
         Ok(())
     }
 
-    /// Adds the values of rows `defs` (definition levels; the first value is value `k0`) to
-    /// the page, one loop per value type and encoding. Returns the rows taken, the values among
-    /// them, and whether a byte bound closed the page after the last row taken.
-    fn put_span(&mut self, values: &Values, defs: &[i16], k0: usize) -> (usize, usize, bool) {
+    /// Adds the values of rows `defs` of `col` (the first value is value `k0`) to the page,
+    /// one loop per value type and encoding. Returns the rows taken, the values among them,
+    /// and whether a byte bound closed the page after the last row taken.
+    fn put_span(&mut self, col: &ColBuf, defs: &[i16], k0: usize) -> (usize, usize, bool) {
         let Self {
             dict,
             dict_full,
@@ -263,58 +263,32 @@ impl Chunk {
             page_bytes,
             ..
         } = self;
-        let page_bytes = *page_bytes;
-        let dict = dict.as_mut().filter(|_| !*dict_full);
-        match (values, dict) {
-            (Values::Str { bytes, ends }, Some(d)) => span(defs, k0, |k| {
-                let from = if k == 0 { 0 } else { ends[k - 1] as usize };
-                let v = &bytes[from..ends[k] as usize];
-                let (i, new) = d.intern(v);
-                indices.push(i);
-                // Bounds change only with a value new to the chunk.
-                if new {
-                    bounds.add_bytes(v);
-                }
-                new && d.plain.len() >= DICTIONARY_LIMIT
-            }),
-            (Values::Str { bytes, ends }, None) => span(defs, k0, |k| {
-                let from = if k == 0 { 0 } else { ends[k - 1] as usize };
-                let v = &bytes[from..ends[k] as usize];
-                plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                plain.extend_from_slice(v);
-                bounds.add_bytes(v);
-                plain.len() >= page_bytes
-            }),
-            (Values::Dec(v), Some(d)) => span(defs, k0, |k| {
-                bounds.add_dec(v[k]);
-                indices.push(d.intern_fixed(v[k] as u128, &v[k].to_be_bytes()));
-                d.plain.len() >= DICTIONARY_LIMIT
-            }),
-            (Values::Dec(v), None) => span(defs, k0, |k| {
-                bounds.add_dec(v[k]);
-                plain.extend_from_slice(&v[k].to_be_bytes());
-                plain.len() >= page_bytes
-            }),
-            (Values::Int(v) | Values::Ts(v), Some(d)) => span(defs, k0, |k| {
-                bounds.add_int(v[k]);
-                indices.push(d.intern_fixed(v[k] as u128, &v[k].to_le_bytes()));
-                d.plain.len() >= DICTIONARY_LIMIT
-            }),
-            (Values::Int(v) | Values::Ts(v), None) => span(defs, k0, |k| {
-                bounds.add_int(v[k]);
-                plain.extend_from_slice(&v[k].to_le_bytes());
-                plain.len() >= page_bytes
-            }),
-            (Values::Date(v), Some(d)) => span(defs, k0, |k| {
-                bounds.add_date(v[k]);
-                indices.push(d.intern_fixed(v[k] as u128, &v[k].to_le_bytes()));
-                d.plain.len() >= DICTIONARY_LIMIT
-            }),
-            (Values::Date(v), None) => span(defs, k0, |k| {
-                bounds.add_date(v[k]);
-                plain.extend_from_slice(&v[k].to_le_bytes());
-                plain.len() >= page_bytes
-            }),
+        let page = PageValues {
+            dict: dict.as_mut().filter(|_| !*dict_full),
+            indices,
+            plain,
+            page_bytes: *page_bytes,
+        };
+        match &col.values {
+            Values::Str { .. } => page.strings(col, bounds, defs, k0),
+            Values::Dec(v) => page.fixed(
+                defs,
+                k0,
+                |k| (v[k] as u128, v[k].to_be_bytes()),
+                |k| bounds.add_dec(v[k]),
+            ),
+            Values::Int(v) | Values::Ts(v) => page.fixed(
+                defs,
+                k0,
+                |k| (v[k] as u128, v[k].to_le_bytes()),
+                |k| bounds.add_int(v[k]),
+            ),
+            Values::Date(v) => page.fixed(
+                defs,
+                k0,
+                |k| (v[k] as u128, v[k].to_le_bytes()),
+                |k| bounds.add_date(v[k]),
+            ),
         }
     }
 
@@ -513,6 +487,72 @@ fn span(defs: &[i16], k0: usize, mut put: impl FnMut(usize) -> bool) -> (usize, 
         }
     }
     (defs.len(), k - k0, false)
+}
+
+/// Where a span of values goes: the dictionary (while it takes values), or PLAIN bytes.
+struct PageValues<'c> {
+    dict: Option<&'c mut Dict>,
+    indices: &'c mut Indices,
+    plain: &'c mut Vec<u8>,
+    page_bytes: usize,
+}
+
+impl PageValues<'_> {
+    /// [`span`] over strings; a dictionary column's bounds change only with a value new to
+    /// the chunk.
+    #[inline(always)]
+    fn strings(
+        self,
+        col: &ColBuf,
+        bounds: &mut Bounds,
+        defs: &[i16],
+        k0: usize,
+    ) -> (usize, usize, bool) {
+        match self.dict {
+            Some(d) => span(defs, k0, |k| {
+                let v = col.str_at(k);
+                let (i, new) = d.intern(v);
+                self.indices.push(i);
+                if new {
+                    bounds.add_bytes(v);
+                }
+                new && d.plain.len() >= DICTIONARY_LIMIT
+            }),
+            None => span(defs, k0, |k| {
+                let v = col.str_at(k);
+                self.plain
+                    .extend_from_slice(&(v.len() as u32).to_le_bytes());
+                self.plain.extend_from_slice(v);
+                bounds.add_bytes(v);
+                self.plain.len() >= self.page_bytes
+            }),
+        }
+    }
+
+    /// [`span`] over fixed-width values: `value` gives a value's dictionary key and PLAIN
+    /// bytes, `bound` adds it to the statistics.
+    #[inline(always)]
+    fn fixed<const N: usize>(
+        self,
+        defs: &[i16],
+        k0: usize,
+        value: impl Fn(usize) -> (u128, [u8; N]),
+        mut bound: impl FnMut(usize),
+    ) -> (usize, usize, bool) {
+        match self.dict {
+            Some(d) => span(defs, k0, |k| {
+                bound(k);
+                let (key, bytes) = value(k);
+                self.indices.push(d.intern_fixed(key, &bytes));
+                d.plain.len() >= DICTIONARY_LIMIT
+            }),
+            None => span(defs, k0, |k| {
+                bound(k);
+                self.plain.extend_from_slice(&value(k).1);
+                self.plain.len() >= self.page_bytes
+            }),
+        }
+    }
 }
 
 fn compress(zstd: &Zstd, buf: &[u8]) -> Result<Bytes, Error> {

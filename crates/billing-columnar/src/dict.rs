@@ -40,6 +40,12 @@ fn fold(h: u64) -> u64 {
     (wide as u64) ^ ((wide >> 64) as u64)
 }
 
+/// The hash of a fixed-width key (a value's bits, widened to 128).
+#[inline]
+pub(crate) fn fixed_hash(key: u128) -> u64 {
+    fold(key as u64 ^ (key >> 64) as u64 ^ (key >> 96) as u64)
+}
+
 /// Whether two byte strings are equal, inline: dictionary keys are mostly short, and for them
 /// a call to `memcmp` cost more than the comparison (profiled: 5% of a conversion). Lengths
 /// of 4 to 32 bytes compare as two overlapping words, up to 64 (GUIDs are 36) as up to four.
@@ -114,7 +120,7 @@ impl Dict {
                 return i;
             }
         }
-        let hash = fold(key as u64 ^ (key >> 64) as u64 ^ (key >> 96) as u64);
+        let hash = fixed_hash(key);
         let keys = &self.keys;
         let i = match self.table.find(hash, |&(_, i)| keys[i as usize] == key) {
             Some(&(_, i)) => i,

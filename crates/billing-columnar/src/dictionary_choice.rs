@@ -1,6 +1,8 @@
 //! Whether a column chunk keeps a dictionary, decided on the first batch of its row group.
 
+use crate::chunk::DICTIONARY_LIMIT;
 use crate::columns::{ColBuf, Values};
+use crate::dict::{fixed_hash, fx};
 
 /// Whether a dictionary would not pay for this column in a row group of `group_rows` rows,
 /// judged on a sample spread over the whole batch. A sample at most half distinct keeps the
@@ -17,40 +19,49 @@ use crate::columns::{ColBuf, Values};
 /// and round amounts repeat, most do not), which the model does not fit (measured on the
 /// bench's partition: dictionaries of amounts came out larger than PLAIN).
 pub(crate) fn useless(col: &ColBuf, group_rows: usize) -> bool {
-    // Distinct 64-bit hashes of the sample, sorted: no hash set per column and row group.
-    let judge = |n: usize, hash: &dyn Fn(usize) -> u64, len: Option<&dyn Fn(usize) -> usize>| {
-        if n < MIN_VALUES_FOR_PLAIN {
-            return false;
-        }
-        let stride = n.div_ceil(DICTIONARY_SAMPLE);
-        let mut seen: Vec<u64> = (0..n).step_by(stride).map(hash).collect();
-        let taken = seen.len();
-        seen.sort_unstable();
-        seen.dedup();
-        let distinct = seen.len();
-        if distinct * 2 <= taken {
-            return false;
-        }
-        let Some(len) = len.filter(|_| distinct < taken) else {
-            return true;
-        };
-        let bytes: usize = (0..n).step_by(stride).map(len).sum();
-        let in_group = expected_distinct(distinct as f64, taken as f64, group_rows as f64);
-        let dictionary_bytes = in_group * bytes as f64 / taken as f64;
-        in_group * 2.0 > group_rows as f64
-            || dictionary_bytes > (crate::chunk::DICTIONARY_LIMIT / 2) as f64
+    let n = match &col.values {
+        Values::Str { ends, .. } => ends.len(),
+        Values::Dec(v) => v.len(),
+        Values::Int(v) | Values::Ts(v) => v.len(),
+        Values::Date(v) => v.len(),
     };
-    let mix = |v: u128| crate::dict::fx(&v.to_le_bytes());
-    match &col.values {
-        Values::Str { ends, .. } => judge(
-            ends.len(),
-            &|i| crate::dict::fx(col.str_at(i)),
-            Some(&|i| col.str_at(i).len() + 4),
-        ),
-        Values::Dec(v) => judge(v.len(), &|i| mix(v[i] as u128), None),
-        Values::Int(v) | Values::Ts(v) => judge(v.len(), &|i| mix(v[i] as u128), None),
-        Values::Date(v) => judge(v.len(), &|i| mix(v[i] as u128), None),
+    if n < MIN_VALUES_FOR_PLAIN {
+        return false;
     }
+    let sample = (0..n).step_by(n.div_ceil(DICTIONARY_SAMPLE));
+    // Hashes of the sample, counted distinct by sorting (no hash set per column and row
+    // group), and for strings the sample's bytes.
+    let (mut seen, bytes): (Vec<u64>, Option<usize>) = match &col.values {
+        Values::Str { .. } => {
+            let mut bytes = 0;
+            let seen = sample
+                .map(|i| {
+                    let v = col.str_at(i);
+                    bytes += v.len() + 4;
+                    fx(v)
+                })
+                .collect();
+            (seen, Some(bytes))
+        }
+        Values::Dec(v) => (sample.map(|i| fixed_hash(v[i] as u128)).collect(), None),
+        Values::Int(v) | Values::Ts(v) => {
+            (sample.map(|i| fixed_hash(v[i] as u128)).collect(), None)
+        }
+        Values::Date(v) => (sample.map(|i| fixed_hash(v[i] as u128)).collect(), None),
+    };
+    let taken = seen.len();
+    seen.sort_unstable();
+    seen.dedup();
+    let distinct = seen.len();
+    if distinct * 2 <= taken {
+        return false;
+    }
+    let Some(bytes) = bytes.filter(|_| distinct < taken) else {
+        return true;
+    };
+    let in_group = expected_distinct(distinct as f64, taken as f64, group_rows as f64);
+    let dictionary_bytes = in_group * bytes as f64 / taken as f64;
+    in_group * 2.0 > group_rows as f64 || dictionary_bytes > (DICTIONARY_LIMIT / 2) as f64
 }
 
 /// Distinct values among `rows` draws from `D` equally likely values, where `D` is what makes

@@ -4,6 +4,7 @@
 //! the pinned versions and a lock so parallel test binaries wait instead of racing pip.
 //! Never linked into the deployed handler.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -11,16 +12,35 @@ use std::sync::OnceLock;
 /// Runs the venv script `script` (beside the manifest) and returns the python it prints.
 fn venv_python(script: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-    let out = Command::new("bash")
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let what = format!("preparing the venv of {script}");
+    PathBuf::from(stdout_of(Command::new("bash").arg(&path), &what).trim())
+}
+
+/// Runs `python -c code args…` (in `dir` when given) and returns what it printed; panics
+/// with `what` and the script's stderr when it fails.
+pub fn run(
+    python: &Path,
+    dir: Option<&Path>,
+    code: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    what: &str,
+) -> String {
+    let mut cmd = Command::new(python);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    stdout_of(cmd.args(["-c", code]).args(args), what)
+}
+
+/// What `cmd` printed; panics with `what` and its stderr when it fails.
+fn stdout_of(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
-        "preparing the venv of {script} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// DuckDB, from PyPI.
@@ -41,17 +61,14 @@ import duckdb, json, sys
 rows = duckdb.connect().execute(sys.argv[1]).fetchall()
 print(json.dumps([[None if v is None else str(v) for v in r] for r in rows]))
 "#;
-        let out = Command::new(python())
-            .current_dir(dir)
-            .args(["-c", code, sql])
-            .output()
-            .expect("running DuckDB");
-        assert!(
-            out.status.success(),
-            "DuckDB failed on {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run(
+            python(),
+            Some(dir),
+            code,
+            [sql],
+            &format!("DuckDB on {sql}"),
         );
-        serde_json::from_slice(&out.stdout).expect("DuckDB prints JSON")
+        serde_json::from_str(&out).expect("DuckDB prints JSON")
     }
 }
 

@@ -108,15 +108,9 @@ fn validator_python() -> &'static Path {
 fn site_packages() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = Command::new(validator_python())
-            .args([
-                "-c",
-                "import os, focus_validator; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))",
-            ])
-            .output()
-            .expect("locating focus_validator");
-        assert!(out.status.success());
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        let code = "import os, focus_validator; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))";
+        let out = python_tools::run(validator_python(), None, code, None::<&str>, "locating focus_validator");
+        PathBuf::from(out.trim())
     })
 }
 
@@ -186,17 +180,13 @@ for rule_id, condition in json.loads(sys.argv[3]).items():
 with open(sys.argv[2], "w", encoding="utf-8") as f:
     json.dump(model, f, indent=2)
 "#;
-        let out = Command::new(validator_python())
-            .args(["-c", code])
-            .arg(&shipped_path)
-            .arg(&tmp)
-            .arg(serde_json::Value::Object(patch).to_string())
-            .output()
-            .expect("writing the derived rule model");
-        assert!(
-            out.status.success(),
-            "writing the derived rule model failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let patch = serde_json::Value::Object(patch).to_string();
+        python_tools::run(
+            validator_python(),
+            None,
+            code,
+            [shipped_path.as_os_str(), tmp.as_os_str(), patch.as_ref()],
+            "writing the derived rule model",
         );
         // Nothing but the corrected Conditions differs from the shipped model.
         let mut restored = read_json(&tmp);
