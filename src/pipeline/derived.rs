@@ -251,7 +251,7 @@ pub fn schema_for(
         // Usage is matched with the reconciliation's Azure lines product by product: by the
         // invoice check (billed) and by the FinOps hubs landing (both).
         totals_by_product: true,
-        // Both views are written in one pass; the converter's defaults (3 MiB batches, 64k-row
+        // Both views are written in one pass; the converter's defaults (640 KiB batches, 64k-row
         // row groups) keep the peak under 64 MiB (measured with its bench).
         ..Default::default()
     };

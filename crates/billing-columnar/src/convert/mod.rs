@@ -87,11 +87,13 @@ impl Default for ConvertOptions {
             view: View::Typed,
             billing_status: BillingStatus::Billed,
             billing_period: None,
-            // With 3 MiB batches, typed and FOCUS in one pass peak under 64 MiB (measured with
-            // the converter's bench: 58 MiB at 64k rows, 63 MiB at 128k).
+            // Typed and FOCUS in one pass peak at 35 MiB on the converter's bench. Batches of
+            // 640 KiB of JSON (a few hundred rows), against 3 MiB: 8% less CPU and 11% less
+            // wall time there, likely as a batch stays in cache from parser to encoders
+            // (384 KiB and 1 MiB were slower; docs/performance.md).
             row_group_rows: 64 * 1024,
             row_group_encoded_bytes: 24 << 20,
-            row_group_bytes: 3 << 20,
+            row_group_bytes: 640 << 10,
             max_line_bytes: 1 << 20,
             max_columns: 512,
             zstd_level: 1,
