@@ -499,7 +499,9 @@ impl<'a> Parser<'a> {
             key.extend_from_slice(last_str(self, sku, row_id));
         }
         // Rows of one customer tend to follow each other: the previous row's total first.
-        let last = self.last_total.filter(|_| self.last_key == key);
+        let last = self
+            .last_total
+            .filter(|_| crate::dict::same(&self.last_key, &key));
         let idx = match last.or_else(|| self.totals_index.get(&key[..]).copied()) {
             Some(i) => i,
             None => {
