@@ -51,6 +51,9 @@ pub(crate) enum Expr {
     /// A rule of `focus_rules` over these columns: the columns, the rule's name for the docs,
     /// the rule.
     Row(&'static [&'static str], &'static str, RowFn),
+    /// A string column as a JSON object: trimmed, braces added when it has none
+    /// ([`rules::tags`]). Where every value already is one, the column as it is.
+    JsonObject(&'static str),
     Null,
 }
 
@@ -72,6 +75,7 @@ impl fmt::Display for Expr {
             Expr::NextDay(c) => write!(f, "day after `{c}`, 00:00Z"),
             Expr::Mul(cs) => f.write_str(&list(cs, " × ")),
             Expr::Row(cs, name, _) => write!(f, "{name}({})", list(cs, ", ")),
+            Expr::JsonObject(c) => write!(f, "JSON object(`{c}`)"),
             Expr::Null => f.write_str("null"),
         }
     }
@@ -205,7 +209,7 @@ pub(crate) const FOCUS_COLUMNS: &[FocusColumn] = &[
     f("SubAccountId", S, Col("EntitlementId"), Col("SubscriptionId"), "usage: the Azure subscription (EntitlementId); reconciliation: the billing subscription. The customer is x_CustomerId"),
     f("SubAccountName", S, Expr::Coalesce(&["EntitlementDescription", "EntitlementId"]), Expr::Coalesce(&["SubscriptionDescription", "SubscriptionId"]), "the subscription's name, else its id"),
     f("SubAccountType", S, Const("Subscription"), Const("Subscription"), ""),
-    f("Tags", S, Row(&["Tags"], "JSON object", rules::tags), Null, "a JSON object: braces added when Microsoft's text has none"),
+    f("Tags", S, Expr::JsonObject("Tags"), Null, "a JSON object: braces added when Microsoft's text has none"),
     f("x_BilledTax", N, Null, Col("TaxTotal"), ""),
     f("x_BilledTotal", N, Null, Col("Total"), "the invoice amount: BilledCost + x_BilledTax"),
     f("x_BillingAccountId", S, Col("PartnerId"), Col("PartnerId"), "Microsoft's name; with x_BillingProfileId it keeps FinOps hubs from labelling CSP rows EA"),
@@ -247,13 +251,30 @@ pub(crate) fn repeated_columns(schema: &Schema) -> Vec<(usize, usize)> {
         .iter()
         .enumerate()
         .filter_map(|(k, fc)| match fc.expr(schema) {
-            Expr::Col(name) => schema
+            Expr::Col(name) | Expr::JsonObject(name) => schema
                 .index_of(name)
                 .filter(|&j| schema.columns()[j].ty == fc.ty)
                 .map(|j| (k, j)),
             _ => None,
         })
         .collect()
+}
+
+/// Whether FOCUS column `k`, one of [`repeated_columns`], differs from `typed`, a batch of
+/// its typed column: an empty string (null in FOCUS), or for a JSON object column a value
+/// that is not one as it stands (braces or spaces to change).
+pub(crate) fn differs(schema: &Schema, k: usize, typed: &ColBuf) -> bool {
+    if typed.has_empty_str() {
+        return true;
+    }
+    let Values::Str { ends, .. } = &typed.values else {
+        return false;
+    };
+    matches!(FOCUS_COLUMNS[k].expr(schema), Expr::JsonObject(_))
+        && (0..ends.len()).any(|i| {
+            let v = typed.str_at(i);
+            v.first() != Some(&b'{') || v.last().is_some_and(u8::is_ascii_whitespace)
+        })
 }
 
 impl FocusColumn {
@@ -351,6 +372,9 @@ pub(crate) fn derive(
                 }
             }
             Expr::Row(names, _, func) => row_rule(b, names, func, &mut sources, ctx, rows)?,
+            Expr::JsonObject(name) => {
+                row_rule(b, &[name], rules::tags, &mut sources, ctx, rows)?;
+            }
             e @ (Expr::DayStart(name) | Expr::NextDay(name)) => {
                 let Values::Ts(vals) = &mut b.values else {
                     return Err(crate::Error::Internal(
@@ -659,7 +683,7 @@ mod tests {
             let s = Schema::new(d, AttributeSet::Full);
             for fc in FOCUS_COLUMNS {
                 let names: Vec<&str> = match fc.expr(&s) {
-                    Expr::Col(c) => vec![c],
+                    Expr::Col(c) | Expr::JsonObject(c) => vec![c],
                     Expr::DayStart(c) | Expr::NextDay(c) => vec![c],
                     // A rule's columns may be absent: the rule handles that.
                     Expr::Mul(cs) | Expr::Coalesce(cs) => cs.to_vec(),
@@ -673,7 +697,7 @@ mod tests {
                     }
                     let i = i.unwrap_or_else(|| panic!("{d}: {} needs {n}", fc.name));
                     let ty = s.columns()[i].ty;
-                    if let Expr::Col(_) = fc.expr(&s) {
+                    if let Expr::Col(_) | Expr::JsonObject(_) = fc.expr(&s) {
                         assert_eq!(ty, fc.ty, "{d}: {} from {n}", fc.name);
                     }
                 }

@@ -108,11 +108,13 @@ struct Share {
 }
 
 impl Share {
-    /// Decides, before a batch, which repeated columns stay shared: a typed string column with
-    /// an empty string differs from its FOCUS copy (null there) from then on, and the FOCUS
-    /// file continues from a copy of the typed chunk, which held the same values until now.
+    /// Decides, before a batch, which repeated columns stay shared: a typed column with a
+    /// value its FOCUS copy changes (an empty string, null there; a JSON object without braces)
+    /// differs from then on, and the FOCUS file continues from a copy of the typed chunk,
+    /// which held the same values until now.
     fn before_batch<T: Write + Send, F: Write + Send>(
         &mut self,
+        schema: &Schema,
         g: &Group,
         typed: &Sink<T>,
         focus: &mut Sink<F>,
@@ -122,7 +124,7 @@ impl Share {
         }
         for (k, source) in self.source.iter().enumerate() {
             let Some(j) = *source else { continue };
-            if self.mask[k] && g.cols[j].has_empty_str() {
+            if self.mask[k] && focus::differs(schema, k, &g.cols[j]) {
                 if let Some(chunk) = typed.chunk(j).filter(|_| typed.open_rows() > 0) {
                     focus.adopt(k, chunk.clone());
                 }
@@ -203,7 +205,7 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             self.align()?;
         }
         if let (Some(share), Some(t), Some(f)) = (&mut self.share, &self.typed, &mut self.focus) {
-            share.before_batch(g, t, f);
+            share.before_batch(self.schema, g, t, f);
         }
         let with_focus = self.focus.is_some() || self.outputs.focus.is_some();
         let Self {
