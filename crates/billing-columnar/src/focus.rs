@@ -678,6 +678,30 @@ mod tests {
     use crate::{AttributeSet, Dataset};
 
     #[test]
+    fn a_repeated_column_differs_only_where_focus_changes_a_value() {
+        let s = Schema::new(Dataset::Usage, AttributeSet::Full);
+        let col = |values: &[&str]| {
+            let mut c = ColBuf::new(ColumnType::String);
+            values.iter().for_each(|v| c.push_str(v.as_bytes()));
+            c.push_null();
+            c
+        };
+        let repeated = repeated_columns(&s);
+        let k_of = |name: &str| {
+            let k = FOCUS_COLUMNS.iter().position(|f| f.name == name).unwrap();
+            assert!(repeated.iter().any(|&(r, _)| r == k), "{name} is repeated");
+            k
+        };
+        let (tags, sub) = (k_of("Tags"), k_of("SubAccountId"));
+        assert!(!differs(&s, tags, &col(&[r#"{"a":"1"}"#, "{}"])));
+        assert!(differs(&s, tags, &col(&[r#"{"a":"1"}"#, r#""a":"1""#])));
+        assert!(differs(&s, tags, &col(&[r#"{"a":"1"} "#])));
+        assert!(differs(&s, tags, &col(&["{}", ""])));
+        assert!(!differs(&s, sub, &col(&["x", "no braces"])));
+        assert!(differs(&s, sub, &col(&["x", ""])));
+    }
+
+    #[test]
     fn sources_exist_and_have_the_focus_type() {
         for d in Dataset::ALL {
             let s = Schema::new(d, AttributeSet::Full);
