@@ -77,19 +77,9 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
                 && w(a, n.min(48) - 16) == w(b, n.min(48) - 16)
                 && w(a, n - 16) == w(b, n - 16)
         }
-        // Longer keys (JSON texts of `AdditionalInfo`): 16 bytes at a time, the last word
-        // overlapping, still without a call.
-        _ => {
-            let w = |s: &[u8], at: usize| u128::from_ne_bytes(word(s, at));
-            let mut i = 0;
-            while i + 16 < n {
-                if w(a, i) != w(b, i) {
-                    return false;
-                }
-                i += 16;
-            }
-            w(a, n - 16) == w(b, n - 16)
-        }
+        // Longer keys (JSON texts of `AdditionalInfo`): the scanner's word-by-word prefix
+        // test, still without a call (of equal lengths, a prefix is the whole key).
+        _ => crate::scan::starts_with(a, b),
     }
 }
 

@@ -271,10 +271,7 @@ pub(crate) fn differs(schema: &Schema, k: usize, typed: &ColBuf) -> bool {
         return false;
     };
     matches!(FOCUS_COLUMNS[k].expr(schema), Expr::JsonObject(_))
-        && (0..ends.len()).any(|i| {
-            let v = typed.str_at(i);
-            v.first() != Some(&b'{') || v.last().is_some_and(u8::is_ascii_whitespace)
-        })
+        && (0..ends.len()).any(|i| !rules::tags_unchanged(typed.str_at(i)))
 }
 
 impl FocusColumn {

@@ -418,6 +418,11 @@ pub(crate) fn tags(_: &RowCtx, v: &[Val], s: &mut Vec<u8>) -> Out {
     Out::Scratch
 }
 
+/// Whether [`tags`] gives `v` back as it is: an object already, nothing to trim.
+pub(crate) fn tags_unchanged(v: &[u8]) -> bool {
+    v.first() == Some(&b'{') && !v.last().is_some_and(u8::is_ascii_whitespace)
+}
+
 /// `SkuId`: `ProductId/SkuId`, unique across products (Partner Center's SkuId alone, such as
 /// "0001", is an index within its product).
 pub(crate) fn sku_id(_: &RowCtx, v: &[Val], s: &mut Vec<u8>) -> Out {

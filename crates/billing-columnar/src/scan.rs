@@ -320,7 +320,7 @@ fn find_special(s: &[u8]) -> usize {
 /// `s.starts_with(p)` for short patterns (keys), comparing 8 bytes at a time without calling
 /// memcmp, whose call cost more than the comparison (profiled).
 #[inline]
-fn starts_with(s: &[u8], p: &[u8]) -> bool {
+pub(crate) fn starts_with(s: &[u8], p: &[u8]) -> bool {
     let n = p.len();
     if s.len() < n {
         return false;
