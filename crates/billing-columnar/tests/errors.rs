@@ -2,7 +2,9 @@
 
 mod support;
 
-use billing_columnar::{convert, AttributeSet, ConvertOptions, Dataset, Error, Schema};
+use billing_columnar::{
+    convert, convert_both, AttributeSet, ConvertOptions, Dataset, Error, Schema,
+};
 use support::gzip;
 
 fn run(json: &str, options: &ConvertOptions) -> Result<billing_columnar::ConvertReport, Error> {
@@ -165,4 +167,74 @@ fn totals_split_by_product_when_asked() {
     let r = run(&rows, &ConvertOptions::default()).unwrap();
     assert_eq!(r.customer_totals.len(), 1);
     assert!(r.customer_totals[0].product.is_none());
+}
+
+/// An output that takes `room` bytes, then fails as a full disk does; or fails only its flush.
+struct Failing {
+    room: usize,
+    flush_fails: bool,
+}
+
+impl std::io::Write for Failing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::other("no space left on device"));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.flush_fails {
+            return Err(std::io::Error::other("flush failed"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_output_fails_the_conversion_with_its_own_error() {
+    // Many small row groups: the output fails while rows are still being parsed.
+    let rows: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"CustomerId\":\"c{}\",\"Currency\":\"EUR\",\"Total\":{i}.5}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    let gz = gzip(rows.as_bytes());
+    let schema = Schema::new(Dataset::Reconciliation, AttributeSet::Basic);
+    let options = ConvertOptions {
+        row_group_rows: 500,
+        ..ConvertOptions::default()
+    };
+    let full = |room| Failing {
+        room,
+        flush_fails: false,
+    };
+    for room in [0, 10_000, 100_000] {
+        let e = convert(&gz[..], &schema, full(room), &options).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "writing the output: no space left on device",
+            "room {room}"
+        );
+        // Either file failing fails both.
+        let e = convert_both(&gz[..], &schema, Vec::new(), full(room), &options).unwrap_err();
+        assert_eq!(e.to_string(), "writing the output: no space left on device");
+    }
+    // Everything written, then the flush fails: still an error, never a silent partial file.
+    let e = convert(
+        &gz[..],
+        &schema,
+        Failing {
+            room: usize::MAX,
+            flush_fails: true,
+        },
+        &options,
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "writing the output: flush failed");
 }

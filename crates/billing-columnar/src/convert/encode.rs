@@ -256,8 +256,8 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
         if let (Some(share), Some(t), Some(f)) = (&self.share, &mut self.typed, &mut self.focus) {
             // The byte bound, between batches: both files' pages count.
             if t.buffered() + f.buffered() >= self.options.row_group_encoded_bytes {
-                t.seal();
-                f.seal();
+                t.seal()?;
+                f.seal()?;
             }
             share.write_sealed(t, f)?;
         }
@@ -298,8 +298,8 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
     /// Opens what no row group opened, writes the footers; returns what was written.
     fn finish(mut self) -> Result<Written, Error> {
         if let (Some(share), Some(t), Some(f)) = (&self.share, &mut self.typed, &mut self.focus) {
-            t.seal();
-            f.seal();
+            t.seal()?;
+            f.seal()?;
             share.write_sealed(t, f)?;
         }
         if let Some(out) = self.outputs.typed.take() {

@@ -2,12 +2,13 @@
 //!
 //! Two stages joined by a one-batch channel: gzip decoding and line scanning into column
 //! buffers (calling thread), and Parquet encoding (encoder thread, which encodes the typed
-//! view on a second thread while it derives the FOCUS view). Decoding has no thread of its
-//! own: on two cores a fourth thread left the parser waiting for decoded input (measured: 4%
-//! more wall time, more CPU and 2 MiB more memory). At most three batches of parsed rows
-//! exist at once (filling, queued, encoding), plus the compressed pages of the open row group
-//! of each view, so memory is bounded by the batch and row-group limits, not by the input
-//! size.
+//! view on a second thread while it derives the FOCUS view). Each output file is written by a
+//! thread of its own (`output`), so no stage waits for the file system. Decoding has no thread
+//! of its own: on two cores a fourth busy thread left the parser waiting for decoded input
+//! (measured: 4% more wall time, more CPU and 2 MiB more memory). At most three batches of
+//! parsed rows exist at once (filling, queued, encoding), plus the compressed pages of the
+//! open row group of each view and a few megabytes queued for each writer, so memory is
+//! bounded by the batch and row-group limits, not by the input size.
 //!
 //! Unknown keys: Parquet needs its schema before the first batch is written, so keys not
 //! in the schema that appear while the first batch fills become their own string columns
@@ -25,6 +26,7 @@ use std::thread;
 use tracing::info;
 
 mod encode;
+mod output;
 mod parse;
 
 use crate::columns::ColBuf;
@@ -295,6 +297,22 @@ impl<R: Read> Inflater<R> {
     }
 }
 
+/// The first error of the output writers (each joined, so every file is complete or failed).
+fn writers_error<'s, const N: usize>(
+    writers: [Option<thread::ScopedJoinHandle<'s, std::io::Result<()>>>; N],
+) -> Option<Error> {
+    let mut first = None;
+    for w in writers.into_iter().flatten() {
+        let e = match w.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => Error::Write(e),
+            Err(_) => Error::Internal("output writer panicked"),
+        };
+        first.get_or_insert(e);
+    }
+    first
+}
+
 /// One batch's columns in file order (known, then first-group unknowns) plus late keys.
 struct Group {
     cols: Vec<ColBuf>,
@@ -322,9 +340,10 @@ fn run<T: Write + Send, F: Write + Send>(
     focus: Option<F>,
     options: &ConvertOptions,
 ) -> Result<ConvertReport, Error> {
-    let typed = typed.map(Counting::new);
-    let focus = focus.map(Counting::new);
     thread::scope(|s| {
+        let (typed, typed_writer) = typed.map(|w| output::spawn(s, w)).unzip();
+        let (focus, focus_writer) = focus.map(|w| output::spawn(s, w)).unzip();
+        let (typed, focus) = (typed.map(Counting::new), focus.map(Counting::new));
         // One queued group lets the parser run ahead while the encoder is slower on a group
         // (measured: ~20% faster than a rendezvous, ~12 MiB more resident).
         let (group_tx, group_rx) = sync_channel::<ToEncoder>(1);
@@ -341,17 +360,22 @@ fn run<T: Write + Send, F: Write + Send>(
             Err(e) => {
                 drop(group_tx);
                 // The encoder never writes a footer without Finish. When it stopped first,
-                // its error is the cause.
+                // its error is the cause (or its writer's, when that stopped it).
                 if let (Error::Internal(_), Ok(Err(cause))) = (&e, encoder.join()) {
-                    return Err(cause);
+                    return Err(writers_error([typed_writer, focus_writer]).unwrap_or(cause));
                 }
                 return Err(e);
             }
         };
         drop(group_tx);
-        let written = encoder
+        let encoded = encoder
             .join()
-            .map_err(|_| Error::Internal("encoder panicked"))??;
+            .map_err(|_| Error::Internal("encoder panicked"));
+        // A writer's failure is the cause of the encoder's (a closed pipe), so it comes first.
+        if let Some(e) = writers_error([typed_writer, focus_writer]) {
+            return Err(e);
+        }
+        let written = encoded??;
         sent.map_err(|_| Error::Internal("encoder stopped early"))?;
         let mut report = parser.into_report(
             bytes_in,
