@@ -16,7 +16,7 @@ const QUEUED: usize = 8;
 
 /// The encoder's end: a `Write` that queues its bytes for the writer thread.
 pub(super) struct Pipe {
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: SyncSender<Vec<u8>>,
     /// Emptied pieces coming back, reused.
     spare: Receiver<Vec<u8>>,
     buf: Vec<u8>,
@@ -32,7 +32,7 @@ pub(super) fn spawn<'s, W: Write + Send + 's>(
     let (back_tx, back_rx) = channel();
     let handle = s.spawn(move || drain(out, rx, back_tx));
     let pipe = Pipe {
-        tx: Some(tx),
+        tx,
         spare: back_rx,
         buf: Vec::with_capacity(PIECE),
     };
@@ -59,10 +59,11 @@ impl Pipe {
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(PIECE));
         let full = std::mem::replace(&mut self.buf, next);
+        // A closed channel means the writer thread stopped on an error, which joining it
+        // reports.
         self.tx
-            .as_ref()
-            .and_then(|tx| tx.send(full).ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "the output's writer stopped"))
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output's writer stopped"))
     }
 }
 
@@ -82,5 +83,43 @@ impl Write for Pipe {
     /// flushes only when it succeeds), and its error comes from joining that thread.
     fn flush(&mut self) -> io::Result<()> {
         self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_arrive_whole_and_in_order() {
+        // Writes of every size around a piece, some larger than the queue holds at once.
+        let data: Vec<u8> = (0..6 * QUEUED * PIECE)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let mut out = Vec::new();
+        std::thread::scope(|s| {
+            let (mut pipe, writer) = spawn(s, &mut out);
+            let mut at = 0;
+            for n in [0, 1, PIECE - 1, PIECE, PIECE + 1, 3 * QUEUED * PIECE]
+                .into_iter()
+                .cycle()
+            {
+                let end = (at + n).min(data.len());
+                pipe.write_all(&data[at..end]).unwrap();
+                at = end;
+                if at == data.len() {
+                    break;
+                }
+            }
+            pipe.flush().unwrap();
+            drop(pipe);
+            writer.join().unwrap().unwrap();
+        });
+        assert!(
+            out == data,
+            "{} of {} bytes, or out of order",
+            out.len(),
+            data.len()
+        );
     }
 }
