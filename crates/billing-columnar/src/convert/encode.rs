@@ -7,6 +7,7 @@ use std::thread;
 
 use tracing::debug;
 
+use super::output::Pipe;
 use super::{ConvertOptions, Group, Outputs, ToEncoder, FOCUS_UNKNOWN_PREFIX, LATE_UNKNOWN_COLUMN};
 use crate::columns::{ColBuf, Sink};
 use crate::focus::{self, FOCUS_VERSION};
@@ -80,14 +81,14 @@ fn open_sink<W: Write + Send>(
 }
 
 /// The encoder's state between batches.
-struct Encoder<'a, T: Write + Send, F: Write + Send> {
+struct Encoder<'a> {
     schema: &'a Schema,
     options: &'a ConvertOptions,
     /// Outputs not opened yet; each opens with its first row group (or at the end of an input
     /// without rows), so that encodings can be chosen from real values.
-    outputs: Outputs<Counting<T>, Counting<F>>,
-    typed: Option<Sink<Counting<T>>>,
-    focus: Option<Sink<Counting<F>>>,
+    outputs: Outputs,
+    typed: Option<Sink<Pipe>>,
+    focus: Option<Sink<Pipe>>,
     focus_cols: Vec<ColBuf>,
     /// The unknown column names; the column set arrives before the first group.
     unknown: Vec<String>,
@@ -161,10 +162,10 @@ impl Share {
 
 /// Encoder thread: writes the batches `rx` delivers and hands each back for reuse; returns
 /// what it wrote.
-pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
+pub(super) fn encode_loop(
     schema: &Schema,
     options: &ConvertOptions,
-    outputs: Outputs<Counting<T>, Counting<F>>,
+    outputs: Outputs,
     rx: Receiver<ToEncoder>,
     back: Sender<Group>,
 ) -> Result<Written, Error> {
@@ -194,7 +195,7 @@ pub(super) fn encode_loop<T: Write + Send, F: Write + Send>(
     Err(Error::Internal("conversion aborted"))
 }
 
-impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
+impl Encoder<'_> {
     fn write_group(&mut self, g: &Group) -> Result<(), Error> {
         let mut refs: Vec<&ColBuf> = g.cols.iter().collect();
         refs.push(&g.late);
@@ -322,8 +323,8 @@ impl<T: Write + Send, F: Write + Send> Encoder<'_, T, F> {
             .or(f.as_ref().map(|(_, g)| *g))
             .unwrap_or(0);
         Ok(Written {
-            typed_bytes: t.map_or(0, |(c, _)| c.count),
-            focus_bytes: f.map_or(0, |(c, _)| c.count),
+            typed_bytes: t.map_or(0, |(pipe, _)| pipe.written()),
+            focus_bytes: f.map_or(0, |(pipe, _)| pipe.written()),
             row_groups: groups,
             focus_rows: self.focus_rows,
         })
@@ -339,19 +340,19 @@ pub(super) struct Written {
 }
 
 /// The FOCUS side of one row group, borrowed from the encoder while the typed side encodes.
-struct FocusView<'e, F: Write + Send> {
+struct FocusView<'e> {
     schema: &'e Schema,
     options: &'e ConvertOptions,
     unknown: &'e [String],
     cols: &'e mut Vec<ColBuf>,
-    out: &'e mut Option<Counting<F>>,
-    sink: &'e mut Option<Sink<Counting<F>>>,
+    out: &'e mut Option<Pipe>,
+    sink: &'e mut Option<Sink<Pipe>>,
     rows: &'e mut u64,
     /// FOCUS columns taken from the typed file: not derived.
     skip: &'e [bool],
 }
 
-impl<F: Write + Send> FocusView<'_, F> {
+impl FocusView<'_> {
     /// Derives the FOCUS columns of `g` and writes them (opening the file on the first group).
     fn write(mut self, g: &Group) -> Result<(), Error> {
         let known = self.schema.columns().len();
@@ -419,29 +420,5 @@ impl<F: Write + Send> FocusView<'_, F> {
             *self.sink = Some(open_sink(out, &fields, md, self.options)?);
         }
         Ok(())
-    }
-}
-
-/// A writer that counts what passes through.
-pub(super) struct Counting<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W> Counting<W> {
-    pub(super) fn new(inner: W) -> Self {
-        Self { inner, count: 0 }
-    }
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }

@@ -20,6 +20,8 @@ pub(super) struct Pipe {
     /// Emptied pieces coming back, reused.
     spare: Receiver<Vec<u8>>,
     buf: Vec<u8>,
+    /// Bytes written so far (the file's size once the conversion succeeds).
+    written: u64,
 }
 
 /// Starts the thread writing `out`: the pipe to write to, and the thread, which answers with
@@ -35,6 +37,7 @@ pub(super) fn spawn<'s, W: Write + Send + 's>(
         tx,
         spare: back_rx,
         buf: Vec::with_capacity(PIECE),
+        written: 0,
     };
     (pipe, handle)
 }
@@ -50,6 +53,10 @@ fn drain<W: Write>(mut out: W, rx: Receiver<Vec<u8>>, back: Sender<Vec<u8>>) -> 
 }
 
 impl Pipe {
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -69,12 +76,13 @@ impl Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = PIECE - self.buf.len().min(PIECE);
-        let n = data.len().min(room.max(1));
+        // A full piece is sent at once, so there is always room for a byte.
+        let n = data.len().min(PIECE - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= PIECE {
+        if self.buf.len() == PIECE {
             self.send()?;
         }
+        self.written += n as u64;
         Ok(n)
     }
 
