@@ -35,7 +35,6 @@ pub(super) struct Parser<'a> {
     late_names: Vec<String>,
     group: Group,
     group_bytes: usize,
-    spare: Option<Group>,
     line_no: u64,
     rows: u64,
     bytes_json: u64,
@@ -76,7 +75,6 @@ impl<'a> Parser<'a> {
                 rows: 0,
             },
             group_bytes: 0,
-            spare: None,
             line_no: 0,
             rows: 0,
             bytes_json: 0,
@@ -551,24 +549,21 @@ impl<'a> Parser<'a> {
         back: &Receiver<Group>,
     ) -> Result<(), Error> {
         self.open(groups)?;
-        let mut next = self
-            .spare
-            .take()
-            .or_else(|| back.try_recv().ok())
-            .unwrap_or_else(|| Group {
-                cols: self
-                    .group
-                    .cols
-                    .iter()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        c.clear();
-                        c
-                    })
-                    .collect(),
-                late: ColBuf::new(ColumnType::String),
-                rows: 0,
-            });
+        // A batch the encoder gave back, or a new one shaped as this one.
+        let mut next = back.try_recv().unwrap_or_else(|_| Group {
+            cols: self
+                .group
+                .cols
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.clear();
+                    c
+                })
+                .collect(),
+            late: ColBuf::new(ColumnType::String),
+            rows: 0,
+        });
         for c in next.cols.iter_mut() {
             c.clear();
         }
