@@ -49,6 +49,40 @@ fn malformed_rows_name_their_line() {
 }
 
 #[test]
+fn invalid_utf8_names_its_line() {
+    let schema = Schema::new(Dataset::Reconciliation, AttributeSet::Basic);
+    let good = r#"{"CustomerId":"c","CustomerName":"Caf\u00e9 é😀","Total":1.5}"#;
+    let run = |input: &[u8]| {
+        convert(
+            &gzip(input)[..],
+            &schema,
+            Vec::new(),
+            &ConvertOptions::default(),
+        )
+    };
+    // A stray continuation byte, a truncated sequence, an overlong '/', an encoded surrogate,
+    // and a byte that never appears in UTF-8, each inside a string value of line 3.
+    for bad in [
+        &b"\x80"[..],
+        b"\xc3(",
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xff",
+    ] {
+        let mut input = format!("{good}\n{good}\n").into_bytes();
+        input.extend_from_slice(br#"{"CustomerId":"c","CustomerName":"x"#);
+        input.extend_from_slice(bad);
+        input.extend_from_slice(b"\"}\n");
+        input.extend_from_slice(good.as_bytes());
+        let e = run(&input).expect_err("invalid UTF-8 must fail");
+        assert!(matches!(e, Error::Utf8 { line: 3 }), "{bad:?}: {e}");
+    }
+    // The same lines without the bad bytes convert, multi-byte characters included.
+    let report = run(format!("{good}\n{good}\n").as_bytes()).expect("valid UTF-8 converts");
+    assert_eq!(report.rows, 2);
+}
+
+#[test]
 fn limits_bound_lines_and_columns() {
     let options = ConvertOptions {
         max_line_bytes: 64,

@@ -190,7 +190,7 @@ impl<'a> Parser<'a> {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(());
         }
-        if std::str::from_utf8(line).is_err() {
+        if simdutf8::basic::from_utf8(line).is_err() {
             return Err(Error::Utf8 { line: line_no });
         }
         self.row_id += 1;
