@@ -257,6 +257,11 @@ impl<'a> Scanner<'a> {
 /// Length of the JSON number at the start of `s`, or 0 when there is none.
 fn json_number_len(s: &[u8]) -> usize {
     let mut i = usize::from(s.first() == Some(&b'-'));
+    // JSON writes no leading zeros: `01` is not a number (its text would land verbatim in a
+    // string column).
+    if s.get(i) == Some(&b'0') && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        return 0;
+    }
     let digits = |i: &mut usize| {
         let st = *i;
         while s.get(*i).is_some_and(u8::is_ascii_digit) {
@@ -509,12 +514,34 @@ mod tests {
             "{\"a\":1,}",
             "{\"a\":1}x",
             "{\"a\":01x}",
+            "{\"a\":01}",
+            "{\"a\":-00.5}",
             "{\"a\":\"x}",
             "{\"a\":[}",
             "{\"a\":1 \"b\":2}",
             "{\"a\":nul}",
         ] {
             assert!(members(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_the_json_grammar() {
+        for (text, len) in [
+            ("0", 1),
+            ("-0", 2),
+            ("0.5", 3),
+            ("10", 2),
+            ("0e5", 3),
+            ("-0.0E-06", 8),
+            ("01", 0),
+            ("-012", 0),
+            ("1.", 0),
+            ("1e", 0),
+            ("-", 0),
+            (".5", 0),
+        ] {
+            assert_eq!(json_number_len(text.as_bytes()), len, "{text}");
         }
     }
 
