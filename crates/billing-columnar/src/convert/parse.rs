@@ -7,7 +7,7 @@ use tracing::debug;
 
 use super::*;
 use crate::columns::{ColBuf, Values};
-use crate::scan::{starts_with, unescape, Scanner, Token};
+use crate::scan::{unescape, Scanner, Token};
 use crate::schema::ColumnType;
 use crate::value::{parse_date, parse_timestamp};
 
@@ -23,7 +23,7 @@ const RECENT_TEXT: usize = 32;
 #[derive(Clone, Copy)]
 struct Recent<T> {
     text: [u8; RECENT_TEXT],
-    /// 0 while empty.
+    /// 0 while nothing is kept.
     len: u8,
     value: T,
 }
@@ -39,11 +39,11 @@ impl<T: Copy + Default> Default for Recent<T> {
 }
 
 impl<T: Copy> Recent<T> {
-    /// The value of `text` if it is the last text kept.
+    /// The value of `text` if it is the last text kept (never while none is).
     #[inline]
     fn get(&self, text: &[u8]) -> Option<T> {
-        let n = usize::from(self.len);
-        (n == text.len() && starts_with(text, &self.text[..n])).then_some(self.value)
+        let kept = &self.text[..usize::from(self.len)];
+        (!kept.is_empty() && crate::dict::same(text, kept)).then_some(self.value)
     }
 
     /// `text`'s value, parsed by `parse` unless it repeats the last text kept.
