@@ -11,6 +11,7 @@
 //! This crate depends on no other crate of the workspace, so the product and the sandbox can
 //! both use it.
 
+mod bytes16;
 mod chunk;
 mod columns;
 mod convert;

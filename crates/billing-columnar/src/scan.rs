@@ -263,11 +263,9 @@ fn json_number_len(s: &[u8]) -> usize {
         return 0;
     }
     let digits = |i: &mut usize| {
-        let st = *i;
-        while s.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        *i > st
+        let n = digit_run(&s[*i..]);
+        *i += n;
+        n > 0
     };
     if !digits(&mut i) {
         return 0;
@@ -290,28 +288,36 @@ fn json_number_len(s: &[u8]) -> usize {
     i
 }
 
+/// Number of ASCII digits at the start of `s`, 16 bytes at a time (.NET prints doubles with
+/// 17 significant digits).
+#[inline]
+fn digit_run(s: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 16 <= s.len() {
+        let not_digit = !crate::bytes16::digits(s[i..i + 16].try_into().expect("16 bytes"));
+        if not_digit & 0xFFFF != 0 {
+            return i + not_digit.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    i + s[i..].iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
 /// Index of the first `"` or `\` in `s` (or `s.len()`). Control characters inside strings
 /// (invalid JSON) are let through: they cannot break the output, and checking them doubled the
 /// cost of this hottest loop.
 #[inline]
 fn find_special(s: &[u8]) -> usize {
-    // Most strings end within a few words: look 8 bytes at a time without a call first
-    // (memchr2's setup cost more than the search on short strings, profiled), then hand
-    // long strings to memchr2.
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+    // Look 16 bytes at a time without a call first (memchr2's setup cost more than the
+    // search on strings up to a `ResourceURI`'s length, profiled), then hand very long
+    // strings to memchr2.
     let mut i = 0;
-    while i < SHORT_STRING && i + 8 <= s.len() {
-        let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-        let q = w ^ (LO * u64::from(b'"'));
-        let b = w ^ (LO * u64::from(b'\\'));
-        // A zero byte of q or b is a quote or a backslash; the lowest flagged byte is exact
-        // (false positives of this test can only follow a real zero byte).
-        let m = ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b)) & HI;
+    while i < SHORT_STRING && i + 16 <= s.len() {
+        let m = crate::bytes16::quote_or_backslash(s[i..i + 16].try_into().expect("16 bytes"));
         if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
+            return i + m.trailing_zeros() as usize;
         }
-        i += 8;
+        i += 16;
     }
     if i < SHORT_STRING {
         return s[i..]
@@ -345,8 +351,8 @@ pub(crate) fn starts_with(s: &[u8], p: &[u8]) -> bool {
     word(s, n - 8) == word(p, n - 8)
 }
 
-/// Bytes searched word by word before [`find_special`] calls memchr2.
-const SHORT_STRING: usize = 32;
+/// Bytes searched 16 at a time before [`find_special`] calls memchr2.
+const SHORT_STRING: usize = 256;
 
 /// Appends the unescaped form of a string's content to `out`.
 pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
@@ -454,9 +460,26 @@ mod tests {
     }
 
     #[test]
+    fn digit_runs_stop_at_the_first_other_byte() {
+        for n in 0..40 {
+            for end in [b"" as &[u8], b",", b".5", b"e", b"/", b":", b"\x00"] {
+                let text = [
+                    b"1234567890".repeat(4)[..n].to_vec(),
+                    end.to_vec(),
+                    b"99".to_vec(),
+                ]
+                .concat();
+                let want = if end.is_empty() { n + 2 } else { n };
+                assert_eq!(digit_run(&text), want, "{n} {end:?}");
+            }
+        }
+    }
+
+    #[test]
     fn find_special_matches_a_plain_search() {
         let mut text = Vec::new();
-        for n in 0..80 {
+        // Past SHORT_STRING too, where memchr2 takes over.
+        for n in 0..300 {
             for special in [b'"', b'\\'] {
                 for before in [None, Some(b'"'), Some(b'\\')] {
                     text.clear();
