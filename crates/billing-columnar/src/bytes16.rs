@@ -34,6 +34,21 @@ pub(crate) fn digits(w: &[u8; 16]) -> u32 {
     }
 }
 
+/// Number of ASCII digits at the start of `s`, 16 bytes at a time (.NET prints doubles with
+/// 17 significant digits).
+#[inline]
+pub(crate) fn digit_run(s: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 16 <= s.len() {
+        let not_digit = !digits(s[i..i + 16].try_into().expect("16 bytes"));
+        if not_digit & 0xFFFF != 0 {
+            return i + not_digit.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    i + s[i..].iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
 /// The bits by a plain loop: the reference the tests hold the SIMD versions to.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn bits(w: &[u8; 16], f: impl Fn(u8) -> bool) -> u32 {
@@ -79,6 +94,22 @@ mod sse2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_runs_stop_at_the_first_other_byte() {
+        for n in 0..40 {
+            for end in [b"" as &[u8], b",", b".5", b"e", b"/", b":", b"\x00"] {
+                let text = [
+                    b"1234567890".repeat(4)[..n].to_vec(),
+                    end.to_vec(),
+                    b"99".to_vec(),
+                ]
+                .concat();
+                let want = if end.is_empty() { n + 2 } else { n };
+                assert_eq!(digit_run(&text), want, "{n} {end:?}");
+            }
+        }
+    }
 
     #[test]
     fn masks_match_a_byte_loop_for_every_byte_in_every_lane() {

@@ -263,7 +263,7 @@ fn json_number_len(s: &[u8]) -> usize {
         return 0;
     }
     let digits = |i: &mut usize| {
-        let n = digit_run(&s[*i..]);
+        let n = crate::bytes16::digit_run(&s[*i..]);
         *i += n;
         n > 0
     };
@@ -286,21 +286,6 @@ fn json_number_len(s: &[u8]) -> usize {
         }
     }
     i
-}
-
-/// Number of ASCII digits at the start of `s`, 16 bytes at a time (.NET prints doubles with
-/// 17 significant digits).
-#[inline]
-fn digit_run(s: &[u8]) -> usize {
-    let mut i = 0;
-    while i + 16 <= s.len() {
-        let not_digit = !crate::bytes16::digits(s[i..i + 16].try_into().expect("16 bytes"));
-        if not_digit & 0xFFFF != 0 {
-            return i + not_digit.trailing_zeros() as usize;
-        }
-        i += 16;
-    }
-    i + s[i..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
 /// Index of the first `"` or `\` in `s` (or `s.len()`). Control characters inside strings
@@ -455,22 +440,6 @@ mod tests {
                 p[k] ^= 1;
                 assert!(!starts_with(&text, &p), "{n} {k}");
                 p[k] ^= 1;
-            }
-        }
-    }
-
-    #[test]
-    fn digit_runs_stop_at_the_first_other_byte() {
-        for n in 0..40 {
-            for end in [b"" as &[u8], b",", b".5", b"e", b"/", b":", b"\x00"] {
-                let text = [
-                    b"1234567890".repeat(4)[..n].to_vec(),
-                    end.to_vec(),
-                    b"99".to_vec(),
-                ]
-                .concat();
-                let want = if end.is_empty() { n + 2 } else { n };
-                assert_eq!(digit_run(&text), want, "{n} {end:?}");
             }
         }
     }
