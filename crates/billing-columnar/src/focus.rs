@@ -511,32 +511,34 @@ impl<'c> Source<'c> {
     /// not once per value (as an indirect jump per row and source, it mispredicted often
     /// enough to be a quarter of deriving, profiled).
     fn gather(col: Option<&'c ColBuf>, rows: usize) -> Self {
+        // Generic, so each column type's loop is its own inlined code (through `&dyn Fn`
+        // every value cost an indirect call).
+        fn each<'c>(col: &ColBuf, vals: &mut Vec<Val<'c>>, f: impl Fn(usize) -> Val<'c>) {
+            let mut k = 0;
+            vals.extend(col.defs.iter().map(|&d| {
+                if d == 1 {
+                    k += 1;
+                    f(k - 1)
+                } else {
+                    Val::Null
+                }
+            }));
+        }
         let mut vals = Vec::with_capacity(rows);
         match col {
             None => vals.resize(rows, Val::Absent),
-            Some(col) => {
-                let mut k = 0;
-                let mut each = |f: &dyn Fn(usize) -> Val<'c>| {
-                    for &d in &col.defs {
-                        vals.push(if d == 1 {
-                            k += 1;
-                            f(k - 1)
-                        } else {
-                            Val::Null
-                        });
-                    }
-                };
-                match &col.values {
-                    Values::Str { .. } => each(&|i| match col.str_at(i) {
-                        b"" => Val::Null,
-                        s => Val::Str(s),
-                    }),
-                    Values::Dec(v) => each(&|i| Val::Dec(Decimal::from_scaled(v[i]))),
-                    Values::Int(v) => each(&|i| Val::Int(v[i])),
-                    Values::Date(v) => each(&|i| Val::Time(i64::from(v[i]) * MICROS_PER_DAY)),
-                    Values::Ts(v) => each(&|i| Val::Time(v[i])),
-                }
-            }
+            Some(col) => match &col.values {
+                Values::Str { .. } => each(col, &mut vals, |i| match col.str_at(i) {
+                    b"" => Val::Null,
+                    s => Val::Str(s),
+                }),
+                Values::Dec(v) => each(col, &mut vals, |i| Val::Dec(Decimal::from_scaled(v[i]))),
+                Values::Int(v) => each(col, &mut vals, |i| Val::Int(v[i])),
+                Values::Date(v) => each(col, &mut vals, |i| {
+                    Val::Time(i64::from(v[i]) * MICROS_PER_DAY)
+                }),
+                Values::Ts(v) => each(col, &mut vals, |i| Val::Time(v[i])),
+            },
         }
         // Strings compare inline (a `memcmp` call per row was a third of this).
         let eq = |a: &Val, b: &Val| match (a, b) {
@@ -596,18 +598,30 @@ fn row_rule(
         .iter()
         .map(|&i| sources.gathered[i].as_ref().expect("gathered"))
         .collect();
-    let mut vals = Vec::with_capacity(names.len());
+    // A rule is a function of its row's values (and the run's context): rows come clustered
+    // by customer and subscription, so the inputs often repeat the previous row's, and
+    // repeating its answer saves the lookups. Which rows do is settled for all sources at
+    // once, a vectorised AND per source, rather than source by source in the row loop.
+    let mut repeat = vec![true; rows];
+    if let Some(first) = repeat.first_mut() {
+        *first = false;
+    }
+    for s in &srcs {
+        repeat
+            .iter_mut()
+            .zip(&s.same)
+            .for_each(|(r, &same)| *r &= same);
+    }
+    let mut vals: Vec<Val> = srcs.iter().map(|_| Val::Absent).collect();
     let mut scratch = Vec::new();
-    for row in 0..rows {
-        // A rule is a function of its row's values (and the run's context): rows come
-        // clustered by customer and subscription, so the inputs often repeat the previous
-        // row's, and repeating its answer saves the lookups.
-        if row > 0 && srcs.iter().all(|s| s.same[row]) {
+    for (row, &repeat) in repeat.iter().enumerate() {
+        if repeat {
             b.repeat_last();
             continue;
         }
-        vals.clear();
-        vals.extend(srcs.iter().map(|s| s.vals[row]));
+        vals.iter_mut()
+            .zip(&srcs)
+            .for_each(|(v, s)| *v = s.vals[row]);
         scratch.clear();
         match (func(ctx, &vals, &mut scratch), &mut b.values) {
             (Out::Null, _) => b.push_null(),
