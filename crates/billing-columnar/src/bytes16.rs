@@ -1,5 +1,5 @@
 //! Byte classes of 16 bytes at a time, for the JSON scanner's hottest loops (string ends and
-//! digit runs): one bit per byte, bit `k` for byte `k`.
+//! digit runs) and the FOCUS rules' word searches: one bit per byte, bit `k` for byte `k`.
 //!
 //! On x86-64 these are SSE2 compares and a movemask, about a third of the instructions of the
 //! word-at-a-time tricks they replaced (callgrind, docs/performance.md). SSE2 is part of the
@@ -9,14 +9,20 @@
 /// Bits set where the byte is `"` or `\`.
 #[inline]
 pub(crate) fn quote_or_backslash(w: &[u8; 16]) -> u32 {
+    either(w, b'"', b'\\')
+}
+
+/// Bits set where the byte is `a` or `b`.
+#[inline]
+pub(crate) fn either(w: &[u8; 16], a: u8, b: u8) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the function needs only SSE2, which every x86-64 CPU has.
-        unsafe { sse2::quote_or_backslash(w) }
+        unsafe { sse2::either(w, a, b) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        bits(w, |c| c == b'"' || c == b'\\')
+        bits(w, |c| c == a || c == b)
     }
 }
 
@@ -75,11 +81,11 @@ mod sse2 {
 
     #[target_feature(enable = "sse2")]
     #[inline]
-    pub(super) fn quote_or_backslash(w: &[u8; 16]) -> u32 {
+    pub(super) fn either(w: &[u8; 16], a: u8, b: u8) -> u32 {
         let v = load(w);
-        let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let b = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(q, b)) as u32
+        let x = _mm_cmpeq_epi8(v, _mm_set1_epi8(a as i8));
+        let y = _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+        _mm_movemask_epi8(_mm_or_si128(x, y)) as u32
     }
 
     #[target_feature(enable = "sse2")]
@@ -124,6 +130,7 @@ mod tests {
                     "{lane} {c}"
                 );
                 assert_eq!(digits(&w), want(|c| c.is_ascii_digit()), "{lane} {c}");
+                assert_eq!(either(&w, b's', b'S'), want(|c| c == b's' || c == b'S'));
             }
         }
     }

@@ -70,9 +70,36 @@ pub(crate) struct RowCtx {
 /// scratch buffer for computed strings.
 pub(crate) type RowFn = fn(&RowCtx, &[Val], &mut Vec<u8>) -> Out;
 
+/// Whether `needle` occurs in `hay`, ASCII case ignored. Only where the first byte matches
+/// (either case, found 16 bytes at a time) is the rest compared: trying every window was most
+/// of a pricing category's cost, and `memchr2`'s setup cost more than these short searches
+/// (profiled).
 pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
-    let n = needle.as_bytes();
-    hay.len() >= n.len() && hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    let Some((&first, rest)) = needle.as_bytes().split_first() else {
+        return true;
+    };
+    let Some(last) = hay.len().checked_sub(rest.len() + 1) else {
+        return false;
+    };
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let at = |k: usize| hay[k + 1..k + 1 + rest.len()].eq_ignore_ascii_case(rest);
+    let mut i = 0;
+    while i + 16 <= hay.len() {
+        let w = hay[i..i + 16].try_into().expect("16 bytes");
+        let mut m = crate::bytes16::either(w, lower, upper);
+        while m != 0 {
+            let k = i + m.trailing_zeros() as usize;
+            if k > last {
+                return false;
+            }
+            if at(k) {
+                return true;
+            }
+            m &= m - 1;
+        }
+        i += 16;
+    }
+    (i..=last).any(|k| (hay[k] == lower || hay[k] == upper) && at(k))
 }
 
 fn month_start(days: i64, months_after: i64) -> i64 {
@@ -514,6 +541,35 @@ pub(crate) fn billing_profile(_: &RowCtx, v: &[Val], s: &mut Vec<u8>) -> Out {
 mod tests {
     use super::*;
     use crate::focus_lookup::{service_category, service_subcategory};
+
+    #[test]
+    fn contains_ignores_case_and_agrees_with_every_window() {
+        let hays = [
+            "",
+            "s",
+            "spot",
+            "Spot",
+            "xSPOT",
+            "sspot",
+            "spo",
+            "D2s v3 Spot",
+            "ssss",
+            "ÉSpot",
+        ];
+        for hay in hays {
+            for needle in ["spot", "s", "Spot", "one", "ssp"] {
+                let n = needle.as_bytes();
+                let want = hay.len() >= n.len()
+                    && hay
+                        .as_bytes()
+                        .windows(n.len())
+                        .any(|w| w.eq_ignore_ascii_case(n));
+                assert_eq!(contains(hay.as_bytes(), needle), want, "{hay:?} {needle:?}");
+            }
+        }
+        assert!(contains(b"Low Priority SPOT", "spot"));
+        assert!(!contains(b"spo", "spot"));
+    }
 
     fn run(f: RowFn, ctx: &RowCtx, v: &[Val]) -> String {
         let mut s = Vec::new();
