@@ -654,16 +654,18 @@ fn product(b: &mut ColBuf, srcs: Option<&[&ColBuf]>, rows: usize) -> Result<(), 
         return Ok(());
     };
     let mut iters: Vec<_> = srcs.iter().map(|c| rows_of(c)).collect();
+    let mut factors = Vec::with_capacity(srcs.len());
     for _ in 0..rows {
-        let mut acc = Some(Decimal::ONE);
-        for (c, it) in srcs.iter().zip(iters.iter_mut()) {
-            let v = it.next().flatten().and_then(|i| match &c.values {
+        // Every source's iterator advances, whatever the row's factors are.
+        factors.clear();
+        factors.extend(srcs.iter().zip(iters.iter_mut()).map(|(c, it)| {
+            it.next().flatten().and_then(|i| match &c.values {
                 Values::Dec(v) => Some(Decimal::from_scaled(v[i])),
                 Values::Int(v) => Some(Decimal::from_integer(v[i])),
                 _ => None,
-            });
-            acc = acc.zip(v).and_then(|(a, v)| a.checked_mul(v));
-        }
+            })
+        }));
+        let acc = Decimal::product(factors.iter().copied());
         match acc {
             Some(d) => {
                 vals.push(d.scaled());

@@ -307,11 +307,7 @@ pub(crate) fn recon_pricing_effective_cost(_: &RowCtx, v: &[Val], _: &mut Vec<u8
 // --- prices and costs ----------------------------------------------------------------------
 
 fn product(v: &[Val]) -> Out {
-    let mut acc = Some(Decimal::ONE);
-    for x in v {
-        acc = acc.zip(x.dec()).and_then(|(a, b)| a.checked_mul(b));
-    }
-    acc.map_or(Out::Null, Out::Dec)
+    Decimal::product(v.iter().map(|x| x.dec())).map_or(Out::Null, Out::Dec)
 }
 
 /// Contracted unit price in the pricing currency: `EffectiveUnitPrice`, `UnitPrice`,

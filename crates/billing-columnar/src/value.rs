@@ -190,6 +190,15 @@ impl Decimal {
         i64::try_from(self.scaled / ONE).map_err(|_| ValueError::OutOfRange)
     }
 
+    /// The product of `factors` left to right, each step as [`Self::checked_mul`] rounds it;
+    /// `None` when there are none, one is missing, or the product overflows. The first
+    /// factor starts the product (multiplying by one would cost a 128-bit division).
+    pub fn product(factors: impl IntoIterator<Item = Option<Decimal>>) -> Option<Decimal> {
+        let mut factors = factors.into_iter();
+        let first = factors.next()??;
+        factors.try_fold(first, |acc, f| acc.checked_mul(f?))
+    }
+
     /// `self × other`, rounded half away from zero to [`DECIMAL_SCALE`] places; `None` when
     /// the product has more than 38 digits.
     pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
@@ -629,6 +638,23 @@ mod tests {
             digits_value(7, b"1234567890123456789"[..18].as_ref()),
             7_123_456_789_012_345_678
         );
+    }
+
+    #[test]
+    fn products_start_from_their_first_factor() {
+        let d = |t: &str| Decimal::parse(t.as_bytes()).unwrap().0;
+        let all = [Some(d("0.02")), Some(d("0.9213")), Some(d("3.5"))];
+        let by_steps = d("0.02")
+            .checked_mul(d("0.9213"))
+            .unwrap()
+            .checked_mul(d("3.5"));
+        assert_eq!(Decimal::product(all), by_steps);
+        assert_eq!(Decimal::product([Some(d("-1.5"))]), Some(d("-1.5")));
+        assert_eq!(Decimal::product([Some(d("2")), None]), None);
+        assert_eq!(Decimal::product([None, Some(d("2"))]), None);
+        assert_eq!(Decimal::product(std::iter::empty()), None);
+        let big = d("99999999999999999999");
+        assert_eq!(Decimal::product([Some(big), Some(big)]), None);
     }
 
     #[test]
