@@ -70,19 +70,22 @@ pub(crate) struct RowCtx {
 /// scratch buffer for computed strings.
 pub(crate) type RowFn = fn(&RowCtx, &[Val], &mut Vec<u8>) -> Out;
 
-/// Whether `needle` occurs in `hay`, ASCII case ignored. Only where the first byte matches
-/// (either case, found 16 bytes at a time) is the rest compared: trying every window was most
-/// of a pricing category's cost, and `memchr2`'s setup cost more than these short searches
-/// (profiled).
+/// Whether `needle` occurs in `hay`, ASCII case ignored.
 pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
+    find(hay, needle, |_| true).is_some()
+}
+
+/// The first position where `needle` occurs in `hay`, ASCII case ignored, and `accept` holds.
+/// Only where the first byte matches (either case, found 16 bytes at a time) is the rest
+/// compared: trying every window was most of a pricing category's cost, and `memchr2`'s setup
+/// cost more than these short searches (profiled).
+pub(crate) fn find(hay: &[u8], needle: &str, accept: impl Fn(usize) -> bool) -> Option<usize> {
     let Some((&first, rest)) = needle.as_bytes().split_first() else {
-        return true;
+        return Some(0);
     };
-    let Some(last) = hay.len().checked_sub(rest.len() + 1) else {
-        return false;
-    };
+    let last = hay.len().checked_sub(rest.len() + 1)?;
     let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    let at = |k: usize| hay[k + 1..k + 1 + rest.len()].eq_ignore_ascii_case(rest);
+    let at = |k: usize| hay[k + 1..k + 1 + rest.len()].eq_ignore_ascii_case(rest) && accept(k);
     let mut i = 0;
     while i + 16 <= hay.len() {
         let w = hay[i..i + 16].try_into().expect("16 bytes");
@@ -90,16 +93,16 @@ pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
         while m != 0 {
             let k = i + m.trailing_zeros() as usize;
             if k > last {
-                return false;
+                return None;
             }
             if at(k) {
-                return true;
+                return Some(k);
             }
             m &= m - 1;
         }
         i += 16;
     }
-    (i..=last).any(|k| (hay[k] == lower || hay[k] == upper) && at(k))
+    (i..=last).find(|&k| (hay[k] == lower || hay[k] == upper) && at(k))
 }
 
 fn month_start(days: i64, months_after: i64) -> i64 {
@@ -393,8 +396,8 @@ pub(crate) fn resource_type(_: &RowCtx, v: &[Val], s: &mut Vec<u8>) -> Out {
     Out::Str("Resource")
 }
 
-/// The `/`-separated segments of a resource id, as `split` yields them, found with `memchr`
-/// (a closure call per byte was most of deriving a resource type, profiled).
+/// The `/`-separated segments of a resource id, as `split` yields them, found 16 bytes at a
+/// time (a closure call per byte was most of deriving a resource type, profiled).
 pub(crate) struct Segments<'a>(Option<&'a [u8]>);
 
 impl<'a> Iterator for Segments<'a> {
@@ -402,7 +405,7 @@ impl<'a> Iterator for Segments<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let r = self.0?;
-        match memchr::memchr(b'/', r) {
+        match crate::bytes16::position(r, b'/') {
             Some(i) => {
                 self.0 = Some(&r[i + 1..]);
                 Some(&r[..i])
@@ -417,11 +420,14 @@ impl<'a> Iterator for Segments<'a> {
 
 /// The segments of resource id `r` after its first `providers` segment (any case), if any.
 pub(crate) fn after_providers(r: &[u8]) -> Option<Segments<'_>> {
-    let mut parts = Segments(Some(r));
-    parts
-        .by_ref()
-        .find(|p| p.eq_ignore_ascii_case(b"providers"))?;
-    Some(parts)
+    // The first whole segment "providers" (any case), found as a word rather than segment by
+    // segment (a `memchr` call per segment, profiled).
+    const P: &str = "providers";
+    let k = find(r, P, |k| {
+        (k == 0 || r[k - 1] == b'/') && r.get(k + P.len()).is_none_or(|&b| b == b'/')
+    })?;
+    let end = k + P.len();
+    Some(Segments((end < r.len()).then(|| &r[end + 1..])))
 }
 
 /// `Tags` as a JSON object: Azure usage often writes the pairs without braces, which FOCUS's
@@ -537,6 +543,31 @@ pub(crate) fn billing_profile(_: &RowCtx, v: &[Val], s: &mut Vec<u8>) -> Out {
 mod tests {
     use super::*;
     use crate::focus_lookup::{service_category, service_subcategory};
+
+    #[test]
+    fn after_providers_finds_the_first_whole_providers_segment() {
+        let ids = [
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+            "/subscriptions/s/resourceGroups/providersx/PROVIDERS/Microsoft.Web/sites/a",
+            "/subscriptions/s/resourcegroups/rg/Providers/",
+            "/subscriptions/s/resourcegroups/rg/providers",
+            "providers/Microsoft.Sql/servers/x/providers/Microsoft.Insights/y",
+            "/subscriptions/s/xproviders/Microsoft.Web",
+            "/subscriptions/s/resourceGroups/rg",
+            "providers",
+            "",
+        ];
+        for id in ids {
+            // The definition: split into segments, skip to the first `providers`.
+            let mut parts = id.as_bytes().split(|&b| b == b'/');
+            let want = parts
+                .by_ref()
+                .find(|p| p.eq_ignore_ascii_case(b"providers"))
+                .map(|_| parts.collect::<Vec<_>>());
+            let got = after_providers(id.as_bytes()).map(|s| s.collect::<Vec<_>>());
+            assert_eq!(got, want, "{id}");
+        }
+    }
 
     #[test]
     fn contains_ignores_case_and_agrees_with_every_window() {
