@@ -7,7 +7,7 @@ use tracing::debug;
 
 use super::*;
 use crate::columns::{ColBuf, Values};
-use crate::scan::{unescape, Scanner, Token};
+use crate::scan::{unescape, KeyPattern, Scanner, Token};
 use crate::schema::ColumnType;
 use crate::value::{parse_date, parse_timestamp};
 
@@ -70,7 +70,7 @@ pub(super) struct Parser<'a> {
     names: Vec<Box<[u8]>>,
     /// `"Name":` of each column, for the fast path of keys in their usual order (none for
     /// names that would need escaping).
-    patterns: Vec<Option<Box<[u8]>>>,
+    patterns: Vec<Option<KeyPattern>>,
     types: Vec<ColumnType>,
     exact: HashMap<Box<[u8]>, u32>,
     lower: HashMap<Box<[u8]>, u32>,
@@ -166,7 +166,7 @@ impl<'a> Parser<'a> {
         self.names.push(name.as_bytes().into());
         self.patterns.push(
             (!name.contains(['"', '\\']) && !name.chars().any(char::is_control))
-                .then(|| format!("\"{name}\":").into_bytes().into()),
+                .then(|| KeyPattern::new(format!("\"{name}\":").into_bytes())),
         );
         self.types.push(ty);
         self.exact.insert(name.as_bytes().into(), i);
@@ -268,7 +268,7 @@ impl<'a> Parser<'a> {
             let expected = self.expect.get(pos).copied().unwrap_or(NO_COLUMN);
             let fast = expected != NO_COLUMN
                 && self.patterns[expected as usize]
-                    .as_deref()
+                    .as_ref()
                     .is_some_and(|p| sc.eat(p));
             let c = if fast {
                 expected
