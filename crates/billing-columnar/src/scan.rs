@@ -358,8 +358,9 @@ impl KeyPattern {
     }
 }
 
-/// `s.starts_with(p)` for short patterns (keys), comparing 8 bytes at a time without calling
-/// memcmp, whose call cost more than the comparison (profiled).
+/// `s.starts_with(p)`, comparing 8 bytes at a time without calling memcmp, whose call cost
+/// more than the comparison (profiled): keys [`KeyPattern`] cannot compare as two words, and
+/// long dictionary keys.
 #[inline]
 pub(crate) fn starts_with(s: &[u8], p: &[u8]) -> bool {
     let n = p.len();
