@@ -76,7 +76,7 @@ struct Slot {
 pub(super) struct Parser<'a> {
     schema: &'a Schema,
     options: &'a ConvertOptions,
-    /// Names of all columns (known, then unknown) and their types.
+    /// Names of all columns (known, then unknown); their types are in `slots`.
     names: Vec<Box<[u8]>>,
     /// What the scanner needs of each column on its fast path, together: one bounds check
     /// and one place in cache per key instead of one per array (profiled).
