@@ -40,33 +40,36 @@ pub(crate) fn digits(w: &[u8; 16]) -> u32 {
     }
 }
 
-/// Number of ASCII digits at the start of `s`, 16 bytes at a time (.NET prints doubles with
-/// 17 significant digits).
+/// The first position in `s` of a byte of one class: `mask` gives the class's bits for 16
+/// bytes at a time, `is` tells it for the bytes of a shorter tail.
 #[inline]
-pub(crate) fn digit_run(s: &[u8]) -> usize {
+pub(crate) fn first(
+    s: &[u8],
+    mask: impl Fn(&[u8; 16]) -> u32,
+    is: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut i = 0;
     while i + 16 <= s.len() {
-        let not_digit = !digits(s[i..i + 16].try_into().expect("16 bytes"));
-        if not_digit & 0xFFFF != 0 {
-            return i + not_digit.trailing_zeros() as usize;
-        }
-        i += 16;
-    }
-    i + s[i..].iter().take_while(|c| c.is_ascii_digit()).count()
-}
-
-/// The first position of `b` in `s`: for short texts (segments of a resource id), where
-/// `memchr`'s setup costs more than the search.
-pub(crate) fn position(s: &[u8], b: u8) -> Option<usize> {
-    let mut i = 0;
-    while i + 16 <= s.len() {
-        let m = either(s[i..i + 16].try_into().expect("16 bytes"), b, b);
+        let m = mask(s[i..i + 16].try_into().expect("16 bytes"));
         if m != 0 {
             return Some(i + m.trailing_zeros() as usize);
         }
         i += 16;
     }
-    s[i..].iter().position(|&c| c == b).map(|k| i + k)
+    s[i..].iter().position(|&c| is(c)).map(|k| i + k)
+}
+
+/// Number of ASCII digits at the start of `s` (.NET prints doubles with 17 significant
+/// digits).
+#[inline]
+pub(crate) fn digit_run(s: &[u8]) -> usize {
+    first(s, |w| !digits(w) & 0xFFFF, |c| !c.is_ascii_digit()).unwrap_or(s.len())
+}
+
+/// The first position of `b` in `s`: for short texts (segments of a resource id), where
+/// `memchr`'s setup costs more than the search.
+pub(crate) fn position(s: &[u8], b: u8) -> Option<usize> {
+    first(s, |w| either(w, b, b), |c| c == b)
 }
 
 /// The bits by a plain loop: the reference the tests hold the SIMD versions to.

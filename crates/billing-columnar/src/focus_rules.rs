@@ -582,6 +582,12 @@ mod tests {
             "D2s v3 Spot",
             "ssss",
             "ÉSpot",
+            // Past 16 bytes, where candidates come from the SIMD masks.
+            "Standard D2s v3 Low Priority sSpOt",
+            "Standard D2s v3 Low Priority sSpO",
+            "tandard D2s v3 Low Priority sSpOt",
+            "Standard D2s v3 ",
+            "Standard D2s v3 Spot",
         ];
         for hay in hays {
             for needle in ["spot", "s", "Spot", "one", "ssp"] {
