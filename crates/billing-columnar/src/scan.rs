@@ -139,6 +139,23 @@ impl<'a> Scanner<'a> {
         Ok(key)
     }
 
+    /// A string without escapes right at the current position (as a key's colon leaves it),
+    /// consumed: its content. `None`, consuming nothing, for any other value (a string with
+    /// escapes included), which [`Self::value_raw`] then reads.
+    #[inline(always)]
+    pub fn plain_string(&mut self) -> Option<&'a [u8]> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let end = start + find_special(&self.s[start..]);
+        if self.s.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.pos = end + 1;
+        Some(&self.s[start..end])
+    }
+
     /// The value after a key's colon, and its raw text.
     // Forced inline, with `value` and `string`, so the token stays in registers: returned
     // through memory, its reload after the call was the parser's hottest instruction (perf).
@@ -584,6 +601,41 @@ mod tests {
         ] {
             assert!(members(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The parser's shortcut takes a plain string whole and leaves anything else, escaped
+    /// strings included, untouched for the general path, which then reads the same member.
+    #[test]
+    fn plain_strings_are_taken_whole_and_anything_else_is_left() {
+        let line = br#"{"a":"x y","b":"","c":"q\"r","d":12,"e":"open"#;
+        let mut sc = Scanner::new(line).unwrap();
+        let mut seen = Vec::new();
+        while sc.begin_member().unwrap_or(false) {
+            let (key, _) = sc.key().unwrap();
+            let before = sc.pos;
+            match sc.plain_string() {
+                Some(content) => seen.push((key, Some(content))),
+                None => {
+                    assert_eq!(sc.pos, before, "nothing consumed");
+                    // The general path reads what was left; the unterminated last string is
+                    // its error to report.
+                    if sc.value_raw().is_err() {
+                        assert_eq!(key, b"e");
+                        break;
+                    }
+                    seen.push((key, None));
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (&b"a"[..], Some(&b"x y"[..])),
+                (b"b", Some(b"")),
+                (b"c", None),
+                (b"d", None),
+            ]
+        );
     }
 
     #[test]

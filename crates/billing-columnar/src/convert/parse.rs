@@ -289,18 +289,19 @@ impl<'a> Parser<'a> {
                 }
             };
             pos += 1;
-            let (token, raw) = sc.value_raw().map_err(syntax)?;
             let ci = c as usize;
-            let slot = &mut self.slots[ci];
-            if slot.stamp == row_id {
-                return Err(Error::DuplicateKey {
-                    line: line_no,
-                    key: String::from_utf8_lossy(&self.names[ci]).into_owned(),
-                });
-            }
-            slot.stamp = row_id;
-            let ty = slot.ty;
+            let ty = self.claim(ci, row_id, line_no)?;
             set += 1;
+            // Most members are a string without escapes in a string column: copied at once,
+            // without a token or `put`'s dispatch.
+            if ty == ColumnType::String {
+                if let Some(content) = sc.plain_string() {
+                    let at = content.as_ptr() as usize - line.as_ptr() as usize;
+                    self.group.cols[ci].push_str_ahead(content, &line[at..]);
+                    continue;
+                }
+            }
+            let (token, raw) = sc.value_raw().map_err(syntax)?;
             self.put(ci, ty, token, raw, line)
                 .map_err(|reason| Error::Value {
                     line: line_no,
@@ -309,6 +310,21 @@ impl<'a> Parser<'a> {
                 })?;
         }
         self.end_row(row_id, set, line.len(), groups, back)
+    }
+
+    /// Marks column `ci` as given a value in row `row_id` (a second value is an error);
+    /// returns its type.
+    #[inline(always)]
+    fn claim(&mut self, ci: usize, row_id: u64, line_no: u64) -> Result<ColumnType, Error> {
+        let slot = &mut self.slots[ci];
+        if slot.stamp == row_id {
+            return Err(Error::DuplicateKey {
+                line: line_no,
+                key: String::from_utf8_lossy(&self.names[ci]).into_owned(),
+            });
+        }
+        slot.stamp = row_id;
+        Ok(slot.ty)
     }
 
     /// Nulls for the columns this row left out, the late keys' JSON, the sums; flushes a full
