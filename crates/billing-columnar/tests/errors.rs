@@ -33,6 +33,14 @@ fn malformed_rows_name_their_line() {
         err(&format!("{good}\n{{\"Total\":1,\"total\":2}}\n")),
         "line 2: key \"Total\" appears twice"
     );
+    // Repeated where it is the key expected next (recognised with its comma).
+    let second = r#"{"Total":1.5,"CustomerId":"c"}"#;
+    assert_eq!(
+        err(&format!(
+            "{second}\n{{\"CustomerId\":\"c\",\"CustomerId\":\"d\"}}\n"
+        )),
+        "line 2: key \"CustomerId\" appears twice"
+    );
     assert_eq!(
         err(r#"{"OrderDate":"2026-13-01"}"#),
         "line 1, column OrderDate: not an ISO 8601 date or date-time: \"2026-13-01\""

@@ -67,6 +67,8 @@ struct Slot {
     /// `"Name":`, for the fast path of keys in their usual order (none for names that would
     /// need escaping).
     pattern: Option<KeyPattern>,
+    /// `,"Name":`: a member after the first, recognised with the comma before it.
+    after_comma: Option<KeyPattern>,
     ty: ColumnType,
     /// Row id that last set the column (duplicate keys, nulls for missing keys).
     stamp: u64,
@@ -169,9 +171,10 @@ impl<'a> Parser<'a> {
     fn add_column(&mut self, name: &str, ty: ColumnType) -> u32 {
         let i = self.names.len() as u32;
         self.names.push(name.as_bytes().into());
+        let plain = !name.contains(['"', '\\']) && !name.chars().any(char::is_control);
         self.slots.push(Slot {
-            pattern: (!name.contains(['"', '\\']) && !name.chars().any(char::is_control))
-                .then(|| KeyPattern::new(format!("\"{name}\":").into_bytes())),
+            pattern: plain.then(|| KeyPattern::new(format!("\"{name}\":").into_bytes())),
+            after_comma: plain.then(|| KeyPattern::new(format!(",\"{name}\":").into_bytes())),
             ty,
             stamp: 0,
         });
@@ -269,14 +272,23 @@ impl<'a> Parser<'a> {
         // Columns given a value in this row: when that is all of them (the usual case), no
         // column needs a null.
         let mut set = 0usize;
-        while sc.begin_member().map_err(syntax)? {
+        loop {
             let expected = self.expect.get(pos).copied().unwrap_or(NO_COLUMN);
-            let fast = expected != NO_COLUMN
-                && self.slots[expected as usize]
-                    .pattern
-                    .as_ref()
-                    .is_some_and(|p| sc.eat(p));
-            let c = if fast {
+            let slot = self.slots.get(expected as usize);
+            // After the first member, the comma and the expected key are one comparison: the
+            // separator needs no scanning of its own when rows keep their key order.
+            let c = if pos > 0
+                && slot
+                    .and_then(|s| s.after_comma.as_ref())
+                    .is_some_and(|p| sc.eat(p))
+            {
+                expected
+            } else if !sc.begin_member().map_err(syntax)? {
+                break;
+            } else if slot
+                .and_then(|s| s.pattern.as_ref())
+                .is_some_and(|p| sc.eat(p))
+            {
                 expected
             } else {
                 match self.slow_key(&mut sc, pos, line_no)? {
