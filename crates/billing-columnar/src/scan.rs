@@ -140,20 +140,21 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string without escapes right at the current position (as a key's colon leaves it),
-    /// consumed: its content. `None`, consuming nothing, for any other value (a string with
-    /// escapes included), which [`Self::value_raw`] then reads.
+    /// consumed: its content, and the line from the content's start on (what a column copies
+    /// short strings from, a word at a time). `None`, consuming nothing, for any other value
+    /// (a string with escapes included), which [`Self::value_raw`] then reads.
     #[inline(always)]
-    pub fn plain_string(&mut self) -> Option<&'a [u8]> {
-        if self.peek() != Some(b'"') {
+    pub fn plain_string(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let rest = self.s.get(self.pos..)?;
+        let [b'"', after @ ..] = rest else {
+            return None;
+        };
+        let end = find_special(after);
+        if after.get(end) != Some(&b'"') {
             return None;
         }
-        let start = self.pos + 1;
-        let end = start + find_special(&self.s[start..]);
-        if self.s.get(end) != Some(&b'"') {
-            return None;
-        }
-        self.pos = end + 1;
-        Some(&self.s[start..end])
+        self.pos += end + 2;
+        Some((&after[..end], after))
     }
 
     /// The value after a key's colon, and its raw text.
@@ -614,7 +615,10 @@ mod tests {
             let (key, _) = sc.key().unwrap();
             let before = sc.pos;
             match sc.plain_string() {
-                Some(content) => seen.push((key, Some(content))),
+                Some((content, ahead)) => {
+                    assert!(ahead.starts_with(content), "the line from the content on");
+                    seen.push((key, Some(content)));
+                }
                 None => {
                     assert_eq!(sc.pos, before, "nothing consumed");
                     // The general path reads what was left; the unterminated last string is

@@ -307,9 +307,8 @@ impl<'a> Parser<'a> {
             // Most members are a string without escapes in a string column: copied at once,
             // without a token or `put`'s dispatch.
             if ty == ColumnType::String {
-                if let Some(content) = sc.plain_string() {
-                    let at = content.as_ptr() as usize - line.as_ptr() as usize;
-                    self.group.cols[ci].push_str_ahead(content, &line[at..]);
+                if let Some((content, ahead)) = sc.plain_string() {
+                    self.group.cols[ci].push_str_ahead(content, ahead);
                     continue;
                 }
             }
