@@ -157,6 +157,28 @@ impl<'a> Scanner<'a> {
         Some((&after[..end], after))
     }
 
+    /// A number right at the current position (as a key's colon leaves it), consumed: its
+    /// text. `None`, consuming nothing, for any other value (a malformed number included,
+    /// which [`Self::value_raw`] then reports).
+    #[inline(always)]
+    pub fn plain_number(&mut self) -> Option<&'a [u8]> {
+        let rest = self.s.get(self.pos..)?;
+        if !matches!(rest.first(), Some(b'-' | b'0'..=b'9')) {
+            return None;
+        }
+        let len = json_number_len(rest);
+        if len == 0
+            || matches!(
+                rest.get(len),
+                Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            )
+        {
+            return None;
+        }
+        self.pos += len;
+        Some(&rest[..len])
+    }
+
     /// The value after a key's colon, and its raw text.
     // Forced inline, with `value` and `string`, so the token stays in registers: returned
     // through memory, its reload after the call was the parser's hottest instruction (perf).
@@ -640,6 +662,36 @@ mod tests {
                 (b"d", None),
             ]
         );
+    }
+
+    /// The same for numbers: a number token is taken whole; a malformed one, or any other
+    /// value, is left for the general path, which reports or reads it.
+    #[test]
+    fn plain_numbers_are_taken_whole_and_anything_else_is_left() {
+        for (value, taken) in [
+            ("1.5", Some("1.5")),
+            ("-3.5999999999999998E-06", Some("-3.5999999999999998E-06")),
+            ("0", Some("0")),
+            ("01", None),
+            ("1.", None),
+            ("1e", None),
+            ("-", None),
+            ("\"1.5\"", None),
+            ("null", None),
+        ] {
+            let line = format!("{{\"a\":{value},\"b\":1}}");
+            let mut sc = Scanner::new(line.as_bytes()).unwrap();
+            assert!(sc.begin_member().unwrap());
+            sc.key().unwrap();
+            let before = sc.pos;
+            let got = sc.plain_number();
+            assert_eq!(got, taken.map(str::as_bytes), "{value}");
+            if got.is_none() {
+                assert_eq!(sc.pos, before, "{value}: nothing consumed");
+            } else {
+                assert_eq!(line.as_bytes()[sc.pos], b',', "{value}: consumed whole");
+            }
+        }
     }
 
     #[test]

@@ -306,11 +306,25 @@ impl<'a> Parser<'a> {
             set += 1;
             // Most members are a string without escapes in a string column: copied at once,
             // without a token or `put`'s dispatch.
-            if ty == ColumnType::String {
-                if let Some((content, ahead)) = sc.plain_string() {
-                    self.group.cols[ci].push_str_ahead(content, ahead);
-                    continue;
+            match ty {
+                ColumnType::String => {
+                    if let Some((content, ahead)) = sc.plain_string() {
+                        self.group.cols[ci].push_str_ahead(content, ahead);
+                        continue;
+                    }
                 }
+                // Amounts, prices and rates: a number read as it is found.
+                ColumnType::Decimal => {
+                    if let Some(text) = sc.plain_number() {
+                        self.push_decimal(ci, text).map_err(|reason| Error::Value {
+                            line: line_no,
+                            column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
+                            reason,
+                        })?;
+                        continue;
+                    }
+                }
+                _ => {}
             }
             let (token, raw) = sc.value_raw().map_err(syntax)?;
             self.put(ci, ty, token, raw, line)
@@ -321,6 +335,25 @@ impl<'a> Parser<'a> {
                 })?;
         }
         self.end_row(row_id, set, line.len(), groups, back)
+    }
+
+    /// Appends decimal `text` to decimal column `ci`, counting a rounded value and adding it
+    /// to the column's sum; the error is the reason (the caller adds context).
+    #[inline(always)]
+    fn push_decimal(&mut self, ci: usize, text: &[u8]) -> Result<(), String> {
+        let (d, rounded) = self.recent_dec[ci]
+            .parse(text, Decimal::parse)
+            .map_err(|e| value_reason(e, text))?;
+        self.rounded += u64::from(rounded);
+        self.sums[ci] = self.sums[ci]
+            .checked_add(d.scaled())
+            .ok_or_else(|| "the column's sum overflows DECIMAL(38)".to_string())?;
+        let col = &mut self.group.cols[ci];
+        if let Values::Dec(v) = &mut col.values {
+            v.push(d.scaled());
+        }
+        col.defs.push(1);
+        Ok(())
     }
 
     /// Marks column `ci` as given a value in row `row_id` (a second value is an error);
@@ -535,23 +568,9 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        let reason = |e: crate::value::ValueError| {
-            format!(
-                "{e}: {:?}",
-                String::from_utf8_lossy(&text[..text.len().min(60)])
-            )
-        };
+        let reason = |e: crate::value::ValueError| value_reason(e, text);
         match &mut col.values {
-            Values::Dec(v) => {
-                let (d, rounded) = self.recent_dec[ci]
-                    .parse(text, Decimal::parse)
-                    .map_err(reason)?;
-                self.rounded += u64::from(rounded);
-                self.sums[ci] = self.sums[ci]
-                    .checked_add(d.scaled())
-                    .ok_or_else(|| "the column's sum overflows DECIMAL(38)".to_string())?;
-                v.push(d.scaled());
-            }
+            Values::Dec(_) => return self.push_decimal(ci, text),
             Values::Int(v) => v.push(
                 Decimal::parse(text)
                     .and_then(|(d, rounded)| {
@@ -773,6 +792,14 @@ impl<'a> Parser<'a> {
             customer_totals,
         }
     }
+}
+
+/// Why a value was refused, with the start of its text.
+fn value_reason(e: crate::value::ValueError, text: &[u8]) -> String {
+    format!(
+        "{e}: {:?}",
+        String::from_utf8_lossy(&text[..text.len().min(60)])
+    )
 }
 
 #[cfg(test)]
