@@ -28,6 +28,7 @@ use tracing::info;
 mod encode;
 mod output;
 mod parse;
+mod recent;
 
 use crate::columns::ColBuf;
 use crate::schema::{BillingStatus, Schema};
