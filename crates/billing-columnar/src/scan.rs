@@ -163,18 +163,7 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     pub fn plain_number(&mut self) -> Option<&'a [u8]> {
         let rest = self.s.get(self.pos..)?;
-        if !matches!(rest.first(), Some(b'-' | b'0'..=b'9')) {
-            return None;
-        }
-        let len = json_number_len(rest);
-        if len == 0
-            || matches!(
-                rest.get(len),
-                Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-            )
-        {
-            return None;
-        }
+        let len = number_token_len(rest)?;
         self.pos += len;
         Some(&rest[..len])
     }
@@ -230,15 +219,10 @@ impl<'a> Scanner<'a> {
             Some(b't') => self.literal(b"true", Token::Bool(true)),
             Some(b'f') => self.literal(b"false", Token::Bool(false)),
             Some(b'-' | b'0'..=b'9') => {
-                // One validating pass (the grammar matters: string columns keep the text).
-                let len = json_number_len(&self.s[start..]);
-                if len == 0 {
+                let Some(len) = number_token_len(&self.s[start..]) else {
                     return err(start, "malformed number");
-                }
+                };
                 self.pos += len;
-                if let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
-                    return err(start, "malformed number");
-                }
                 Ok(Token::Number(&self.s[start..self.pos]))
             }
             Some(b'{' | b'[') => {
@@ -292,6 +276,19 @@ impl<'a> Scanner<'a> {
             }
         }
     }
+}
+
+/// Length of the number token at the start of `s`: a JSON number not run on by another
+/// character of one (`1.5.2`, `12e` are malformed, not a number and something else); `None`
+/// when there is none. Both the general path and the parser's shortcut read numbers by it.
+#[inline(always)]
+fn number_token_len(s: &[u8]) -> Option<usize> {
+    let len = json_number_len(s);
+    let run_on = matches!(
+        s.get(len),
+        Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+    );
+    (len > 0 && !run_on).then_some(len)
 }
 
 /// Length of the JSON number at the start of `s`, or 0 when there is none.

@@ -268,11 +268,8 @@ impl<'a> Parser<'a> {
                 // Amounts, prices and rates: a number read as it is found.
                 ColumnType::Decimal => {
                     if let Some(text) = sc.plain_number() {
-                        self.push_decimal(ci, text).map_err(|reason| Error::Value {
-                            line: line_no,
-                            column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
-                            reason,
-                        })?;
+                        self.push_decimal(ci, text)
+                            .map_err(|reason| self.value_error(ci, line_no, reason))?;
                         continue;
                     }
                 }
@@ -280,11 +277,7 @@ impl<'a> Parser<'a> {
             }
             let (token, raw) = sc.value_raw().map_err(syntax)?;
             self.put(ci, ty, token, raw, line)
-                .map_err(|reason| Error::Value {
-                    line: line_no,
-                    column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
-                    reason,
-                })?;
+                .map_err(|reason| self.value_error(ci, line_no, reason))?;
         }
         self.end_row(row_id, set, line.len(), groups, back)
     }
@@ -306,6 +299,16 @@ impl<'a> Parser<'a> {
         }
         col.defs.push(1);
         Ok(())
+    }
+
+    /// A value of column `ci` refused, with its line and the reason.
+    #[cold]
+    fn value_error(&self, ci: usize, line_no: u64, reason: String) -> Error {
+        Error::Value {
+            line: line_no,
+            column: String::from_utf8_lossy(&self.names[ci]).into_owned(),
+            reason,
+        }
     }
 
     /// Marks column `ci` as given a value in row `row_id` (a second value is an error);
