@@ -26,6 +26,7 @@ use std::thread;
 use tracing::info;
 
 mod encode;
+mod key_index;
 mod output;
 mod parse;
 mod recent;

@@ -5,6 +5,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use tracing::debug;
 
+use super::key_index::KeyIndex;
 use super::recent::Recent;
 use super::*;
 use crate::columns::{ColBuf, Values};
@@ -55,7 +56,7 @@ pub(super) struct Parser<'a> {
     sums: Vec<i128>,
     /// Decimal values with more places than the scale, rounded.
     rounded: u64,
-    totals_index: HashMap<Vec<u8>, usize>,
+    totals_index: KeyIndex,
     totals: Vec<Tally>,
     /// The previous row's total and its key.
     last_total: Option<usize>,
@@ -95,7 +96,7 @@ impl<'a> Parser<'a> {
             bytes_json: 0,
             sums: vec![0; schema.columns().len()],
             rounded: 0,
-            totals_index: HashMap::new(),
+            totals_index: KeyIndex::default(),
             totals: Vec::new(),
             last_total: None,
             last_key: Vec::new(),
@@ -584,11 +585,12 @@ impl<'a> Parser<'a> {
         let last = self
             .last_total
             .filter(|_| crate::dict::same(&self.last_key, &key));
-        let idx = match last.or_else(|| self.totals_index.get(&key[..]).copied()) {
+        let idx = match last.or_else(|| self.totals_index.get(&key)) {
             Some(i) => i,
             None => {
+                let i = self.totals_index.insert(&key);
+                debug_assert_eq!(i, self.totals.len());
                 let text = |ci| String::from_utf8_lossy(last_str(self, ci, row_id)).into_owned();
-                let i = self.totals.len();
                 self.totals.push(Tally {
                     customer: text(cust),
                     currency: text(ccy),
@@ -599,7 +601,6 @@ impl<'a> Parser<'a> {
                     rows: 0,
                     amounts: vec![0; self.invoice.2.len()],
                 });
-                self.totals_index.insert(key.clone(), i);
                 i
             }
         };
