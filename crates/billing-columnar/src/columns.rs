@@ -110,6 +110,20 @@ impl ColBuf {
         }
     }
 
+    /// [`Self::push_str_with`] for a `fill` that may decline (answering `false`, after which
+    /// the byte buffer must be as it was): whether a value was appended.
+    #[inline(always)]
+    pub fn try_push_str_with(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        if let Values::Str { bytes, ends } = &mut self.values {
+            if fill(bytes) {
+                ends.push(bytes.len() as u32);
+                self.defs.push(1);
+                return true;
+            }
+        }
+        false
+    }
+
     #[inline]
     pub fn push_str(&mut self, s: &[u8]) {
         self.push_str_with(|b| b.extend_from_slice(s));

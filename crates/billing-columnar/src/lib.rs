@@ -24,6 +24,7 @@ mod focus_rules;
 pub mod generate;
 mod scan;
 mod schema;
+mod unescape;
 mod value;
 
 pub use convert::{

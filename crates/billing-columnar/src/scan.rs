@@ -149,12 +149,62 @@ impl<'a> Scanner<'a> {
         let [b'"', after @ ..] = rest else {
             return None;
         };
-        let end = find_special(after);
+        let end = first_special(after);
         if after.get(end) != Some(&b'"') {
             return None;
         }
         self.pos += end + 2;
         Some((&after[..end], after))
+    }
+
+    /// A string with escapes right at the current position, consumed and appended unescaped
+    /// to `out`: the runs between escapes are copied as they are found, so the string is read
+    /// once (finding its end, then unescaping it, read it twice: together a tenth of the
+    /// parser's instructions on rows with JSON texts in `Tags` and `AdditionalInfo`,
+    /// callgrind). `false`, consuming nothing and leaving `out` as it was, for anything else,
+    /// a `\u` escape included, which [`Self::value_raw`] and [`crate::unescape::unescape`] then read or report.
+    #[inline]
+    pub fn escaped_string(&mut self, out: &mut Vec<u8>) -> bool {
+        let Some(rest @ [b'"', ..]) = self.s.get(self.pos..) else {
+            return false;
+        };
+        let base = out.len();
+        let mut i = 1;
+        loop {
+            let run = &rest[i..];
+            let k = first_special(run);
+            // Runs between escapes are short: copied as one word and cut to length (no call).
+            match run.first_chunk::<16>() {
+                Some(word) if k <= 16 => {
+                    out.extend_from_slice(word);
+                    out.truncate(out.len() - 16 + k);
+                }
+                _ => out.extend_from_slice(&run[..k]),
+            }
+            i += k;
+            let byte = match rest.get(i) {
+                Some(b'"') => {
+                    self.pos += i + 1;
+                    return true;
+                }
+                Some(b'\\') => match rest.get(i + 1).copied().unwrap_or(0) {
+                    b'"' => b'"',
+                    b'\\' => b'\\',
+                    b'/' => b'/',
+                    b'b' => 8,
+                    b'f' => 12,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    _ => break,
+                },
+                _ => break,
+            };
+            out.push(byte);
+            i += 2;
+        }
+        out.truncate(base);
+        false
     }
 
     /// A number right at the current position (as a key's colon leaves it), consumed: its
@@ -325,6 +375,19 @@ fn json_number_len(s: &[u8]) -> usize {
     i
 }
 
+/// [`find_special`] with its first 16 bytes searched inline: most strings and runs between
+/// escapes are about that long, and the call cost more than the search (callgrind).
+#[inline(always)]
+fn first_special(s: &[u8]) -> usize {
+    match s.first_chunk::<16>() {
+        Some(word) => match crate::bytes16::quote_or_backslash(word) {
+            0 => 16 + find_special(&s[16..]),
+            m => m.trailing_zeros() as usize,
+        },
+        None => find_special(s),
+    }
+}
+
 /// Index of the first `"` or `\` in `s` (or `s.len()`). Control characters inside strings
 /// (invalid JSON) are let through: they cannot break the output, and checking them doubled the
 /// cost of this hottest loop.
@@ -422,92 +485,6 @@ pub(crate) fn starts_with(s: &[u8], p: &[u8]) -> bool {
 
 /// Bytes searched 16 at a time before [`find_special`] calls memchr2.
 const SHORT_STRING: usize = 256;
-
-/// Appends the unescaped form of a string's content to `out`.
-pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
-    // Never longer than the escaped text: the output is sized once and written by index, and
-    // the plain runs between escapes (a few bytes each) are copied a word at a time, cheaper
-    // than a memcpy call or byte pushes (profiled). The excess is cut at the end.
-    let base = out.len();
-    out.resize(base + content.len(), 0);
-    let result = unescape_into(content, &mut out[base..]);
-    out.truncate(base + result.unwrap_or(0));
-    result.map(|_| ())
-}
-
-/// Writes the unescaped `content` to the start of `dst` (as long as `content`): its length.
-fn unescape_into(content: &[u8], dst: &mut [u8]) -> Result<usize, &'static str> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let (mut i, mut o) = (0usize, 0usize);
-    while i < content.len() {
-        if i + 8 <= content.len() {
-            let w = u64::from_le_bytes(content[i..i + 8].try_into().expect("8 bytes"));
-            // `o <= i`, so `dst` has room for the whole word; bytes from a backslash on are
-            // overwritten next.
-            dst[o..o + 8].copy_from_slice(&w.to_le_bytes());
-            let b = w ^ (LO * u64::from(b'\\'));
-            let m = b.wrapping_sub(LO) & !b & HI;
-            if m == 0 {
-                i += 8;
-                o += 8;
-                continue;
-            }
-            // The lowest flagged byte is exactly the first backslash.
-            let k = (m.trailing_zeros() / 8) as usize;
-            i += k;
-            o += k;
-        } else if content[i] != b'\\' {
-            dst[o] = content[i];
-            i += 1;
-            o += 1;
-            continue;
-        }
-        let e = *content.get(i + 1).ok_or("dangling backslash")?;
-        i += 2;
-        let simple = match e {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => 0,
-            _ => return Err("invalid escape"),
-        };
-        if e != b'u' {
-            dst[o] = simple;
-            o += 1;
-            continue;
-        }
-        let hex4 = |at: usize| -> Result<u32, &'static str> {
-            let h = content.get(at..at + 4).ok_or("short \\u escape")?;
-            let s = std::str::from_utf8(h).map_err(|_| "invalid \\u escape")?;
-            u32::from_str_radix(s, 16).map_err(|_| "invalid \\u escape")
-        };
-        let mut cp = hex4(i)?;
-        i += 4;
-        if (0xD800..0xDC00).contains(&cp) {
-            if content.get(i..i + 2) != Some(b"\\u") {
-                return Err("lone surrogate");
-            }
-            let lo = hex4(i + 2)?;
-            if !(0xDC00..0xE000).contains(&lo) {
-                return Err("lone surrogate");
-            }
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            i += 6;
-        } else if (0xDC00..0xE000).contains(&cp) {
-            return Err("lone surrogate");
-        }
-        let ch = char::from_u32(cp).ok_or("invalid code point")?;
-        // At most 4 bytes from a 6-byte escape (or 12 for a surrogate pair).
-        o += ch.encode_utf8(&mut dst[o..]).len();
-    }
-    Ok(o)
-}
 
 #[cfg(test)]
 mod tests {
@@ -664,6 +641,47 @@ mod tests {
     /// The same for numbers: a number token is taken whole; a malformed one, or any other
     /// value, is left for the general path, which reports or reads it.
     #[test]
+    fn escaped_strings_unescape_as_serde_json_does_or_are_left_whole() {
+        // Runs on both sides of the 16-byte word, escapes back to back, and the string's end
+        // at the line's end.
+        for escape in [r#"\""#, r"\\", r"\/", r"\b\f\n\r\t", r#"\"\\\/x\t"#] {
+            for n in 0..40 {
+                for tail in ["", ",\"b\":1}"] {
+                    let text = format!("{}{escape}{}", &"ab".repeat(n)[..n], &"xyz"[..n % 4]);
+                    let line = format!("{{\"a\":\"{text}\"{tail}");
+                    let expected: String = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+                    let mut sc = Scanner::new(line.as_bytes()).unwrap();
+                    assert!(sc.begin_member().unwrap());
+                    sc.key().unwrap();
+                    let mut out = b"kept".to_vec();
+                    assert!(sc.escaped_string(&mut out), "{line}");
+                    assert_eq!(out, format!("kept{expected}").into_bytes(), "{line}");
+                    assert_eq!(&line.as_bytes()[sc.pos..], tail.as_bytes(), "{line}");
+                }
+            }
+        }
+        // Left for the general path, nothing consumed or written: `\u` escapes (which it
+        // reads), invalid escapes and unterminated strings (which it reports), non-strings.
+        for value in [
+            r#""x\u00e9y""#,
+            r#""x\qy""#,
+            r#""x\"#,
+            r#""abc"#,
+            "12",
+            "null",
+        ] {
+            let line = format!("{{\"a\":{value}");
+            let mut sc = Scanner::new(line.as_bytes()).unwrap();
+            assert!(sc.begin_member().unwrap());
+            sc.key().unwrap();
+            let before = sc.pos;
+            let mut out = b"kept".to_vec();
+            assert!(!sc.escaped_string(&mut out), "{value}");
+            assert_eq!((sc.pos, &out[..]), (before, &b"kept"[..]), "{value}");
+        }
+    }
+
+    #[test]
     fn plain_numbers_are_taken_whole_and_anything_else_is_left() {
         for (value, taken) in [
             ("1.5", Some("1.5")),
@@ -709,40 +727,6 @@ mod tests {
         ] {
             assert_eq!(json_number_len(text.as_bytes()), len, "{text}");
         }
-    }
-
-    #[test]
-    fn unescape_matches_serde_json_around_word_boundaries() {
-        for escape in [
-            r#"\""#,
-            r"\\",
-            r"\u00e9",
-            r"\ud83d\ude00",
-            r"\n",
-            r#"\"\\\/x\t"#,
-        ] {
-            for n in 0..24 {
-                for tail in [0, 3, 9] {
-                    let text = format!("{}{escape}{}", &"ab".repeat(n)[..n], "z".repeat(tail));
-                    let expected: String = serde_json::from_str(&format!("\"{text}\"")).unwrap();
-                    let mut out = b"kept".to_vec();
-                    unescape(text.as_bytes(), &mut out).unwrap();
-                    assert_eq!(out, format!("kept{expected}").into_bytes(), "{text}");
-                }
-            }
-        }
-        let mut out = b"kept".to_vec();
-        assert!(unescape(br"abcdefghij\q", &mut out).is_err());
-        assert_eq!(out, b"kept", "nothing is left behind on an error");
-    }
-
-    #[test]
-    fn unescapes_including_surrogate_pairs() {
-        let mut out = Vec::new();
-        unescape(br#"a\n\u00e9\ud83d\ude00\/"#, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "a\né😀/");
-        assert!(unescape(br"\ud83d", &mut Vec::new()).is_err());
-        assert!(unescape(br"\x", &mut Vec::new()).is_err());
     }
 
     #[test]

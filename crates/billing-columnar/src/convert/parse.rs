@@ -9,8 +9,9 @@ use super::key_index::KeyIndex;
 use super::recent::Recent;
 use super::*;
 use crate::columns::{ColBuf, Values};
-use crate::scan::{unescape, KeyPattern, Scanner, Token};
+use crate::scan::{KeyPattern, Scanner, Token};
 use crate::schema::ColumnType;
+use crate::unescape::unescape;
 use crate::value::{parse_date, parse_timestamp};
 
 const NO_COLUMN: u32 = u32::MAX;
@@ -263,6 +264,9 @@ impl<'a> Parser<'a> {
                 ColumnType::String => {
                     if let Some((content, ahead)) = sc.plain_string() {
                         self.group.cols[ci].push_str_ahead(content, ahead);
+                        continue;
+                    }
+                    if self.group.cols[ci].try_push_str_with(|b| sc.escaped_string(b)) {
                         continue;
                     }
                 }
