@@ -26,6 +26,7 @@ use std::thread;
 use tracing::info;
 
 mod encode;
+mod gzip;
 mod key_index;
 mod output;
 mod parse;
@@ -36,6 +37,7 @@ use crate::schema::{BillingStatus, Schema};
 use crate::value::Decimal;
 use crate::Error;
 use encode::encode_loop;
+use gzip::Inflater;
 use output::Pipe;
 use parse::Parser;
 
@@ -222,82 +224,6 @@ pub fn convert_both(
     options: &ConvertOptions,
 ) -> Result<ConvertReport, Error> {
     run(input, schema, Some(typed), Some(focus), options)
-}
-
-/// Decoded JSON is scanned this many bytes at a time (one buffer, reused).
-const CHUNK: usize = 256 << 10;
-
-/// Reads the input and inflates gzip members (concatenated members allowed), a chunk at a
-/// time, on the parser's thread.
-struct Inflater<R: Read> {
-    input: R,
-    inf: zlib_rs::Inflate,
-    inbuf: Vec<u8>,
-    ipos: usize,
-    ilen: usize,
-    out: Vec<u8>,
-    /// Whether the current gzip member has ended (an empty input is an empty partition); the
-    /// next member starts with a fresh decoder.
-    ended: bool,
-    eof: bool,
-    bytes_in: u64,
-}
-
-impl<R: Read> Inflater<R> {
-    fn new(input: R) -> Self {
-        Self {
-            input,
-            inf: zlib_rs::Inflate::new(true, 31),
-            inbuf: vec![0u8; 256 * 1024],
-            ipos: 0,
-            ilen: 0,
-            out: vec![0u8; CHUNK],
-            ended: true,
-            eof: false,
-            bytes_in: 0,
-        }
-    }
-
-    /// The next chunk of JSON, `None` at the end of the input.
-    fn next_chunk(&mut self) -> Result<Option<&[u8]>, Error> {
-        if self.eof {
-            return Ok(None);
-        }
-        let mut filled = 0;
-        while filled < self.out.len() {
-            if self.ipos == self.ilen {
-                self.ilen = self.input.read(&mut self.inbuf).map_err(Error::Read)?;
-                self.ipos = 0;
-                self.bytes_in += self.ilen as u64;
-                if self.ilen == 0 {
-                    self.eof = true;
-                    break;
-                }
-            }
-            if self.ended {
-                self.inf = zlib_rs::Inflate::new(true, 31);
-                self.ended = false;
-            }
-            let (in0, out0) = (self.inf.total_in(), self.inf.total_out());
-            let status = self
-                .inf
-                .decompress(
-                    &self.inbuf[self.ipos..self.ilen],
-                    &mut self.out[filled..],
-                    zlib_rs::InflateFlush::NoFlush,
-                )
-                .map_err(|e| Error::Gzip(e.as_str().to_string()))?;
-            self.ipos += (self.inf.total_in() - in0) as usize;
-            filled += (self.inf.total_out() - out0) as usize;
-            if status == zlib_rs::Status::StreamEnd {
-                self.ended = true;
-            }
-        }
-        if self.eof && !self.ended {
-            return Err(Error::Gzip("truncated gzip stream".into()));
-        }
-        Ok((filled > 0).then(|| &self.out[..filled]))
-    }
 }
 
 /// The first error of the output writers (each joined, so every file is complete or failed).
