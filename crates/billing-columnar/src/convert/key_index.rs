@@ -6,7 +6,9 @@ use crate::dict::{fx, same};
 
 /// Keys and their indices (the order of first insertion). The invoice check looks up every
 /// row's customer total here: through `HashMap`'s SipHash that lookup was 3% of the parser's
-/// thread (callgrind), for keys of about 70 bytes.
+/// thread (callgrind), for keys of about 70 bytes. The hash is not keyed, so input written to
+/// collide could slow the lookups down, as it could the column dictionaries' (which hash
+/// every value with it); either is bounded by the partition's size.
 #[derive(Default)]
 pub(super) struct KeyIndex {
     table: HashTable<(u64, usize)>,
