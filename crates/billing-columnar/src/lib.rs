@@ -15,7 +15,6 @@ mod bytes16;
 mod chunk;
 mod columns;
 mod convert;
-mod crc32;
 mod dict;
 mod dictionary_choice;
 mod docs;

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::unescape::simple_escape;
+
 /// One value, as it appears in the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Token<'a> {
@@ -187,16 +189,9 @@ impl<'a> Scanner<'a> {
                     self.pos += i + 1;
                     return true;
                 }
-                Some(b'\\') => match rest.get(i + 1).copied().unwrap_or(0) {
-                    b'"' => b'"',
-                    b'\\' => b'\\',
-                    b'/' => b'/',
-                    b'b' => 8,
-                    b'f' => 12,
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    _ => break,
+                Some(b'\\') => match rest.get(i + 1).copied().and_then(simple_escape) {
+                    Some(byte) => byte,
+                    None => break,
                 },
                 _ => break,
             };

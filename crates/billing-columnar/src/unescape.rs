@@ -1,6 +1,23 @@
 //! JSON string unescaping: the general path, for any escape (the scanner's fast path
 //! takes strings whose escapes are all simple).
 
+/// The byte a two-byte escape `\e` stands for (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`,
+/// `\t`); `None` for `\u` and anything else.
+#[inline(always)]
+pub(crate) fn simple_escape(e: u8) -> Option<u8> {
+    Some(match e {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 8,
+        b'f' => 12,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        _ => return None,
+    })
+}
+
 /// Appends the unescaped form of a string's content to `out`.
 pub(crate) fn unescape(content: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     // Never longer than the escaped text: the output is sized once and written by index, and
@@ -43,22 +60,13 @@ fn unescape_into(content: &[u8], dst: &mut [u8]) -> Result<usize, &'static str> 
         }
         let e = *content.get(i + 1).ok_or("dangling backslash")?;
         i += 2;
-        let simple = match e {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => 0,
-            _ => return Err("invalid escape"),
-        };
-        if e != b'u' {
+        if let Some(simple) = simple_escape(e) {
             dst[o] = simple;
             o += 1;
             continue;
+        }
+        if e != b'u' {
+            return Err("invalid escape");
         }
         let hex4 = |at: usize| -> Result<u32, &'static str> {
             let h = content.get(at..at + 4).ok_or("short \\u escape")?;
