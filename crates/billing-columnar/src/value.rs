@@ -182,6 +182,24 @@ impl Decimal {
         ))
     }
 
+    /// A whole number of at most 18 digits after an optional minus, read in `i64` arithmetic;
+    /// `None` for anything else (a fraction, an exponent, more digits), which [`Self::parse`]
+    /// and [`Self::to_integer`] then read. Percentages are such integers on every row, and
+    /// through those two each cost two `i128` divisions (perf: 1.3% of the parser's thread).
+    #[inline]
+    pub(crate) fn parse_whole(s: &[u8]) -> Option<i64> {
+        let (neg, digits) = match s.split_first() {
+            Some((b'-', r)) => (true, r),
+            _ => (false, s),
+        };
+        if digits.is_empty() || digits.len() > 18 || digit_run(digits) != digits.len() {
+            return None;
+        }
+        // Below 10^18: within i64, either sign.
+        let n = digits_value(0, digits) as i64;
+        Some(if neg { -n } else { n })
+    }
+
     /// The value as a whole number, if it is one.
     pub(crate) fn to_integer(self) -> Result<i64, ValueError> {
         if self.scaled % ONE != 0 {
@@ -685,6 +703,56 @@ mod tests {
             Decimal::parse(b"1.5").unwrap().0.to_integer(),
             Err(ValueError::NotIntegral)
         );
+    }
+
+    #[test]
+    fn whole_numbers_read_fast_as_the_general_parser_reads_them() {
+        let general = |s: &str| {
+            Decimal::parse(s.as_bytes()).and_then(|(d, rounded)| {
+                if rounded {
+                    Err(ValueError::NotIntegral)
+                } else {
+                    d.to_integer()
+                }
+            })
+        };
+        let max18 = "999999999999999999";
+        for s in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "007",
+            "15",
+            "100",
+            max18,
+            &format!("-{max18}"),
+        ] {
+            assert_eq!(
+                Decimal::parse_whole(s.as_bytes()).map(Ok),
+                Some(general(s)),
+                "{s}"
+            );
+        }
+        // The rest is left to the general parser, which reads, rounds or rejects it.
+        for s in [
+            "",
+            "-",
+            "+1",
+            "1.0",
+            "1.5",
+            "1e2",
+            "1E-3",
+            " 1",
+            "1 ",
+            "--1",
+            "1-",
+            "1a",
+            "1000000000000000000",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(Decimal::parse_whole(s.as_bytes()), None, "{s:?}");
+        }
     }
 
     #[test]

@@ -531,8 +531,9 @@ impl<'a> Parser<'a> {
         let reason = |e: crate::value::ValueError| value_reason(e, text);
         match &mut col.values {
             Values::Dec(_) => return self.push_decimal(ci, text),
-            Values::Int(v) => v.push(
-                Decimal::parse(text)
+            Values::Int(v) => v.push(match Decimal::parse_whole(text) {
+                Some(n) => n,
+                None => Decimal::parse(text)
                     .and_then(|(d, rounded)| {
                         if rounded {
                             Err(crate::value::ValueError::NotIntegral)
@@ -541,7 +542,7 @@ impl<'a> Parser<'a> {
                         }
                     })
                     .map_err(reason)?,
-            ),
+            }),
             Values::Date(v) => v.push(
                 self.recent_date[ci]
                     .parse(text, parse_date)
