@@ -186,3 +186,27 @@ pub(crate) fn service_category(_: &RowCtx, v: &[Val], _: &mut Vec<u8>) -> Out {
 pub(crate) fn service_subcategory(_: &RowCtx, v: &[Val], _: &mut Vec<u8>) -> Out {
     Out::Str(service(v).2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_namespace_finds_its_own_service_whatever_its_case() {
+        for (ns, name, category, subcategory) in SERVICES {
+            assert_eq!(*ns, ns.to_ascii_lowercase(), "the table is lower-case");
+            // As Partner Center writes it (`Microsoft.Compute`) and shouted.
+            let written = format!("M{}{}", &ns[1..10], ns[10..].to_ascii_uppercase());
+            for text in [written.clone(), ns.to_ascii_uppercase()] {
+                let v = [Val::Str(text.as_bytes()), Val::Null, Val::Null];
+                assert_eq!(
+                    service(&v),
+                    (Some(*name), *category, *subcategory),
+                    "{text}"
+                );
+            }
+        }
+        let unknown = [Val::Str(b"Microsoft.Computf"), Val::Null, Val::Null];
+        assert_eq!(service(&unknown), (None, "Other", "Other (Other)"));
+    }
+}
