@@ -3,11 +3,12 @@
 
 use std::fmt;
 
+use crate::calendar::MICROS_PER_DAY;
 use crate::columns::{ColBuf, Values};
 use crate::focus_lookup as lookup;
 use crate::focus_rules::{self as rules, Out, RowCtx, RowFn, Val};
 use crate::schema::{BillingStatus, ColumnType, Schema};
-use crate::value::{Decimal, MICROS_PER_DAY};
+use crate::value::Decimal;
 
 /// The FOCUS specification version the view follows (also in the Parquet metadata).
 pub const FOCUS_VERSION: &str = "1.2";

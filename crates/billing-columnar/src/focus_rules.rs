@@ -3,9 +3,10 @@
 //! of the row's values ([`Val`]) and the export's context ([`RowCtx`]), used by the table in
 //! `focus.rs`.
 
+use crate::calendar::{civil_from_days, days_from_civil, MICROS_PER_DAY};
 use crate::focus_lookup::unit;
 use crate::schema::BillingStatus;
-use crate::value::{civil_from_days, days_from_civil, Decimal, MICROS_PER_DAY};
+use crate::value::Decimal;
 
 /// One source value of a row (empty strings and absent columns are `Null`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 
 use std::io::{self, Write};
 
+use crate::calendar::civil_from_days;
 use crate::schema::{AttributeSet, Dataset, Schema};
-use crate::value::civil_from_days;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -556,7 +556,7 @@ pub fn write_partition(cfg: &GeneratorConfig, mut out: impl Write) -> io::Result
             (c, rng.guid(), rng.guid())
         })
         .collect();
-    let period_start = crate::value::days_from_civil(2026, 9, 1);
+    let period_start = crate::calendar::days_from_civil(2026, 9, 1);
     let mut line = Vec::with_capacity(4096);
     for row in 0..cfg.rows {
         line.clear();

@@ -12,6 +12,7 @@
 //! both use it.
 
 mod bytes16;
+mod calendar;
 mod chunk;
 mod columns;
 mod convert;

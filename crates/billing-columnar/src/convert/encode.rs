@@ -356,7 +356,7 @@ impl FocusView<'_> {
     /// Derives the FOCUS columns of `g` and writes them (opening the file on the first group).
     fn write(mut self, g: &Group) -> Result<(), Error> {
         let known = self.schema.columns().len();
-        let day = |(y, m, d): (i64, u32, u32)| crate::value::days_from_civil(y, m, d);
+        let day = |(y, m, d): (i64, u32, u32)| crate::calendar::days_from_civil(y, m, d);
         let ctx = focus_rules::RowCtx {
             status: self.options.billing_status,
             period: self

@@ -8,11 +8,11 @@ use tracing::debug;
 use super::key_index::KeyIndex;
 use super::recent::Recent;
 use super::*;
+use crate::calendar::{parse_date, parse_timestamp};
 use crate::columns::{ColBuf, Values};
 use crate::scan::{KeyPattern, Scanner, Token};
 use crate::schema::ColumnType;
 use crate::unescape::unescape;
-use crate::value::{parse_date, parse_timestamp};
 
 const NO_COLUMN: u32 = u32::MAX;
 

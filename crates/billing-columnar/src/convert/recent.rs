@@ -56,7 +56,8 @@ impl<T: Copy> Recent<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::{parse_timestamp, Decimal};
+    use crate::calendar::parse_timestamp;
+    use crate::value::Decimal;
 
     #[test]
     fn recent_reuses_only_the_same_text() {
