@@ -124,6 +124,28 @@ impl ColBuf {
         false
     }
 
+    /// Appends `n` nulls.
+    pub fn push_nulls(&mut self, n: usize) {
+        self.defs.resize(self.defs.len() + n, 0);
+    }
+
+    /// Appends `n` copies of string `s` (a FOCUS constant, a batch at a time): the bytes
+    /// doubled a few times instead of `n` copies of a few bytes each.
+    pub fn push_str_n(&mut self, s: &[u8], n: usize) {
+        if let Values::Str { bytes, ends } = &mut self.values {
+            let (start, end) = (bytes.len(), bytes.len() + s.len() * n);
+            bytes.reserve(end - start);
+            bytes.extend_from_slice(s);
+            while bytes.len() < end && !s.is_empty() {
+                let have = bytes.len() - start;
+                bytes.extend_from_within(start..start + have.min(end - bytes.len()));
+            }
+            bytes.truncate(end);
+            ends.extend((1..=n).map(|k| (start + k * s.len()) as u32));
+            self.defs.resize(self.defs.len() + n, 1);
+        }
+    }
+
     #[inline]
     pub fn push_str(&mut self, s: &[u8]) {
         self.push_str_with(|b| b.extend_from_slice(s));
@@ -532,6 +554,32 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::file::statistics::Statistics;
     use parquet::record::Field;
+
+    #[test]
+    fn copies_at_once_are_the_copies_one_by_one() {
+        for s in [
+            &b""[..],
+            b"x",
+            b"Standard",
+            b"Microsoft Partner Center billing export",
+        ] {
+            for n in [0, 1, 2, 3, 7, 8, 9, 320, 1000] {
+                let (mut one, mut many) = (
+                    ColBuf::new(ColumnType::String),
+                    ColBuf::new(ColumnType::String),
+                );
+                for b in [&mut one, &mut many] {
+                    b.push_str(b"before");
+                    b.push_null();
+                }
+                (0..n).for_each(|_| one.push_str(s));
+                (0..n).for_each(|_| one.push_null());
+                many.push_str_n(s, n);
+                many.push_nulls(n);
+                assert_eq!(format!("{one:?}"), format!("{many:?}"), "{n} x {s:?}");
+            }
+        }
+    }
 
     /// A column of each type with nulls; strings with one in sixteen distinct, long values (a
     /// dictionary that outgrows its limit and falls back to PLAIN) and with few.

@@ -331,15 +331,14 @@ pub(crate) fn derive(
             _ => b.push_null(),
         };
         match fc.expr(schema) {
-            Expr::Null => (0..rows).for_each(|_| b.push_null()),
-            Expr::Const(v) => (0..rows).for_each(|_| b.push_str(v.as_bytes())),
-            Expr::Status => (0..rows).for_each(|_| b.push_str(status.as_str().as_bytes())),
+            Expr::Null => b.push_nulls(rows),
+            Expr::Const(v) => b.push_str_n(v.as_bytes(), rows),
+            Expr::Status => b.push_str_n(status.as_str().as_bytes(), rows),
             Expr::SourceType => {
-                let v = source_type(schema.dataset(), status);
-                (0..rows).for_each(|_| b.push_str(v.as_bytes()));
+                b.push_str_n(source_type(schema.dataset(), status).as_bytes(), rows)
             }
             Expr::Col(name) => match col(name) {
-                None => (0..rows).for_each(|_| b.push_null()),
+                None => b.push_nulls(rows),
                 Some(src) if fc.ty == ColumnType::String => {
                     if src.has_empty_str() {
                         for v in rows_of(src) {
