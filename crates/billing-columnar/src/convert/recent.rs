@@ -1,54 +1,92 @@
-//! A column's last parsed text and its value, so that a repeated text is not parsed again.
+//! A column's recently parsed texts and their values, so that a repeated text is not parsed
+//! again.
 
 /// Longest text [`Recent`] keeps.
 const RECENT_TEXT: usize = 32;
+/// Texts [`Recent`] keeps per column, each in one of the two slots its first and last bytes
+/// choose.
+const SLOTS: usize = 64;
 
-/// The last text parsed in a column and its value. Billing rows repeat dates, timestamps and
-/// exchange rates from one row to the next, and comparing a text costs less than parsing it
-/// again (perf: timestamp parsing was 2% of the parser's thread). Texts shorter than a word
-/// parse about as fast as they compare, so only longer ones are kept.
-#[derive(Clone, Copy)]
+/// Texts parsed lately in a column and their values, so that a repeated text is not parsed
+/// again: dates, timestamps, prices and exchange rates take a few to a few dozen values,
+/// and comparing a text costs less than parsing it. Rows do not come in an order that
+/// repeats them one after the other (the bench's unit prices and usage dates change on
+/// nine rows of ten), so a text is kept in one of several slots rather than as the last
+/// one only. Texts shorter than a word parse about as fast as they compare, so only longer
+/// ones are kept; slots are allocated on the first text kept (most columns keep none).
+#[derive(Default)]
 pub(super) struct Recent<T> {
+    slots: Option<Box<[Kept<T>; SLOTS]>>,
+    /// Texts looked up and found, until [`TRIAL`] lookups decide whether the column keeps
+    /// texts at all: amounts and quantities hardly repeat, and for them keeping costs more
+    /// than it saves.
+    lookups: u32,
+    hits: u32,
+    off: bool,
+}
+
+/// Lookups after which a column that found fewer than one text in eight stops keeping them.
+const TRIAL: u32 = 1024;
+
+#[derive(Clone, Copy)]
+struct Kept<T> {
     text: [u8; RECENT_TEXT],
     /// 0 while nothing is kept.
     len: u8,
     value: T,
 }
 
-impl<T: Copy + Default> Default for Recent<T> {
-    fn default() -> Self {
-        Self {
-            text: [0; RECENT_TEXT],
-            len: 0,
-            value: T::default(),
-        }
-    }
+/// The slot of a text of 8 to [`RECENT_TEXT`] bytes: its length and first and last eight
+/// bytes, mixed.
+#[inline]
+fn slot(text: &[u8]) -> usize {
+    let n = text.len();
+    let word = |i: usize| u64::from_le_bytes(text[i..i + 8].try_into().expect("8 bytes"));
+    let w = word(0) ^ word(n - 8).rotate_left(29) ^ n as u64;
+    crate::dict::fixed_hash(u128::from(w)) as usize % SLOTS
 }
 
-impl<T: Copy> Recent<T> {
-    /// The value of `text` if it is the last text kept (never while none is).
-    #[inline]
-    fn get(&self, text: &[u8]) -> Option<T> {
-        let kept = &self.text[..usize::from(self.len)];
-        (!kept.is_empty() && crate::dict::same(text, kept)).then_some(self.value)
-    }
-
-    /// `text`'s value, parsed by `parse` unless it repeats the last text kept.
+impl<T: Copy + Default> Recent<T> {
+    /// `text`'s value, parsed by `parse` unless it is a text kept.
     #[inline]
     pub(super) fn parse<E>(
         &mut self,
         text: &[u8],
         parse: impl FnOnce(&[u8]) -> Result<T, E>,
     ) -> Result<T, E> {
-        if let Some(v) = self.get(text) {
-            return Ok(v);
+        if self.off || !(8..=RECENT_TEXT).contains(&text.len()) {
+            return parse(text);
+        }
+        if self.lookups < TRIAL {
+            self.lookups += 1;
+            self.off = self.lookups == TRIAL && self.hits < TRIAL / 8;
+        }
+        // Two slots a text may be in (the newer first), so that texts sharing a pair are
+        // both kept (with one slot each, 30 dates in 64 slots were parsed twice as often).
+        let k = slot(text) & !1;
+        if let Some(pair) = self.slots.as_ref().map(|s| &s[k..k + 2]) {
+            for kept in pair {
+                if crate::dict::same(&kept.text[..usize::from(kept.len)], text) {
+                    self.hits += 1;
+                    return Ok(kept.value);
+                }
+            }
         }
         let v = parse(text)?;
-        if (8..=RECENT_TEXT).contains(&text.len()) {
-            self.text[..text.len()].copy_from_slice(text);
-            self.len = text.len() as u8;
-            self.value = v;
-        }
+        let slots = self.slots.get_or_insert_with(|| {
+            Box::new(
+                [Kept {
+                    text: [0; RECENT_TEXT],
+                    len: 0,
+                    value: T::default(),
+                }; SLOTS],
+            )
+        });
+        slots[k + 1] = slots[k];
+        let kept = &mut slots[k];
+        kept.text[..text.len()].copy_from_slice(text);
+        kept.len = text.len() as u8;
+        kept.value = v;
         Ok(v)
     }
 }
@@ -80,6 +118,46 @@ mod tests {
         assert!(r.parse(b"2026-02-30", parse).is_err());
         assert_eq!(r.parse(&a[..10], parse).unwrap(), first);
         assert_eq!(calls.get(), 5);
+    }
+
+    #[test]
+    fn texts_in_no_order_are_parsed_about_once() {
+        let mut r = Recent::<i32>::default();
+        let calls = std::cell::Cell::new(0);
+        let parse = |t: &[u8]| {
+            calls.set(calls.get() + 1);
+            crate::calendar::parse_date(t)
+        };
+        let days: Vec<String> = (1..=30).map(|d| format!("2026-09-{d:02}")).collect();
+        for round in 0..3 {
+            for k in 0..30 {
+                let d = (k * 7 + round) % 30;
+                assert_eq!(
+                    r.parse(days[d].as_bytes(), parse),
+                    crate::calendar::parse_date(days[d].as_bytes())
+                );
+            }
+        }
+        // 30 texts in 32 pairs of slots: a few share a pair with two others.
+        assert!(calls.get() < 45, "{} parses", calls.get());
+    }
+
+    #[test]
+    fn a_column_whose_texts_do_not_repeat_stops_keeping_them() {
+        let mut r = Recent::<(Decimal, bool)>::default();
+        let calls = std::cell::Cell::new(0);
+        let parse = |t: &[u8]| {
+            calls.set(calls.get() + 1);
+            Decimal::parse(t)
+        };
+        for k in 0..TRIAL {
+            r.parse(format!("{k}.123456789").as_bytes(), parse).unwrap();
+        }
+        assert!(r.off);
+        // Repeats are parsed again from now on, with the same values.
+        let v = r.parse(b"7.123456789", parse).unwrap();
+        assert_eq!(r.parse(b"7.123456789", parse).unwrap(), v);
+        assert_eq!(calls.get(), TRIAL as usize + 2);
     }
 
     #[test]
