@@ -96,15 +96,24 @@ mod tests {
     use super::*;
     use crate::calendar::parse_timestamp;
     use crate::value::Decimal;
+    use std::cell::Cell;
+
+    /// `f`, counting its calls in `calls`.
+    fn counted<'c, T, E>(
+        calls: &'c Cell<usize>,
+        f: impl Fn(&[u8]) -> Result<T, E> + Copy + 'c,
+    ) -> impl Fn(&[u8]) -> Result<T, E> + Copy + 'c {
+        move |t| {
+            calls.set(calls.get() + 1);
+            f(t)
+        }
+    }
 
     #[test]
     fn recent_reuses_only_the_same_text() {
         let mut r = Recent::<i64>::default();
-        let calls = std::cell::Cell::new(0);
-        let parse = |t: &[u8]| {
-            calls.set(calls.get() + 1);
-            parse_timestamp(t)
-        };
+        let calls = Cell::new(0);
+        let parse = counted(&calls, parse_timestamp);
         let a = b"2026-09-01T00:00:00Z";
         let b = b"2026-09-01T00:00:01Z";
         let first = r.parse(a, parse).unwrap();
@@ -123,11 +132,8 @@ mod tests {
     #[test]
     fn texts_in_no_order_are_parsed_about_once() {
         let mut r = Recent::<i32>::default();
-        let calls = std::cell::Cell::new(0);
-        let parse = |t: &[u8]| {
-            calls.set(calls.get() + 1);
-            crate::calendar::parse_date(t)
-        };
+        let calls = Cell::new(0);
+        let parse = counted(&calls, crate::calendar::parse_date);
         let days: Vec<String> = (1..=30).map(|d| format!("2026-09-{d:02}")).collect();
         for round in 0..3 {
             for k in 0..30 {
@@ -145,11 +151,8 @@ mod tests {
     #[test]
     fn a_column_whose_texts_do_not_repeat_stops_keeping_them() {
         let mut r = Recent::<(Decimal, bool)>::default();
-        let calls = std::cell::Cell::new(0);
-        let parse = |t: &[u8]| {
-            calls.set(calls.get() + 1);
-            Decimal::parse(t)
-        };
+        let calls = Cell::new(0);
+        let parse = counted(&calls, Decimal::parse);
         for k in 0..TRIAL {
             r.parse(format!("{k}.123456789").as_bytes(), parse).unwrap();
         }
@@ -163,11 +166,8 @@ mod tests {
     #[test]
     fn recent_keeps_neither_short_nor_long_texts() {
         let mut r = Recent::<(Decimal, bool)>::default();
-        let calls = std::cell::Cell::new(0);
-        let parse = |t: &[u8]| {
-            calls.set(calls.get() + 1);
-            Decimal::parse(t)
-        };
+        let calls = Cell::new(0);
+        let parse = counted(&calls, Decimal::parse);
         let long = b"0.123456789012345678901234567890123";
         for text in [&b"1.5"[..], long, b"1.5", long] {
             r.parse(text, parse).unwrap();
